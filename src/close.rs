@@ -1,0 +1,28 @@
+//! WebSocket close codes the broker sends, in documented ranges (docs/protocol.md).
+//!
+//! Owns: the table of close reasons. Must not: decide when to close; sessions and shards do that.
+//!
+//! Ranges: 1000-1015 are RFC 6455 codes used with their standard meaning; 4000-4099 are the broker's
+//! own (the connection misbehaved or its credentials ran out). Later codes are added to those ranges.
+
+/// Why the server closes a connection, and whether queued frames go out first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: &'static str,
+    /// Write what is already queued before the close frame (graceful shutdown), or drop it.
+    pub drain: bool,
+}
+
+/// 1001: the server is shutting down. Queued frames are flushed first.
+pub const SHUTTING_DOWN: CloseReason = CloseReason { code: 1001, reason: "server shutting down", drain: true };
+/// 1002: the client broke the WebSocket protocol.
+pub const PROTOCOL_ERROR: CloseReason = CloseReason { code: 1002, reason: "protocol error", drain: false };
+/// 1008: the client's outbound queue was full; it was evicted so it cannot slow the others.
+pub const SLOW_CONSUMER: CloseReason = CloseReason { code: 1008, reason: "slow consumer", drain: false };
+/// 1009: a message over the frame limit (`--max-frame`).
+pub const MESSAGE_TOO_BIG: CloseReason = CloseReason { code: 1009, reason: "message too big", drain: false };
+/// 4000: no pong or other traffic within `--idle-timeout`.
+pub const IDLE_TIMEOUT: CloseReason = CloseReason { code: 4000, reason: "idle timeout", drain: false };
+/// 1007: a text frame that is not valid UTF-8.
+pub const INVALID_PAYLOAD: CloseReason = CloseReason { code: 1007, reason: "invalid UTF-8", drain: false };

@@ -1,0 +1,112 @@
+//! Command-line flags, each with an environment variable fallback (`wsbroker --help` lists them).
+//!
+//! Owns: the broker's settings and their defaults. Must not: act on them; modules read what they need.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::directory::MAX_SHARDS;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A sharded, lock-free WebSocket chat broker.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "wsbroker", version, about)]
+pub struct Config {
+    /// Address to listen on, for WebSocket and HTTP alike.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Shard tasks that own the connections [default: number of cores, at most 64].
+    #[arg(long, env = "SHARDS", value_parser = clap::value_parser!(u16).range(1..=MAX_SHARDS as i64))]
+    pub shards: Option<u16>,
+
+    /// Frames a connection may have queued before it is closed 1008 as a slow consumer.
+    #[arg(long, env = "SEND_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub send_buffer: u32,
+
+    /// Largest client message in bytes, after reassembly; bigger ones close the connection 1009.
+    #[arg(long, env = "MAX_FRAME", default_value_t = 65_536)]
+    pub max_frame: usize,
+
+    /// Most characters (Unicode scalar values) in `data.content`.
+    #[arg(long, env = "MAX_CONTENT", default_value_t = 4096)]
+    pub max_content: usize,
+
+    /// How often the server pings each connection.
+    #[arg(long, env = "PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+
+    /// A connection with no pong or other traffic for this long is closed 4000 and evicted.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// A user with no client frame for this long shows as away in presence.
+    #[arg(long, env = "AWAY_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub away_after: Duration,
+
+    /// On SIGINT/SIGTERM, how long connections get to flush their queues and close.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// WebSocket read buffer per connection, in bytes (grows for bigger messages).
+    #[arg(long, env = "WS_READ_BUFFER", default_value_t = 4096)]
+    pub ws_read_buffer: usize,
+
+    /// Bytes of frames a connection gathers before writing; a batch is always flushed at its end.
+    #[arg(long, env = "WS_WRITE_BUFFER", default_value_t = 16_384)]
+    pub ws_write_buffer: usize,
+
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter, e.g. `info` or `warn,wsbroker=debug`.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl Config {
+    /// The configuration with every default, listening on `listen`; used by tests and embedders.
+    pub fn with_listen(listen: SocketAddr) -> Self {
+        let mut config = Self::parse_from(["wsbroker"]);
+        config.listen = listen;
+        config
+    }
+
+    pub fn shard_count(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        self.shards.map_or(cores.min(MAX_SHARDS), usize::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let config = Config::parse_from(["wsbroker"]);
+        assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.send_buffer, 256);
+        assert_eq!(config.max_frame, 65_536);
+        assert_eq!(config.max_content, 4096);
+        assert_eq!(config.ping_interval, Duration::from_secs(30));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn shards_are_bounded_by_the_directory_width() {
+        assert!(Config::try_parse_from(["wsbroker", "--shards", "65"]).is_err());
+        assert!(Config::try_parse_from(["wsbroker", "--shards", "0"]).is_err());
+        let config = Config::try_parse_from(["wsbroker", "--shards", "3", "--idle-timeout", "250ms"]).unwrap();
+        assert_eq!((config.shard_count(), config.idle_timeout), (3, Duration::from_millis(250)));
+    }
+}

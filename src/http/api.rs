@@ -1,0 +1,163 @@
+//! The REST endpoints: publishing from back-end services and online queries, all answered from the
+//! cache through the hub.
+//!
+//! Owns: the request and response bodies of `/api/v1/chat/...`. Must not: encode a frame more than once
+//! per publish, or read the cache other than through the hub's queries.
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{error, json, App, Body};
+use crate::hub::Target;
+use crate::protocol::{self, Envelope, Frame, Limits, MessageType, UserId, GLOBAL_ROOM};
+
+/// The body of every publish endpoint.
+#[derive(Deserialize)]
+struct PublishBody {
+    from: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    data: Option<Box<RawValue>>,
+    /// Only for `POST /api/v1/chat/messages`: the recipients.
+    users: Option<Vec<String>>,
+}
+
+/// A refused publish: the status and the JSON error to answer with.
+struct Refusal(StatusCode, &'static str, String);
+
+impl Refusal {
+    fn bad(message: impl Into<String>) -> Self {
+        Self(StatusCode::BAD_REQUEST, "bad_request", message.into())
+    }
+
+    fn into_response(self) -> Response<Body> {
+        error(self.0, self.1, &self.2)
+    }
+}
+
+pub async fn publish_room(app: &App, room: &str, request: Request<Incoming>) -> Response<Body> {
+    let target = if room == GLOBAL_ROOM {
+        Ok(Target::All)
+    } else {
+        protocol::validate_room(room).map(Target::Room).map_err(Refusal::bad)
+    };
+    publish(app, request, |_| target).await
+}
+
+pub async fn publish_user(app: &App, user: &str, request: Request<Incoming>) -> Response<Body> {
+    let target = protocol::validate_user(user).map(Target::User).map_err(Refusal::bad);
+    publish(app, request, |_| target).await
+}
+
+pub async fn publish_users(app: &App, request: Request<Incoming>) -> Response<Body> {
+    publish(app, request, |body| {
+        let names = body.users.as_deref().ok_or_else(|| Refusal::bad("missing users"))?;
+        let users: Result<Vec<UserId>, _> = names.iter().map(|u| protocol::validate_user(u)).collect();
+        users.map(Target::Users).map_err(Refusal::bad)
+    })
+    .await
+}
+
+async fn publish(
+    app: &App,
+    request: Request<Incoming>,
+    target: impl FnOnce(&PublishBody) -> Result<Target, Refusal>,
+) -> Response<Body> {
+    let outcome = async {
+        let body = read_body(app, request).await?;
+        let target = target(&body)?;
+        let (id, frame) = encode_publish(app, &body, &target)?;
+        app.hub.publish(target, frame);
+        Ok::<_, Refusal>(id)
+    };
+    match outcome.await {
+        Ok(id) => json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id })),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn read_body(app: &App, request: Request<Incoming>) -> Result<PublishBody, Refusal> {
+    let limit = app.hub.settings().max_frame;
+    let collected = Limited::new(request.into_body(), limit).collect().await.map_err(|_| {
+        Refusal(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is over {limit} bytes"))
+    })?;
+    serde_json::from_slice(&collected.to_bytes()).map_err(|err| Refusal::bad(format!("invalid JSON body: {err}")))
+}
+
+fn encode_publish(app: &App, body: &PublishBody, target: &Target) -> Result<(String, Frame), Refusal> {
+    let kind = match body.kind.as_deref().unwrap_or("notification") {
+        "chat" => MessageType::Chat,
+        "notification" => MessageType::Notification,
+        "system" => MessageType::System,
+        other => return Err(Refusal(StatusCode::BAD_REQUEST, "unknown_type", format!("cannot publish type {other}"))),
+    };
+    let from = body.from.as_deref().unwrap_or("system");
+    protocol::validate_user(from).map_err(Refusal::bad)?;
+    let limits = Limits { max_content_chars: app.hub.settings().max_content };
+    let data = protocol::chat_data(body.data.as_deref(), limits)
+        .map_err(|(code, message)| Refusal(StatusCode::BAD_REQUEST, code.as_str(), message.into()))?;
+    let id = protocol::new_message_id();
+    let room = match target {
+        Target::Room(room) => Some(room.as_ref()),
+        _ => None,
+    };
+    let envelope = Envelope {
+        id: Some(&id),
+        kind,
+        room,
+        from: Some(from),
+        data: Some(data),
+        timestamp: Some(&protocol::now_rfc3339()),
+    };
+    Ok((id.clone(), protocol::encode(&envelope)))
+}
+
+pub async fn online(app: &App) -> Response<Body> {
+    json(StatusCode::OK, &serde_json::json!({ "users": app.hub.online_users().await }))
+}
+
+pub async fn room_online(app: &App, room: &str) -> Response<Body> {
+    let room = match protocol::validate_room(room) {
+        Ok(room) => room,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
+    };
+    let users: Vec<UserId> = app.hub.room_users(&room).await.into_iter().map(|(user, _)| user).collect();
+    json(StatusCode::OK, &serde_json::json!({ "room": room, "users": users }))
+}
+
+pub async fn user_online(app: &App, user: &str) -> Response<Body> {
+    let user = match protocol::validate_user(user) {
+        Ok(user) => user,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
+    };
+    let status = app.hub.user_status(&user).await;
+    let online = status != crate::shard::cache::UserStatus::Offline;
+    json(StatusCode::OK, &serde_json::json!({ "user": user, "online": online, "status": status.as_str() }))
+}
+
+#[derive(Serialize)]
+struct ConnectionView {
+    id: u64,
+    connected_at: String,
+    idle_ms: u128,
+    rooms: Vec<protocol::Room>,
+}
+
+pub async fn user_connections(app: &App, user: &str) -> Response<Body> {
+    let user = match protocol::validate_user(user) {
+        Ok(user) => user,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
+    };
+    let connections: Vec<ConnectionView> = (app.hub.user_connections(&user).await.into_iter())
+        .map(|info| ConnectionView {
+            id: info.conn,
+            connected_at: protocol::format_rfc3339(info.connected_at),
+            idle_ms: info.idle_for.as_millis(),
+            rooms: info.rooms,
+        })
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "user": user, "connections": connections }))
+}

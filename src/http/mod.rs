@@ -1,0 +1,102 @@
+//! The HTTP side of the one port: routing, JSON responses, and the state the handlers share.
+//!
+//! Owns: the route table (docs/protocol.md) and the readiness flag. May touch: the hub (to register
+//! connections, publish and query). Must not: keep connection state; hyper parses HTTP, tungstenite
+//! speaks WebSocket, and the shards own the cache.
+
+mod api;
+mod ws;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+
+use crate::hub::Hub;
+
+pub type Body = Full<Bytes>;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct App {
+    pub hub: Hub,
+    /// Set once shutdown starts: `/readyz` fails and no connection is accepted.
+    draining: AtomicBool,
+    next_conn: AtomicU64,
+}
+
+impl App {
+    pub fn new(hub: Hub) -> Self {
+        Self { hub, draining: AtomicBool::new(false), next_conn: AtomicU64::new(1) }
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Serves one request. Never fails: every problem is an HTTP answer with a JSON error body.
+pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let Some(segments) = decoded_segments(request.uri().path()) else {
+        return Ok(error(StatusCode::BAD_REQUEST, "bad_request", "path is not valid percent-encoded UTF-8"));
+    };
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = request.method().clone();
+    let response = match (method, segments.as_slice()) {
+        (Method::GET, ["api", "chat-api", "ws"] | ["ws"] | ["ws", "chat"]) => ws::upgrade(app, request, None).await,
+        (Method::GET, ["api", "chat-api", "ws", room]) => ws::upgrade(app, request, Some(room)).await,
+        (Method::POST, ["api", "v1", "chat", "rooms", room, "messages"]) => api::publish_room(app, room, request).await,
+        (Method::POST, ["api", "v1", "chat", "users", user, "messages"]) => api::publish_user(app, user, request).await,
+        (Method::POST, ["api", "v1", "chat", "messages"]) => api::publish_users(app, request).await,
+        (Method::GET, ["api", "v1", "chat", "online"]) => api::online(app).await,
+        (Method::GET, ["api", "v1", "chat", "rooms", room, "online"]) => api::room_online(app, room).await,
+        (Method::GET, ["api", "v1", "chat", "users", user, "online"]) => api::user_online(app, user).await,
+        (Method::GET, ["api", "v1", "chat", "users", user, "connections"]) => api::user_connections(app, user).await,
+        (Method::GET, ["healthz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        (Method::GET, ["readyz"]) if app.is_draining() => {
+            json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "draining"}))
+        }
+        (Method::GET, ["readyz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        (Method::GET, ["metrics"]) => metrics(app),
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+    };
+    Ok(response)
+}
+
+fn decoded_segments(path: &str) -> Option<Vec<String>> {
+    let decode = |segment: &str| percent_decode_str(segment).decode_utf8().ok().map(|s| s.into_owned());
+    path.split('/').filter(|s| !s.is_empty()).map(decode).collect()
+}
+
+fn metrics(app: &App) -> Response<Body> {
+    let mut response = Response::new(Body::from(app.hub.metrics().render()));
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    response.headers_mut().insert(CONTENT_TYPE, content_type);
+    response
+}
+
+pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).expect("response bodies are plain data");
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `{"error":{"code":...,"message":...}}` with `status`.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    json(status, &serde_json::json!({"error": {"code": code, "message": message}}))
+}

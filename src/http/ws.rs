@@ -1,0 +1,117 @@
+//! The WebSocket upgrade: validates the request, registers the connection, then hands the socket to a
+//! session.
+//!
+//! Owns: the handshake checks and the per-connection WebSocket configuration. Must not: read or write
+//! frames (the session does) or touch the cache (the shard registers the connection).
+//!
+//! The connection is registered, with the rooms its URL names, *before* the `101` goes out, so a client
+//! that holds a `101` is already a member that every publisher can reach.
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use super::{error, App, Body};
+use crate::config::Config;
+use crate::protocol::{self, Room, UserId};
+use crate::session::Session;
+use crate::shard::{Command, Registration};
+
+pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Option<&str>) -> Response<Body> {
+    if !asks_for_websocket(&request) {
+        let message = "this endpoint speaks WebSocket: send an Upgrade: websocket request";
+        return error(StatusCode::UPGRADE_REQUIRED, "upgrade_required", message);
+    }
+    let headers = request.headers();
+    if headers.get(SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "Sec-WebSocket-Version must be 13");
+    }
+    let Some(key) = headers.get(SEC_WEBSOCKET_KEY) else {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "missing Sec-WebSocket-Key");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let (user, rooms) = match connect_params(request.uri().query(), path_room) {
+        Ok(params) => params,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
+    };
+    if app.is_draining() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down");
+    }
+    let conn = app.next_conn_id();
+    let (outbox, outbox_rx) = flume::bounded(app.hub.settings().send_buffer as usize);
+    let (closer, closer_rx) = oneshot::channel();
+    let registration = Registration { conn, user: user.clone(), rooms, outbox, closer };
+    if !app.hub.register(registration).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down");
+    }
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let session = Session { conn, user, hub: app.hub.clone(), outbox: outbox_rx, closer: closer_rx };
+    let config = socket_config(app.hub.settings());
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                session.run(socket).await;
+            }
+            Err(err) => {
+                tracing::debug!(conn, %err, "upgrade failed");
+                let shard = session.hub.shard_of_user(&session.user);
+                session.hub.command(shard, Command::Unregister { conn }).await;
+            }
+        }
+    });
+    switching_protocols(&accept)
+}
+
+fn asks_for_websocket<B>(request: &Request<B>) -> bool {
+    let has_token = |name, token: &str| {
+        request.headers().get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has_token(CONNECTION, "upgrade") && has_token(UPGRADE, "websocket")
+}
+
+/// The user (`user=`, or a generated id) and the rooms (`room=`, repeatable, and the path's room).
+fn connect_params(query: Option<&str>, path_room: Option<&str>) -> Result<(UserId, Vec<Room>), &'static str> {
+    let mut user = None;
+    let mut rooms: Vec<Room> = path_room.map(protocol::validate_room).transpose()?.into_iter().collect();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "user" => user = Some(protocol::validate_user(&value)?),
+            "room" => {
+                let room = protocol::validate_room(&value)?;
+                if !rooms.contains(&room) {
+                    rooms.push(room);
+                }
+            }
+            _ => {}
+        }
+    }
+    let user = user.unwrap_or_else(|| UserId::from(protocol::new_message_id()));
+    Ok((user, rooms))
+}
+
+fn socket_config(settings: &Config) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(settings.ws_read_buffer)
+        .write_buffer_size(settings.ws_write_buffer)
+        .max_write_buffer_size(settings.ws_write_buffer + 2 * settings.max_frame + 128 * 1024)
+        .max_message_size(Some(settings.max_frame))
+        .max_frame_size(Some(settings.max_frame))
+}
+
+fn switching_protocols(accept: &str) -> Response<Body> {
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(accept).expect("base64 is a valid header value"));
+    response
+}

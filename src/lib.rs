@@ -1,0 +1,25 @@
+//! wsbroker: a sharded, lock-free WebSocket chat broker.
+//!
+//! The map (ARCHITECTURE.md draws the message flow):
+//! - [`server`]: binds the port, starts the shards, accepts, shuts down gracefully.
+//! - [`http`]: routes each request: the WebSocket upgrade, the REST API, health and metrics.
+//! - [`session`]: one task per WebSocket connection; reads client frames, writes queued frames.
+//! - [`shard`]: N tasks, each the single owner of its slice of the connection cache.
+//! - [`directory`]: the copy-on-write `room -> shards` snapshot that publishers read without locks.
+//! - [`hub`]: the handle that reaches every shard; routing and scatter-gather queries.
+//! - [`protocol`]: the wire contract; every server frame is encoded there, once.
+//! - [`close`]: the close codes; [`metrics`]: counters; [`config`]: flags.
+
+pub mod close;
+pub mod config;
+pub mod directory;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod shard;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,145 @@
+//! Counters and the fan-out latency histogram, rendered as Prometheus text at `/metrics`.
+//!
+//! Owns: one cache-padded block of counters per shard, so the cores never write the same cache line;
+//! the blocks are summed only when scraped. May be touched by: the shard it belongs to and the sessions
+//! pinned to that shard (relaxed atomic adds). Must not: influence behaviour; it only counts.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+/// Upper bounds of the fan-out latency buckets, in microseconds.
+const LATENCY_BOUNDS_US: [u64; 14] =
+    [25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+/// A Prometheus histogram with fixed buckets, updated with relaxed atomics.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LATENCY_BOUNDS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        if let Some(bucket) = LATENCY_BOUNDS_US.iter().position(|bound| us <= *bound) {
+            self.buckets[bucket].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+}
+
+/// What one shard and its sessions count.
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    pub connections_opened: AtomicU64,
+    pub connections_closed: AtomicU64,
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    pub messages_dropped: AtomicU64,
+    pub slow_consumer_evictions: AtomicU64,
+    pub idle_evictions: AtomicU64,
+    /// From a publish being accepted to its frame sitting in every local recipient's queue.
+    pub fanout_latency: LatencyHistogram,
+}
+
+/// Picks one counter out of a shard's block.
+type CounterField = fn(&ShardCounters) -> &AtomicU64;
+
+pub fn incr(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    shards: Box<[CachePadded<ShardCounters>]>,
+}
+
+impl Metrics {
+    pub fn new(shard_count: usize) -> Self {
+        Self { shards: (0..shard_count).map(|_| CachePadded::new(ShardCounters::default())).collect() }
+    }
+
+    pub fn shard(&self, shard: usize) -> &ShardCounters {
+        &self.shards[shard]
+    }
+
+    fn sum(&self, field: impl Fn(&ShardCounters) -> &AtomicU64) -> u64 {
+        self.shards.iter().map(|s| field(s).load(Relaxed)).sum()
+    }
+
+    pub fn connections_open(&self) -> u64 {
+        let opened = self.sum(|s| &s.connections_opened);
+        opened.saturating_sub(self.sum(|s| &s.connections_closed))
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let gauge = [("wsbroker_connections_open", "Connections open now.", self.connections_open())];
+        let counters: [(&str, &str, CounterField); 7] = [
+            ("wsbroker_connections_opened_total", "Connections accepted.", |s| &s.connections_opened),
+            ("wsbroker_connections_closed_total", "Connections closed, for any reason.", |s| &s.connections_closed),
+            ("wsbroker_frames_in_total", "Data frames received from clients.", |s| &s.frames_in),
+            ("wsbroker_frames_out_total", "Frames written to client sockets.", |s| &s.frames_out),
+            ("wsbroker_messages_dropped_total", "Frames not queued: the recipient was full or gone.", |s| {
+                &s.messages_dropped
+            }),
+            ("wsbroker_slow_consumer_evictions_total", "Connections closed 1008 for a full queue.", |s| {
+                &s.slow_consumer_evictions
+            }),
+            ("wsbroker_idle_evictions_total", "Connections closed for no traffic within the idle timeout.", |s| {
+                &s.idle_evictions
+            }),
+        ];
+        for (name, help, value) in gauge {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        for (name, help, field) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", self.sum(field));
+        }
+        self.render_latency(&mut out);
+        out
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        let name = "wsbroker_fanout_latency_seconds";
+        let _ = writeln!(out, "# HELP {name} Publish accepted to frame queued for every local recipient.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (index, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+            cumulative += self.sum(|s| &s.fanout_latency.buckets[index]);
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let count = self.sum(|s| &s.fanout_latency.count);
+        let sum_seconds = self.sum(|s| &s.fanout_latency.sum_us) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum_seconds}\n{name}_count {count}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_of_all_shards_are_summed_and_histogram_is_cumulative() {
+        let metrics = Metrics::new(2);
+        incr(&metrics.shard(0).connections_opened);
+        incr(&metrics.shard(1).connections_opened);
+        incr(&metrics.shard(1).connections_closed);
+        metrics.shard(0).fanout_latency.record(Duration::from_micros(40));
+        metrics.shard(1).fanout_latency.record(Duration::from_millis(3));
+        metrics.shard(1).fanout_latency.record(Duration::from_secs(5));
+        let text = metrics.render();
+        assert!(text.contains("wsbroker_connections_open 1\n"), "{text}");
+        assert!(text.contains("wsbroker_connections_opened_total 2\n"));
+        assert!(text.contains("wsbroker_fanout_latency_seconds_bucket{le=\"0.00005\"} 1\n"), "{text}");
+        assert!(text.contains("wsbroker_fanout_latency_seconds_bucket{le=\"0.005\"} 2\n"));
+        assert!(text.contains("wsbroker_fanout_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
+    }
+}

@@ -1,0 +1,103 @@
+//! The server: binds the port, starts the shards, accepts connections, and shuts down gracefully.
+//!
+//! Owns: the listener, the shard tasks' handles and the shutdown sequence. May touch: the hub (to start
+//! and stop shards). Must not: handle requests itself; each accepted socket is served by hyper with
+//! [`http::handle`].
+//!
+//! Shutdown: stop accepting, fail `/readyz`, tell every shard to close its connections with 1001 after
+//! flushing their queues, then wait for the shards to empty, at most `--shutdown-timeout`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::http::{self, App};
+use crate::hub::Hub;
+use crate::shard;
+
+/// A bound, running broker.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<App>,
+    shards: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `config.listen` and starts the shard tasks on the current runtime.
+    pub async fn bind(config: Config) -> io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let (hub, inboxes) = Hub::new(config);
+        let shards = shard::spawn_all(&hub, inboxes);
+        Ok(Self { listener, app: Arc::new(App::new(hub)), shards })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.app.hub
+    }
+
+    /// Accepts until `shutdown` completes, then closes every connection and waits for the shards.
+    /// Returns `true` when every connection closed within the shutdown timeout.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
+        let Self { listener, app, shards } = self;
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        backoff = Duration::from_millis(1);
+                        tokio::spawn(serve_http(Arc::clone(&app), stream));
+                    }
+                    Err(err) => {
+                        // Out of file descriptors or similar: back off instead of spinning.
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                },
+            }
+        }
+        drop(listener);
+        app.start_draining();
+        let open = app.hub.metrics().connections_open();
+        tracing::info!(open, "shutting down: closing connections");
+        app.hub.shutdown();
+        let timeout = app.hub.settings().shutdown_timeout;
+        let all_closed = tokio::time::timeout(timeout, async {
+            for shard in shards {
+                let _ = shard.await;
+            }
+        })
+        .await
+        .is_ok();
+        tracing::info!(all_closed, "shut down");
+        all_closed
+    }
+}
+
+async fn serve_http(app: Arc<App>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |request| {
+        let app = Arc::clone(&app);
+        async move { http::handle(&app, request).await }
+    });
+    let served = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+    if let Err(err) = served {
+        tracing::debug!(%err, "http connection ended with an error");
+    }
+}

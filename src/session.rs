@@ -1,0 +1,300 @@
+//! A session: the task that serves one WebSocket connection, reading and writing its socket.
+//!
+//! Owns: the socket, the receiving end of the connection's outbox, its heartbeat. It parses client
+//! frames (refusing bad ones itself) and hands valid requests to its shard; it writes whatever the shard
+//! queued, in batches with one flush each.
+//! May touch: its shard's command inbox, its own counters. Must not: touch the cache; when the
+//! connection ends, for any reason, it tells the shard with `Unregister`.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::close::{self, CloseReason};
+use crate::directory::ShardId;
+use crate::hub::Hub;
+use crate::metrics::{self, ShardCounters};
+use crate::protocol::{self, ErrorCode, Frame, Limits, UserId};
+use crate::shard::cache::ConnId;
+use crate::shard::Command;
+
+pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Most frames gathered into one write before flushing.
+const MAX_BATCH_FRAMES: u64 = 64;
+/// Most bytes gathered into one write before flushing.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// How long a close (other than shutdown's) may take to reach a client before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+/// Everything a session needs besides its socket.
+#[derive(Debug)]
+pub struct Session {
+    pub conn: ConnId,
+    pub user: UserId,
+    pub hub: Hub,
+    pub outbox: flume::Receiver<Frame>,
+    pub closer: oneshot::Receiver<CloseReason>,
+}
+
+/// How a session ended, for the log line written when it does.
+#[derive(Debug)]
+enum Ended {
+    ClientClosed,
+    Closed(CloseReason),
+    /// The socket failed or the shard stopped.
+    Gone(String),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ClientClosed => f.write_str("closed by the client"),
+            Self::Closed(reason) => write!(f, "closed by the server: {} {}", reason.code, reason.reason),
+            Self::Gone(why) => write!(f, "lost: {why}"),
+        }
+    }
+}
+
+impl Session {
+    fn shard(&self) -> ShardId {
+        self.hub.shard_of_user(&self.user)
+    }
+
+    fn counters(&self) -> &ShardCounters {
+        self.hub.metrics().shard(self.shard())
+    }
+
+    /// Serves the connection until it ends, then makes sure the cache no longer holds it.
+    pub async fn run(mut self, mut socket: Socket) {
+        let ended = self.serve(&mut socket).await;
+        tracing::debug!(conn = self.conn, user = %self.user, %ended, "connection ended");
+        self.unregister().await;
+    }
+
+    /// Removes the connection from the cache (its shard ignores a second request).
+    async fn unregister(&self) {
+        self.hub.command(self.shard(), Command::Unregister { conn: self.conn }).await;
+    }
+
+    async fn serve(&mut self, socket: &mut Socket) -> Ended {
+        let shard = self.shard();
+        let settings = self.hub.settings();
+        let limits = Limits { max_content_chars: settings.max_content };
+        let mut heartbeat = Heartbeat::new(Instant::now(), settings.ping_interval, settings.idle_timeout);
+        let timer = tokio::time::sleep_until(heartbeat.deadline());
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                biased;
+                reason = &mut self.closer => {
+                    let reason = reason.unwrap_or(close::SHUTTING_DOWN);
+                    return self.close(socket, reason).await;
+                }
+                frame = self.outbox.recv_async() => {
+                    let Ok(frame) = frame else { return Ended::Gone("outbox closed".into()) };
+                    tokio::select! {
+                        biased;
+                        reason = &mut self.closer => {
+                            return self.close(socket, reason.unwrap_or(close::SHUTTING_DOWN)).await;
+                        }
+                        written = write_batch(socket, &self.outbox, frame, self.hub.metrics().shard(shard)) => {
+                            if let Err(err) = written { return Ended::Gone(err.to_string()) }
+                        }
+                    }
+                }
+                incoming = socket.next() => {
+                    heartbeat.seen(Instant::now());
+                    match incoming {
+                        Some(Ok(message)) => {
+                            if let Some(ended) = self.on_message(socket, message, limits).await { return ended }
+                        }
+                        Some(Err(err)) => return self.on_read_error(socket, err).await,
+                        None => return Ended::ClientClosed,
+                    }
+                }
+                () = &mut timer => {
+                    match heartbeat.due(Instant::now()) {
+                        Beat::Idle => {
+                            metrics::incr(&self.counters().idle_evictions);
+                            return self.close(socket, close::IDLE_TIMEOUT).await;
+                        }
+                        Beat::Ping => {
+                            if let Err(err) = socket.send(Message::Ping(Default::default())).await {
+                                return Ended::Gone(err.to_string());
+                            }
+                        }
+                        Beat::Wait => {}
+                    }
+                    timer.as_mut().reset(heartbeat.deadline());
+                }
+            }
+        }
+    }
+
+    /// Handles one client message; `Some` when the session must end.
+    async fn on_message(&mut self, socket: &mut Socket, message: Message, limits: Limits) -> Option<Ended> {
+        let rejection = match message {
+            Message::Text(text) => {
+                metrics::incr(&self.counters().frames_in);
+                match protocol::parse_client_frame(&text, &self.user, limits) {
+                    Ok(request) => {
+                        let command = Command::Request { conn: self.conn, request };
+                        let delivered = self.hub.command(self.shard(), command).await;
+                        return (!delivered).then(|| Ended::Gone("shard stopped".into()));
+                    }
+                    Err(rejection) => rejection.to_frame(),
+                }
+            }
+            Message::Binary(_) => {
+                metrics::incr(&self.counters().frames_in);
+                protocol::error_frame(None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text")
+            }
+            Message::Close(_) => {
+                let _ = socket.flush().await;
+                return Some(Ended::ClientClosed);
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return None,
+        };
+        let sent = socket.send(Message::Text(rejection)).await;
+        sent.err().map(|err| Ended::Gone(err.to_string()))
+    }
+
+    async fn on_read_error(&mut self, socket: &mut Socket, err: WsError) -> Ended {
+        match err {
+            WsError::Capacity(_) => self.close(socket, close::MESSAGE_TOO_BIG).await,
+            WsError::Utf8(_) => self.close(socket, close::INVALID_PAYLOAD).await,
+            WsError::Protocol(_) => self.close(socket, close::PROTOCOL_ERROR).await,
+            WsError::ConnectionClosed | WsError::AlreadyClosed => Ended::ClientClosed,
+            other => Ended::Gone(other.to_string()),
+        }
+    }
+
+    /// Sends a close frame and waits, for a bounded time, for the client to answer it.
+    ///
+    /// An eviction leaves the cache first, so the room hears `leave` at once, not after the handshake.
+    /// A draining close (shutdown) writes the queued frames first and leaves the cache last, so the
+    /// shards wait for it to finish.
+    async fn close(&mut self, socket: &mut Socket, reason: CloseReason) -> Ended {
+        if !reason.drain {
+            self.unregister().await;
+        }
+        let grace = if reason.drain { self.hub.settings().shutdown_timeout } else { CLOSE_GRACE };
+        let outbox = &self.outbox;
+        let counters = self.hub.metrics().shard(self.shard());
+        let closing = async {
+            if reason.drain {
+                if let Ok(first) = outbox.try_recv() {
+                    write_batch(socket, outbox, first, counters).await?;
+                    while let Ok(frame) = outbox.try_recv() {
+                        write_batch(socket, outbox, frame, counters).await?;
+                    }
+                }
+            }
+            let frame = CloseFrame { code: CloseCode::from(reason.code), reason: reason.reason.into() };
+            socket.send(Message::Close(Some(frame))).await?;
+            while let Some(Ok(_)) = socket.next().await {}
+            Ok::<(), WsError>(())
+        };
+        let _ = tokio::time::timeout(grace, closing).await;
+        Ended::Closed(reason)
+    }
+}
+
+/// Writes `first` and whatever else is ready (up to a batch), then flushes once.
+async fn write_batch(
+    socket: &mut Socket,
+    outbox: &flume::Receiver<Frame>,
+    first: Frame,
+    counters: &ShardCounters,
+) -> Result<(), WsError> {
+    let mut bytes = first.len();
+    let mut frames = 1u64;
+    socket.feed(Message::Text(first)).await?;
+    while frames < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
+        let Ok(frame) = outbox.try_recv() else { break };
+        bytes += frame.len();
+        frames += 1;
+        socket.feed(Message::Text(frame)).await?;
+    }
+    socket.flush().await?;
+    counters.frames_out.fetch_add(frames, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// What the heartbeat timer asks for when it fires.
+#[derive(Debug, PartialEq, Eq)]
+enum Beat {
+    Ping,
+    /// Nothing heard within the idle timeout: evict.
+    Idle,
+    /// Fired early (traffic moved the idle deadline): just re-arm.
+    Wait,
+}
+
+/// Ping schedule and idle detection on one timer. Traffic only moves `last_seen`; the timer is
+/// re-armed when it fires, never per frame.
+#[derive(Debug)]
+struct Heartbeat {
+    interval: Duration,
+    idle_timeout: Duration,
+    next_ping: Instant,
+    last_seen: Instant,
+}
+
+impl Heartbeat {
+    fn new(now: Instant, interval: Duration, idle_timeout: Duration) -> Self {
+        Self { interval, idle_timeout, next_ping: now + interval, last_seen: now }
+    }
+
+    fn seen(&mut self, now: Instant) {
+        self.last_seen = now;
+    }
+
+    fn deadline(&self) -> Instant {
+        self.next_ping.min(self.last_seen + self.idle_timeout)
+    }
+
+    fn due(&mut self, now: Instant) -> Beat {
+        if now >= self.last_seen + self.idle_timeout {
+            Beat::Idle
+        } else if now >= self.next_ping {
+            self.next_ping = now + self.interval;
+            Beat::Ping
+        } else {
+            Beat::Wait
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeat_pings_on_schedule_and_evicts_only_after_silence() {
+        let start = Instant::now();
+        let mut heartbeat = Heartbeat::new(start, Duration::from_secs(30), Duration::from_secs(60));
+        assert_eq!(heartbeat.deadline(), start + Duration::from_secs(30));
+        tokio::time::sleep_until(heartbeat.deadline()).await;
+        assert_eq!(heartbeat.due(Instant::now()), Beat::Ping);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        heartbeat.seen(Instant::now());
+        tokio::time::sleep_until(heartbeat.deadline()).await;
+        assert_eq!(heartbeat.due(Instant::now()), Beat::Ping, "traffic at 40 s keeps it alive at 60 s");
+        tokio::time::sleep_until(heartbeat.deadline()).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(90));
+        assert_eq!(heartbeat.due(Instant::now()), Beat::Ping);
+        tokio::time::sleep_until(heartbeat.deadline()).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(100), "60 s after the last traffic");
+        assert_eq!(heartbeat.due(Instant::now()), Beat::Idle);
+    }
+}

@@ -1,0 +1,309 @@
+//! One shard's slice of the connection cache: its connections, their users and room memberships.
+//!
+//! Owns: the maps `conn -> Connection`, `user -> conns`, `room -> members`. Plain data, no I/O, no
+//! locks: only the owning shard task holds a `LocalCache`, so it is never shared.
+//! Must not: send anything. It reports what changed (a user's first join, a room emptied here) and the
+//! shard decides what to announce.
+//!
+//! Users are pinned to shards by id, so every connection of a user lives in the same cache and "the
+//! user's first / last connection in a room" is decided here, locally.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::oneshot;
+
+use crate::close::CloseReason;
+use crate::protocol::{Frame, Room, UserId};
+
+/// A connection's id, unique within the process.
+pub type ConnId = u64;
+
+/// The sending end of a connection's bounded outbound queue.
+pub type Outbox = flume::Sender<Frame>;
+
+/// What the cache knows of one connection.
+#[derive(Debug)]
+pub struct Connection {
+    pub user: UserId,
+    /// Where frames for this connection go; bounded, written with `try_send` only.
+    pub outbox: Outbox,
+    /// Tells the connection's session to close; taken when the shard evicts the connection.
+    pub closer: Option<oneshot::Sender<CloseReason>>,
+    pub connected_at: SystemTime,
+    /// The last client frame the shard saw from this connection (drives `away`).
+    pub last_activity: Instant,
+    pub rooms: Vec<Room>,
+}
+
+/// The local members of one room.
+#[derive(Debug, Default)]
+struct RoomMembers {
+    /// Each member's outbox, cloned here so fan-out is one map walk.
+    conns: HashMap<ConnId, Outbox>,
+    /// How many of each user's connections are in the room (presence fires on 0 <-> 1).
+    users: HashMap<UserId, u32>,
+}
+
+/// What a successful join changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    /// This was the user's first connection in the room: announce `join`.
+    pub user_joined: bool,
+    /// The room had no local members before: the directory must learn this shard has it.
+    pub room_new_here: bool,
+}
+
+/// What a connection leaving a room changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Left {
+    pub room: Room,
+    /// That was the user's last connection in the room: announce `leave`.
+    pub user_left: bool,
+    /// The room has no local members left: the directory must drop this shard.
+    pub room_empty_here: bool,
+}
+
+/// A user as a presence query reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    Online,
+    Away,
+    Offline,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Away => "away",
+            Self::Offline => "offline",
+        }
+    }
+}
+
+/// A connection's metadata, as reported by the connections query.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub conn: ConnId,
+    pub connected_at: SystemTime,
+    pub idle_for: Duration,
+    pub rooms: Vec<Room>,
+}
+
+#[derive(Debug, Default)]
+pub struct LocalCache {
+    conns: HashMap<ConnId, Connection>,
+    users: HashMap<UserId, Vec<ConnId>>,
+    rooms: HashMap<Room, RoomMembers>,
+}
+
+impl LocalCache {
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    pub fn get(&self, conn: ConnId) -> Option<&Connection> {
+        self.conns.get(&conn)
+    }
+
+    pub fn get_mut(&mut self, conn: ConnId) -> Option<&mut Connection> {
+        self.conns.get_mut(&conn)
+    }
+
+    pub fn insert(&mut self, conn: ConnId, connection: Connection) {
+        self.users.entry(connection.user.clone()).or_default().push(conn);
+        self.conns.insert(conn, connection);
+    }
+
+    /// Removes a connection and its memberships; `None` if it was not here (already evicted).
+    pub fn remove(&mut self, conn: ConnId) -> Option<(Connection, Vec<Left>)> {
+        let mut connection = self.conns.remove(&conn)?;
+        let rooms = std::mem::take(&mut connection.rooms);
+        let left = rooms.into_iter().filter_map(|room| self.remove_member(conn, &connection.user, room)).collect();
+        if let Some(conns) = self.users.get_mut(&connection.user) {
+            conns.retain(|c| *c != conn);
+            if conns.is_empty() {
+                self.users.remove(&connection.user);
+            }
+        }
+        Some((connection, left))
+    }
+
+    /// Adds `conn` to `room`; `None` if the connection is unknown or already a member.
+    pub fn join(&mut self, conn: ConnId, room: &Room) -> Option<Joined> {
+        let connection = self.conns.get_mut(&conn)?;
+        if connection.rooms.contains(room) {
+            return None;
+        }
+        connection.rooms.push(room.clone());
+        let room_new_here = !self.rooms.contains_key(room);
+        let members = self.rooms.entry(room.clone()).or_default();
+        members.conns.insert(conn, connection.outbox.clone());
+        let count = members.users.entry(connection.user.clone()).or_insert(0);
+        *count += 1;
+        Some(Joined { user_joined: *count == 1, room_new_here })
+    }
+
+    /// Removes `conn` from `room`; `None` if it was not a member.
+    pub fn leave(&mut self, conn: ConnId, room: &Room) -> Option<Left> {
+        let connection = self.conns.get_mut(&conn)?;
+        let position = connection.rooms.iter().position(|r| r == room)?;
+        let room = connection.rooms.swap_remove(position);
+        let user = connection.user.clone();
+        self.remove_member(conn, &user, room)
+    }
+
+    fn remove_member(&mut self, conn: ConnId, user: &UserId, room: Room) -> Option<Left> {
+        let members = self.rooms.get_mut(&room)?;
+        members.conns.remove(&conn)?;
+        let count = members.users.get_mut(user).expect("a member's user is counted in its room");
+        *count -= 1;
+        let user_left = *count == 0;
+        if user_left {
+            members.users.remove(user);
+        }
+        let room_empty_here = members.conns.is_empty();
+        if room_empty_here {
+            self.rooms.remove(&room);
+        }
+        Some(Left { room, user_left, room_empty_here })
+    }
+
+    /// Records a client frame from `conn` at `now`.
+    pub fn touch(&mut self, conn: ConnId, now: Instant) {
+        if let Some(connection) = self.conns.get_mut(&conn) {
+            connection.last_activity = now;
+        }
+    }
+
+    pub fn is_member(&self, conn: ConnId, room: &str) -> bool {
+        self.rooms.get(room).is_some_and(|members| members.conns.contains_key(&conn))
+    }
+
+    /// Every local member of `room`.
+    pub fn room_outboxes<'a>(&'a self, room: &str) -> impl Iterator<Item = (ConnId, &'a Outbox)> + 'a {
+        self.rooms.get(room).into_iter().flat_map(|members| members.conns.iter().map(|(c, o)| (*c, o)))
+    }
+
+    /// Every connection of `user` (all on this shard, since users are pinned).
+    pub fn user_outboxes<'a>(&'a self, user: &str) -> impl Iterator<Item = (ConnId, &'a Outbox)> + 'a {
+        let conns = self.users.get(user).map(Vec::as_slice).unwrap_or_default();
+        conns.iter().filter_map(|conn| self.conns.get(conn).map(|c| (*conn, &c.outbox)))
+    }
+
+    /// Every local connection.
+    pub fn all_outboxes(&self) -> impl Iterator<Item = (ConnId, &Outbox)> + '_ {
+        self.conns.iter().map(|(conn, c)| (*conn, &c.outbox))
+    }
+
+    pub fn conn_ids(&self) -> Vec<ConnId> {
+        self.conns.keys().copied().collect()
+    }
+
+    pub fn online_users(&self) -> Vec<UserId> {
+        self.users.keys().cloned().collect()
+    }
+
+    /// The users in `room`, each with whether it is away (no client frame for `away_after`).
+    pub fn room_users(&self, room: &str, now: Instant, away_after: Duration) -> Vec<(UserId, bool)> {
+        let Some(members) = self.rooms.get(room) else { return Vec::new() };
+        let away = |user: &UserId| self.user_status(user, now, away_after) == UserStatus::Away;
+        members.users.keys().map(|user| (user.clone(), away(user))).collect()
+    }
+
+    /// Online while any connection has been active within `away_after`, away when all are idle.
+    pub fn user_status(&self, user: &str, now: Instant, away_after: Duration) -> UserStatus {
+        let Some(conns) = self.users.get(user) else { return UserStatus::Offline };
+        let last_activity = conns.iter().filter_map(|conn| self.conns.get(conn)).map(|c| c.last_activity).max();
+        match last_activity {
+            Some(last) if now.saturating_duration_since(last) < away_after => UserStatus::Online,
+            Some(_) => UserStatus::Away,
+            None => UserStatus::Offline,
+        }
+    }
+
+    pub fn user_connections(&self, user: &str, now: Instant) -> Vec<ConnInfo> {
+        let conns = self.users.get(user).map(Vec::as_slice).unwrap_or_default();
+        let info = |conn: &ConnId| {
+            let c = self.conns.get(conn)?;
+            let idle_for = now.saturating_duration_since(c.last_activity);
+            Some(ConnInfo { conn: *conn, connected_at: c.connected_at, idle_for, rooms: c.rooms.clone() })
+        };
+        conns.iter().filter_map(info).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn connection(user: &str, now: Instant) -> Connection {
+        let (outbox, _) = flume::bounded(4);
+        Connection {
+            user: Arc::from(user),
+            outbox,
+            closer: None,
+            connected_at: SystemTime::now(),
+            last_activity: now,
+            rooms: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn presence_fires_on_a_users_first_and_last_connection_only() {
+        let now = Instant::now();
+        let room: Room = Arc::from("r");
+        let mut cache = LocalCache::default();
+        cache.insert(1, connection("alice", now));
+        cache.insert(2, connection("alice", now));
+        cache.insert(3, connection("bob", now));
+        assert_eq!(cache.join(1, &room), Some(Joined { user_joined: true, room_new_here: true }));
+        assert_eq!(cache.join(2, &room), Some(Joined { user_joined: false, room_new_here: false }));
+        assert_eq!(cache.join(2, &room), None, "joining twice changes nothing");
+        assert_eq!(cache.join(3, &room), Some(Joined { user_joined: true, room_new_here: false }));
+        let left = cache.leave(1, &room).unwrap();
+        assert!(!left.user_left && !left.room_empty_here);
+        let (_, left) = cache.remove(2).unwrap();
+        assert_eq!(left, vec![Left { room: room.clone(), user_left: true, room_empty_here: false }]);
+        assert_eq!(cache.room_outboxes("r").count(), 1);
+        let (_, left) = cache.remove(3).unwrap();
+        assert!(left[0].user_left && left[0].room_empty_here);
+        assert!(cache.remove(3).is_none(), "a removed connection is gone");
+    }
+
+    #[test]
+    fn removing_every_connection_leaves_the_cache_empty() {
+        let now = Instant::now();
+        let mut cache = LocalCache::default();
+        for conn in 0..10 {
+            cache.insert(conn, connection(&format!("u{}", conn % 3), now));
+            cache.join(conn, &Arc::from(format!("room{}", conn % 4))).unwrap();
+        }
+        assert_eq!(cache.online_users().len(), 3);
+        for conn in 0..10 {
+            cache.remove(conn).unwrap();
+        }
+        assert!(cache.is_empty() && cache.users.is_empty() && cache.rooms.is_empty());
+    }
+
+    #[test]
+    fn a_user_is_away_only_when_all_its_connections_are_idle() {
+        let start = Instant::now();
+        let away_after = Duration::from_secs(30);
+        let mut cache = LocalCache::default();
+        cache.insert(1, connection("alice", start));
+        cache.insert(2, connection("alice", start));
+        let later = start + Duration::from_secs(31);
+        assert_eq!(cache.user_status("alice", later, away_after), UserStatus::Away);
+        cache.touch(2, later);
+        assert_eq!(cache.user_status("alice", later, away_after), UserStatus::Online);
+        assert_eq!(cache.user_status("nobody", later, away_after), UserStatus::Offline);
+    }
+}

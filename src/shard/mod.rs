@@ -1,0 +1,368 @@
+//! A shard task: the single owner of its slice of the connection cache.
+//!
+//! Owns: a [`LocalCache`] (connections, users, room memberships, metadata) and this shard's bit in the
+//! room directory. Everyone else talks to it through two inboxes: `commands` from its sessions
+//! (bounded: a flooding client is slowed by TCP backpressure) and `deliveries` from other shards and
+//! the HTTP API (unbounded: shards never wait on each other, so they cannot deadlock).
+//! May touch: the directory (its own bit), the outboxes of its own connections (`try_send` only), the
+//! other shards' delivery inboxes. Must not: await anything but its inboxes, or touch another shard's
+//! connections.
+//!
+//! Ordering rules:
+//! - Before a command is handled, every delivery already waiting is handled, so a message routed here
+//!   before a member asked to leave reaches that member.
+//! - Commands are taken in batches. Room transitions of a batch are committed to the directory once,
+//!   at its end; any output produced after the batch's first transition is held until that commit, so a
+//!   client never learns it joined (ack, presence event, 101 response) before publishers can find it.
+
+pub mod cache;
+mod output;
+
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::oneshot;
+
+use crate::close::{self, CloseReason};
+use crate::directory::{ShardId, Transition};
+use crate::hub::{Hub, Target};
+use crate::metrics::{self, ShardCounters};
+use crate::protocol::{self, Action, ClientRequest, ErrorCode, Frame, MessageType, PresenceStatus, Room, UserId};
+use cache::{ConnId, ConnInfo, Connection, LocalCache, Outbox, UserStatus};
+use output::{Held, Output};
+
+/// The most inbox messages handled before the batch is committed and flushed.
+const BATCH: usize = 256;
+
+/// From a session to its shard.
+#[derive(Debug)]
+pub enum Command {
+    /// A new connection; the sender is answered once it is visible to publishers (`false`: refused).
+    Register(Registration, oneshot::Sender<bool>),
+    Request { conn: ConnId, request: ClientRequest },
+    Unregister { conn: ConnId },
+}
+
+/// A new connection, registered before its `101 Switching Protocols` is sent.
+#[derive(Debug)]
+pub struct Registration {
+    pub conn: ConnId,
+    pub user: UserId,
+    /// Rooms named in the connect URL, joined as part of registering.
+    pub rooms: Vec<Room>,
+    pub outbox: Outbox,
+    pub closer: oneshot::Sender<CloseReason>,
+}
+
+/// From other shards, the HTTP API or the server to a shard.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Deliver `frame` to the local connections that `target` selects.
+    Publish { target: Target, frame: Frame, accepted_at: Instant },
+    Query(Query),
+    /// Close every connection with 1001, then stop once all are gone.
+    Shutdown,
+}
+
+/// A read of the local cache, answered on a oneshot.
+#[derive(Debug)]
+pub enum Query {
+    OnlineUsers(oneshot::Sender<Vec<UserId>>),
+    /// Users in the room, each with whether it is away.
+    RoomUsers { room: Room, reply: oneshot::Sender<Vec<(UserId, bool)>> },
+    UserStatus { user: UserId, reply: oneshot::Sender<UserStatus> },
+    UserConnections { user: UserId, reply: oneshot::Sender<Vec<ConnInfo>> },
+}
+
+/// The receiving ends of a shard's two inboxes.
+pub struct Inbox {
+    pub commands: flume::Receiver<Command>,
+    pub deliveries: flume::Receiver<Delivery>,
+}
+
+pub struct Shard {
+    id: ShardId,
+    hub: Hub,
+    cache: LocalCache,
+    out: Output,
+    /// Room transitions of the current batch, not yet in the directory.
+    pending: Vec<Transition>,
+    shutting_down: bool,
+}
+
+impl Shard {
+    pub fn new(id: ShardId, hub: Hub) -> Self {
+        Self { id, hub, cache: LocalCache::default(), out: Output::default(), pending: Vec::new(), shutting_down: false }
+    }
+
+    fn counters(&self) -> &ShardCounters {
+        self.hub.metrics().shard(self.id)
+    }
+
+    /// Runs until shut down and every connection is gone.
+    pub async fn run(mut self, inbox: Inbox) {
+        loop {
+            tokio::select! {
+                biased;
+                Ok(delivery) = inbox.deliveries.recv_async() => self.on_delivery(delivery),
+                Ok(command) = inbox.commands.recv_async() => {
+                    self.drain_deliveries(&inbox);
+                    self.on_command(command);
+                }
+                else => break,
+            }
+            for _ in 0..BATCH {
+                self.drain_deliveries(&inbox);
+                let Ok(command) = inbox.commands.try_recv() else { break };
+                self.drain_deliveries(&inbox);
+                self.on_command(command);
+            }
+            self.finish_batch();
+            if self.shutting_down && self.cache.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn drain_deliveries(&mut self, inbox: &Inbox) {
+        while let Ok(delivery) = inbox.deliveries.try_recv() {
+            self.on_delivery(delivery);
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Register(registration, registered) => self.register(registration, registered),
+            Command::Request { conn, request } => self.on_request(conn, request),
+            Command::Unregister { conn } => self.remove(conn, None),
+        }
+    }
+
+    fn on_delivery(&mut self, delivery: Delivery) {
+        match delivery {
+            Delivery::Publish { target, frame, accepted_at } => self.deliver_local(&target, &frame, accepted_at),
+            Delivery::Query(query) => self.answer(query),
+            Delivery::Shutdown => self.shut_down(),
+        }
+    }
+
+    fn register(&mut self, registration: Registration, registered: oneshot::Sender<bool>) {
+        let Registration { conn, user, rooms, outbox, closer } = registration;
+        if self.shutting_down {
+            let _ = registered.send(false);
+            return;
+        }
+        let now = Instant::now();
+        let connection = Connection {
+            user,
+            outbox,
+            closer: Some(closer),
+            connected_at: SystemTime::now(),
+            last_activity: now,
+            rooms: Vec::new(),
+        };
+        self.cache.insert(conn, connection);
+        metrics::incr(&self.counters().connections_opened);
+        for room in rooms {
+            self.join(conn, room);
+        }
+        if self.out.holding() {
+            self.out.hold(Held::Registered(registered));
+        } else {
+            let _ = registered.send(true);
+        }
+    }
+
+    fn on_request(&mut self, conn: ConnId, request: ClientRequest) {
+        let Some(connection) = self.cache.get(conn) else { return };
+        let outbox = connection.outbox.clone();
+        self.cache.touch(conn, Instant::now());
+        let ClientRequest { id, action } = request;
+        let ack = |kind| id.as_deref().map(|id| protocol::reply_frame(kind, Some(id)));
+        let not_member = |room: &Room| {
+            let message = format!("not a member of room {room}");
+            Some(protocol::error_frame(id.as_deref(), ErrorCode::NotMember, &message))
+        };
+        let reply = match action {
+            Action::Chat { room: Some(room), .. } if !self.cache.is_member(conn, &room) => not_member(&room),
+            Action::Chat { room, frame } => {
+                self.publish(room.map_or(Target::All, Target::Room), frame);
+                ack(MessageType::Ack)
+            }
+            Action::Join(room) => {
+                self.join(conn, room);
+                ack(MessageType::Ack)
+            }
+            Action::Leave(room) if self.cache.is_member(conn, &room) => {
+                self.leave(conn, &room);
+                ack(MessageType::Ack)
+            }
+            Action::Leave(room) => not_member(&room),
+            Action::Presence(room) => {
+                self.spawn_presence_answer(id, room, outbox.clone());
+                None
+            }
+            Action::Ping => Some(protocol::reply_frame(MessageType::Pong, id.as_deref())),
+        };
+        if let Some(frame) = reply {
+            self.out.send_to(conn, &outbox, frame, self.hub.metrics().shard(self.id));
+        }
+    }
+
+    /// Delivers to the local recipients, then routes to every other shard that has some.
+    fn publish(&mut self, target: Target, frame: Frame) {
+        let accepted_at = Instant::now();
+        self.deliver_local(&target, &frame, accepted_at);
+        if self.out.holding() {
+            self.out.hold(Held::Route { target, frame, accepted_at, from: self.id });
+        } else {
+            self.hub.route(target, frame, accepted_at, Some(self.id));
+        }
+    }
+
+    fn deliver_local(&mut self, target: &Target, frame: &Frame, accepted_at: Instant) {
+        let counters = self.hub.metrics().shard(self.id);
+        let out = &mut self.out;
+        let mut send = |(conn, outbox): (ConnId, &Outbox)| out.send_to(conn, outbox, frame.clone(), counters);
+        match target {
+            Target::Room(room) => self.cache.room_outboxes(room).for_each(&mut send),
+            Target::User(user) => self.cache.user_outboxes(user).for_each(&mut send),
+            Target::Users(users) => users.iter().flat_map(|u| self.cache.user_outboxes(u)).for_each(&mut send),
+            Target::All => self.cache.all_outboxes().for_each(&mut send),
+        }
+        counters.fanout_latency.record(accepted_at.elapsed());
+    }
+
+    fn join(&mut self, conn: ConnId, room: Room) {
+        let Some(joined) = self.cache.join(conn, &room) else { return };
+        if joined.room_new_here {
+            self.pending.push(Transition { room: room.clone(), present: true });
+            self.out.start_holding();
+        }
+        if joined.user_joined {
+            let user = self.cache.get(conn).map(|c| c.user.clone()).expect("a joined connection is cached");
+            self.announce(room, &user, PresenceStatus::Join);
+        }
+    }
+
+    fn leave(&mut self, conn: ConnId, room: &Room) {
+        let user = self.cache.get(conn).map(|c| c.user.clone());
+        if let (Some(left), Some(user)) = (self.cache.leave(conn, room), user) {
+            self.after_leave(left, &user);
+        }
+    }
+
+    fn after_leave(&mut self, left: cache::Left, user: &UserId) {
+        if left.room_empty_here {
+            self.pending.push(Transition { room: left.room.clone(), present: false });
+            self.out.start_holding();
+        }
+        if left.user_left {
+            self.announce(left.room, user, PresenceStatus::Leave);
+        }
+    }
+
+    /// Tells the room that `user` came or went.
+    fn announce(&mut self, room: Room, user: &str, status: PresenceStatus) {
+        let frame = protocol::presence_event_frame(&room, user, status);
+        self.publish(Target::Room(room), frame);
+    }
+
+    /// Removes a connection; `close` tells its session why when the shard is the one evicting it.
+    fn remove(&mut self, conn: ConnId, close: Option<CloseReason>) {
+        let Some((mut connection, left)) = self.cache.remove(conn) else { return };
+        metrics::incr(&self.counters().connections_closed);
+        if let (Some(reason), Some(closer)) = (close, connection.closer.take()) {
+            let _ = closer.send(reason);
+        }
+        for left in left {
+            self.after_leave(left, &connection.user);
+        }
+    }
+
+    fn spawn_presence_answer(&self, id: Option<String>, room: Room, outbox: Outbox) {
+        let hub = self.hub.clone();
+        let shard = self.id;
+        tokio::spawn(async move {
+            let users = hub.room_users(&room).await;
+            let away: Vec<UserId> = users.iter().filter(|(_, away)| *away).map(|(u, _)| u.clone()).collect();
+            let names: Vec<UserId> = users.into_iter().map(|(u, _)| u).collect();
+            let frame = protocol::presence_list_frame(id.as_deref(), &room, &names, &away);
+            if outbox.try_send(frame).is_err() {
+                metrics::incr(&hub.metrics().shard(shard).messages_dropped);
+            }
+        });
+    }
+
+    fn answer(&self, query: Query) {
+        let now = Instant::now();
+        let away_after = self.hub.settings().away_after;
+        match query {
+            Query::OnlineUsers(reply) => drop(reply.send(self.cache.online_users())),
+            Query::RoomUsers { room, reply } => drop(reply.send(self.cache.room_users(&room, now, away_after))),
+            Query::UserStatus { user, reply } => drop(reply.send(self.cache.user_status(&user, now, away_after))),
+            Query::UserConnections { user, reply } => drop(reply.send(self.cache.user_connections(&user, now))),
+        }
+    }
+
+    fn shut_down(&mut self) {
+        self.shutting_down = true;
+        for conn in self.cache.conn_ids() {
+            let closer = self.cache.get_mut(conn).and_then(|c| c.closer.take());
+            if let Some(closer) = closer {
+                let _ = closer.send(close::SHUTTING_DOWN);
+            }
+        }
+    }
+
+    /// Commits the batch's transitions, flushes held output, then evicts whoever was found full,
+    /// until nothing is left to do (an eviction can empty a room and so need another commit).
+    fn finish_batch(&mut self) {
+        loop {
+            if !self.pending.is_empty() {
+                self.hub.directory().apply(self.id, &self.pending);
+                self.pending.clear();
+            }
+            self.release_held();
+            let full = self.out.take_full();
+            if full.is_empty() && self.pending.is_empty() {
+                return;
+            }
+            for conn in full {
+                if self.cache.get(conn).is_some() {
+                    metrics::incr(&self.counters().slow_consumer_evictions);
+                    self.remove(conn, Some(close::SLOW_CONSUMER));
+                }
+            }
+        }
+    }
+
+    fn release_held(&mut self) {
+        let counters = self.hub.metrics().shard(self.id);
+        for held in self.out.release() {
+            match held {
+                Held::Local { conn, frame } => {
+                    if let Some(connection) = self.cache.get(conn) {
+                        self.out.push_now(conn, &connection.outbox, frame, counters);
+                    }
+                }
+                Held::Route { target, frame, accepted_at, from } => self.hub.route(target, frame, accepted_at, Some(from)),
+                Held::Registered(registered) => drop(registered.send(true)),
+            }
+        }
+    }
+}
+
+/// Runs `count` shards on the current runtime; returns their handles and the hub that reaches them.
+pub fn spawn_all(hub: &Hub, inboxes: Vec<Inbox>) -> Vec<tokio::task::JoinHandle<()>> {
+    inboxes
+        .into_iter()
+        .enumerate()
+        .map(|(id, inbox)| tokio::spawn(Shard::new(id, Hub::clone(hub)).run(inbox)))
+        .collect()
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").field("id", &self.id).field("connections", &self.cache.len()).finish()
+    }
+}

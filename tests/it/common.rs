@@ -1,0 +1,201 @@
+//! Shared black-box test helpers: a broker on port 0, real WebSocket clients, a real HTTP client.
+//! Every wait is bounded: a missing event fails the test instead of hanging it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsbroker::{Config, Server};
+
+/// How long any single expected event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<bool>>,
+}
+
+pub async fn start_server() -> TestServer {
+    start_server_with(|_| {}).await
+}
+
+/// Starts a broker on 127.0.0.1:0 with the defaults, adjusted by `configure`.
+pub async fn start_server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
+    let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
+    configure(&mut config);
+    let server = Server::bind(config).await.expect("bind the test server");
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    TestServer { addr, stop: Some(stop), task: Some(task) }
+}
+
+impl TestServer {
+    /// A handle to a broker running elsewhere (another process); it cannot be shut down from here.
+    pub fn attach(addr: SocketAddr) -> Self {
+        Self { addr, stop: None, task: None }
+    }
+
+    pub async fn connect(&self, path_and_query: &str) -> Client {
+        let url = format!("ws://{}{}", self.addr, path_and_query);
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await.expect("connect timed out").expect("connect");
+        Client { ws }
+    }
+
+    /// Connects as `user` to `/ws` and joins `room` (waiting for the ack).
+    pub async fn member(&self, user: &str, room: &str) -> Client {
+        let mut client = self.connect(&format!("/ws?user={user}")).await;
+        client.join(room).await;
+        client
+    }
+
+    /// Starts the graceful shutdown; returns whether every connection closed within the timeout.
+    pub async fn shutdown(&mut self) -> bool {
+        let _ = self.stop.take().expect("shut down once").send(());
+        tokio::time::timeout(WAIT * 3, self.task.take().unwrap()).await.expect("shutdown timed out").unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        http(self.addr, Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        http(self.addr, Method::POST, path, Some(body.to_string())).await
+    }
+
+    /// The value of an unlabelled metric from `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let (status, text) = http_text(self.addr, Method::GET, "/metrics", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let line = text.lines().find(|l| l.split(' ').next() == Some(name)).unwrap_or_else(|| panic!("no {name} in {text}"));
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Polls a metric until it reaches `value`, for at most [`WAIT`].
+    pub async fn wait_metric(&self, name: &str, value: u64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let current = self.metric(name).await;
+            if current == value {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name} stayed {current}, expected {value}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+pub async fn http(addr: SocketAddr, method: Method, path: &str, body: Option<String>) -> (StatusCode, Value) {
+    let (status, text) = http_text(addr, method, path, body).await;
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    (status, value)
+}
+
+pub async fn http_text(addr: SocketAddr, method: Method, path: &str, body: Option<String>) -> (StatusCode, String) {
+    let exchange = async {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    };
+    tokio::time::timeout(WAIT, exchange).await.expect("HTTP request timed out")
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn send(&mut self, value: Value) {
+        self.ws.send(Message::text(value.to_string())).await.expect("send");
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws.send(Message::text(text.into())).await.expect("send");
+    }
+
+    /// The next JSON text frame, within [`WAIT`].
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next()).await.expect("no frame within the wait");
+            match message.expect("stream ended").expect("read error") {
+                Message::Text(text) => return serde_json::from_str(&text).expect("server frames are JSON"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// Skips frames until one of type `kind` arrives.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Skips frames until one matches `wanted`.
+    pub async fn recv_where(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if wanted(&frame) {
+                return frame;
+            }
+        }
+    }
+
+    /// Sends a request carrying an `id` and waits for the reply with that id (ack, error, pong or
+    /// presence list); frames in between are skipped.
+    pub async fn request(&mut self, request: Value) -> Value {
+        let id = request["id"].as_str().expect("requests carry an id").to_owned();
+        self.send(request).await;
+        let is_reply = |f: &Value| ["ack", "error", "pong", "presence"].iter().any(|t| f["type"] == *t);
+        self.recv_where(|f| f["id"] == id.as_str() && is_reply(f)).await
+    }
+
+    pub async fn join(&mut self, room: &str) {
+        let id = format!("join-{room}");
+        let reply = self.request(json!({"type": "join", "room": room, "id": id})).await;
+        assert_eq!(reply["type"], "ack", "join {room}: {reply}");
+    }
+
+    /// Reads until the server closes, answering the close as a real client does; returns the server's
+    /// close frame (if one arrived).
+    pub async fn closed(&mut self) -> Option<CloseFrame> {
+        let mut close = None;
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next()).await.expect("not closed within the wait");
+            match message {
+                Some(Ok(Message::Close(frame))) => close = frame,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return close,
+            }
+        }
+    }
+}

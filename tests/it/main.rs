@@ -1,0 +1,8 @@
+//! Black-box integration tests: a real broker on port 0, real WebSocket and HTTP clients.
+//! One test binary, so the shared helpers in `common` are built and linked once.
+
+mod chat;
+mod common;
+mod eviction;
+mod http_api;
+mod shutdown;
