@@ -77,10 +77,13 @@ impl Metrics {
         opened.saturating_sub(self.sum(|s| &s.connections_closed))
     }
 
-    /// The Prometheus text exposition of every counter.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition of every counter; `rooms` is the directory's room count.
+    pub fn render(&self, rooms: usize) -> String {
         let mut out = String::with_capacity(4096);
-        let gauge = [("wsbroker_connections_open", "Connections open now.", self.connections_open())];
+        let gauges = [
+            ("wsbroker_connections_open", "Connections open now.", self.connections_open()),
+            ("wsbroker_rooms", "Rooms with at least one member on this instance.", rooms as u64),
+        ];
         let counters: [(&str, &str, CounterField); 7] = [
             ("wsbroker_connections_opened_total", "Connections accepted.", |s| &s.connections_opened),
             ("wsbroker_connections_closed_total", "Connections closed, for any reason.", |s| &s.connections_closed),
@@ -96,7 +99,7 @@ impl Metrics {
                 &s.idle_evictions
             }),
         ];
-        for (name, help, value) in gauge {
+        for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
         for (name, help, field) in counters {
@@ -135,8 +138,9 @@ mod tests {
         metrics.shard(0).fanout_latency.record(Duration::from_micros(40));
         metrics.shard(1).fanout_latency.record(Duration::from_millis(3));
         metrics.shard(1).fanout_latency.record(Duration::from_secs(5));
-        let text = metrics.render();
+        let text = metrics.render(7);
         assert!(text.contains("wsbroker_connections_open 1\n"), "{text}");
+        assert!(text.contains("wsbroker_rooms 7\n"));
         assert!(text.contains("wsbroker_connections_opened_total 2\n"));
         assert!(text.contains("wsbroker_fanout_latency_seconds_bucket{le=\"0.00005\"} 1\n"), "{text}");
         assert!(text.contains("wsbroker_fanout_latency_seconds_bucket{le=\"0.005\"} 2\n"));

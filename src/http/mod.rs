@@ -82,7 +82,7 @@ fn decoded_segments(path: &str) -> Option<Vec<String>> {
 }
 
 fn metrics(app: &App) -> Response<Body> {
-    let mut response = Response::new(Body::from(app.hub.metrics().render()));
+    let mut response = Response::new(Body::from(app.hub.metrics().render(app.hub.directory().room_count())));
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     response.headers_mut().insert(CONTENT_TYPE, content_type);
     response

@@ -73,6 +73,12 @@ pub enum Query {
     UserConnections { user: UserId, reply: oneshot::Sender<Vec<ConnInfo>> },
 }
 
+/// One message taken from an inbox.
+enum Step {
+    Delivery(Delivery),
+    Command(Command),
+}
+
 /// The receiving ends of a shard's two inboxes.
 pub struct Inbox {
     pub commands: flume::Receiver<Command>,
@@ -101,26 +107,39 @@ impl Shard {
     /// Runs until shut down and every connection is gone.
     pub async fn run(mut self, inbox: Inbox) {
         loop {
-            tokio::select! {
+            let first = tokio::select! {
                 biased;
-                Ok(delivery) = inbox.deliveries.recv_async() => self.on_delivery(delivery),
-                Ok(command) = inbox.commands.recv_async() => {
-                    self.drain_deliveries(&inbox);
-                    self.on_command(command);
-                }
+                Ok(delivery) = inbox.deliveries.recv_async() => Step::Delivery(delivery),
+                Ok(command) = inbox.commands.recv_async() => Step::Command(command),
                 else => break,
-            }
-            for _ in 0..BATCH {
-                self.drain_deliveries(&inbox);
-                let Ok(command) = inbox.commands.try_recv() else { break };
-                self.drain_deliveries(&inbox);
-                self.on_command(command);
-            }
-            self.finish_batch();
+            };
+            self.run_batch(first, &inbox);
             if self.shutting_down && self.cache.is_empty() {
                 break;
             }
         }
+    }
+
+    /// Handles `first` and whatever else is waiting (up to a batch), then commits and flushes.
+    fn run_batch(&mut self, first: Step, inbox: &Inbox) {
+        let mut next = Some(first);
+        for _ in 0..BATCH {
+            match next.take() {
+                Some(Step::Delivery(delivery)) => self.on_delivery(delivery),
+                Some(Step::Command(command)) => {
+                    self.drain_deliveries(inbox);
+                    self.on_command(command);
+                }
+                None => break,
+            }
+            self.drain_deliveries(inbox);
+            next = inbox.commands.try_recv().ok().map(Step::Command);
+        }
+        if let Some(Step::Command(command)) = next {
+            self.drain_deliveries(inbox);
+            self.on_command(command);
+        }
+        self.finish_batch();
     }
 
     fn drain_deliveries(&mut self, inbox: &Inbox) {
@@ -366,3 +385,6 @@ impl std::fmt::Debug for Shard {
         f.debug_struct("Shard").field("id", &self.id).field("connections", &self.cache.len()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

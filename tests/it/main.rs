@@ -3,6 +3,7 @@
 
 mod chat;
 mod common;
+mod concurrency;
 mod eviction;
 mod http_api;
 mod shutdown;

@@ -1,0 +1,105 @@
+//! The shard's ordering rules, checked deterministically by driving one shard by hand.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::config::Config;
+
+struct Peer {
+    frames: flume::Receiver<Frame>,
+    closed: oneshot::Receiver<CloseReason>,
+    registered: oneshot::Receiver<bool>,
+}
+
+impl Peer {
+    fn next_json(&self) -> Option<Value> {
+        self.frames.try_recv().ok().map(|frame| serde_json::from_str(frame.as_str()).unwrap())
+    }
+}
+
+fn one_shard() -> (Shard, Inbox, Hub) {
+    let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
+    config.shards = Some(1);
+    let (hub, mut inboxes) = Hub::new(config);
+    let shard = Shard::new(0, hub.clone());
+    (shard, inboxes.remove(0), hub)
+}
+
+fn register(shard: &mut Shard, conn: ConnId, user: &str, rooms: &[&str], capacity: usize) -> Peer {
+    let (outbox, frames) = flume::bounded(capacity);
+    let (closer, closed) = oneshot::channel();
+    let (answer, registered) = oneshot::channel();
+    let rooms = rooms.iter().map(|r| Room::from(*r)).collect();
+    let registration = Registration { conn, user: Arc::from(user), rooms, outbox, closer };
+    shard.on_command(Command::Register(registration, answer));
+    Peer { frames, closed, registered }
+}
+
+fn request(conn: ConnId, id: &str, action: Action) -> Command {
+    Command::Request { conn, request: ClientRequest { id: Some(id.into()), action } }
+}
+
+#[test]
+fn a_join_is_announced_only_after_the_directory_lists_the_shard() {
+    let (mut shard, _inbox, hub) = one_shard();
+    let alice = register(&mut shard, 1, "alice", &[], 16);
+    shard.finish_batch();
+    shard.on_command(request(1, "j", Action::Join(Room::from("r"))));
+    assert!(hub.directory().shards_of("r").is_empty(), "not committed yet");
+    assert!(alice.next_json().is_none(), "the presence event and the ack wait for the commit");
+    shard.finish_batch();
+    assert!(hub.directory().shards_of("r").contains(0));
+    assert_eq!(alice.next_json().unwrap()["data"]["status"], "join");
+    assert_eq!(alice.next_json().unwrap()["type"], "ack");
+}
+
+#[test]
+fn a_registration_with_rooms_is_confirmed_only_after_the_commit() {
+    let (mut shard, _inbox, hub) = one_shard();
+    let mut bob = register(&mut shard, 1, "bob", &["lobby"], 16);
+    assert!(bob.registered.try_recv().is_err(), "the 101 must wait");
+    shard.finish_batch();
+    assert!(hub.directory().shards_of("lobby").contains(0));
+    assert_eq!(bob.registered.try_recv(), Ok(true));
+}
+
+#[test]
+fn a_delivery_waiting_before_a_leave_reaches_the_leaving_member() {
+    let (mut shard, inbox, hub) = one_shard();
+    let carol = register(&mut shard, 1, "carol", &["r"], 16);
+    shard.finish_batch();
+    carol.next_json();
+    let frame = protocol::presence_event_frame("r", "someone", PresenceStatus::Join);
+    hub.route(Target::Room(Room::from("r")), frame, Instant::now(), None);
+    shard.run_batch(Step::Command(request(1, "l", Action::Leave(Room::from("r")))), &inbox);
+    assert_eq!(carol.next_json().unwrap()["data"]["user"], "someone", "delivered before the leave");
+    assert_eq!(carol.next_json().unwrap()["type"], "ack");
+    assert!(hub.directory().shards_of("r").is_empty(), "the room emptied and left the directory");
+}
+
+#[test]
+fn a_full_outbox_evicts_that_connection_alone_with_1008() {
+    let (mut shard, _inbox, hub) = one_shard();
+    let mut slow = register(&mut shard, 1, "slow", &["r"], 2);
+    let fast = register(&mut shard, 2, "fast", &["r"], 64);
+    shard.finish_batch();
+    while fast.next_json().is_some() {}
+    let chat = |n: u32| {
+        let text = format!(r#"{{"type":"chat","room":"r","data":{{"content":"{n}"}}}}"#);
+        protocol::parse_client_frame(&text, "fast", protocol::Limits { max_content_chars: 10 }).unwrap()
+    };
+    for n in 0..3 {
+        shard.on_command(Command::Request { conn: 2, request: chat(n) });
+    }
+    shard.finish_batch();
+    assert_eq!(slow.closed.try_recv(), Ok(close::SLOW_CONSUMER));
+    let contents: Vec<Value> = std::iter::from_fn(|| fast.next_json()).collect();
+    assert_eq!(contents.iter().filter(|f| f["type"] == "chat").count(), 3, "the fast member got all three");
+    assert_eq!(contents.last().unwrap()["data"], serde_json::json!({"user": "slow", "status": "leave"}));
+    assert_eq!(hub.metrics().shard(0).slow_consumer_evictions.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(shard.cache.get(1).is_none());
+}
