@@ -1,1 +1,34 @@
-fn main() {}
+//! loadgen: drives wsbroker with many WebSocket clients and measures what they receive.
+//!
+//! - [`plan`]: flags, scenario presets, and which connection does what.
+//! - [`coordinator`]: spreads a run over worker processes, drives them, merges their results.
+//! - [`worker`]: one process's connections on one thread; publishes and measures.
+//! - [`wire`]: the probe each message carries; [`report`]: the summary, table and `.hgrm`.
+
+mod coordinator;
+mod plan;
+mod report;
+mod wire;
+mod worker;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = plan::Args::parse();
+    if let Some(plan_json) = &args.worker_plan {
+        let plan = serde_json::from_str(plan_json).expect("the coordinator passes a valid plan");
+        worker::main(plan);
+        return ExitCode::SUCCESS;
+    }
+    let plan = match plan::Plan::from_args(&args) {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("loadgen: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    runtime.block_on(coordinator::run(args, plan))
+}

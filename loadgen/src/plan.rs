@@ -1,0 +1,209 @@
+//! What a run does: the flags, the scenario presets, and how connections are assigned.
+//!
+//! Owns: the deterministic assignment of connection `i` to its worker, room, URL, source address and
+//! publisher role. Workers and the coordinator compute the same answers from the same `Plan`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use clap::{Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// A named preset; explicit flags override what it sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum Scenario {
+    /// 10,000 connections, 100 rooms of 100, 100 publishers, 1,000 publishes/s, 60 s.
+    #[value(name = "fanout-10k")]
+    Fanout10k,
+    /// 5,000 connections in one room, 1 publisher, 40 publishes/s, 60 s.
+    #[value(name = "broadcast-5k")]
+    Broadcast5k,
+    /// 19,000 idle connections in 1,000 rooms, connected as fast as possible, held 10 s.
+    #[value(name = "idle-19k")]
+    Idle19k,
+    /// A few hundred connections for a few seconds: the CI smoke test.
+    Smoke,
+}
+
+/// Load generator for wsbroker.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadgen", about)]
+pub struct Args {
+    /// Broker WebSocket URL; repeat to spread connections over several brokers.
+    #[arg(long = "url", default_value = "ws://127.0.0.1:8080/ws")]
+    pub urls: Vec<String>,
+    /// A preset; other flags override it.
+    #[arg(long, value_enum)]
+    pub scenario: Option<Scenario>,
+    /// Connections in all.
+    #[arg(long)]
+    pub conns: Option<usize>,
+    /// Rooms; connections are spread evenly (connection i joins room i mod rooms).
+    #[arg(long)]
+    pub rooms: Option<usize>,
+    /// Connections that publish (one per room first, round robin).
+    #[arg(long)]
+    pub publishers: Option<usize>,
+    /// Publishes per second over all publishers, paced evenly.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds of publishing (or of holding, without publishers).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Bytes of `data.content` in each message.
+    #[arg(long)]
+    pub payload: Option<usize>,
+    /// New connections per second over all workers; 0 for as fast as possible.
+    #[arg(long)]
+    pub connect_rate: Option<f64>,
+    /// Source addresses to rotate, e.g. 127.0.0.2-127.0.0.40, for more than ~28k connections.
+    #[arg(long, value_parser = parse_ip_range)]
+    pub bind_ips: Option<Vec<IpAddr>>,
+    /// Worker processes [default: as many as the open-file limit requires].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// The broker's pid, to report its memory and CPU.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Write the latency percentile distribution (HdrHistogram .hgrm text) to this file.
+    #[arg(long)]
+    pub hgrm: Option<std::path::PathBuf>,
+    /// Print the summary as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 when anything was lost, duplicated, reordered, or failed to connect.
+    #[arg(long)]
+    pub assert_clean: bool,
+    /// Internal: run as worker N of a run, taking the plan as JSON on this flag.
+    #[arg(long, hide = true)]
+    pub worker_plan: Option<String>,
+}
+
+/// A fully resolved run, shared with the workers as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub scenario: String,
+    pub urls: Vec<String>,
+    pub conns: usize,
+    pub rooms: usize,
+    pub publishers: usize,
+    pub rate: f64,
+    pub duration: f64,
+    pub payload: usize,
+    pub connect_rate: f64,
+    pub bind_ips: Vec<IpAddr>,
+    pub workers: usize,
+    pub worker: usize,
+}
+
+struct Preset {
+    conns: usize,
+    rooms: usize,
+    publishers: usize,
+    rate: f64,
+    duration: f64,
+}
+
+fn preset(scenario: Option<Scenario>) -> Preset {
+    let p = |conns, rooms, publishers, rate, duration| Preset { conns, rooms, publishers, rate, duration };
+    match scenario {
+        Some(Scenario::Fanout10k) => p(10_000, 100, 100, 1_000.0, 60.0),
+        Some(Scenario::Broadcast5k) => p(5_000, 1, 1, 40.0, 60.0),
+        Some(Scenario::Idle19k) => p(19_000, 1_000, 0, 0.0, 10.0),
+        Some(Scenario::Smoke) => p(300, 6, 6, 300.0, 3.0),
+        None => p(100, 10, 10, 100.0, 10.0),
+    }
+}
+
+impl Plan {
+    pub fn from_args(args: &Args) -> Result<Self, String> {
+        let preset = preset(args.scenario);
+        let name = args.scenario.and_then(|s| s.to_possible_value()).map_or("custom".into(), |v| v.get_name().into());
+        let plan = Self {
+            scenario: name,
+            urls: args.urls.clone(),
+            conns: args.conns.unwrap_or(preset.conns),
+            rooms: args.rooms.unwrap_or(preset.rooms).max(1),
+            publishers: args.publishers.unwrap_or(preset.publishers),
+            rate: args.rate.unwrap_or(preset.rate),
+            duration: args.duration.unwrap_or(preset.duration),
+            payload: args.payload.unwrap_or(64),
+            connect_rate: args.connect_rate.unwrap_or(0.0),
+            bind_ips: args.bind_ips.clone().unwrap_or_default(),
+            workers: 1,
+            worker: 0,
+        };
+        if plan.publishers > plan.conns {
+            return Err(format!("--publishers {} is more than --conns {}", plan.publishers, plan.conns));
+        }
+        if plan.publishers > 0 && plan.rate <= 0.0 {
+            return Err("--rate must be positive when there are publishers".into());
+        }
+        Ok(plan)
+    }
+
+    /// The connections this worker opens: every `workers`-th one.
+    pub fn my_connections(&self) -> impl Iterator<Item = usize> + '_ {
+        (self.worker..self.conns).step_by(self.workers)
+    }
+
+    pub fn room_of(&self, conn: usize) -> usize {
+        conn % self.rooms
+    }
+
+    pub fn members_of(&self, room: usize) -> u64 {
+        (self.conns / self.rooms + usize::from(room < self.conns % self.rooms)) as u64
+    }
+
+    pub fn is_publisher(&self, conn: usize) -> bool {
+        conn < self.publishers
+    }
+
+    /// The URL (with user and room) connection `conn` opens.
+    pub fn url_of(&self, conn: usize) -> String {
+        let base = &self.urls[conn % self.urls.len()];
+        let separator = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{separator}user=lg-{conn}&room=r{}", self.room_of(conn))
+    }
+
+    pub fn source_of(&self, conn: usize) -> Option<IpAddr> {
+        (!self.bind_ips.is_empty()).then(|| self.bind_ips[conn % self.bind_ips.len()])
+    }
+}
+
+/// `127.0.0.2-127.0.0.40` (inclusive) or a single address.
+fn parse_ip_range(text: &str) -> Result<Vec<IpAddr>, String> {
+    let (first, last) = text.split_once('-').unwrap_or((text, text));
+    let first: Ipv4Addr = first.trim().parse().map_err(|e| format!("{first}: {e}"))?;
+    let last: Ipv4Addr = last.trim().parse().map_err(|e| format!("{last}: {e}"))?;
+    let (first, last) = (u32::from(first), u32::from(last));
+    if last < first || last - first > 65_535 {
+        return Err("the range must go upwards and hold at most 65,536 addresses".into());
+    }
+    Ok((first..=last).map(|ip| IpAddr::V4(Ipv4Addr::from(ip))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_members_and_workers_partition_the_connections() {
+        let args = Args::parse_from(["loadgen", "--scenario", "fanout-10k", "--conns", "1003"]);
+        let mut plan = Plan::from_args(&args).unwrap();
+        assert_eq!((0..plan.rooms).map(|r| plan.members_of(r)).sum::<u64>(), 1003);
+        assert_eq!(plan.members_of(2), 11);
+        assert_eq!(plan.members_of(3), 10);
+        plan.workers = 3;
+        let mut all: Vec<usize> = (0..3).flat_map(|w| Plan { worker: w, ..plan.clone() }.my_connections().collect::<Vec<_>>()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1003).collect::<Vec<_>>());
+        assert_eq!(plan.url_of(205), "ws://127.0.0.1:8080/ws?user=lg-205&room=r5");
+    }
+
+    #[test]
+    fn ip_ranges_expand_inclusively() {
+        let ips = parse_ip_range("127.0.0.2-127.0.0.40").unwrap();
+        assert_eq!((ips.len(), ips[0].to_string()), (39, "127.0.0.2".to_string()));
+        assert!(parse_ip_range("127.0.0.9-127.0.0.2").is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! What workers report, how the coordinator merges it, and how the summary is shown.
+//!
+//! Owns: the line protocol between worker and coordinator (`Event`), the merged `Summary`, the table
+//! and the `.hgrm` file, and reading the broker's memory and CPU from `/proc`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Plan;
+
+/// A line a worker prints on stdout.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    Progress { connected: u64, failed: u64 },
+    Ready { connected: u64, failed: u64, connect_secs: f64 },
+    Done(WorkerReport),
+}
+
+/// One worker's counts after a run.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct WorkerReport {
+    pub connected: u64,
+    pub failed: u64,
+    pub connect_secs: f64,
+    pub sent: u64,
+    pub expected: u64,
+    pub received: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    /// Recorded latencies in microseconds, as `(value, count)` pairs.
+    pub histogram: Vec<(u64, u64)>,
+    pub first_error: Option<String>,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Default, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+/// The broker process, as `/proc` shows it.
+#[derive(Debug, Default, Serialize)]
+pub struct ServerStats {
+    pub rss_baseline_kib: u64,
+    pub rss_connected_kib: u64,
+    pub rss_end_kib: u64,
+    /// (RSS with every connection open - RSS before any) / connections.
+    pub rss_per_conn_bytes: u64,
+    /// CPU time over the publishing phase / its wall time (100 = one core).
+    pub cpu_percent: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub conns: usize,
+    pub rooms: usize,
+    pub publishers: usize,
+    pub workers: usize,
+    pub connected: u64,
+    pub connect_failures: u64,
+    pub connect_secs: f64,
+    pub connects_per_sec: f64,
+    pub duration_secs: f64,
+    pub published: u64,
+    pub publishes_per_sec: f64,
+    pub expected: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    pub deliveries_per_sec: f64,
+    pub latency_ms: Latency,
+    pub server: Option<ServerStats>,
+    pub first_error: Option<String>,
+}
+
+impl Summary {
+    pub fn is_clean(&self) -> bool {
+        self.connect_failures == 0 && self.lost == 0 && self.duplicated == 0 && self.out_of_order == 0
+    }
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// Merges the workers' reports into one summary and one histogram.
+pub fn merge(plan: &Plan, reports: &[WorkerReport]) -> (Summary, Histogram<u64>) {
+    let mut histogram = new_histogram();
+    for (value, count) in reports.iter().flat_map(|r| r.histogram.iter()) {
+        histogram.saturating_record_n(*value, *count);
+    }
+    let sum = |field: fn(&WorkerReport) -> u64| reports.iter().map(field).sum::<u64>();
+    let connect_secs = reports.iter().map(|r| r.connect_secs).fold(0.0, f64::max);
+    let connected = sum(|r| r.connected);
+    let (expected, received, duplicated) = (sum(|r| r.expected), sum(|r| r.received), sum(|r| r.duplicated));
+    let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+    let summary = Summary {
+        scenario: plan.scenario.clone(),
+        conns: plan.conns,
+        rooms: plan.rooms,
+        publishers: plan.publishers,
+        workers: reports.len(),
+        connected,
+        connect_failures: sum(|r| r.failed),
+        connect_secs,
+        connects_per_sec: if connect_secs > 0.0 { connected as f64 / connect_secs } else { 0.0 },
+        duration_secs: plan.duration,
+        published: sum(|r| r.sent),
+        publishes_per_sec: sum(|r| r.sent) as f64 / plan.duration,
+        expected,
+        received,
+        lost: expected.saturating_sub(received - duplicated),
+        duplicated,
+        out_of_order: sum(|r| r.out_of_order),
+        deliveries_per_sec: received as f64 / plan.duration,
+        latency_ms: Latency { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), p999: ms(0.999), max: histogram.max() as f64 / 1000.0 },
+        server: None,
+        first_error: reports.iter().find_map(|r| r.first_error.clone()),
+    };
+    (summary, histogram)
+}
+
+pub fn table(summary: &Summary) -> String {
+    let s = summary;
+    let l = &s.latency_ms;
+    let mut out = String::new();
+    let _ = writeln!(out, "scenario      {} ({} conns, {} rooms, {} publishers, {} workers)", s.scenario, s.conns, s.rooms, s.publishers, s.workers);
+    let _ = writeln!(out, "connect       {} ok, {} failed in {:.2} s ({:.0} conns/s)", s.connected, s.connect_failures, s.connect_secs, s.connects_per_sec);
+    let _ = writeln!(out, "published     {} in {:.0} s ({:.0}/s)", s.published, s.duration_secs, s.publishes_per_sec);
+    let _ = writeln!(out, "deliveries    {} expected, {} received, {} lost, {} duplicated, {} out of order", s.expected, s.received, s.lost, s.duplicated, s.out_of_order);
+    let _ = writeln!(out, "throughput    {:.0} deliveries/s", s.deliveries_per_sec);
+    let _ = writeln!(out, "latency (ms)  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}", l.p50, l.p90, l.p99, l.p999, l.max);
+    if let Some(server) = &s.server {
+        let _ = writeln!(
+            out,
+            "broker        RSS {:.1} MiB connected (baseline {:.1} MiB, {} B/conn), {:.1} MiB at end, CPU {:.0} %",
+            server.rss_connected_kib as f64 / 1024.0,
+            server.rss_baseline_kib as f64 / 1024.0,
+            server.rss_per_conn_bytes,
+            server.rss_end_kib as f64 / 1024.0,
+            server.cpu_percent
+        );
+    }
+    if let Some(error) = &s.first_error {
+        let _ = writeln!(out, "first error   {error}");
+    }
+    out
+}
+
+/// Writes the percentile distribution in HdrHistogram's `.hgrm` text format (values in ms).
+pub fn write_hgrm(path: &Path, histogram: &Histogram<u64>) -> std::io::Result<()> {
+    let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+    for step in histogram.iter_quantiles(1) {
+        let quantile = step.quantile_iterated_to();
+        let inverse = if quantile < 1.0 { 1.0 / (1.0 - quantile) } else { f64::INFINITY };
+        let value = step.value_iterated_to() as f64 / 1000.0;
+        let _ = writeln!(out, "{value:12.3} {quantile:14.12} {:10} {inverse:14.2}", step.count_since_last_iteration());
+    }
+    let _ = writeln!(out, "#[Mean = {:.3}, StdDeviation = {:.3}]", histogram.mean() / 1000.0, histogram.stdev() / 1000.0);
+    let _ = writeln!(out, "#[Max = {:.3}, Total count = {}]", histogram.max() as f64 / 1000.0, histogram.len());
+    std::fs::write(path, out)
+}
+
+/// Resident set size of `pid` in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU time of `pid` in seconds (`/proc` counts in USER_HZ, 100 per second on Linux).
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_adds_counts_and_histograms_and_derives_loss() {
+        let plan = Plan { duration: 2.0, ..crate::plan::Plan::from_args(&clap::Parser::parse_from(["loadgen"])).unwrap() };
+        let worker = |received, duplicated, latency_us| WorkerReport {
+            connected: 5,
+            connect_secs: 0.5,
+            sent: 10,
+            expected: 50,
+            received,
+            duplicated,
+            histogram: vec![(latency_us, received)],
+            ..WorkerReport::default()
+        };
+        let (summary, histogram) = merge(&plan, &[worker(50, 0, 100), worker(48, 1, 3000)]);
+        assert_eq!((summary.expected, summary.received, summary.lost, summary.duplicated), (100, 98, 3, 1));
+        assert_eq!(summary.deliveries_per_sec, 49.0);
+        assert_eq!(histogram.len(), 98);
+        assert!((summary.latency_ms.p99 - 3.0).abs() < 0.01, "{}", summary.latency_ms.p99);
+        assert!(!summary.is_clean());
+    }
+
+    #[test]
+    fn proc_readings_of_this_process_are_plausible() {
+        let pid = std::process::id();
+        assert!(rss_kib(pid).unwrap() > 100);
+        assert!(cpu_secs(pid).unwrap() >= 0.0);
+    }
+}

@@ -1,0 +1,269 @@
+//! A worker process: opens its share of the connections on one thread, publishes, and measures.
+//!
+//! Owns: its connections and its counters. Everything runs on one thread (a `LocalSet`), so the
+//! counters are plain `Cell`s and the histogram a `RefCell`: no locks or atomics per delivery, and
+//! parsing a delivery borrows from the frame instead of allocating.
+//!
+//! Phases, driven by the coordinator over stdin/stdout: connect everything and print `ready`; wait for
+//! `go`; publish for the run's duration; wait until deliveries stop (at most `DRAIN_LIMIT`); print
+//! `done` with the counts and the latency histogram.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, Stream, StreamExt};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpSocket;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::plan::Plan;
+use crate::report::{self, Event, WorkerReport};
+use crate::wire::{self, Probe};
+
+/// Handshakes in flight at once per worker.
+const CONNECT_CONCURRENCY: usize = 256;
+/// Deliveries are over when none arrived for this long...
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
+/// ...or, at the latest, this long after publishing stopped.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Counters {
+    connected: Cell<u64>,
+    failed: Cell<u64>,
+    sent: Cell<u64>,
+    expected: Cell<u64>,
+    received: Cell<u64>,
+    duplicated: Cell<u64>,
+    out_of_order: Cell<u64>,
+}
+
+fn bump(cell: &Cell<u64>, by: u64) {
+    cell.set(cell.get() + by);
+}
+
+struct Worker {
+    plan: Plan,
+    counters: Counters,
+    latency_us: RefCell<Histogram<u64>>,
+    last_delivery: Cell<Instant>,
+    first_error: RefCell<Option<String>>,
+    settled: Notify,
+    /// When the coordinator said `go`.
+    go: watch::Receiver<Option<Instant>>,
+    padding: String,
+}
+
+impl Worker {
+    fn record(&self, last_seq: &mut Vec<(u32, u64)>, probe: Probe) {
+        let latency_us = wire::now_ns().saturating_sub(probe.t) / 1000;
+        self.latency_us.borrow_mut().saturating_record(latency_us.max(1));
+        bump(&self.counters.received, 1);
+        self.last_delivery.set(Instant::now());
+        match last_seq.iter_mut().find(|(publisher, _)| *publisher == probe.p) {
+            Some((_, last)) if probe.s > *last => *last = probe.s,
+            Some((_, last)) if probe.s == *last => bump(&self.counters.duplicated, 1),
+            Some(_) => bump(&self.counters.out_of_order, 1),
+            None => last_seq.push((probe.p, probe.s)),
+        }
+    }
+
+    fn fail(&self, error: String) {
+        bump(&self.counters.failed, 1);
+        self.first_error.borrow_mut().get_or_insert(error);
+        self.settled.notify_one();
+    }
+
+    fn settled_count(&self) -> u64 {
+        self.counters.connected.get() + self.counters.failed.get()
+    }
+
+    fn report(&self, connect_secs: f64) -> WorkerReport {
+        let c = &self.counters;
+        let histogram = self.latency_us.borrow();
+        WorkerReport {
+            connected: c.connected.get(),
+            failed: c.failed.get(),
+            connect_secs,
+            sent: c.sent.get(),
+            expected: c.expected.get(),
+            received: c.received.get(),
+            duplicated: c.duplicated.get(),
+            out_of_order: c.out_of_order.get(),
+            histogram: histogram.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect(),
+            first_error: self.first_error.borrow().clone(),
+        }
+    }
+}
+
+fn emit(event: &Event) {
+    println!("{}", serde_json::to_string(event).expect("events are plain data"));
+}
+
+/// Runs one worker to completion on the current thread.
+pub fn main(plan: Plan) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    tokio::task::LocalSet::new().block_on(&runtime, run(plan));
+}
+
+async fn run(plan: Plan) {
+    let (go_tx, go) = watch::channel(None);
+    tokio::task::spawn_local(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim() == "go" {
+                let _ = go_tx.send(Some(Instant::now()));
+            }
+        }
+        // stdin closed: the coordinator is gone, and so is the point of running.
+        std::process::exit(2);
+    });
+    let padding = "x".repeat(plan.payload);
+    let worker = Rc::new(Worker {
+        plan,
+        counters: Counters::default(),
+        latency_us: RefCell::new(report::new_histogram()),
+        last_delivery: Cell::new(Instant::now()),
+        first_error: RefCell::new(None),
+        settled: Notify::new(),
+        go,
+        padding,
+    });
+    let connect_secs = connect_all(&worker).await;
+    let c = &worker.counters;
+    emit(&Event::Ready { connected: c.connected.get(), failed: c.failed.get(), connect_secs });
+    let mut go = worker.go.clone();
+    let Ok(go_at) = go.wait_for(Option::is_some).await.map(|at| at.expect("waited for Some")) else { return };
+    tokio::time::sleep_until(go_at + Duration::from_secs_f64(worker.plan.duration)).await;
+    let stopped = Instant::now();
+    while stopped.elapsed() < DRAIN_LIMIT && worker.last_delivery.get().elapsed() < DRAIN_QUIET {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    emit(&Event::Done(worker.report(connect_secs)));
+    std::process::exit(0);
+}
+
+/// Opens this worker's connections at the paced rate; returns how long it took.
+async fn connect_all(worker: &Rc<Worker>) -> f64 {
+    let plan = &worker.plan;
+    let mine = plan.my_connections().count() as u64;
+    let started = Instant::now();
+    let rate = plan.connect_rate / plan.workers as f64;
+    let mut pacer = (rate > 0.0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / rate)));
+    let in_flight = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let progress = tokio::task::spawn_local(report_progress(Rc::clone(worker)));
+    for conn in plan.my_connections() {
+        if let Some(pacer) = pacer.as_mut() {
+            pacer.tick().await;
+        }
+        let permit = Arc::clone(&in_flight).acquire_owned().await.expect("the semaphore is never closed");
+        let worker = Rc::clone(worker);
+        tokio::task::spawn_local(async move {
+            match connect(&worker.plan, conn).await {
+                Ok(socket) => {
+                    drop(permit);
+                    bump(&worker.counters.connected, 1);
+                    worker.settled.notify_one();
+                    drive(worker, conn, socket).await;
+                }
+                Err(error) => worker.fail(error),
+            }
+        });
+    }
+    while worker.settled_count() < mine {
+        worker.settled.notified().await;
+    }
+    progress.abort();
+    started.elapsed().as_secs_f64()
+}
+
+async fn report_progress(worker: Rc<Worker>) {
+    loop {
+        let c = &worker.counters;
+        emit(&Event::Progress { connected: c.connected.get(), failed: c.failed.get() });
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+async fn connect(plan: &Plan, conn: usize) -> Result<Socket, String> {
+    let request = plan.url_of(conn).into_client_request().map_err(|e| e.to_string())?;
+    let host = request.uri().host().ok_or("the URL has no host")?.trim_matches(['[', ']']).to_owned();
+    let port = request.uri().port_u16().unwrap_or(80);
+    let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| format!("resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
+    let socket = socket.map_err(|e| format!("socket: {e}"))?;
+    if let Some(source) = plan.source_of(conn) {
+        socket.bind(SocketAddr::new(source, 0)).map_err(|e| format!("bind {source}: {e}"))?;
+    }
+    let stream = socket.connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let (socket, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    Ok(socket)
+}
+
+/// Serves one connection until the process ends: reads (and measures) everything; a publisher also
+/// publishes on its own paced schedule.
+async fn drive(worker: Rc<Worker>, conn: usize, socket: Socket) {
+    if worker.plan.is_publisher(conn) {
+        let (sink, stream) = socket.split();
+        tokio::task::spawn_local(publish(Rc::clone(&worker), conn, sink));
+        read_all(&worker, stream).await;
+    } else {
+        read_all(&worker, socket).await;
+    }
+}
+
+async fn read_all(worker: &Worker, mut stream: impl Stream<Item = Result<Message, WsError>> + Unpin) {
+    let mut last_seq = Vec::new();
+    while let Some(Ok(message)) = stream.next().await {
+        if let Message::Text(text) = message {
+            if let Some(probe) = wire::parse_probe(&text) {
+                worker.record(&mut last_seq, probe);
+            }
+        }
+    }
+}
+
+async fn publish(worker: Rc<Worker>, conn: usize, mut sink: impl futures_util::Sink<Message> + Unpin) {
+    let plan = &worker.plan;
+    let mut go = worker.go.clone();
+    let Ok(go_at) = go.wait_for(Option::is_some).await.map(|at| at.expect("waited for Some")) else { return };
+    let period = Duration::from_secs_f64(plan.publishers as f64 / plan.rate);
+    let offset = period.mul_f64(conn as f64 / plan.publishers as f64);
+    let end = go_at + Duration::from_secs_f64(plan.duration);
+    let mut ticker = tokio::time::interval_at(go_at + offset, period);
+    let room = plan.room_of(conn);
+    let (room_name, members) = (format!("r{room}"), plan.members_of(room));
+    let mut text = String::with_capacity(160 + worker.padding.len());
+    let mut seq = 0;
+    loop {
+        ticker.tick().await;
+        if Instant::now() >= end {
+            return;
+        }
+        seq += 1;
+        wire::write_chat(&mut text, &room_name, conn as u32, seq, &worker.padding);
+        if sink.send(Message::text(text.clone())).await.is_err() {
+            return;
+        }
+        bump(&worker.counters.sent, 1);
+        bump(&worker.counters.expected, members);
+    }
+}
