@@ -184,6 +184,11 @@ impl Session {
     /// A draining close (shutdown) writes the queued frames first and leaves the cache last, so the
     /// shards wait for it to finish.
     async fn close(&mut self, socket: &mut Socket, reason: CloseReason) -> Ended {
+        // Boxed: the closing state is large and rare, and inline it would enlarge every idle session.
+        Box::pin(self.close_inline(socket, reason)).await
+    }
+
+    async fn close_inline(&mut self, socket: &mut Socket, reason: CloseReason) -> Ended {
         if !reason.drain {
             self.unregister().await;
         }

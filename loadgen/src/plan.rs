@@ -57,7 +57,7 @@ pub struct Args {
     pub connect_rate: Option<f64>,
     /// Source addresses to rotate, e.g. 127.0.0.2-127.0.0.40, for more than ~28k connections.
     #[arg(long, value_parser = parse_ip_range)]
-    pub bind_ips: Option<Vec<IpAddr>>,
+    pub bind_ips: Option<IpRange>,
     /// Worker processes [default: as many as the open-file limit requires].
     #[arg(long)]
     pub workers: Option<usize>,
@@ -128,7 +128,7 @@ impl Plan {
             duration: args.duration.unwrap_or(preset.duration),
             payload: args.payload.unwrap_or(64),
             connect_rate: args.connect_rate.unwrap_or(0.0),
-            bind_ips: args.bind_ips.clone().unwrap_or_default(),
+            bind_ips: args.bind_ips.clone().map(|range| range.0).unwrap_or_default(),
             workers: 1,
             worker: 0,
         };
@@ -170,8 +170,12 @@ impl Plan {
     }
 }
 
+/// Source addresses given as one range on the command line.
+#[derive(Debug, Clone)]
+pub struct IpRange(pub Vec<IpAddr>);
+
 /// `127.0.0.2-127.0.0.40` (inclusive) or a single address.
-fn parse_ip_range(text: &str) -> Result<Vec<IpAddr>, String> {
+fn parse_ip_range(text: &str) -> Result<IpRange, String> {
     let (first, last) = text.split_once('-').unwrap_or((text, text));
     let first: Ipv4Addr = first.trim().parse().map_err(|e| format!("{first}: {e}"))?;
     let last: Ipv4Addr = last.trim().parse().map_err(|e| format!("{last}: {e}"))?;
@@ -179,7 +183,7 @@ fn parse_ip_range(text: &str) -> Result<Vec<IpAddr>, String> {
     if last < first || last - first > 65_535 {
         return Err("the range must go upwards and hold at most 65,536 addresses".into());
     }
-    Ok((first..=last).map(|ip| IpAddr::V4(Ipv4Addr::from(ip))).collect())
+    Ok(IpRange((first..=last).map(|ip| IpAddr::V4(Ipv4Addr::from(ip))).collect()))
 }
 
 #[cfg(test)]
@@ -202,7 +206,9 @@ mod tests {
 
     #[test]
     fn ip_ranges_expand_inclusively() {
-        let ips = parse_ip_range("127.0.0.2-127.0.0.40").unwrap();
+        let args = Args::parse_from(["loadgen", "--bind-ips", "127.0.0.2-127.0.0.3"]);
+        assert_eq!(Plan::from_args(&args).unwrap().bind_ips.len(), 2);
+        let ips = parse_ip_range("127.0.0.2-127.0.0.40").unwrap().0;
         assert_eq!((ips.len(), ips[0].to_string()), (39, "127.0.0.2".to_string()));
         assert!(parse_ip_range("127.0.0.9-127.0.0.2").is_err());
     }

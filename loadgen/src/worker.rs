@@ -207,15 +207,37 @@ async fn connect(plan: &Plan, conn: usize) -> Result<Socket, String> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
     let socket = socket.map_err(|e| format!("socket: {e}"))?;
     if let Some(source) = plan.source_of(conn) {
+        defer_port_choice(&socket);
         socket.bind(SocketAddr::new(source, 0)).map_err(|e| format!("bind {source}: {e}"))?;
     }
     let stream = socket.connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let config = WebSocketConfig::default().read_buffer_size(512).write_buffer_size(0);
     let (socket, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     Ok(socket)
+}
+
+/// Sets `IP_BIND_ADDRESS_NO_PORT`, so binding a source address leaves the port to `connect`, which
+/// picks it per destination. Without it every bind searches the one ephemeral range for a port no
+/// other socket on that address holds, which gets slow with thousands of connections.
+fn defer_port_choice(socket: &TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a correctly sized int option value.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        eprintln!("loadgen: IP_BIND_ADDRESS_NO_PORT: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// Serves one connection until the process ends: reads (and measures) everything; a publisher also
