@@ -104,14 +104,14 @@ impl RoomDirectory {
     /// Publishes `shard`'s room transitions: each touched bucket is copied and swapped once.
     /// Concurrent commits from other shards are merged by compare-and-swap (`rcu`), never lost.
     pub fn apply(&self, shard: ShardId, transitions: &[Transition]) {
-        let mut touched: Vec<usize> = transitions.iter().map(|t| self.bucket_of(&t.room)).collect();
-        touched.sort_unstable();
-        touched.dedup();
-        for bucket_index in touched {
-            let in_bucket = || transitions.iter().filter(move |t| self.bucket_of(&t.room) == bucket_index);
-            self.buckets[bucket_index].rcu(|current| {
+        let mut by_bucket: Vec<(usize, &Transition)> =
+            transitions.iter().map(|transition| (self.bucket_of(&transition.room), transition)).collect();
+        // Stable: a room that came and went within one batch keeps that order.
+        by_bucket.sort_by_key(|(bucket, _)| *bucket);
+        for group in by_bucket.chunk_by(|a, b| a.0 == b.0) {
+            self.buckets[group[0].0].rcu(|current| {
                 let mut next = Bucket::clone(current);
-                for transition in in_bucket() {
+                for (_, transition) in group {
                     apply_one(&mut next, shard, transition);
                 }
                 next
@@ -161,6 +161,16 @@ mod tests {
         assert_eq!(directory.shards_of("a").iter().collect::<Vec<_>>(), vec![1]);
         assert!(directory.shards_of("b").is_empty());
         assert_eq!(directory.room_count(), 1);
+    }
+
+    #[test]
+    fn a_room_that_came_and_went_in_one_batch_ends_absent() {
+        let directory = RoomDirectory::new();
+        let many: Vec<Transition> = (0..500).map(|r| transition(&format!("r{r}"), true)).collect();
+        directory.apply(2, &[many.clone(), vec![transition("r7", false)]].concat());
+        assert!(directory.shards_of("r7").is_empty());
+        assert!(directory.shards_of("r8").contains(2));
+        assert_eq!(directory.room_count(), 499);
     }
 
     #[test]
