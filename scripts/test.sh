@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what it needs (idempotently), then runs every
-# test, the concurrency test again in release mode, and builds the benches and the load generator.
+# test (benches run once each in test mode), a short load smoke test with loadgen against a release
+# broker, and the concurrency test again in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,5 +18,12 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo is missing: install Rust (rust
 export CARGO_TERM_COLOR=never
 echo "== unit and integration tests (debug)"
 cargo test --workspace --all-targets
+echo "== load smoke test (release): loadgen's smoke scenario against a real broker, nothing may be lost"
+cargo build --release --workspace
+. scripts/lib.sh
+trap stop_broker EXIT
+start_broker
+target/release/loadgen --url "$broker_url" --scenario smoke --assert-clean
+stop_broker
 echo "== concurrency test (release)"
 cargo test --release --test it concurrency

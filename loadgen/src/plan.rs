@@ -70,6 +70,9 @@ pub struct Args {
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Print the resolved plan (presets and flags applied) as JSON and exit.
+    #[arg(long)]
+    pub plan: bool,
     /// Exit 1 when anything was lost, duplicated, reordered, or failed to connect.
     #[arg(long)]
     pub assert_clean: bool,

@@ -169,11 +169,16 @@ impl UserRun {
         }
     }
 
+    /// Closes the connection. Frames still queued for a client when it closes are dropped, so the
+    /// membership windows end before a ping round trip: its pong comes after everything routed to
+    /// this connection's shard before the ping (the shard drains its deliveries before a command).
     async fn disconnect(&mut self) {
         let now = Instant::now();
         for (_, window) in self.open.drain() {
             self.log.windows[window].left_at = Some(now);
         }
+        let pong = self.request(json!({"type": "ping", "id": "bye"})).await;
+        assert_eq!(pong["type"], "pong");
         let (conn, mut client) = self.client.take().unwrap();
         client.ws.close(None).await.unwrap();
         while let Some(Ok(message)) = client.ws.next().await {

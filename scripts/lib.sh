@@ -1,0 +1,37 @@
+# Shared by the benchmark scripts: start and stop a release broker on a free loopback port.
+# After start_broker: $broker_pid, $broker_addr (127.0.0.1:PORT) and $broker_url (ws://.../ws).
+
+broker_bin=${broker_bin:-target/release/wsbroker}
+broker_pid=""
+broker_addr=""
+broker_url=""
+
+start_broker() {
+  local log
+  log=$(mktemp)
+  "$broker_bin" --listen 127.0.0.1:0 --log-level info "$@" >"$log" 2>&1 &
+  broker_pid=$!
+  for _ in $(seq 100); do
+    broker_addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)
+    [ -n "$broker_addr" ] && break
+    sleep 0.1
+  done
+  [ -n "$broker_addr" ] || { echo "the broker did not start:" >&2; cat "$log" >&2; exit 1; }
+  broker_url="ws://$broker_addr/ws"
+}
+
+stop_broker() {
+  [ -n "$broker_pid" ] || return 0
+  kill -TERM "$broker_pid" 2>/dev/null || true
+  wait "$broker_pid" 2>/dev/null || true
+  broker_pid=""
+}
+
+# The broker's open connections, from /metrics.
+open_connections() {
+  python3 - "$broker_addr" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
+print(next(l.split()[1] for l in text.splitlines() if l.startswith("wsbroker_connections_open ")))
+PY
+}
