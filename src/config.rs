@@ -27,6 +27,10 @@ pub struct Config {
     #[arg(long, env = "SHARDS", value_parser = clap::value_parser!(u16).range(1..=MAX_SHARDS as i64))]
     pub shards: Option<u16>,
 
+    /// Threads for accepting and HTTP; connections are served on the shard threads.
+    #[arg(long, env = "HTTP_THREADS", default_value_t = 1, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..=64), usize::from))]
+    pub http_threads: usize,
+
     /// Frames a connection may have queued before it is closed 1008 as a slow consumer.
     #[arg(long, env = "SEND_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub send_buffer: u32,

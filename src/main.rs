@@ -18,7 +18,8 @@ fn main() -> ExitCode {
         eprintln!("wsbroker: {message}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let http_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(config.http_threads).enable_all().build();
+    let runtime = match http_runtime {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("wsbroker: cannot start the runtime: {err}");

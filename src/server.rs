@@ -17,28 +17,29 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::http::{self, App};
 use crate::hub::Hub;
-use crate::shard;
+use crate::shard::thread::{self, ShardThread};
 
 /// A bound, running broker.
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
-    shards: Vec<JoinHandle<()>>,
+    shards: Vec<ShardThread>,
 }
 
 impl Server {
-    /// Binds `config.listen` and starts the shard tasks on the current runtime.
+    /// Binds `config.listen` and starts the shard threads. Accepting and HTTP run on the caller's
+    /// runtime; each connection's session runs on its shard's thread.
     pub async fn bind(config: Config) -> io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let (hub, inboxes) = Hub::new(config);
-        let shards = shard::spawn_all(&hub, inboxes);
-        Ok(Self { listener, app: Arc::new(App::new(hub)), shards })
+        let shards = thread::start_all(&hub, inboxes)?;
+        let runtimes = shards.iter().map(|shard| shard.runtime.clone()).collect();
+        Ok(Self { listener, app: Arc::new(App::new(hub, runtimes)), shards })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -80,7 +81,7 @@ impl Server {
         let timeout = app.hub.settings().shutdown_timeout;
         let all_closed = tokio::time::timeout(timeout, async {
             for shard in shards {
-                let _ = shard.await;
+                let _ = shard.stopped.await;
             }
         })
         .await

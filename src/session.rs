@@ -9,8 +9,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -26,7 +25,7 @@ use crate::protocol::{self, ErrorCode, Frame, Limits, UserId};
 use crate::shard::cache::ConnId;
 use crate::shard::Command;
 
-pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+pub type Socket = WebSocketStream<TcpStream>;
 
 /// Most frames gathered into one write before flushing.
 const MAX_BATCH_FRAMES: u64 = 64;
@@ -81,7 +80,7 @@ impl Session {
     }
 
     /// Removes the connection from the cache (its shard ignores a second request).
-    async fn unregister(&self) {
+    pub async fn unregister(&self) {
         self.hub.command(self.shard(), Command::Unregister { conn: self.conn }).await;
     }
 

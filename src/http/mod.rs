@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
+use tokio::runtime::Handle;
 
 use crate::hub::Hub;
 
@@ -25,14 +26,20 @@ pub type Body = Full<Bytes>;
 #[derive(Debug)]
 pub struct App {
     pub hub: Hub,
+    /// Each shard's runtime, where the sessions of its connections run.
+    shard_runtimes: Box<[Handle]>,
     /// Set once shutdown starts: `/readyz` fails and no connection is accepted.
     draining: AtomicBool,
     next_conn: AtomicU64,
 }
 
 impl App {
-    pub fn new(hub: Hub) -> Self {
-        Self { hub, draining: AtomicBool::new(false), next_conn: AtomicU64::new(1) }
+    pub fn new(hub: Hub, shard_runtimes: Box<[Handle]>) -> Self {
+        Self { hub, shard_runtimes, draining: AtomicBool::new(false), next_conn: AtomicU64::new(1) }
+    }
+
+    fn shard_runtime(&self, user: &str) -> &Handle {
+        &self.shard_runtimes[self.hub.shard_of_user(user)]
     }
 
     pub fn start_draining(&self) {

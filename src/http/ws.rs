@@ -5,12 +5,15 @@
 //! frames (the session does) or touch the cache (the shard registers the connection).
 //!
 //! The connection is registered, with the rooms its URL names, *before* the `101` goes out, so a client
-//! that holds a `101` is already a member that every publisher can reach.
+//! that holds a `101` is already a member that every publisher can reach. After the upgrade the socket
+//! moves to its shard's thread, where its session runs.
 
 use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
 use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -20,7 +23,7 @@ use super::{error, App, Body};
 use crate::config::Config;
 use crate::protocol::{self, Room, UserId};
 use crate::session::Session;
-use crate::shard::{Command, Registration};
+use crate::shard::Registration;
 
 pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Option<&str>) -> Response<Body> {
     if !asks_for_websocket(&request) {
@@ -50,22 +53,45 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down");
     }
     let on_upgrade = hyper::upgrade::on(&mut request);
+    let runtime = app.shard_runtime(&user).clone();
     let session = Session { conn, user, hub: app.hub.clone(), outbox: outbox_rx, closer: closer_rx };
     let config = socket_config(app.hub.settings());
     tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                session.run(socket).await;
-            }
+        let detached = match on_upgrade.await {
+            Ok(upgraded) => detach(upgraded),
+            Err(err) => Err(err.to_string()),
+        };
+        match detached {
+            Ok((stream, read_ahead)) => drop(runtime.spawn(serve_on_shard(session, stream, read_ahead, config))),
             Err(err) => {
                 tracing::debug!(conn, %err, "upgrade failed");
-                let shard = session.hub.shard_of_user(&session.user);
-                session.hub.command(shard, Command::Unregister { conn }).await;
+                session.unregister().await;
             }
         }
     });
     switching_protocols(&accept)
+}
+
+/// Takes the TCP socket out of hyper (and out of the HTTP runtime's reactor), with any bytes the
+/// client sent right after its request.
+fn detach(upgraded: Upgraded) -> Result<(std::net::TcpStream, Vec<u8>), String> {
+    let parts = upgraded.downcast::<TokioIo<TcpStream>>().map_err(|_| "the upgraded connection is not TCP")?;
+    let stream = parts.io.into_inner().into_std().map_err(|err| err.to_string())?;
+    Ok((stream, parts.read_buf.to_vec()))
+}
+
+/// Runs on the shard's thread: registers the socket with that thread's reactor and serves it there.
+async fn serve_on_shard(session: Session, stream: std::net::TcpStream, read_ahead: Vec<u8>, config: WebSocketConfig) {
+    match TcpStream::from_std(stream) {
+        Ok(stream) => {
+            let socket = WebSocketStream::from_partially_read(stream, read_ahead, Role::Server, Some(config)).await;
+            session.run(socket).await;
+        }
+        Err(err) => {
+            tracing::warn!(conn = session.conn, %err, "cannot register the socket with its shard");
+            session.unregister().await;
+        }
+    }
 }
 
 fn asks_for_websocket<B>(request: &Request<B>) -> bool {

@@ -17,6 +17,7 @@
 
 pub mod cache;
 mod output;
+pub mod thread;
 
 use std::time::{Instant, SystemTime};
 
@@ -369,15 +370,6 @@ impl Shard {
             }
         }
     }
-}
-
-/// Runs `count` shards on the current runtime; returns their handles and the hub that reaches them.
-pub fn spawn_all(hub: &Hub, inboxes: Vec<Inbox>) -> Vec<tokio::task::JoinHandle<()>> {
-    inboxes
-        .into_iter()
-        .enumerate()
-        .map(|(id, inbox)| tokio::spawn(Shard::new(id, Hub::clone(hub)).run(inbox)))
-        .collect()
 }
 
 impl std::fmt::Debug for Shard {
