@@ -15,7 +15,8 @@ def load(path):
 
 
 def clean(r):
-    return r["connect_failures"] == 0 and r["lost"] == 0 and r["duplicated"] == 0 and r["out_of_order"] == 0
+    broken = r["connect_failures"] + r["closed_by_server"] + r["publish_failures"]
+    return broken == 0 and r["lost"] == 0 and r["duplicated"] == 0 and r["out_of_order"] == 0
 
 
 def saturation(paths):
@@ -36,10 +37,11 @@ def row(path):
     lat = r["latency_ms"]
     server = r.get("server") or {}
     per_conn = server.get("rss_per_conn_bytes")
-    return "| {} | {} ok / {} failed, {:.0f}/s | {:.0f} | {:.2f} / {:.2f} / {:.2f} / {:.2f} | {} / {} / {} | {} | {} | {:.0f} % |".format(
+    return "| {} | {} ok / {} failed / {} closed, {:.0f}/s | {:.0f} | {:.2f} / {:.2f} / {:.2f} / {:.2f} | {} / {} / {} | {} | {} | {:.0f} % |".format(
         r["scenario"],
         r["connected"],
         r["connect_failures"],
+        r["closed_by_server"],
         r["connects_per_sec"],
         r["deliveries_per_sec"],
         lat["p50"],

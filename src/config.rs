@@ -51,6 +51,11 @@ pub struct Config {
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
+    /// Broadcast join/leave presence events. In a room of N members, N joins cost N²/2 frames: turn
+    /// them off where rooms are very large. Presence queries and the online API work either way.
+    #[arg(long, env = "PRESENCE_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub presence_events: bool,
+
     /// A user with no client frame for this long shows as away in presence.
     #[arg(long, env = "AWAY_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
     pub away_after: Duration,

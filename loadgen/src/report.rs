@@ -31,6 +31,8 @@ pub struct WorkerReport {
     pub received: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
+    pub closed: u64,
+    pub publish_failures: u64,
     /// Recorded latencies in microseconds, as `(value, count)` pairs.
     pub histogram: Vec<(u64, u64)>,
     pub first_error: Option<String>,
@@ -77,6 +79,9 @@ pub struct Summary {
     pub lost: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
+    /// Connections the broker closed during the run (slow consumers, timeouts).
+    pub closed_by_server: u64,
+    pub publish_failures: u64,
     pub deliveries_per_sec: f64,
     pub latency_ms: Latency,
     pub server: Option<ServerStats>,
@@ -85,7 +90,8 @@ pub struct Summary {
 
 impl Summary {
     pub fn is_clean(&self) -> bool {
-        self.connect_failures == 0 && self.lost == 0 && self.duplicated == 0 && self.out_of_order == 0
+        let broken = self.connect_failures + self.closed_by_server + self.publish_failures;
+        broken == 0 && self.lost == 0 && self.duplicated == 0 && self.out_of_order == 0
     }
 }
 
@@ -122,6 +128,8 @@ pub fn merge(plan: &Plan, reports: &[WorkerReport]) -> (Summary, Histogram<u64>)
         lost: expected.saturating_sub(received - duplicated),
         duplicated,
         out_of_order: sum(|r| r.out_of_order),
+        closed_by_server: sum(|r| r.closed),
+        publish_failures: sum(|r| r.publish_failures),
         deliveries_per_sec: received as f64 / plan.duration,
         latency_ms: Latency { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), p999: ms(0.999), max: histogram.max() as f64 / 1000.0 },
         server: None,
@@ -138,6 +146,7 @@ pub fn table(summary: &Summary) -> String {
     let _ = writeln!(out, "connect       {} ok, {} failed in {:.2} s ({:.0} conns/s)", s.connected, s.connect_failures, s.connect_secs, s.connects_per_sec);
     let _ = writeln!(out, "published     {} in {:.0} s ({:.0}/s)", s.published, s.duration_secs, s.publishes_per_sec);
     let _ = writeln!(out, "deliveries    {} expected, {} received, {} lost, {} duplicated, {} out of order", s.expected, s.received, s.lost, s.duplicated, s.out_of_order);
+    let _ = writeln!(out, "closed        {} connections closed by the broker, {} publishes failed", s.closed_by_server, s.publish_failures);
     let _ = writeln!(out, "throughput    {:.0} deliveries/s", s.deliveries_per_sec);
     let _ = writeln!(out, "latency (ms)  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}", l.p50, l.p90, l.p99, l.p999, l.max);
     if let Some(server) = &s.server {
@@ -210,6 +219,10 @@ mod tests {
         assert_eq!(histogram.len(), 98);
         assert!((summary.latency_ms.p99 - 3.0).abs() < 0.01, "{}", summary.latency_ms.p99);
         assert!(!summary.is_clean());
+        let closed = WorkerReport { closed: 1, ..WorkerReport::default() };
+        let (summary, _) = merge(&plan, &[closed]);
+        assert_eq!(summary.closed_by_server, 1);
+        assert!(!summary.is_clean(), "a connection the broker closed is not a clean run");
     }
 
     #[test]

@@ -44,6 +44,9 @@ struct Counters {
     received: Cell<u64>,
     duplicated: Cell<u64>,
     out_of_order: Cell<u64>,
+    /// Connections that ended before the run did (closed by the broker, e.g. evicted).
+    closed: Cell<u64>,
+    publish_failures: Cell<u64>,
 }
 
 fn bump(cell: &Cell<u64>, by: u64) {
@@ -98,6 +101,8 @@ impl Worker {
             received: c.received.get(),
             duplicated: c.duplicated.get(),
             out_of_order: c.out_of_order.get(),
+            closed: c.closed.get(),
+            publish_failures: c.publish_failures.get(),
             histogram: histogram.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect(),
             first_error: self.first_error.borrow().clone(),
         }
@@ -252,15 +257,28 @@ async fn drive(worker: Rc<Worker>, conn: usize, socket: Socket) {
     }
 }
 
+/// Reads until the connection ends; the process exits when the run is over, so an end seen here
+/// means the broker closed the connection during the run.
 async fn read_all(worker: &Worker, mut stream: impl Stream<Item = Result<Message, WsError>> + Unpin) {
     let mut last_seq = Vec::new();
-    while let Some(Ok(message)) = stream.next().await {
-        if let Message::Text(text) = message {
-            if let Some(probe) = wire::parse_probe(&text) {
-                worker.record(&mut last_seq, probe);
+    loop {
+        match stream.next().await {
+            Some(Ok(Message::Text(text))) => {
+                if let Some(probe) = wire::parse_probe(&text) {
+                    worker.record(&mut last_seq, probe);
+                }
             }
+            Some(Ok(Message::Close(frame))) => {
+                if let Some(frame) = frame {
+                    let reason = format!("closed by the broker: {} {}", frame.code, frame.reason);
+                    worker.first_error.borrow_mut().get_or_insert(reason);
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
         }
     }
+    bump(&worker.counters.closed, 1);
 }
 
 async fn publish(worker: Rc<Worker>, conn: usize, mut sink: impl futures_util::Sink<Message> + Unpin) {
@@ -283,6 +301,7 @@ async fn publish(worker: Rc<Worker>, conn: usize, mut sink: impl futures_util::S
         seq += 1;
         wire::write_chat(&mut text, &room_name, conn as u32, seq, &worker.padding);
         if sink.send(Message::text(text.clone())).await.is_err() {
+            bump(&worker.counters.publish_failures, 1);
             return;
         }
         bump(&worker.counters.sent, 1);

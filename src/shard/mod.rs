@@ -281,8 +281,11 @@ impl Shard {
         }
     }
 
-    /// Tells the room that `user` came or went.
+    /// Tells the room that `user` came or went (unless presence events are off).
     fn announce(&mut self, room: Room, user: &str, status: PresenceStatus) {
+        if !self.hub.settings().presence_events {
+            return;
+        }
         let frame = protocol::presence_event_frame(&room, user, status);
         self.publish(Target::Room(room), frame);
     }

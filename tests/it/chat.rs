@@ -156,6 +156,20 @@ async fn presence_announces_a_users_first_join_and_last_leave() {
 }
 
 #[tokio::test]
+async fn presence_events_can_be_turned_off_while_queries_still_answer() {
+    let server = start_server_with(|c| c.presence_events = false).await;
+    let mut alice = server.connect("/ws?user=alice&room=r").await;
+    let mut bob = server.connect("/ws?user=bob&room=r").await;
+    say(&mut bob, "r", "first").await;
+    assert_eq!(content(&alice.recv().await), "first", "no presence event came before it");
+    let list = alice.request(json!({"type": "presence", "room": "r", "id": "q"})).await;
+    assert_eq!(list["data"]["users"], json!(["alice", "bob"]));
+    drop(bob);
+    server.post("/api/v1/chat/rooms/r/messages", json!({"data": {"content": "after"}})).await;
+    assert_eq!(alice.recv().await["data"]["content"], "after", "no leave event either");
+}
+
+#[tokio::test]
 async fn presence_query_lists_users_and_who_is_away() {
     let server = start_server_with(|c| c.away_after = std::time::Duration::from_millis(300)).await;
     let mut alice = server.member("alice", "r").await;
