@@ -20,14 +20,15 @@ loadgen_bin=target/release/loadgen
 . scripts/lib.sh
 trap stop_broker EXIT
 
-# run NAME OUTPUT [loadgen flags...]
+# run NAME OUTPUT [loadgen flags...]; broker flags come from $broker_flags.
+broker_flags=()
 run() {
   local name=$1 out=$2
   shift 2
-  start_broker
+  start_broker "${broker_flags[@]}"
   local duration=()
   [ -n "${DURATION:-}" ] && duration=(--duration "$DURATION")
-  echo "== $name: loadgen --scenario ... $* ${duration[*]}" >&2
+  echo "== $name: wsbroker ${broker_flags[*]}; loadgen $* ${duration[*]}" >&2
   "$loadgen_bin" --url "$broker_url" --server-pid "$broker_pid" --json --hgrm "${out%.json}.hgrm" \
     "${duration[@]}" "$@" >"$out"
   stop_broker
@@ -35,7 +36,14 @@ run() {
 
 for scenario in "${scenarios[@]}"; do
   out="$results/$day-$scenario.json"
+  broker_flags=()
   case "$scenario" in
+    # One room of 5,000: with join/leave events on, connecting sends 12.5M presence frames
+    # (see docs/benchmarks.md); this scenario measures broadcast delivery, so they are off.
+    broadcast-5k)
+      broker_flags=(--presence-events false)
+      run "$scenario" "$out" --scenario broadcast-5k
+      ;;
     idle-19k) run "$scenario" "$out" --scenario idle-19k --workers 2 --bind-ips 127.0.0.2-127.0.0.40 ;;
     saturation)
       for rate in "${saturation_rates[@]}"; do

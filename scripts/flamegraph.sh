@@ -3,6 +3,9 @@
 #
 #   scripts/flamegraph.sh fanout-10k [SECONDS]
 #
+# Scenarios that publish are recorded once every connection is open; idle-19k, which only connects,
+# is recorded while it connects.
+#
 # Installs perf (Debian's linux-perf) and inferno (crates.io) when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +20,9 @@ command -v inferno-flamegraph >/dev/null 2>&1 || cargo install inferno --locked
 cargo build --release --workspace
 . scripts/lib.sh
 trap stop_broker EXIT
-start_broker
+broker_flags=()
+[ "$scenario" = broadcast-5k ] && broker_flags=(--presence-events false) # as in scripts/bench.sh
+start_broker "${broker_flags[@]}"
 
 extra=()
 [ "$scenario" = idle-19k ] && extra=(--workers 2 --bind-ips 127.0.0.2-127.0.0.40)
@@ -25,12 +30,15 @@ target/release/loadgen --url "$broker_url" --scenario "$scenario" --duration $((
   >"flamegraphs/$scenario.loadgen.txt" &
 loadgen_pid=$!
 
-# Record once every connection is open (the scenario's publishing starts right after).
-want=$(target/release/loadgen --scenario "$scenario" --plan | python3 -c 'import json, sys; print(json.load(sys.stdin)["conns"])')
-for _ in $(seq 600); do
-  [ "$(open_connections)" -ge "$want" ] && break
-  sleep 0.1
-done
+plan=$(target/release/loadgen --scenario "$scenario" --plan)
+publishers=$(echo "$plan" | python3 -c 'import json, sys; print(json.load(sys.stdin)["publishers"])')
+if [ "$publishers" -gt 0 ]; then
+  want=$(echo "$plan" | python3 -c 'import json, sys; print(json.load(sys.stdin)["conns"])')
+  for _ in $(seq 600); do
+    [ "$(open_connections)" -ge "$want" ] && break
+    sleep 0.1
+  done
+fi
 perf record -F 499 -g --call-graph dwarf,16384 -p "$broker_pid" -o /tmp/wsbroker.perf.data -- sleep "$seconds"
 wait "$loadgen_pid"
 perf script -i /tmp/wsbroker.perf.data 2>/dev/null | inferno-collapse-perf | inferno-flamegraph \

@@ -64,8 +64,9 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
-    /// WebSocket read buffer per connection in bytes: allocated up front and zeroed on every read, so keep it small; bigger messages grow it.
-    #[arg(long, env = "WS_READ_BUFFER", default_value_t = 512)]
+    /// WebSocket read buffer per connection in bytes: allocated up front and zeroed on every read, so
+    /// kept small; a client message is read in steps of this size, so raise it if clients send large ones.
+    #[arg(long, env = "WS_READ_BUFFER", default_value_t = 256)]
     pub ws_read_buffer: usize,
 
     /// Bytes of frames a connection gathers before writing; a batch is always flushed at its end.
