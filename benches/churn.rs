@@ -2,7 +2,6 @@
 //! batch, among many rooms), and a member joining and leaving a busy room in a shard's cache.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use wsbroker::directory::{RoomDirectory, Transition};
@@ -41,10 +40,7 @@ fn cache_join_leave(c: &mut Criterion) {
     for conn in 0..1_001 {
         let (outbox, _) = flume::bounded(1);
         let user = Arc::from(format!("user-{conn}"));
-        let now = Instant::now();
-        let connection =
-            Connection { user, outbox, closer: None, connected_at: SystemTime::now(), last_activity: now, rooms: Vec::new() };
-        cache.insert(conn, connection);
+        cache.insert(conn, Connection::new(user, outbox, None));
         if conn < 1_000 {
             cache.join(conn, &room).expect("a new member");
         }

@@ -3,7 +3,7 @@
 //! measured loop, so nothing piles up between iterations.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use wsbroker::config::Config;
@@ -19,10 +19,7 @@ fn room_with_members(members: u64) -> (LocalCache, Vec<flume::Receiver<Frame>>) 
     for conn in 0..members {
         let (outbox, frames) = flume::bounded(4);
         let user = Arc::from(format!("user-{conn}"));
-        let now = Instant::now();
-        let connection =
-            Connection { user, outbox, closer: None, connected_at: SystemTime::now(), last_activity: now, rooms: Vec::new() };
-        cache.insert(conn, connection);
+        cache.insert(conn, Connection::new(user, outbox, None));
         cache.join(conn, &room).expect("a new member");
         receivers.push(frames);
     }

@@ -36,6 +36,14 @@ pub struct Connection {
     pub rooms: Vec<Room>,
 }
 
+impl Connection {
+    /// A connection of `user` that is in no room yet and active now.
+    pub fn new(user: UserId, outbox: Outbox, closer: Option<oneshot::Sender<CloseReason>>) -> Self {
+        let (connected_at, last_activity) = (SystemTime::now(), Instant::now());
+        Self { user, outbox, closer, connected_at, last_activity, rooms: Vec::new() }
+    }
+}
+
 /// The local members of one room.
 #[derive(Debug, Default)]
 struct RoomMembers {
@@ -246,14 +254,7 @@ mod tests {
 
     fn connection(user: &str, now: Instant) -> Connection {
         let (outbox, _) = flume::bounded(4);
-        Connection {
-            user: Arc::from(user),
-            outbox,
-            closer: None,
-            connected_at: SystemTime::now(),
-            last_activity: now,
-            rooms: Vec::new(),
-        }
+        Connection { last_activity: now, ..Connection::new(Arc::from(user), outbox, None) }
     }
 
     #[test]

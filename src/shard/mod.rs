@@ -19,7 +19,7 @@ pub mod cache;
 mod output;
 pub mod thread;
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -171,16 +171,7 @@ impl Shard {
             let _ = registered.send(false);
             return;
         }
-        let now = Instant::now();
-        let connection = Connection {
-            user,
-            outbox,
-            closer: Some(closer),
-            connected_at: SystemTime::now(),
-            last_activity: now,
-            rooms: Vec::new(),
-        };
-        self.cache.insert(conn, connection);
+        self.cache.insert(conn, Connection::new(user, outbox, Some(closer)));
         metrics::incr(&self.counters().connections_opened);
         for room in rooms {
             self.join(conn, room);
