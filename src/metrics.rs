@@ -88,7 +88,7 @@ impl Metrics {
             ("wsbroker_connections_opened_total", "Connections accepted.", |s| &s.connections_opened),
             ("wsbroker_connections_closed_total", "Connections closed, for any reason.", |s| &s.connections_closed),
             ("wsbroker_frames_in_total", "Data frames received from clients.", |s| &s.frames_in),
-            ("wsbroker_frames_out_total", "Frames written to client sockets.", |s| &s.frames_out),
+            ("wsbroker_frames_out_total", "Frames handed to client sockets.", |s| &s.frames_out),
             ("wsbroker_messages_dropped_total", "Frames not queued: the recipient was full or gone.", |s| {
                 &s.messages_dropped
             }),

@@ -229,8 +229,9 @@ async fn write_batch(
         frames += 1;
         socket.feed(Message::Text(frame)).await?;
     }
-    socket.flush().await?;
+    // Counted before the write, so no client can hold a frame the counter has not counted yet.
     counters.frames_out.fetch_add(frames, std::sync::atomic::Ordering::Relaxed);
+    socket.flush().await?;
     Ok(())
 }
 

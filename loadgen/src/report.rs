@@ -20,6 +20,39 @@ pub enum Event {
     Done(WorkerReport),
 }
 
+/// What one room saw: deliveries expected (publishes × members), received, and the bad ones.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomCounts {
+    pub expected: u64,
+    pub received: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+}
+
+impl RoomCounts {
+    pub fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.received - self.duplicated)
+    }
+
+    fn add(&mut self, other: &RoomCounts) {
+        self.expected += other.expected;
+        self.received += other.received;
+        self.duplicated += other.duplicated;
+        self.out_of_order += other.out_of_order;
+    }
+}
+
+/// A room where something went wrong, as the summary lists it.
+#[derive(Debug, Serialize)]
+pub struct RoomProblem {
+    pub room: usize,
+    pub expected: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+}
+
 /// One worker's counts after a run.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct WorkerReport {
@@ -33,6 +66,8 @@ pub struct WorkerReport {
     pub out_of_order: u64,
     pub closed: u64,
     pub publish_failures: u64,
+    /// The same counts per room, indexed by room.
+    pub rooms: Vec<RoomCounts>,
     /// Recorded latencies in microseconds, as `(value, count)` pairs.
     pub histogram: Vec<(u64, u64)>,
     pub first_error: Option<String>,
@@ -82,6 +117,9 @@ pub struct Summary {
     /// Connections the broker closed during the run (slow consumers, timeouts).
     pub closed_by_server: u64,
     pub publish_failures: u64,
+    /// Rooms with any loss, duplicate or reordering, and (the first 20 of) them.
+    pub rooms_with_problems: usize,
+    pub room_problems: Vec<RoomProblem>,
     pub deliveries_per_sec: f64,
     pub latency_ms: Latency,
     pub server: Option<ServerStats>,
@@ -110,6 +148,23 @@ pub fn merge(plan: &Plan, reports: &[WorkerReport]) -> (Summary, Histogram<u64>)
     let connected = sum(|r| r.connected);
     let (expected, received, duplicated) = (sum(|r| r.expected), sum(|r| r.received), sum(|r| r.duplicated));
     let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+    let mut rooms = vec![RoomCounts::default(); plan.rooms];
+    for report in reports {
+        for (total, counts) in rooms.iter_mut().zip(&report.rooms) {
+            total.add(counts);
+        }
+    }
+    let problems: Vec<RoomProblem> = (rooms.iter().enumerate())
+        .filter(|(_, c)| c.lost() + c.duplicated + c.out_of_order > 0)
+        .map(|(room, c)| RoomProblem {
+            room,
+            expected: c.expected,
+            received: c.received,
+            lost: c.lost(),
+            duplicated: c.duplicated,
+            out_of_order: c.out_of_order,
+        })
+        .collect();
     let summary = Summary {
         scenario: plan.scenario.clone(),
         conns: plan.conns,
@@ -130,6 +185,8 @@ pub fn merge(plan: &Plan, reports: &[WorkerReport]) -> (Summary, Histogram<u64>)
         out_of_order: sum(|r| r.out_of_order),
         closed_by_server: sum(|r| r.closed),
         publish_failures: sum(|r| r.publish_failures),
+        rooms_with_problems: problems.len(),
+        room_problems: problems.into_iter().take(20).collect(),
         deliveries_per_sec: received as f64 / plan.duration,
         latency_ms: Latency { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), p999: ms(0.999), max: histogram.max() as f64 / 1000.0 },
         server: None,
@@ -146,6 +203,10 @@ pub fn table(summary: &Summary) -> String {
     let _ = writeln!(out, "connect       {} ok, {} failed in {:.2} s ({:.0} conns/s)", s.connected, s.connect_failures, s.connect_secs, s.connects_per_sec);
     let _ = writeln!(out, "published     {} in {:.0} s ({:.0}/s)", s.published, s.duration_secs, s.publishes_per_sec);
     let _ = writeln!(out, "deliveries    {} expected, {} received, {} lost, {} duplicated, {} out of order", s.expected, s.received, s.lost, s.duplicated, s.out_of_order);
+    if s.rooms_with_problems > 0 {
+        let listed: Vec<String> = s.room_problems.iter().map(|p| format!("r{} (lost {})", p.room, p.lost)).collect();
+        let _ = writeln!(out, "bad rooms     {}: {}", s.rooms_with_problems, listed.join(", "));
+    }
     let _ = writeln!(out, "closed        {} connections closed by the broker, {} publishes failed", s.closed_by_server, s.publish_failures);
     let _ = writeln!(out, "throughput    {:.0} deliveries/s", s.deliveries_per_sec);
     let _ = writeln!(out, "latency (ms)  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}", l.p50, l.p90, l.p99, l.p999, l.max);
@@ -213,7 +274,14 @@ mod tests {
             histogram: vec![(latency_us, received)],
             ..WorkerReport::default()
         };
-        let (summary, histogram) = merge(&plan, &[worker(50, 0, 100), worker(48, 1, 3000)]);
+        let room = |expected, received, duplicated| RoomCounts { expected, received, duplicated, out_of_order: 0 };
+        let mut first = worker(50, 0, 100);
+        first.rooms = vec![room(25, 25, 0), room(25, 25, 0)];
+        let mut second = worker(48, 1, 3000);
+        second.rooms = vec![room(25, 25, 0), room(25, 23, 1)];
+        let (summary, histogram) = merge(&Plan { rooms: 2, ..plan.clone() }, &[first, second]);
+        assert_eq!(summary.rooms_with_problems, 1);
+        assert_eq!((summary.room_problems[0].room, summary.room_problems[0].lost), (1, 3));
         assert_eq!((summary.expected, summary.received, summary.lost, summary.duplicated), (100, 98, 3, 1));
         assert_eq!(summary.deliveries_per_sec, 49.0);
         assert_eq!(histogram.len(), 98);

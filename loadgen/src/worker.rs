@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::plan::Plan;
-use crate::report::{self, Event, WorkerReport};
+use crate::report::{self, Event, RoomCounts, WorkerReport};
 use crate::wire::{self, Probe};
 
 /// Handshakes in flight at once per worker.
@@ -56,6 +56,7 @@ fn bump(cell: &Cell<u64>, by: u64) {
 struct Worker {
     plan: Plan,
     counters: Counters,
+    rooms: RefCell<Vec<RoomCounts>>,
     latency_us: RefCell<Histogram<u64>>,
     last_delivery: Cell<Instant>,
     first_error: RefCell<Option<String>>,
@@ -66,15 +67,25 @@ struct Worker {
 }
 
 impl Worker {
-    fn record(&self, last_seq: &mut Vec<(u32, u64)>, probe: Probe) {
+    /// Counts one delivery to a member of `room`.
+    fn record(&self, room: usize, last_seq: &mut Vec<(u32, u64)>, probe: Probe) {
         let latency_us = wire::now_ns().saturating_sub(probe.t) / 1000;
         self.latency_us.borrow_mut().saturating_record(latency_us.max(1));
         bump(&self.counters.received, 1);
         self.last_delivery.set(Instant::now());
+        let mut rooms = self.rooms.borrow_mut();
+        let counts = &mut rooms[room];
+        counts.received += 1;
         match last_seq.iter_mut().find(|(publisher, _)| *publisher == probe.p) {
             Some((_, last)) if probe.s > *last => *last = probe.s,
-            Some((_, last)) if probe.s == *last => bump(&self.counters.duplicated, 1),
-            Some(_) => bump(&self.counters.out_of_order, 1),
+            Some((_, last)) if probe.s == *last => {
+                bump(&self.counters.duplicated, 1);
+                counts.duplicated += 1;
+            }
+            Some(_) => {
+                bump(&self.counters.out_of_order, 1);
+                counts.out_of_order += 1;
+            }
             None => last_seq.push((probe.p, probe.s)),
         }
     }
@@ -103,6 +114,7 @@ impl Worker {
             out_of_order: c.out_of_order.get(),
             closed: c.closed.get(),
             publish_failures: c.publish_failures.get(),
+            rooms: self.rooms.borrow().clone(),
             histogram: histogram.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect(),
             first_error: self.first_error.borrow().clone(),
         }
@@ -133,6 +145,7 @@ async fn run(plan: Plan) {
     });
     let padding = "x".repeat(plan.payload);
     let worker = Rc::new(Worker {
+        rooms: RefCell::new(vec![RoomCounts::default(); plan.rooms]),
         plan,
         counters: Counters::default(),
         latency_us: RefCell::new(report::new_histogram()),
@@ -248,24 +261,25 @@ fn defer_port_choice(socket: &TcpSocket) {
 /// Serves one connection until the process ends: reads (and measures) everything; a publisher also
 /// publishes on its own paced schedule.
 async fn drive(worker: Rc<Worker>, conn: usize, socket: Socket) {
+    let room = worker.plan.room_of(conn);
     if worker.plan.is_publisher(conn) {
         let (sink, stream) = socket.split();
         tokio::task::spawn_local(publish(Rc::clone(&worker), conn, sink));
-        read_all(&worker, stream).await;
+        read_all(&worker, room, stream).await;
     } else {
-        read_all(&worker, socket).await;
+        read_all(&worker, room, socket).await;
     }
 }
 
 /// Reads until the connection ends; the process exits when the run is over, so an end seen here
 /// means the broker closed the connection during the run.
-async fn read_all(worker: &Worker, mut stream: impl Stream<Item = Result<Message, WsError>> + Unpin) {
+async fn read_all(worker: &Worker, room: usize, mut stream: impl Stream<Item = Result<Message, WsError>> + Unpin) {
     let mut last_seq = Vec::new();
     loop {
         match stream.next().await {
             Some(Ok(Message::Text(text))) => {
                 if let Some(probe) = wire::parse_probe(&text) {
-                    worker.record(&mut last_seq, probe);
+                    worker.record(room, &mut last_seq, probe);
                 }
             }
             Some(Ok(Message::Close(frame))) => {
@@ -306,5 +320,6 @@ async fn publish(worker: Rc<Worker>, conn: usize, mut sink: impl futures_util::S
         }
         bump(&worker.counters.sent, 1);
         bump(&worker.counters.expected, members);
+        worker.rooms.borrow_mut()[room].expected += members;
     }
 }
