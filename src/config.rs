@@ -73,6 +73,30 @@ pub struct Config {
     #[arg(long, env = "WS_WRITE_BUFFER", default_value_t = 16_384)]
     pub ws_write_buffer: usize,
 
+    /// Require a JWT on every WebSocket connection and API call (health and metrics stay open).
+    #[arg(long, env = "AUTH_ENABLED")]
+    pub auth_enabled: bool,
+
+    /// HS256 secret for verifying tokens.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key (RSA for RS256, P-256 for ES256) for verifying tokens, instead of a secret.
+    #[arg(long, env = "JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
+
+    /// Required `iss` claim.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[arg(long, env = "JWT_LEEWAY", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

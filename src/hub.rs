@@ -94,7 +94,7 @@ impl Hub {
     pub async fn register(&self, registration: Registration) -> bool {
         let (registered, answer) = oneshot::channel();
         let shard = self.shard_of_user(&registration.user);
-        self.command(shard, Command::Register(registration, registered)).await && answer.await.unwrap_or(false)
+        self.command(shard, Command::Register(Box::new(registration), registered)).await && answer.await.unwrap_or(false)
     }
 
     /// Sends a command, waiting while the shard's inbox is full; `false` once the shard has stopped.

@@ -8,8 +8,10 @@
 //! - [`directory`]: the copy-on-write `room -> shards` snapshot that publishers read without locks.
 //! - [`hub`]: the handle that reaches every shard; routing and scatter-gather queries.
 //! - [`protocol`]: the wire contract; every server frame is encoded there, once.
+//! - [`auth`]: JWT verification and the room permissions a token grants.
 //! - [`close`]: the close codes; [`metrics`]: counters; [`config`]: flags.
 
+pub mod auth;
 pub mod close;
 pub mod config;
 pub mod directory;

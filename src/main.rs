@@ -30,6 +30,10 @@ fn main() -> ExitCode {
         let listen = config.listen;
         let server = match Server::bind(config).await {
             Ok(server) => server,
+            Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {
+                tracing::error!(%err, "bad configuration");
+                return ExitCode::from(2);
+            }
             Err(err) => {
                 tracing::error!(%listen, %err, "cannot listen");
                 return ExitCode::FAILURE;

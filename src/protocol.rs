@@ -64,6 +64,7 @@ pub enum ErrorCode {
     UnknownType,
     ContentTooLong,
     NotMember,
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -73,6 +74,7 @@ impl ErrorCode {
             Self::UnknownType => "unknown_type",
             Self::ContentTooLong => "content_too_long",
             Self::NotMember => "not_member",
+            Self::Forbidden => "forbidden",
         }
     }
 }

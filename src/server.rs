@@ -18,6 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::http::{self, App};
 use crate::hub::Hub;
@@ -35,11 +36,12 @@ impl Server {
     /// Binds `config.listen` and starts the shard threads. Accepting and HTTP run on the caller's
     /// runtime; each connection's session runs on its shard's thread.
     pub async fn bind(config: Config) -> io::Result<Self> {
+        let auth = Authenticator::from_config(&config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
         let listener = TcpListener::bind(config.listen).await?;
         let (hub, inboxes) = Hub::new(config);
         let shards = thread::start_all(&hub, inboxes)?;
         let runtimes = shards.iter().map(|shard| shard.runtime.clone()).collect();
-        Ok(Self { listener, app: Arc::new(App::new(hub, runtimes)), shards })
+        Ok(Self { listener, app: Arc::new(App::new(hub, auth, runtimes)), shards })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -60,9 +62,9 @@ impl Server {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
+                    Ok((stream, remote)) => {
                         backoff = Duration::from_millis(1);
-                        tokio::spawn(serve_http(Arc::clone(&app), stream));
+                        tokio::spawn(serve_http(Arc::clone(&app), stream, remote));
                     }
                     Err(err) => {
                         // Out of file descriptors or similar: back off instead of spinning.
@@ -91,11 +93,11 @@ impl Server {
     }
 }
 
-async fn serve_http(app: Arc<App>, stream: TcpStream) {
+async fn serve_http(app: Arc<App>, stream: TcpStream, remote: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |request| {
         let app = Arc::clone(&app);
-        async move { http::handle(&app, request).await }
+        async move { http::handle(&app, request, remote).await }
     });
     let served = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
     if let Err(err) = served {

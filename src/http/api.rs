@@ -4,15 +4,47 @@
 //! Owns: the request and response bodies of `/api/v1/chat/...`. Must not: encode a frame more than once
 //! per publish, or read the cache other than through the hub's queries.
 
+use std::net::SocketAddr;
+
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{error, json, App, Body};
+use super::{error, json, unauthorized, App, Body};
 use crate::hub::Target;
 use crate::protocol::{self, Envelope, Frame, Limits, MessageType, UserId, GLOBAL_ROOM};
+
+/// Routes `/api/v1/chat/{path}`. With authentication on, every call needs a valid token and the
+/// publish endpoints an admin one; admin publishes are audited.
+pub async fn route(app: &App, request: Request<Incoming>, method: &Method, path: &[&str], remote: SocketAddr) -> Response<Body> {
+    let caller = match app.authenticate(&request, remote) {
+        Ok(caller) => caller,
+        Err(_) => return unauthorized(),
+    };
+    let publishing = method == Method::POST;
+    if let (true, Some(caller)) = (publishing, &caller) {
+        if !caller.permissions.admin {
+            tracing::warn!(target: "audit", event = "forbidden_publish", user = %caller.user, %remote, ?path);
+            return error(StatusCode::FORBIDDEN, "forbidden", "publishing needs an admin token");
+        }
+    }
+    let response = match (method, path) {
+        (&Method::POST, ["rooms", room, "messages"]) => publish_room(app, room, request).await,
+        (&Method::POST, ["users", user, "messages"]) => publish_user(app, user, request).await,
+        (&Method::POST, ["messages"]) => publish_users(app, request).await,
+        (&Method::GET, ["online"]) => online(app).await,
+        (&Method::GET, ["rooms", room, "online"]) => room_online(app, room).await,
+        (&Method::GET, ["users", user, "online"]) => user_online(app, user).await,
+        (&Method::GET, ["users", user, "connections"]) => user_connections(app, user).await,
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+    };
+    if let (true, Some(caller)) = (publishing && response.status() == StatusCode::ACCEPTED, &caller) {
+        tracing::info!(target: "audit", event = "admin_publish", user = %caller.user, %remote, ?path);
+    }
+    response
+}
 
 /// The body of every publish endpoint.
 #[derive(Deserialize)]
@@ -38,7 +70,7 @@ impl Refusal {
     }
 }
 
-pub async fn publish_room(app: &App, room: &str, request: Request<Incoming>) -> Response<Body> {
+async fn publish_room(app: &App, room: &str, request: Request<Incoming>) -> Response<Body> {
     let target = if room == GLOBAL_ROOM {
         Ok(Target::All)
     } else {
@@ -47,12 +79,12 @@ pub async fn publish_room(app: &App, room: &str, request: Request<Incoming>) -> 
     publish(app, request, |_| target).await
 }
 
-pub async fn publish_user(app: &App, user: &str, request: Request<Incoming>) -> Response<Body> {
+async fn publish_user(app: &App, user: &str, request: Request<Incoming>) -> Response<Body> {
     let target = protocol::validate_user(user).map(Target::User).map_err(Refusal::bad);
     publish(app, request, |_| target).await
 }
 
-pub async fn publish_users(app: &App, request: Request<Incoming>) -> Response<Body> {
+async fn publish_users(app: &App, request: Request<Incoming>) -> Response<Body> {
     publish(app, request, |body| {
         let names = body.users.as_deref().ok_or_else(|| Refusal::bad("missing users"))?;
         let users: Result<Vec<UserId>, _> = names.iter().map(|u| protocol::validate_user(u)).collect();
@@ -115,11 +147,11 @@ fn encode_publish(app: &App, body: &PublishBody, target: &Target) -> Result<(Str
     Ok((id.clone(), protocol::encode(&envelope)))
 }
 
-pub async fn online(app: &App) -> Response<Body> {
+async fn online(app: &App) -> Response<Body> {
     json(StatusCode::OK, &serde_json::json!({ "users": app.hub.online_users().await }))
 }
 
-pub async fn room_online(app: &App, room: &str) -> Response<Body> {
+async fn room_online(app: &App, room: &str) -> Response<Body> {
     let room = match protocol::validate_room(room) {
         Ok(room) => room,
         Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
@@ -128,7 +160,7 @@ pub async fn room_online(app: &App, room: &str) -> Response<Body> {
     json(StatusCode::OK, &serde_json::json!({ "room": room, "users": users }))
 }
 
-pub async fn user_online(app: &App, user: &str) -> Response<Body> {
+async fn user_online(app: &App, user: &str) -> Response<Body> {
     let user = match protocol::validate_user(user) {
         Ok(user) => user,
         Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
@@ -146,7 +178,7 @@ struct ConnectionView {
     rooms: Vec<protocol::Room>,
 }
 
-pub async fn user_connections(app: &App, user: &str) -> Response<Body> {
+async fn user_connections(app: &App, user: &str) -> Response<Body> {
     let user = match protocol::validate_user(user) {
         Ok(user) => user,
         Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),

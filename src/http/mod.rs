@@ -8,6 +8,7 @@ mod api;
 mod ws;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use tokio::runtime::Handle;
 
+use crate::auth::{self, AuthError, Authenticator, Identity};
 use crate::hub::Hub;
 
 pub type Body = Full<Bytes>;
@@ -26,6 +28,8 @@ pub type Body = Full<Bytes>;
 #[derive(Debug)]
 pub struct App {
     pub hub: Hub,
+    /// `None` with authentication off.
+    auth: Option<Authenticator>,
     /// Each shard's runtime, where the sessions of its connections run.
     shard_runtimes: Box<[Handle]>,
     /// Set once shutdown starts: `/readyz` fails and no connection is accepted.
@@ -34,8 +38,22 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(hub: Hub, shard_runtimes: Box<[Handle]>) -> Self {
-        Self { hub, shard_runtimes, draining: AtomicBool::new(false), next_conn: AtomicU64::new(1) }
+    pub fn new(hub: Hub, auth: Option<Authenticator>, shard_runtimes: Box<[Handle]>) -> Self {
+        Self { hub, auth, shard_runtimes, draining: AtomicBool::new(false), next_conn: AtomicU64::new(1) }
+    }
+
+    /// With authentication on, who the request's token says the caller is (`None` when it is off).
+    /// A refusal is written to the audit log here; answer it with [`unauthorized`].
+    fn authenticate<B>(&self, request: &Request<B>, remote: SocketAddr) -> Result<Option<Identity>, AuthError> {
+        let Some(authenticator) = &self.auth else { return Ok(None) };
+        let header = request.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = auth::request_token(header, request.uri().query()).ok_or(AuthError::Missing);
+        let verified = token.and_then(|token| authenticator.verify(&token));
+        if let Err(err) = &verified {
+            let path = request.uri().path();
+            tracing::warn!(target: "audit", event = "auth_failed", %remote, path, reason = %err);
+        }
+        verified.map(Some)
     }
 
     fn shard_runtime(&self, user: &str) -> &Handle {
@@ -55,23 +73,18 @@ impl App {
     }
 }
 
-/// Serves one request. Never fails: every problem is an HTTP answer with a JSON error body.
-pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// Serves one request from `remote`. Never fails: every problem is an HTTP answer with a JSON error
+/// body. With authentication on, everything but health, readiness and metrics needs a token.
+pub async fn handle(app: &App, request: Request<Incoming>, remote: SocketAddr) -> Result<Response<Body>, Infallible> {
     let Some(segments) = decoded_segments(request.uri().path()) else {
         return Ok(error(StatusCode::BAD_REQUEST, "bad_request", "path is not valid percent-encoded UTF-8"));
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = request.method().clone();
     let response = match (method, segments.as_slice()) {
-        (Method::GET, ["api", "chat-api", "ws"] | ["ws"] | ["ws", "chat"]) => ws::upgrade(app, request, None).await,
-        (Method::GET, ["api", "chat-api", "ws", room]) => ws::upgrade(app, request, Some(room)).await,
-        (Method::POST, ["api", "v1", "chat", "rooms", room, "messages"]) => api::publish_room(app, room, request).await,
-        (Method::POST, ["api", "v1", "chat", "users", user, "messages"]) => api::publish_user(app, user, request).await,
-        (Method::POST, ["api", "v1", "chat", "messages"]) => api::publish_users(app, request).await,
-        (Method::GET, ["api", "v1", "chat", "online"]) => api::online(app).await,
-        (Method::GET, ["api", "v1", "chat", "rooms", room, "online"]) => api::room_online(app, room).await,
-        (Method::GET, ["api", "v1", "chat", "users", user, "online"]) => api::user_online(app, user).await,
-        (Method::GET, ["api", "v1", "chat", "users", user, "connections"]) => api::user_connections(app, user).await,
+        (Method::GET, ["api", "chat-api", "ws"] | ["ws"] | ["ws", "chat"]) => ws::upgrade(app, request, None, remote).await,
+        (Method::GET, ["api", "chat-api", "ws", room]) => ws::upgrade(app, request, Some(room), remote).await,
+        (method, ["api", "v1", "chat", path @ ..]) => api::route(app, request, &method, path, remote).await,
         (Method::GET, ["healthz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (Method::GET, ["readyz"]) if app.is_draining() => {
             json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "draining"}))
@@ -101,6 +114,11 @@ pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> 
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// The answer to a missing or invalid token.
+pub fn unauthorized() -> Response<Body> {
+    error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid token is required")
 }
 
 /// `{"error":{"code":...,"message":...}}` with `status`.

@@ -19,13 +19,16 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
-use super::{error, App, Body};
+use std::net::SocketAddr;
+
+use super::{error, unauthorized, App, Body};
+use crate::auth::Permissions;
 use crate::config::Config;
 use crate::protocol::{self, Room, UserId};
 use crate::session::Session;
 use crate::shard::Registration;
 
-pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Option<&str>) -> Response<Body> {
+pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Option<&str>, remote: SocketAddr) -> Response<Body> {
     if !asks_for_websocket(&request) {
         let message = "this endpoint speaks WebSocket: send an Upgrade: websocket request";
         return error(StatusCode::UPGRADE_REQUIRED, "upgrade_required", message);
@@ -38,17 +41,26 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
         return error(StatusCode::BAD_REQUEST, "bad_request", "missing Sec-WebSocket-Key");
     };
     let accept = derive_accept_key(key.as_bytes());
-    let (user, rooms) = match connect_params(request.uri().query(), path_room) {
+    let (named_user, rooms) = match connect_params(request.uri().query(), path_room) {
         Ok(params) => params,
         Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
     };
+    let (user, permissions) = match app.authenticate(&request, remote) {
+        Ok(Some(identity)) => (identity.user, identity.permissions),
+        Ok(None) => (named_user.unwrap_or_else(|| UserId::from(protocol::new_message_id())), Permissions::unrestricted()),
+        Err(_) => return unauthorized(),
+    };
+    if let Some(room) = rooms.iter().find(|room| !permissions.may_join(room)) {
+        tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
+        return error(StatusCode::FORBIDDEN, "forbidden", &format!("not allowed to join room {room}"));
+    }
     if app.is_draining() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down");
     }
     let conn = app.next_conn_id();
     let (outbox, outbox_rx) = flume::bounded(app.hub.settings().send_buffer as usize);
     let (closer, closer_rx) = oneshot::channel();
-    let registration = Registration { conn, user: user.clone(), rooms, outbox, closer };
+    let registration = Registration { conn, user: user.clone(), rooms, outbox, closer, remote, permissions };
     if !app.hub.register(registration).await {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down");
     }
@@ -103,8 +115,9 @@ fn asks_for_websocket<B>(request: &Request<B>) -> bool {
     has_token(CONNECTION, "upgrade") && has_token(UPGRADE, "websocket")
 }
 
-/// The user (`user=`, or a generated id) and the rooms (`room=`, repeatable, and the path's room).
-fn connect_params(query: Option<&str>, path_room: Option<&str>) -> Result<(UserId, Vec<Room>), &'static str> {
+/// The user named by `user=` (used only with authentication off) and the rooms (`room=`,
+/// repeatable, and the path's room).
+fn connect_params(query: Option<&str>, path_room: Option<&str>) -> Result<(Option<UserId>, Vec<Room>), &'static str> {
     let mut user = None;
     let mut rooms: Vec<Room> = path_room.map(protocol::validate_room).transpose()?.into_iter().collect();
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -119,7 +132,6 @@ fn connect_params(query: Option<&str>, path_room: Option<&str>) -> Result<(UserI
             _ => {}
         }
     }
-    let user = user.unwrap_or_else(|| UserId::from(protocol::new_message_id()));
     Ok((user, rooms))
 }
 

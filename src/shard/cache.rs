@@ -13,6 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
+use std::net::SocketAddr;
+
+use crate::auth::Permissions;
 use crate::close::CloseReason;
 use crate::protocol::{Frame, Room, UserId};
 
@@ -31,16 +34,21 @@ pub struct Connection {
     /// Tells the connection's session to close; taken when the shard evicts the connection.
     pub closer: Option<oneshot::Sender<CloseReason>>,
     pub connected_at: SystemTime,
+    /// The client's address, for the audit log.
+    pub remote: SocketAddr,
+    /// Which rooms it may join.
+    pub permissions: Permissions,
     /// The last client frame the shard saw from this connection (drives `away`).
     pub last_activity: Instant,
     pub rooms: Vec<Room>,
 }
 
 impl Connection {
-    /// A connection of `user` that is in no room yet and active now.
+    /// A connection of `user` that is in no room yet, active now, with no restrictions.
     pub fn new(user: UserId, outbox: Outbox, closer: Option<oneshot::Sender<CloseReason>>) -> Self {
         let (connected_at, last_activity) = (SystemTime::now(), Instant::now());
-        Self { user, outbox, closer, connected_at, last_activity, rooms: Vec::new() }
+        let (remote, permissions) = (SocketAddr::from(([0, 0, 0, 0], 0)), Permissions::unrestricted());
+        Self { user, outbox, closer, connected_at, remote, permissions, last_activity, rooms: Vec::new() }
     }
 }
 

@@ -38,7 +38,9 @@ const BATCH: usize = 256;
 #[derive(Debug)]
 pub enum Command {
     /// A new connection; the sender is answered once it is visible to publishers (`false`: refused).
-    Register(Registration, oneshot::Sender<bool>),
+    /// Boxed: it is rare and large, and every command (and every session's pending send) is as big as
+    /// the largest variant.
+    Register(Box<Registration>, oneshot::Sender<bool>),
     Request { conn: ConnId, request: ClientRequest },
     Unregister { conn: ConnId },
 }
@@ -52,6 +54,8 @@ pub struct Registration {
     pub rooms: Vec<Room>,
     pub outbox: Outbox,
     pub closer: oneshot::Sender<CloseReason>,
+    pub remote: std::net::SocketAddr,
+    pub permissions: crate::auth::Permissions,
 }
 
 /// From other shards, the HTTP API or the server to a shard.
@@ -165,13 +169,14 @@ impl Shard {
         }
     }
 
-    fn register(&mut self, registration: Registration, registered: oneshot::Sender<bool>) {
-        let Registration { conn, user, rooms, outbox, closer } = registration;
+    fn register(&mut self, registration: Box<Registration>, registered: oneshot::Sender<bool>) {
+        let Registration { conn, user, rooms, outbox, closer, remote, permissions } = *registration;
         if self.shutting_down {
             let _ = registered.send(false);
             return;
         }
-        self.cache.insert(conn, Connection::new(user, outbox, Some(closer)));
+        let connection = Connection { remote, permissions, ..Connection::new(user, outbox, Some(closer)) };
+        self.cache.insert(conn, connection);
         metrics::incr(&self.counters().connections_opened);
         for room in rooms {
             self.join(conn, room);
@@ -186,6 +191,16 @@ impl Shard {
     fn on_request(&mut self, conn: ConnId, request: ClientRequest) {
         let Some(connection) = self.cache.get(conn) else { return };
         let outbox = connection.outbox.clone();
+        if let Action::Join(room) = &request.action {
+            if !connection.permissions.may_join(room) {
+                let (user, remote) = (&connection.user, connection.remote);
+                tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
+                let message = format!("not allowed to join room {room}");
+                let frame = protocol::error_frame(request.id.as_deref(), ErrorCode::Forbidden, &message);
+                self.out.send_to(conn, &outbox, frame, self.hub.metrics().shard(self.id));
+                return;
+            }
+        }
         self.cache.touch(conn, Instant::now());
         let ClientRequest { id, action } = request;
         let ack = |kind| id.as_deref().map(|id| protocol::reply_frame(kind, Some(id)));

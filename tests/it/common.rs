@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -51,9 +52,21 @@ impl TestServer {
     }
 
     pub async fn connect(&self, path_and_query: &str) -> Client {
-        let url = format!("ws://{}{}", self.addr, path_and_query);
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await.expect("connect timed out").expect("connect");
-        Client { ws }
+        self.try_connect(path_and_query, None).await.unwrap_or_else(|status| panic!("connect refused: {status}"))
+    }
+
+    /// Connects, with `Authorization: Bearer` when given; `Err` is the HTTP status of a refusal.
+    pub async fn try_connect(&self, path_and_query: &str, bearer: Option<&str>) -> Result<Client, StatusCode> {
+        let mut request = format!("ws://{}{}", self.addr, path_and_query).into_client_request().unwrap();
+        if let Some(token) = bearer {
+            request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        let connecting = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request));
+        match connecting.await.expect("connect timed out") {
+            Ok((ws, _)) => Ok(Client { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status()),
+            Err(other) => panic!("connect failed: {other}"),
+        }
     }
 
     /// Connects as `user` to `/ws` and joins `room` (waiting for the ack).
@@ -75,6 +88,12 @@ impl TestServer {
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         http(self.addr, Method::POST, path, Some(body.to_string())).await
+    }
+
+    /// A request with `Authorization: Bearer token`.
+    pub async fn request_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, text) = http_exchange(self.addr, method, path, body.map(|b| b.to_string()), Some(token)).await;
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
     }
 
     /// The value of an unlabelled metric from `/metrics`.
@@ -106,17 +125,23 @@ pub async fn http(addr: SocketAddr, method: Method, path: &str, body: Option<Str
 }
 
 pub async fn http_text(addr: SocketAddr, method: Method, path: &str, body: Option<String>) -> (StatusCode, String) {
+    http_exchange(addr, method, path, body, None).await
+}
+
+async fn http_exchange(addr: SocketAddr, method: Method, path: &str, body: Option<String>, bearer: Option<&str>) -> (StatusCode, String) {
     let exchange = async {
         let stream = TcpStream::connect(addr).await.unwrap();
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
         tokio::spawn(connection);
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header("host", addr.to_string())
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .unwrap();
+            .header("content-type", "application/json");
+        if let Some(token) = bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
         let response = sender.send_request(request).await.unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
