@@ -155,7 +155,7 @@ impl Shard {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Register(registration, registered) => self.register(registration, registered),
+            Command::Register(registration, registered) => self.register(*registration, registered),
             Command::Request { conn, request } => self.on_request(conn, request),
             Command::Unregister { conn } => self.remove(conn, None),
         }
@@ -169,8 +169,8 @@ impl Shard {
         }
     }
 
-    fn register(&mut self, registration: Box<Registration>, registered: oneshot::Sender<bool>) {
-        let Registration { conn, user, rooms, outbox, closer, remote, permissions } = *registration;
+    fn register(&mut self, registration: Registration, registered: oneshot::Sender<bool>) {
+        let Registration { conn, user, rooms, outbox, closer, remote, permissions } = registration;
         if self.shutting_down {
             let _ = registered.send(false);
             return;
