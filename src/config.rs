@@ -97,6 +97,16 @@ pub struct Config {
     #[arg(long, env = "JWT_LEEWAY", default_value = "2s", value_parser = humantime::parse_duration)]
     pub jwt_leeway: Duration,
 
+    /// Origins allowed to open WebSockets (comma-separated, e.g. https://chat.example.com). When set,
+    /// an upgrade whose Origin header names another origin gets 403; one without Origin (not a
+    /// browser) goes on to the token check.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Time a client has to send its request headers; a slower client is disconnected.
+    #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::auth::Authenticator;
@@ -95,11 +95,18 @@ impl Server {
 
 async fn serve_http(app: Arc<App>, stream: TcpStream, remote: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let handshake_timeout = app.hub.settings().handshake_timeout;
     let service = service_fn(move |request| {
         let app = Arc::clone(&app);
         async move { http::handle(&app, request, remote).await }
     });
-    let served = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+    // Headers must arrive within the handshake timeout: a slowloris client cannot hold a slot.
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
     if let Err(err) = served {
         tracing::debug!(%err, "http connection ended with an error");
     }

@@ -10,7 +10,7 @@
 
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
-use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use hyper::header::{HeaderValue, CONNECTION, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -41,6 +41,10 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
         return error(StatusCode::BAD_REQUEST, "bad_request", "missing Sec-WebSocket-Key");
     };
     let accept = derive_accept_key(key.as_bytes());
+    if let Some(origin) = foreign_origin(&request, &app.hub.settings().allowed_origins) {
+        tracing::warn!(target: "audit", event = "origin_refused", %remote, origin);
+        return error(StatusCode::FORBIDDEN, "forbidden", "this origin may not open a connection");
+    }
     let (named_user, rooms) = match connect_params(request.uri().query(), path_room) {
         Ok(params) => params,
         Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
@@ -104,6 +108,15 @@ async fn serve_on_shard(session: Session, stream: std::net::TcpStream, read_ahea
             session.unregister().await;
         }
     }
+}
+
+/// The request's `Origin` when origins are restricted and it is not one of them (cross-site
+/// WebSocket hijacking). No `Origin` header (not a browser) is let through.
+fn foreign_origin<'a, B>(request: &'a Request<B>, allowed: &[String]) -> Option<&'a str> {
+    let origin = request.headers().get(ORIGIN)?;
+    let origin = origin.to_str().unwrap_or("<not text>");
+    let known = allowed.is_empty() || allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin));
+    (!known).then_some(origin)
 }
 
 fn asks_for_websocket<B>(request: &Request<B>) -> bool {

@@ -57,9 +57,16 @@ impl TestServer {
 
     /// Connects, with `Authorization: Bearer` when given; `Err` is the HTTP status of a refusal.
     pub async fn try_connect(&self, path_and_query: &str, bearer: Option<&str>) -> Result<Client, StatusCode> {
+        let authorization = bearer.map(|token| ("authorization", format!("Bearer {token}")));
+        self.try_connect_with(path_and_query, authorization.as_slice()).await
+    }
+
+    /// Connects with extra request headers; `Err` is the HTTP status of a refusal.
+    pub async fn try_connect_with(&self, path_and_query: &str, headers: &[(&str, String)]) -> Result<Client, StatusCode> {
         let mut request = format!("ws://{}{}", self.addr, path_and_query).into_client_request().unwrap();
-        if let Some(token) = bearer {
-            request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        for (name, value) in headers {
+            let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            request.headers_mut().insert(name, value.parse().unwrap());
         }
         let connecting = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request));
         match connecting.await.expect("connect timed out") {

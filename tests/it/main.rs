@@ -1,6 +1,7 @@
 //! Black-box integration tests: a real broker on port 0, real WebSocket and HTTP clients.
 //! One test binary, so the shared helpers in `common` are built and linked once.
 
+mod abuse;
 mod auth;
 mod chat;
 mod common;
