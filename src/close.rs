@@ -20,6 +20,8 @@ pub const SHUTTING_DOWN: CloseReason = CloseReason { code: 1001, reason: "server
 pub const PROTOCOL_ERROR: CloseReason = CloseReason { code: 1002, reason: "protocol error", drain: false };
 /// 1008: the client's outbound queue was full; it was evicted so it cannot slow the others.
 pub const SLOW_CONSUMER: CloseReason = CloseReason { code: 1008, reason: "slow consumer", drain: false };
+/// 1008: the client kept sending over its rate limit.
+pub const FLOODING: CloseReason = CloseReason { code: 1008, reason: "rate limit exceeded", drain: false };
 /// 1009: a message over the frame limit (`--max-frame`).
 pub const MESSAGE_TOO_BIG: CloseReason = CloseReason { code: 1009, reason: "message too big", drain: false };
 /// 4000: no pong or other traffic within `--idle-timeout`.

@@ -107,6 +107,18 @@ pub struct Config {
     #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
 
+    /// Chat messages per second per user (all of its connections on this instance together); 0: no limit.
+    #[arg(long, env = "RATE_LIMIT", default_value_t = 10.0)]
+    pub rate_limit: f64,
+
+    /// Chat messages a user may send at once before the rate applies.
+    #[arg(long, env = "RATE_BURST", default_value_t = 20)]
+    pub rate_burst: u32,
+
+    /// Refused messages within a minute after which the connection is closed 1008.
+    #[arg(long, env = "FLOOD_CLOSE_AFTER", default_value_t = 100)]
+    pub flood_close_after: u32,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -65,6 +65,7 @@ pub enum ErrorCode {
     ContentTooLong,
     NotMember,
     Forbidden,
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -75,6 +76,7 @@ impl ErrorCode {
             Self::ContentTooLong => "content_too_long",
             Self::NotMember => "not_member",
             Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

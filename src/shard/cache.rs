@@ -221,6 +221,11 @@ impl LocalCache {
         self.conns.keys().copied().collect()
     }
 
+    /// Whether `user` has any connection here.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
     pub fn online_users(&self) -> Vec<UserId> {
         self.users.keys().cloned().collect()
     }

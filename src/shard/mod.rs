@@ -16,6 +16,7 @@
 //!   client never learns it joined (ack, presence event, 101 response) before publishers can find it.
 
 pub mod cache;
+mod limits;
 mod output;
 pub mod thread;
 
@@ -29,6 +30,7 @@ use crate::hub::{Hub, Target};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::{self, Action, ClientRequest, ErrorCode, Frame, MessageType, PresenceStatus, Room, UserId};
 use cache::{ConnId, ConnInfo, Connection, LocalCache, Outbox, UserStatus};
+use limits::{Policy, RateLimits, Verdict};
 use output::{Held, Output};
 
 /// The most inbox messages handled before the batch is committed and flushed.
@@ -95,6 +97,7 @@ pub struct Shard {
     hub: Hub,
     cache: LocalCache,
     out: Output,
+    limits: RateLimits,
     /// Room transitions of the current batch, not yet in the directory.
     pending: Vec<Transition>,
     shutting_down: bool,
@@ -102,7 +105,14 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(id: ShardId, hub: Hub) -> Self {
-        Self { id, hub, cache: LocalCache::default(), out: Output::default(), pending: Vec::new(), shutting_down: false }
+        let settings = hub.settings();
+        let policy = Policy {
+            rate: settings.rate_limit,
+            burst: f64::from(settings.rate_burst),
+            flood_close_after: settings.flood_close_after,
+        };
+        let (cache, out, limits) = (LocalCache::default(), Output::default(), RateLimits::new(policy));
+        Self { id, hub, cache, out, limits, pending: Vec::new(), shutting_down: false }
     }
 
     fn counters(&self) -> &ShardCounters {
@@ -190,7 +200,7 @@ impl Shard {
 
     fn on_request(&mut self, conn: ConnId, request: ClientRequest) {
         let Some(connection) = self.cache.get(conn) else { return };
-        let outbox = connection.outbox.clone();
+        let (outbox, user) = (connection.outbox.clone(), connection.user.clone());
         if let Action::Join(room) = &request.action {
             if !connection.permissions.may_join(room) {
                 let (user, remote) = (&connection.user, connection.remote);
@@ -208,7 +218,21 @@ impl Shard {
             let message = format!("not a member of room {room}");
             Some(protocol::error_frame(id.as_deref(), ErrorCode::NotMember, &message))
         };
+        let verdict = match &action {
+            Action::Chat { .. } => self.limits.check(&user, Instant::now()),
+            _ => Verdict::Allowed,
+        };
         let reply = match action {
+            Action::Chat { .. } if verdict == Verdict::Flooding => {
+                let remote = self.cache.get(conn).map(|c| c.remote);
+                tracing::warn!(target: "audit", event = "rate_limit_close", %user, ?remote);
+                self.remove(conn, Some(close::FLOODING));
+                None
+            }
+            Action::Chat { .. } if verdict == Verdict::Refused => {
+                let message = "too many messages: slow down";
+                Some(protocol::error_frame(id.as_deref(), ErrorCode::RateLimited, message))
+            }
             Action::Chat { room: Some(room), .. } if !self.cache.is_member(conn, &room) => not_member(&room),
             Action::Chat { room, frame } => {
                 self.publish(room.map_or(Target::All, Target::Room), frame);
@@ -300,6 +324,9 @@ impl Shard {
     fn remove(&mut self, conn: ConnId, close: Option<CloseReason>) {
         let Some((mut connection, left)) = self.cache.remove(conn) else { return };
         metrics::incr(&self.counters().connections_closed);
+        if !self.cache.has_user(&connection.user) {
+            self.limits.forget(&connection.user);
+        }
         if let (Some(reason), Some(closer)) = (close, connection.closer.take()) {
             let _ = closer.send(reason);
         }

@@ -1,8 +1,9 @@
-//! Protection against abusive clients: foreign origins, slow handshakes.
+//! Protection against abusive clients: foreign origins, slow handshakes, floods.
 
 use std::time::Duration;
 
 use hyper::StatusCode;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -32,4 +33,51 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let _ = tokio::time::timeout(WAIT, slowloris.read_to_end(&mut rest)).await.expect("the server hung up");
     assert!(started.elapsed() >= timeout - Duration::from_millis(50), "not before the timeout");
     assert!(server.try_connect("/ws?user=after", None).await.is_ok(), "others still get in");
+}
+
+#[tokio::test]
+async fn a_user_over_the_rate_limit_is_refused_on_every_device_and_nothing_extra_is_delivered() {
+    let server = start_server_with(|c| (c.rate_limit, c.rate_burst) = (10.0, 20)).await;
+    let mut phone = server.member("alice", "r").await;
+    let mut laptop = server.member("alice", "r").await;
+    let mut bob = server.member("bob", "r").await;
+    for n in 0..30 {
+        let device = if n % 2 == 0 { &mut phone } else { &mut laptop };
+        device.send(json!({"type": "chat", "room": "r", "id": format!("m{n}"), "data": {"content": "x"}})).await;
+    }
+    let (mut acked, mut limited) = (0, 0);
+    for device in [&mut phone, &mut laptop] {
+        for _ in 0..15 {
+            let reply = device.recv_where(|f| f["type"] == "ack" || f["type"] == "error").await;
+            match reply["type"].as_str() {
+                Some("ack") => acked += 1,
+                _ => {
+                    assert_eq!(reply["data"]["code"], "rate_limited");
+                    limited += 1;
+                }
+            }
+        }
+    }
+    assert!((20..=22).contains(&acked), "the two devices shared one burst of 20: {acked} acked");
+    assert_eq!(acked + limited, 30);
+    bob.send(json!({"type": "chat", "room": "r", "data": {"content": "marker"}})).await;
+    let mut delivered = 0;
+    while bob.recv_type("chat").await["data"]["content"] != "marker" {
+        delivered += 1;
+    }
+    assert_eq!(delivered, acked, "refused messages were not delivered");
+}
+
+#[tokio::test]
+async fn a_connection_that_keeps_flooding_is_closed_1008() {
+    let server = start_server_with(|c| (c.rate_limit, c.rate_burst, c.flood_close_after) = (1.0, 1, 5)).await;
+    let mut flooder = server.member("flooder", "r").await;
+    let mut bob = server.member("bob", "r").await;
+    for _ in 0..10 {
+        flooder.send(json!({"type": "chat", "room": "r", "data": {"content": "spam"}})).await;
+    }
+    let close = flooder.closed().await.expect("a close frame");
+    assert_eq!((u16::from(close.code), close.reason.as_str()), (1008, "rate limit exceeded"));
+    let left = bob.recv_where(|f| f["data"]["status"] == "leave").await;
+    assert_eq!(left["data"]["user"], "flooder");
 }

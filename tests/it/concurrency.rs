@@ -208,13 +208,18 @@ impl UserRun {
     }
 }
 
+/// Waits at the barrier, but not forever: a task that panicked never arrives.
+async fn wait_for_everyone(barrier: &Barrier) {
+    tokio::time::timeout(crate::common::WAIT * 12, barrier.wait()).await.expect("every user reached the barrier");
+}
+
 async fn run_user(server: Arc<TestServer>, user: usize, barrier: Arc<Barrier>) -> Log {
     let rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((user as u64 + 1) * 0x1000_0001));
     let mut run = UserRun { user, rng, client: None, connections: 0, open: HashMap::new(), seq: 0, log: Log::default() };
     for _ in 0..ACTIONS {
         run.step(&server).await;
     }
-    barrier.wait().await;
+    wait_for_everyone(&barrier).await;
     run.drain_until_markers().await;
     run.log
 }
@@ -236,7 +241,7 @@ async fn coordinate(client: Client, barrier: Arc<Barrier>) -> Vec<Receipt> {
         }
         receipts
     });
-    barrier.wait().await;
+    wait_for_everyone(&barrier).await;
     for room in 0..ROOMS {
         let marker = json!({"type": "chat", "room": room_name(room), "data": {"content": format!("{USERS}:{room}")}});
         sink.send(marker.to_string().into()).await.unwrap();
@@ -263,6 +268,7 @@ async fn concurrent_churn_delivers_exactly_once_in_order_and_leaves_the_cache_em
     let server = Arc::new(start_server_with(|c| {
         c.shards = Some(4);
         c.send_buffer = 16_384;
+        c.rate_limit = 0.0;
     }).await);
     let mut coordinator = server.connect(&format!("/ws?user={COORDINATOR}")).await;
     for room in 0..ROOMS {

@@ -4,14 +4,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{start_server, start_server_with};
+use crate::common::start_server_with;
 
 /// The most messages the fast client sends while waiting for the slow one to be evicted.
 const MAX_MESSAGES: usize = 20_000;
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_1008_and_the_others_go_on() {
-    let server = start_server().await;
+    let server = start_server_with(|c| c.rate_limit = 0.0).await;
     let mut slow = server.connect("/ws?user=slow&room=r").await;
     let mut fast = server.member("fast", "r").await;
     let content = "x".repeat(4000);
