@@ -22,6 +22,9 @@ pub type UserId = Arc<str>;
 
 /// The longest room name, user id or client-supplied message id, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
+/// The deepest nesting of objects and arrays allowed in a message's `data`.
+pub const MAX_DATA_DEPTH: usize = 16;
+
 /// The room name that, in the HTTP API, means "every connected client".
 pub const GLOBAL_ROOM: &str = "_global";
 
@@ -198,6 +201,9 @@ pub fn chat_data(data: Option<&RawValue>, limits: Limits) -> Result<&RawValue, (
     if !data.get().starts_with('{') {
         return Err((ErrorCode::BadRequest, "data must be an object"));
     }
+    if nesting_depth(data.get()) > MAX_DATA_DEPTH {
+        return Err((ErrorCode::BadRequest, "data nests objects and arrays more than 16 deep"));
+    }
     let checked: ChatData<'_> =
         serde_json::from_str(data.get()).map_err(|_| (ErrorCode::BadRequest, "data.content must be a string"))?;
     let too_long = checked.content.is_some_and(|c| c.chars().count() > limits.max_content_chars);
@@ -205,6 +211,32 @@ pub fn chat_data(data: Option<&RawValue>, limits: Limits) -> Result<&RawValue, (
         return Err((ErrorCode::ContentTooLong, "data.content is longer than the content limit"));
     }
     Ok(data)
+}
+
+/// How deeply `json` nests objects and arrays; brackets inside strings do not count.
+fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Validates a room name: 1 to 128 characters of `A-Z a-z 0-9 _ - . : @`, not the reserved `_global`.
@@ -389,6 +421,57 @@ mod tests {
             let frame = json(&err.to_frame());
             assert_eq!(frame["type"], "error");
             assert_eq!(frame["data"]["code"], code.as_str());
+        }
+    }
+
+    #[test]
+    fn data_may_nest_16_deep_and_no_deeper() {
+        let nested = |depth: usize| format!(r#"{{"type":"chat","data":{{"a":{}1{}}}}}"#, "[".repeat(depth - 1), "]".repeat(depth - 1));
+        assert!(parse_client_frame(&nested(16), "u", LIMITS).is_ok());
+        let err = parse_client_frame(&nested(17), "u", LIMITS).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        let brackets_in_strings = r#"{"type":"chat","data":{"note":"[[[[[[[[[[[[[[[[[[[[\"{{{{"}}"#;
+        let parsed = parse_client_frame(brackets_in_strings, "u", LIMITS);
+        assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
+    /// Whatever a client sends, the answer is a request (whose chat frame is valid JSON) or a
+    /// rejection (whose error frame is valid JSON): never a panic.
+    fn assert_answered(text: &str) {
+        match parse_client_frame(text, "u", LIMITS) {
+            Ok(ClientRequest { action: Action::Chat { frame, .. }, .. }) => {
+                let value = json(&frame);
+                assert_eq!((value["type"].as_str(), value["from"].as_str()), (Some("chat"), Some("u")));
+            }
+            Ok(_) => {}
+            Err(rejection) => assert_eq!(json(&rejection.to_frame())["type"], "error"),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_answered(text in ".{0,200}") {
+            assert_answered(&text);
+        }
+
+        #[test]
+        fn any_envelope_is_answered(
+            kind in "chat|join|leave|presence|ping|ack|error|[a-z]{0,8}",
+            room in proptest::option::of("[a-zA-Z0-9_ @:.\\-]{0,140}"),
+            id in proptest::option::of(".{0,140}"),
+            content in ".{0,12}",
+            depth in 0usize..40,
+        ) {
+            let string = |s: &str| serde_json::to_string(s).unwrap();
+            let room = room.map_or("null".into(), |r| string(&r));
+            let id = id.map_or("null".into(), |i| string(&i));
+            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let text = format!(
+                r#"{{"type":{},"room":{room},"id":{id},"from":"x","data":{{"content":{},"deep":{deep}}}}}"#,
+                string(&kind),
+                string(&content),
+            );
+            assert_answered(&text);
         }
     }
 
