@@ -200,17 +200,11 @@ impl Shard {
 
     fn on_request(&mut self, conn: ConnId, request: ClientRequest) {
         let Some(connection) = self.cache.get(conn) else { return };
-        let (outbox, user) = (connection.outbox.clone(), connection.user.clone());
-        if let Action::Join(room) = &request.action {
-            if !connection.permissions.may_join(room) {
-                let (user, remote) = (&connection.user, connection.remote);
-                tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
-                let message = format!("not allowed to join room {room}");
-                let frame = protocol::error_frame(request.id.as_deref(), ErrorCode::Forbidden, &message);
-                self.out.send_to(conn, &outbox, frame, self.hub.metrics().shard(self.id));
-                return;
-            }
-        }
+        let (outbox, user, remote) = (connection.outbox.clone(), connection.user.clone(), connection.remote);
+        let may_join = match &request.action {
+            Action::Join(room) => connection.permissions.may_join(room),
+            _ => true,
+        };
         self.cache.touch(conn, Instant::now());
         let ClientRequest { id, action } = request;
         let ack = |kind| id.as_deref().map(|id| protocol::reply_frame(kind, Some(id)));
@@ -224,8 +218,7 @@ impl Shard {
         };
         let reply = match action {
             Action::Chat { .. } if verdict == Verdict::Flooding => {
-                let remote = self.cache.get(conn).map(|c| c.remote);
-                tracing::warn!(target: "audit", event = "rate_limit_close", %user, ?remote);
+                tracing::warn!(target: "audit", event = "rate_limit_close", %user, %remote);
                 self.remove(conn, Some(close::FLOODING));
                 None
             }
@@ -237,6 +230,11 @@ impl Shard {
             Action::Chat { room, frame } => {
                 self.publish(room.map_or(Target::All, Target::Room), frame);
                 ack(MessageType::Ack)
+            }
+            Action::Join(room) if !may_join => {
+                tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
+                let message = format!("not allowed to join room {room}");
+                Some(protocol::error_frame(id.as_deref(), ErrorCode::Forbidden, &message))
             }
             Action::Join(room) => {
                 self.join(conn, room);
