@@ -109,25 +109,15 @@ impl Hub {
 
     /// Sends a publish to every shard that may hold a recipient, except `skip` (which served its own).
     pub fn route(&self, target: Target, frame: Frame, accepted_at: Instant, skip: Option<ShardId>) {
-        let skip = |shards: ShardSet| skip.map_or(shards, |s| shards.without(s));
-        match target {
-            Target::Room(ref room) => {
-                for shard in skip(self.directory().shards_of(room)).iter() {
-                    self.deliver(shard, Delivery::Publish { target: target.clone(), frame: frame.clone(), accepted_at });
-                }
-            }
-            Target::User(ref user) => {
-                let shard = self.shard_of_user(user);
-                if !skip(ShardSet::default().with(shard)).is_empty() {
-                    self.deliver(shard, Delivery::Publish { target, frame, accepted_at });
-                }
-            }
-            Target::Users(users) => self.route_users(users, frame, accepted_at, skip(self.all_shards())),
-            Target::All => {
-                for shard in skip(self.all_shards()).iter() {
-                    self.deliver(shard, Delivery::Publish { target: Target::All, frame: frame.clone(), accepted_at });
-                }
-            }
+        let without_skipped = |shards: ShardSet| skip.map_or(shards, |s| shards.without(s));
+        let candidates = match target {
+            Target::Users(users) => return self.route_users(users, frame, accepted_at, without_skipped(self.all_shards())),
+            Target::Room(ref room) => self.directory().shards_of(room),
+            Target::User(ref user) => ShardSet::default().with(self.shard_of_user(user)),
+            Target::All => self.all_shards(),
+        };
+        for shard in without_skipped(candidates).iter() {
+            self.deliver(shard, Delivery::Publish { target: target.clone(), frame: frame.clone(), accepted_at });
         }
     }
 
