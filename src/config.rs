@@ -119,6 +119,14 @@ pub struct Config {
     #[arg(long, env = "FLOOD_CLOSE_AFTER", default_value_t = 100)]
     pub flood_close_after: u32,
 
+    /// Most WebSocket connections open at once on this instance (over it: 503); 0 for no cap.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Most WebSocket connections open at once from one client address (over it: 429); 0 for no cap.
+    #[arg(long, env = "MAX_CONNS_PER_IP", default_value_t = 0)]
+    pub max_conns_per_ip: usize,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

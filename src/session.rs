@@ -42,6 +42,8 @@ pub struct Session {
     pub hub: Hub,
     pub outbox: flume::Receiver<Frame>,
     pub closer: oneshot::Receiver<CloseReason>,
+    /// Holds the connection's admission slot; dropped, with the session, when it ends.
+    pub ticket: Option<Box<crate::http::Ticket>>,
 }
 
 /// How a session ended, for the log line written when it does.

@@ -4,6 +4,9 @@
 //! connections, publish and query). Must not: keep connection state; hyper parses HTTP, tungstenite
 //! speaks WebSocket, and the shards own the cache.
 
+mod admission;
+
+pub use admission::Ticket;
 mod api;
 mod ws;
 
@@ -28,6 +31,8 @@ pub type Body = Full<Bytes>;
 #[derive(Debug)]
 pub struct App {
     pub hub: Hub,
+    /// Connection caps; counts in a task of its own.
+    admission: admission::Admission,
     /// `None` with authentication off.
     auth: Option<Authenticator>,
     /// Each shard's runtime, where the sessions of its connections run.
@@ -38,8 +43,12 @@ pub struct App {
 }
 
 impl App {
+    /// Must run inside the HTTP runtime: it starts the admission task there.
     pub fn new(hub: Hub, auth: Option<Authenticator>, shard_runtimes: Box<[Handle]>) -> Self {
-        Self { hub, auth, shard_runtimes, draining: AtomicBool::new(false), next_conn: AtomicU64::new(1) }
+        let settings = hub.settings();
+        let admission = admission::Admission::start(settings.max_connections, settings.max_conns_per_ip);
+        let (draining, next_conn) = (AtomicBool::new(false), AtomicU64::new(1));
+        Self { hub, admission, auth, shard_runtimes, draining, next_conn }
     }
 
     /// With authentication on, who the request's token says the caller is (`None` when it is off).

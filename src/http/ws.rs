@@ -21,6 +21,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use std::net::SocketAddr;
 
+use super::admission::Refusal;
 use super::{error, unauthorized, App, Body};
 use crate::auth::Permissions;
 use crate::config::Config;
@@ -61,6 +62,18 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
     if app.is_draining() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down");
     }
+    let ticket = match app.admission.admit(remote.ip()).await {
+        Ok(ticket) => ticket.map(Box::new),
+        Err(refusal) => {
+            tracing::warn!(target: "audit", event = "connection_refused", %user, %remote, ?refusal);
+            return match refusal {
+                Refusal::InstanceFull => error(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", "this server is full"),
+                Refusal::AddressFull => {
+                    error(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", "too many connections from your address")
+                }
+            };
+        }
+    };
     let conn = app.next_conn_id();
     let (outbox, outbox_rx) = flume::bounded(app.hub.settings().send_buffer as usize);
     let (closer, closer_rx) = oneshot::channel();
@@ -70,7 +83,7 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
     }
     let on_upgrade = hyper::upgrade::on(&mut request);
     let runtime = app.shard_runtime(&user).clone();
-    let session = Session { conn, user, hub: app.hub.clone(), outbox: outbox_rx, closer: closer_rx };
+    let session = Session { conn, user, hub: app.hub.clone(), outbox: outbox_rx, closer: closer_rx, ticket };
     let config = socket_config(app.hub.settings());
     tokio::spawn(async move {
         let detached = match on_upgrade.await {

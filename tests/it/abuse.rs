@@ -1,4 +1,4 @@
-//! Protection against abusive clients: foreign origins, slow handshakes, floods.
+//! Protection against abusive clients: foreign origins, slow handshakes, floods, too many connections.
 
 use std::time::Duration;
 
@@ -80,4 +80,26 @@ async fn a_connection_that_keeps_flooding_is_closed_1008() {
     assert_eq!((u16::from(close.code), close.reason.as_str()), (1008, "rate limit exceeded"));
     let left = bob.recv_where(|f| f["data"]["status"] == "leave").await;
     assert_eq!(left["data"]["user"], "flooder");
+}
+
+#[tokio::test]
+async fn connections_over_the_caps_are_refused_before_the_upgrade() {
+    let server = start_server_with(|c| (c.max_connections, c.max_conns_per_ip) = (3, 2)).await;
+    let first = server.try_connect_from("/ws?user=a", "127.0.0.1").await.unwrap();
+    let _second = server.try_connect_from("/ws?user=b", "127.0.0.1").await.unwrap();
+    let refused = server.try_connect_from("/ws?user=c", "127.0.0.1").await;
+    assert_eq!(refused.err(), Some(StatusCode::TOO_MANY_REQUESTS), "two from one address at most");
+    let _third = server.try_connect_from("/ws?user=c", "127.0.0.2").await.unwrap();
+    let refused = server.try_connect_from("/ws?user=d", "127.0.0.3").await;
+    assert_eq!(refused.err(), Some(StatusCode::SERVICE_UNAVAILABLE), "three in all at most");
+    assert_eq!(server.metric("wsbroker_connections_opened_total").await, 3, "refusals never reached the cache");
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match server.try_connect_from("/ws?user=e", "127.0.0.1").await {
+            Ok(_) => break,
+            Err(status) => assert!(tokio::time::Instant::now() < deadline, "the closed slot never came back: {status}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -61,6 +61,20 @@ impl TestServer {
         self.try_connect_with(path_and_query, authorization.as_slice()).await
     }
 
+    /// Connects from the loopback address `source` (e.g. 127.0.0.2); `Err` is the HTTP status of a refusal.
+    pub async fn try_connect_from(&self, path_and_query: &str, source: &str) -> Result<Client, StatusCode> {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        let request = format!("ws://{}{}", self.addr, path_and_query).into_client_request().unwrap();
+        let handshake = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream));
+        match tokio::time::timeout(WAIT, handshake).await.expect("handshake timed out") {
+            Ok((ws, _)) => Ok(Client { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status()),
+            Err(other) => panic!("connect failed: {other}"),
+        }
+    }
+
     /// Connects with extra request headers; `Err` is the HTTP status of a refusal.
     pub async fn try_connect_with(&self, path_and_query: &str, headers: &[(&str, String)]) -> Result<Client, StatusCode> {
         let mut request = format!("ws://{}{}", self.addr, path_and_query).into_client_request().unwrap();
