@@ -60,18 +60,13 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
         return error(StatusCode::FORBIDDEN, "forbidden", &format!("not allowed to join room {room}"));
     }
     if app.is_draining() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down");
+        return shutting_down();
     }
     let ticket = match app.admission.admit(remote.ip()).await {
         Ok(ticket) => ticket.map(Box::new),
         Err(refusal) => {
             tracing::warn!(target: "audit", event = "connection_refused", %user, %remote, ?refusal);
-            return match refusal {
-                Refusal::InstanceFull => error(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", "this server is full"),
-                Refusal::AddressFull => {
-                    error(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", "too many connections from your address")
-                }
-            };
+            return refused(refusal);
         }
     };
     let conn = app.next_conn_id();
@@ -79,7 +74,7 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
     let (closer, closer_rx) = oneshot::channel();
     let registration = Registration { conn, user: user.clone(), rooms, outbox, closer, remote, permissions };
     if !app.hub.register(registration).await {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down");
+        return shutting_down();
     }
     let on_upgrade = hyper::upgrade::on(&mut request);
     let runtime = app.shard_runtime(&user).clone();
@@ -99,6 +94,20 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
         }
     });
     switching_protocols(&accept)
+}
+
+fn shutting_down() -> Response<Body> {
+    error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down")
+}
+
+/// The answer to a connection over a cap: 503 for the instance, 429 for one address.
+fn refused(refusal: Refusal) -> Response<Body> {
+    match refusal {
+        Refusal::InstanceFull => error(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", "this server is full"),
+        Refusal::AddressFull => {
+            error(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", "too many connections from your address")
+        }
+    }
 }
 
 /// Takes the TCP socket out of hyper (and out of the HTTP runtime's reactor), with any bytes the
