@@ -173,14 +173,7 @@ pub fn parse_client_frame(text: &str, user: &str, limits: Limits) -> Result<Clie
         "chat" => {
             let data = chat_data(envelope.data, limits).map_err(|(code, msg)| reject(code, msg))?;
             let message_id = id.clone().unwrap_or_else(new_message_id);
-            let frame = encode(&Envelope {
-                id: Some(&message_id),
-                kind: MessageType::Chat,
-                room: room.as_deref(),
-                from: Some(user),
-                data: Some(data),
-                timestamp: Some(&now_rfc3339()),
-            });
+            let frame = message_frame(MessageType::Chat, &message_id, room.as_deref(), user, data);
             Action::Chat { room, frame }
         }
         "join" => Action::Join(require_room(room)?),
@@ -284,6 +277,12 @@ fn serialize_type<S: serde::Serializer>(kind: &MessageType, serializer: S) -> Re
 pub fn encode<D: Serialize>(envelope: &Envelope<'_, D>) -> Frame {
     let json = serde_json::to_string(envelope).expect("an envelope of strings and JSON values always serializes");
     Frame::from(json)
+}
+
+/// A published message, stamped now: `{"id","type","room","from","data","timestamp"}`.
+pub fn message_frame(kind: MessageType, id: &str, room: Option<&str>, from: &str, data: &RawValue) -> Frame {
+    let timestamp = now_rfc3339();
+    encode(&Envelope { id: Some(id), kind, room, from: Some(from), data: Some(data), timestamp: Some(&timestamp) })
 }
 
 /// A frame with no data: `{"type":...,"id":...}` (acks, pongs).

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use super::{error, json, unauthorized, App, Body};
 use crate::hub::Target;
-use crate::protocol::{self, Envelope, Frame, Limits, MessageType, UserId, GLOBAL_ROOM};
+use crate::protocol::{self, Frame, Limits, MessageType, UserId, GLOBAL_ROOM};
 
 /// Routes `/api/v1/chat/{path}`. With authentication on, every call needs a valid token and the
 /// publish endpoints an admin one; admin publishes are audited.
@@ -136,15 +136,8 @@ fn encode_publish(app: &App, body: &PublishBody, target: &Target) -> Result<(Str
         Target::Room(room) => Some(room.as_ref()),
         _ => None,
     };
-    let envelope = Envelope {
-        id: Some(&id),
-        kind,
-        room,
-        from: Some(from),
-        data: Some(data),
-        timestamp: Some(&protocol::now_rfc3339()),
-    };
-    Ok((id.clone(), protocol::encode(&envelope)))
+    let frame = protocol::message_frame(kind, &id, room, from, data);
+    Ok((id, frame))
 }
 
 async fn online(app: &App) -> Response<Body> {
