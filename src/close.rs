@@ -28,3 +28,5 @@ pub const MESSAGE_TOO_BIG: CloseReason = CloseReason { code: 1009, reason: "mess
 pub const IDLE_TIMEOUT: CloseReason = CloseReason { code: 4000, reason: "idle timeout", drain: false };
 /// 1007: a text frame that is not valid UTF-8.
 pub const INVALID_PAYLOAD: CloseReason = CloseReason { code: 1007, reason: "invalid UTF-8", drain: false };
+/// 4001: the connection's token expired (plus `--jwt-leeway`) without a `refresh`.
+pub const TOKEN_EXPIRED: CloseReason = CloseReason { code: 4001, reason: "token expired", drain: false };

@@ -97,6 +97,11 @@ pub struct Config {
     #[arg(long, env = "JWT_LEEWAY", default_value = "2s", value_parser = humantime::parse_duration)]
     pub jwt_leeway: Duration,
 
+    /// How long before its token's `exp` a connection is told `token_expiring` (at once when less
+    /// remains at connect). Without a refresh it is closed with 4001 at `exp` plus the leeway.
+    #[arg(long, env = "TOKEN_EXPIRY_NOTICE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub token_expiry_notice: Duration,
+
     /// Origins allowed to open WebSockets (comma-separated, e.g. https://chat.example.com). When set,
     /// an upgrade whose Origin header names another origin gets 403; one without Origin (not a
     /// browser) goes on to the token check.

@@ -69,6 +69,8 @@ pub enum ErrorCode {
     NotMember,
     Forbidden,
     RateLimited,
+    /// A token (in a `refresh`) that does not verify.
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -80,6 +82,7 @@ impl ErrorCode {
             Self::NotMember => "not_member",
             Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",
+            Self::Unauthorized => "unauthorized",
         }
     }
 }
@@ -125,6 +128,13 @@ pub enum Action {
     Ping,
 }
 
+/// A parsed client frame: a request for the shard, or a token refresh, which the session verifies.
+#[derive(Debug)]
+pub enum ClientFrame {
+    Request(ClientRequest),
+    Refresh { id: Option<String>, token: String },
+}
+
 /// The fields a client frame may carry; anything else (such as a forged `from`) is ignored.
 #[derive(Deserialize)]
 struct IncomingEnvelope<'a> {
@@ -136,6 +146,13 @@ struct IncomingEnvelope<'a> {
     room: Option<Cow<'a, str>>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
+}
+
+/// The `data` of a `refresh`.
+#[derive(Deserialize)]
+struct RefreshData<'a> {
+    #[serde(borrow)]
+    token: Cow<'a, str>,
 }
 
 /// The part of a chat `data` object that the broker checks.
@@ -153,7 +170,7 @@ pub struct Limits {
 }
 
 /// Parses one client text frame sent by `user`. A chat message is encoded here, once.
-pub fn parse_client_frame(text: &str, user: &str, limits: Limits) -> Result<ClientRequest, Rejection> {
+pub fn parse_client_frame(text: &str, user: &str, limits: Limits) -> Result<ClientFrame, Rejection> {
     let envelope: IncomingEnvelope<'_> = serde_json::from_str(text)
         .map_err(|err| Rejection::new(None, ErrorCode::BadRequest, format!("invalid JSON: {err}")))?;
     let id = envelope.id.map(Cow::into_owned);
@@ -180,12 +197,18 @@ pub fn parse_client_frame(text: &str, user: &str, limits: Limits) -> Result<Clie
         "leave" => Action::Leave(require_room(room)?),
         "presence" => Action::Presence(require_room(room)?),
         "ping" => Action::Ping,
+        "refresh" => {
+            let data = envelope.data.ok_or_else(|| reject(ErrorCode::BadRequest, "missing data"))?;
+            let refresh: RefreshData<'_> = serde_json::from_str(data.get())
+                .map_err(|_| reject(ErrorCode::BadRequest, "data must be {\"token\": string}"))?;
+            return Ok(ClientFrame::Refresh { id, token: refresh.token.into_owned() });
+        }
         other => {
             let shown: String = other.chars().take(MAX_NAME_CHARS).collect();
             return Err(reject(ErrorCode::UnknownType, &format!("unknown message type \"{shown}\"")));
         }
     };
-    Ok(ClientRequest { id, action })
+    Ok(ClientFrame::Request(ClientRequest { id, action }))
 }
 
 /// Checks a chat's `data`: an object whose `content`, when present, is a string within the limit.
@@ -301,6 +324,18 @@ pub fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Frame {
     encode(&Envelope { id, kind: MessageType::Error, room: None, from: None, data: Some(data), timestamp: None })
 }
 
+/// `{"type":"system","data":{"event":"token_expiring","expires_at":...}}`: refresh before then.
+pub fn token_expiring_frame(expires_at: SystemTime) -> Frame {
+    #[derive(Serialize)]
+    struct NoticeData<'a> {
+        event: &'static str,
+        expires_at: &'a str,
+    }
+    let expires_at = humantime::format_rfc3339_seconds(expires_at).to_string();
+    let data = NoticeData { event: "token_expiring", expires_at: &expires_at };
+    encode(&Envelope { id: None, kind: MessageType::System, room: None, from: None, data: Some(data), timestamp: None })
+}
+
 /// Whether a user came into a room or went from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -358,133 +393,4 @@ pub fn format_rfc3339(time: SystemTime) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LIMITS: Limits = Limits { max_content_chars: 10 };
-
-    fn json(frame: &Frame) -> serde_json::Value {
-        serde_json::from_str(frame.as_str()).unwrap()
-    }
-
-    #[test]
-    fn chat_is_encoded_once_with_server_fields_and_forged_from_ignored() {
-        let text = r#"{"type":"chat","room":"lobby","from":"mallory","id":"c-1","data":{"content":"hi"}}"#;
-        let request = parse_client_frame(text, "alice", LIMITS).unwrap();
-        assert_eq!(request.id.as_deref(), Some("c-1"));
-        let Action::Chat { room, frame } = request.action else { panic!("not a chat") };
-        assert_eq!(room.as_deref(), Some("lobby"));
-        let value = json(&frame);
-        assert_eq!(value["from"], "alice");
-        assert_eq!(value["id"], "c-1");
-        assert_eq!(value["data"]["content"], "hi");
-        let timestamp = value["timestamp"].as_str().unwrap();
-        assert!(timestamp.ends_with('Z') && timestamp.len() == 24, "{timestamp}");
-    }
-
-    #[test]
-    fn chat_without_room_is_global_and_gets_a_generated_id() {
-        let request = parse_client_frame(r#"{"type":"chat","room":"","data":{}}"#, "bob", LIMITS).unwrap();
-        let Action::Chat { room: None, frame } = request.action else { panic!("not a global chat") };
-        let value = json(&frame);
-        assert!(value.get("room").is_none());
-        assert_eq!(value["id"].as_str().unwrap().len(), 36);
-    }
-
-    #[test]
-    fn content_limit_counts_characters_not_bytes() {
-        let ten_wide = r#"{"type":"chat","data":{"content":"éééééééééé"}}"#;
-        assert!(parse_client_frame(ten_wide, "a", LIMITS).is_ok());
-        let eleven = r#"{"type":"chat","id":"x","data":{"content":"ééééééééééé"}}"#;
-        let err = parse_client_frame(eleven, "a", LIMITS).unwrap_err();
-        assert_eq!((err.code, err.id.as_deref()), (ErrorCode::ContentTooLong, Some("x")));
-    }
-
-    #[test]
-    fn bad_input_is_rejected_with_its_code() {
-        let cases = [
-            ("not json", ErrorCode::BadRequest),
-            (r#"{"id":"1"}"#, ErrorCode::BadRequest),
-            (r#"{"type":"teleport"}"#, ErrorCode::UnknownType),
-            (r#"{"type":"ack"}"#, ErrorCode::UnknownType),
-            (r#"{"type":"join"}"#, ErrorCode::BadRequest),
-            (r#"{"type":"join","room":"a b"}"#, ErrorCode::BadRequest),
-            (r#"{"type":"chat","data":"text"}"#, ErrorCode::BadRequest),
-            (r#"{"type":"chat","data":{"content":5}}"#, ErrorCode::BadRequest),
-            (r#"{"type":"chat"}"#, ErrorCode::BadRequest),
-            (r#"[1,2]"#, ErrorCode::BadRequest),
-        ];
-        for (text, code) in cases {
-            let err = parse_client_frame(text, "a", LIMITS).expect_err(text);
-            assert_eq!(err.code, code, "{text}");
-            let frame = json(&err.to_frame());
-            assert_eq!(frame["type"], "error");
-            assert_eq!(frame["data"]["code"], code.as_str());
-        }
-    }
-
-    #[test]
-    fn data_may_nest_16_deep_and_no_deeper() {
-        let nested = |depth: usize| format!(r#"{{"type":"chat","data":{{"a":{}1{}}}}}"#, "[".repeat(depth - 1), "]".repeat(depth - 1));
-        assert!(parse_client_frame(&nested(16), "u", LIMITS).is_ok());
-        let err = parse_client_frame(&nested(17), "u", LIMITS).unwrap_err();
-        assert_eq!(err.code, ErrorCode::BadRequest);
-        let brackets_in_strings = r#"{"type":"chat","data":{"note":"[[[[[[[[[[[[[[[[[[[[\"{{{{"}}"#;
-        let parsed = parse_client_frame(brackets_in_strings, "u", LIMITS);
-        assert!(parsed.is_ok(), "{parsed:?}");
-    }
-
-    /// Whatever a client sends, the answer is a request (whose chat frame is valid JSON) or a
-    /// rejection (whose error frame is valid JSON): never a panic.
-    fn assert_answered(text: &str) {
-        match parse_client_frame(text, "u", LIMITS) {
-            Ok(ClientRequest { action: Action::Chat { frame, .. }, .. }) => {
-                let value = json(&frame);
-                assert_eq!((value["type"].as_str(), value["from"].as_str()), (Some("chat"), Some("u")));
-            }
-            Ok(_) => {}
-            Err(rejection) => assert_eq!(json(&rejection.to_frame())["type"], "error"),
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_text_is_answered(text in ".{0,200}") {
-            assert_answered(&text);
-        }
-
-        #[test]
-        fn any_envelope_is_answered(
-            kind in "chat|join|leave|presence|ping|ack|error|[a-z]{0,8}",
-            room in proptest::option::of("[a-zA-Z0-9_ @:.\\-]{0,140}"),
-            id in proptest::option::of(".{0,140}"),
-            content in ".{0,12}",
-            depth in 0usize..40,
-        ) {
-            let string = |s: &str| serde_json::to_string(s).unwrap();
-            let room = room.map_or("null".into(), |r| string(&r));
-            let id = id.map_or("null".into(), |i| string(&i));
-            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-            let text = format!(
-                r#"{{"type":{},"room":{room},"id":{id},"from":"x","data":{{"content":{},"deep":{deep}}}}}"#,
-                string(&kind),
-                string(&content),
-            );
-            assert_answered(&text);
-        }
-    }
-
-    #[test]
-    fn room_names_are_validated() {
-        assert!(validate_room("lobby-1.eu:x@y_z").is_ok());
-        for bad in ["", "a b", "é", GLOBAL_ROOM, &"r".repeat(129)] {
-            assert!(validate_room(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn replies_carry_only_type_and_id() {
-        assert_eq!(reply_frame(MessageType::Ack, Some("c-1")).as_str(), r#"{"id":"c-1","type":"ack"}"#);
-        assert_eq!(reply_frame(MessageType::Pong, None).as_str(), r#"{"type":"pong"}"#);
-    }
-}
+mod tests;

@@ -6,7 +6,8 @@
 //! May touch: its shard's command inbox, its own counters. Must not: touch the cache; when the
 //! connection ends, for any reason, it tells the shard with `Unregister`.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -17,11 +18,12 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::auth::{AuthError, Authenticator};
 use crate::close::{self, CloseReason};
 use crate::directory::ShardId;
 use crate::hub::Hub;
 use crate::metrics::{self, ShardCounters};
-use crate::protocol::{self, ErrorCode, Frame, Limits, UserId};
+use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Limits, UserId};
 use crate::shard::cache::ConnId;
 use crate::shard::Command;
 
@@ -44,6 +46,8 @@ pub struct Session {
     pub closer: oneshot::Receiver<CloseReason>,
     /// Holds the connection's admission slot; dropped, with the session, when it ends.
     pub ticket: Option<Box<crate::http::Ticket>>,
+    /// With authentication on: the verifier for `refresh`, and when the connect token expires.
+    pub auth: Option<(Arc<Authenticator>, SystemTime)>,
 }
 
 /// How a session ended, for the log line written when it does.
@@ -91,6 +95,9 @@ impl Session {
         let settings = self.hub.settings();
         let limits = Limits { max_content_chars: settings.max_content };
         let mut heartbeat = Heartbeat::new(Instant::now(), settings.ping_interval, settings.idle_timeout);
+        if let Some((_, expires_at)) = &self.auth {
+            heartbeat.token = Some(Box::new(self.token_clock(*expires_at)));
+        }
         let timer = tokio::time::sleep_until(heartbeat.deadline());
         tokio::pin!(timer);
         loop {
@@ -116,7 +123,9 @@ impl Session {
                     heartbeat.seen(Instant::now());
                     match incoming {
                         Some(Ok(message)) => {
-                            if let Some(ended) = self.on_message(socket, message, limits).await { return ended }
+                            if let Some(ended) = self.on_message(socket, message, limits, &mut heartbeat).await {
+                                return ended;
+                            }
                         }
                         Some(Err(err)) => return self.on_read_error(socket, err).await,
                         None => return Ended::ClientClosed,
@@ -133,6 +142,15 @@ impl Session {
                                 return Ended::Gone(err.to_string());
                             }
                         }
+                        Beat::TokenExpiring(expires_at) => {
+                            if let Err(err) = socket.send(Message::Text(protocol::token_expiring_frame(expires_at))).await {
+                                return Ended::Gone(err.to_string());
+                            }
+                        }
+                        Beat::TokenExpired => {
+                            tracing::warn!(target: "audit", event = "token_expired", user = %self.user, conn = self.conn);
+                            return self.close(socket, close::TOKEN_EXPIRED).await;
+                        }
                         Beat::Wait => {}
                     }
                     timer.as_mut().reset(heartbeat.deadline());
@@ -142,17 +160,21 @@ impl Session {
     }
 
     /// Handles one client message; `Some` when the session must end.
-    async fn on_message(&mut self, socket: &mut Socket, message: Message, limits: Limits) -> Option<Ended> {
+    async fn on_message(&mut self, socket: &mut Socket, message: Message, limits: Limits, heartbeat: &mut Heartbeat) -> Option<Ended> {
         let rejection = match message {
             Message::Text(text) => {
                 metrics::incr(&self.counters().frames_in);
-                match protocol::parse_client_frame(&text, &self.user, limits) {
-                    Ok(request) => {
-                        let command = Command::Request { conn: self.conn, request };
+                let command = match protocol::parse_client_frame(&text, &self.user, limits) {
+                    Ok(ClientFrame::Request(request)) => Ok(Command::Request { conn: self.conn, request }),
+                    Ok(ClientFrame::Refresh { id, token }) => self.refresh(id, &token, heartbeat),
+                    Err(rejection) => Err(rejection.to_frame()),
+                };
+                match command {
+                    Ok(command) => {
                         let delivered = self.hub.command(self.shard(), command).await;
                         return (!delivered).then(|| Ended::Gone("shard stopped".into()));
                     }
-                    Err(rejection) => rejection.to_frame(),
+                    Err(rejection) => rejection,
                 }
             }
             Message::Binary(_) => {
@@ -167,6 +189,33 @@ impl Session {
         };
         let sent = socket.send(Message::Text(rejection)).await;
         sent.err().map(|err| Ended::Gone(err.to_string()))
+    }
+
+    /// Checks a `refresh` token: the same user gets its new expiry here and its new permissions from
+    /// the shard (which acks); anything else is answered with an error and changes nothing.
+    fn refresh(&self, id: Option<String>, token: &str, heartbeat: &mut Heartbeat) -> Result<Command, Frame> {
+        let reject = |code, message: &str| protocol::error_frame(id.as_deref(), code, message);
+        let Some((authenticator, _)) = &self.auth else {
+            return Err(reject(ErrorCode::BadRequest, "authentication is off: there is no token to refresh"));
+        };
+        let refusal = match authenticator.verify(token) {
+            Ok(identity) if identity.user == self.user => {
+                heartbeat.token = Some(Box::new(self.token_clock(identity.expires_at)));
+                return Ok(Command::Reauthorize { conn: self.conn, id, permissions: identity.permissions });
+            }
+            Ok(identity) => (ErrorCode::Forbidden, format!("the token is for another user ({})", identity.user)),
+            Err(AuthError::Missing) => (ErrorCode::Unauthorized, "no token".to_owned()),
+            Err(AuthError::Invalid(why)) => (ErrorCode::Unauthorized, why),
+        };
+        tracing::warn!(target: "audit", event = "refresh_refused", user = %self.user, conn = self.conn, reason = %refusal.1);
+        Err(reject(refusal.0, "the token was refused; the old one stays in force"))
+    }
+
+    /// The notice and close deadlines of a token expiring at `expires_at`.
+    fn token_clock(&self, expires_at: SystemTime) -> TokenClock {
+        let remaining = expires_at.duration_since(SystemTime::now()).unwrap_or_default();
+        let settings = self.hub.settings();
+        TokenClock::new(Instant::now(), expires_at, remaining, settings.token_expiry_notice, settings.jwt_leeway)
     }
 
     async fn on_read_error(&mut self, socket: &mut Socket, err: WsError) -> Ended {
@@ -243,11 +292,37 @@ enum Beat {
     Ping,
     /// Nothing heard within the idle timeout: evict.
     Idle,
+    /// Less than the notice period is left on the token: tell the client when it expires.
+    TokenExpiring(SystemTime),
+    /// The token expired (plus leeway) without a refresh: close with 4001.
+    TokenExpired,
     /// Fired early (traffic moved the idle deadline): just re-arm.
     Wait,
 }
 
-/// Ping schedule and idle detection on one timer. Traffic only moves `last_seen`; the timer is
+/// When a connection's token needs its expiry notice and when it runs out.
+#[derive(Debug)]
+struct TokenClock {
+    expires_at: SystemTime,
+    notice_at: Instant,
+    close_at: Instant,
+    noticed: bool,
+}
+
+impl TokenClock {
+    /// `remaining`: the time left until `expires_at`, measured at `now`.
+    fn new(now: Instant, expires_at: SystemTime, remaining: Duration, notice: Duration, leeway: Duration) -> Self {
+        let expiry = now + remaining;
+        let notice_at = expiry.checked_sub(notice).unwrap_or(now).max(now);
+        Self { expires_at, notice_at, close_at: expiry + leeway, noticed: false }
+    }
+
+    fn deadline(&self) -> Instant {
+        if self.noticed { self.close_at } else { self.notice_at }
+    }
+}
+
+/// Ping schedule, idle detection and token expiry on one timer. Traffic only moves `last_seen`; the timer is
 /// re-armed when it fires, never per frame.
 #[derive(Debug)]
 struct Heartbeat {
@@ -255,11 +330,13 @@ struct Heartbeat {
     idle_timeout: Duration,
     next_ping: Instant,
     last_seen: Instant,
+    /// With authentication on. Boxed: most of the time it only adds a pointer to an idle session.
+    token: Option<Box<TokenClock>>,
 }
 
 impl Heartbeat {
     fn new(now: Instant, interval: Duration, idle_timeout: Duration) -> Self {
-        Self { interval, idle_timeout, next_ping: now + interval, last_seen: now }
+        Self { interval, idle_timeout, next_ping: now + interval, last_seen: now, token: None }
     }
 
     fn seen(&mut self, now: Instant) {
@@ -267,10 +344,18 @@ impl Heartbeat {
     }
 
     fn deadline(&self) -> Instant {
-        self.next_ping.min(self.last_seen + self.idle_timeout)
+        let beat = self.next_ping.min(self.last_seen + self.idle_timeout);
+        self.token.as_ref().map_or(beat, |token| beat.min(token.deadline()))
     }
 
     fn due(&mut self, now: Instant) -> Beat {
+        if let Some(token) = self.token.as_mut().filter(|token| now >= token.deadline()) {
+            if token.noticed {
+                return Beat::TokenExpired;
+            }
+            token.noticed = true;
+            return Beat::TokenExpiring(token.expires_at);
+        }
         if now >= self.last_seen + self.idle_timeout {
             Beat::Idle
         } else if now >= self.next_ping {
@@ -303,5 +388,38 @@ mod tests {
         tokio::time::sleep_until(heartbeat.deadline()).await;
         assert_eq!(Instant::now() - start, Duration::from_secs(100), "60 s after the last traffic");
         assert_eq!(heartbeat.due(Instant::now()), Beat::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_notice_comes_before_expiry_and_a_refresh_moves_both() {
+        let start = Instant::now();
+        let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let (notice, leeway) = (Duration::from_secs(30), Duration::from_secs(2));
+        let mut heartbeat = Heartbeat::new(start, Duration::from_secs(300), Duration::from_secs(600));
+        heartbeat.token = Some(Box::new(TokenClock::new(start, expires_at, Duration::from_secs(100), notice, leeway)));
+        tokio::time::sleep_until(heartbeat.deadline()).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(70), "30 s before exp");
+        assert_eq!(heartbeat.due(Instant::now()), Beat::TokenExpiring(expires_at));
+        tokio::time::sleep_until(heartbeat.deadline()).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(102), "exp plus leeway");
+        assert_eq!(heartbeat.due(Instant::now()), Beat::TokenExpired);
+
+        let renewed = expires_at + Duration::from_secs(3_600);
+        let now = Instant::now();
+        heartbeat.token = Some(Box::new(TokenClock::new(now, renewed, Duration::from_secs(3_600), notice, leeway)));
+        assert_eq!(heartbeat.deadline(), now + Duration::from_secs(198), "the ping comes first again");
+        assert_eq!(heartbeat.token.as_ref().map(|token| token.deadline()), Some(now + Duration::from_secs(3_570)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_nearly_spent_at_connect_is_noticed_at_once() {
+        let start = Instant::now();
+        let expires_at = SystemTime::UNIX_EPOCH;
+        let mut heartbeat = Heartbeat::new(start, Duration::from_secs(30), Duration::from_secs(60));
+        let clock = TokenClock::new(start, expires_at, Duration::from_secs(5), Duration::from_secs(30), Duration::ZERO);
+        heartbeat.token = Some(Box::new(clock));
+        assert_eq!(heartbeat.deadline(), start);
+        assert_eq!(heartbeat.due(start), Beat::TokenExpiring(expires_at));
+        assert_eq!(heartbeat.deadline(), start + Duration::from_secs(5));
     }
 }

@@ -13,6 +13,7 @@ mod ws;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -34,7 +35,7 @@ pub struct App {
     /// Connection caps; counts in a task of its own.
     admission: admission::Admission,
     /// `None` with authentication off.
-    auth: Option<Authenticator>,
+    auth: Option<Arc<Authenticator>>,
     /// Each shard's runtime, where the sessions of its connections run.
     shard_runtimes: Box<[Handle]>,
     /// Set once shutdown starts: `/readyz` fails and no connection is accepted.
@@ -45,6 +46,7 @@ pub struct App {
 impl App {
     /// Must run inside the HTTP runtime: it starts the admission task there.
     pub fn new(hub: Hub, auth: Option<Authenticator>, shard_runtimes: Box<[Handle]>) -> Self {
+        let auth = auth.map(Arc::new);
         let settings = hub.settings();
         let admission = admission::Admission::start(settings.max_connections, settings.max_conns_per_ip);
         let (draining, next_conn) = (AtomicBool::new(false), AtomicU64::new(1));
@@ -63,6 +65,11 @@ impl App {
             tracing::warn!(target: "audit", event = "auth_failed", %remote, path, reason = %err);
         }
         verified.map(Some)
+    }
+
+    /// The verifier and expiry a session needs for `refresh` and its token deadline.
+    fn session_auth(&self, identity: Option<&Identity>) -> Option<(Arc<Authenticator>, std::time::SystemTime)> {
+        Some((Arc::clone(self.auth.as_ref()?), identity?.expires_at))
     }
 
     fn shard_runtime(&self, user: &str) -> &Handle {

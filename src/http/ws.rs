@@ -50,10 +50,14 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
         Ok(params) => params,
         Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
     };
-    let (user, permissions) = match app.authenticate(&request, remote) {
-        Ok(Some(identity)) => (identity.user, identity.permissions),
-        Ok(None) => (named_user.unwrap_or_else(|| UserId::from(protocol::new_message_id())), Permissions::unrestricted()),
+    let identity = match app.authenticate(&request, remote) {
+        Ok(identity) => identity,
         Err(_) => return unauthorized(),
+    };
+    let auth = app.session_auth(identity.as_ref());
+    let (user, permissions) = match identity {
+        Some(identity) => (identity.user, identity.permissions),
+        None => (named_user.unwrap_or_else(|| UserId::from(protocol::new_message_id())), Permissions::unrestricted()),
     };
     if let Some(room) = rooms.iter().find(|room| !permissions.may_join(room)) {
         tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
@@ -78,7 +82,7 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
     }
     let on_upgrade = hyper::upgrade::on(&mut request);
     let runtime = app.shard_runtime(&user).clone();
-    let session = Session { conn, user, hub: app.hub.clone(), outbox: outbox_rx, closer: closer_rx, ticket };
+    let session = Session { conn, user, hub: app.hub.clone(), outbox: outbox_rx, closer: closer_rx, ticket, auth };
     let config = socket_config(app.hub.settings());
     tokio::spawn(async move {
         let detached = match on_upgrade.await {

@@ -44,6 +44,9 @@ pub enum Command {
     /// the largest variant.
     Register(Box<Registration>, oneshot::Sender<bool>),
     Request { conn: ConnId, request: ClientRequest },
+    /// The session verified a `refresh`: the new token's permissions replace the old ones, and the
+    /// client gets its ack in order with the connection's other replies.
+    Reauthorize { conn: ConnId, id: Option<String>, permissions: crate::auth::Permissions },
     Unregister { conn: ConnId },
 }
 
@@ -167,6 +170,7 @@ impl Shard {
         match command {
             Command::Register(registration, registered) => self.register(*registration, registered),
             Command::Request { conn, request } => self.on_request(conn, request),
+            Command::Reauthorize { conn, id, permissions } => self.reauthorize(conn, id.as_deref(), permissions),
             Command::Unregister { conn } => self.remove(conn, None),
         }
     }
@@ -254,6 +258,13 @@ impl Shard {
         if let Some(frame) = reply {
             self.out.send_to(conn, &outbox, frame, self.hub.metrics().shard(self.id));
         }
+    }
+
+    fn reauthorize(&mut self, conn: ConnId, id: Option<&str>, permissions: crate::auth::Permissions) {
+        let Some(connection) = self.cache.get_mut(conn) else { return };
+        connection.permissions = permissions;
+        let (outbox, ack) = (connection.outbox.clone(), protocol::reply_frame(MessageType::Ack, id));
+        self.out.send_to(conn, &outbox, ack, self.hub.metrics().shard(self.id));
     }
 
     /// Delivers to the local recipients, then routes to every other shard that has some.

@@ -92,7 +92,10 @@ fn a_full_outbox_evicts_that_connection_alone_with_1008() {
     while fast.next_json().is_some() {}
     let chat = |n: u32| {
         let text = format!(r#"{{"type":"chat","room":"r","data":{{"content":"{n}"}}}}"#);
-        protocol::parse_client_frame(&text, "fast", protocol::Limits { max_content_chars: 10 }).unwrap()
+        match protocol::parse_client_frame(&text, "fast", protocol::Limits { max_content_chars: 10 }) {
+            Ok(protocol::ClientFrame::Request(request)) => request,
+            other => panic!("not a chat request: {other:?}"),
+        }
     };
     for n in 0..3 {
         shard.on_command(Command::Request { conn: 2, request: chat(n) });

@@ -11,13 +11,13 @@ use wsbroker::{Config, Server};
 
 use crate::common::{start_server_with, TestServer};
 
-const SECRET: &str = "test-secret-of-a-decent-length";
+pub const SECRET: &str = "test-secret-of-a-decent-length";
 
-fn now() -> u64 {
+pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-fn sign(claims: &Value, secret: &[u8]) -> String {
+pub fn sign(claims: &Value, secret: &[u8]) -> String {
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret)).unwrap()
 }
 

@@ -8,4 +8,5 @@ mod common;
 mod concurrency;
 mod eviction;
 mod http_api;
+mod refresh;
 mod shutdown;
