@@ -102,6 +102,15 @@ pub struct Config {
     #[arg(long, env = "TOKEN_EXPIRY_NOTICE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub token_expiry_notice: Duration,
 
+    /// PEM certificate chain: serve wss:// and https:// (with --tls-key). Without it the broker
+    /// speaks plain ws:// and http://, for use behind a TLS-terminating load balancer.
+    #[arg(long, env = "TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Origins allowed to open WebSockets (comma-separated, e.g. https://chat.example.com). When set,
     /// an upgrade whose Origin header names another origin gets 403; one without Origin (not a
     /// browser) goes on to the token check.

@@ -8,6 +8,7 @@
 //! - [`directory`]: the copy-on-write `room -> shards` snapshot that publishers read without locks.
 //! - [`hub`]: the handle that reaches every shard; routing and scatter-gather queries.
 //! - [`protocol`]: the wire contract; every server frame is encoded there, once.
+//! - [`transport`]: plain TCP or TLS under HTTP and WebSocket, movable between runtimes.
 //! - [`auth`]: JWT verification and the room permissions a token grants.
 //! - [`close`]: the close codes; [`metrics`]: counters; [`config`]: flags.
 
@@ -22,6 +23,7 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod shard;
+pub mod transport;
 
 pub use config::Config;
 pub use server::Server;

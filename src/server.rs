@@ -17,31 +17,46 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::http::{self, App};
 use crate::hub::Hub;
 use crate::shard::thread::{self, ShardThread};
+use crate::transport::{self, MovableTcp, Stream};
 
 /// A bound, running broker.
-#[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    /// `None`: plain TCP (TLS ends at a load balancer in front).
+    tls: Option<TlsAcceptor>,
     app: Arc<App>,
     shards: Vec<ShardThread>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("listener", &self.listener).field("tls", &self.tls.is_some()).finish()
+    }
 }
 
 impl Server {
     /// Binds `config.listen` and starts the shard threads. Accepting and HTTP run on the caller's
     /// runtime; each connection's session runs on its shard's thread.
     pub async fn bind(config: Config) -> io::Result<Self> {
-        let auth = Authenticator::from_config(&config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        let invalid = |err| io::Error::new(io::ErrorKind::InvalidInput, err);
+        let auth = Authenticator::from_config(&config).map_err(invalid)?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(transport::tls_acceptor(cert, key).map_err(invalid)?),
+            (None, None) => None,
+            _ => return Err(invalid("--tls-cert and --tls-key go together".into())),
+        };
         let listener = TcpListener::bind(config.listen).await?;
         let (hub, inboxes) = Hub::new(config);
         let shards = thread::start_all(&hub, inboxes)?;
         let runtimes = shards.iter().map(|shard| shard.runtime.clone()).collect();
-        Ok(Self { listener, app: Arc::new(App::new(hub, auth, runtimes)), shards })
+        Ok(Self { listener, tls, app: Arc::new(App::new(hub, auth, runtimes)), shards })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -55,7 +70,7 @@ impl Server {
     /// Accepts until `shutdown` completes, then closes every connection and waits for the shards.
     /// Returns `true` when every connection closed within the shutdown timeout.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
-        let Self { listener, app, shards } = self;
+        let Self { listener, tls, app, shards } = self;
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(1);
         loop {
@@ -64,7 +79,7 @@ impl Server {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, remote)) => {
                         backoff = Duration::from_millis(1);
-                        tokio::spawn(serve_http(Arc::clone(&app), stream, remote));
+                        tokio::spawn(serve_http(Arc::clone(&app), tls.clone(), stream, remote));
                     }
                     Err(err) => {
                         // Out of file descriptors or similar: back off instead of spinning.
@@ -93,9 +108,19 @@ impl Server {
     }
 }
 
-async fn serve_http(app: Arc<App>, stream: TcpStream, remote: SocketAddr) {
+/// Serves one accepted connection: its TLS handshake (when on), then HTTP, upgrades included.
+async fn serve_http(app: Arc<App>, tls: Option<TlsAcceptor>, stream: TcpStream, remote: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let handshake_timeout = app.hub.settings().handshake_timeout;
+    let tcp = MovableTcp::new(stream);
+    let stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+            Ok(Err(err)) => return tracing::debug!(%remote, %err, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%remote, "TLS handshake timed out"),
+        },
+    };
     let service = service_fn(move |request| {
         let app = Arc::clone(&app);
         async move { http::handle(&app, request, remote).await }

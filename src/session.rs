@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -26,8 +25,9 @@ use crate::metrics::{self, ShardCounters};
 use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Limits, UserId};
 use crate::shard::cache::ConnId;
 use crate::shard::Command;
+use crate::transport::Stream;
 
-pub type Socket = WebSocketStream<TcpStream>;
+pub type Socket = WebSocketStream<Stream>;
 
 /// Most frames gathered into one write before flushing.
 const MAX_BATCH_FRAMES: u64 = 64;

@@ -13,7 +13,6 @@ use hyper::upgrade::Upgraded;
 use hyper::header::{HeaderValue, CONNECTION, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -28,6 +27,7 @@ use crate::config::Config;
 use crate::protocol::{self, Room, UserId};
 use crate::session::Session;
 use crate::shard::Registration;
+use crate::transport::Stream;
 
 pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Option<&str>, remote: SocketAddr) -> Response<Body> {
     if !asks_for_websocket(&request) {
@@ -90,7 +90,7 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
             Err(err) => Err(err.to_string()),
         };
         match detached {
-            Ok((stream, read_ahead)) => drop(runtime.spawn(serve_on_shard(session, stream, read_ahead, config))),
+            Ok(detached) => drop(runtime.spawn(serve_on_shard(session, detached, config))),
             Err(err) => {
                 tracing::debug!(conn, %err, "upgrade failed");
                 session.unregister().await;
@@ -114,18 +114,22 @@ fn refused(refusal: Refusal) -> Response<Body> {
     }
 }
 
-/// Takes the TCP socket out of hyper (and out of the HTTP runtime's reactor), with any bytes the
-/// client sent right after its request.
-fn detach(upgraded: Upgraded) -> Result<(std::net::TcpStream, Vec<u8>), String> {
-    let parts = upgraded.downcast::<TokioIo<TcpStream>>().map_err(|_| "the upgraded connection is not TCP")?;
-    let stream = parts.io.into_inner().into_std().map_err(|err| err.to_string())?;
-    Ok((stream, parts.read_buf.to_vec()))
+/// A connection taken out of hyper: its stream, the TCP socket detached from the HTTP runtime's
+/// reactor, and any bytes the client sent right after its request.
+type Detached = (Stream, std::net::TcpStream, Vec<u8>);
+
+fn detach(upgraded: Upgraded) -> Result<Detached, String> {
+    let parts = upgraded.downcast::<TokioIo<Stream>>().map_err(|_| "the upgraded connection is not ours")?;
+    let mut stream = parts.io.into_inner();
+    let socket = stream.detach().map_err(|err| err.to_string())?;
+    Ok((stream, socket, parts.read_buf.to_vec()))
 }
 
 /// Runs on the shard's thread: registers the socket with that thread's reactor and serves it there.
-async fn serve_on_shard(session: Session, stream: std::net::TcpStream, read_ahead: Vec<u8>, config: WebSocketConfig) {
-    match TcpStream::from_std(stream) {
-        Ok(stream) => {
+async fn serve_on_shard(session: Session, detached: Detached, config: WebSocketConfig) {
+    let (mut stream, socket, read_ahead) = detached;
+    match stream.attach(socket) {
+        Ok(()) => {
             let socket = WebSocketStream::from_partially_read(stream, read_ahead, Role::Server, Some(config)).await;
             session.run(socket).await;
         }

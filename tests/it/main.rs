@@ -10,3 +10,4 @@ mod eviction;
 mod http_api;
 mod refresh;
 mod shutdown;
+mod tls;
