@@ -46,8 +46,24 @@ pub struct Session {
     pub closer: oneshot::Receiver<CloseReason>,
     /// Holds the connection's admission slot; dropped, with the session, when it ends.
     pub ticket: Option<Box<crate::http::Ticket>>,
-    /// With authentication on: the verifier for `refresh`, and when the connect token expires.
-    pub auth: Option<(Arc<Authenticator>, SystemTime)>,
+    /// With authentication on. Boxed: an idle session without it carries only a null pointer.
+    pub auth: Option<Box<SessionAuth>>,
+}
+
+/// What a session needs to enforce its token: the verifier for `refresh`, and the connect token's expiry.
+#[derive(Debug)]
+pub struct SessionAuth {
+    pub authenticator: Arc<Authenticator>,
+    pub expires_at: SystemTime,
+}
+
+/// What a client message calls for.
+enum Reaction {
+    Command(Command),
+    Reply(Frame),
+    /// The client sent its close.
+    Closed,
+    Nothing,
 }
 
 /// How a session ended, for the log line written when it does.
@@ -95,8 +111,8 @@ impl Session {
         let settings = self.hub.settings();
         let limits = Limits { max_content_chars: settings.max_content };
         let mut heartbeat = Heartbeat::new(Instant::now(), settings.ping_interval, settings.idle_timeout);
-        if let Some((_, expires_at)) = &self.auth {
-            heartbeat.token = Some(Box::new(self.token_clock(*expires_at)));
+        if let Some(auth) = &self.auth {
+            heartbeat.token = Some(Box::new(self.token_clock(auth.expires_at)));
         }
         let timer = tokio::time::sleep_until(heartbeat.deadline());
         tokio::pin!(timer);
@@ -161,41 +177,49 @@ impl Session {
 
     /// Handles one client message; `Some` when the session must end.
     async fn on_message(&mut self, socket: &mut Socket, message: Message, limits: Limits, heartbeat: &mut Heartbeat) -> Option<Ended> {
-        let rejection = match message {
+        match self.react(message, limits, heartbeat) {
+            Reaction::Command(command) => {
+                let delivered = self.hub.command(self.shard(), command).await;
+                (!delivered).then(|| Ended::Gone("shard stopped".into()))
+            }
+            Reaction::Reply(frame) => socket.send(Message::Text(frame)).await.err().map(|err| Ended::Gone(err.to_string())),
+            Reaction::Closed => {
+                let _ = socket.flush().await;
+                Some(Ended::ClientClosed)
+            }
+            Reaction::Nothing => None,
+        }
+    }
+
+    /// What a client message calls for. Not async: the message (and its text) is gone before the
+    /// session awaits anything, which keeps every idle session's task small.
+    fn react(&mut self, message: Message, limits: Limits, heartbeat: &mut Heartbeat) -> Reaction {
+        match message {
             Message::Text(text) => {
                 metrics::incr(&self.counters().frames_in);
-                let command = match protocol::parse_client_frame(&text, &self.user, limits) {
-                    Ok(ClientFrame::Request(request)) => Ok(Command::Request { conn: self.conn, request }),
-                    Ok(ClientFrame::Refresh { id, token }) => self.refresh(id, &token, heartbeat),
-                    Err(rejection) => Err(rejection.to_frame()),
-                };
-                match command {
-                    Ok(command) => {
-                        let delivered = self.hub.command(self.shard(), command).await;
-                        return (!delivered).then(|| Ended::Gone("shard stopped".into()));
-                    }
-                    Err(rejection) => rejection,
+                match protocol::parse_client_frame(&text, &self.user, limits) {
+                    Ok(ClientFrame::Request(request)) => Reaction::Command(Command::Request { conn: self.conn, request }),
+                    Ok(ClientFrame::Refresh { id, token }) => match self.refresh(id, &token, heartbeat) {
+                        Ok(command) => Reaction::Command(command),
+                        Err(refusal) => Reaction::Reply(refusal),
+                    },
+                    Err(rejection) => Reaction::Reply(rejection.to_frame()),
                 }
             }
             Message::Binary(_) => {
                 metrics::incr(&self.counters().frames_in);
-                protocol::error_frame(None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text")
+                Reaction::Reply(protocol::error_frame(None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text"))
             }
-            Message::Close(_) => {
-                let _ = socket.flush().await;
-                return Some(Ended::ClientClosed);
-            }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return None,
-        };
-        let sent = socket.send(Message::Text(rejection)).await;
-        sent.err().map(|err| Ended::Gone(err.to_string()))
+            Message::Close(_) => Reaction::Closed,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Reaction::Nothing,
+        }
     }
 
     /// Checks a `refresh` token: the same user gets its new expiry here and its new permissions from
     /// the shard (which acks); anything else is answered with an error and changes nothing.
     fn refresh(&self, id: Option<String>, token: &str, heartbeat: &mut Heartbeat) -> Result<Command, Frame> {
         let reject = |code, message: &str| protocol::error_frame(id.as_deref(), code, message);
-        let Some((authenticator, _)) = &self.auth else {
+        let Some(SessionAuth { authenticator, .. }) = self.auth.as_deref() else {
             return Err(reject(ErrorCode::BadRequest, "authentication is off: there is no token to refresh"));
         };
         let refusal = match authenticator.verify(token) {
@@ -326,8 +350,10 @@ impl TokenClock {
 /// re-armed when it fires, never per frame.
 #[derive(Debug)]
 struct Heartbeat {
-    interval: Duration,
-    idle_timeout: Duration,
+    /// Milliseconds (not `Duration`s): every idle session holds one, and the smaller its task, the less
+    /// memory a connection costs.
+    interval_ms: u32,
+    idle_timeout_ms: u32,
     next_ping: Instant,
     last_seen: Instant,
     /// With authentication on. Boxed: most of the time it only adds a pointer to an idle session.
@@ -336,7 +362,17 @@ struct Heartbeat {
 
 impl Heartbeat {
     fn new(now: Instant, interval: Duration, idle_timeout: Duration) -> Self {
-        Self { interval, idle_timeout, next_ping: now + interval, last_seen: now, token: None }
+        let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let (interval_ms, idle_timeout_ms) = (millis(interval), millis(idle_timeout));
+        Self { interval_ms, idle_timeout_ms, next_ping: now + interval, last_seen: now, token: None }
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.interval_ms))
+    }
+
+    fn idle_deadline(&self) -> Instant {
+        self.last_seen + Duration::from_millis(u64::from(self.idle_timeout_ms))
     }
 
     fn seen(&mut self, now: Instant) {
@@ -344,7 +380,7 @@ impl Heartbeat {
     }
 
     fn deadline(&self) -> Instant {
-        let beat = self.next_ping.min(self.last_seen + self.idle_timeout);
+        let beat = self.next_ping.min(self.idle_deadline());
         self.token.as_ref().map_or(beat, |token| beat.min(token.deadline()))
     }
 
@@ -356,10 +392,10 @@ impl Heartbeat {
             token.noticed = true;
             return Beat::TokenExpiring(token.expires_at);
         }
-        if now >= self.last_seen + self.idle_timeout {
+        if now >= self.idle_deadline() {
             Beat::Idle
         } else if now >= self.next_ping {
-            self.next_ping = now + self.interval;
+            self.next_ping = now + self.interval();
             Beat::Ping
         } else {
             Beat::Wait
@@ -421,5 +457,26 @@ mod tests {
         assert_eq!(heartbeat.deadline(), start);
         assert_eq!(heartbeat.due(start), Beat::TokenExpiring(expires_at));
         assert_eq!(heartbeat.deadline(), start + Duration::from_secs(5));
+    }
+}
+#[cfg(test)]
+mod footprint {
+    use super::*;
+
+    /// Every idle connection is one of these tasks. At 1,664 bytes and below, tokio's task cell fits
+    /// mimalloc's 1,792-byte size class; a few bytes more and every connection pays for 2,048
+    /// (measured: idle-19k went from ~5.0 to ~5.6 KB per connection, docs/benchmarks.md).
+    #[tokio::test]
+    async fn an_idle_session_task_stays_within_its_allocation_class() {
+        let (hub, _inboxes) = Hub::new(crate::Config::with_listen("127.0.0.1:0".parse().unwrap()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let stream = Stream::Plain(crate::transport::MovableTcp::new(client));
+        let role = tokio_tungstenite::tungstenite::protocol::Role::Server;
+        let socket = WebSocketStream::from_raw_socket(stream, role, None).await;
+        let ((_sender, outbox), (_close, closer)) = (flume::bounded(1), oneshot::channel());
+        let session = Session { conn: 1, user: "u".into(), hub, outbox, closer, ticket: None, auth: None };
+        let task = session.run(socket);
+        assert!(std::mem::size_of_val(&task) <= 1_664, "the session task grew to {} bytes", std::mem::size_of_val(&task));
     }
 }

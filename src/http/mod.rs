@@ -25,6 +25,7 @@ use tokio::runtime::Handle;
 
 use crate::auth::{self, AuthError, Authenticator, Identity};
 use crate::hub::Hub;
+use crate::session::SessionAuth;
 
 pub type Body = Full<Bytes>;
 
@@ -68,8 +69,9 @@ impl App {
     }
 
     /// The verifier and expiry a session needs for `refresh` and its token deadline.
-    fn session_auth(&self, identity: Option<&Identity>) -> Option<(Arc<Authenticator>, std::time::SystemTime)> {
-        Some((Arc::clone(self.auth.as_ref()?), identity?.expires_at))
+    fn session_auth(&self, identity: Option<&Identity>) -> Option<Box<SessionAuth>> {
+        let authenticator = Arc::clone(self.auth.as_ref()?);
+        Some(Box::new(SessionAuth { authenticator, expires_at: identity?.expires_at }))
     }
 
     fn shard_runtime(&self, user: &str) -> &Handle {
@@ -104,6 +106,9 @@ pub async fn handle(app: &App, request: Request<Incoming>, remote: SocketAddr) -
         (Method::GET, ["healthz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (Method::GET, ["readyz"]) if app.is_draining() => {
             json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "draining"}))
+        }
+        (Method::GET, ["readyz"]) if !app.hub.broker().is_ready() => {
+            json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "redis_unavailable"}))
         }
         (Method::GET, ["readyz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
         (Method::GET, ["metrics"]) => metrics(app),
