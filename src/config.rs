@@ -102,6 +102,37 @@ pub struct Config {
     #[arg(long, env = "TOKEN_EXPIRY_NOTICE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub token_expiry_notice: Duration,
 
+    /// Redis for running several instances as one (e.g. redis://127.0.0.1:6379). Unset: a single
+    /// instance, no Redis needed.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// This instance's name in the cluster: 1-64 of A-Z a-z 0-9 . _ - (default: generated).
+    #[arg(long, env = "INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// Prefix of every Redis channel and key, so several clusters can share one Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "wsbroker")]
+    pub redis_prefix: String,
+
+    /// Most messages the relay sends to Redis in one pipelined write.
+    #[arg(long, env = "RELAY_BATCH", default_value_t = 1024)]
+    pub relay_batch: usize,
+
+    /// How long the relay waits for more messages to fill a batch before sending it.
+    #[arg(long, env = "RELAY_LINGER", default_value = "200us", value_parser = humantime::parse_duration)]
+    pub relay_linger: Duration,
+
+    /// Messages waiting for Redis at most; beyond it (Redis slow or away) they are dropped for the
+    /// other instances and counted.
+    #[arg(long, env = "RELAY_QUEUE", default_value_t = 65_536)]
+    pub relay_queue: usize,
+
+    /// How often an instance renews its presence in Redis; an instance silent for two periods is
+    /// gone, and its users with it.
+    #[arg(long, env = "PRESENCE_HEARTBEAT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub presence_heartbeat: Duration,
+
     /// PEM certificate chain: serve wss:// and https:// (with --tls-key). Without it the broker
     /// speaks plain ws:// and http://, for use behind a TLS-terminating load balancer.
     #[arg(long, env = "TLS_CERT", requires = "tls_key")]

@@ -7,14 +7,15 @@
 
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::cluster::{Broker, Question, Standalone};
 use crate::config::Config;
 use crate::directory::{RoomDirectory, ShardId, ShardSet};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RelayCounters};
 use crate::protocol::{Frame, Room, UserId};
 use crate::shard::cache::{ConnInfo, UserStatus};
 use crate::shard::{Command, Delivery, Inbox, Query, Registration};
@@ -44,18 +45,60 @@ struct HubInner {
     directory: RoomDirectory,
     metrics: Metrics,
     settings: Config,
+    /// The other instances (or nobody, standalone).
+    broker: Box<dyn Broker>,
 }
 
 /// A cheap handle (one `Arc`) to the shards.
 #[derive(Debug, Clone)]
 pub struct Hub(Arc<HubInner>);
 
+/// A handle that does not keep the hub alive (held by the relay thread, which the hub owns).
+#[derive(Debug, Clone)]
+pub struct WeakHub(Weak<HubInner>);
+
+impl WeakHub {
+    pub fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(Hub)
+    }
+}
+
+/// How much of the cluster a presence answer covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// A single instance: the answer is complete.
+    Instance,
+    /// Every live instance.
+    Cluster,
+    /// Cluster mode, but Redis did not answer: only this instance's connections.
+    Partial,
+}
+
+impl Coverage {
+    /// The `partial` field of an HTTP answer: absent for a single instance.
+    pub fn partial(self) -> Option<bool> {
+        match self {
+            Self::Instance => None,
+            Self::Cluster => Some(false),
+            Self::Partial => Some(true),
+        }
+    }
+}
+
+/// How long a presence question waits for Redis before answering locally.
+const QUESTION_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Capacity of a shard's command inbox: how far sessions may run ahead of their shard.
 const COMMAND_INBOX: usize = 4096;
 
 impl Hub {
-    /// Creates the hub and the inboxes its shards will read.
+    /// A standalone hub (no other instances) and the inboxes its shards will read.
     pub fn new(settings: Config) -> (Self, Vec<Inbox>) {
+        Self::with_broker(settings, Box::new(Standalone), Arc::default())
+    }
+
+    /// A hub whose publishes and presence also go through `broker`, which counts into `relay`.
+    pub fn with_broker(settings: Config, broker: Box<dyn Broker>, relay: Arc<RelayCounters>) -> (Self, Vec<Inbox>) {
         let count = settings.shard_count();
         let (links, inboxes): (Vec<ShardLink>, Vec<Inbox>) = (0..count)
             .map(|_| {
@@ -64,7 +107,8 @@ impl Hub {
                 (ShardLink { commands, deliveries }, Inbox { commands: commands_rx, deliveries: deliveries_rx })
             })
             .unzip();
-        let inner = HubInner { shards: links.into_boxed_slice(), directory: RoomDirectory::new(), metrics: Metrics::new(count), settings };
+        let (metrics, directory) = (Metrics::new(count, relay), RoomDirectory::new());
+        let inner = HubInner { shards: links.into_boxed_slice(), directory, metrics, settings, broker };
         (Self(Arc::new(inner)), inboxes)
     }
 
@@ -74,6 +118,14 @@ impl Hub {
 
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    pub fn broker(&self) -> &dyn Broker {
+        self.0.broker.as_ref()
+    }
+
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.0))
     }
 
     pub fn directory(&self) -> &RoomDirectory {
@@ -138,9 +190,23 @@ impl Hub {
         (0..self.shard_count()).fold(ShardSet::default(), ShardSet::with)
     }
 
-    /// Publishes from outside any shard (the HTTP API): every shard with recipients gets it.
+    /// Publishes from outside any shard (the HTTP API): every shard with recipients gets it, and
+    /// the other instances.
     pub fn publish(&self, target: Target, frame: Frame) {
+        self.broker().publish(&target, &frame);
         self.route(target, frame, Instant::now(), None);
+    }
+
+    /// Asks the cluster; `Err` says how much the local answer covers instead.
+    async fn ask_cluster<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Question) -> Result<T, Coverage> {
+        let (reply, answer) = oneshot::channel();
+        if !self.broker().ask(make(reply)) {
+            return Err(Coverage::Instance);
+        }
+        match tokio::time::timeout(QUESTION_TIMEOUT, answer).await {
+            Ok(Ok(value)) => Ok(value),
+            _ => Err(Coverage::Partial),
+        }
     }
 
     /// Asks every shard the same question and gathers the answers.
@@ -166,24 +232,48 @@ impl Hub {
         answer.await.ok()
     }
 
-    /// Every online user, sorted.
-    pub async fn online_users(&self) -> Vec<UserId> {
-        let mut users: Vec<UserId> = self.ask_all(Query::OnlineUsers).await.into_iter().flatten().collect();
+    /// Every online user (in the cluster, when there is one), sorted.
+    pub async fn online_users(&self) -> (Vec<UserId>, Coverage) {
+        let local: Vec<UserId> = self.ask_all(Query::OnlineUsers).await.into_iter().flatten().collect();
+        let (mut users, coverage) = match self.ask_cluster(Question::OnlineUsers).await {
+            Ok(cluster) => (local.into_iter().chain(cluster).collect(), Coverage::Cluster),
+            Err(coverage) => (local, coverage),
+        };
         users.sort_unstable();
-        users
+        users.dedup();
+        (users, coverage)
     }
 
-    /// The users in `room`, sorted, each with whether it is away.
-    pub async fn room_users(&self, room: &Room) -> Vec<(UserId, bool)> {
+    /// The users in `room` (in the cluster, when there is one), sorted, each with whether it is away
+    /// (known for this instance's users only).
+    pub async fn room_users(&self, room: &Room) -> (Vec<(UserId, bool)>, Coverage) {
         let ask = |reply| Query::RoomUsers { room: room.clone(), reply };
         let mut users: Vec<(UserId, bool)> = self.ask_all(ask).await.into_iter().flatten().collect();
-        users.sort_unstable();
-        users
+        let coverage = match self.ask_cluster(|reply| Question::RoomUsers(room.clone(), reply)).await {
+            Ok(cluster) => {
+                users.extend(cluster.into_iter().map(|user| (user, false)));
+                Coverage::Cluster
+            }
+            Err(coverage) => coverage,
+        };
+        // Sorted with `away` first for each user, so the local answer wins over the cluster's `false`.
+        users.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        users.dedup_by(|next, kept| next.0 == kept.0);
+        (users, coverage)
     }
 
-    pub async fn user_status(&self, user: &UserId) -> UserStatus {
+    /// This instance's status of `user`; offline here but online elsewhere counts as online.
+    pub async fn user_status(&self, user: &UserId) -> (UserStatus, Coverage) {
         let ask = |reply| Query::UserStatus { user: user.clone(), reply };
-        self.ask_owner(user, ask).await.unwrap_or(UserStatus::Offline)
+        let local = self.ask_owner(user, ask).await.unwrap_or(UserStatus::Offline);
+        if local != UserStatus::Offline && self.broker().decides_presence() {
+            return (local, Coverage::Cluster);
+        }
+        match self.ask_cluster(|reply| Question::UserOnline(user.clone(), reply)).await {
+            Ok(true) => (UserStatus::Online, Coverage::Cluster),
+            Ok(false) => (local, Coverage::Cluster),
+            Err(coverage) => (local, coverage),
+        }
     }
 
     pub async fn user_connections(&self, user: &UserId) -> Vec<ConnInfo> {

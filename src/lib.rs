@@ -7,6 +7,7 @@
 //! - [`shard`]: N tasks, each the single owner of its slice of the connection cache.
 //! - [`directory`]: the copy-on-write `room -> shards` snapshot that publishers read without locks.
 //! - [`hub`]: the handle that reaches every shard; routing and scatter-gather queries.
+//! - [`cluster`]: the `Broker` between instances: standalone, or the Redis relay thread.
 //! - [`protocol`]: the wire contract; every server frame is encoded there, once.
 //! - [`transport`]: plain TCP or TLS under HTTP and WebSocket, movable between runtimes.
 //! - [`auth`]: JWT verification and the room permissions a token grants.
@@ -14,6 +15,7 @@
 
 pub mod auth;
 pub mod close;
+pub mod cluster;
 pub mod config;
 pub mod directory;
 pub mod http;

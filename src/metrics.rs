@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
@@ -48,6 +49,16 @@ pub struct ShardCounters {
 }
 
 /// Picks one counter out of a shard's block.
+/// The Redis relay's counters (written by the relay thread, and by publishers for drops).
+#[derive(Debug, Default)]
+pub struct RelayCounters {
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+    pub dropped: AtomicU64,
+    /// 1 while Redis is reachable (cluster mode only).
+    pub redis_up: AtomicU64,
+}
+
 type CounterField = fn(&ShardCounters) -> &AtomicU64;
 
 pub fn incr(counter: &AtomicU64) {
@@ -57,11 +68,14 @@ pub fn incr(counter: &AtomicU64) {
 #[derive(Debug)]
 pub struct Metrics {
     shards: Box<[CachePadded<ShardCounters>]>,
+    /// Shared with the Redis broker, which counts what it drops.
+    pub relay: Arc<RelayCounters>,
 }
 
 impl Metrics {
-    pub fn new(shard_count: usize) -> Self {
-        Self { shards: (0..shard_count).map(|_| CachePadded::new(ShardCounters::default())).collect() }
+    pub fn new(shard_count: usize, relay: Arc<RelayCounters>) -> Self {
+        let shards = (0..shard_count).map(|_| CachePadded::new(ShardCounters::default())).collect();
+        Self { shards, relay }
     }
 
     pub fn shard(&self, shard: usize) -> &ShardCounters {
@@ -105,8 +119,22 @@ impl Metrics {
         for (name, help, field) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", self.sum(field));
         }
+        self.render_relay(&mut out);
         self.render_latency(&mut out);
         out
+    }
+
+    fn render_relay(&self, out: &mut String) {
+        let relay = &self.relay;
+        let lines = [
+            ("wsbroker_redis_up", "gauge", "1 while Redis is reachable (cluster mode).", &relay.redis_up),
+            ("wsbroker_relay_published_total", "counter", "Messages published to Redis.", &relay.published),
+            ("wsbroker_relay_received_total", "counter", "Messages from other instances fanned out here.", &relay.received),
+            ("wsbroker_relay_dropped_total", "counter", "Messages not sent to Redis: the relay queue was full or Redis away.", &relay.dropped),
+        ];
+        for (name, kind, help, value) in lines {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Relaxed));
+        }
     }
 
     fn render_latency(&self, out: &mut String) {
@@ -131,7 +159,7 @@ mod tests {
 
     #[test]
     fn counters_of_all_shards_are_summed_and_histogram_is_cumulative() {
-        let metrics = Metrics::new(2);
+        let metrics = Metrics::new(2, Arc::default());
         incr(&metrics.shard(0).connections_opened);
         incr(&metrics.shard(1).connections_opened);
         incr(&metrics.shard(1).connections_closed);

@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
+use crate::cluster::{self, redis::RedisBroker};
+use crate::metrics::RelayCounters;
 use crate::config::Config;
 use crate::http::{self, App};
 use crate::hub::Hub;
@@ -52,8 +54,25 @@ impl Server {
             (None, None) => None,
             _ => return Err(invalid("--tls-cert and --tls-key go together".into())),
         };
+        let relay_counters = Arc::new(RelayCounters::default());
+        let cluster = match &config.redis_url {
+            Some(url) => Some(RedisBroker::new(&config, url, Arc::clone(&relay_counters)).map_err(invalid)?),
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen).await?;
-        let (hub, inboxes) = Hub::new(config);
+        let (hub, inboxes, relay) = match cluster {
+            Some((broker, relay)) => {
+                let (hub, inboxes) = Hub::with_broker(config, Box::new(broker), relay_counters);
+                (hub, inboxes, Some(relay))
+            }
+            None => {
+                let (hub, inboxes) = Hub::new(config);
+                (hub, inboxes, None)
+            }
+        };
+        if let Some(relay) = relay {
+            cluster::redis::start_relay(relay, &hub)?;
+        }
         let shards = thread::start_all(&hub, inboxes)?;
         let runtimes = shards.iter().map(|shard| shard.runtime.clone()).collect();
         Ok(Self { listener, tls, app: Arc::new(App::new(hub, auth, runtimes)), shards })

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{error, json, unauthorized, App, Body};
-use crate::hub::Target;
+use crate::hub::{Coverage, Target};
 use crate::protocol::{self, Frame, Limits, MessageType, UserId, GLOBAL_ROOM};
 
 /// Routes `/api/v1/chat/{path}`. With authentication on, every call needs a valid token and the
@@ -141,7 +141,8 @@ fn encode_publish(app: &App, body: &PublishBody, target: &Target) -> Result<(Str
 }
 
 async fn online(app: &App) -> Response<Body> {
-    json(StatusCode::OK, &serde_json::json!({ "users": app.hub.online_users().await }))
+    let (users, coverage) = app.hub.online_users().await;
+    json(StatusCode::OK, &with_coverage(serde_json::json!({ "users": users }), coverage))
 }
 
 async fn room_online(app: &App, room: &str) -> Response<Body> {
@@ -149,8 +150,9 @@ async fn room_online(app: &App, room: &str) -> Response<Body> {
         Ok(room) => room,
         Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
     };
-    let users: Vec<UserId> = app.hub.room_users(&room).await.into_iter().map(|(user, _)| user).collect();
-    json(StatusCode::OK, &serde_json::json!({ "room": room, "users": users }))
+    let (users, coverage) = app.hub.room_users(&room).await;
+    let users: Vec<UserId> = users.into_iter().map(|(user, _)| user).collect();
+    json(StatusCode::OK, &with_coverage(serde_json::json!({ "room": room, "users": users }), coverage))
 }
 
 async fn user_online(app: &App, user: &str) -> Response<Body> {
@@ -158,9 +160,18 @@ async fn user_online(app: &App, user: &str) -> Response<Body> {
         Ok(user) => user,
         Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
     };
-    let status = app.hub.user_status(&user).await;
+    let (status, coverage) = app.hub.user_status(&user).await;
     let online = status != crate::shard::cache::UserStatus::Offline;
-    json(StatusCode::OK, &serde_json::json!({ "user": user, "online": online, "status": status.as_str() }))
+    let answer = serde_json::json!({ "user": user, "online": online, "status": status.as_str() });
+    json(StatusCode::OK, &with_coverage(answer, coverage))
+}
+
+/// Adds `"partial"` in cluster mode: `true` when Redis did not answer and only this instance counted.
+fn with_coverage(mut answer: serde_json::Value, coverage: Coverage) -> serde_json::Value {
+    if let (Some(partial), Some(fields)) = (coverage.partial(), answer.as_object_mut()) {
+        fields.insert("partial".into(), partial.into());
+    }
+    answer
 }
 
 #[derive(Serialize)]

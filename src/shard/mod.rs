@@ -25,6 +25,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::close::{self, CloseReason};
+use crate::cluster::LocalChange;
 use crate::directory::{ShardId, Transition};
 use crate::hub::{Hub, Target};
 use crate::metrics::{self, ShardCounters};
@@ -189,6 +190,9 @@ impl Shard {
             let _ = registered.send(false);
             return;
         }
+        if !self.cache.has_user(&user) {
+            self.hub.broker().local_change(LocalChange::UserOnline(user.clone()));
+        }
         let connection = Connection { remote, permissions, ..Connection::new(user, outbox, Some(closer)) };
         self.cache.insert(conn, connection);
         metrics::incr(&self.counters().connections_opened);
@@ -267,9 +271,11 @@ impl Shard {
         self.out.send_to(conn, &outbox, ack, self.hub.metrics().shard(self.id));
     }
 
-    /// Delivers to the local recipients, then routes to every other shard that has some.
+    /// Delivers to the local recipients, then routes to every other shard that has some, and hands
+    /// it to the other instances.
     fn publish(&mut self, target: Target, frame: Frame) {
         let accepted_at = Instant::now();
+        self.hub.broker().publish(&target, &frame);
         self.deliver_local(&target, &frame, accepted_at);
         if self.out.holding() {
             self.out.hold(Held::Route { target, frame, accepted_at, from: self.id });
@@ -299,6 +305,7 @@ impl Shard {
         }
         if joined.user_joined {
             let user = self.cache.get(conn).map(|c| c.user.clone()).expect("a joined connection is cached");
+            self.hub.broker().local_change(LocalChange::Joined { room: room.clone(), user: user.clone() });
             self.announce(room, &user, PresenceStatus::Join);
         }
     }
@@ -316,13 +323,15 @@ impl Shard {
             self.out.start_holding();
         }
         if left.user_left {
+            self.hub.broker().local_change(LocalChange::Left { room: left.room.clone(), user: user.clone() });
             self.announce(left.room, user, PresenceStatus::Leave);
         }
     }
 
-    /// Tells the room that `user` came or went (unless presence events are off).
+    /// Tells the room that `user` came or went (unless presence events are off, or the cluster
+    /// broker decides them because the user may be in the room on another instance too).
     fn announce(&mut self, room: Room, user: &str, status: PresenceStatus) {
-        if !self.hub.settings().presence_events {
+        if !self.hub.settings().presence_events || self.hub.broker().decides_presence() {
             return;
         }
         let frame = protocol::presence_event_frame(&room, user, status);
@@ -333,14 +342,15 @@ impl Shard {
     fn remove(&mut self, conn: ConnId, close: Option<CloseReason>) {
         let Some((mut connection, left)) = self.cache.remove(conn) else { return };
         metrics::incr(&self.counters().connections_closed);
-        if !self.cache.has_user(&connection.user) {
-            self.limits.forget(&connection.user);
-        }
         if let (Some(reason), Some(closer)) = (close, connection.closer.take()) {
             let _ = closer.send(reason);
         }
         for left in left {
             self.after_leave(left, &connection.user);
+        }
+        if !self.cache.has_user(&connection.user) {
+            self.limits.forget(&connection.user);
+            self.hub.broker().local_change(LocalChange::UserOffline(connection.user));
         }
     }
 
@@ -348,7 +358,7 @@ impl Shard {
         let hub = self.hub.clone();
         let shard = self.id;
         tokio::spawn(async move {
-            let users = hub.room_users(&room).await;
+            let (users, _) = hub.room_users(&room).await;
             let away: Vec<UserId> = users.iter().filter(|(_, away)| *away).map(|(u, _)| u.clone()).collect();
             let names: Vec<UserId> = users.into_iter().map(|(u, _)| u).collect();
             let frame = protocol::presence_list_frame(id.as_deref(), &room, &names, &away);

@@ -1,0 +1,238 @@
+//! Cluster presence in Redis: who is online and in which room on every instance, kept alive by
+//! heartbeats, and the join/leave decisions that must count every instance.
+//!
+//! Owns: the Lua scripts and the calls that run them. Must not: keep state; the relay owns the mirror
+//! of local presence and calls these with it.
+//!
+//! Each instance writes only its own sets (`<p>:i:<id>:users`, `:rooms`, `:r:<room>`) and its score in
+//! `<p>:instances` (Redis `TIME`, in ms, so instance clocks do not matter). A reader counts only
+//! instances whose score is within two heartbeat periods. The scripts run atomically, so of two
+//! instances racing to add the same user to a room exactly one sees it first and announces `join`.
+//! An instance that stops beating is reaped by the first live instance whose heartbeat sees it stale:
+//! its sets are deleted and `leave` is announced for each of its users not present elsewhere.
+
+use redis::aio::MultiplexedConnection;
+use redis::{RedisResult, Script};
+
+use super::wire::Names;
+
+/// Live instances, for the scripts below: ARGV[1] prefix, ARGV[2] live window in ms.
+const LIVE: &str = r"
+local p, window = ARGV[1], tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = redis.call('ZRANGEBYSCORE', p .. ':instances', now - window, '+inf')
+";
+
+/// ARGV[3] me, ARGV[4] room, ARGV[5] user, ARGV[6] ttl ms, ARGV[7] channel, ARGV[8] payload ('' for
+/// none). 1 when this was the user's first presence in the room anywhere (and the payload went out).
+const JOIN: &str = r"
+local me, room, user = ARGV[3], ARGV[4], ARGV[5]
+local mine = p .. ':i:' .. me .. ':r:' .. room
+redis.call('SADD', p .. ':i:' .. me .. ':rooms', room)
+redis.call('PEXPIRE', p .. ':i:' .. me .. ':rooms', ARGV[6])
+local added = redis.call('SADD', mine, user)
+redis.call('PEXPIRE', mine, ARGV[6])
+if added == 0 then return 0 end
+for _, id in ipairs(live) do
+  if id ~= me and redis.call('SISMEMBER', p .. ':i:' .. id .. ':r:' .. room, user) == 1 then return 0 end
+end
+if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
+return 1
+";
+
+/// Same arguments as JOIN. 1 when this was the user's last presence in the room anywhere.
+const LEAVE: &str = r"
+local me, room, user = ARGV[3], ARGV[4], ARGV[5]
+local mine = p .. ':i:' .. me .. ':r:' .. room
+local removed = redis.call('SREM', mine, user)
+if redis.call('SCARD', mine) == 0 then redis.call('SREM', p .. ':i:' .. me .. ':rooms', room) end
+if removed == 0 then return 0 end
+for _, id in ipairs(live) do
+  if id ~= me and redis.call('SISMEMBER', p .. ':i:' .. id .. ':r:' .. room, user) == 1 then return 0 end
+end
+if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
+return 1
+";
+
+/// ARGV[3] me, ARGV[4] ttl ms. Renews this instance; reaps stale ones. Returns whether this
+/// instance's user set exists (0: Redis lost it, register again), then `room, user` pairs that left
+/// the cluster with a reaped instance.
+const HEARTBEAT: &str = r"
+local me, ttl = ARGV[3], ARGV[4]
+redis.call('ZADD', p .. ':instances', now, me)
+local mine = p .. ':i:' .. me
+local exists = redis.call('PEXPIRE', mine .. ':users', ttl)
+redis.call('PEXPIRE', mine .. ':rooms', ttl)
+for _, room in ipairs(redis.call('SMEMBERS', mine .. ':rooms')) do
+  redis.call('PEXPIRE', mine .. ':r:' .. room, ttl)
+end
+local gone = {exists}
+local stale = redis.call('ZRANGEBYSCORE', p .. ':instances', '-inf', '(' .. (now - window))
+redis.call('ZREMRANGEBYSCORE', p .. ':instances', '-inf', '(' .. (now - window))
+for _, dead in ipairs(stale) do
+  local base = p .. ':i:' .. dead
+  for _, room in ipairs(redis.call('SMEMBERS', base .. ':rooms')) do
+    for _, user in ipairs(redis.call('SMEMBERS', base .. ':r:' .. room)) do
+      local elsewhere = false
+      for _, id in ipairs(live) do
+        if id ~= dead and redis.call('SISMEMBER', p .. ':i:' .. id .. ':r:' .. room, user) == 1 then elsewhere = true end
+      end
+      if not elsewhere then table.insert(gone, room); table.insert(gone, user) end
+    end
+    redis.call('DEL', base .. ':r:' .. room)
+  end
+  redis.call('DEL', base .. ':rooms', base .. ':users')
+end
+return gone
+";
+
+/// ARGV[3] kind (`online`, `room`, `user`), ARGV[4] the room or user.
+const QUERY: &str = r"
+local kind, name = ARGV[3], ARGV[4]
+local keys = {}
+for _, id in ipairs(live) do
+  if kind == 'online' then table.insert(keys, p .. ':i:' .. id .. ':users')
+  elseif kind == 'room' then table.insert(keys, p .. ':i:' .. id .. ':r:' .. name)
+  elseif redis.call('SISMEMBER', p .. ':i:' .. id .. ':users', name) == 1 then return {name} end
+end
+if kind == 'user' or #keys == 0 then return {} end
+return redis.call('SUNION', unpack(keys))
+";
+
+/// The scripts, loaded once per instance.
+pub struct Scripts {
+    join: Script,
+    leave: Script,
+    heartbeat: Script,
+    query: Script,
+}
+
+impl std::fmt::Debug for Scripts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scripts")
+    }
+}
+
+/// A user coming into or going from a room on this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    Join,
+    Leave,
+}
+
+/// Presence calls for one instance.
+#[derive(Debug)]
+pub struct Presence {
+    pub names: Names,
+    pub me: String,
+    prefix: String,
+    /// Two heartbeat periods: an instance silent for longer is gone.
+    live_window_ms: u64,
+    /// How long this instance's keys outlive its last heartbeat (time for a survivor to reap them).
+    ttl_ms: u64,
+    scripts: Scripts,
+}
+
+/// A cluster presence question, as [`Presence::query`] asks it.
+pub enum Lookup<'a> {
+    Online,
+    Room(&'a str),
+    User(&'a str),
+}
+
+impl Presence {
+    pub fn new(prefix: &str, me: &str, heartbeat: std::time::Duration) -> Self {
+        let live_window_ms = 2 * u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX / 4);
+        let script = |body: &str| Script::new(&format!("{LIVE}{body}"));
+        let scripts = Scripts { join: script(JOIN), leave: script(LEAVE), heartbeat: script(HEARTBEAT), query: script(QUERY) };
+        let names = Names::new(prefix);
+        Self { names, me: me.to_owned(), prefix: prefix.to_owned(), live_window_ms, ttl_ms: 2 * live_window_ms, scripts }
+    }
+
+    /// Loads the scripts that [`Presence::add_change`] runs by hash (after every connect: a restarted
+    /// Redis has forgotten them).
+    pub async fn load_scripts(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
+        for script in [&self.scripts.join, &self.scripts.leave] {
+            let _: String = script.prepare_invoke().load_async(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds to `pipe` the adding or removing of `user` in `room` for this instance. Its reply is 1
+    /// when that was the user's first (join) or last (leave) presence in the room anywhere; then
+    /// `payload`, when given, was published to the room.
+    pub fn add_change(&self, pipe: &mut redis::Pipeline, membership: &Membership, room: &str, user: &str, payload: &[u8]) {
+        let script = match membership {
+            Membership::Join => &self.scripts.join,
+            Membership::Leave => &self.scripts.leave,
+        };
+        pipe.cmd("EVALSHA").arg(script.get_hash()).arg(0);
+        pipe.arg(&self.prefix).arg(self.live_window_ms).arg(&self.me).arg(room).arg(user).arg(self.ttl_ms);
+        pipe.arg(self.names.room_channel(room)).arg(payload);
+    }
+
+    /// Renews this instance and reaps stale ones: whether this instance's records survived, and the
+    /// `(room, user)` pairs that left with a reaped instance.
+    pub async fn heartbeat(&self, conn: &mut MultiplexedConnection) -> RedisResult<(bool, Vec<(String, String)>)> {
+        let mut invocation = self.scripts.heartbeat.prepare_invoke();
+        invocation.arg(&self.prefix).arg(self.live_window_ms).arg(&self.me).arg(self.ttl_ms);
+        let reply: Vec<redis::Value> = invocation.invoke_async(conn).await?;
+        let mut values = reply.into_iter();
+        let exists = matches!(values.next(), Some(redis::Value::Int(1)));
+        let strings: Vec<String> = values.filter_map(|value| redis::from_redis_value(value).ok()).collect();
+        let gone = strings.chunks_exact(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect();
+        Ok((exists, gone))
+    }
+
+    /// Users matching `lookup` on every live instance, sorted.
+    pub async fn query(&self, conn: &mut MultiplexedConnection, lookup: Lookup<'_>) -> RedisResult<Vec<String>> {
+        let (kind, name) = match lookup {
+            Lookup::Online => ("online", ""),
+            Lookup::Room(room) => ("room", room),
+            Lookup::User(user) => ("user", user),
+        };
+        let mut invocation = self.scripts.query.prepare_invoke();
+        invocation.arg(&self.prefix).arg(self.live_window_ms).arg(&self.me).arg(kind).arg(name);
+        let mut users: Vec<String> = invocation.invoke_async(conn).await?;
+        users.sort_unstable();
+        Ok(users)
+    }
+
+    /// Writes this instance's whole local presence again (after connecting, or after Redis lost it),
+    /// replacing whatever Redis held for it.
+    pub async fn register<'a>(
+        &self,
+        conn: &mut MultiplexedConnection,
+        users: impl Iterator<Item = &'a str>,
+        rooms: impl Iterator<Item = (&'a str, Vec<&'a str>)>,
+    ) -> RedisResult<()> {
+        let (users_key, rooms_key) = (self.names.users_of(&self.me), self.names.rooms_of(&self.me));
+        let old_rooms: Vec<String> = redis::cmd("SMEMBERS").arg(&rooms_key).query_async(conn).await?;
+        let mut pipe = redis::pipe();
+        pipe.del(&users_key).ignore().del(&rooms_key).ignore();
+        for room in &old_rooms {
+            pipe.del(self.names.room_members_of(&self.me, room)).ignore();
+        }
+        let users: Vec<&str> = users.collect();
+        if !users.is_empty() {
+            pipe.sadd(&users_key, users).ignore().pexpire(&users_key, self.ttl_ms as i64).ignore();
+        }
+        for (room, members) in rooms {
+            let key = self.names.room_members_of(&self.me, room);
+            pipe.sadd(&rooms_key, room).ignore().sadd(&key, members).ignore().pexpire(&key, self.ttl_ms as i64).ignore();
+        }
+        pipe.pexpire(&rooms_key, self.ttl_ms as i64).ignore();
+        pipe.query_async::<()>(conn).await
+    }
+
+    /// Marks this instance online or offline for `user` (its user set).
+    pub fn user_command(&self, pipe: &mut redis::Pipeline, user: &str, online: bool) {
+        let key = self.names.users_of(&self.me);
+        if online {
+            pipe.sadd(&key, user).ignore().pexpire(&key, self.ttl_ms as i64).ignore();
+        } else {
+            pipe.srem(&key, user).ignore();
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The Redis broker: the [`Broker`] that shards and the HTTP API call in cluster mode (`--redis-url`),
+//! and the start of the relay thread behind it.
+//!
+//! Owns: the sending ends of the relay's inputs and the readiness flag. Must not: wait. A publish is a
+//! `try_send` into a bounded queue (full: dropped for the other instances and counted); presence
+//! changes go into an unbounded queue that the relay drains even while Redis is away.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::presence::Presence;
+use super::relay::{Inputs, Outgoing, Relay, Tuning};
+use super::{Broker, LocalChange, Question};
+use crate::config::Config;
+use crate::hub::{Hub, Target};
+use crate::metrics::RelayCounters;
+use crate::protocol::Frame;
+
+/// Questions waiting for the relay at most; beyond that the asker answers locally.
+const QUESTION_QUEUE: usize = 1024;
+
+#[derive(Debug)]
+pub struct RedisBroker {
+    outgoing: flume::Sender<Outgoing>,
+    changes: flume::Sender<LocalChange>,
+    questions: flume::Sender<Question>,
+    counters: Arc<RelayCounters>,
+}
+
+/// What [`start_relay`] needs once the hub exists.
+#[derive(Debug)]
+pub struct PendingRelay {
+    client: redis::Client,
+    presence: Presence,
+    inputs: Inputs,
+    tuning: Tuning,
+}
+
+/// A valid instance id: 1-64 characters of `A-Z a-z 0-9 . _ -`.
+pub fn validate_instance_id(id: &str) -> Result<(), String> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if (1..=64).contains(&id.len()) && id.chars().all(valid) {
+        Ok(())
+    } else {
+        Err(format!("--instance-id {id:?}: use 1-64 characters of A-Z a-z 0-9 . _ -"))
+    }
+}
+
+impl RedisBroker {
+    /// The broker for `--redis-url`, and the relay to start once the hub exists.
+    pub fn new(config: &Config, url: &str, counters: Arc<RelayCounters>) -> Result<(Self, PendingRelay), String> {
+        let client = redis::Client::open(url).map_err(|err| format!("--redis-url: {err}"))?;
+        let me = match &config.instance_id {
+            Some(id) => id.clone(),
+            None => uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+        };
+        validate_instance_id(&me)?;
+        if config.relay_batch == 0 || config.relay_queue == 0 {
+            return Err("--relay-batch and --relay-queue must be at least 1".into());
+        }
+        let (outgoing, outgoing_rx) = flume::bounded(config.relay_queue);
+        let (changes, changes_rx) = flume::unbounded();
+        let (questions, questions_rx) = flume::bounded(QUESTION_QUEUE);
+        let inputs = Inputs { outgoing: outgoing_rx, changes: changes_rx, questions: questions_rx };
+        let tuning = Tuning {
+            batch: config.relay_batch,
+            linger: config.relay_linger,
+            heartbeat: config.presence_heartbeat,
+            presence_events: config.presence_events,
+        };
+        let presence = Presence::new(&config.redis_prefix, &me, config.presence_heartbeat);
+        Ok((Self { outgoing, changes, questions, counters }, PendingRelay { client, presence, inputs, tuning }))
+    }
+}
+
+/// Starts the relay thread, with its own single-threaded runtime. It stops when the hub is dropped.
+pub fn start_relay(pending: PendingRelay, hub: &Hub) -> std::io::Result<()> {
+    let PendingRelay { client, presence, inputs, tuning } = pending;
+    tracing::info!(instance = %presence.me, "cluster mode: relaying through redis");
+    let relay = Relay::new(hub.downgrade(), client, presence, inputs, tuning);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("wsbroker-relay".into()).spawn(move || runtime.block_on(relay.run()))?;
+    Ok(())
+}
+
+impl Broker for RedisBroker {
+    fn publish(&self, target: &Target, frame: &Frame) {
+        let outgoing = Outgoing { target: target.clone(), frame: frame.clone() };
+        if self.outgoing.try_send(outgoing).is_err() {
+            self.counters.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn local_change(&self, change: LocalChange) {
+        // Fails only once the relay thread is gone, when there is nobody left to tell.
+        let _ = self.changes.send(change);
+    }
+
+    fn decides_presence(&self) -> bool {
+        true
+    }
+
+    fn ask(&self, question: Question) -> bool {
+        // A full queue drops the question; the asker then answers locally, marked partial.
+        let _ = self.questions.try_send(question);
+        true
+    }
+
+    fn is_ready(&self) -> bool {
+        self.counters.redis_up.load(Relaxed) == 1
+    }
+}
