@@ -87,9 +87,9 @@ end
 return gone
 ";
 
-/// ARGV[3] kind (`online`, `room`, `user`), ARGV[4] the room or user.
+/// ARGV[3] me, ARGV[4] kind (`online`, `room`, `user`), ARGV[5] the room or user.
 const QUERY: &str = r"
-local kind, name = ARGV[3], ARGV[4]
+local kind, name = ARGV[4], ARGV[5]
 local keys = {}
 for _, id in ipairs(live) do
   if kind == 'online' then table.insert(keys, p .. ':i:' .. id .. ':users')

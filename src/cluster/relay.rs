@@ -98,6 +98,14 @@ async fn within<T>(what: &str, exchange: impl std::future::Future<Output = redis
     }
 }
 
+/// Sends a pipeline whose replies are not needed (Redis refuses an empty one, so that is skipped).
+async fn send_pipe(what: &str, pipe: &redis::Pipeline, conn: &mut MultiplexedConnection) -> Exchange<()> {
+    if pipe.is_empty() {
+        return Ok(());
+    }
+    within(what, pipe.query_async::<()>(conn)).await
+}
+
 impl Relay {
     pub fn new(hub: WeakHub, client: redis::Client, presence: Presence, inputs: Inputs, tuning: Tuning) -> Self {
         Self { hub, client, presence, inputs, tuning, mirror: Mirror::default() }
@@ -277,7 +285,7 @@ impl Relay {
             within("subscribe", link.sink.subscribe(&subscribe)).await?;
             link.subscribed.extend(subscribe);
         }
-        within("user presence", users.query_async::<()>(&mut link.conn)).await?;
+        send_pipe("user presence", &users, &mut link.conn).await?;
         self.write_memberships(&memberships, &mut link.conn).await?;
         if !unsubscribe.is_empty() {
             within("unsubscribe", link.sink.unsubscribe(&unsubscribe)).await?;
@@ -407,7 +415,7 @@ impl Relay {
                 self.deliver_here(&room, frame);
             }
         }
-        within("announce reaped users", pipe.query_async::<()>(&mut link.conn)).await
+        send_pipe("announce reaped users", &pipe, &mut link.conn).await
     }
 
     /// Waits `pause` without Redis, still draining the inputs so nothing grows or blocks.

@@ -45,6 +45,39 @@ pub async fn start_server_with(configure: impl FnOnce(&mut Config)) -> TestServe
     TestServer { addr, stop: Some(stop), task: Some(task) }
 }
 
+/// A broker process, killed when dropped so a failing test leaves nothing running.
+pub struct BrokerProcess(pub std::process::Child);
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the `wsbroker` binary on 127.0.0.1:0 with `args`, as its own process (for tests that kill it).
+pub async fn spawn_broker(args: &[&str]) -> (BrokerProcess, TestServer) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsbroker"))
+        .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the wsbroker binary");
+    let stdout = child.stdout.take().unwrap();
+    let addr = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.find(|l| l.as_ref().is_ok_and(|l| l.contains("listening on"))).expect("a listening line");
+        let line = line.unwrap();
+        let addr = line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        addr
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(30), addr).await.expect("the broker started").unwrap();
+    (BrokerProcess(child), TestServer::attach(addr.parse().unwrap()))
+}
+
 impl TestServer {
     /// A handle to a broker running elsewhere (another process); it cannot be shut down from here.
     pub fn attach(addr: SocketAddr) -> Self {
@@ -123,6 +156,19 @@ impl TestServer {
         assert_eq!(status, StatusCode::OK);
         let line = text.lines().find(|l| l.split(' ').next() == Some(name)).unwrap_or_else(|| panic!("no {name} in {text}"));
         line.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Polls `GET path` until its answer satisfies `wanted`, for at most [`WAIT`]; returns it.
+    pub async fn wait_get(&self, path: &str, wanted: impl Fn(StatusCode, &Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, answer) = self.get(path).await;
+            if wanted(status, &answer) {
+                return answer;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "GET {path} stayed {status} {answer}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Polls a metric until it reaches `value`, for at most [`WAIT`].

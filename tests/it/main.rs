@@ -4,10 +4,12 @@
 mod abuse;
 mod auth;
 mod chat;
+mod cluster;
 mod common;
 mod concurrency;
 mod eviction;
 mod http_api;
+mod redis_server;
 mod refresh;
 mod shutdown;
 mod tls;

@@ -1,0 +1,180 @@
+//! Several instances as one, through a real Redis: delivery across instances exactly once, cluster
+//! presence, a crashed instance dropping out, and Redis going away and coming back.
+
+use std::time::Duration;
+
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::{spawn_broker, start_server_with, Client, TestServer};
+use crate::redis_server::RedisServer;
+
+/// A broker in cluster mode, once its relay has connected.
+async fn instance(redis: &RedisServer, id: &str) -> TestServer {
+    let url = redis.url();
+    let server = start_server_with(|c| {
+        c.redis_url = Some(url);
+        c.instance_id = Some(id.to_owned());
+        c.presence_heartbeat = Duration::from_secs(1);
+    })
+    .await;
+    server.wait_get("/readyz", |status, _| status == StatusCode::OK).await;
+    server
+}
+
+/// Waits until `server` sees exactly `users` in `room`, cluster-wide.
+async fn wait_room(server: &TestServer, room: &str, users: Value) {
+    let path = format!("/api/v1/chat/rooms/{room}/online");
+    server.wait_get(&path, |_, answer| answer["users"] == users).await;
+}
+
+fn chat(room: &str, content: &str) -> Value {
+    json!({"type": "chat", "room": room, "data": {"content": content}})
+}
+
+/// Receives chats until both `end-a` and `end-b` came; every other content, sorted.
+async fn chats_until_both_ends(client: &mut Client) -> Vec<String> {
+    let (mut seen, mut ends) = (Vec::new(), 0);
+    while ends < 2 {
+        let frame = client.recv_type("chat").await;
+        match frame["data"]["content"].as_str().unwrap() {
+            "end-a" | "end-b" => ends += 1,
+            content => seen.push(content.to_owned()),
+        }
+    }
+    seen.sort();
+    seen
+}
+
+/// Receives chats until `last`; every content before it, in order.
+async fn chats_until(client: &mut Client, last: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let frame = client.recv_type("chat").await;
+        let content = frame["data"]["content"].as_str().unwrap().to_owned();
+        if content == last {
+            return seen;
+        }
+        seen.push(content);
+    }
+}
+
+#[tokio::test]
+async fn room_global_and_direct_messages_cross_instances_exactly_once() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (instance(&redis, "a").await, instance(&redis, "b").await);
+    let mut alice = a.member("alice", "lobby").await;
+    let mut bob = b.member("bob", "lobby").await;
+    wait_room(&a, "lobby", json!(["alice", "bob"])).await;
+    wait_room(&b, "lobby", json!(["alice", "bob"])).await;
+
+    bob.send(chat("lobby", "from b")).await;
+    alice.send(chat("lobby", "from a")).await;
+    bob.send(chat("lobby", "end-b")).await;
+    alice.send(chat("lobby", "end-a")).await;
+    // Each publisher's messages keep their order, so both ends come after everything else.
+    assert_eq!(chats_until_both_ends(&mut alice).await, ["from a", "from b"], "alice: each message once");
+    assert_eq!(chats_until_both_ends(&mut bob).await, ["from a", "from b"], "bob: each message once");
+
+    bob.send(json!({"type": "chat", "room": "", "data": {"content": "to everyone"}})).await;
+    assert_eq!(alice.recv_type("chat").await["data"]["content"], "to everyone");
+    let (status, _) = b.post("/api/v1/chat/users/alice/messages", json!({"data": {"content": "direct"}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(alice.recv_type("notification").await["data"]["content"], "direct");
+    let users = json!({"users": ["alice", "nobody"], "data": {"content": "listed"}});
+    assert_eq!(b.post("/api/v1/chat/messages", users).await.0, StatusCode::ACCEPTED);
+    assert_eq!(alice.recv_type("notification").await["data"]["content"], "listed");
+}
+
+#[tokio::test]
+async fn an_instance_receives_no_traffic_for_rooms_it_has_no_members_in() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (instance(&redis, "a").await, instance(&redis, "b").await);
+    let mut only_a = a.member("dave", "only-a").await;
+    let mut alice = a.member("alice", "shared").await;
+    let _bob = b.member("bob", "shared").await;
+    wait_room(&a, "shared", json!(["alice", "bob"])).await;
+    let received_before = b.metric("wsbroker_relay_received_total").await;
+    only_a.send(chat("only-a", "private")).await;
+    assert_eq!(only_a.recv_type("chat").await["data"]["content"], "private");
+    alice.send(chat("shared", "after")).await;
+    b.wait_metric("wsbroker_relay_received_total", received_before + 1).await;
+    assert_eq!(a.metric("wsbroker_relay_dropped_total").await, 0);
+}
+
+#[tokio::test]
+async fn presence_counts_every_instance_and_join_leave_fire_once_per_user() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (instance(&redis, "a").await, instance(&redis, "b").await);
+    let mut watcher = a.member("watcher", "room").await;
+    let alice_on_a = a.member("alice", "room").await;
+    let alice_on_b = b.member("alice", "room").await;
+    let _carol = b.member("carol", "room").await;
+    wait_room(&a, "room", json!(["alice", "carol", "watcher"])).await;
+    let online = a.wait_get("/api/v1/chat/online", |_, answer| answer["users"] == json!(["alice", "carol", "watcher"])).await;
+    assert_eq!(online["partial"], false);
+    assert_eq!(a.get("/api/v1/chat/users/carol/online").await.1["online"], true, "carol is on b only");
+
+    drop(alice_on_a);
+    wait_room(&b, "room", json!(["alice", "carol", "watcher"])).await;
+    drop(alice_on_b);
+    wait_room(&a, "room", json!(["carol", "watcher"])).await;
+    let mut events = Vec::new();
+    while events.last() != Some(&json!({"user": "alice", "status": "leave"})) {
+        let event = watcher.recv_type("presence").await;
+        events.push(event["data"].clone());
+    }
+    let alice_events: Vec<&Value> = events.iter().filter(|e| e["user"] == "alice").collect();
+    assert_eq!(alice_events, [&json!({"user": "alice", "status": "join"}), &json!({"user": "alice", "status": "leave"})]);
+    assert!(events.contains(&json!({"user": "carol", "status": "join"})), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_killed_instance_drops_out_of_presence_and_its_users_leave() {
+    let redis = RedisServer::start().await;
+    let a = instance(&redis, "a").await;
+    let url = redis.url();
+    let args = ["--redis-url", url.as_str(), "--instance-id", "doomed", "--presence-heartbeat", "1s"];
+    let (mut doomed, doomed_server) = spawn_broker(&args).await;
+    let mut watcher = a.member("watcher", "room").await;
+    let _victim = doomed_server.member("victim", "room").await;
+    wait_room(&a, "room", json!(["victim", "watcher"])).await;
+    assert_eq!(watcher.recv_where(|f| f["data"]["user"] == "victim").await["data"]["status"], "join");
+
+    doomed.0.kill().unwrap();
+    doomed.0.wait().unwrap();
+    let killed_at = std::time::Instant::now();
+    wait_room(&a, "room", json!(["watcher"])).await;
+    assert!(killed_at.elapsed() < Duration::from_millis(2_500), "gone within 2 heartbeats: {:?}", killed_at.elapsed());
+    let leave = watcher.recv_where(|f| f["data"]["user"] == "victim").await;
+    assert_eq!(leave["data"]["status"], "leave");
+    assert_eq!(a.get("/api/v1/chat/users/victim/online").await.1["online"], false);
+}
+
+#[tokio::test]
+async fn without_redis_local_delivery_goes_on_and_the_cluster_heals_when_it_returns() {
+    let mut redis = RedisServer::start().await;
+    let (a, b) = (instance(&redis, "a").await, instance(&redis, "b").await);
+    let mut alice = a.member("alice", "lobby").await;
+    let mut anna = a.member("anna", "lobby").await;
+    let mut bob = b.member("bob", "lobby").await;
+    wait_room(&b, "lobby", json!(["alice", "anna", "bob"])).await;
+
+    redis.stop();
+    a.wait_get("/readyz", |status, _| status == StatusCode::SERVICE_UNAVAILABLE).await;
+    anna.send(chat("lobby", "local only")).await;
+    assert_eq!(alice.recv_type("chat").await["data"]["content"], "local only");
+    let partial = a.get("/api/v1/chat/rooms/lobby/online").await.1;
+    assert_eq!((partial["users"].clone(), partial["partial"].clone()), (json!(["alice", "anna"]), json!(true)));
+    assert!(a.metric("wsbroker_relay_dropped_total").await >= 1, "the message for b was dropped and counted");
+    assert_eq!(a.metric("wsbroker_redis_up").await, 0);
+
+    redis.restart().await;
+    a.wait_get("/readyz", |status, _| status == StatusCode::OK).await;
+    wait_room(&a, "lobby", json!(["alice", "anna", "bob"])).await;
+    wait_room(&b, "lobby", json!(["alice", "anna", "bob"])).await;
+    alice.send(chat("lobby", "healed")).await;
+    assert_eq!(chats_until(&mut bob, "healed").await, Vec::<String>::new(), "nothing from the outage arrives late");
+    bob.send(chat("lobby", "back")).await;
+    assert_eq!(chats_until(&mut anna, "back").await, ["local only", "healed"]);
+}
