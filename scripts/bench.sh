@@ -34,6 +34,24 @@ run() {
   stop_broker
 }
 
+# Two brokers (A and B) on one redis-server; loadgen alternates its connections between them.
+run_cluster() {
+  local name=$1 out=$2 redis_port
+  shift 2
+  redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+  local redis_pid=$!
+  until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
+  start_broker --redis-url "redis://127.0.0.1:$redis_port" --instance-id b
+  local url_b=$broker_url pid_b=$broker_pid
+  start_broker --redis-url "redis://127.0.0.1:$redis_port" --instance-id a
+  echo "== $name: two wsbroker instances on redis :$redis_port; loadgen $*" >&2
+  "$loadgen_bin" --url "$broker_url" --url "$url_b" --server-pid "$broker_pid" --json --hgrm "${out%.json}.hgrm" "$@" >"$out"
+  stop_broker
+  kill -TERM "$pid_b" 2>/dev/null; wait "$pid_b" 2>/dev/null || true
+  kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
+}
+
 for scenario in "${scenarios[@]}"; do
   out="$results/$day-$scenario.json"
   broker_flags=()
@@ -52,6 +70,8 @@ for scenario in "${scenarios[@]}"; do
       done
       python3 scripts/bench_table.py --saturation "$results/$day"-saturation-*.json >"$out"
       ;;
+    # fanout-10k with its connections spread over two instances joined by a local redis-server.
+    cluster-fanout-10k) run_cluster "$scenario" "$out" --scenario fanout-10k ;;
     *) run "$scenario" "$out" --scenario "$scenario" ;;
   esac
 done
