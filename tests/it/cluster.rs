@@ -161,7 +161,9 @@ async fn without_redis_local_delivery_goes_on_and_the_cluster_heals_when_it_retu
     wait_room(&b, "lobby", json!(["alice", "anna", "bob"])).await;
 
     redis.stop();
+    let stopped_at = std::time::Instant::now();
     a.wait_get("/readyz", |status, _| status == StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(stopped_at.elapsed() < Duration::from_secs(5), "/readyz failed after {:?}", stopped_at.elapsed());
     anna.send(chat("lobby", "local only")).await;
     assert_eq!(alice.recv_type("chat").await["data"]["content"], "local only");
     let partial = a.get("/api/v1/chat/rooms/lobby/online").await.1;
