@@ -48,7 +48,6 @@ pub struct ShardCounters {
     pub fanout_latency: LatencyHistogram,
 }
 
-/// Picks one counter out of a shard's block.
 /// The Redis relay's counters (written by the relay thread, and by publishers for drops).
 #[derive(Debug, Default)]
 pub struct RelayCounters {
@@ -59,6 +58,7 @@ pub struct RelayCounters {
     pub redis_up: AtomicU64,
 }
 
+/// Picks one counter out of a shard's block.
 type CounterField = fn(&ShardCounters) -> &AtomicU64;
 
 pub fn incr(counter: &AtomicU64) {

@@ -20,11 +20,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
-use crate::cluster::{self, redis::RedisBroker};
-use crate::metrics::RelayCounters;
+use crate::cluster::redis::{self, RedisBroker};
+use crate::cluster::{Broker, Standalone};
 use crate::config::Config;
 use crate::http::{self, App};
 use crate::hub::Hub;
+use crate::metrics::RelayCounters;
 use crate::shard::thread::{self, ShardThread};
 use crate::transport::{self, MovableTcp, Stream};
 
@@ -55,23 +56,17 @@ impl Server {
             _ => return Err(invalid("--tls-cert and --tls-key go together".into())),
         };
         let relay_counters = Arc::new(RelayCounters::default());
-        let cluster = match &config.redis_url {
-            Some(url) => Some(RedisBroker::new(&config, url, Arc::clone(&relay_counters)).map_err(invalid)?),
-            None => None,
+        let (broker, relay): (Box<dyn Broker>, _) = match &config.redis_url {
+            Some(url) => {
+                let (broker, relay) = RedisBroker::new(&config, url, Arc::clone(&relay_counters)).map_err(invalid)?;
+                (Box::new(broker), Some(relay))
+            }
+            None => (Box::new(Standalone), None),
         };
         let listener = TcpListener::bind(config.listen).await?;
-        let (hub, inboxes, relay) = match cluster {
-            Some((broker, relay)) => {
-                let (hub, inboxes) = Hub::with_broker(config, Box::new(broker), relay_counters);
-                (hub, inboxes, Some(relay))
-            }
-            None => {
-                let (hub, inboxes) = Hub::new(config);
-                (hub, inboxes, None)
-            }
-        };
+        let (hub, inboxes) = Hub::with_broker(config, broker, relay_counters);
         if let Some(relay) = relay {
-            cluster::redis::start_relay(relay, &hub)?;
+            redis::start_relay(relay, &hub)?;
         }
         let shards = thread::start_all(&hub, inboxes)?;
         let runtimes = shards.iter().map(|shard| shard.runtime.clone()).collect();

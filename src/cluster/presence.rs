@@ -24,30 +24,32 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = redis.call('ZRANGEBYSCORE', p .. ':instances', now - window, '+inf')
 ";
 
-/// ARGV[3] me, ARGV[4] room, ARGV[5] user, ARGV[6] ttl ms, ARGV[7] channel, ARGV[8] payload ('' for
-/// none). 1 when this was the user's first presence in the room anywhere (and the payload went out).
-const JOIN: &str = r"
+/// The start of JOIN and LEAVE: ARGV[3] me, ARGV[4] room, ARGV[5] user, ARGV[6] ttl ms, ARGV[7]
+/// channel, ARGV[8] payload ('' for none).
+const MEMBERSHIP: &str = r"
 local me, room, user = ARGV[3], ARGV[4], ARGV[5]
 local mine = p .. ':i:' .. me .. ':r:' .. room
+";
+
+/// Adds the user here; stops with 0 when it was already here.
+const JOIN: &str = r"
 redis.call('SADD', p .. ':i:' .. me .. ':rooms', room)
 redis.call('PEXPIRE', p .. ':i:' .. me .. ':rooms', ARGV[6])
 local added = redis.call('SADD', mine, user)
 redis.call('PEXPIRE', mine, ARGV[6])
 if added == 0 then return 0 end
-for _, id in ipairs(live) do
-  if id ~= me and redis.call('SISMEMBER', p .. ':i:' .. id .. ':r:' .. room, user) == 1 then return 0 end
-end
-if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
-return 1
 ";
 
-/// Same arguments as JOIN. 1 when this was the user's last presence in the room anywhere.
+/// Removes the user here; stops with 0 when it was not here.
 const LEAVE: &str = r"
-local me, room, user = ARGV[3], ARGV[4], ARGV[5]
-local mine = p .. ':i:' .. me .. ':r:' .. room
 local removed = redis.call('SREM', mine, user)
 if redis.call('SCARD', mine) == 0 then redis.call('SREM', p .. ':i:' .. me .. ':rooms', room) end
 if removed == 0 then return 0 end
+";
+
+/// The end of JOIN and LEAVE: 1 (and the payload published) when no other live instance has the
+/// user in the room, i.e. this was its first (join) or last (leave) presence there anywhere.
+const ANNOUNCE_IF_ALONE: &str = r"
 for _, id in ipairs(live) do
   if id ~= me and redis.call('SISMEMBER', p .. ':i:' .. id .. ':r:' .. room, user) == 1 then return 0 end
 end
@@ -145,7 +147,8 @@ impl Presence {
     pub fn new(prefix: &str, me: &str, heartbeat: std::time::Duration) -> Self {
         let live_window_ms = 2 * u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX / 4);
         let script = |body: &str| Script::new(&format!("{LIVE}{body}"));
-        let scripts = Scripts { join: script(JOIN), leave: script(LEAVE), heartbeat: script(HEARTBEAT), query: script(QUERY) };
+        let membership = |change: &str| script(&format!("{MEMBERSHIP}{change}{ANNOUNCE_IF_ALONE}"));
+        let scripts = Scripts { join: membership(JOIN), leave: membership(LEAVE), heartbeat: script(HEARTBEAT), query: script(QUERY) };
         let names = Names::new(prefix);
         Self { names, me: me.to_owned(), prefix: prefix.to_owned(), live_window_ms, ttl_ms: 2 * live_window_ms, scripts }
     }

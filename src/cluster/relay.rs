@@ -166,11 +166,16 @@ impl Relay {
         wanted.extend(self.mirror.rooms.keys().map(|room| self.names().room_channel(room)));
         within("subscribe", link.sink.subscribe(&wanted)).await?;
         link.subscribed.extend(wanted);
-        let users = self.mirror.users.iter().map(|user| user.as_ref());
-        let rooms = self.mirror.rooms.iter().map(|(room, members)| (room.as_ref(), members.iter().map(|u| u.as_ref()).collect()));
-        within("register presence", self.presence.register(&mut link.conn, users, rooms)).await?;
+        self.register_mirror(&mut link.conn).await?;
         self.heartbeat(&mut link).await?;
         Ok((link, messages))
+    }
+
+    /// Writes the mirror to Redis as this instance's whole presence.
+    async fn register_mirror(&self, conn: &mut MultiplexedConnection) -> Exchange<()> {
+        let users = self.mirror.users.iter().map(|user| user.as_ref());
+        let rooms = self.mirror.rooms.iter().map(|(room, members)| (room.as_ref(), members.iter().map(|u| u.as_ref()).collect()));
+        within("register presence", self.presence.register(conn, users, rooms)).await
     }
 
     async fn serve(&mut self, mut link: Link, mut messages: PubSubStream) -> Stop {
@@ -403,9 +408,7 @@ impl Relay {
         let (survived, gone) = within("heartbeat", self.presence.heartbeat(&mut link.conn)).await?;
         if !survived && !self.mirror.users.is_empty() {
             tracing::warn!(instance = %self.presence.me, "redis lost this instance's presence: registering again");
-            let users = self.mirror.users.iter().map(|user| user.as_ref());
-            let rooms = self.mirror.rooms.iter().map(|(room, members)| (room.as_ref(), members.iter().map(|u| u.as_ref()).collect()));
-            within("register presence", self.presence.register(&mut link.conn, users, rooms)).await?;
+            self.register_mirror(&mut link.conn).await?;
         }
         let mut pipe = redis::pipe();
         for (room, user) in gone {

@@ -275,8 +275,8 @@ impl Shard {
     /// it to the other instances.
     fn publish(&mut self, target: Target, frame: Frame) {
         let accepted_at = Instant::now();
-        self.hub.broker().publish(&target, &frame);
         self.deliver_local(&target, &frame, accepted_at);
+        self.hub.broker().publish(&target, &frame);
         if self.out.holding() {
             self.out.hold(Held::Route { target, frame, accepted_at, from: self.id });
         } else {

@@ -38,6 +38,14 @@ async fn expect_notice(client: &mut Client, exp: u64) {
     assert_eq!(notice["data"], json!({"event": "token_expiring", "expires_at": expires_at}));
 }
 
+/// Alice in the lobby with a token that expires in 2 s, once her expiry notice came; and the `exp`.
+async fn alice_with_a_short_token(server: &TestServer) -> (Client, u64) {
+    let (short, exp) = token_for("alice", 2, json!({}));
+    let mut alice = connect(server, &short, "lobby").await;
+    expect_notice(&mut alice, exp).await;
+    (alice, exp)
+}
+
 async fn expect_token_expired(client: &mut Client) {
     let close = client.closed().await.expect("a close frame");
     assert_eq!((close.code, close.reason.as_str()), (CloseCode::from(4001), "token expired"));
@@ -47,9 +55,7 @@ async fn expect_token_expired(client: &mut Client) {
 async fn a_token_that_runs_out_is_noticed_then_closed_with_4001_and_evicted() {
     let server = server().await;
     let mut bob = connect(&server, &token_for("bob", 600, json!({})).0, "lobby").await;
-    let (short, exp) = token_for("alice", 2, json!({}));
-    let mut alice = connect(&server, &short, "lobby").await;
-    expect_notice(&mut alice, exp).await;
+    let (mut alice, _) = alice_with_a_short_token(&server).await;
     expect_token_expired(&mut alice).await;
     let leave = json!({"user": "alice", "status": "leave"});
     bob.recv_where(|frame| frame["type"] == "presence" && frame["data"] == leave).await;
@@ -61,9 +67,7 @@ async fn a_token_that_runs_out_is_noticed_then_closed_with_4001_and_evicted() {
 #[tokio::test]
 async fn a_refresh_for_the_same_user_extends_the_connection_and_applies_the_new_rooms() {
     let server = server().await;
-    let (short, exp) = token_for("alice", 2, json!({}));
-    let mut alice = connect(&server, &short, "lobby").await;
-    expect_notice(&mut alice, exp).await;
+    let (mut alice, exp) = alice_with_a_short_token(&server).await;
     let (fresh, _) = token_for("alice", 600, json!({"rooms": ["lobby"]}));
     let ack = alice.request(json!({"type": "refresh", "id": "r1", "data": {"token": fresh}})).await;
     assert_eq!(ack, json!({"type": "ack", "id": "r1"}));
@@ -79,9 +83,7 @@ async fn a_refresh_for_the_same_user_extends_the_connection_and_applies_the_new_
 #[tokio::test]
 async fn a_refresh_for_another_user_or_with_a_bad_token_changes_nothing() {
     let server = server().await;
-    let (short, exp) = token_for("alice", 2, json!({}));
-    let mut alice = connect(&server, &short, "lobby").await;
-    expect_notice(&mut alice, exp).await;
+    let (mut alice, _) = alice_with_a_short_token(&server).await;
     let (mallory, _) = token_for("mallory", 600, json!({}));
     let reply = alice.request(json!({"type": "refresh", "id": "r1", "data": {"token": mallory}})).await;
     assert_eq!((reply["type"].as_str(), reply["data"]["code"].as_str()), (Some("error"), Some("forbidden")));
