@@ -16,8 +16,9 @@ fn directory_commits(c: &mut Criterion) {
     let mut group = c.benchmark_group("directory_commit");
     for existing in [1_000, 100_000] {
         let directory = RoomDirectory::new();
-        let rooms: Vec<Transition> =
-            (0..existing).map(|r| Transition { room: Arc::from(format!("room-{r}")), present: true }).collect();
+        let rooms: Vec<Transition> = (0..existing)
+            .map(|r| Transition { room: Arc::from(format!("room-{r}")), present: true })
+            .collect();
         directory.apply(0, &rooms);
         for batch in [1, 256] {
             let (joins, leaves) = (transitions(batch, true), transitions(batch, false));

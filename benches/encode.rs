@@ -10,7 +10,9 @@ const LIMITS: Limits = Limits { max_content_chars: 4096 };
 
 fn client_frame(content_len: usize) -> String {
     let content = "x".repeat(content_len);
-    format!(r#"{{"type":"chat","room":"lobby","id":"c-1","data":{{"content":"{content}","meta":{{"k":[1,2,3]}}}}}}"#)
+    format!(
+        r#"{{"type":"chat","room":"lobby","id":"c-1","data":{{"content":"{content}","meta":{{"k":[1,2,3]}}}}}}"#
+    )
 }
 
 /// The same steps as `protocol::parse_client_frame`, done with simd-json.

@@ -51,8 +51,9 @@ fn route_to_shards(c: &mut Criterion) {
     config.shards = Some(4);
     let (hub, inboxes) = Hub::new(config);
     for shard in 0..4 {
-        let rooms: Vec<Transition> =
-            (0..10_000).map(|r| Transition { room: Arc::from(format!("room-{r}")), present: true }).collect();
+        let rooms: Vec<Transition> = (0..10_000)
+            .map(|r| Transition { room: Arc::from(format!("room-{r}")), present: true })
+            .collect();
         hub.directory().apply(shard, &rooms);
     }
     let frame = protocol::presence_event_frame("room-42", "someone", PresenceStatus::Join);

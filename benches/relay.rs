@@ -26,11 +26,21 @@ fn main() {
     let messages: u64 = if full { 2_000_000 } else { 20_000 };
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut redis = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server is needed (scripts/test.sh installs it)");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let result = runtime.block_on(publish_all(port, messages));
     let _ = redis.kill();
     let _ = redis.wait();
@@ -53,9 +63,17 @@ async fn publish_all(port: u16, messages: u64) -> (u64, u64, Duration) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), connected).await.expect("the relay connects to redis");
+    tokio::time::timeout(Duration::from_secs(10), connected)
+        .await
+        .expect("the relay connects to redis");
     let data = RawValue::from_string(format!(r#"{{"content":"{}"}}"#, "x".repeat(100))).unwrap();
-    let frame = protocol::message_frame(MessageType::Chat, &protocol::new_message_id(), Some("bench"), "user-1", &data);
+    let frame = protocol::message_frame(
+        MessageType::Chat,
+        &protocol::new_message_id(),
+        Some("bench"),
+        "user-1",
+        &data,
+    );
     let target = Target::Room("bench".into());
     let done = || counters.published.load(Relaxed) + counters.dropped.load(Relaxed);
     let start = Instant::now();

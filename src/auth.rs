@@ -87,10 +87,16 @@ impl Authenticator {
         let (key, algorithm) = match (&config.jwt_secret, &config.jwt_public_key) {
             (Some(secret), None) => (DecodingKey::from_secret(secret.as_bytes()), Algorithm::HS256),
             (None, Some(path)) => {
-                let pem = std::fs::read(path).map_err(|err| format!("--jwt-public-key {}: {err}", path.display()))?;
-                public_key(&pem).map_err(|err| format!("--jwt-public-key {}: {err}", path.display()))?
+                let pem = std::fs::read(path)
+                    .map_err(|err| format!("--jwt-public-key {}: {err}", path.display()))?;
+                public_key(&pem)
+                    .map_err(|err| format!("--jwt-public-key {}: {err}", path.display()))?
             }
-            _ => return Err("--auth-enabled needs exactly one of --jwt-secret and --jwt-public-key".into()),
+            _ => {
+                return Err(
+                    "--auth-enabled needs exactly one of --jwt-secret and --jwt-public-key".into()
+                )
+            }
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = config.jwt_leeway.as_secs();
@@ -112,7 +118,8 @@ impl Authenticator {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|err| AuthError::Invalid(err.to_string()))?;
         let claims = data.claims;
-        let user = protocol::validate_user(&claims.sub).map_err(|err| AuthError::Invalid(format!("sub: {err}")))?;
+        let user = protocol::validate_user(&claims.sub)
+            .map_err(|err| AuthError::Invalid(format!("sub: {err}")))?;
         let admin = claims.role.as_deref() == Some("admin");
         let expires_at = UNIX_EPOCH + Duration::from_secs(claims.exp);
         Ok(Identity { user, permissions: Permissions { rooms: claims.rooms, admin }, expires_at })
@@ -124,13 +131,16 @@ fn public_key(pem: &[u8]) -> Result<(DecodingKey, Algorithm), String> {
     if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
         return Ok((key, Algorithm::RS256));
     }
-    DecodingKey::from_ec_pem(pem).map(|key| (key, Algorithm::ES256)).map_err(|err| format!("not an RSA or EC public key: {err}"))
+    DecodingKey::from_ec_pem(pem)
+        .map(|key| (key, Algorithm::ES256))
+        .map_err(|err| format!("not an RSA or EC public key: {err}"))
 }
 
 /// The token of a request: `Authorization: Bearer ...`, else `?token=` (browsers cannot set headers
 /// on a WebSocket).
 pub fn request_token(authorization: Option<&str>, query: Option<&str>) -> Option<String> {
-    let bearer = authorization.and_then(|value| value.strip_prefix("Bearer ")).map(|t| t.trim().to_owned());
+    let bearer =
+        authorization.and_then(|value| value.strip_prefix("Bearer ")).map(|t| t.trim().to_owned());
     bearer.or_else(|| {
         form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .find(|(name, _)| name == "token")

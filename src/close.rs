@@ -15,18 +15,26 @@ pub struct CloseReason {
 }
 
 /// 1001: the server is shutting down. Queued frames are flushed first.
-pub const SHUTTING_DOWN: CloseReason = CloseReason { code: 1001, reason: "server shutting down", drain: true };
+pub const SHUTTING_DOWN: CloseReason =
+    CloseReason { code: 1001, reason: "server shutting down", drain: true };
 /// 1002: the client broke the WebSocket protocol.
-pub const PROTOCOL_ERROR: CloseReason = CloseReason { code: 1002, reason: "protocol error", drain: false };
+pub const PROTOCOL_ERROR: CloseReason =
+    CloseReason { code: 1002, reason: "protocol error", drain: false };
 /// 1008: the client's outbound queue was full; it was evicted so it cannot slow the others.
-pub const SLOW_CONSUMER: CloseReason = CloseReason { code: 1008, reason: "slow consumer", drain: false };
+pub const SLOW_CONSUMER: CloseReason =
+    CloseReason { code: 1008, reason: "slow consumer", drain: false };
 /// 1008: the client kept sending over its rate limit.
-pub const FLOODING: CloseReason = CloseReason { code: 1008, reason: "rate limit exceeded", drain: false };
+pub const FLOODING: CloseReason =
+    CloseReason { code: 1008, reason: "rate limit exceeded", drain: false };
 /// 1009: a message over the frame limit (`--max-frame`).
-pub const MESSAGE_TOO_BIG: CloseReason = CloseReason { code: 1009, reason: "message too big", drain: false };
+pub const MESSAGE_TOO_BIG: CloseReason =
+    CloseReason { code: 1009, reason: "message too big", drain: false };
 /// 4000: no pong or other traffic within `--idle-timeout`.
-pub const IDLE_TIMEOUT: CloseReason = CloseReason { code: 4000, reason: "idle timeout", drain: false };
+pub const IDLE_TIMEOUT: CloseReason =
+    CloseReason { code: 4000, reason: "idle timeout", drain: false };
 /// 1007: a text frame that is not valid UTF-8.
-pub const INVALID_PAYLOAD: CloseReason = CloseReason { code: 1007, reason: "invalid UTF-8", drain: false };
+pub const INVALID_PAYLOAD: CloseReason =
+    CloseReason { code: 1007, reason: "invalid UTF-8", drain: false };
 /// 4001: the connection's token expired (plus `--jwt-leeway`) without a `refresh`.
-pub const TOKEN_EXPIRED: CloseReason = CloseReason { code: 4001, reason: "token expired", drain: false };
+pub const TOKEN_EXPIRED: CloseReason =
+    CloseReason { code: 4001, reason: "token expired", drain: false };

@@ -215,7 +215,9 @@ mod tests {
     fn shards_are_bounded_by_the_directory_width() {
         assert!(Config::try_parse_from(["wsbroker", "--shards", "65"]).is_err());
         assert!(Config::try_parse_from(["wsbroker", "--shards", "0"]).is_err());
-        let config = Config::try_parse_from(["wsbroker", "--shards", "3", "--idle-timeout", "250ms"]).unwrap();
+        let config =
+            Config::try_parse_from(["wsbroker", "--shards", "3", "--idle-timeout", "250ms"])
+                .unwrap();
         assert_eq!((config.shard_count(), config.idle_timeout), (3, Duration::from_millis(250)));
     }
 }

@@ -104,8 +104,10 @@ impl RoomDirectory {
     /// Publishes `shard`'s room transitions: each touched bucket is copied and swapped once.
     /// Concurrent commits from other shards are merged by compare-and-swap (`rcu`), never lost.
     pub fn apply(&self, shard: ShardId, transitions: &[Transition]) {
-        let mut by_bucket: Vec<(usize, &Transition)> =
-            transitions.iter().map(|transition| (self.bucket_of(&transition.room), transition)).collect();
+        let mut by_bucket: Vec<(usize, &Transition)> = transitions
+            .iter()
+            .map(|transition| (self.bucket_of(&transition.room), transition))
+            .collect();
         // Stable: a room that came and went within one batch keeps that order.
         by_bucket.sort_by_key(|(bucket, _)| *bucket);
         for group in by_bucket.chunk_by(|a, b| a.0 == b.0) {

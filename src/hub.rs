@@ -98,17 +98,25 @@ impl Hub {
     }
 
     /// A hub whose publishes and presence also go through `broker`, which counts into `relay`.
-    pub fn with_broker(settings: Config, broker: Box<dyn Broker>, relay: Arc<RelayCounters>) -> (Self, Vec<Inbox>) {
+    pub fn with_broker(
+        settings: Config,
+        broker: Box<dyn Broker>,
+        relay: Arc<RelayCounters>,
+    ) -> (Self, Vec<Inbox>) {
         let count = settings.shard_count();
         let (links, inboxes): (Vec<ShardLink>, Vec<Inbox>) = (0..count)
             .map(|_| {
                 let (commands, commands_rx) = flume::bounded(COMMAND_INBOX);
                 let (deliveries, deliveries_rx) = flume::unbounded();
-                (ShardLink { commands, deliveries }, Inbox { commands: commands_rx, deliveries: deliveries_rx })
+                (
+                    ShardLink { commands, deliveries },
+                    Inbox { commands: commands_rx, deliveries: deliveries_rx },
+                )
             })
             .unzip();
         let (metrics, directory) = (Metrics::new(count, relay), RoomDirectory::new());
-        let inner = HubInner { shards: links.into_boxed_slice(), directory, metrics, settings, broker };
+        let inner =
+            HubInner { shards: links.into_boxed_slice(), directory, metrics, settings, broker };
         (Self(Arc::new(inner)), inboxes)
     }
 
@@ -146,7 +154,8 @@ impl Hub {
     pub async fn register(&self, registration: Registration) -> bool {
         let (registered, answer) = oneshot::channel();
         let shard = self.shard_of_user(&registration.user);
-        self.command(shard, Command::Register(Box::new(registration), registered)).await && answer.await.unwrap_or(false)
+        self.command(shard, Command::Register(Box::new(registration), registered)).await
+            && answer.await.unwrap_or(false)
     }
 
     /// Sends a command, waiting while the shard's inbox is full; `false` once the shard has stopped.
@@ -163,17 +172,33 @@ impl Hub {
     pub fn route(&self, target: Target, frame: Frame, accepted_at: Instant, skip: Option<ShardId>) {
         let without_skipped = |shards: ShardSet| skip.map_or(shards, |s| shards.without(s));
         let candidates = match target {
-            Target::Users(users) => return self.route_users(users, frame, accepted_at, without_skipped(self.all_shards())),
+            Target::Users(users) => {
+                return self.route_users(
+                    users,
+                    frame,
+                    accepted_at,
+                    without_skipped(self.all_shards()),
+                )
+            }
             Target::Room(ref room) => self.directory().shards_of(room),
             Target::User(ref user) => ShardSet::default().with(self.shard_of_user(user)),
             Target::All => self.all_shards(),
         };
         for shard in without_skipped(candidates).iter() {
-            self.deliver(shard, Delivery::Publish { target: target.clone(), frame: frame.clone(), accepted_at });
+            self.deliver(
+                shard,
+                Delivery::Publish { target: target.clone(), frame: frame.clone(), accepted_at },
+            );
         }
     }
 
-    fn route_users(&self, users: Vec<UserId>, frame: Frame, accepted_at: Instant, allowed: ShardSet) {
+    fn route_users(
+        &self,
+        users: Vec<UserId>,
+        frame: Frame,
+        accepted_at: Instant,
+        allowed: ShardSet,
+    ) {
         let mut per_shard: Vec<Vec<UserId>> = vec![Vec::new(); self.shard_count()];
         let unique: BTreeSet<UserId> = users.into_iter().collect();
         for user in unique {
@@ -181,7 +206,14 @@ impl Hub {
         }
         for (shard, users) in per_shard.into_iter().enumerate() {
             if !users.is_empty() && allowed.contains(shard) {
-                self.deliver(shard, Delivery::Publish { target: Target::Users(users), frame: frame.clone(), accepted_at });
+                self.deliver(
+                    shard,
+                    Delivery::Publish {
+                        target: Target::Users(users),
+                        frame: frame.clone(),
+                        accepted_at,
+                    },
+                );
             }
         }
     }
@@ -198,7 +230,10 @@ impl Hub {
     }
 
     /// Asks the cluster; `Err` says how much the local answer covers instead.
-    async fn ask_cluster<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Question) -> Result<T, Coverage> {
+    async fn ask_cluster<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Question,
+    ) -> Result<T, Coverage> {
         let (reply, answer) = oneshot::channel();
         if !self.broker().ask(make(reply)) {
             return Err(Coverage::Instance);
@@ -226,7 +261,11 @@ impl Hub {
         gathered
     }
 
-    async fn ask_owner<T>(&self, user: &UserId, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> Option<T> {
+    async fn ask_owner<T>(
+        &self,
+        user: &UserId,
+        make: impl FnOnce(oneshot::Sender<T>) -> Query,
+    ) -> Option<T> {
         let (reply, answer) = oneshot::channel();
         self.deliver(self.shard_of_user(user), Delivery::Query(make(reply)));
         answer.await.ok()
@@ -234,7 +273,8 @@ impl Hub {
 
     /// Every online user (in the cluster, when there is one), sorted.
     pub async fn online_users(&self) -> (Vec<UserId>, Coverage) {
-        let local: Vec<UserId> = self.ask_all(Query::OnlineUsers).await.into_iter().flatten().collect();
+        let local: Vec<UserId> =
+            self.ask_all(Query::OnlineUsers).await.into_iter().flatten().collect();
         let (mut users, coverage) = match self.ask_cluster(Question::OnlineUsers).await {
             Ok(cluster) => (local.into_iter().chain(cluster).collect(), Coverage::Cluster),
             Err(coverage) => (local, coverage),
@@ -248,14 +288,16 @@ impl Hub {
     /// (known for this instance's users only).
     pub async fn room_users(&self, room: &Room) -> (Vec<(UserId, bool)>, Coverage) {
         let ask = |reply| Query::RoomUsers { room: room.clone(), reply };
-        let mut users: Vec<(UserId, bool)> = self.ask_all(ask).await.into_iter().flatten().collect();
-        let coverage = match self.ask_cluster(|reply| Question::RoomUsers(room.clone(), reply)).await {
-            Ok(cluster) => {
-                users.extend(cluster.into_iter().map(|user| (user, false)));
-                Coverage::Cluster
-            }
-            Err(coverage) => coverage,
-        };
+        let mut users: Vec<(UserId, bool)> =
+            self.ask_all(ask).await.into_iter().flatten().collect();
+        let coverage =
+            match self.ask_cluster(|reply| Question::RoomUsers(room.clone(), reply)).await {
+                Ok(cluster) => {
+                    users.extend(cluster.into_iter().map(|user| (user, false)));
+                    Coverage::Cluster
+                }
+                Err(coverage) => coverage,
+            };
         // Sorted with `away` first for each user, so the local answer wins over the cluster's `false`.
         users.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         users.dedup_by(|next, kept| next.0 == kept.0);

@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         eprintln!("wsbroker: {message}");
         return ExitCode::from(2);
     }
-    let http_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(config.http_threads).enable_all().build();
+    let http_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.http_threads)
+        .enable_all()
+        .build();
     let runtime = match http_runtime {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -48,7 +51,8 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(config: &Config) -> Result<(), String> {
-    let filter: Targets = config.log_level.parse().map_err(|err| format!("bad --log-level: {err}"))?;
+    let filter: Targets =
+        config.log_level.parse().map_err(|err| format!("bad --log-level: {err}"))?;
     let registry = tracing_subscriber::registry().with(filter);
     match config.log_format {
         LogFormat::Text => {

@@ -12,8 +12,9 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 
 /// Upper bounds of the fan-out latency buckets, in microseconds.
-const LATENCY_BOUNDS_US: [u64; 14] =
-    [25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+const LATENCY_BOUNDS_US: [u64; 14] = [
+    25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
 
 /// A Prometheus histogram with fixed buckets, updated with relaxed atomics.
 #[derive(Debug, Default)]
@@ -99,25 +100,39 @@ impl Metrics {
             ("wsbroker_rooms", "Rooms with at least one member on this instance.", rooms as u64),
         ];
         let counters: [(&str, &str, CounterField); 7] = [
-            ("wsbroker_connections_opened_total", "Connections accepted.", |s| &s.connections_opened),
-            ("wsbroker_connections_closed_total", "Connections closed, for any reason.", |s| &s.connections_closed),
+            ("wsbroker_connections_opened_total", "Connections accepted.", |s| {
+                &s.connections_opened
+            }),
+            ("wsbroker_connections_closed_total", "Connections closed, for any reason.", |s| {
+                &s.connections_closed
+            }),
             ("wsbroker_frames_in_total", "Data frames received from clients.", |s| &s.frames_in),
             ("wsbroker_frames_out_total", "Frames handed to client sockets.", |s| &s.frames_out),
-            ("wsbroker_messages_dropped_total", "Frames not queued: the recipient was full or gone.", |s| {
-                &s.messages_dropped
-            }),
-            ("wsbroker_slow_consumer_evictions_total", "Connections closed 1008 for a full queue.", |s| {
-                &s.slow_consumer_evictions
-            }),
-            ("wsbroker_idle_evictions_total", "Connections closed for no traffic within the idle timeout.", |s| {
-                &s.idle_evictions
-            }),
+            (
+                "wsbroker_messages_dropped_total",
+                "Frames not queued: the recipient was full or gone.",
+                |s| &s.messages_dropped,
+            ),
+            (
+                "wsbroker_slow_consumer_evictions_total",
+                "Connections closed 1008 for a full queue.",
+                |s| &s.slow_consumer_evictions,
+            ),
+            (
+                "wsbroker_idle_evictions_total",
+                "Connections closed for no traffic within the idle timeout.",
+                |s| &s.idle_evictions,
+            ),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
         for (name, help, field) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", self.sum(field));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                self.sum(field)
+            );
         }
         self.render_relay(&mut out);
         self.render_latency(&mut out);
@@ -127,19 +142,46 @@ impl Metrics {
     fn render_relay(&self, out: &mut String) {
         let relay = &self.relay;
         let lines = [
-            ("wsbroker_redis_up", "gauge", "1 while Redis is reachable (cluster mode).", &relay.redis_up),
-            ("wsbroker_relay_published_total", "counter", "Messages published to Redis.", &relay.published),
-            ("wsbroker_relay_received_total", "counter", "Messages from other instances fanned out here.", &relay.received),
-            ("wsbroker_relay_dropped_total", "counter", "Messages not sent to Redis: the relay queue was full or Redis away.", &relay.dropped),
+            (
+                "wsbroker_redis_up",
+                "gauge",
+                "1 while Redis is reachable (cluster mode).",
+                &relay.redis_up,
+            ),
+            (
+                "wsbroker_relay_published_total",
+                "counter",
+                "Messages published to Redis.",
+                &relay.published,
+            ),
+            (
+                "wsbroker_relay_received_total",
+                "counter",
+                "Messages from other instances fanned out here.",
+                &relay.received,
+            ),
+            (
+                "wsbroker_relay_dropped_total",
+                "counter",
+                "Messages not sent to Redis: the relay queue was full or Redis away.",
+                &relay.dropped,
+            ),
         ];
         for (name, kind, help, value) in lines {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                value.load(Relaxed)
+            );
         }
     }
 
     fn render_latency(&self, out: &mut String) {
         let name = "wsbroker_fanout_latency_seconds";
-        let _ = writeln!(out, "# HELP {name} Publish accepted to frame queued for every local recipient.");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Publish accepted to frame queued for every local recipient."
+        );
         let _ = writeln!(out, "# TYPE {name} histogram");
         let mut cumulative = 0;
         for (index, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
@@ -149,7 +191,10 @@ impl Metrics {
         }
         let count = self.sum(|s| &s.fanout_latency.count);
         let sum_seconds = self.sum(|s| &s.fanout_latency.sum_us) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum_seconds}\n{name}_count {count}");
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum_seconds}\n{name}_count {count}"
+        );
     }
 }
 
@@ -170,7 +215,10 @@ mod tests {
         assert!(text.contains("wsbroker_connections_open 1\n"), "{text}");
         assert!(text.contains("wsbroker_rooms 7\n"));
         assert!(text.contains("wsbroker_connections_opened_total 2\n"));
-        assert!(text.contains("wsbroker_fanout_latency_seconds_bucket{le=\"0.00005\"} 1\n"), "{text}");
+        assert!(
+            text.contains("wsbroker_fanout_latency_seconds_bucket{le=\"0.00005\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("wsbroker_fanout_latency_seconds_bucket{le=\"0.005\"} 2\n"));
         assert!(text.contains("wsbroker_fanout_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
     }

@@ -120,7 +120,10 @@ pub struct ClientRequest {
 #[derive(Debug)]
 pub enum Action {
     /// Publish the already encoded `frame` to `room`, or to everyone when `room` is `None`.
-    Chat { room: Option<Room>, frame: Frame },
+    Chat {
+        room: Option<Room>,
+        frame: Frame,
+    },
     Join(Room),
     Leave(Room),
     /// Who is in the room, and who of them is away.
@@ -170,12 +173,21 @@ pub struct Limits {
 }
 
 /// Parses one client text frame sent by `user`. A chat message is encoded here, once.
-pub fn parse_client_frame(text: &str, user: &str, limits: Limits) -> Result<ClientFrame, Rejection> {
-    let envelope: IncomingEnvelope<'_> = serde_json::from_str(text)
-        .map_err(|err| Rejection::new(None, ErrorCode::BadRequest, format!("invalid JSON: {err}")))?;
+pub fn parse_client_frame(
+    text: &str,
+    user: &str,
+    limits: Limits,
+) -> Result<ClientFrame, Rejection> {
+    let envelope: IncomingEnvelope<'_> = serde_json::from_str(text).map_err(|err| {
+        Rejection::new(None, ErrorCode::BadRequest, format!("invalid JSON: {err}"))
+    })?;
     let id = envelope.id.map(Cow::into_owned);
     if id.as_ref().is_some_and(|id| id.chars().count() > MAX_NAME_CHARS) {
-        return Err(Rejection::new(None, ErrorCode::BadRequest, "id is longer than 128 characters"));
+        return Err(Rejection::new(
+            None,
+            ErrorCode::BadRequest,
+            "id is longer than 128 characters",
+        ));
     }
     let reject = |code, message: &str| Rejection::new(id.clone(), code, message);
     let Some(kind) = envelope.kind else {
@@ -185,7 +197,8 @@ pub fn parse_client_frame(text: &str, user: &str, limits: Limits) -> Result<Clie
         None | Some("") => None,
         Some(name) => Some(validate_room(name).map_err(|msg| reject(ErrorCode::BadRequest, msg))?),
     };
-    let require_room = |room: Option<Room>| room.ok_or_else(|| reject(ErrorCode::BadRequest, "missing room"));
+    let require_room =
+        |room: Option<Room>| room.ok_or_else(|| reject(ErrorCode::BadRequest, "missing room"));
     let action = match kind.as_ref() {
         "chat" => {
             let data = chat_data(envelope.data, limits).map_err(|(code, msg)| reject(code, msg))?;
@@ -198,21 +211,28 @@ pub fn parse_client_frame(text: &str, user: &str, limits: Limits) -> Result<Clie
         "presence" => Action::Presence(require_room(room)?),
         "ping" => Action::Ping,
         "refresh" => {
-            let data = envelope.data.ok_or_else(|| reject(ErrorCode::BadRequest, "missing data"))?;
+            let data =
+                envelope.data.ok_or_else(|| reject(ErrorCode::BadRequest, "missing data"))?;
             let refresh: RefreshData<'_> = serde_json::from_str(data.get())
                 .map_err(|_| reject(ErrorCode::BadRequest, "data must be {\"token\": string}"))?;
             return Ok(ClientFrame::Refresh { id, token: refresh.token.into_owned() });
         }
         other => {
             let shown: String = other.chars().take(MAX_NAME_CHARS).collect();
-            return Err(reject(ErrorCode::UnknownType, &format!("unknown message type \"{shown}\"")));
+            return Err(reject(
+                ErrorCode::UnknownType,
+                &format!("unknown message type \"{shown}\""),
+            ));
         }
     };
     Ok(ClientFrame::Request(ClientRequest { id, action }))
 }
 
 /// Checks a chat's `data`: an object whose `content`, when present, is a string within the limit.
-pub fn chat_data(data: Option<&RawValue>, limits: Limits) -> Result<&RawValue, (ErrorCode, &'static str)> {
+pub fn chat_data(
+    data: Option<&RawValue>,
+    limits: Limits,
+) -> Result<&RawValue, (ErrorCode, &'static str)> {
     let data = data.ok_or((ErrorCode::BadRequest, "missing data"))?;
     if !data.get().starts_with('{') {
         return Err((ErrorCode::BadRequest, "data must be an object"));
@@ -220,8 +240,8 @@ pub fn chat_data(data: Option<&RawValue>, limits: Limits) -> Result<&RawValue, (
     if nesting_depth(data.get()) > MAX_DATA_DEPTH {
         return Err((ErrorCode::BadRequest, "data nests objects and arrays more than 16 deep"));
     }
-    let checked: ChatData<'_> =
-        serde_json::from_str(data.get()).map_err(|_| (ErrorCode::BadRequest, "data.content must be a string"))?;
+    let checked: ChatData<'_> = serde_json::from_str(data.get())
+        .map_err(|_| (ErrorCode::BadRequest, "data.content must be a string"))?;
     let too_long = checked.content.is_some_and(|c| c.chars().count() > limits.max_content_chars);
     if too_long {
         return Err((ErrorCode::ContentTooLong, "data.content is longer than the content limit"));
@@ -269,7 +289,10 @@ pub fn validate_room(name: &str) -> Result<Room, &'static str> {
 
 /// Validates a user id: 1 to 128 characters, no control characters.
 pub fn validate_user(name: &str) -> Result<UserId, &'static str> {
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
         return Err("user ids are 1-128 characters without control characters");
     }
     Ok(Arc::from(name))
@@ -292,20 +315,37 @@ pub struct Envelope<'a, D: Serialize> {
     pub timestamp: Option<&'a str>,
 }
 
-fn serialize_type<S: serde::Serializer>(kind: &MessageType, serializer: S) -> Result<S::Ok, S::Error> {
+fn serialize_type<S: serde::Serializer>(
+    kind: &MessageType,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(kind.as_str())
 }
 
 /// Serializes an envelope into a shareable frame. The only place server frames are encoded.
 pub fn encode<D: Serialize>(envelope: &Envelope<'_, D>) -> Frame {
-    let json = serde_json::to_string(envelope).expect("an envelope of strings and JSON values always serializes");
+    let json = serde_json::to_string(envelope)
+        .expect("an envelope of strings and JSON values always serializes");
     Frame::from(json)
 }
 
 /// A published message, stamped now: `{"id","type","room","from","data","timestamp"}`.
-pub fn message_frame(kind: MessageType, id: &str, room: Option<&str>, from: &str, data: &RawValue) -> Frame {
+pub fn message_frame(
+    kind: MessageType,
+    id: &str,
+    room: Option<&str>,
+    from: &str,
+    data: &RawValue,
+) -> Frame {
     let timestamp = now_rfc3339();
-    encode(&Envelope { id: Some(id), kind, room, from: Some(from), data: Some(data), timestamp: Some(&timestamp) })
+    encode(&Envelope {
+        id: Some(id),
+        kind,
+        room,
+        from: Some(from),
+        data: Some(data),
+        timestamp: Some(&timestamp),
+    })
 }
 
 /// A frame with no data: `{"type":...,"id":...}` (acks, pongs).
@@ -321,7 +361,14 @@ pub fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Frame {
         message: &'a str,
     }
     let data = ErrorData { code: code.as_str(), message };
-    encode(&Envelope { id, kind: MessageType::Error, room: None, from: None, data: Some(data), timestamp: None })
+    encode(&Envelope {
+        id,
+        kind: MessageType::Error,
+        room: None,
+        from: None,
+        data: Some(data),
+        timestamp: None,
+    })
 }
 
 /// `{"type":"system","data":{"event":"token_expiring","expires_at":...}}`: refresh before then.
@@ -333,7 +380,14 @@ pub fn token_expiring_frame(expires_at: SystemTime) -> Frame {
     }
     let expires_at = humantime::format_rfc3339_seconds(expires_at).to_string();
     let data = NoticeData { event: "token_expiring", expires_at: &expires_at };
-    encode(&Envelope { id: None, kind: MessageType::System, room: None, from: None, data: Some(data), timestamp: None })
+    encode(&Envelope {
+        id: None,
+        kind: MessageType::System,
+        room: None,
+        from: None,
+        data: Some(data),
+        timestamp: None,
+    })
 }
 
 /// Whether a user came into a room or went from it.
@@ -362,7 +416,12 @@ pub fn presence_event_frame(room: &str, user: &str, status: PresenceStatus) -> F
 }
 
 /// `{"type":"presence","room":r,"data":{"users":[...],"away":[...]}}`, the answer to a presence query.
-pub fn presence_list_frame(id: Option<&str>, room: &str, users: &[UserId], away: &[UserId]) -> Frame {
+pub fn presence_list_frame(
+    id: Option<&str>,
+    room: &str,
+    users: &[UserId],
+    away: &[UserId],
+) -> Frame {
     #[derive(Serialize)]
     struct ListData<'a> {
         users: &'a [UserId],

@@ -40,7 +40,10 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("listener", &self.listener).field("tls", &self.tls.is_some()).finish()
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
@@ -58,7 +61,8 @@ impl Server {
         let relay_counters = Arc::new(RelayCounters::default());
         let (broker, relay): (Box<dyn Broker>, _) = match &config.redis_url {
             Some(url) => {
-                let (broker, relay) = RedisBroker::new(&config, url, Arc::clone(&relay_counters)).map_err(invalid)?;
+                let (broker, relay) =
+                    RedisBroker::new(&config, url, Arc::clone(&relay_counters)).map_err(invalid)?;
                 (Box::new(broker), Some(relay))
             }
             None => (Box::new(Standalone), None),
@@ -123,13 +127,19 @@ impl Server {
 }
 
 /// Serves one accepted connection: its TLS handshake (when on), then HTTP, upgrades included.
-async fn serve_http(app: Arc<App>, tls: Option<TlsAcceptor>, stream: TcpStream, remote: SocketAddr) {
+async fn serve_http(
+    app: Arc<App>,
+    tls: Option<TlsAcceptor>,
+    stream: TcpStream,
+    remote: SocketAddr,
+) {
     let _ = stream.set_nodelay(true);
     let handshake_timeout = app.hub.settings().handshake_timeout;
     let tcp = MovableTcp::new(stream);
     let stream = match tls {
         None => Stream::Plain(tcp),
-        Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+        Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
+        {
             Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
             Ok(Err(err)) => return tracing::debug!(%remote, %err, "TLS handshake failed"),
             Err(_) => return tracing::debug!(%remote, "TLS handshake timed out"),

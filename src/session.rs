@@ -79,7 +79,9 @@ impl std::fmt::Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::ClientClosed => f.write_str("closed by the client"),
-            Self::Closed(reason) => write!(f, "closed by the server: {} {}", reason.code, reason.reason),
+            Self::Closed(reason) => {
+                write!(f, "closed by the server: {} {}", reason.code, reason.reason)
+            }
             Self::Gone(why) => write!(f, "lost: {why}"),
         }
     }
@@ -110,7 +112,8 @@ impl Session {
         let shard = self.shard();
         let settings = self.hub.settings();
         let limits = Limits { max_content_chars: settings.max_content };
-        let mut heartbeat = Heartbeat::new(Instant::now(), settings.ping_interval, settings.idle_timeout);
+        let mut heartbeat =
+            Heartbeat::new(Instant::now(), settings.ping_interval, settings.idle_timeout);
         if let Some(auth) = &self.auth {
             heartbeat.token = Some(Box::new(self.token_clock(auth.expires_at)));
         }
@@ -176,13 +179,23 @@ impl Session {
     }
 
     /// Handles one client message; `Some` when the session must end.
-    async fn on_message(&mut self, socket: &mut Socket, message: Message, limits: Limits, heartbeat: &mut Heartbeat) -> Option<Ended> {
+    async fn on_message(
+        &mut self,
+        socket: &mut Socket,
+        message: Message,
+        limits: Limits,
+        heartbeat: &mut Heartbeat,
+    ) -> Option<Ended> {
         match self.react(message, limits, heartbeat) {
             Reaction::Command(command) => {
                 let delivered = self.hub.command(self.shard(), command).await;
                 (!delivered).then(|| Ended::Gone("shard stopped".into()))
             }
-            Reaction::Reply(frame) => socket.send(Message::Text(frame)).await.err().map(|err| Ended::Gone(err.to_string())),
+            Reaction::Reply(frame) => socket
+                .send(Message::Text(frame))
+                .await
+                .err()
+                .map(|err| Ended::Gone(err.to_string())),
             Reaction::Closed => {
                 let _ = socket.flush().await;
                 Some(Ended::ClientClosed)
@@ -198,17 +211,25 @@ impl Session {
             Message::Text(text) => {
                 metrics::incr(&self.counters().frames_in);
                 match protocol::parse_client_frame(&text, &self.user, limits) {
-                    Ok(ClientFrame::Request(request)) => Reaction::Command(Command::Request { conn: self.conn, request }),
-                    Ok(ClientFrame::Refresh { id, token }) => match self.refresh(id, &token, heartbeat) {
-                        Ok(command) => Reaction::Command(command),
-                        Err(refusal) => Reaction::Reply(refusal),
-                    },
+                    Ok(ClientFrame::Request(request)) => {
+                        Reaction::Command(Command::Request { conn: self.conn, request })
+                    }
+                    Ok(ClientFrame::Refresh { id, token }) => {
+                        match self.refresh(id, &token, heartbeat) {
+                            Ok(command) => Reaction::Command(command),
+                            Err(refusal) => Reaction::Reply(refusal),
+                        }
+                    }
                     Err(rejection) => Reaction::Reply(rejection.to_frame()),
                 }
             }
             Message::Binary(_) => {
                 metrics::incr(&self.counters().frames_in);
-                Reaction::Reply(protocol::error_frame(None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text"))
+                Reaction::Reply(protocol::error_frame(
+                    None,
+                    ErrorCode::BadRequest,
+                    "binary frames are not supported; send JSON text",
+                ))
             }
             Message::Close(_) => Reaction::Closed,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Reaction::Nothing,
@@ -217,17 +238,31 @@ impl Session {
 
     /// Checks a `refresh` token: the same user gets its new expiry here and its new permissions from
     /// the shard (which acks); anything else is answered with an error and changes nothing.
-    fn refresh(&self, id: Option<String>, token: &str, heartbeat: &mut Heartbeat) -> Result<Command, Frame> {
+    fn refresh(
+        &self,
+        id: Option<String>,
+        token: &str,
+        heartbeat: &mut Heartbeat,
+    ) -> Result<Command, Frame> {
         let reject = |code, message: &str| protocol::error_frame(id.as_deref(), code, message);
         let Some(SessionAuth { authenticator, .. }) = self.auth.as_deref() else {
-            return Err(reject(ErrorCode::BadRequest, "authentication is off: there is no token to refresh"));
+            return Err(reject(
+                ErrorCode::BadRequest,
+                "authentication is off: there is no token to refresh",
+            ));
         };
         let refusal = match authenticator.verify(token) {
             Ok(identity) if identity.user == self.user => {
                 heartbeat.token = Some(Box::new(self.token_clock(identity.expires_at)));
-                return Ok(Command::Reauthorize { conn: self.conn, id, permissions: identity.permissions });
+                return Ok(Command::Reauthorize {
+                    conn: self.conn,
+                    id,
+                    permissions: identity.permissions,
+                });
             }
-            Ok(identity) => (ErrorCode::Forbidden, format!("the token is for another user ({})", identity.user)),
+            Ok(identity) => {
+                (ErrorCode::Forbidden, format!("the token is for another user ({})", identity.user))
+            }
             Err(AuthError::Missing) => (ErrorCode::Unauthorized, "no token".to_owned()),
             Err(AuthError::Invalid(why)) => (ErrorCode::Unauthorized, why),
         };
@@ -239,7 +274,13 @@ impl Session {
     fn token_clock(&self, expires_at: SystemTime) -> TokenClock {
         let remaining = expires_at.duration_since(SystemTime::now()).unwrap_or_default();
         let settings = self.hub.settings();
-        TokenClock::new(Instant::now(), expires_at, remaining, settings.token_expiry_notice, settings.jwt_leeway)
+        TokenClock::new(
+            Instant::now(),
+            expires_at,
+            remaining,
+            settings.token_expiry_notice,
+            settings.jwt_leeway,
+        )
     }
 
     async fn on_read_error(&mut self, socket: &mut Socket, err: WsError) -> Ended {
@@ -278,7 +319,8 @@ impl Session {
                     }
                 }
             }
-            let frame = CloseFrame { code: CloseCode::from(reason.code), reason: reason.reason.into() };
+            let frame =
+                CloseFrame { code: CloseCode::from(reason.code), reason: reason.reason.into() };
             socket.send(Message::Close(Some(frame))).await?;
             while let Some(Ok(_)) = socket.next().await {}
             Ok::<(), WsError>(())
@@ -335,14 +377,24 @@ struct TokenClock {
 
 impl TokenClock {
     /// `remaining`: the time left until `expires_at`, measured at `now`.
-    fn new(now: Instant, expires_at: SystemTime, remaining: Duration, notice: Duration, leeway: Duration) -> Self {
+    fn new(
+        now: Instant,
+        expires_at: SystemTime,
+        remaining: Duration,
+        notice: Duration,
+        leeway: Duration,
+    ) -> Self {
         let expiry = now + remaining;
         let notice_at = expiry.checked_sub(notice).unwrap_or(now).max(now);
         Self { expires_at, notice_at, close_at: expiry + leeway, noticed: false }
     }
 
     fn deadline(&self) -> Instant {
-        if self.noticed { self.close_at } else { self.notice_at }
+        if self.noticed {
+            self.close_at
+        } else {
+            self.notice_at
+        }
     }
 }
 
@@ -364,7 +416,13 @@ impl Heartbeat {
     fn new(now: Instant, interval: Duration, idle_timeout: Duration) -> Self {
         let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
         let (interval_ms, idle_timeout_ms) = (millis(interval), millis(idle_timeout));
-        Self { interval_ms, idle_timeout_ms, next_ping: now + interval, last_seen: now, token: None }
+        Self {
+            interval_ms,
+            idle_timeout_ms,
+            next_ping: now + interval,
+            last_seen: now,
+            token: None,
+        }
     }
 
     fn interval(&self) -> Duration {
@@ -417,7 +475,11 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         heartbeat.seen(Instant::now());
         tokio::time::sleep_until(heartbeat.deadline()).await;
-        assert_eq!(heartbeat.due(Instant::now()), Beat::Ping, "traffic at 40 s keeps it alive at 60 s");
+        assert_eq!(
+            heartbeat.due(Instant::now()),
+            Beat::Ping,
+            "traffic at 40 s keeps it alive at 60 s"
+        );
         tokio::time::sleep_until(heartbeat.deadline()).await;
         assert_eq!(Instant::now() - start, Duration::from_secs(90));
         assert_eq!(heartbeat.due(Instant::now()), Beat::Ping);
@@ -431,8 +493,15 @@ mod tests {
         let start = Instant::now();
         let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let (notice, leeway) = (Duration::from_secs(30), Duration::from_secs(2));
-        let mut heartbeat = Heartbeat::new(start, Duration::from_secs(300), Duration::from_secs(600));
-        heartbeat.token = Some(Box::new(TokenClock::new(start, expires_at, Duration::from_secs(100), notice, leeway)));
+        let mut heartbeat =
+            Heartbeat::new(start, Duration::from_secs(300), Duration::from_secs(600));
+        heartbeat.token = Some(Box::new(TokenClock::new(
+            start,
+            expires_at,
+            Duration::from_secs(100),
+            notice,
+            leeway,
+        )));
         tokio::time::sleep_until(heartbeat.deadline()).await;
         assert_eq!(Instant::now() - start, Duration::from_secs(70), "30 s before exp");
         assert_eq!(heartbeat.due(Instant::now()), Beat::TokenExpiring(expires_at));
@@ -442,9 +511,22 @@ mod tests {
 
         let renewed = expires_at + Duration::from_secs(3_600);
         let now = Instant::now();
-        heartbeat.token = Some(Box::new(TokenClock::new(now, renewed, Duration::from_secs(3_600), notice, leeway)));
-        assert_eq!(heartbeat.deadline(), now + Duration::from_secs(198), "the ping comes first again");
-        assert_eq!(heartbeat.token.as_ref().map(|token| token.deadline()), Some(now + Duration::from_secs(3_570)));
+        heartbeat.token = Some(Box::new(TokenClock::new(
+            now,
+            renewed,
+            Duration::from_secs(3_600),
+            notice,
+            leeway,
+        )));
+        assert_eq!(
+            heartbeat.deadline(),
+            now + Duration::from_secs(198),
+            "the ping comes first again"
+        );
+        assert_eq!(
+            heartbeat.token.as_ref().map(|token| token.deadline()),
+            Some(now + Duration::from_secs(3_570))
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -452,7 +534,13 @@ mod tests {
         let start = Instant::now();
         let expires_at = SystemTime::UNIX_EPOCH;
         let mut heartbeat = Heartbeat::new(start, Duration::from_secs(30), Duration::from_secs(60));
-        let clock = TokenClock::new(start, expires_at, Duration::from_secs(5), Duration::from_secs(30), Duration::ZERO);
+        let clock = TokenClock::new(
+            start,
+            expires_at,
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+            Duration::ZERO,
+        );
         heartbeat.token = Some(Box::new(clock));
         assert_eq!(heartbeat.deadline(), start);
         assert_eq!(heartbeat.due(start), Beat::TokenExpiring(expires_at));
@@ -475,8 +563,13 @@ mod footprint {
         let role = tokio_tungstenite::tungstenite::protocol::Role::Server;
         let socket = WebSocketStream::from_raw_socket(stream, role, None).await;
         let ((_sender, outbox), (_close, closer)) = (flume::bounded(1), oneshot::channel());
-        let session = Session { conn: 1, user: "u".into(), hub, outbox, closer, ticket: None, auth: None };
+        let session =
+            Session { conn: 1, user: "u".into(), hub, outbox, closer, ticket: None, auth: None };
         let task = session.run(socket);
-        assert!(std::mem::size_of_val(&task) <= 1_664, "the session task grew to {} bytes", std::mem::size_of_val(&task));
+        assert!(
+            std::mem::size_of_val(&task) <= 1_664,
+            "the session task grew to {} bytes",
+            std::mem::size_of_val(&task)
+        );
     }
 }

@@ -31,7 +31,8 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     if chain.is_empty() {
         return Err(format!("--tls-cert {}: no certificate in the file", cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|err| format!("--tls-key {}: {err}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|err| format!("--tls-key {}: {err}", key.display()))?;
     let mut config = ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key)
@@ -50,11 +51,16 @@ impl MovableTcp {
     }
 
     fn socket(&mut self) -> io::Result<&mut TcpStream> {
-        self.0.as_mut().ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the socket is moving between threads"))
+        self.0.as_mut().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotConnected, "the socket is moving between threads")
+        })
     }
 
     fn detach(&mut self) -> io::Result<std::net::TcpStream> {
-        self.0.take().ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "already detached"))?.into_std()
+        self.0
+            .take()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "already detached"))?
+            .into_std()
     }
 
     /// Must run on the runtime that will drive the socket.
@@ -92,13 +98,21 @@ impl Stream {
 }
 
 impl AsyncRead for MovableTcp {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(self.socket()?).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for MovableTcp {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(self.socket()?).poll_write(cx, buf)
     }
 
@@ -112,7 +126,11 @@ impl AsyncWrite for MovableTcp {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
@@ -121,7 +139,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),

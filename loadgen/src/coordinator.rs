@@ -95,10 +95,18 @@ pub async fn run(args: Args, mut plan: Plan) -> ExitCode {
         cpu_percent = report::cpu_secs(pid).map_or(0.0, |end| 100.0 * (end - start) / elapsed);
     }
     let (mut summary, histogram) = report::merge(&plan, &reports);
-    if let (Some(pid), Some(baseline), Some(connected)) = (args.server_pid, rss_baseline, rss_connected) {
+    if let (Some(pid), Some(baseline), Some(connected)) =
+        (args.server_pid, rss_baseline, rss_connected)
+    {
         let rss_end = report::rss_kib(pid).unwrap_or(0);
         let per_conn = (connected.saturating_sub(baseline) * 1024) / summary.connected.max(1);
-        let server = ServerStats { rss_baseline_kib: baseline, rss_connected_kib: connected, rss_end_kib: rss_end, rss_per_conn_bytes: per_conn, cpu_percent };
+        let server = ServerStats {
+            rss_baseline_kib: baseline,
+            rss_connected_kib: connected,
+            rss_end_kib: rss_end,
+            rss_per_conn_bytes: per_conn,
+            cpu_percent,
+        };
         summary.server = Some(server);
     }
     finish(&args, &summary, &histogram)
@@ -116,13 +124,19 @@ fn finish(args: &Args, summary: &Summary, histogram: &hdrhistogram::Histogram<u6
         }
     }
     if args.assert_clean && !summary.is_clean() {
-        eprintln!("loadgen: the run was not clean (connect failures, loss, duplicates or reordering)");
+        eprintln!(
+            "loadgen: the run was not clean (connect failures, loss, duplicates or reordering)"
+        );
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
 
-fn spawn_worker(plan: &Plan, worker: usize, events: mpsc::UnboundedSender<(usize, Event)>) -> std::io::Result<Child> {
+fn spawn_worker(
+    plan: &Plan,
+    worker: usize,
+    events: mpsc::UnboundedSender<(usize, Event)>,
+) -> std::io::Result<Child> {
     let plan = Plan { worker, ..plan.clone() };
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--worker-plan")
@@ -149,13 +163,20 @@ fn bar(len: u64, template: &str, quiet: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
-    bar.set_style(ProgressStyle::with_template(template).expect("static template").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template(template).expect("static template").progress_chars("=> "),
+    );
     bar
 }
 
 /// Waits for every worker to finish connecting, showing progress; `false` if a worker died.
-async fn await_ready(plan: &Plan, incoming: &mut mpsc::UnboundedReceiver<(usize, Event)>, quiet: bool) -> bool {
-    let progress = bar(plan.conns as u64, "connecting [{bar:40}] {pos}/{len} {per_sec} {msg}", quiet);
+async fn await_ready(
+    plan: &Plan,
+    incoming: &mut mpsc::UnboundedReceiver<(usize, Event)>,
+    quiet: bool,
+) -> bool {
+    let progress =
+        bar(plan.conns as u64, "connecting [{bar:40}] {pos}/{len} {per_sec} {msg}", quiet);
     let mut settled = vec![0u64; plan.workers];
     let mut failed = vec![0u64; plan.workers];
     let mut ready = 0;
@@ -165,7 +186,8 @@ async fn await_ready(plan: &Plan, incoming: &mut mpsc::UnboundedReceiver<(usize,
             return false;
         };
         match event {
-            Event::Progress { connected, failed: f } | Event::Ready { connected, failed: f, .. } => {
+            Event::Progress { connected, failed: f }
+            | Event::Ready { connected, failed: f, .. } => {
                 settled[worker] = connected + f;
                 failed[worker] = f;
                 ready += usize::from(matches!(event, Event::Ready { .. }));
@@ -179,7 +201,11 @@ async fn await_ready(plan: &Plan, incoming: &mut mpsc::UnboundedReceiver<(usize,
     true
 }
 
-async fn await_done(plan: &Plan, incoming: &mut mpsc::UnboundedReceiver<(usize, Event)>, quiet: bool) -> Vec<WorkerReport> {
+async fn await_done(
+    plan: &Plan,
+    incoming: &mut mpsc::UnboundedReceiver<(usize, Event)>,
+    quiet: bool,
+) -> Vec<WorkerReport> {
     let seconds = plan.duration.ceil() as u64;
     let progress = bar(seconds, "running    [{bar:40}] {pos}/{len} s {msg}", quiet);
     let ticker = {

@@ -33,6 +33,9 @@ fn main() -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&plan).expect("the plan is plain data"));
         return ExitCode::SUCCESS;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     runtime.block_on(coordinator::run(args, plan))
 }

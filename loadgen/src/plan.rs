@@ -107,7 +107,13 @@ struct Preset {
 }
 
 fn preset(scenario: Option<Scenario>) -> Preset {
-    let p = |conns, rooms, publishers, rate, duration| Preset { conns, rooms, publishers, rate, duration };
+    let p = |conns, rooms, publishers, rate, duration| Preset {
+        conns,
+        rooms,
+        publishers,
+        rate,
+        duration,
+    };
     match scenario {
         Some(Scenario::Fanout10k) => p(10_000, 100, 100, 1_000.0, 60.0),
         Some(Scenario::Broadcast5k) => p(5_000, 1, 1, 40.0, 60.0),
@@ -120,7 +126,10 @@ fn preset(scenario: Option<Scenario>) -> Preset {
 impl Plan {
     pub fn from_args(args: &Args) -> Result<Self, String> {
         let preset = preset(args.scenario);
-        let name = args.scenario.and_then(|s| s.to_possible_value()).map_or("custom".into(), |v| v.get_name().into());
+        let name = args
+            .scenario
+            .and_then(|s| s.to_possible_value())
+            .map_or("custom".into(), |v| v.get_name().into());
         let plan = Self {
             scenario: name,
             urls: args.urls.clone(),
@@ -136,7 +145,10 @@ impl Plan {
             worker: 0,
         };
         if plan.publishers > plan.conns {
-            return Err(format!("--publishers {} is more than --conns {}", plan.publishers, plan.conns));
+            return Err(format!(
+                "--publishers {} is more than --conns {}",
+                plan.publishers, plan.conns
+            ));
         }
         if plan.publishers > 0 && plan.rate <= 0.0 {
             return Err("--rate must be positive when there are publishers".into());
@@ -201,7 +213,9 @@ mod tests {
         assert_eq!(plan.members_of(2), 11);
         assert_eq!(plan.members_of(3), 10);
         plan.workers = 3;
-        let mut all: Vec<usize> = (0..3).flat_map(|w| Plan { worker: w, ..plan.clone() }.my_connections().collect::<Vec<_>>()).collect();
+        let mut all: Vec<usize> = (0..3)
+            .flat_map(|w| Plan { worker: w, ..plan.clone() }.my_connections().collect::<Vec<_>>())
+            .collect();
         all.sort_unstable();
         assert_eq!(all, (0..1003).collect::<Vec<_>>());
         assert_eq!(plan.url_of(205), "ws://127.0.0.1:8080/ws?user=lg-205&room=r5");

@@ -146,7 +146,8 @@ pub fn merge(plan: &Plan, reports: &[WorkerReport]) -> (Summary, Histogram<u64>)
     let sum = |field: fn(&WorkerReport) -> u64| reports.iter().map(field).sum::<u64>();
     let connect_secs = reports.iter().map(|r| r.connect_secs).fold(0.0, f64::max);
     let connected = sum(|r| r.connected);
-    let (expected, received, duplicated) = (sum(|r| r.expected), sum(|r| r.received), sum(|r| r.duplicated));
+    let (expected, received, duplicated) =
+        (sum(|r| r.expected), sum(|r| r.received), sum(|r| r.duplicated));
     let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
     let mut rooms = vec![RoomCounts::default(); plan.rooms];
     for report in reports {
@@ -188,7 +189,13 @@ pub fn merge(plan: &Plan, reports: &[WorkerReport]) -> (Summary, Histogram<u64>)
         rooms_with_problems: problems.len(),
         room_problems: problems.into_iter().take(20).collect(),
         deliveries_per_sec: received as f64 / plan.duration,
-        latency_ms: Latency { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), p999: ms(0.999), max: histogram.max() as f64 / 1000.0 },
+        latency_ms: Latency {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: histogram.max() as f64 / 1000.0,
+        },
         server: None,
         first_error: reports.iter().find_map(|r| r.first_error.clone()),
     };
@@ -199,17 +206,42 @@ pub fn table(summary: &Summary) -> String {
     let s = summary;
     let l = &s.latency_ms;
     let mut out = String::new();
-    let _ = writeln!(out, "scenario      {} ({} conns, {} rooms, {} publishers, {} workers)", s.scenario, s.conns, s.rooms, s.publishers, s.workers);
-    let _ = writeln!(out, "connect       {} ok, {} failed in {:.2} s ({:.0} conns/s)", s.connected, s.connect_failures, s.connect_secs, s.connects_per_sec);
-    let _ = writeln!(out, "published     {} in {:.0} s ({:.0}/s)", s.published, s.duration_secs, s.publishes_per_sec);
-    let _ = writeln!(out, "deliveries    {} expected, {} received, {} lost, {} duplicated, {} out of order", s.expected, s.received, s.lost, s.duplicated, s.out_of_order);
+    let _ = writeln!(
+        out,
+        "scenario      {} ({} conns, {} rooms, {} publishers, {} workers)",
+        s.scenario, s.conns, s.rooms, s.publishers, s.workers
+    );
+    let _ = writeln!(
+        out,
+        "connect       {} ok, {} failed in {:.2} s ({:.0} conns/s)",
+        s.connected, s.connect_failures, s.connect_secs, s.connects_per_sec
+    );
+    let _ = writeln!(
+        out,
+        "published     {} in {:.0} s ({:.0}/s)",
+        s.published, s.duration_secs, s.publishes_per_sec
+    );
+    let _ = writeln!(
+        out,
+        "deliveries    {} expected, {} received, {} lost, {} duplicated, {} out of order",
+        s.expected, s.received, s.lost, s.duplicated, s.out_of_order
+    );
     if s.rooms_with_problems > 0 {
-        let listed: Vec<String> = s.room_problems.iter().map(|p| format!("r{} (lost {})", p.room, p.lost)).collect();
+        let listed: Vec<String> =
+            s.room_problems.iter().map(|p| format!("r{} (lost {})", p.room, p.lost)).collect();
         let _ = writeln!(out, "bad rooms     {}: {}", s.rooms_with_problems, listed.join(", "));
     }
-    let _ = writeln!(out, "closed        {} connections closed by the broker, {} publishes failed", s.closed_by_server, s.publish_failures);
+    let _ = writeln!(
+        out,
+        "closed        {} connections closed by the broker, {} publishes failed",
+        s.closed_by_server, s.publish_failures
+    );
     let _ = writeln!(out, "throughput    {:.0} deliveries/s", s.deliveries_per_sec);
-    let _ = writeln!(out, "latency (ms)  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}", l.p50, l.p90, l.p99, l.p999, l.max);
+    let _ = writeln!(
+        out,
+        "latency (ms)  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+        l.p50, l.p90, l.p99, l.p999, l.max
+    );
     if let Some(server) = &s.server {
         let _ = writeln!(
             out,
@@ -234,10 +266,24 @@ pub fn write_hgrm(path: &Path, histogram: &Histogram<u64>) -> std::io::Result<()
         let quantile = step.quantile_iterated_to();
         let inverse = if quantile < 1.0 { 1.0 / (1.0 - quantile) } else { f64::INFINITY };
         let value = step.value_iterated_to() as f64 / 1000.0;
-        let _ = writeln!(out, "{value:12.3} {quantile:14.12} {:10} {inverse:14.2}", step.count_since_last_iteration());
+        let _ = writeln!(
+            out,
+            "{value:12.3} {quantile:14.12} {:10} {inverse:14.2}",
+            step.count_since_last_iteration()
+        );
     }
-    let _ = writeln!(out, "#[Mean = {:.3}, StdDeviation = {:.3}]", histogram.mean() / 1000.0, histogram.stdev() / 1000.0);
-    let _ = writeln!(out, "#[Max = {:.3}, Total count = {}]", histogram.max() as f64 / 1000.0, histogram.len());
+    let _ = writeln!(
+        out,
+        "#[Mean = {:.3}, StdDeviation = {:.3}]",
+        histogram.mean() / 1000.0,
+        histogram.stdev() / 1000.0
+    );
+    let _ = writeln!(
+        out,
+        "#[Max = {:.3}, Total count = {}]",
+        histogram.max() as f64 / 1000.0,
+        histogram.len()
+    );
     std::fs::write(path, out)
 }
 
@@ -263,7 +309,10 @@ mod tests {
 
     #[test]
     fn merging_adds_counts_and_histograms_and_derives_loss() {
-        let plan = Plan { duration: 2.0, ..crate::plan::Plan::from_args(&clap::Parser::parse_from(["loadgen"])).unwrap() };
+        let plan = Plan {
+            duration: 2.0,
+            ..crate::plan::Plan::from_args(&clap::Parser::parse_from(["loadgen"])).unwrap()
+        };
         let worker = |received, duplicated, latency_us| WorkerReport {
             connected: 5,
             connect_secs: 0.5,
@@ -274,7 +323,12 @@ mod tests {
             histogram: vec![(latency_us, received)],
             ..WorkerReport::default()
         };
-        let room = |expected, received, duplicated| RoomCounts { expected, received, duplicated, out_of_order: 0 };
+        let room = |expected, received, duplicated| RoomCounts {
+            expected,
+            received,
+            duplicated,
+            out_of_order: 0,
+        };
         let mut first = worker(50, 0, 100);
         first.rooms = vec![room(25, 25, 0), room(25, 25, 0)];
         let mut second = worker(48, 1, 3000);
@@ -282,7 +336,10 @@ mod tests {
         let (summary, histogram) = merge(&Plan { rooms: 2, ..plan.clone() }, &[first, second]);
         assert_eq!(summary.rooms_with_problems, 1);
         assert_eq!((summary.room_problems[0].room, summary.room_problems[0].lost), (1, 3));
-        assert_eq!((summary.expected, summary.received, summary.lost, summary.duplicated), (100, 98, 3, 1));
+        assert_eq!(
+            (summary.expected, summary.received, summary.lost, summary.duplicated),
+            (100, 98, 3, 1)
+        );
         assert_eq!(summary.deliveries_per_sec, 49.0);
         assert_eq!(histogram.len(), 98);
         assert!((summary.latency_ms.p99 - 3.0).abs() < 0.01, "{}", summary.latency_ms.p99);

@@ -115,7 +115,10 @@ impl Worker {
             closed: c.closed.get(),
             publish_failures: c.publish_failures.get(),
             rooms: self.rooms.borrow().clone(),
-            histogram: histogram.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect(),
+            histogram: histogram
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect(),
             first_error: self.first_error.borrow().clone(),
         }
     }
@@ -127,7 +130,10 @@ fn emit(event: &Event) {
 
 /// Runs one worker to completion on the current thread.
 pub fn main(plan: Plan) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     tokio::task::LocalSet::new().block_on(&runtime, run(plan));
 }
 
@@ -159,7 +165,10 @@ async fn run(plan: Plan) {
     let c = &worker.counters;
     emit(&Event::Ready { connected: c.connected.get(), failed: c.failed.get(), connect_secs });
     let mut go = worker.go.clone();
-    let Ok(go_at) = go.wait_for(Option::is_some).await.map(|at| at.expect("waited for Some")) else { return };
+    let Ok(go_at) = go.wait_for(Option::is_some).await.map(|at| at.expect("waited for Some"))
+    else {
+        return;
+    };
     tokio::time::sleep_until(go_at + Duration::from_secs_f64(worker.plan.duration)).await;
     let stopped = Instant::now();
     while stopped.elapsed() < DRAIN_LIMIT && worker.last_delivery.get().elapsed() < DRAIN_QUIET {
@@ -175,14 +184,16 @@ async fn connect_all(worker: &Rc<Worker>) -> f64 {
     let mine = plan.my_connections().count() as u64;
     let started = Instant::now();
     let rate = plan.connect_rate / plan.workers as f64;
-    let mut pacer = (rate > 0.0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / rate)));
+    let mut pacer =
+        (rate > 0.0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / rate)));
     let in_flight = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let progress = tokio::task::spawn_local(report_progress(Rc::clone(worker)));
     for conn in plan.my_connections() {
         if let Some(pacer) = pacer.as_mut() {
             pacer.tick().await;
         }
-        let permit = Arc::clone(&in_flight).acquire_owned().await.expect("the semaphore is never closed");
+        let permit =
+            Arc::clone(&in_flight).acquire_owned().await.expect("the semaphore is never closed");
         let worker = Rc::clone(worker);
         tokio::task::spawn_local(async move {
             match connect(&worker.plan, conn).await {
@@ -215,7 +226,8 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 async fn connect(plan: &Plan, conn: usize) -> Result<Socket, String> {
     let request = plan.url_of(conn).into_client_request().map_err(|e| e.to_string())?;
-    let host = request.uri().host().ok_or("the URL has no host")?.trim_matches(['[', ']']).to_owned();
+    let host =
+        request.uri().host().ok_or("the URL has no host")?.trim_matches(['[', ']']).to_owned();
     let port = request.uri().port_u16().unwrap_or(80);
     let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
         .await
@@ -273,7 +285,11 @@ async fn drive(worker: Rc<Worker>, conn: usize, socket: Socket) {
 
 /// Reads until the connection ends; the process exits when the run is over, so an end seen here
 /// means the broker closed the connection during the run.
-async fn read_all(worker: &Worker, room: usize, mut stream: impl Stream<Item = Result<Message, WsError>> + Unpin) {
+async fn read_all(
+    worker: &Worker,
+    room: usize,
+    mut stream: impl Stream<Item = Result<Message, WsError>> + Unpin,
+) {
     let mut last_seq = Vec::new();
     loop {
         match stream.next().await {
@@ -295,10 +311,17 @@ async fn read_all(worker: &Worker, room: usize, mut stream: impl Stream<Item = R
     bump(&worker.counters.closed, 1);
 }
 
-async fn publish(worker: Rc<Worker>, conn: usize, mut sink: impl futures_util::Sink<Message> + Unpin) {
+async fn publish(
+    worker: Rc<Worker>,
+    conn: usize,
+    mut sink: impl futures_util::Sink<Message> + Unpin,
+) {
     let plan = &worker.plan;
     let mut go = worker.go.clone();
-    let Ok(go_at) = go.wait_for(Option::is_some).await.map(|at| at.expect("waited for Some")) else { return };
+    let Ok(go_at) = go.wait_for(Option::is_some).await.map(|at| at.expect("waited for Some"))
+    else {
+        return;
+    };
     let period = Duration::from_secs_f64(plan.publishers as f64 / plan.rate);
     let offset = period.mul_f64(conn as f64 / plan.publishers as f64);
     let end = go_at + Duration::from_secs_f64(plan.duration);

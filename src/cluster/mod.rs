@@ -7,8 +7,8 @@
 //! incoming messages into the same fan-out path (`Hub::route`) as local ones.
 //! Must not: block or await a caller. Every method returns at once.
 
-pub mod redis;
 mod presence;
+pub mod redis;
 mod relay;
 mod wire;
 

@@ -148,9 +148,21 @@ impl Presence {
         let live_window_ms = 2 * u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX / 4);
         let script = |body: &str| Script::new(&format!("{LIVE}{body}"));
         let membership = |change: &str| script(&format!("{MEMBERSHIP}{change}{ANNOUNCE_IF_ALONE}"));
-        let scripts = Scripts { join: membership(JOIN), leave: membership(LEAVE), heartbeat: script(HEARTBEAT), query: script(QUERY) };
+        let scripts = Scripts {
+            join: membership(JOIN),
+            leave: membership(LEAVE),
+            heartbeat: script(HEARTBEAT),
+            query: script(QUERY),
+        };
         let names = Names::new(prefix);
-        Self { names, me: me.to_owned(), prefix: prefix.to_owned(), live_window_ms, ttl_ms: 2 * live_window_ms, scripts }
+        Self {
+            names,
+            me: me.to_owned(),
+            prefix: prefix.to_owned(),
+            live_window_ms,
+            ttl_ms: 2 * live_window_ms,
+            scripts,
+        }
     }
 
     /// Loads the scripts that [`Presence::add_change`] runs by hash (after every connect: a restarted
@@ -165,31 +177,51 @@ impl Presence {
     /// Adds to `pipe` the adding or removing of `user` in `room` for this instance. Its reply is 1
     /// when that was the user's first (join) or last (leave) presence in the room anywhere; then
     /// `payload`, when given, was published to the room.
-    pub fn add_change(&self, pipe: &mut redis::Pipeline, membership: &Membership, room: &str, user: &str, payload: &[u8]) {
+    pub fn add_change(
+        &self,
+        pipe: &mut redis::Pipeline,
+        membership: &Membership,
+        room: &str,
+        user: &str,
+        payload: &[u8],
+    ) {
         let script = match membership {
             Membership::Join => &self.scripts.join,
             Membership::Leave => &self.scripts.leave,
         };
         pipe.cmd("EVALSHA").arg(script.get_hash()).arg(0);
-        pipe.arg(&self.prefix).arg(self.live_window_ms).arg(&self.me).arg(room).arg(user).arg(self.ttl_ms);
+        pipe.arg(&self.prefix)
+            .arg(self.live_window_ms)
+            .arg(&self.me)
+            .arg(room)
+            .arg(user)
+            .arg(self.ttl_ms);
         pipe.arg(self.names.room_channel(room)).arg(payload);
     }
 
     /// Renews this instance and reaps stale ones: whether this instance's records survived, and the
     /// `(room, user)` pairs that left with a reaped instance.
-    pub async fn heartbeat(&self, conn: &mut MultiplexedConnection) -> RedisResult<(bool, Vec<(String, String)>)> {
+    pub async fn heartbeat(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> RedisResult<(bool, Vec<(String, String)>)> {
         let mut invocation = self.scripts.heartbeat.prepare_invoke();
         invocation.arg(&self.prefix).arg(self.live_window_ms).arg(&self.me).arg(self.ttl_ms);
         let reply: Vec<redis::Value> = invocation.invoke_async(conn).await?;
         let mut values = reply.into_iter();
         let exists = matches!(values.next(), Some(redis::Value::Int(1)));
-        let strings: Vec<String> = values.filter_map(|value| redis::from_redis_value(value).ok()).collect();
+        let strings: Vec<String> =
+            values.filter_map(|value| redis::from_redis_value(value).ok()).collect();
         let gone = strings.chunks_exact(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect();
         Ok((exists, gone))
     }
 
     /// Users matching `lookup` on every live instance, sorted.
-    pub async fn query(&self, conn: &mut MultiplexedConnection, lookup: Lookup<'_>) -> RedisResult<Vec<String>> {
+    pub async fn query(
+        &self,
+        conn: &mut MultiplexedConnection,
+        lookup: Lookup<'_>,
+    ) -> RedisResult<Vec<String>> {
         let (kind, name) = match lookup {
             Lookup::Online => ("online", ""),
             Lookup::Room(room) => ("room", room),
@@ -211,7 +243,8 @@ impl Presence {
         rooms: impl Iterator<Item = (&'a str, Vec<&'a str>)>,
     ) -> RedisResult<()> {
         let (users_key, rooms_key) = (self.names.users_of(&self.me), self.names.rooms_of(&self.me));
-        let old_rooms: Vec<String> = redis::cmd("SMEMBERS").arg(&rooms_key).query_async(conn).await?;
+        let old_rooms: Vec<String> =
+            redis::cmd("SMEMBERS").arg(&rooms_key).query_async(conn).await?;
         let mut pipe = redis::pipe();
         pipe.del(&users_key).ignore().del(&rooms_key).ignore();
         for room in &old_rooms {
@@ -223,7 +256,12 @@ impl Presence {
         }
         for (room, members) in rooms {
             let key = self.names.room_members_of(&self.me, room);
-            pipe.sadd(&rooms_key, room).ignore().sadd(&key, members).ignore().pexpire(&key, self.ttl_ms as i64).ignore();
+            pipe.sadd(&rooms_key, room)
+                .ignore()
+                .sadd(&key, members)
+                .ignore()
+                .pexpire(&key, self.ttl_ms as i64)
+                .ignore();
         }
         pipe.pexpire(&rooms_key, self.ttl_ms as i64).ignore();
         pipe.query_async::<()>(conn).await

@@ -48,7 +48,11 @@ pub fn validate_instance_id(id: &str) -> Result<(), String> {
 
 impl RedisBroker {
     /// The broker for `--redis-url`, and the relay to start once the hub exists.
-    pub fn new(config: &Config, url: &str, counters: Arc<RelayCounters>) -> Result<(Self, PendingRelay), String> {
+    pub fn new(
+        config: &Config,
+        url: &str,
+        counters: Arc<RelayCounters>,
+    ) -> Result<(Self, PendingRelay), String> {
         let client = redis::Client::open(url).map_err(|err| format!("--redis-url: {err}"))?;
         let me = match &config.instance_id {
             Some(id) => id.clone(),
@@ -69,7 +73,10 @@ impl RedisBroker {
             presence_events: config.presence_events,
         };
         let presence = Presence::new(&config.redis_prefix, &me, config.presence_heartbeat);
-        Ok((Self { outgoing, changes, questions, counters }, PendingRelay { client, presence, inputs, tuning }))
+        Ok((
+            Self { outgoing, changes, questions, counters },
+            PendingRelay { client, presence, inputs, tuning },
+        ))
     }
 }
 
@@ -79,7 +86,9 @@ pub fn start_relay(pending: PendingRelay, hub: &Hub) -> std::io::Result<()> {
     tracing::info!(instance = %presence.me, "cluster mode: relaying through redis");
     let relay = Relay::new(hub.downgrade(), client, presence, inputs, tuning);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new().name("wsbroker-relay".into()).spawn(move || runtime.block_on(relay.run()))?;
+    std::thread::Builder::new()
+        .name("wsbroker-relay".into())
+        .spawn(move || runtime.block_on(relay.run()))?;
     Ok(())
 }
 

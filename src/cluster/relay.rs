@@ -90,7 +90,10 @@ pub struct Relay {
 type Exchange<T> = Result<T, Stop>;
 
 /// Runs `exchange` within [`EXCHANGE_TIMEOUT`]; any failure means the connection is lost.
-async fn within<T>(what: &str, exchange: impl std::future::Future<Output = redis::RedisResult<T>>) -> Exchange<T> {
+async fn within<T>(
+    what: &str,
+    exchange: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Exchange<T> {
     match tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(Stop::Lost(format!("{what}: {err}"))),
@@ -99,7 +102,11 @@ async fn within<T>(what: &str, exchange: impl std::future::Future<Output = redis
 }
 
 /// Sends a pipeline whose replies are not needed (Redis refuses an empty one, so that is skipped).
-async fn send_pipe(what: &str, pipe: &redis::Pipeline, conn: &mut MultiplexedConnection) -> Exchange<()> {
+async fn send_pipe(
+    what: &str,
+    pipe: &redis::Pipeline,
+    conn: &mut MultiplexedConnection,
+) -> Exchange<()> {
     if pipe.is_empty() {
         return Ok(());
     }
@@ -107,7 +114,13 @@ async fn send_pipe(what: &str, pipe: &redis::Pipeline, conn: &mut MultiplexedCon
 }
 
 impl Relay {
-    pub fn new(hub: WeakHub, client: redis::Client, presence: Presence, inputs: Inputs, tuning: Tuning) -> Self {
+    pub fn new(
+        hub: WeakHub,
+        client: redis::Client,
+        presence: Presence,
+        inputs: Inputs,
+        tuning: Tuning,
+    ) -> Self {
         Self { hub, client, presence, inputs, tuning, mirror: Mirror::default() }
     }
 
@@ -174,7 +187,10 @@ impl Relay {
     /// Writes the mirror to Redis as this instance's whole presence.
     async fn register_mirror(&self, conn: &mut MultiplexedConnection) -> Exchange<()> {
         let users = self.mirror.users.iter().map(|user| user.as_ref());
-        let rooms = self.mirror.rooms.iter().map(|(room, members)| (room.as_ref(), members.iter().map(|u| u.as_ref()).collect()));
+        let rooms =
+            self.mirror.rooms.iter().map(|(room, members)| {
+                (room.as_ref(), members.iter().map(|u| u.as_ref()).collect())
+            });
         within("register presence", self.presence.register(conn, users, rooms)).await
     }
 
@@ -212,7 +228,9 @@ impl Relay {
 
     /// A message from another instance: fanned out here exactly as a local publish is.
     fn on_incoming(&self, channel: &str, payload: &[u8]) {
-        let (Some(target), Some((sender, frame))) = (self.names().target_of(channel), wire::decode_payload(payload)) else {
+        let (Some(target), Some((sender, frame))) =
+            (self.names().target_of(channel), wire::decode_payload(payload))
+        else {
             return tracing::debug!(channel, "ignored a message that is not ours");
         };
         if sender == self.presence.me {
@@ -225,17 +243,24 @@ impl Relay {
     }
 
     /// Sends `first` and whatever else arrives within the linger (up to a batch) in one pipeline.
-    async fn publish_batch(&mut self, first: Outgoing, conn: &mut MultiplexedConnection) -> Exchange<()> {
+    async fn publish_batch(
+        &mut self,
+        first: Outgoing,
+        conn: &mut MultiplexedConnection,
+    ) -> Exchange<()> {
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + self.tuning.linger;
         while batch.len() < self.tuning.batch {
             match self.inputs.outgoing.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) if self.tuning.linger.is_zero() => break,
-                Err(_) => match tokio::time::timeout_at(deadline, self.inputs.outgoing.recv_async()).await {
-                    Ok(Ok(next)) => batch.push(next),
-                    _ => break,
-                },
+                Err(_) => {
+                    match tokio::time::timeout_at(deadline, self.inputs.outgoing.recv_async()).await
+                    {
+                        Ok(Ok(next)) => batch.push(next),
+                        _ => break,
+                    }
+                }
             }
         }
         let mut pipe = redis::pipe();
@@ -247,7 +272,11 @@ impl Relay {
         }
         let sent = within("publish", pipe.query_async::<()>(conn)).await;
         if let Some(hub) = self.hub.upgrade() {
-            let counter = if sent.is_ok() { &hub.metrics().relay.published } else { &hub.metrics().relay.dropped };
+            let counter = if sent.is_ok() {
+                &hub.metrics().relay.published
+            } else {
+                &hub.metrics().relay.dropped
+            };
             counter.fetch_add(batch.len() as u64, Relaxed);
         }
         sent
@@ -267,7 +296,9 @@ impl Relay {
     async fn apply_changes(&mut self, first: LocalChange, link: &mut Link) -> Exchange<()> {
         let mut batch = vec![first];
         while batch.len() < CHANGE_BATCH {
-            let Ok(next) = self.inputs.changes.try_recv() else { break };
+            let Ok(next) = self.inputs.changes.try_recv() else {
+                break;
+            };
             batch.push(next);
         }
         let mut interests = Vec::new();
@@ -303,7 +334,11 @@ impl Relay {
 
     /// Runs the join/leave scripts; announces here each join or leave that was the first or last in
     /// the cluster (the script already published it to the other instances).
-    async fn write_memberships(&self, memberships: &[(Membership, Room, UserId)], conn: &mut MultiplexedConnection) -> Exchange<()> {
+    async fn write_memberships(
+        &self,
+        memberships: &[(Membership, Room, UserId)],
+        conn: &mut MultiplexedConnection,
+    ) -> Exchange<()> {
         if memberships.is_empty() {
             return Ok(());
         }
@@ -311,12 +346,16 @@ impl Relay {
         let mut frames = Vec::with_capacity(memberships.len());
         for (membership, room, user) in memberships {
             let frame = self.presence_frame(*membership, room, user);
-            let payload = frame.as_ref().map(|frame| wire::encode_payload(&self.presence.me, frame)).unwrap_or_default();
+            let payload = frame
+                .as_ref()
+                .map(|frame| wire::encode_payload(&self.presence.me, frame))
+                .unwrap_or_default();
             self.presence.add_change(&mut pipe, membership, room, user, &payload);
             frames.push(frame);
         }
         let firsts: Vec<i64> = within("room presence", pipe.query_async(conn)).await?;
-        for ((_, room, _), (frame, first)) in memberships.iter().zip(frames.into_iter().zip(firsts)) {
+        for ((_, room, _), (frame, first)) in memberships.iter().zip(frames.into_iter().zip(firsts))
+        {
             if let (Some(frame), 1) = (frame, first) {
                 self.deliver_here(room, frame);
             }
@@ -324,7 +363,12 @@ impl Relay {
         Ok(())
     }
 
-    fn presence_frame(&self, membership: Membership, room: &str, user: &str) -> Option<protocol::Frame> {
+    fn presence_frame(
+        &self,
+        membership: Membership,
+        room: &str,
+        user: &str,
+    ) -> Option<protocol::Frame> {
         let status = match membership {
             Membership::Join => PresenceStatus::Join,
             Membership::Leave => PresenceStatus::Leave,
@@ -339,12 +383,20 @@ impl Relay {
     }
 
     /// Channels to subscribe to and to leave, given what the mirror now needs.
-    fn subscription_changes(&self, interests: &[Interest], subscribed: &HashSet<String>) -> (Vec<String>, Vec<String>) {
+    fn subscription_changes(
+        &self,
+        interests: &[Interest],
+        subscribed: &HashSet<String>,
+    ) -> (Vec<String>, Vec<String>) {
         let (mut subscribe, mut unsubscribe) = (Vec::new(), Vec::new());
         for interest in interests {
             let (channel, wanted) = match interest {
-                Interest::User(user) => (self.names().user_channel(user), self.mirror.users.contains(user)),
-                Interest::Room(room) => (self.names().room_channel(room), self.mirror.rooms.contains_key(room)),
+                Interest::User(user) => {
+                    (self.names().user_channel(user), self.mirror.users.contains(user))
+                }
+                Interest::Room(room) => {
+                    (self.names().room_channel(room), self.mirror.rooms.contains_key(room))
+                }
             };
             let listening = subscribed.contains(&channel) || subscribe.contains(&channel);
             if wanted && !listening {
@@ -387,15 +439,18 @@ impl Relay {
         let to_ids = |users: Vec<String>| users.into_iter().map(UserId::from).collect::<Vec<_>>();
         match question {
             Question::OnlineUsers(reply) => {
-                let users = within("online users", self.presence.query(conn, Lookup::Online)).await?;
+                let users =
+                    within("online users", self.presence.query(conn, Lookup::Online)).await?;
                 let _ = reply.send(to_ids(users));
             }
             Question::RoomUsers(room, reply) => {
-                let users = within("room users", self.presence.query(conn, Lookup::Room(&room))).await?;
+                let users =
+                    within("room users", self.presence.query(conn, Lookup::Room(&room))).await?;
                 let _ = reply.send(to_ids(users));
             }
             Question::UserOnline(user, reply) => {
-                let found = within("user online", self.presence.query(conn, Lookup::User(&user))).await?;
+                let found =
+                    within("user online", self.presence.query(conn, Lookup::User(&user))).await?;
                 let _ = reply.send(!found.is_empty());
             }
         }
@@ -412,9 +467,15 @@ impl Relay {
         }
         let mut pipe = redis::pipe();
         for (room, user) in gone {
-            let Ok(room) = protocol::validate_room(&room) else { continue };
+            let Ok(room) = protocol::validate_room(&room) else {
+                continue;
+            };
             if let Some(frame) = self.presence_frame(Membership::Leave, &room, &user) {
-                pipe.publish(self.names().room_channel(&room), wire::encode_payload(&self.presence.me, &frame)).ignore();
+                pipe.publish(
+                    self.names().room_channel(&room),
+                    wire::encode_payload(&self.presence.me, &frame),
+                )
+                .ignore();
                 self.deliver_here(&room, frame);
             }
         }

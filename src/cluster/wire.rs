@@ -97,9 +97,15 @@ mod tests {
         for target in [Target::Room("lobby".into()), Target::User("alice".into()), Target::All] {
             let channels = names.channels_of(&target);
             assert_eq!(channels.len(), 1);
-            assert_eq!(format!("{:?}", names.target_of(&channels[0]).unwrap()), format!("{target:?}"));
+            assert_eq!(
+                format!("{:?}", names.target_of(&channels[0]).unwrap()),
+                format!("{target:?}")
+            );
         }
-        assert_eq!(names.channels_of(&Target::Users(vec!["a".into(), "b".into()])), ["wsb:user:a", "wsb:user:b"]);
+        assert_eq!(
+            names.channels_of(&Target::Users(vec!["a".into(), "b".into()])),
+            ["wsb:user:a", "wsb:user:b"]
+        );
         assert!(names.target_of("other:room:lobby").is_none());
         assert!(names.target_of("wsb:room:").is_none(), "an invalid room name");
     }

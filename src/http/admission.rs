@@ -64,7 +64,9 @@ impl Admission {
 
     /// A ticket for one more connection from `ip`; `Ok(None)` when nothing is capped.
     pub async fn admit(&self, ip: IpAddr) -> Result<Option<Ticket>, Refusal> {
-        let Some(requests) = &self.requests else { return Ok(None) };
+        let Some(requests) = &self.requests else {
+            return Ok(None);
+        };
         let (reply, answer) = oneshot::channel();
         // If the counting task is gone the server is stopping; let the registration refuse it.
         if requests.send(Request::Admit { ip, reply }).is_err() {
@@ -78,7 +80,11 @@ impl Admission {
     }
 }
 
-async fn count(mut inbox: mpsc::UnboundedReceiver<Request>, max_connections: usize, max_per_address: usize) {
+async fn count(
+    mut inbox: mpsc::UnboundedReceiver<Request>,
+    max_connections: usize,
+    max_per_address: usize,
+) {
     let mut total = 0usize;
     let mut per_address: HashMap<IpAddr, usize> = HashMap::new();
     while let Some(request) = inbox.recv().await {

@@ -18,7 +18,13 @@ use crate::protocol::{self, Frame, Limits, MessageType, UserId, GLOBAL_ROOM};
 
 /// Routes `/api/v1/chat/{path}`. With authentication on, every call needs a valid token and the
 /// publish endpoints an admin one; admin publishes are audited.
-pub async fn route(app: &App, request: Request<Incoming>, method: &Method, path: &[&str], remote: SocketAddr) -> Response<Body> {
+pub async fn route(
+    app: &App,
+    request: Request<Incoming>,
+    method: &Method,
+    path: &[&str],
+    remote: SocketAddr,
+) -> Response<Body> {
     let caller = match app.authenticate(&request, remote) {
         Ok(caller) => caller,
         Err(_) => return unauthorized(),
@@ -40,7 +46,8 @@ pub async fn route(app: &App, request: Request<Incoming>, method: &Method, path:
         (&Method::GET, ["users", user, "connections"]) => user_connections(app, user).await,
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     };
-    if let (true, Some(caller)) = (publishing && response.status() == StatusCode::ACCEPTED, &caller) {
+    if let (true, Some(caller)) = (publishing && response.status() == StatusCode::ACCEPTED, &caller)
+    {
         tracing::info!(target: "audit", event = "admin_publish", user = %caller.user, %remote, ?path);
     }
     response
@@ -87,7 +94,8 @@ async fn publish_user(app: &App, user: &str, request: Request<Incoming>) -> Resp
 async fn publish_users(app: &App, request: Request<Incoming>) -> Response<Body> {
     publish(app, request, |body| {
         let names = body.users.as_deref().ok_or_else(|| Refusal::bad("missing users"))?;
-        let users: Result<Vec<UserId>, _> = names.iter().map(|u| protocol::validate_user(u)).collect();
+        let users: Result<Vec<UserId>, _> =
+            names.iter().map(|u| protocol::validate_user(u)).collect();
         users.map(Target::Users).map_err(Refusal::bad)
     })
     .await
@@ -114,23 +122,39 @@ async fn publish(
 async fn read_body(app: &App, request: Request<Incoming>) -> Result<PublishBody, Refusal> {
     let limit = app.hub.settings().max_frame;
     let collected = Limited::new(request.into_body(), limit).collect().await.map_err(|_| {
-        Refusal(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is over {limit} bytes"))
+        Refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is over {limit} bytes"),
+        )
     })?;
-    serde_json::from_slice(&collected.to_bytes()).map_err(|err| Refusal::bad(format!("invalid JSON body: {err}")))
+    serde_json::from_slice(&collected.to_bytes())
+        .map_err(|err| Refusal::bad(format!("invalid JSON body: {err}")))
 }
 
-fn encode_publish(app: &App, body: &PublishBody, target: &Target) -> Result<(String, Frame), Refusal> {
+fn encode_publish(
+    app: &App,
+    body: &PublishBody,
+    target: &Target,
+) -> Result<(String, Frame), Refusal> {
     let kind = match body.kind.as_deref().unwrap_or("notification") {
         "chat" => MessageType::Chat,
         "notification" => MessageType::Notification,
         "system" => MessageType::System,
-        other => return Err(Refusal(StatusCode::BAD_REQUEST, "unknown_type", format!("cannot publish type {other}"))),
+        other => {
+            return Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                "unknown_type",
+                format!("cannot publish type {other}"),
+            ))
+        }
     };
     let from = body.from.as_deref().unwrap_or("system");
     protocol::validate_user(from).map_err(Refusal::bad)?;
     let limits = Limits { max_content_chars: app.hub.settings().max_content };
-    let data = protocol::chat_data(body.data.as_deref(), limits)
-        .map_err(|(code, message)| Refusal(StatusCode::BAD_REQUEST, code.as_str(), message.into()))?;
+    let data = protocol::chat_data(body.data.as_deref(), limits).map_err(|(code, message)| {
+        Refusal(StatusCode::BAD_REQUEST, code.as_str(), message.into())
+    })?;
     let id = protocol::new_message_id();
     let room = match target {
         Target::Room(room) => Some(room.as_ref()),
@@ -152,7 +176,10 @@ async fn room_online(app: &App, room: &str) -> Response<Body> {
     };
     let (users, coverage) = app.hub.room_users(&room).await;
     let users: Vec<UserId> = users.into_iter().map(|(user, _)| user).collect();
-    json(StatusCode::OK, &with_coverage(serde_json::json!({ "room": room, "users": users }), coverage))
+    json(
+        StatusCode::OK,
+        &with_coverage(serde_json::json!({ "room": room, "users": users }), coverage),
+    )
 }
 
 async fn user_online(app: &App, user: &str) -> Response<Body> {

@@ -49,16 +49,24 @@ impl App {
     pub fn new(hub: Hub, auth: Option<Authenticator>, shard_runtimes: Box<[Handle]>) -> Self {
         let auth = auth.map(Arc::new);
         let settings = hub.settings();
-        let admission = admission::Admission::start(settings.max_connections, settings.max_conns_per_ip);
+        let admission =
+            admission::Admission::start(settings.max_connections, settings.max_conns_per_ip);
         let (draining, next_conn) = (AtomicBool::new(false), AtomicU64::new(1));
         Self { hub, admission, auth, shard_runtimes, draining, next_conn }
     }
 
     /// With authentication on, who the request's token says the caller is (`None` when it is off).
     /// A refusal is written to the audit log here; answer it with [`unauthorized`].
-    fn authenticate<B>(&self, request: &Request<B>, remote: SocketAddr) -> Result<Option<Identity>, AuthError> {
-        let Some(authenticator) = &self.auth else { return Ok(None) };
-        let header = request.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    fn authenticate<B>(
+        &self,
+        request: &Request<B>,
+        remote: SocketAddr,
+    ) -> Result<Option<Identity>, AuthError> {
+        let Some(authenticator) = &self.auth else {
+            return Ok(None);
+        };
+        let header =
+            request.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let token = auth::request_token(header, request.uri().query()).ok_or(AuthError::Missing);
         let verified = token.and_then(|token| authenticator.verify(&token));
         if let Err(err) = &verified {
@@ -93,23 +101,38 @@ impl App {
 
 /// Serves one request from `remote`. Never fails: every problem is an HTTP answer with a JSON error
 /// body. With authentication on, everything but health, readiness and metrics needs a token.
-pub async fn handle(app: &App, request: Request<Incoming>, remote: SocketAddr) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    app: &App,
+    request: Request<Incoming>,
+    remote: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
     let Some(segments) = decoded_segments(request.uri().path()) else {
-        return Ok(error(StatusCode::BAD_REQUEST, "bad_request", "path is not valid percent-encoded UTF-8"));
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "path is not valid percent-encoded UTF-8",
+        ));
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = request.method().clone();
     let response = match (method, segments.as_slice()) {
-        (Method::GET, ["api", "chat-api", "ws"] | ["ws"] | ["ws", "chat"]) => ws::upgrade(app, request, None, remote).await,
-        (Method::GET, ["api", "chat-api", "ws", room]) => ws::upgrade(app, request, Some(room), remote).await,
-        (method, ["api", "v1", "chat", path @ ..]) => api::route(app, request, &method, path, remote).await,
+        (Method::GET, ["api", "chat-api", "ws"] | ["ws"] | ["ws", "chat"]) => {
+            ws::upgrade(app, request, None, remote).await
+        }
+        (Method::GET, ["api", "chat-api", "ws", room]) => {
+            ws::upgrade(app, request, Some(room), remote).await
+        }
+        (method, ["api", "v1", "chat", path @ ..]) => {
+            api::route(app, request, &method, path, remote).await
+        }
         (Method::GET, ["healthz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (Method::GET, ["readyz"]) if app.is_draining() => {
             json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "draining"}))
         }
-        (Method::GET, ["readyz"]) if !app.hub.broker().is_ready() => {
-            json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "redis_unavailable"}))
-        }
+        (Method::GET, ["readyz"]) if !app.hub.broker().is_ready() => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "redis_unavailable"}),
+        ),
         (Method::GET, ["readyz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
         (Method::GET, ["metrics"]) => metrics(app),
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
@@ -118,12 +141,14 @@ pub async fn handle(app: &App, request: Request<Incoming>, remote: SocketAddr) -
 }
 
 fn decoded_segments(path: &str) -> Option<Vec<String>> {
-    let decode = |segment: &str| percent_decode_str(segment).decode_utf8().ok().map(|s| s.into_owned());
+    let decode =
+        |segment: &str| percent_decode_str(segment).decode_utf8().ok().map(|s| s.into_owned());
     path.split('/').filter(|s| !s.is_empty()).map(decode).collect()
 }
 
 fn metrics(app: &App) -> Response<Body> {
-    let mut response = Response::new(Body::from(app.hub.metrics().render(app.hub.directory().room_count())));
+    let mut response =
+        Response::new(Body::from(app.hub.metrics().render(app.hub.directory().room_count())));
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     response.headers_mut().insert(CONTENT_TYPE, content_type);
     response

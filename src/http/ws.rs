@@ -9,8 +9,11 @@
 //! moves to its shard's thread, where its session runs.
 
 use hyper::body::Incoming;
+use hyper::header::{
+    HeaderValue, CONNECTION, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
+};
 use hyper::upgrade::Upgraded;
-use hyper::header::{HeaderValue, CONNECTION, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
@@ -29,7 +32,12 @@ use crate::session::Session;
 use crate::shard::Registration;
 use crate::transport::Stream;
 
-pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Option<&str>, remote: SocketAddr) -> Response<Body> {
+pub async fn upgrade(
+    app: &App,
+    mut request: Request<Incoming>,
+    path_room: Option<&str>,
+    remote: SocketAddr,
+) -> Response<Body> {
     if !asks_for_websocket(&request) {
         let message = "this endpoint speaks WebSocket: send an Upgrade: websocket request";
         return error(StatusCode::UPGRADE_REQUIRED, "upgrade_required", message);
@@ -57,11 +65,18 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
     let auth = app.session_auth(identity.as_ref());
     let (user, permissions) = match identity {
         Some(identity) => (identity.user, identity.permissions),
-        None => (named_user.unwrap_or_else(|| UserId::from(protocol::new_message_id())), Permissions::unrestricted()),
+        None => (
+            named_user.unwrap_or_else(|| UserId::from(protocol::new_message_id())),
+            Permissions::unrestricted(),
+        ),
     };
     if let Some(room) = rooms.iter().find(|room| !permissions.may_join(room)) {
         tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
-        return error(StatusCode::FORBIDDEN, "forbidden", &format!("not allowed to join room {room}"));
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("not allowed to join room {room}"),
+        );
     }
     if app.is_draining() {
         return shutting_down();
@@ -76,13 +91,22 @@ pub async fn upgrade(app: &App, mut request: Request<Incoming>, path_room: Optio
     let conn = app.next_conn_id();
     let (outbox, outbox_rx) = flume::bounded(app.hub.settings().send_buffer as usize);
     let (closer, closer_rx) = oneshot::channel();
-    let registration = Registration { conn, user: user.clone(), rooms, outbox, closer, remote, permissions };
+    let registration =
+        Registration { conn, user: user.clone(), rooms, outbox, closer, remote, permissions };
     if !app.hub.register(registration).await {
         return shutting_down();
     }
     let on_upgrade = hyper::upgrade::on(&mut request);
     let runtime = app.shard_runtime(&user).clone();
-    let session = Session { conn, user, hub: app.hub.clone(), outbox: outbox_rx, closer: closer_rx, ticket, auth };
+    let session = Session {
+        conn,
+        user,
+        hub: app.hub.clone(),
+        outbox: outbox_rx,
+        closer: closer_rx,
+        ticket,
+        auth,
+    };
     let config = socket_config(app.hub.settings());
     tokio::spawn(async move {
         let detached = match on_upgrade.await {
@@ -107,10 +131,14 @@ fn shutting_down() -> Response<Body> {
 /// The answer to a connection over a cap: 503 for the instance, 429 for one address.
 fn refused(refusal: Refusal) -> Response<Body> {
     match refusal {
-        Refusal::InstanceFull => error(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", "this server is full"),
-        Refusal::AddressFull => {
-            error(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", "too many connections from your address")
+        Refusal::InstanceFull => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", "this server is full")
         }
+        Refusal::AddressFull => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            "too many connections from your address",
+        ),
     }
 }
 
@@ -119,7 +147,9 @@ fn refused(refusal: Refusal) -> Response<Body> {
 type Detached = (Stream, std::net::TcpStream, Vec<u8>);
 
 fn detach(upgraded: Upgraded) -> Result<Detached, String> {
-    let parts = upgraded.downcast::<TokioIo<Stream>>().map_err(|_| "the upgraded connection is not ours")?;
+    let parts = upgraded
+        .downcast::<TokioIo<Stream>>()
+        .map_err(|_| "the upgraded connection is not ours")?;
     let mut stream = parts.io.into_inner();
     let socket = stream.detach().map_err(|err| err.to_string())?;
     Ok((stream, socket, parts.read_buf.to_vec()))
@@ -130,7 +160,13 @@ async fn serve_on_shard(session: Session, detached: Detached, config: WebSocketC
     let (mut stream, socket, read_ahead) = detached;
     match stream.attach(socket) {
         Ok(()) => {
-            let socket = WebSocketStream::from_partially_read(stream, read_ahead, Role::Server, Some(config)).await;
+            let socket = WebSocketStream::from_partially_read(
+                stream,
+                read_ahead,
+                Role::Server,
+                Some(config),
+            )
+            .await;
             session.run(socket).await;
         }
         Err(err) => {
@@ -145,14 +181,17 @@ async fn serve_on_shard(session: Session, detached: Detached, config: WebSocketC
 fn foreign_origin<'a, B>(request: &'a Request<B>, allowed: &[String]) -> Option<&'a str> {
     let origin = request.headers().get(ORIGIN)?;
     let origin = origin.to_str().unwrap_or("<not text>");
-    let known = allowed.is_empty() || allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin));
+    let known = allowed.is_empty()
+        || allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin));
     (!known).then_some(origin)
 }
 
 fn asks_for_websocket<B>(request: &Request<B>) -> bool {
     let has_token = |name, token: &str| {
         request.headers().get_all(name).iter().any(|value| {
-            value.to_str().is_ok_and(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
+            value
+                .to_str()
+                .is_ok_and(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
         })
     };
     has_token(CONNECTION, "upgrade") && has_token(UPGRADE, "websocket")
@@ -160,9 +199,13 @@ fn asks_for_websocket<B>(request: &Request<B>) -> bool {
 
 /// The user named by `user=` (used only with authentication off) and the rooms (`room=`,
 /// repeatable, and the path's room).
-fn connect_params(query: Option<&str>, path_room: Option<&str>) -> Result<(Option<UserId>, Vec<Room>), &'static str> {
+fn connect_params(
+    query: Option<&str>,
+    path_room: Option<&str>,
+) -> Result<(Option<UserId>, Vec<Room>), &'static str> {
     let mut user = None;
-    let mut rooms: Vec<Room> = path_room.map(protocol::validate_room).transpose()?.into_iter().collect();
+    let mut rooms: Vec<Room> =
+        path_room.map(protocol::validate_room).transpose()?.into_iter().collect();
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
             "user" => user = Some(protocol::validate_user(&value)?),
@@ -193,6 +236,9 @@ fn switching_protocols(accept: &str) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(accept).expect("base64 is a valid header value"));
+    headers.insert(
+        SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(accept).expect("base64 is a valid header value"),
+    );
     response
 }

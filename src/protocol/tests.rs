@@ -18,7 +18,8 @@ fn json(frame: &Frame) -> serde_json::Value {
 
 #[test]
 fn chat_is_encoded_once_with_server_fields_and_forged_from_ignored() {
-    let text = r#"{"type":"chat","room":"lobby","from":"mallory","id":"c-1","data":{"content":"hi"}}"#;
+    let text =
+        r#"{"type":"chat","room":"lobby","from":"mallory","id":"c-1","data":{"content":"hi"}}"#;
     let request = request(text, "alice");
     assert_eq!(request.id.as_deref(), Some("c-1"));
     let Action::Chat { room, frame } = request.action else { panic!("not a chat") };
@@ -74,7 +75,13 @@ fn bad_input_is_rejected_with_its_code() {
 
 #[test]
 fn data_may_nest_16_deep_and_no_deeper() {
-    let nested = |depth: usize| format!(r#"{{"type":"chat","data":{{"a":{}1{}}}}}"#, "[".repeat(depth - 1), "]".repeat(depth - 1));
+    let nested = |depth: usize| {
+        format!(
+            r#"{{"type":"chat","data":{{"a":{}1{}}}}}"#,
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        )
+    };
     assert!(parse_client_frame(&nested(16), "u", LIMITS).is_ok());
     let err = parse_client_frame(&nested(17), "u", LIMITS).unwrap_err();
     assert_eq!(err.code, ErrorCode::BadRequest);
@@ -85,10 +92,15 @@ fn data_may_nest_16_deep_and_no_deeper() {
 
 #[test]
 fn refresh_carries_its_token_to_the_session_and_needs_one() {
-    let parsed = parse_client_frame(r#"{"type":"refresh","id":"r1","data":{"token":"t.k.n"}}"#, "u", LIMITS);
-    let Ok(ClientFrame::Refresh { id, token }) = parsed else { panic!("not a refresh: {parsed:?}") };
+    let parsed =
+        parse_client_frame(r#"{"type":"refresh","id":"r1","data":{"token":"t.k.n"}}"#, "u", LIMITS);
+    let Ok(ClientFrame::Refresh { id, token }) = parsed else {
+        panic!("not a refresh: {parsed:?}")
+    };
     assert_eq!((id.as_deref(), token.as_str()), (Some("r1"), "t.k.n"));
-    for text in [r#"{"type":"refresh","id":"r2"}"#, r#"{"type":"refresh","id":"r2","data":{"token":5}}"#] {
+    for text in
+        [r#"{"type":"refresh","id":"r2"}"#, r#"{"type":"refresh","id":"r2","data":{"token":5}}"#]
+    {
         let err = parse_client_frame(text, "u", LIMITS).expect_err(text);
         assert_eq!((err.code, err.id.as_deref()), (ErrorCode::BadRequest, Some("r2")));
     }
@@ -98,7 +110,10 @@ fn refresh_carries_its_token_to_the_session_and_needs_one() {
 fn token_expiring_notice_names_the_expiry_in_rfc_3339() {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     let value = json(&token_expiring_frame(at));
-    assert_eq!(value, serde_json::json!({"type": "system", "data": {"event": "token_expiring", "expires_at": "2023-11-14T22:13:20Z"}}));
+    assert_eq!(
+        value,
+        serde_json::json!({"type": "system", "data": {"event": "token_expiring", "expires_at": "2023-11-14T22:13:20Z"}})
+    );
 }
 
 /// Whatever a client sends, the answer is a request (whose chat frame is valid JSON) or a

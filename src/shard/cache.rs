@@ -47,8 +47,18 @@ impl Connection {
     /// A connection of `user` that is in no room yet, active now, with no restrictions.
     pub fn new(user: UserId, outbox: Outbox, closer: Option<oneshot::Sender<CloseReason>>) -> Self {
         let (connected_at, last_activity) = (SystemTime::now(), Instant::now());
-        let (remote, permissions) = (SocketAddr::from(([0, 0, 0, 0], 0)), Permissions::unrestricted());
-        Self { user, outbox, closer, connected_at, remote, permissions, last_activity, rooms: Vec::new() }
+        let (remote, permissions) =
+            (SocketAddr::from(([0, 0, 0, 0], 0)), Permissions::unrestricted());
+        Self {
+            user,
+            outbox,
+            closer,
+            connected_at,
+            remote,
+            permissions,
+            last_activity,
+            rooms: Vec::new(),
+        }
     }
 }
 
@@ -140,7 +150,10 @@ impl LocalCache {
     pub fn remove(&mut self, conn: ConnId) -> Option<(Connection, Vec<Left>)> {
         let mut connection = self.conns.remove(&conn)?;
         let rooms = std::mem::take(&mut connection.rooms);
-        let left = rooms.into_iter().filter_map(|room| self.remove_member(conn, &connection.user, room)).collect();
+        let left = rooms
+            .into_iter()
+            .filter_map(|room| self.remove_member(conn, &connection.user, room))
+            .collect();
         if let Some(conns) = self.users.get_mut(&connection.user) {
             conns.retain(|c| *c != conn);
             if conns.is_empty() {
@@ -202,12 +215,21 @@ impl LocalCache {
     }
 
     /// Every local member of `room`.
-    pub fn room_outboxes<'a>(&'a self, room: &str) -> impl Iterator<Item = (ConnId, &'a Outbox)> + 'a {
-        self.rooms.get(room).into_iter().flat_map(|members| members.conns.iter().map(|(c, o)| (*c, o)))
+    pub fn room_outboxes<'a>(
+        &'a self,
+        room: &str,
+    ) -> impl Iterator<Item = (ConnId, &'a Outbox)> + 'a {
+        self.rooms
+            .get(room)
+            .into_iter()
+            .flat_map(|members| members.conns.iter().map(|(c, o)| (*c, o)))
     }
 
     /// Every connection of `user` (all on this shard, since users are pinned).
-    pub fn user_outboxes<'a>(&'a self, user: &str) -> impl Iterator<Item = (ConnId, &'a Outbox)> + 'a {
+    pub fn user_outboxes<'a>(
+        &'a self,
+        user: &str,
+    ) -> impl Iterator<Item = (ConnId, &'a Outbox)> + 'a {
         let conns = self.users.get(user).map(Vec::as_slice).unwrap_or_default();
         conns.iter().filter_map(|conn| self.conns.get(conn).map(|c| (*conn, &c.outbox)))
     }
@@ -231,16 +253,26 @@ impl LocalCache {
     }
 
     /// The users in `room`, each with whether it is away (no client frame for `away_after`).
-    pub fn room_users(&self, room: &str, now: Instant, away_after: Duration) -> Vec<(UserId, bool)> {
-        let Some(members) = self.rooms.get(room) else { return Vec::new() };
+    pub fn room_users(
+        &self,
+        room: &str,
+        now: Instant,
+        away_after: Duration,
+    ) -> Vec<(UserId, bool)> {
+        let Some(members) = self.rooms.get(room) else {
+            return Vec::new();
+        };
         let away = |user: &UserId| self.user_status(user, now, away_after) == UserStatus::Away;
         members.users.keys().map(|user| (user.clone(), away(user))).collect()
     }
 
     /// Online while any connection has been active within `away_after`, away when all are idle.
     pub fn user_status(&self, user: &str, now: Instant, away_after: Duration) -> UserStatus {
-        let Some(conns) = self.users.get(user) else { return UserStatus::Offline };
-        let last_activity = conns.iter().filter_map(|conn| self.conns.get(conn)).map(|c| c.last_activity).max();
+        let Some(conns) = self.users.get(user) else {
+            return UserStatus::Offline;
+        };
+        let last_activity =
+            conns.iter().filter_map(|conn| self.conns.get(conn)).map(|c| c.last_activity).max();
         match last_activity {
             Some(last) if now.saturating_duration_since(last) < away_after => UserStatus::Online,
             Some(_) => UserStatus::Away,
@@ -253,7 +285,12 @@ impl LocalCache {
         let info = |conn: &ConnId| {
             let c = self.conns.get(conn)?;
             let idle_for = now.saturating_duration_since(c.last_activity);
-            Some(ConnInfo { conn: *conn, connected_at: c.connected_at, idle_for, rooms: c.rooms.clone() })
+            Some(ConnInfo {
+                conn: *conn,
+                connected_at: c.connected_at,
+                idle_for,
+                rooms: c.rooms.clone(),
+            })
         };
         conns.iter().filter_map(info).collect()
     }
@@ -285,7 +322,10 @@ mod tests {
         let left = cache.leave(1, &room).unwrap();
         assert!(!left.user_left && !left.room_empty_here);
         let (_, left) = cache.remove(2).unwrap();
-        assert_eq!(left, vec![Left { room: room.clone(), user_left: true, room_empty_here: false }]);
+        assert_eq!(
+            left,
+            vec![Left { room: room.clone(), user_left: true, room_empty_here: false }]
+        );
         assert_eq!(cache.room_outboxes("r").count(), 1);
         let (_, left) = cache.remove(3).unwrap();
         assert!(left[0].user_left && left[0].room_empty_here);

@@ -74,7 +74,11 @@ impl RateLimits {
             (budget.refused, budget.window_started) = (0, now);
         }
         budget.refused += 1;
-        if budget.refused >= policy.flood_close_after { Verdict::Flooding } else { Verdict::Refused }
+        if budget.refused >= policy.flood_close_after {
+            Verdict::Flooding
+        } else {
+            Verdict::Refused
+        }
     }
 
     /// Drops the budget of a user with no connection left here.
@@ -96,9 +100,17 @@ mod tests {
         let (mut limits, user, start) = (limits(), UserId::from("u"), Instant::now());
         assert!((0..20).all(|_| limits.check(&user, start) == Verdict::Allowed));
         assert_eq!(limits.check(&user, start), Verdict::Refused);
-        assert_eq!(limits.check(&user, start + Duration::from_millis(100)), Verdict::Allowed, "one token per 100 ms");
+        assert_eq!(
+            limits.check(&user, start + Duration::from_millis(100)),
+            Verdict::Allowed,
+            "one token per 100 ms"
+        );
         assert_eq!(limits.check(&user, start + Duration::from_millis(100)), Verdict::Refused);
-        assert_eq!(limits.check(&UserId::from("other"), start), Verdict::Allowed, "budgets are per user");
+        assert_eq!(
+            limits.check(&UserId::from("other"), start),
+            Verdict::Allowed,
+            "budgets are per user"
+        );
     }
 
     #[test]
@@ -114,12 +126,18 @@ mod tests {
         for _ in 0..20 {
             limits.check(&user, later);
         }
-        assert_eq!(limits.check(&user, later), Verdict::Refused, "the count starts again after a minute");
+        assert_eq!(
+            limits.check(&user, later),
+            Verdict::Refused,
+            "the count starts again after a minute"
+        );
     }
 
     #[test]
     fn a_zero_rate_limits_nothing() {
         let mut limits = RateLimits::new(Policy { rate: 0.0, burst: 0.0, flood_close_after: 1 });
-        assert!((0..1000).all(|_| limits.check(&UserId::from("u"), Instant::now()) == Verdict::Allowed));
+        assert!(
+            (0..1000).all(|_| limits.check(&UserId::from("u"), Instant::now()) == Verdict::Allowed)
+        );
     }
 }

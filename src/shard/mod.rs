@@ -29,7 +29,9 @@ use crate::cluster::LocalChange;
 use crate::directory::{ShardId, Transition};
 use crate::hub::{Hub, Target};
 use crate::metrics::{self, ShardCounters};
-use crate::protocol::{self, Action, ClientRequest, ErrorCode, Frame, MessageType, PresenceStatus, Room, UserId};
+use crate::protocol::{
+    self, Action, ClientRequest, ErrorCode, Frame, MessageType, PresenceStatus, Room, UserId,
+};
 use cache::{ConnId, ConnInfo, Connection, LocalCache, Outbox, UserStatus};
 use limits::{Policy, RateLimits, Verdict};
 use output::{Held, Output};
@@ -44,11 +46,20 @@ pub enum Command {
     /// Boxed: it is rare and large, and every command (and every session's pending send) is as big as
     /// the largest variant.
     Register(Box<Registration>, oneshot::Sender<bool>),
-    Request { conn: ConnId, request: ClientRequest },
+    Request {
+        conn: ConnId,
+        request: ClientRequest,
+    },
     /// The session verified a `refresh`: the new token's permissions replace the old ones, and the
     /// client gets its ack in order with the connection's other replies.
-    Reauthorize { conn: ConnId, id: Option<String>, permissions: crate::auth::Permissions },
-    Unregister { conn: ConnId },
+    Reauthorize {
+        conn: ConnId,
+        id: Option<String>,
+        permissions: crate::auth::Permissions,
+    },
+    Unregister {
+        conn: ConnId,
+    },
 }
 
 /// A new connection, registered before its `101 Switching Protocols` is sent.
@@ -68,7 +79,11 @@ pub struct Registration {
 #[derive(Debug)]
 pub enum Delivery {
     /// Deliver `frame` to the local connections that `target` selects.
-    Publish { target: Target, frame: Frame, accepted_at: Instant },
+    Publish {
+        target: Target,
+        frame: Frame,
+        accepted_at: Instant,
+    },
     Query(Query),
     /// Close every connection with 1001, then stop once all are gone.
     Shutdown,
@@ -79,9 +94,18 @@ pub enum Delivery {
 pub enum Query {
     OnlineUsers(oneshot::Sender<Vec<UserId>>),
     /// Users in the room, each with whether it is away.
-    RoomUsers { room: Room, reply: oneshot::Sender<Vec<(UserId, bool)>> },
-    UserStatus { user: UserId, reply: oneshot::Sender<UserStatus> },
-    UserConnections { user: UserId, reply: oneshot::Sender<Vec<ConnInfo>> },
+    RoomUsers {
+        room: Room,
+        reply: oneshot::Sender<Vec<(UserId, bool)>>,
+    },
+    UserStatus {
+        user: UserId,
+        reply: oneshot::Sender<UserStatus>,
+    },
+    UserConnections {
+        user: UserId,
+        reply: oneshot::Sender<Vec<ConnInfo>>,
+    },
 }
 
 /// One message taken from an inbox.
@@ -115,7 +139,8 @@ impl Shard {
             burst: f64::from(settings.rate_burst),
             flood_close_after: settings.flood_close_after,
         };
-        let (cache, out, limits) = (LocalCache::default(), Output::default(), RateLimits::new(policy));
+        let (cache, out, limits) =
+            (LocalCache::default(), Output::default(), RateLimits::new(policy));
         Self { id, hub, cache, out, limits, pending: Vec::new(), shutting_down: false }
     }
 
@@ -171,14 +196,18 @@ impl Shard {
         match command {
             Command::Register(registration, registered) => self.register(*registration, registered),
             Command::Request { conn, request } => self.on_request(conn, request),
-            Command::Reauthorize { conn, id, permissions } => self.reauthorize(conn, id.as_deref(), permissions),
+            Command::Reauthorize { conn, id, permissions } => {
+                self.reauthorize(conn, id.as_deref(), permissions)
+            }
             Command::Unregister { conn } => self.remove(conn, None),
         }
     }
 
     fn on_delivery(&mut self, delivery: Delivery) {
         match delivery {
-            Delivery::Publish { target, frame, accepted_at } => self.deliver_local(&target, &frame, accepted_at),
+            Delivery::Publish { target, frame, accepted_at } => {
+                self.deliver_local(&target, &frame, accepted_at)
+            }
             Delivery::Query(query) => self.answer(query),
             Delivery::Shutdown => self.shut_down(),
         }
@@ -193,7 +222,8 @@ impl Shard {
         if !self.cache.has_user(&user) {
             self.hub.broker().local_change(LocalChange::UserOnline(user.clone()));
         }
-        let connection = Connection { remote, permissions, ..Connection::new(user, outbox, Some(closer)) };
+        let connection =
+            Connection { remote, permissions, ..Connection::new(user, outbox, Some(closer)) };
         self.cache.insert(conn, connection);
         metrics::incr(&self.counters().connections_opened);
         for room in rooms {
@@ -207,8 +237,11 @@ impl Shard {
     }
 
     fn on_request(&mut self, conn: ConnId, request: ClientRequest) {
-        let Some(connection) = self.cache.get(conn) else { return };
-        let (outbox, user, remote) = (connection.outbox.clone(), connection.user.clone(), connection.remote);
+        let Some(connection) = self.cache.get(conn) else {
+            return;
+        };
+        let (outbox, user, remote) =
+            (connection.outbox.clone(), connection.user.clone(), connection.remote);
         let may_join = match &request.action {
             Action::Join(room) => connection.permissions.may_join(room),
             _ => true,
@@ -234,7 +267,9 @@ impl Shard {
                 let message = "too many messages: slow down";
                 Some(protocol::error_frame(id.as_deref(), ErrorCode::RateLimited, message))
             }
-            Action::Chat { room: Some(room), .. } if !self.cache.is_member(conn, &room) => not_member(&room),
+            Action::Chat { room: Some(room), .. } if !self.cache.is_member(conn, &room) => {
+                not_member(&room)
+            }
             Action::Chat { room, frame } => {
                 self.publish(room.map_or(Target::All, Target::Room), frame);
                 ack(MessageType::Ack)
@@ -264,10 +299,18 @@ impl Shard {
         }
     }
 
-    fn reauthorize(&mut self, conn: ConnId, id: Option<&str>, permissions: crate::auth::Permissions) {
-        let Some(connection) = self.cache.get_mut(conn) else { return };
+    fn reauthorize(
+        &mut self,
+        conn: ConnId,
+        id: Option<&str>,
+        permissions: crate::auth::Permissions,
+    ) {
+        let Some(connection) = self.cache.get_mut(conn) else {
+            return;
+        };
         connection.permissions = permissions;
-        let (outbox, ack) = (connection.outbox.clone(), protocol::reply_frame(MessageType::Ack, id));
+        let (outbox, ack) =
+            (connection.outbox.clone(), protocol::reply_frame(MessageType::Ack, id));
         self.out.send_to(conn, &outbox, ack, self.hub.metrics().shard(self.id));
     }
 
@@ -287,25 +330,36 @@ impl Shard {
     fn deliver_local(&mut self, target: &Target, frame: &Frame, accepted_at: Instant) {
         let counters = self.hub.metrics().shard(self.id);
         let out = &mut self.out;
-        let mut send = |(conn, outbox): (ConnId, &Outbox)| out.send_to(conn, outbox, frame.clone(), counters);
+        let mut send =
+            |(conn, outbox): (ConnId, &Outbox)| out.send_to(conn, outbox, frame.clone(), counters);
         match target {
             Target::Room(room) => self.cache.room_outboxes(room).for_each(&mut send),
             Target::User(user) => self.cache.user_outboxes(user).for_each(&mut send),
-            Target::Users(users) => users.iter().flat_map(|u| self.cache.user_outboxes(u)).for_each(&mut send),
+            Target::Users(users) => {
+                users.iter().flat_map(|u| self.cache.user_outboxes(u)).for_each(&mut send)
+            }
             Target::All => self.cache.all_outboxes().for_each(&mut send),
         }
         counters.fanout_latency.record(accepted_at.elapsed());
     }
 
     fn join(&mut self, conn: ConnId, room: Room) {
-        let Some(joined) = self.cache.join(conn, &room) else { return };
+        let Some(joined) = self.cache.join(conn, &room) else {
+            return;
+        };
         if joined.room_new_here {
             self.pending.push(Transition { room: room.clone(), present: true });
             self.out.start_holding();
         }
         if joined.user_joined {
-            let user = self.cache.get(conn).map(|c| c.user.clone()).expect("a joined connection is cached");
-            self.hub.broker().local_change(LocalChange::Joined { room: room.clone(), user: user.clone() });
+            let user = self
+                .cache
+                .get(conn)
+                .map(|c| c.user.clone())
+                .expect("a joined connection is cached");
+            self.hub
+                .broker()
+                .local_change(LocalChange::Joined { room: room.clone(), user: user.clone() });
             self.announce(room, &user, PresenceStatus::Join);
         }
     }
@@ -323,7 +377,9 @@ impl Shard {
             self.out.start_holding();
         }
         if left.user_left {
-            self.hub.broker().local_change(LocalChange::Left { room: left.room.clone(), user: user.clone() });
+            self.hub
+                .broker()
+                .local_change(LocalChange::Left { room: left.room.clone(), user: user.clone() });
             self.announce(left.room, user, PresenceStatus::Leave);
         }
     }
@@ -340,7 +396,9 @@ impl Shard {
 
     /// Removes a connection; `close` tells its session why when the shard is the one evicting it.
     fn remove(&mut self, conn: ConnId, close: Option<CloseReason>) {
-        let Some((mut connection, left)) = self.cache.remove(conn) else { return };
+        let Some((mut connection, left)) = self.cache.remove(conn) else {
+            return;
+        };
         metrics::incr(&self.counters().connections_closed);
         if let (Some(reason), Some(closer)) = (close, connection.closer.take()) {
             let _ = closer.send(reason);
@@ -359,7 +417,8 @@ impl Shard {
         let shard = self.id;
         tokio::spawn(async move {
             let (users, _) = hub.room_users(&room).await;
-            let away: Vec<UserId> = users.iter().filter(|(_, away)| *away).map(|(u, _)| u.clone()).collect();
+            let away: Vec<UserId> =
+                users.iter().filter(|(_, away)| *away).map(|(u, _)| u.clone()).collect();
             let names: Vec<UserId> = users.into_iter().map(|(u, _)| u).collect();
             let frame = protocol::presence_list_frame(id.as_deref(), &room, &names, &away);
             if outbox.try_send(frame).is_err() {
@@ -373,9 +432,15 @@ impl Shard {
         let away_after = self.hub.settings().away_after;
         match query {
             Query::OnlineUsers(reply) => drop(reply.send(self.cache.online_users())),
-            Query::RoomUsers { room, reply } => drop(reply.send(self.cache.room_users(&room, now, away_after))),
-            Query::UserStatus { user, reply } => drop(reply.send(self.cache.user_status(&user, now, away_after))),
-            Query::UserConnections { user, reply } => drop(reply.send(self.cache.user_connections(&user, now))),
+            Query::RoomUsers { room, reply } => {
+                drop(reply.send(self.cache.room_users(&room, now, away_after)))
+            }
+            Query::UserStatus { user, reply } => {
+                drop(reply.send(self.cache.user_status(&user, now, away_after)))
+            }
+            Query::UserConnections { user, reply } => {
+                drop(reply.send(self.cache.user_connections(&user, now)))
+            }
         }
     }
 
@@ -420,7 +485,9 @@ impl Shard {
                         self.out.push_now(conn, &connection.outbox, frame, counters);
                     }
                 }
-                Held::Route { target, frame, accepted_at, from } => self.hub.route(target, frame, accepted_at, Some(from)),
+                Held::Route { target, frame, accepted_at, from } => {
+                    self.hub.route(target, frame, accepted_at, Some(from))
+                }
                 Held::Registered(registered) => drop(registered.send(true)),
             }
         }
@@ -429,7 +496,10 @@ impl Shard {
 
 impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shard").field("id", &self.id).field("connections", &self.cache.len()).finish()
+        f.debug_struct("Shard")
+            .field("id", &self.id)
+            .field("connections", &self.cache.len())
+            .finish()
     }
 }
 

@@ -47,7 +47,13 @@ impl Output {
     }
 
     /// Queues `frame` for a local connection, or holds it while a commit is pending.
-    pub fn send_to(&mut self, conn: ConnId, outbox: &Outbox, frame: Frame, counters: &ShardCounters) {
+    pub fn send_to(
+        &mut self,
+        conn: ConnId,
+        outbox: &Outbox,
+        frame: Frame,
+        counters: &ShardCounters,
+    ) {
         if self.holding {
             self.held.push(Held::Local { conn, frame });
         } else {
@@ -56,7 +62,13 @@ impl Output {
     }
 
     /// `try_send` into the outbox; a full one marks the connection for eviction.
-    pub fn push_now(&mut self, conn: ConnId, outbox: &Outbox, frame: Frame, counters: &ShardCounters) {
+    pub fn push_now(
+        &mut self,
+        conn: ConnId,
+        outbox: &Outbox,
+        frame: Frame,
+        counters: &ShardCounters,
+    ) {
         match outbox.try_send(frame) {
             Ok(()) => {}
             Err(flume::TrySendError::Full(_)) => {

@@ -36,7 +36,8 @@ fn register(shard: &mut Shard, conn: ConnId, user: &str, rooms: &[&str], capacit
     let rooms = rooms.iter().map(|r| Room::from(*r)).collect();
     let remote = "127.0.0.1:1".parse().unwrap();
     let permissions = crate::auth::Permissions::unrestricted();
-    let registration = Registration { conn, user: Arc::from(user), rooms, outbox, closer, remote, permissions };
+    let registration =
+        Registration { conn, user: Arc::from(user), rooms, outbox, closer, remote, permissions };
     shard.on_command(Command::Register(Box::new(registration), answer));
     Peer { frames, closed, registered }
 }
@@ -92,7 +93,11 @@ fn a_full_outbox_evicts_that_connection_alone_with_1008() {
     while fast.next_json().is_some() {}
     let chat = |n: u32| {
         let text = format!(r#"{{"type":"chat","room":"r","data":{{"content":"{n}"}}}}"#);
-        match protocol::parse_client_frame(&text, "fast", protocol::Limits { max_content_chars: 10 }) {
+        match protocol::parse_client_frame(
+            &text,
+            "fast",
+            protocol::Limits { max_content_chars: 10 },
+        ) {
             Ok(protocol::ClientFrame::Request(request)) => request,
             other => panic!("not a chat request: {other:?}"),
         }
@@ -103,8 +108,18 @@ fn a_full_outbox_evicts_that_connection_alone_with_1008() {
     shard.finish_batch();
     assert_eq!(slow.closed.try_recv(), Ok(close::SLOW_CONSUMER));
     let contents: Vec<Value> = std::iter::from_fn(|| fast.next_json()).collect();
-    assert_eq!(contents.iter().filter(|f| f["type"] == "chat").count(), 3, "the fast member got all three");
-    assert_eq!(contents.last().unwrap()["data"], serde_json::json!({"user": "slow", "status": "leave"}));
-    assert_eq!(hub.metrics().shard(0).slow_consumer_evictions.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        contents.iter().filter(|f| f["type"] == "chat").count(),
+        3,
+        "the fast member got all three"
+    );
+    assert_eq!(
+        contents.last().unwrap()["data"],
+        serde_json::json!({"user": "slow", "status": "leave"})
+    );
+    assert_eq!(
+        hub.metrics().shard(0).slow_consumer_evictions.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     assert!(shard.cache.get(1).is_none());
 }

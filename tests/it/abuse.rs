@@ -11,12 +11,21 @@ use crate::common::{start_server_with, WAIT};
 
 #[tokio::test]
 async fn an_upgrade_from_a_foreign_origin_is_refused() {
-    let server = start_server_with(|c| c.allowed_origins = vec!["https://chat.example.com".into()]).await;
+    let server =
+        start_server_with(|c| c.allowed_origins = vec!["https://chat.example.com".into()]).await;
     let origin = |o: &str| [("origin", o.to_string())];
-    let refused = server.try_connect_with("/ws?user=victim&room=r", &origin("https://evil.example")).await;
+    let refused =
+        server.try_connect_with("/ws?user=victim&room=r", &origin("https://evil.example")).await;
     assert_eq!(refused.err(), Some(StatusCode::FORBIDDEN));
-    assert_eq!(server.metric("wsbroker_connections_opened_total").await, 0, "nothing reached the cache");
-    assert!(server.try_connect_with("/ws?user=a", &origin("https://chat.example.com")).await.is_ok());
+    assert_eq!(
+        server.metric("wsbroker_connections_opened_total").await,
+        0,
+        "nothing reached the cache"
+    );
+    assert!(server
+        .try_connect_with("/ws?user=a", &origin("https://chat.example.com"))
+        .await
+        .is_ok());
     assert!(server.try_connect_with("/ws?user=b", &[]).await.is_ok(), "no Origin: not a browser");
     assert_eq!(server.metric("wsbroker_connections_opened_total").await, 2);
 }
@@ -30,7 +39,9 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let started = tokio::time::Instant::now();
     let mut rest = Vec::new();
     // Ends (cleanly or by reset) only when the server hangs up.
-    let _ = tokio::time::timeout(WAIT, slowloris.read_to_end(&mut rest)).await.expect("the server hung up");
+    let _ = tokio::time::timeout(WAIT, slowloris.read_to_end(&mut rest))
+        .await
+        .expect("the server hung up");
     assert!(started.elapsed() >= timeout - Duration::from_millis(50), "not before the timeout");
     assert!(server.try_connect("/ws?user=after", None).await.is_ok(), "others still get in");
 }
@@ -70,7 +81,9 @@ async fn a_user_over_the_rate_limit_is_refused_on_every_device_and_nothing_extra
 
 #[tokio::test]
 async fn a_connection_that_keeps_flooding_is_closed_1008() {
-    let server = start_server_with(|c| (c.rate_limit, c.rate_burst, c.flood_close_after) = (1.0, 1, 5)).await;
+    let server =
+        start_server_with(|c| (c.rate_limit, c.rate_burst, c.flood_close_after) = (1.0, 1, 5))
+            .await;
     let mut flooder = server.member("flooder", "r").await;
     let mut bob = server.member("bob", "r").await;
     for _ in 0..10 {
@@ -92,13 +105,20 @@ async fn connections_over_the_caps_are_refused_before_the_upgrade() {
     let _third = server.try_connect_from("/ws?user=c", "127.0.0.2").await.unwrap();
     let refused = server.try_connect_from("/ws?user=d", "127.0.0.3").await;
     assert_eq!(refused.err(), Some(StatusCode::SERVICE_UNAVAILABLE), "three in all at most");
-    assert_eq!(server.metric("wsbroker_connections_opened_total").await, 3, "refusals never reached the cache");
+    assert_eq!(
+        server.metric("wsbroker_connections_opened_total").await,
+        3,
+        "refusals never reached the cache"
+    );
     drop(first);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         match server.try_connect_from("/ws?user=e", "127.0.0.1").await {
             Ok(_) => break,
-            Err(status) => assert!(tokio::time::Instant::now() < deadline, "the closed slot never came back: {status}"),
+            Err(status) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the closed slot never came back: {status}"
+            ),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -18,7 +18,8 @@ pub fn now() -> u64 {
 }
 
 pub fn sign(claims: &Value, secret: &[u8]) -> String {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret)).unwrap()
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret))
+        .unwrap()
 }
 
 /// A valid token for `sub` with extra claims merged in.
@@ -60,14 +61,21 @@ async fn bad_tokens_are_refused_before_the_upgrade_and_leave_the_cache_alone() {
         ("alg none", Some(unsigned(&base))),
         ("wrong issuer", Some(sign(&with(json!({"iss": "evil"})), SECRET.as_bytes()))),
         ("wrong audience", Some(sign(&with(json!({"aud": "other"})), SECRET.as_bytes()))),
-        ("no exp", Some(sign(&json!({"sub": "m", "iss": "wsb", "aud": "chat"}), SECRET.as_bytes()))),
+        (
+            "no exp",
+            Some(sign(&json!({"sub": "m", "iss": "wsb", "aud": "chat"}), SECRET.as_bytes())),
+        ),
         ("garbage", Some("not.a.token".to_string())),
     ];
     for (case, token) in cases {
         let refused = server.try_connect("/ws?user=mallory&room=lobby", token.as_deref()).await;
         assert_eq!(refused.err(), Some(StatusCode::UNAUTHORIZED), "{case}");
     }
-    assert_eq!(server.metric("wsbroker_connections_opened_total").await, 0, "nothing reached the cache");
+    assert_eq!(
+        server.metric("wsbroker_connections_opened_total").await,
+        0,
+        "nothing reached the cache"
+    );
     let admin = token("ops", json!({"role": "admin"}));
     let (_, online) = server.request_as(&admin, Method::GET, "/api/v1/chat/online", None).await;
     assert_eq!(online, json!({"users": []}));
@@ -77,9 +85,17 @@ async fn bad_tokens_are_refused_before_the_upgrade_and_leave_the_cache_alone() {
 async fn the_token_names_the_user_whatever_the_url_says() {
     let server = auth_server().await;
     let alice = token("alice", json!({}));
-    let mut by_query = server.try_connect(&format!("/ws?user=mallory&room=lobby&token={alice}"), None).await.unwrap();
-    let mut by_header = server.try_connect("/ws?room=lobby", Some(&token("bob", json!({})))).await.unwrap();
-    by_query.send(json!({"type": "chat", "room": "lobby", "from": "mallory", "data": {"content": "hi"}})).await;
+    let mut by_query = server
+        .try_connect(&format!("/ws?user=mallory&room=lobby&token={alice}"), None)
+        .await
+        .unwrap();
+    let mut by_header =
+        server.try_connect("/ws?room=lobby", Some(&token("bob", json!({})))).await.unwrap();
+    by_query
+        .send(
+            json!({"type": "chat", "room": "lobby", "from": "mallory", "data": {"content": "hi"}}),
+        )
+        .await;
     assert_eq!(by_header.recv_type("chat").await["from"], "alice");
     let admin = token("ops", json!({"role": "admin"}));
     let (_, online) = server.request_as(&admin, Method::GET, "/api/v1/chat/online", None).await;
@@ -96,32 +112,49 @@ async fn the_rooms_claim_limits_what_a_user_may_join() {
     alice.join("team-a").await;
     let reply = alice.request(json!({"type": "join", "room": "secret", "id": "j"})).await;
     assert_eq!(reply["data"]["code"], "forbidden");
-    let mut admin = server.try_connect("/ws?room=secret", Some(&token("ops", json!({"role": "admin"})))).await.unwrap();
+    let mut admin = server
+        .try_connect("/ws?room=secret", Some(&token("ops", json!({"role": "admin"}))))
+        .await
+        .unwrap();
     admin.send(json!({"type": "chat", "room": "secret", "data": {"content": "classified"}})).await;
-    assert_eq!(admin.recv_type("chat").await["data"]["content"], "classified", "admins join any room");
+    assert_eq!(
+        admin.recv_type("chat").await["data"]["content"],
+        "classified",
+        "admins join any room"
+    );
     admin.send(json!({"type": "chat", "room": "lobby", "data": {"content": "x"}})).await;
     let reply = admin.recv_type("error").await;
     assert_eq!(reply["data"]["code"], "not_member", "the admin never joined lobby");
-    let reply = alice.request(json!({"type": "chat", "room": "secret", "id": "c", "data": {"content": "x"}})).await;
+    let reply = alice
+        .request(json!({"type": "chat", "room": "secret", "id": "c", "data": {"content": "x"}}))
+        .await;
     assert_eq!(reply["data"]["code"], "not_member", "the refused join left alice outside");
 }
 
 #[tokio::test]
 async fn the_http_api_needs_a_token_and_publishing_an_admin_one() {
     let server = auth_server().await;
-    let mut member = server.try_connect("/ws?room=r", Some(&token("bob", json!({})))).await.unwrap();
+    let mut member =
+        server.try_connect("/ws?room=r", Some(&token("bob", json!({})))).await.unwrap();
     let body = json!({"data": {"content": "deploy"}});
     let (status, _) = server.post("/api/v1/chat/rooms/r/messages", body.clone()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let user = token("bob", json!({}));
-    let (status, reply) = server.request_as(&user, Method::POST, "/api/v1/chat/rooms/r/messages", Some(body.clone())).await;
-    assert_eq!((status, reply["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    let (status, reply) = server
+        .request_as(&user, Method::POST, "/api/v1/chat/rooms/r/messages", Some(body.clone()))
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
     let (status, _) = server.get("/api/v1/chat/online").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, online) = server.request_as(&user, Method::GET, "/api/v1/chat/rooms/r/online", None).await;
+    let (status, online) =
+        server.request_as(&user, Method::GET, "/api/v1/chat/rooms/r/online", None).await;
     assert_eq!((status, online["users"].clone()), (StatusCode::OK, json!(["bob"])));
     let admin = token("ops", json!({"role": "admin"}));
-    let (status, sent) = server.request_as(&admin, Method::POST, "/api/v1/chat/rooms/r/messages", Some(body)).await;
+    let (status, sent) =
+        server.request_as(&admin, Method::POST, "/api/v1/chat/rooms/r/messages", Some(body)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let got = member.recv_type("notification").await;
     assert_eq!(got["id"], sent["id"], "only the admin's publish was delivered");
@@ -141,11 +174,18 @@ async fn a_public_key_accepts_its_tokens_and_refuses_algorithm_confusion() {
     .await;
     let private = std::fs::read(format!("{fixtures}/es256-private.pem")).unwrap();
     let claims = json!({"sub": "carol", "exp": now() + 600});
-    let es256 = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &EncodingKey::from_ec_pem(&private).unwrap());
+    let es256 = jsonwebtoken::encode(
+        &Header::new(Algorithm::ES256),
+        &claims,
+        &EncodingKey::from_ec_pem(&private).unwrap(),
+    );
     assert!(server.try_connect("/ws", Some(&es256.unwrap())).await.is_ok());
     let public = std::fs::read(format!("{fixtures}/es256-public.pem")).unwrap();
     let confused = sign(&claims, &public);
-    assert_eq!(server.try_connect("/ws", Some(&confused)).await.err(), Some(StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        server.try_connect("/ws", Some(&confused)).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
 }
 
 #[tokio::test]

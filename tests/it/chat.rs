@@ -1,10 +1,10 @@
 //! The WebSocket side of the wire contract (docs/protocol.md), through real sockets.
 
 use crate::common::{self, start_server, start_server_with, Client};
+use futures_util::SinkExt;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-use futures_util::SinkExt;
 
 fn content(frame: &Value) -> &str {
     frame["data"]["content"].as_str().unwrap_or_default()
@@ -35,7 +35,9 @@ async fn room_messages_reach_members_only() {
 async fn sender_gets_its_own_message_and_an_ack_with_its_id() {
     let server = start_server().await;
     let mut alice = server.member("alice", "lobby").await;
-    alice.send(json!({"type": "chat", "room": "lobby", "id": "c-1", "data": {"content": "hi"}})).await;
+    alice
+        .send(json!({"type": "chat", "room": "lobby", "id": "c-1", "data": {"content": "hi"}}))
+        .await;
     let echo = alice.recv_type("chat").await;
     assert_eq!(echo["id"], "c-1");
     assert_eq!(echo["from"], "alice");
@@ -50,7 +52,9 @@ async fn forged_from_is_overwritten_with_the_connections_user() {
     let server = start_server().await;
     let mut mallory = server.member("mallory", "lobby").await;
     let mut bob = server.member("bob", "lobby").await;
-    mallory.send(json!({"type": "chat", "room": "lobby", "from": "alice", "data": {"content": "x"}})).await;
+    mallory
+        .send(json!({"type": "chat", "room": "lobby", "from": "alice", "data": {"content": "x"}}))
+        .await;
     assert_eq!(bob.recv_type("chat").await["from"], "mallory");
 }
 
@@ -73,12 +77,18 @@ async fn publishing_to_a_room_one_is_not_in_is_refused() {
     let server = start_server().await;
     let mut outsider = server.connect("/ws?user=outsider").await;
     let mut member = server.member("member", "r").await;
-    let reply = outsider.request(json!({"type": "chat", "room": "r", "id": "m1", "data": {"content": "x"}})).await;
+    let reply = outsider
+        .request(json!({"type": "chat", "room": "r", "id": "m1", "data": {"content": "x"}}))
+        .await;
     assert_eq!(reply["data"]["code"], "not_member");
     let reply = outsider.request(json!({"type": "leave", "room": "r", "id": "l1"})).await;
     assert_eq!(reply["data"]["code"], "not_member");
     say(&mut member, "r", "marker").await;
-    assert_eq!(content(&member.recv_type("chat").await), "marker", "the refused message was not delivered");
+    assert_eq!(
+        content(&member.recv_type("chat").await),
+        "marker",
+        "the refused message was not delivered"
+    );
 }
 
 #[tokio::test]
@@ -89,7 +99,10 @@ async fn bad_input_gets_an_error_and_the_connection_stays_open() {
     assert_eq!(client.recv().await["data"]["code"], "bad_request");
     client.send(json!({"type": "teleport", "id": "t1"})).await;
     let reply = client.recv().await;
-    assert_eq!((reply["data"]["code"].as_str(), reply["id"].as_str()), (Some("unknown_type"), Some("t1")));
+    assert_eq!(
+        (reply["data"]["code"].as_str(), reply["id"].as_str()),
+        (Some("unknown_type"), Some("t1"))
+    );
     client.send(json!({"type": "ack", "id": "a1"})).await;
     assert_eq!(client.recv().await["data"]["code"], "unknown_type", "clients may not send acks");
     client.send(json!({"type": "join", "room": "no spaces", "id": "j1"})).await;
@@ -106,10 +119,14 @@ async fn content_over_the_limit_is_refused_and_not_delivered() {
     let mut sender = server.member("sender", "r").await;
     let mut reader = server.member("reader", "r").await;
     let too_long = "é".repeat(4097);
-    let reply = sender.request(json!({"type": "chat", "room": "r", "id": "big", "data": {"content": too_long}})).await;
+    let reply = sender
+        .request(json!({"type": "chat", "room": "r", "id": "big", "data": {"content": too_long}}))
+        .await;
     assert_eq!(reply["data"]["code"], "content_too_long");
     let at_limit = "é".repeat(4096);
-    let reply = sender.request(json!({"type": "chat", "room": "r", "id": "ok", "data": {"content": at_limit}})).await;
+    let reply = sender
+        .request(json!({"type": "chat", "room": "r", "id": "ok", "data": {"content": at_limit}}))
+        .await;
     assert_eq!(reply["type"], "ack");
     let got = reader.recv_type("chat").await;
     assert_eq!(got["id"], "ok", "only the message within the limit was delivered");
@@ -141,7 +158,11 @@ async fn presence_announces_a_users_first_join_and_last_leave() {
     let mut alice = server.connect("/ws?user=alice&room=r").await;
     let mut bob_phone = server.connect("/ws?user=bob&room=r").await;
     let event = |user: &str, status: &str| json!({"user": user, "status": status});
-    assert_eq!(alice.recv_type("presence").await["data"], event("alice", "join"), "the joiner sees itself");
+    assert_eq!(
+        alice.recv_type("presence").await["data"],
+        event("alice", "join"),
+        "the joiner sees itself"
+    );
     assert_eq!(alice.recv_type("presence").await["data"], event("bob", "join"));
     assert_eq!(bob_phone.recv_type("presence").await["data"], event("bob", "join"));
     let mut bob_laptop = server.member("bob", "r").await;
@@ -190,7 +211,10 @@ async fn presence_query_lists_users_and_who_is_away() {
     bob.request(json!({"type": "ping", "id": "wake"})).await;
     let list = alice.request(query).await;
     assert_eq!(list["data"]["users"], json!(["alice", "bob"]));
-    assert!(!list["data"]["away"].as_array().unwrap().contains(&json!("bob")), "bob is back: {list}");
+    assert!(
+        !list["data"]["away"].as_array().unwrap().contains(&json!("bob")),
+        "bob is back: {list}"
+    );
 }
 
 #[tokio::test]

@@ -73,12 +73,21 @@ async fn room_global_and_direct_messages_cross_instances_exactly_once() {
     bob.send(chat("lobby", "end-b")).await;
     alice.send(chat("lobby", "end-a")).await;
     // Each publisher's messages keep their order, so both ends come after everything else.
-    assert_eq!(chats_until_both_ends(&mut alice).await, ["from a", "from b"], "alice: each message once");
-    assert_eq!(chats_until_both_ends(&mut bob).await, ["from a", "from b"], "bob: each message once");
+    assert_eq!(
+        chats_until_both_ends(&mut alice).await,
+        ["from a", "from b"],
+        "alice: each message once"
+    );
+    assert_eq!(
+        chats_until_both_ends(&mut bob).await,
+        ["from a", "from b"],
+        "bob: each message once"
+    );
 
     bob.send(json!({"type": "chat", "room": "", "data": {"content": "to everyone"}})).await;
     assert_eq!(alice.recv_type("chat").await["data"]["content"], "to everyone");
-    let (status, _) = b.post("/api/v1/chat/users/alice/messages", json!({"data": {"content": "direct"}})).await;
+    let (status, _) =
+        b.post("/api/v1/chat/users/alice/messages", json!({"data": {"content": "direct"}})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(alice.recv_type("notification").await["data"]["content"], "direct");
     let users = json!({"users": ["alice", "nobody"], "data": {"content": "listed"}});
@@ -111,9 +120,17 @@ async fn presence_counts_every_instance_and_join_leave_fire_once_per_user() {
     let alice_on_b = b.member("alice", "room").await;
     let _carol = b.member("carol", "room").await;
     wait_room(&a, "room", json!(["alice", "carol", "watcher"])).await;
-    let online = a.wait_get("/api/v1/chat/online", |_, answer| answer["users"] == json!(["alice", "carol", "watcher"])).await;
+    let online = a
+        .wait_get("/api/v1/chat/online", |_, answer| {
+            answer["users"] == json!(["alice", "carol", "watcher"])
+        })
+        .await;
     assert_eq!(online["partial"], false);
-    assert_eq!(a.get("/api/v1/chat/users/carol/online").await.1["online"], true, "carol is on b only");
+    assert_eq!(
+        a.get("/api/v1/chat/users/carol/online").await.1["online"],
+        true,
+        "carol is on b only"
+    );
 
     drop(alice_on_a);
     wait_room(&b, "room", json!(["alice", "carol", "watcher"])).await;
@@ -125,7 +142,10 @@ async fn presence_counts_every_instance_and_join_leave_fire_once_per_user() {
         events.push(event["data"].clone());
     }
     let alice_events: Vec<&Value> = events.iter().filter(|e| e["user"] == "alice").collect();
-    assert_eq!(alice_events, [&json!({"user": "alice", "status": "join"}), &json!({"user": "alice", "status": "leave"})]);
+    assert_eq!(
+        alice_events,
+        [&json!({"user": "alice", "status": "join"}), &json!({"user": "alice", "status": "leave"})]
+    );
     assert!(events.contains(&json!({"user": "carol", "status": "join"})), "{events:?}");
 }
 
@@ -134,18 +154,26 @@ async fn a_killed_instance_drops_out_of_presence_and_its_users_leave() {
     let redis = RedisServer::start().await;
     let a = instance(&redis, "a").await;
     let url = redis.url();
-    let args = ["--redis-url", url.as_str(), "--instance-id", "doomed", "--presence-heartbeat", "1s"];
+    let args =
+        ["--redis-url", url.as_str(), "--instance-id", "doomed", "--presence-heartbeat", "1s"];
     let (mut doomed, doomed_server) = spawn_broker(&args).await;
     let mut watcher = a.member("watcher", "room").await;
     let _victim = doomed_server.member("victim", "room").await;
     wait_room(&a, "room", json!(["victim", "watcher"])).await;
-    assert_eq!(watcher.recv_where(|f| f["data"]["user"] == "victim").await["data"]["status"], "join");
+    assert_eq!(
+        watcher.recv_where(|f| f["data"]["user"] == "victim").await["data"]["status"],
+        "join"
+    );
 
     doomed.0.kill().unwrap();
     doomed.0.wait().unwrap();
     let killed_at = std::time::Instant::now();
     wait_room(&a, "room", json!(["watcher"])).await;
-    assert!(killed_at.elapsed() < Duration::from_millis(2_500), "gone within 2 heartbeats: {:?}", killed_at.elapsed());
+    assert!(
+        killed_at.elapsed() < Duration::from_millis(2_500),
+        "gone within 2 heartbeats: {:?}",
+        killed_at.elapsed()
+    );
     let leave = watcher.recv_where(|f| f["data"]["user"] == "victim").await;
     assert_eq!(leave["data"]["status"], "leave");
     assert_eq!(a.get("/api/v1/chat/users/victim/online").await.1["online"], false);
@@ -163,12 +191,22 @@ async fn without_redis_local_delivery_goes_on_and_the_cluster_heals_when_it_retu
     redis.stop();
     let stopped_at = std::time::Instant::now();
     a.wait_get("/readyz", |status, _| status == StatusCode::SERVICE_UNAVAILABLE).await;
-    assert!(stopped_at.elapsed() < Duration::from_secs(5), "/readyz failed after {:?}", stopped_at.elapsed());
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(5),
+        "/readyz failed after {:?}",
+        stopped_at.elapsed()
+    );
     anna.send(chat("lobby", "local only")).await;
     assert_eq!(alice.recv_type("chat").await["data"]["content"], "local only");
     let partial = a.get("/api/v1/chat/rooms/lobby/online").await.1;
-    assert_eq!((partial["users"].clone(), partial["partial"].clone()), (json!(["alice", "anna"]), json!(true)));
-    assert!(a.metric("wsbroker_relay_dropped_total").await >= 1, "the message for b was dropped and counted");
+    assert_eq!(
+        (partial["users"].clone(), partial["partial"].clone()),
+        (json!(["alice", "anna"]), json!(true))
+    );
+    assert!(
+        a.metric("wsbroker_relay_dropped_total").await >= 1,
+        "the message for b was dropped and counted"
+    );
     assert_eq!(a.metric("wsbroker_redis_up").await, 0);
 
     redis.restart().await;
@@ -176,7 +214,11 @@ async fn without_redis_local_delivery_goes_on_and_the_cluster_heals_when_it_retu
     wait_room(&a, "lobby", json!(["alice", "anna", "bob"])).await;
     wait_room(&b, "lobby", json!(["alice", "anna", "bob"])).await;
     alice.send(chat("lobby", "healed")).await;
-    assert_eq!(chats_until(&mut bob, "healed").await, Vec::<String>::new(), "nothing from the outage arrives late");
+    assert_eq!(
+        chats_until(&mut bob, "healed").await,
+        Vec::<String>::new(),
+        "nothing from the outage arrives late"
+    );
     bob.send(chat("lobby", "back")).await;
     assert_eq!(chats_until(&mut anna, "back").await, ["local only", "healed"]);
 }

@@ -67,14 +67,26 @@ pub async fn spawn_broker(args: &[&str]) -> (BrokerProcess, TestServer) {
     let stdout = child.stdout.take().unwrap();
     let addr = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stdout).lines();
-        let line = lines.find(|l| l.as_ref().is_ok_and(|l| l.contains("listening on"))).expect("a listening line");
+        let line = lines
+            .find(|l| l.as_ref().is_ok_and(|l| l.contains("listening on")))
+            .expect("a listening line");
         let line = line.unwrap();
-        let addr = line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
         // Keep draining stdout so the broker never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         addr
     });
-    let addr = tokio::time::timeout(Duration::from_secs(30), addr).await.expect("the broker started").unwrap();
+    let addr = tokio::time::timeout(Duration::from_secs(30), addr)
+        .await
+        .expect("the broker started")
+        .unwrap();
     (BrokerProcess(child), TestServer::attach(addr.parse().unwrap()))
 }
 
@@ -85,21 +97,32 @@ impl TestServer {
     }
 
     pub async fn connect(&self, path_and_query: &str) -> Client {
-        self.try_connect(path_and_query, None).await.unwrap_or_else(|status| panic!("connect refused: {status}"))
+        self.try_connect(path_and_query, None)
+            .await
+            .unwrap_or_else(|status| panic!("connect refused: {status}"))
     }
 
     /// Connects, with `Authorization: Bearer` when given; `Err` is the HTTP status of a refusal.
-    pub async fn try_connect(&self, path_and_query: &str, bearer: Option<&str>) -> Result<Client, StatusCode> {
+    pub async fn try_connect(
+        &self,
+        path_and_query: &str,
+        bearer: Option<&str>,
+    ) -> Result<Client, StatusCode> {
         let authorization = bearer.map(|token| ("authorization", format!("Bearer {token}")));
         self.try_connect_with(path_and_query, authorization.as_slice()).await
     }
 
     /// Connects from the loopback address `source` (e.g. 127.0.0.2); `Err` is the HTTP status of a refusal.
-    pub async fn try_connect_from(&self, path_and_query: &str, source: &str) -> Result<Client, StatusCode> {
+    pub async fn try_connect_from(
+        &self,
+        path_and_query: &str,
+        source: &str,
+    ) -> Result<Client, StatusCode> {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
         let stream = socket.connect(self.addr).await.unwrap();
-        let request = format!("ws://{}{}", self.addr, path_and_query).into_client_request().unwrap();
+        let request =
+            format!("ws://{}{}", self.addr, path_and_query).into_client_request().unwrap();
         let handshake = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream));
         match tokio::time::timeout(WAIT, handshake).await.expect("handshake timed out") {
             Ok((ws, _)) => Ok(Client { ws }),
@@ -109,8 +132,13 @@ impl TestServer {
     }
 
     /// Connects with extra request headers; `Err` is the HTTP status of a refusal.
-    pub async fn try_connect_with(&self, path_and_query: &str, headers: &[(&str, String)]) -> Result<Client, StatusCode> {
-        let mut request = format!("ws://{}{}", self.addr, path_and_query).into_client_request().unwrap();
+    pub async fn try_connect_with(
+        &self,
+        path_and_query: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Client, StatusCode> {
+        let mut request =
+            format!("ws://{}{}", self.addr, path_and_query).into_client_request().unwrap();
         for (name, value) in headers {
             let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
             request.headers_mut().insert(name, value.parse().unwrap());
@@ -133,7 +161,10 @@ impl TestServer {
     /// Starts the graceful shutdown; returns whether every connection closed within the timeout.
     pub async fn shutdown(&mut self) -> bool {
         let _ = self.stop.take().expect("shut down once").send(());
-        tokio::time::timeout(WAIT * 3, self.task.take().unwrap()).await.expect("shutdown timed out").unwrap()
+        tokio::time::timeout(WAIT * 3, self.task.take().unwrap())
+            .await
+            .expect("shutdown timed out")
+            .unwrap()
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -145,8 +176,15 @@ impl TestServer {
     }
 
     /// A request with `Authorization: Bearer token`.
-    pub async fn request_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let (status, text) = http_exchange(self.addr, method, path, body.map(|b| b.to_string()), Some(token)).await;
+    pub async fn request_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (status, text) =
+            http_exchange(self.addr, method, path, body.map(|b| b.to_string()), Some(token)).await;
         (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
     }
 
@@ -154,7 +192,10 @@ impl TestServer {
     pub async fn metric(&self, name: &str) -> u64 {
         let (status, text) = http_text(self.addr, Method::GET, "/metrics", None).await;
         assert_eq!(status, StatusCode::OK);
-        let line = text.lines().find(|l| l.split(' ').next() == Some(name)).unwrap_or_else(|| panic!("no {name} in {text}"));
+        let line = text
+            .lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
         line.split(' ').nth(1).unwrap().parse().unwrap()
     }
 
@@ -179,26 +220,46 @@ impl TestServer {
             if current == value {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{name} stayed {current}, expected {value}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} stayed {current}, expected {value}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
-pub async fn http(addr: SocketAddr, method: Method, path: &str, body: Option<String>) -> (StatusCode, Value) {
+pub async fn http(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> (StatusCode, Value) {
     let (status, text) = http_text(addr, method, path, body).await;
     let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
     (status, value)
 }
 
-pub async fn http_text(addr: SocketAddr, method: Method, path: &str, body: Option<String>) -> (StatusCode, String) {
+pub async fn http_text(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> (StatusCode, String) {
     http_exchange(addr, method, path, body, None).await
 }
 
-async fn http_exchange(addr: SocketAddr, method: Method, path: &str, body: Option<String>, bearer: Option<&str>) -> (StatusCode, String) {
+async fn http_exchange(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+    bearer: Option<&str>,
+) -> (StatusCode, String) {
     let exchange = async {
         let stream = TcpStream::connect(addr).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
         tokio::spawn(connection);
         let mut request = Request::builder()
             .method(method)
@@ -233,9 +294,12 @@ impl Client {
     /// The next JSON text frame, within [`WAIT`].
     pub async fn recv(&mut self) -> Value {
         loop {
-            let message = tokio::time::timeout(WAIT, self.ws.next()).await.expect("no frame within the wait");
+            let message =
+                tokio::time::timeout(WAIT, self.ws.next()).await.expect("no frame within the wait");
             match message.expect("stream ended").expect("read error") {
-                Message::Text(text) => return serde_json::from_str(&text).expect("server frames are JSON"),
+                Message::Text(text) => {
+                    return serde_json::from_str(&text).expect("server frames are JSON")
+                }
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected frame {other:?}"),
             }
@@ -267,7 +331,8 @@ impl Client {
     pub async fn request(&mut self, request: Value) -> Value {
         let id = request["id"].as_str().expect("requests carry an id").to_owned();
         self.send(request).await;
-        let is_reply = |f: &Value| ["ack", "error", "pong", "presence"].iter().any(|t| f["type"] == *t);
+        let is_reply =
+            |f: &Value| ["ack", "error", "pong", "presence"].iter().any(|t| f["type"] == *t);
         self.recv_where(|f| f["id"] == id.as_str() && is_reply(f)).await
     }
 
@@ -282,7 +347,9 @@ impl Client {
     pub async fn closed(&mut self) -> Option<CloseFrame> {
         let mut close = None;
         loop {
-            let message = tokio::time::timeout(WAIT, self.ws.next()).await.expect("not closed within the wait");
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("not closed within the wait");
             match message {
                 Some(Ok(Message::Close(frame))) => close = frame,
                 Some(Ok(_)) => continue,

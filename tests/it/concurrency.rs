@@ -142,7 +142,13 @@ impl UserRun {
                 let chat = json!({"type": "chat", "room": room_name(room), "id": id, "data": {"content": content}});
                 assert_eq!(self.request(chat).await["type"], "ack");
                 let (publisher, seq) = (self.user, self.seq);
-                self.log.sent.push(Sent { publisher, seq, room, sent_at, acked_at: Instant::now() });
+                self.log.sent.push(Sent {
+                    publisher,
+                    seq,
+                    room,
+                    sent_at,
+                    acked_at: Instant::now(),
+                });
             }
             Step::Join => {
                 let room = self.rng.below(ROOMS);
@@ -152,7 +158,12 @@ impl UserRun {
                 let join = json!({"type": "join", "room": room_name(room), "id": format!("j{}", self.seq)});
                 assert_eq!(self.request(join).await["type"], "ack");
                 self.open.insert(room, self.log.windows.len());
-                self.log.windows.push(Window { conn, room, joined_at: Instant::now(), left_at: None });
+                self.log.windows.push(Window {
+                    conn,
+                    room,
+                    joined_at: Instant::now(),
+                    left_at: None,
+                });
             }
             Step::Leave => {
                 let room = joined[self.rng.below(joined.len())];
@@ -210,12 +221,22 @@ impl UserRun {
 
 /// Waits at the barrier, but not forever: a task that panicked never arrives.
 async fn wait_for_everyone(barrier: &Barrier) {
-    tokio::time::timeout(crate::common::WAIT * 12, barrier.wait()).await.expect("every user reached the barrier");
+    tokio::time::timeout(crate::common::WAIT * 12, barrier.wait())
+        .await
+        .expect("every user reached the barrier");
 }
 
 async fn run_user(server: Arc<TestServer>, user: usize, barrier: Arc<Barrier>) -> Log {
     let rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((user as u64 + 1) * 0x1000_0001));
-    let mut run = UserRun { user, rng, client: None, connections: 0, open: HashMap::new(), seq: 0, log: Log::default() };
+    let mut run = UserRun {
+        user,
+        rng,
+        client: None,
+        connections: 0,
+        open: HashMap::new(),
+        seq: 0,
+        log: Log::default(),
+    };
     for _ in 0..ACTIONS {
         run.step(&server).await;
     }
@@ -232,8 +253,14 @@ async fn coordinate(client: Client, barrier: Arc<Barrier>) -> Vec<Receipt> {
         let mut receipts = Vec::new();
         let mut markers = 0;
         while markers < ROOMS {
-            let message = tokio::time::timeout(crate::common::WAIT * 6, stream.next()).await.unwrap().unwrap().unwrap();
-            let Ok(text) = message.into_text() else { continue };
+            let message = tokio::time::timeout(crate::common::WAIT * 6, stream.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            let Ok(text) = message.into_text() else {
+                continue;
+            };
             if let Some(receipt) = serde_json::from_str(&text).ok().as_ref().and_then(receipt) {
                 markers += usize::from(receipt.0 == USERS);
                 receipts.push(receipt);
@@ -258,24 +285,32 @@ fn check_exactly_once_in_order(conn: &str, receipts: &[Receipt]) {
         assert!(seen.insert((publisher, seq)), "{conn} got {publisher}:{seq} twice");
         if publisher < USERS {
             let last = last_seq.insert(publisher, seq).unwrap_or(0);
-            assert!(seq > last, "{conn} got {publisher}:{seq} after {publisher}:{last} (room {room})");
+            assert!(
+                seq > last,
+                "{conn} got {publisher}:{seq} after {publisher}:{last} (room {room})"
+            );
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_churn_delivers_exactly_once_in_order_and_leaves_the_cache_empty() {
-    let server = Arc::new(start_server_with(|c| {
-        c.shards = Some(4);
-        c.send_buffer = 16_384;
-        c.rate_limit = 0.0;
-    }).await);
+    let server = Arc::new(
+        start_server_with(|c| {
+            c.shards = Some(4);
+            c.send_buffer = 16_384;
+            c.rate_limit = 0.0;
+        })
+        .await,
+    );
     let mut coordinator = server.connect(&format!("/ws?user={COORDINATOR}")).await;
     for room in 0..ROOMS {
         coordinator.join(&room_name(room)).await;
     }
     let barrier = Arc::new(Barrier::new(USERS + 1));
-    let users: Vec<_> = (0..USERS).map(|u| tokio::spawn(run_user(Arc::clone(&server), u, Arc::clone(&barrier)))).collect();
+    let users: Vec<_> = (0..USERS)
+        .map(|u| tokio::spawn(run_user(Arc::clone(&server), u, Arc::clone(&barrier))))
+        .collect();
     let coordinator = coordinate(coordinator, barrier).await;
     let mut log = Log::default();
     for user in users {
@@ -288,32 +323,46 @@ async fn concurrent_churn_delivers_exactly_once_in_order_and_leaves_the_cache_em
     check_exactly_once_in_order(COORDINATOR, &coordinator);
     let coordinator: HashSet<(usize, u64)> = coordinator.iter().map(|r| (r.0, r.1)).collect();
     for sent in &log.sent {
-        assert!(coordinator.contains(&(sent.publisher, sent.seq)), "the coordinator missed {sent:?}");
+        assert!(
+            coordinator.contains(&(sent.publisher, sent.seq)),
+            "the coordinator missed {sent:?}"
+        );
     }
     for (conn, receipts) in &log.received {
         check_exactly_once_in_order(&format!("{conn:?}"), receipts);
     }
-    let received: HashMap<ConnKey, HashSet<(usize, u64)>> =
-        log.received.iter().map(|(conn, r)| (*conn, r.iter().map(|r| (r.0, r.1)).collect())).collect();
+    let received: HashMap<ConnKey, HashSet<(usize, u64)>> = log
+        .received
+        .iter()
+        .map(|(conn, r)| (*conn, r.iter().map(|r| (r.0, r.1)).collect()))
+        .collect();
     let mut expected = 0;
     for sent in &log.sent {
         let surely_members = log.windows.iter().filter(|w| {
-            w.room == sent.room && w.joined_at < sent.sent_at && w.left_at.is_none_or(|left| left > sent.acked_at)
+            w.room == sent.room
+                && w.joined_at < sent.sent_at
+                && w.left_at.is_none_or(|left| left > sent.acked_at)
         });
         for window in surely_members {
             expected += 1;
-            let got = received.get(&window.conn).is_some_and(|r| r.contains(&(sent.publisher, sent.seq)));
+            let got =
+                received.get(&window.conn).is_some_and(|r| r.contains(&(sent.publisher, sent.seq)));
             assert!(got, "{:?} was a member of room{} but missed {sent:?}", window.conn, sent.room);
         }
     }
     eprintln!("STATS sent={} checked={} windows={}", log.sent.len(), expected, log.windows.len());
-    assert!(log.sent.len() > 300 && expected > 1000, "too little traffic: {} sent, {expected} checked", log.sent.len());
+    assert!(
+        log.sent.len() > 300 && expected > 1000,
+        "too little traffic: {} sent, {expected} checked",
+        log.sent.len()
+    );
 
     server.wait_metric("wsbroker_connections_open", 0).await;
     server.wait_metric("wsbroker_rooms", 0).await;
     assert_eq!(server.get("/api/v1/chat/online").await.1, json!({"users": []}));
     for room in 0..ROOMS {
-        let (_, online) = server.get(&format!("/api/v1/chat/rooms/{}/online", room_name(room))).await;
+        let (_, online) =
+            server.get(&format!("/api/v1/chat/rooms/{}/online", room_name(room))).await;
         assert_eq!(online["users"], json!([]));
     }
     assert_eq!(server.metric("wsbroker_slow_consumer_evictions_total").await, 0);

@@ -18,7 +18,8 @@ async fn a_client_that_stops_reading_is_closed_1008_and_the_others_go_on() {
     let mut evicted_after = None;
     for sent in 1..=MAX_MESSAGES {
         fast.send(json!({"type": "chat", "room": "r", "data": {"content": content}})).await;
-        let frame = fast.recv_where(|f| f["type"] == "chat" || f["data"]["status"] == "leave").await;
+        let frame =
+            fast.recv_where(|f| f["type"] == "chat" || f["data"]["status"] == "leave").await;
         if frame["type"] == "presence" {
             assert_eq!(frame["data"]["user"], "slow");
             evicted_after = Some(sent);
@@ -47,8 +48,15 @@ async fn a_silent_connection_is_closed_4000_after_the_idle_timeout() {
     // The sleeper never reads, so it never answers the server's pings.
     let mut sleeper = server.connect("/ws?user=sleeper&room=r").await;
     let left = observer.recv_where(|f| f["data"]["status"] == "leave").await;
-    assert_eq!((left["data"]["user"].as_str(), left["room"].as_str()), (Some("sleeper"), Some("r")));
-    assert_eq!(server.metric("wsbroker_idle_evictions_total").await, 1, "the observer answered its pings");
+    assert_eq!(
+        (left["data"]["user"].as_str(), left["room"].as_str()),
+        (Some("sleeper"), Some("r"))
+    );
+    assert_eq!(
+        server.metric("wsbroker_idle_evictions_total").await,
+        1,
+        "the observer answered its pings"
+    );
     let close = sleeper.closed().await.expect("a close frame");
     assert_eq!(u16::from(close.code), 4000);
     let pong = observer.request(json!({"type": "ping", "id": "p"})).await;

@@ -14,7 +14,8 @@ async fn publish_into_a_room_reaches_its_members_with_the_assigned_id() {
     let server = start_server().await;
     let mut member = server.member("bob", "r").await;
     let mut outsider = server.member("eve", "other").await;
-    let (status, body) = server.post("/api/v1/chat/rooms/r/messages", notification("deploy at 5")).await;
+    let (status, body) =
+        server.post("/api/v1/chat/rooms/r/messages", notification("deploy at 5")).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let got = member.recv_type("notification").await;
     assert_eq!(got["id"], body["id"]);
@@ -51,7 +52,11 @@ async fn direct_delivery_reaches_every_device_of_the_user_only() {
         assert_eq!(device.recv_type("notification").await["data"]["content"], "for bob");
     }
     server.post("/api/v1/chat/users/alice/messages", notification("for alice")).await;
-    assert_eq!(alice.recv_type("notification").await["data"]["content"], "for alice", "alice got only hers");
+    assert_eq!(
+        alice.recv_type("notification").await["data"]["content"],
+        "for alice",
+        "alice got only hers"
+    );
 }
 
 #[tokio::test]
@@ -60,7 +65,8 @@ async fn a_list_of_users_gets_one_copy_each() {
     let mut alice = server.connect("/ws?user=alice").await;
     let mut bob = server.connect("/ws?user=bob").await;
     let mut carol = server.connect("/ws?user=carol").await;
-    let body = json!({"users": ["alice", "bob", "alice"], "type": "system", "data": {"content": "hi"}});
+    let body =
+        json!({"users": ["alice", "bob", "alice"], "type": "system", "data": {"content": "hi"}});
     let (status, _) = server.post("/api/v1/chat/messages", body).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(alice.recv_type("system").await["data"]["content"], "hi");
@@ -76,7 +82,11 @@ async fn a_list_of_users_gets_one_copy_each() {
 async fn bad_publishes_are_refused_with_a_json_error() {
     let server = start_server().await;
     let cases = [
-        ("/api/v1/chat/rooms/r/messages", json!({"data": {"content": "x".repeat(4097)}}), "content_too_long"),
+        (
+            "/api/v1/chat/rooms/r/messages",
+            json!({"data": {"content": "x".repeat(4097)}}),
+            "content_too_long",
+        ),
         ("/api/v1/chat/rooms/r/messages", json!({"type": "ack", "data": {}}), "unknown_type"),
         ("/api/v1/chat/rooms/r/messages", json!({"data": "text"}), "bad_request"),
         ("/api/v1/chat/rooms/bad%20room/messages", json!({"data": {}}), "bad_request"),
@@ -84,10 +94,19 @@ async fn bad_publishes_are_refused_with_a_json_error() {
     ];
     for (path, body, code) in cases {
         let (status, reply) = server.post(path, body).await;
-        assert_eq!((status, reply["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{path}");
+        assert_eq!(
+            (status, reply["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{path}"
+        );
     }
-    let (status, reply) = server.post("/api/v1/chat/rooms/r/messages", json!({"data": {"content": "x".repeat(70_000)}})).await;
-    assert_eq!((status, reply["error"]["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
+    let (status, reply) = server
+        .post("/api/v1/chat/rooms/r/messages", json!({"data": {"content": "x".repeat(70_000)}}))
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
     let (status, _) = server.get("/api/v1/nothing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -28,13 +28,17 @@ async fn server() -> TestServer {
 }
 
 async fn connect(server: &TestServer, token: &str, room: &str) -> Client {
-    server.try_connect(&format!("/ws?room={room}"), Some(token)).await.expect("a valid token connects")
+    server
+        .try_connect(&format!("/ws?room={room}"), Some(token))
+        .await
+        .expect("a valid token connects")
 }
 
 /// The notice a connection gets when less than 30 s are left on a token expiring at `exp`.
 async fn expect_notice(client: &mut Client, exp: u64) {
     let notice = client.recv_type("system").await;
-    let expires_at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(exp)).to_string();
+    let expires_at =
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(exp)).to_string();
     assert_eq!(notice["data"], json!({"event": "token_expiring", "expires_at": expires_at}));
 }
 
@@ -85,10 +89,15 @@ async fn a_refresh_for_another_user_or_with_a_bad_token_changes_nothing() {
     let server = server().await;
     let (mut alice, _) = alice_with_a_short_token(&server).await;
     let (mallory, _) = token_for("mallory", 600, json!({}));
-    let reply = alice.request(json!({"type": "refresh", "id": "r1", "data": {"token": mallory}})).await;
-    assert_eq!((reply["type"].as_str(), reply["data"]["code"].as_str()), (Some("error"), Some("forbidden")));
+    let reply =
+        alice.request(json!({"type": "refresh", "id": "r1", "data": {"token": mallory}})).await;
+    assert_eq!(
+        (reply["type"].as_str(), reply["data"]["code"].as_str()),
+        (Some("error"), Some("forbidden"))
+    );
     let forged = sign(&json!({"sub": "alice", "exp": now() + 600}), b"not-the-server-secret");
-    let reply = alice.request(json!({"type": "refresh", "id": "r2", "data": {"token": forged}})).await;
+    let reply =
+        alice.request(json!({"type": "refresh", "id": "r2", "data": {"token": forged}})).await;
     assert_eq!(reply["data"]["code"], "unauthorized");
     expect_token_expired(&mut alice).await;
     server.wait_metric("wsbroker_connections_open", 0).await;
@@ -98,6 +107,7 @@ async fn a_refresh_for_another_user_or_with_a_bad_token_changes_nothing() {
 async fn refresh_without_authentication_is_a_bad_request() {
     let server = start_server_with(|_| {}).await;
     let mut client = server.connect("/ws?user=u").await;
-    let reply = client.request(json!({"type": "refresh", "id": "r", "data": {"token": "x.y.z"}})).await;
+    let reply =
+        client.request(json!({"type": "refresh", "id": "r", "data": {"token": "x.y.z"}})).await;
     assert_eq!(reply["data"]["code"], "bad_request", "{reply}");
 }

@@ -15,7 +15,9 @@ async fn shutdown_flushes_queued_frames_then_closes_everyone_with_1001() {
         server.member("bob", "r").await,
         server.connect("/ws?user=carol").await,
     ];
-    let (_, body) = server.post("/api/v1/chat/rooms/_global/messages", json!({"data": {"content": "bye"}})).await;
+    let (_, body) = server
+        .post("/api/v1/chat/rooms/_global/messages", json!({"data": {"content": "bye"}}))
+        .await;
     let stopping = tokio::spawn(async move { server.shutdown().await });
     for client in &mut clients {
         let last = client.recv_type("notification").await;
@@ -34,10 +36,13 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
     assert!(killed.success());
     let close = client.closed().await.expect("a close frame");
     assert_eq!(u16::from(close.code), 1001);
-    let status = tokio::time::timeout(Duration::from_secs(20), tokio::task::spawn_blocking(move || child.0.wait()))
-        .await
-        .expect("the broker exited")
-        .unwrap()
-        .unwrap();
+    let status = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || child.0.wait()),
+    )
+    .await
+    .expect("the broker exited")
+    .unwrap()
+    .unwrap();
     assert!(status.success(), "exit status {status}");
 }

@@ -44,12 +44,21 @@ impl Certificate {
     async fn connect(&self, server: &TestServer) -> TlsStream<TcpStream> {
         let tcp = TcpStream::connect(server.addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
-        tokio::time::timeout(WAIT, self.connector.connect(name, tcp)).await.expect("TLS handshake in time").unwrap()
+        tokio::time::timeout(WAIT, self.connector.connect(name, tcp))
+            .await
+            .expect("TLS handshake in time")
+            .unwrap()
     }
 
-    async fn websocket(&self, server: &TestServer, path: &str) -> WebSocketStream<TlsStream<TcpStream>> {
+    async fn websocket(
+        &self,
+        server: &TestServer,
+        path: &str,
+    ) -> WebSocketStream<TlsStream<TcpStream>> {
         let url = format!("wss://localhost:{}{path}", server.addr.port());
-        let (ws, _) = tokio_tungstenite::client_async(url, self.connect(server).await).await.expect("wss upgrade");
+        let (ws, _) = tokio_tungstenite::client_async(url, self.connect(server).await)
+            .await
+            .expect("wss upgrade");
         ws
     }
 }
@@ -64,7 +73,8 @@ async fn tls_server(certificate: &Certificate) -> TestServer {
 
 async fn next_json(ws: &mut WebSocketStream<TlsStream<TcpStream>>, kind: &str) -> Value {
     loop {
-        let message = tokio::time::timeout(WAIT, ws.next()).await.expect("a frame in time").unwrap().unwrap();
+        let message =
+            tokio::time::timeout(WAIT, ws.next()).await.expect("a frame in time").unwrap().unwrap();
         if let Message::Text(text) = message {
             let value: Value = serde_json::from_str(&text).unwrap();
             if value["type"] == kind {
@@ -83,8 +93,15 @@ async fn wss_clients_chat_through_a_tls_listener() {
     let chat = json!({"type": "chat", "room": "lobby", "data": {"content": "over tls"}});
     alice.send(Message::text(chat.to_string())).await.unwrap();
     let got = next_json(&mut bob, "chat").await;
-    assert_eq!((got["from"].as_str(), got["data"]["content"].as_str()), (Some("alice"), Some("over tls")));
-    assert_eq!(next_json(&mut alice, "chat").await["data"]["content"], "over tls", "the sender is a member too");
+    assert_eq!(
+        (got["from"].as_str(), got["data"]["content"].as_str()),
+        (Some("alice"), Some("over tls"))
+    );
+    assert_eq!(
+        next_json(&mut alice, "chat").await["data"]["content"],
+        "over tls",
+        "the sender is a member too"
+    );
 }
 
 #[tokio::test]
@@ -92,19 +109,24 @@ async fn https_serves_the_api_and_plain_http_is_refused() {
     let certificate = Certificate::generate("https");
     let server = tls_server(&certificate).await;
     let tls = certificate.connect(&server).await;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
     tokio::spawn(connection);
-    let request = Request::get("/healthz").header("host", "localhost").body(Empty::<Bytes>::new()).unwrap();
+    let request =
+        Request::get("/healthz").header("host", "localhost").body(Empty::<Bytes>::new()).unwrap();
     let response = tokio::time::timeout(WAIT, sender.send_request(request)).await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), json!({"status": "ok"}));
 
     let plain = TcpStream::connect(server.addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(plain)).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(plain)).await.unwrap();
     tokio::spawn(connection);
-    let request = Request::get("/healthz").header("host", "localhost").body(Empty::<Bytes>::new()).unwrap();
-    let answered = tokio::time::timeout(WAIT, sender.send_request(request)).await.expect("refused in time");
+    let request =
+        Request::get("/healthz").header("host", "localhost").body(Empty::<Bytes>::new()).unwrap();
+    let answered =
+        tokio::time::timeout(WAIT, sender.send_request(request)).await.expect("refused in time");
     assert!(answered.is_err(), "a plain HTTP request on the TLS port gets no answer: {answered:?}");
 }
 
