@@ -8,7 +8,8 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use wsbroker::config::Config;
 use wsbroker::directory::Transition;
-use wsbroker::hub::{Hub, Target};
+use wsbroker::hub::Hub;
+use wsbroker::mailbox::Target;
 use wsbroker::protocol::{self, Frame, PresenceStatus, Room};
 use wsbroker::shard::cache::{Connection, LocalCache};
 
@@ -60,7 +61,12 @@ fn route_to_shards(c: &mut Criterion) {
     let room: Room = Arc::from("room-42");
     c.bench_function("directory_lookup_and_route_to_3_shards", |b| {
         b.iter(|| {
-            hub.route(Target::Room(Arc::clone(&room)), frame.clone(), Instant::now(), Some(0));
+            hub.router().route(
+                Target::Room(Arc::clone(&room)),
+                frame.clone(),
+                Instant::now(),
+                Some(0),
+            );
             for inbox in &inboxes[1..] {
                 inbox.deliveries.try_recv().expect("one delivery per shard");
             }

@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
-use wsbroker::cluster::redis::{start_relay, RedisBroker};
-use wsbroker::hub::{Hub, Target};
+use wsbroker::broker::Broker;
+use wsbroker::cluster::redis::RedisBroker;
+use wsbroker::mailbox::Target;
 use wsbroker::metrics::RelayCounters;
 use wsbroker::protocol::{self, MessageType};
+use wsbroker::router::Router;
 use wsbroker::Config;
 
 /// Messages allowed in flight (queued or in a pipeline) before the producer waits: the relay's pace,
@@ -55,9 +57,8 @@ async fn publish_all(port: u16, messages: u64) -> (u64, u64, Duration) {
     let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
     config.redis_url = Some(url.clone());
     let counters = Arc::new(RelayCounters::default());
-    let (broker, relay) = RedisBroker::new(&config, &url, Arc::clone(&counters)).unwrap();
-    let (hub, _inboxes) = Hub::with_broker(config, Box::new(broker), Arc::clone(&counters));
-    start_relay(relay, &hub).unwrap();
+    let (router, _inboxes) = Router::new(1);
+    let broker = RedisBroker::start(&config, &url, router, Arc::clone(&counters)).unwrap();
     let connected = async {
         while counters.redis_up.load(Relaxed) == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -81,7 +82,7 @@ async fn publish_all(port: u16, messages: u64) -> (u64, u64, Duration) {
         while sent - done() >= IN_FLIGHT {
             tokio::task::yield_now().await;
         }
-        hub.broker().publish(&target, &frame);
+        broker.publish(&target, &frame);
     }
     while done() < messages {
         tokio::time::sleep(Duration::from_micros(100)).await;

@@ -1,31 +1,38 @@
-//! wsbroker: a sharded, lock-free WebSocket chat broker.
+//! wsbroker: a sharded WebSocket chat broker whose connection state is owned by shard threads,
+//! not shared behind locks (ARCHITECTURE.md says exactly what is lock-free and what is not).
 //!
-//! The map (ARCHITECTURE.md draws the message flow):
-//! - [`server`]: binds the port, starts the shards, accepts, shuts down gracefully.
+//! The map, top to bottom; a module imports only those below it (ARCHITECTURE.md draws it):
+//! - [`server`]: binds the port, starts the shards and the broker, accepts, shuts down gracefully.
 //! - [`http`]: routes each request: the WebSocket upgrade, the REST API, health and metrics.
 //! - [`session`]: one task per WebSocket connection; reads client frames, writes queued frames.
-//! - [`shard`]: N tasks, each the single owner of its slice of the connection cache.
+//! - [`shard`]: N threads, each the single owner of its slice of the connection cache.
+//! - [`hub`]: the handle a shard, session or handler holds: router, broker, metrics, settings.
+//! - [`cluster`]: the Redis implementation of the broker seam and its relay thread.
+//! - [`broker`]: the seam between instances (`Broker`, standalone); beside the hub, below it.
+//! - [`router`]: the way into every shard's inboxes, and which shards a target reaches.
 //! - [`directory`]: the copy-on-write `room -> shards` snapshot that publishers read without locks.
-//! - [`hub`]: the handle that reaches every shard; routing and scatter-gather queries.
-//! - [`cluster`]: the `Broker` between instances: standalone, or the Redis relay thread.
+//! - [`mailbox`]: the messages sessions, shards, the hub and the relay exchange.
 //! - [`protocol`]: the wire contract; every server frame is encoded there, once.
 //! - [`transport`]: plain TCP or TLS under HTTP and WebSocket, movable between runtimes.
 //! - [`auth`]: JWT verification and the room permissions a token grants.
 //! - [`close`]: the close codes; [`metrics`]: counters; [`config`]: flags.
 
-pub mod auth;
-pub mod close;
+pub(crate) mod auth;
+pub mod broker;
+pub(crate) mod close;
 pub mod cluster;
 pub mod config;
 pub mod directory;
-pub mod http;
+pub(crate) mod http;
 pub mod hub;
+pub mod mailbox;
 pub mod metrics;
 pub mod protocol;
+pub mod router;
 pub mod server;
-pub mod session;
+pub(crate) mod session;
 pub mod shard;
-pub mod transport;
+pub(crate) mod transport;
 
 pub use config::Config;
-pub use server::Server;
+pub use server::{Server, StartError};

@@ -33,17 +33,13 @@ fn main() -> ExitCode {
         let listen = config.listen;
         let server = match Server::bind(config).await {
             Ok(server) => server,
-            Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {
-                tracing::error!(%err, "bad configuration");
-                return ExitCode::from(2);
-            }
             Err(err) => {
-                tracing::error!(%listen, %err, "cannot listen");
-                return ExitCode::FAILURE;
+                tracing::error!(%err, "cannot start");
+                return if err.is_config() { ExitCode::from(2) } else { ExitCode::FAILURE };
             }
         };
         let addr = server.local_addr().map_or_else(|_| listen.to_string(), |a| a.to_string());
-        let shards = server.hub().shard_count();
+        let shards = server.hub().router().shard_count();
         tracing::info!(%addr, shards, "listening on {addr}");
         server.run(shutdown_signal()).await;
         ExitCode::SUCCESS

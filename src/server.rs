@@ -20,14 +20,35 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
-use crate::cluster::redis::{self, RedisBroker};
-use crate::cluster::{Broker, Standalone};
+use crate::broker::{Broker, Standalone};
+use crate::cluster::redis::RedisBroker;
 use crate::config::Config;
 use crate::http::{self, App};
 use crate::hub::Hub;
 use crate::metrics::RelayCounters;
+use crate::router::Router;
 use crate::shard::thread::{self, ShardThread};
 use crate::transport::{self, MovableTcp, Stream};
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A flag (or a combination of flags) that cannot work; exit code 2.
+    #[error("bad configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    /// The operating system refused a thread or a runtime.
+    #[error("cannot start {what}: {source}")]
+    Threads { what: &'static str, source: io::Error },
+}
+
+impl StartError {
+    /// Whether the flags are at fault (rather than the machine).
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Config(_))
+    }
+}
 
 /// A bound, running broker.
 pub struct Server {
@@ -50,29 +71,31 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `config.listen` and starts the shard threads. Accepting and HTTP run on the caller's
     /// runtime; each connection's session runs on its shard's thread.
-    pub async fn bind(config: Config) -> io::Result<Self> {
-        let invalid = |err| io::Error::new(io::ErrorKind::InvalidInput, err);
-        let auth = Authenticator::from_config(&config).map_err(invalid)?;
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let auth = Authenticator::from_config(&config).map_err(StartError::Config)?;
         let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some(transport::tls_acceptor(cert, key).map_err(invalid)?),
-            (None, None) => None,
-            _ => return Err(invalid("--tls-cert and --tls-key go together".into())),
-        };
-        let relay_counters = Arc::new(RelayCounters::default());
-        let (broker, relay): (Box<dyn Broker>, _) = match &config.redis_url {
-            Some(url) => {
-                let (broker, relay) =
-                    RedisBroker::new(&config, url, Arc::clone(&relay_counters)).map_err(invalid)?;
-                (Box::new(broker), Some(relay))
+            (Some(cert), Some(key)) => {
+                Some(transport::tls_acceptor(cert, key).map_err(StartError::Config)?)
             }
-            None => (Box::new(Standalone), None),
+            (None, None) => None,
+            _ => return Err(StartError::Config("--tls-cert and --tls-key go together".into())),
         };
-        let listener = TcpListener::bind(config.listen).await?;
-        let (hub, inboxes) = Hub::with_broker(config, broker, relay_counters);
-        if let Some(relay) = relay {
-            redis::start_relay(relay, &hub)?;
-        }
-        let shards = thread::start_all(&hub, inboxes)?;
+        let (router, inboxes) = Router::new(config.shard_count());
+        let relay_counters = Arc::new(RelayCounters::default());
+        let broker: Box<dyn Broker> = match &config.redis_url {
+            Some(url) => {
+                let counters = Arc::clone(&relay_counters);
+                let broker = RedisBroker::start(&config, url, router.clone(), counters);
+                Box::new(broker.map_err(StartError::Config)?)
+            }
+            None => Box::new(Standalone),
+        };
+        let addr = config.listen;
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+        let hub = Hub::with_broker(config, router, broker, relay_counters);
+        let shards = thread::start_all(&hub, inboxes)
+            .map_err(|source| StartError::Threads { what: "the shard threads", source })?;
         let runtimes = shards.iter().map(|shard| shard.runtime.clone()).collect();
         Ok(Self { listener, tls, app: Arc::new(App::new(hub, auth, runtimes)), shards })
     }

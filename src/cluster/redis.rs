@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use super::presence::Presence;
 use super::relay::{Inputs, Outgoing, Relay, Tuning};
-use super::{Broker, LocalChange, Question};
+use crate::broker::{Broker, LocalChange, Question};
 use crate::config::Config;
-use crate::hub::{Hub, Target};
+use crate::mailbox::Target;
 use crate::metrics::RelayCounters;
 use crate::protocol::Frame;
+use crate::router::Router;
 
 /// Questions waiting for the relay at most; beyond that the asker answers locally.
 const QUESTION_QUEUE: usize = 1024;
@@ -25,15 +26,6 @@ pub struct RedisBroker {
     changes: flume::Sender<LocalChange>,
     questions: flume::Sender<Question>,
     counters: Arc<RelayCounters>,
-}
-
-/// What [`start_relay`] needs once the hub exists.
-#[derive(Debug)]
-pub struct PendingRelay {
-    client: redis::Client,
-    presence: Presence,
-    inputs: Inputs,
-    tuning: Tuning,
 }
 
 /// A valid instance id: 1-64 characters of `A-Z a-z 0-9 . _ -`.
@@ -47,12 +39,15 @@ pub fn validate_instance_id(id: &str) -> Result<(), String> {
 }
 
 impl RedisBroker {
-    /// The broker for `--redis-url`, and the relay to start once the hub exists.
-    pub fn new(
+    /// The broker for `--redis-url`, with its relay thread started (its own single-threaded
+    /// runtime). The relay fans incoming messages out through `router`, counts into `counters`, and
+    /// stops once this broker is dropped.
+    pub fn start(
         config: &Config,
         url: &str,
+        router: Router,
         counters: Arc<RelayCounters>,
-    ) -> Result<(Self, PendingRelay), String> {
+    ) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|err| format!("--redis-url: {err}"))?;
         let me = match &config.instance_id {
             Some(id) => id.clone(),
@@ -73,23 +68,18 @@ impl RedisBroker {
             presence_events: config.presence_events,
         };
         let presence = Presence::new(&config.redis_prefix, &me, config.presence_heartbeat);
-        Ok((
-            Self { outgoing, changes, questions, counters },
-            PendingRelay { client, presence, inputs, tuning },
-        ))
+        tracing::info!(instance = %presence.me, "cluster mode: relaying through redis");
+        let relay = Relay::new((router, Arc::clone(&counters)), client, presence, inputs, tuning);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| format!("cannot start the relay's runtime: {err}"))?;
+        std::thread::Builder::new()
+            .name("wsbroker-relay".into())
+            .spawn(move || runtime.block_on(relay.run()))
+            .map_err(|err| format!("cannot start the relay thread: {err}"))?;
+        Ok(Self { outgoing, changes, questions, counters })
     }
-}
-
-/// Starts the relay thread, with its own single-threaded runtime. It stops when the hub is dropped.
-pub fn start_relay(pending: PendingRelay, hub: &Hub) -> std::io::Result<()> {
-    let PendingRelay { client, presence, inputs, tuning } = pending;
-    tracing::info!(instance = %presence.me, "cluster mode: relaying through redis");
-    let relay = Relay::new(hub.downgrade(), client, presence, inputs, tuning);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new()
-        .name("wsbroker-relay".into())
-        .spawn(move || runtime.block_on(relay.run()))?;
-    Ok(())
 }
 
 impl Broker for RedisBroker {

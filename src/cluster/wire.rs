@@ -5,7 +5,7 @@
 //! A message on a channel is `<instance id>\n<frame>`: the frame exactly as local clients get it, so
 //! a receiving instance checks the sender, wraps the bytes and fans them out without decoding JSON.
 
-use crate::hub::Target;
+use crate::mailbox::Target;
 use crate::protocol::Frame;
 
 /// Names under one prefix (`--redis-prefix`), so several clusters can share a Redis.

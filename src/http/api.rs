@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{error, json, unauthorized, App, Body};
-use crate::hub::{Coverage, Target};
+use crate::hub::Coverage;
+use crate::mailbox::{Target, UserStatus};
 use crate::protocol::{self, Frame, Limits, MessageType, UserId, GLOBAL_ROOM};
 
 /// Routes `/api/v1/chat/{path}`. With authentication on, every call needs a valid token and the
@@ -188,7 +189,7 @@ async fn user_online(app: &App, user: &str) -> Response<Body> {
         Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
     };
     let (status, coverage) = app.hub.user_status(&user).await;
-    let online = status != crate::shard::cache::UserStatus::Offline;
+    let online = status != UserStatus::Offline;
     let answer = serde_json::json!({ "user": user, "online": online, "status": status.as_str() });
     json(StatusCode::OK, &with_coverage(answer, coverage))
 }

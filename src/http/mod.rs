@@ -5,8 +5,6 @@
 //! speaks WebSocket, and the shards own the cache.
 
 mod admission;
-
-pub use admission::Ticket;
 mod api;
 mod ws;
 
@@ -80,10 +78,6 @@ impl App {
     fn session_auth(&self, identity: Option<&Identity>) -> Option<Box<SessionAuth>> {
         let authenticator = Arc::clone(self.auth.as_ref()?);
         Some(Box::new(SessionAuth { authenticator, expires_at: identity?.expires_at }))
-    }
-
-    fn shard_runtime(&self, user: &str) -> &Handle {
-        &self.shard_runtimes[self.hub.shard_of_user(user)]
     }
 
     pub fn start_draining(&self) {

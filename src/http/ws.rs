@@ -23,14 +23,27 @@ use tokio_tungstenite::WebSocketStream;
 
 use std::net::SocketAddr;
 
-use super::admission::Refusal;
+use super::admission::{Refusal as AdmissionRefusal, Ticket};
 use super::{error, unauthorized, App, Body};
 use crate::auth::Permissions;
 use crate::config::Config;
+use crate::mailbox::Registration;
 use crate::protocol::{self, Room, UserId};
-use crate::session::Session;
-use crate::shard::Registration;
+use crate::session::{Session, SessionAuth};
 use crate::transport::Stream;
+
+/// An early answer instead of the `101` (boxed: it is rare, and large next to the happy path).
+type Refusal = Box<Response<Body>>;
+
+/// Who is connecting, once the request has passed every check.
+struct Admitted {
+    user: UserId,
+    permissions: Permissions,
+    rooms: Vec<Room>,
+    auth: Option<Box<SessionAuth>>,
+    /// The connection's admission slot, held for as long as its session runs.
+    ticket: Option<Box<Ticket>>,
+}
 
 pub async fn upgrade(
     app: &App,
@@ -38,75 +51,100 @@ pub async fn upgrade(
     path_room: Option<&str>,
     remote: SocketAddr,
 ) -> Response<Body> {
-    if !asks_for_websocket(&request) {
+    let upgraded = async {
+        let accept = check_handshake(app, &request, remote)?;
+        let who = identify(app, &request, path_room, remote).await?;
+        hand_over(app, &mut request, who, remote).await?;
+        Ok::<_, Refusal>(switching_protocols(&accept))
+    };
+    upgraded.await.unwrap_or_else(|refusal| *refusal)
+}
+
+/// A JSON error answer as a [`Refusal`].
+fn refuse(status: StatusCode, code: &str, message: &str) -> Refusal {
+    Box::new(error(status, code, message))
+}
+
+/// The WebSocket handshake and origin checks; the `Sec-WebSocket-Accept` value when they pass.
+fn check_handshake<B>(
+    app: &App,
+    request: &Request<B>,
+    remote: SocketAddr,
+) -> Result<String, Refusal> {
+    if !asks_for_websocket(request) {
         let message = "this endpoint speaks WebSocket: send an Upgrade: websocket request";
-        return error(StatusCode::UPGRADE_REQUIRED, "upgrade_required", message);
+        return Err(refuse(StatusCode::UPGRADE_REQUIRED, "upgrade_required", message));
     }
     let headers = request.headers();
     if headers.get(SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
-        return error(StatusCode::BAD_REQUEST, "bad_request", "Sec-WebSocket-Version must be 13");
+        let message = "Sec-WebSocket-Version must be 13";
+        return Err(refuse(StatusCode::BAD_REQUEST, "bad_request", message));
     }
     let Some(key) = headers.get(SEC_WEBSOCKET_KEY) else {
-        return error(StatusCode::BAD_REQUEST, "bad_request", "missing Sec-WebSocket-Key");
+        return Err(refuse(StatusCode::BAD_REQUEST, "bad_request", "missing Sec-WebSocket-Key"));
     };
-    let accept = derive_accept_key(key.as_bytes());
-    if let Some(origin) = foreign_origin(&request, &app.hub.settings().allowed_origins) {
+    if let Some(origin) = foreign_origin(request, &app.hub.settings().allowed_origins) {
         tracing::warn!(target: "audit", event = "origin_refused", %remote, origin);
-        return error(StatusCode::FORBIDDEN, "forbidden", "this origin may not open a connection");
+        let message = "this origin may not open a connection";
+        return Err(refuse(StatusCode::FORBIDDEN, "forbidden", message));
     }
-    let (named_user, rooms) = match connect_params(request.uri().query(), path_room) {
-        Ok(params) => params,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
-    };
-    let identity = match app.authenticate(&request, remote) {
-        Ok(identity) => identity,
-        Err(_) => return unauthorized(),
-    };
+    Ok(derive_accept_key(key.as_bytes()))
+}
+
+/// Who the caller is, which rooms it asks for and may join, and its admission slot.
+async fn identify<B>(
+    app: &App,
+    request: &Request<B>,
+    path_room: Option<&str>,
+    remote: SocketAddr,
+) -> Result<Admitted, Refusal> {
+    let (named_user, rooms) = connect_params(request.uri().query(), path_room)
+        .map_err(|message| refuse(StatusCode::BAD_REQUEST, "bad_request", message))?;
+    let identity = app.authenticate(request, remote).map_err(|_| Box::new(unauthorized()))?;
     let auth = app.session_auth(identity.as_ref());
     let (user, permissions) = match identity {
         Some(identity) => (identity.user, identity.permissions),
-        None => (
-            named_user.unwrap_or_else(|| UserId::from(protocol::new_message_id())),
-            Permissions::unrestricted(),
-        ),
+        None => {
+            let user = named_user.unwrap_or_else(|| UserId::from(protocol::new_message_id()));
+            (user, Permissions::unrestricted())
+        }
     };
     if let Some(room) = rooms.iter().find(|room| !permissions.may_join(room)) {
         tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
-        return error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            &format!("not allowed to join room {room}"),
-        );
+        let message = format!("not allowed to join room {room}");
+        return Err(refuse(StatusCode::FORBIDDEN, "forbidden", &message));
     }
     if app.is_draining() {
-        return shutting_down();
+        return Err(Box::new(shutting_down()));
     }
-    let ticket = match app.admission.admit(remote.ip()).await {
-        Ok(ticket) => ticket.map(Box::new),
-        Err(refusal) => {
-            tracing::warn!(target: "audit", event = "connection_refused", %user, %remote, ?refusal);
-            return refused(refusal);
-        }
-    };
-    let conn = app.next_conn_id();
+    let ticket = app.admission.admit(remote.ip()).await.map_err(|refusal| {
+        tracing::warn!(target: "audit", event = "connection_refused", %user, %remote, ?refusal);
+        Box::new(refused(refusal))
+    })?;
+    Ok(Admitted { user, permissions, rooms, auth, ticket: ticket.map(Box::new) })
+}
+
+/// Registers the connection with its shard, then, once hyper upgrades it, moves the socket to the
+/// shard's thread and runs its session there.
+async fn hand_over(
+    app: &App,
+    request: &mut Request<Incoming>,
+    who: Admitted,
+    remote: SocketAddr,
+) -> Result<(), Refusal> {
+    let Admitted { user, permissions, rooms, auth, ticket } = who;
+    let (conn, shard) = (app.next_conn_id(), app.hub.router().shard_of_user(&user));
     let (outbox, outbox_rx) = flume::bounded(app.hub.settings().send_buffer as usize);
     let (closer, closer_rx) = oneshot::channel();
     let registration =
         Registration { conn, user: user.clone(), rooms, outbox, closer, remote, permissions };
-    if !app.hub.register(registration).await {
-        return shutting_down();
+    if !app.hub.register(shard, registration).await {
+        return Err(Box::new(shutting_down()));
     }
-    let on_upgrade = hyper::upgrade::on(&mut request);
-    let runtime = app.shard_runtime(&user).clone();
-    let session = Session {
-        conn,
-        user,
-        hub: app.hub.clone(),
-        outbox: outbox_rx,
-        closer: closer_rx,
-        ticket,
-        auth,
-    };
+    let on_upgrade = hyper::upgrade::on(request);
+    let runtime = app.shard_runtimes[shard].clone();
+    let hub = app.hub.clone();
+    let session = Session { conn, user, shard, hub, outbox: outbox_rx, closer: closer_rx, auth };
     let config = socket_config(app.hub.settings());
     tokio::spawn(async move {
         let detached = match on_upgrade.await {
@@ -114,14 +152,14 @@ pub async fn upgrade(
             Err(err) => Err(err.to_string()),
         };
         match detached {
-            Ok(detached) => drop(runtime.spawn(serve_on_shard(session, detached, config))),
+            Ok(detached) => drop(runtime.spawn(serve_on_shard(session, detached, config, ticket))),
             Err(err) => {
                 tracing::debug!(conn, %err, "upgrade failed");
                 session.unregister().await;
             }
         }
     });
-    switching_protocols(&accept)
+    Ok(())
 }
 
 fn shutting_down() -> Response<Body> {
@@ -129,12 +167,12 @@ fn shutting_down() -> Response<Body> {
 }
 
 /// The answer to a connection over a cap: 503 for the instance, 429 for one address.
-fn refused(refusal: Refusal) -> Response<Body> {
+fn refused(refusal: AdmissionRefusal) -> Response<Body> {
     match refusal {
-        Refusal::InstanceFull => {
+        AdmissionRefusal::InstanceFull => {
             error(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", "this server is full")
         }
-        Refusal::AddressFull => error(
+        AdmissionRefusal::AddressFull => error(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
             "too many connections from your address",
@@ -156,7 +194,13 @@ fn detach(upgraded: Upgraded) -> Result<Detached, String> {
 }
 
 /// Runs on the shard's thread: registers the socket with that thread's reactor and serves it there.
-async fn serve_on_shard(session: Session, detached: Detached, config: WebSocketConfig) {
+/// The admission `ticket` is held until the session ends.
+async fn serve_on_shard(
+    session: Session,
+    detached: Detached,
+    config: WebSocketConfig,
+    ticket: Option<Box<Ticket>>,
+) {
     let (mut stream, socket, read_ahead) = detached;
     match stream.attach(socket) {
         Ok(()) => {
@@ -174,6 +218,7 @@ async fn serve_on_shard(session: Session, detached: Detached, config: WebSocketC
             session.unregister().await;
         }
     }
+    drop(ticket);
 }
 
 /// The request's `Origin` when origins are restricted and it is not one of them (cross-site

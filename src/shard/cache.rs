@@ -17,13 +17,8 @@ use std::net::SocketAddr;
 
 use crate::auth::Permissions;
 use crate::close::CloseReason;
-use crate::protocol::{Frame, Room, UserId};
-
-/// A connection's id, unique within the process.
-pub type ConnId = u64;
-
-/// The sending end of a connection's bounded outbound queue.
-pub type Outbox = flume::Sender<Frame>;
+use crate::mailbox::{ConnId, ConnInfo, Outbox, UserStatus};
+use crate::protocol::{Room, UserId};
 
 /// What the cache knows of one connection.
 #[derive(Debug)]
@@ -88,33 +83,6 @@ pub struct Left {
     pub user_left: bool,
     /// The room has no local members left: the directory must drop this shard.
     pub room_empty_here: bool,
-}
-
-/// A user as a presence query reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserStatus {
-    Online,
-    Away,
-    Offline,
-}
-
-impl UserStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Online => "online",
-            Self::Away => "away",
-            Self::Offline => "offline",
-        }
-    }
-}
-
-/// A connection's metadata, as reported by the connections query.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub conn: ConnId,
-    pub connected_at: SystemTime,
-    pub idle_for: Duration,
-    pub rooms: Vec<Room>,
 }
 
 #[derive(Debug, Default)]

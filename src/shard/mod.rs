@@ -18,106 +18,31 @@
 pub mod cache;
 mod limits;
 mod output;
+mod requests;
 pub mod thread;
 
 use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use crate::broker::LocalChange;
 use crate::close::{self, CloseReason};
-use crate::cluster::LocalChange;
 use crate::directory::{ShardId, Transition};
-use crate::hub::{Hub, Target};
+use crate::hub::Hub;
+use crate::mailbox::{Command, ConnId, Delivery, Inbox, Outbox, Query, Registration, Target};
 use crate::metrics::{self, ShardCounters};
-use crate::protocol::{
-    self, Action, ClientRequest, ErrorCode, Frame, MessageType, PresenceStatus, Room, UserId,
-};
-use cache::{ConnId, ConnInfo, Connection, LocalCache, Outbox, UserStatus};
-use limits::{Policy, RateLimits, Verdict};
+use crate::protocol::{self, Frame, PresenceStatus, Room, UserId};
+use cache::{Connection, LocalCache};
+use limits::{Policy, RateLimits};
 use output::{Held, Output};
 
 /// The most inbox messages handled before the batch is committed and flushed.
 const BATCH: usize = 256;
 
-/// From a session to its shard.
-#[derive(Debug)]
-pub enum Command {
-    /// A new connection; the sender is answered once it is visible to publishers (`false`: refused).
-    /// Boxed: it is rare and large, and every command (and every session's pending send) is as big as
-    /// the largest variant.
-    Register(Box<Registration>, oneshot::Sender<bool>),
-    Request {
-        conn: ConnId,
-        request: ClientRequest,
-    },
-    /// The session verified a `refresh`: the new token's permissions replace the old ones, and the
-    /// client gets its ack in order with the connection's other replies.
-    Reauthorize {
-        conn: ConnId,
-        id: Option<String>,
-        permissions: crate::auth::Permissions,
-    },
-    Unregister {
-        conn: ConnId,
-    },
-}
-
-/// A new connection, registered before its `101 Switching Protocols` is sent.
-#[derive(Debug)]
-pub struct Registration {
-    pub conn: ConnId,
-    pub user: UserId,
-    /// Rooms named in the connect URL, joined as part of registering.
-    pub rooms: Vec<Room>,
-    pub outbox: Outbox,
-    pub closer: oneshot::Sender<CloseReason>,
-    pub remote: std::net::SocketAddr,
-    pub permissions: crate::auth::Permissions,
-}
-
-/// From other shards, the HTTP API or the server to a shard.
-#[derive(Debug)]
-pub enum Delivery {
-    /// Deliver `frame` to the local connections that `target` selects.
-    Publish {
-        target: Target,
-        frame: Frame,
-        accepted_at: Instant,
-    },
-    Query(Query),
-    /// Close every connection with 1001, then stop once all are gone.
-    Shutdown,
-}
-
-/// A read of the local cache, answered on a oneshot.
-#[derive(Debug)]
-pub enum Query {
-    OnlineUsers(oneshot::Sender<Vec<UserId>>),
-    /// Users in the room, each with whether it is away.
-    RoomUsers {
-        room: Room,
-        reply: oneshot::Sender<Vec<(UserId, bool)>>,
-    },
-    UserStatus {
-        user: UserId,
-        reply: oneshot::Sender<UserStatus>,
-    },
-    UserConnections {
-        user: UserId,
-        reply: oneshot::Sender<Vec<ConnInfo>>,
-    },
-}
-
 /// One message taken from an inbox.
 enum Step {
     Delivery(Delivery),
     Command(Command),
-}
-
-/// The receiving ends of a shard's two inboxes.
-pub struct Inbox {
-    pub commands: flume::Receiver<Command>,
-    pub deliveries: flume::Receiver<Delivery>,
 }
 
 pub struct Shard {
@@ -208,6 +133,7 @@ impl Shard {
             Delivery::Publish { target, frame, accepted_at } => {
                 self.deliver_local(&target, &frame, accepted_at)
             }
+            Delivery::Reply { conn, frame } => self.reply(conn, frame),
             Delivery::Query(query) => self.answer(query),
             Delivery::Shutdown => self.shut_down(),
         }
@@ -236,84 +162,6 @@ impl Shard {
         }
     }
 
-    fn on_request(&mut self, conn: ConnId, request: ClientRequest) {
-        let Some(connection) = self.cache.get(conn) else {
-            return;
-        };
-        let (outbox, user, remote) =
-            (connection.outbox.clone(), connection.user.clone(), connection.remote);
-        let may_join = match &request.action {
-            Action::Join(room) => connection.permissions.may_join(room),
-            _ => true,
-        };
-        self.cache.touch(conn, Instant::now());
-        let ClientRequest { id, action } = request;
-        let ack = |kind| id.as_deref().map(|id| protocol::reply_frame(kind, Some(id)));
-        let not_member = |room: &Room| {
-            let message = format!("not a member of room {room}");
-            Some(protocol::error_frame(id.as_deref(), ErrorCode::NotMember, &message))
-        };
-        let verdict = match &action {
-            Action::Chat { .. } => self.limits.check(&user, Instant::now()),
-            _ => Verdict::Allowed,
-        };
-        let reply = match action {
-            Action::Chat { .. } if verdict == Verdict::Flooding => {
-                tracing::warn!(target: "audit", event = "rate_limit_close", %user, %remote);
-                self.remove(conn, Some(close::FLOODING));
-                None
-            }
-            Action::Chat { .. } if verdict == Verdict::Refused => {
-                let message = "too many messages: slow down";
-                Some(protocol::error_frame(id.as_deref(), ErrorCode::RateLimited, message))
-            }
-            Action::Chat { room: Some(room), .. } if !self.cache.is_member(conn, &room) => {
-                not_member(&room)
-            }
-            Action::Chat { room, frame } => {
-                self.publish(room.map_or(Target::All, Target::Room), frame);
-                ack(MessageType::Ack)
-            }
-            Action::Join(room) if !may_join => {
-                tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
-                let message = format!("not allowed to join room {room}");
-                Some(protocol::error_frame(id.as_deref(), ErrorCode::Forbidden, &message))
-            }
-            Action::Join(room) => {
-                self.join(conn, room);
-                ack(MessageType::Ack)
-            }
-            Action::Leave(room) if self.cache.is_member(conn, &room) => {
-                self.leave(conn, &room);
-                ack(MessageType::Ack)
-            }
-            Action::Leave(room) => not_member(&room),
-            Action::Presence(room) => {
-                self.spawn_presence_answer(id, room, outbox.clone());
-                None
-            }
-            Action::Ping => Some(protocol::reply_frame(MessageType::Pong, id.as_deref())),
-        };
-        if let Some(frame) = reply {
-            self.out.send_to(conn, &outbox, frame, self.hub.metrics().shard(self.id));
-        }
-    }
-
-    fn reauthorize(
-        &mut self,
-        conn: ConnId,
-        id: Option<&str>,
-        permissions: crate::auth::Permissions,
-    ) {
-        let Some(connection) = self.cache.get_mut(conn) else {
-            return;
-        };
-        connection.permissions = permissions;
-        let (outbox, ack) =
-            (connection.outbox.clone(), protocol::reply_frame(MessageType::Ack, id));
-        self.out.send_to(conn, &outbox, ack, self.hub.metrics().shard(self.id));
-    }
-
     /// Delivers to the local recipients, then routes to every other shard that has some, and hands
     /// it to the other instances.
     fn publish(&mut self, target: Target, frame: Frame) {
@@ -323,7 +171,7 @@ impl Shard {
         if self.out.holding() {
             self.out.hold(Held::Route { target, frame, accepted_at, from: self.id });
         } else {
-            self.hub.route(target, frame, accepted_at, Some(self.id));
+            self.hub.router().route(target, frame, accepted_at, Some(self.id));
         }
     }
 
@@ -412,36 +260,22 @@ impl Shard {
         }
     }
 
-    fn spawn_presence_answer(&self, id: Option<String>, room: Room, outbox: Outbox) {
-        let hub = self.hub.clone();
-        let shard = self.id;
-        tokio::spawn(async move {
-            let (users, _) = hub.room_users(&room).await;
-            let away: Vec<UserId> =
-                users.iter().filter(|(_, away)| *away).map(|(u, _)| u.clone()).collect();
-            let names: Vec<UserId> = users.into_iter().map(|(u, _)| u).collect();
-            let frame = protocol::presence_list_frame(id.as_deref(), &room, &names, &away);
-            if outbox.try_send(frame).is_err() {
-                metrics::incr(&hub.metrics().shard(shard).messages_dropped);
-            }
-        });
-    }
-
+    /// Answers a query from the cache; a reply nobody waits for any more is dropped.
     fn answer(&self, query: Query) {
         let now = Instant::now();
         let away_after = self.hub.settings().away_after;
-        match query {
-            Query::OnlineUsers(reply) => drop(reply.send(self.cache.online_users())),
+        let _ = match query {
+            Query::OnlineUsers(reply) => reply.send(self.cache.online_users()).map_err(drop),
             Query::RoomUsers { room, reply } => {
-                drop(reply.send(self.cache.room_users(&room, now, away_after)))
+                reply.send(self.cache.room_users(&room, now, away_after)).map_err(drop)
             }
             Query::UserStatus { user, reply } => {
-                drop(reply.send(self.cache.user_status(&user, now, away_after)))
+                reply.send(self.cache.user_status(&user, now, away_after)).map_err(drop)
             }
             Query::UserConnections { user, reply } => {
-                drop(reply.send(self.cache.user_connections(&user, now)))
+                reply.send(self.cache.user_connections(&user, now)).map_err(drop)
             }
-        }
+        };
     }
 
     fn shut_down(&mut self) {
@@ -486,7 +320,7 @@ impl Shard {
                     }
                 }
                 Held::Route { target, frame, accepted_at, from } => {
-                    self.hub.route(target, frame, accepted_at, Some(from))
+                    self.hub.router().route(target, frame, accepted_at, Some(from))
                 }
                 Held::Registered(registered) => drop(registered.send(true)),
             }

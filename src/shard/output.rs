@@ -7,9 +7,8 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::cache::{ConnId, Outbox};
 use crate::directory::ShardId;
-use crate::hub::Target;
+use crate::mailbox::{ConnId, Outbox, Target};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::Frame;
 

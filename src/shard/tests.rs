@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::config::Config;
+use crate::protocol::{Action, ClientRequest};
 
 struct Peer {
     frames: flume::Receiver<Frame>,
@@ -77,7 +78,7 @@ fn a_delivery_waiting_before_a_leave_reaches_the_leaving_member() {
     shard.finish_batch();
     carol.next_json();
     let frame = protocol::presence_event_frame("r", "someone", PresenceStatus::Join);
-    hub.route(Target::Room(Room::from("r")), frame, Instant::now(), None);
+    hub.router().route(Target::Room(Room::from("r")), frame, Instant::now(), None);
     shard.run_batch(Step::Command(request(1, "l", Action::Leave(Room::from("r")))), &inbox);
     assert_eq!(carol.next_json().unwrap()["data"]["user"], "someone", "delivered before the leave");
     assert_eq!(carol.next_json().unwrap()["type"], "ack");

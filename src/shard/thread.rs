@@ -12,8 +12,9 @@ use std::io;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-use super::{Inbox, Shard};
+use super::Shard;
 use crate::hub::Hub;
+use crate::mailbox::Inbox;
 
 /// A running shard thread.
 #[derive(Debug)]

@@ -136,7 +136,7 @@ async fn an_unreadable_or_unpaired_certificate_is_a_configuration_error() {
     let mut config = wsbroker::Config::with_listen("127.0.0.1:0".parse().unwrap());
     config.tls_cert = Some(certificate.cert_file.clone());
     let unpaired = wsbroker::Server::bind(config.clone()).await.expect_err("no key");
-    assert_eq!(unpaired.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(unpaired.is_config(), "{unpaired}");
     config.tls_key = Some(certificate.cert_file.clone());
     let not_a_key = wsbroker::Server::bind(config).await.expect_err("a certificate is not a key");
     assert!(not_a_key.to_string().contains("--tls-key"), "{not_a_key}");

@@ -3,26 +3,31 @@
 //! Owns: the Redis connections (one multiplexed for commands and publishes, one for subscriptions),
 //! the channel subscriptions, and the mirror of local presence (which users are online here, who is in
 //! which room) from which subscriptions and Redis presence are rebuilt after any reconnect.
-//! May touch: the hub, to fan incoming messages out through `Hub::route` like local ones; the relay
-//! counters. Must not: touch a shard's cache, or make a shard or session wait (its inputs are a
+//! May touch: the shards only through its [`Router`], to fan incoming messages out like local ones;
+//! the relay counters. Must not: touch a shard's cache, or make a shard or session wait (its inputs are a
 //! bounded queue fed with `try_send`, an unbounded queue of presence changes, and questions).
 //!
 //! While Redis is away the relay keeps draining its inputs: outgoing messages are dropped and counted,
 //! changes update the mirror (join/leave are announced locally), questions go unanswered (the asker
 //! answers locally, marked partial). It reconnects with backoff and rebuilds everything.
 
-use std::collections::{HashMap, HashSet};
+mod changes;
+
+use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 
-use super::presence::{Lookup, Membership, Presence};
+use super::mirror::{Mirror, Mirrored};
+use super::presence::Presence;
 use super::wire::{self, Names};
-use super::{LocalChange, Question};
-use crate::hub::{Target, WeakHub};
-use crate::protocol::{self, PresenceStatus, Room, UserId};
+use crate::broker::{LocalChange, Question};
+use crate::mailbox::Target;
+use crate::metrics::RelayCounters;
+use crate::router::Router;
 
 /// Longest any single Redis exchange may take before the connection counts as lost.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -37,7 +42,7 @@ const CHANGE_BATCH: usize = 1024;
 #[derive(Debug)]
 pub struct Outgoing {
     pub target: Target,
-    pub frame: protocol::Frame,
+    pub frame: crate::protocol::Frame,
 }
 
 /// The relay's inputs.
@@ -57,13 +62,6 @@ pub struct Tuning {
     pub presence_events: bool,
 }
 
-/// Local presence as the relay last heard it from the shards.
-#[derive(Debug, Default)]
-struct Mirror {
-    users: HashSet<UserId>,
-    rooms: HashMap<Room, HashSet<UserId>>,
-}
-
 /// The connections while Redis is reachable, and what the subscription connection listens to.
 struct Link {
     conn: MultiplexedConnection,
@@ -79,7 +77,8 @@ enum Stop {
 }
 
 pub struct Relay {
-    hub: WeakHub,
+    router: Router,
+    counters: Arc<RelayCounters>,
     client: redis::Client,
     presence: Presence,
     inputs: Inputs,
@@ -115,13 +114,14 @@ async fn send_pipe(
 
 impl Relay {
     pub fn new(
-        hub: WeakHub,
+        (router, counters): (Router, Arc<RelayCounters>),
         client: redis::Client,
         presence: Presence,
         inputs: Inputs,
         tuning: Tuning,
     ) -> Self {
-        Self { hub, client, presence, inputs, tuning, mirror: Mirror::default() }
+        let mirror = Mirror::default();
+        Self { router, counters, client, presence, inputs, tuning, mirror }
     }
 
     fn names(&self) -> &Names {
@@ -154,9 +154,7 @@ impl Relay {
 
     /// Records and logs (once per change) whether Redis is reachable.
     fn set_up(&self, up: &mut Option<bool>, now_up: bool, why: &str) {
-        if let Some(hub) = self.hub.upgrade() {
-            hub.metrics().relay.redis_up.store(u64::from(now_up), Relaxed);
-        }
+        self.counters.redis_up.store(u64::from(now_up), Relaxed);
         if *up != Some(now_up) {
             if now_up {
                 tracing::info!(instance = %self.presence.me, "redis relay {why}");
@@ -174,9 +172,7 @@ impl Relay {
         let (sink, messages) = pubsub.split();
         let mut link = Link { conn, sink, subscribed: HashSet::new() };
         within("load scripts", self.presence.load_scripts(&mut link.conn)).await?;
-        let mut wanted: Vec<String> = vec![self.names().global_channel()];
-        wanted.extend(self.mirror.users.iter().map(|user| self.names().user_channel(user)));
-        wanted.extend(self.mirror.rooms.keys().map(|room| self.names().room_channel(room)));
+        let wanted = self.mirror.wanted_channels(self.names());
         within("subscribe", link.sink.subscribe(&wanted)).await?;
         link.subscribed.extend(wanted);
         self.register_mirror(&mut link.conn).await?;
@@ -236,10 +232,8 @@ impl Relay {
         if sender == self.presence.me {
             return;
         }
-        if let Some(hub) = self.hub.upgrade() {
-            hub.metrics().relay.received.fetch_add(1, Relaxed);
-            hub.route(target, frame, Instant::now(), None);
-        }
+        self.counters.received.fetch_add(1, Relaxed);
+        self.router.route(target, frame, Instant::now(), None);
     }
 
     /// Sends `first` and whatever else arrives within the linger (up to a batch) in one pipeline.
@@ -271,217 +265,13 @@ impl Relay {
             }
         }
         let sent = within("publish", pipe.query_async::<()>(conn)).await;
-        if let Some(hub) = self.hub.upgrade() {
-            let counter = if sent.is_ok() {
-                &hub.metrics().relay.published
-            } else {
-                &hub.metrics().relay.dropped
-            };
-            counter.fetch_add(batch.len() as u64, Relaxed);
-        }
+        let counter = if sent.is_ok() { &self.counters.published } else { &self.counters.dropped };
+        counter.fetch_add(batch.len() as u64, Relaxed);
         sent
     }
 }
 
-/// A subscription a change may have made needed or unneeded.
-enum Interest {
-    User(UserId),
-    Room(Room),
-}
-
 impl Relay {
-    /// Applies `first` and the changes already waiting: subscribes to what became needed, writes the
-    /// presence (so another instance that sees a user here knows this instance already listens), then
-    /// unsubscribes from what is no longer needed.
-    async fn apply_changes(&mut self, first: LocalChange, link: &mut Link) -> Exchange<()> {
-        let mut batch = vec![first];
-        while batch.len() < CHANGE_BATCH {
-            let Ok(next) = self.inputs.changes.try_recv() else {
-                break;
-            };
-            batch.push(next);
-        }
-        let mut interests = Vec::new();
-        let mut users = redis::pipe();
-        let mut memberships = Vec::new();
-        for change in batch {
-            match self.mirror_change(change) {
-                Mirrored::User(user, online) => {
-                    self.presence.user_command(&mut users, &user, online);
-                    interests.push(Interest::User(user));
-                }
-                Mirrored::Room(membership, room, user) => {
-                    interests.push(Interest::Room(room.clone()));
-                    memberships.push((membership, room, user));
-                }
-            }
-        }
-        let (subscribe, unsubscribe) = self.subscription_changes(&interests, &link.subscribed);
-        if !subscribe.is_empty() {
-            within("subscribe", link.sink.subscribe(&subscribe)).await?;
-            link.subscribed.extend(subscribe);
-        }
-        send_pipe("user presence", &users, &mut link.conn).await?;
-        self.write_memberships(&memberships, &mut link.conn).await?;
-        if !unsubscribe.is_empty() {
-            within("unsubscribe", link.sink.unsubscribe(&unsubscribe)).await?;
-            for channel in &unsubscribe {
-                link.subscribed.remove(channel);
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs the join/leave scripts; announces here each join or leave that was the first or last in
-    /// the cluster (the script already published it to the other instances).
-    async fn write_memberships(
-        &self,
-        memberships: &[(Membership, Room, UserId)],
-        conn: &mut MultiplexedConnection,
-    ) -> Exchange<()> {
-        if memberships.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        let mut frames = Vec::with_capacity(memberships.len());
-        for (membership, room, user) in memberships {
-            let frame = self.presence_frame(*membership, room, user);
-            let payload = frame
-                .as_ref()
-                .map(|frame| wire::encode_payload(&self.presence.me, frame))
-                .unwrap_or_default();
-            self.presence.add_change(&mut pipe, membership, room, user, &payload);
-            frames.push(frame);
-        }
-        let firsts: Vec<i64> = within("room presence", pipe.query_async(conn)).await?;
-        for ((_, room, _), (frame, first)) in memberships.iter().zip(frames.into_iter().zip(firsts))
-        {
-            if let (Some(frame), 1) = (frame, first) {
-                self.deliver_here(room, frame);
-            }
-        }
-        Ok(())
-    }
-
-    fn presence_frame(
-        &self,
-        membership: Membership,
-        room: &str,
-        user: &str,
-    ) -> Option<protocol::Frame> {
-        let status = match membership {
-            Membership::Join => PresenceStatus::Join,
-            Membership::Leave => PresenceStatus::Leave,
-        };
-        self.tuning.presence_events.then(|| protocol::presence_event_frame(room, user, status))
-    }
-
-    fn deliver_here(&self, room: &Room, frame: protocol::Frame) {
-        if let Some(hub) = self.hub.upgrade() {
-            hub.route(Target::Room(room.clone()), frame, Instant::now(), None);
-        }
-    }
-
-    /// Channels to subscribe to and to leave, given what the mirror now needs.
-    fn subscription_changes(
-        &self,
-        interests: &[Interest],
-        subscribed: &HashSet<String>,
-    ) -> (Vec<String>, Vec<String>) {
-        let (mut subscribe, mut unsubscribe) = (Vec::new(), Vec::new());
-        for interest in interests {
-            let (channel, wanted) = match interest {
-                Interest::User(user) => {
-                    (self.names().user_channel(user), self.mirror.users.contains(user))
-                }
-                Interest::Room(room) => {
-                    (self.names().room_channel(room), self.mirror.rooms.contains_key(room))
-                }
-            };
-            let listening = subscribed.contains(&channel) || subscribe.contains(&channel);
-            if wanted && !listening {
-                subscribe.push(channel);
-            } else if !wanted && listening && !unsubscribe.contains(&channel) {
-                unsubscribe.push(channel);
-            }
-        }
-        (subscribe, unsubscribe)
-    }
-
-    /// Updates the mirror with one change.
-    fn mirror_change(&mut self, change: LocalChange) -> Mirrored {
-        match change {
-            LocalChange::UserOnline(user) => {
-                self.mirror.users.insert(user.clone());
-                Mirrored::User(user, true)
-            }
-            LocalChange::UserOffline(user) => {
-                self.mirror.users.remove(&user);
-                Mirrored::User(user, false)
-            }
-            LocalChange::Joined { room, user } => {
-                self.mirror.rooms.entry(room.clone()).or_default().insert(user.clone());
-                Mirrored::Room(Membership::Join, room, user)
-            }
-            LocalChange::Left { room, user } => {
-                if let Some(members) = self.mirror.rooms.get_mut(&room) {
-                    members.remove(&user);
-                    if members.is_empty() {
-                        self.mirror.rooms.remove(&room);
-                    }
-                }
-                Mirrored::Room(Membership::Leave, room, user)
-            }
-        }
-    }
-
-    async fn answer(&self, question: Question, conn: &mut MultiplexedConnection) -> Exchange<()> {
-        let to_ids = |users: Vec<String>| users.into_iter().map(UserId::from).collect::<Vec<_>>();
-        match question {
-            Question::OnlineUsers(reply) => {
-                let users =
-                    within("online users", self.presence.query(conn, Lookup::Online)).await?;
-                let _ = reply.send(to_ids(users));
-            }
-            Question::RoomUsers(room, reply) => {
-                let users =
-                    within("room users", self.presence.query(conn, Lookup::Room(&room))).await?;
-                let _ = reply.send(to_ids(users));
-            }
-            Question::UserOnline(user, reply) => {
-                let found =
-                    within("user online", self.presence.query(conn, Lookup::User(&user))).await?;
-                let _ = reply.send(!found.is_empty());
-            }
-        }
-        Ok(())
-    }
-
-    /// Renews this instance, registers it again if Redis lost it, and announces the users that left
-    /// with a reaped instance.
-    async fn heartbeat(&mut self, link: &mut Link) -> Exchange<()> {
-        let (survived, gone) = within("heartbeat", self.presence.heartbeat(&mut link.conn)).await?;
-        if !survived && !self.mirror.users.is_empty() {
-            tracing::warn!(instance = %self.presence.me, "redis lost this instance's presence: registering again");
-            self.register_mirror(&mut link.conn).await?;
-        }
-        let mut pipe = redis::pipe();
-        for (room, user) in gone {
-            let Ok(room) = protocol::validate_room(&room) else {
-                continue;
-            };
-            if let Some(frame) = self.presence_frame(Membership::Leave, &room, &user) {
-                pipe.publish(
-                    self.names().room_channel(&room),
-                    wire::encode_payload(&self.presence.me, &frame),
-                )
-                .ignore();
-                self.deliver_here(&room, frame);
-            }
-        }
-        send_pipe("announce reaped users", &pipe, &mut link.conn).await
-    }
-
     /// Waits `pause` without Redis, still draining the inputs so nothing grows or blocks.
     async fn offline_for(&mut self, pause: Duration) -> Exchange<()> {
         let deadline = tokio::time::Instant::now() + pause;
@@ -490,7 +280,7 @@ impl Relay {
                 () = tokio::time::sleep_until(deadline) => return Ok(()),
                 change = self.inputs.changes.recv_async() => {
                     let change = change.map_err(|_| Stop::Finished)?;
-                    if let Mirrored::Room(membership, room, user) = self.mirror_change(change) {
+                    if let Mirrored::Room(membership, room, user) = self.mirror.apply(change) {
                         if let Some(frame) = self.presence_frame(membership, &room, &user) {
                             self.deliver_here(&room, frame);
                         }
@@ -498,18 +288,10 @@ impl Relay {
                 }
                 outgoing = self.inputs.outgoing.recv_async() => {
                     outgoing.map_err(|_| Stop::Finished)?;
-                    if let Some(hub) = self.hub.upgrade() {
-                        hub.metrics().relay.dropped.fetch_add(1, Relaxed);
-                    }
+                    self.counters.dropped.fetch_add(1, Relaxed);
                 }
                 Ok(question) = self.inputs.questions.recv_async() => drop(question),
             }
         }
     }
-}
-
-/// What a change did to the mirror.
-enum Mirrored {
-    User(UserId, bool),
-    Room(Membership, Room, UserId),
 }

@@ -4,7 +4,10 @@
 //! frames (refusing bad ones itself) and hands valid requests to its shard; it writes whatever the shard
 //! queued, in batches with one flush each.
 //! May touch: its shard's command inbox, its own counters. Must not: touch the cache; when the
-//! connection ends, for any reason, it tells the shard with `Unregister`.
+//! connection ends, for any reason, it tells the shard with `Unregister`. It names no HTTP type: the
+//! upgrade code that runs it holds the connection's admission slot.
+
+mod heartbeat;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,11 +24,11 @@ use crate::auth::{AuthError, Authenticator};
 use crate::close::{self, CloseReason};
 use crate::directory::ShardId;
 use crate::hub::Hub;
+use crate::mailbox::{Command, ConnId};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Limits, UserId};
-use crate::shard::cache::ConnId;
-use crate::shard::Command;
 use crate::transport::Stream;
+use heartbeat::{Beat, Heartbeat, TokenClock};
 
 pub type Socket = WebSocketStream<Stream>;
 
@@ -41,11 +44,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(3);
 pub struct Session {
     pub conn: ConnId,
     pub user: UserId,
+    /// The shard that owns the connection (its user's), computed once at the upgrade.
+    pub shard: ShardId,
     pub hub: Hub,
     pub outbox: flume::Receiver<Frame>,
     pub closer: oneshot::Receiver<CloseReason>,
-    /// Holds the connection's admission slot; dropped, with the session, when it ends.
-    pub ticket: Option<Box<crate::http::Ticket>>,
     /// With authentication on. Boxed: an idle session without it carries only a null pointer.
     pub auth: Option<Box<SessionAuth>>,
 }
@@ -88,12 +91,8 @@ impl std::fmt::Display for Ended {
 }
 
 impl Session {
-    fn shard(&self) -> ShardId {
-        self.hub.shard_of_user(&self.user)
-    }
-
     fn counters(&self) -> &ShardCounters {
-        self.hub.metrics().shard(self.shard())
+        self.hub.metrics().shard(self.shard)
     }
 
     /// Serves the connection until it ends, then makes sure the cache no longer holds it.
@@ -105,11 +104,10 @@ impl Session {
 
     /// Removes the connection from the cache (its shard ignores a second request).
     pub async fn unregister(&self) {
-        self.hub.command(self.shard(), Command::Unregister { conn: self.conn }).await;
+        self.hub.router().command(self.shard, Command::Unregister { conn: self.conn }).await;
     }
 
     async fn serve(&mut self, socket: &mut Socket) -> Ended {
-        let shard = self.shard();
         let settings = self.hub.settings();
         let limits = Limits { max_content_chars: settings.max_content };
         let mut heartbeat =
@@ -120,62 +118,70 @@ impl Session {
         let timer = tokio::time::sleep_until(heartbeat.deadline());
         tokio::pin!(timer);
         loop {
-            tokio::select! {
+            let ended = tokio::select! {
                 biased;
                 reason = &mut self.closer => {
-                    let reason = reason.unwrap_or(close::SHUTTING_DOWN);
-                    return self.close(socket, reason).await;
+                    Some(self.close(socket, reason.unwrap_or(close::SHUTTING_DOWN)).await)
                 }
-                frame = self.outbox.recv_async() => {
-                    let Ok(frame) = frame else { return Ended::Gone("outbox closed".into()) };
-                    tokio::select! {
-                        biased;
-                        reason = &mut self.closer => {
-                            return self.close(socket, reason.unwrap_or(close::SHUTTING_DOWN)).await;
-                        }
-                        written = write_batch(socket, &self.outbox, frame, self.hub.metrics().shard(shard)) => {
-                            if let Err(err) = written { return Ended::Gone(err.to_string()) }
-                        }
-                    }
-                }
+                frame = self.outbox.recv_async() => match frame {
+                    Ok(frame) => self.write_unless_closed(socket, frame).await,
+                    Err(_) => Some(Ended::Gone("outbox closed".into())),
+                },
                 incoming = socket.next() => {
                     heartbeat.seen(Instant::now());
                     match incoming {
                         Some(Ok(message)) => {
-                            if let Some(ended) = self.on_message(socket, message, limits, &mut heartbeat).await {
-                                return ended;
-                            }
+                            self.on_message(socket, message, limits, &mut heartbeat).await
                         }
-                        Some(Err(err)) => return self.on_read_error(socket, err).await,
-                        None => return Ended::ClientClosed,
+                        Some(Err(err)) => Some(self.on_read_error(socket, err).await),
+                        None => Some(Ended::ClientClosed),
                     }
                 }
                 () = &mut timer => {
-                    match heartbeat.due(Instant::now()) {
-                        Beat::Idle => {
-                            metrics::incr(&self.counters().idle_evictions);
-                            return self.close(socket, close::IDLE_TIMEOUT).await;
-                        }
-                        Beat::Ping => {
-                            if let Err(err) = socket.send(Message::Ping(Default::default())).await {
-                                return Ended::Gone(err.to_string());
-                            }
-                        }
-                        Beat::TokenExpiring(expires_at) => {
-                            if let Err(err) = socket.send(Message::Text(protocol::token_expiring_frame(expires_at))).await {
-                                return Ended::Gone(err.to_string());
-                            }
-                        }
-                        Beat::TokenExpired => {
-                            tracing::warn!(target: "audit", event = "token_expired", user = %self.user, conn = self.conn);
-                            return self.close(socket, close::TOKEN_EXPIRED).await;
-                        }
-                        Beat::Wait => {}
-                    }
+                    let ended = self.on_beat(socket, heartbeat.due(Instant::now())).await;
                     timer.as_mut().reset(heartbeat.deadline());
+                    ended
                 }
+            };
+            if let Some(ended) = ended {
+                return ended;
             }
         }
+    }
+
+    /// Writes `first` and what else is queued, unless a close comes first.
+    async fn write_unless_closed(&mut self, socket: &mut Socket, first: Frame) -> Option<Ended> {
+        let counters = self.hub.metrics().shard(self.shard);
+        tokio::select! {
+            biased;
+            reason = &mut self.closer => {
+                Some(self.close(socket, reason.unwrap_or(close::SHUTTING_DOWN)).await)
+            }
+            written = write_batch(socket, &self.outbox, first, counters) => {
+                written.err().map(|err| Ended::Gone(err.to_string()))
+            }
+        }
+    }
+
+    /// Acts on what the heartbeat timer found due; `Some` when the session must end.
+    async fn on_beat(&mut self, socket: &mut Socket, beat: Beat) -> Option<Ended> {
+        let message = match beat {
+            Beat::Idle => {
+                metrics::incr(&self.counters().idle_evictions);
+                return Some(self.close(socket, close::IDLE_TIMEOUT).await);
+            }
+            Beat::TokenExpired => {
+                let (user, conn) = (&self.user, self.conn);
+                tracing::warn!(target: "audit", event = "token_expired", %user, conn);
+                return Some(self.close(socket, close::TOKEN_EXPIRED).await);
+            }
+            Beat::Ping => Message::Ping(Default::default()),
+            Beat::TokenExpiring(expires_at) => {
+                Message::Text(protocol::token_expiring_frame(expires_at))
+            }
+            Beat::Wait => return None,
+        };
+        socket.send(message).await.err().map(|err| Ended::Gone(err.to_string()))
     }
 
     /// Handles one client message; `Some` when the session must end.
@@ -188,7 +194,7 @@ impl Session {
     ) -> Option<Ended> {
         match self.react(message, limits, heartbeat) {
             Reaction::Command(command) => {
-                let delivered = self.hub.command(self.shard(), command).await;
+                let delivered = self.hub.router().command(self.shard, command).await;
                 (!delivered).then(|| Ended::Gone("shard stopped".into()))
             }
             Reaction::Reply(frame) => socket
@@ -309,7 +315,7 @@ impl Session {
         }
         let grace = if reason.drain { self.hub.settings().shutdown_timeout } else { CLOSE_GRACE };
         let outbox = &self.outbox;
-        let counters = self.hub.metrics().shard(self.shard());
+        let counters = self.hub.metrics().shard(self.shard);
         let closing = async {
             if reason.drain {
                 if let Ok(first) = outbox.try_recv() {
@@ -352,201 +358,6 @@ async fn write_batch(
     Ok(())
 }
 
-/// What the heartbeat timer asks for when it fires.
-#[derive(Debug, PartialEq, Eq)]
-enum Beat {
-    Ping,
-    /// Nothing heard within the idle timeout: evict.
-    Idle,
-    /// Less than the notice period is left on the token: tell the client when it expires.
-    TokenExpiring(SystemTime),
-    /// The token expired (plus leeway) without a refresh: close with 4001.
-    TokenExpired,
-    /// Fired early (traffic moved the idle deadline): just re-arm.
-    Wait,
-}
-
-/// When a connection's token needs its expiry notice and when it runs out.
-#[derive(Debug)]
-struct TokenClock {
-    expires_at: SystemTime,
-    notice_at: Instant,
-    close_at: Instant,
-    noticed: bool,
-}
-
-impl TokenClock {
-    /// `remaining`: the time left until `expires_at`, measured at `now`.
-    fn new(
-        now: Instant,
-        expires_at: SystemTime,
-        remaining: Duration,
-        notice: Duration,
-        leeway: Duration,
-    ) -> Self {
-        let expiry = now + remaining;
-        let notice_at = expiry.checked_sub(notice).unwrap_or(now).max(now);
-        Self { expires_at, notice_at, close_at: expiry + leeway, noticed: false }
-    }
-
-    fn deadline(&self) -> Instant {
-        if self.noticed {
-            self.close_at
-        } else {
-            self.notice_at
-        }
-    }
-}
-
-/// Ping schedule, idle detection and token expiry on one timer. Traffic only moves `last_seen`; the timer is
-/// re-armed when it fires, never per frame.
-#[derive(Debug)]
-struct Heartbeat {
-    /// Milliseconds (not `Duration`s): every idle session holds one, and the smaller its task, the less
-    /// memory a connection costs.
-    interval_ms: u32,
-    idle_timeout_ms: u32,
-    next_ping: Instant,
-    last_seen: Instant,
-    /// With authentication on. Boxed: most of the time it only adds a pointer to an idle session.
-    token: Option<Box<TokenClock>>,
-}
-
-impl Heartbeat {
-    fn new(now: Instant, interval: Duration, idle_timeout: Duration) -> Self {
-        let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
-        let (interval_ms, idle_timeout_ms) = (millis(interval), millis(idle_timeout));
-        Self {
-            interval_ms,
-            idle_timeout_ms,
-            next_ping: now + interval,
-            last_seen: now,
-            token: None,
-        }
-    }
-
-    fn interval(&self) -> Duration {
-        Duration::from_millis(u64::from(self.interval_ms))
-    }
-
-    fn idle_deadline(&self) -> Instant {
-        self.last_seen + Duration::from_millis(u64::from(self.idle_timeout_ms))
-    }
-
-    fn seen(&mut self, now: Instant) {
-        self.last_seen = now;
-    }
-
-    fn deadline(&self) -> Instant {
-        let beat = self.next_ping.min(self.idle_deadline());
-        self.token.as_ref().map_or(beat, |token| beat.min(token.deadline()))
-    }
-
-    fn due(&mut self, now: Instant) -> Beat {
-        if let Some(token) = self.token.as_mut().filter(|token| now >= token.deadline()) {
-            if token.noticed {
-                return Beat::TokenExpired;
-            }
-            token.noticed = true;
-            return Beat::TokenExpiring(token.expires_at);
-        }
-        if now >= self.idle_deadline() {
-            Beat::Idle
-        } else if now >= self.next_ping {
-            self.next_ping = now + self.interval();
-            Beat::Ping
-        } else {
-            Beat::Wait
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn heartbeat_pings_on_schedule_and_evicts_only_after_silence() {
-        let start = Instant::now();
-        let mut heartbeat = Heartbeat::new(start, Duration::from_secs(30), Duration::from_secs(60));
-        assert_eq!(heartbeat.deadline(), start + Duration::from_secs(30));
-        tokio::time::sleep_until(heartbeat.deadline()).await;
-        assert_eq!(heartbeat.due(Instant::now()), Beat::Ping);
-        tokio::time::advance(Duration::from_secs(10)).await;
-        heartbeat.seen(Instant::now());
-        tokio::time::sleep_until(heartbeat.deadline()).await;
-        assert_eq!(
-            heartbeat.due(Instant::now()),
-            Beat::Ping,
-            "traffic at 40 s keeps it alive at 60 s"
-        );
-        tokio::time::sleep_until(heartbeat.deadline()).await;
-        assert_eq!(Instant::now() - start, Duration::from_secs(90));
-        assert_eq!(heartbeat.due(Instant::now()), Beat::Ping);
-        tokio::time::sleep_until(heartbeat.deadline()).await;
-        assert_eq!(Instant::now() - start, Duration::from_secs(100), "60 s after the last traffic");
-        assert_eq!(heartbeat.due(Instant::now()), Beat::Idle);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn token_notice_comes_before_expiry_and_a_refresh_moves_both() {
-        let start = Instant::now();
-        let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let (notice, leeway) = (Duration::from_secs(30), Duration::from_secs(2));
-        let mut heartbeat =
-            Heartbeat::new(start, Duration::from_secs(300), Duration::from_secs(600));
-        heartbeat.token = Some(Box::new(TokenClock::new(
-            start,
-            expires_at,
-            Duration::from_secs(100),
-            notice,
-            leeway,
-        )));
-        tokio::time::sleep_until(heartbeat.deadline()).await;
-        assert_eq!(Instant::now() - start, Duration::from_secs(70), "30 s before exp");
-        assert_eq!(heartbeat.due(Instant::now()), Beat::TokenExpiring(expires_at));
-        tokio::time::sleep_until(heartbeat.deadline()).await;
-        assert_eq!(Instant::now() - start, Duration::from_secs(102), "exp plus leeway");
-        assert_eq!(heartbeat.due(Instant::now()), Beat::TokenExpired);
-
-        let renewed = expires_at + Duration::from_secs(3_600);
-        let now = Instant::now();
-        heartbeat.token = Some(Box::new(TokenClock::new(
-            now,
-            renewed,
-            Duration::from_secs(3_600),
-            notice,
-            leeway,
-        )));
-        assert_eq!(
-            heartbeat.deadline(),
-            now + Duration::from_secs(198),
-            "the ping comes first again"
-        );
-        assert_eq!(
-            heartbeat.token.as_ref().map(|token| token.deadline()),
-            Some(now + Duration::from_secs(3_570))
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_token_nearly_spent_at_connect_is_noticed_at_once() {
-        let start = Instant::now();
-        let expires_at = SystemTime::UNIX_EPOCH;
-        let mut heartbeat = Heartbeat::new(start, Duration::from_secs(30), Duration::from_secs(60));
-        let clock = TokenClock::new(
-            start,
-            expires_at,
-            Duration::from_secs(5),
-            Duration::from_secs(30),
-            Duration::ZERO,
-        );
-        heartbeat.token = Some(Box::new(clock));
-        assert_eq!(heartbeat.deadline(), start);
-        assert_eq!(heartbeat.due(start), Beat::TokenExpiring(expires_at));
-        assert_eq!(heartbeat.deadline(), start + Duration::from_secs(5));
-    }
-}
 #[cfg(test)]
 mod footprint {
     use super::*;
@@ -564,7 +375,7 @@ mod footprint {
         let socket = WebSocketStream::from_raw_socket(stream, role, None).await;
         let ((_sender, outbox), (_close, closer)) = (flume::bounded(1), oneshot::channel());
         let session =
-            Session { conn: 1, user: "u".into(), hub, outbox, closer, ticket: None, auth: None };
+            Session { conn: 1, user: "u".into(), shard: 0, hub, outbox, closer, auth: None };
         let task = session.run(socket);
         assert!(
             std::mem::size_of_val(&task) <= 1_664,

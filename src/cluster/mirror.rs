@@ -1,0 +1,177 @@
+//! The relay's mirror of local presence and the subscriptions that follow from it.
+//!
+//! Owns: which users are online on this instance and who is in which room, as the shards last
+//! reported it, and the rule that turns a batch of changes into channels to subscribe to and to
+//! leave. Plain data, no I/O: the relay applies what this decides, and rebuilds Redis from the
+//! mirror after any reconnect. Must not: talk to Redis or the shards.
+
+use std::collections::{HashMap, HashSet};
+
+use super::presence::Membership;
+use super::wire::Names;
+use crate::broker::LocalChange;
+use crate::protocol::{Room, UserId};
+
+/// Local presence as the relay last heard it from the shards.
+#[derive(Debug, Default)]
+pub struct Mirror {
+    pub users: HashSet<UserId>,
+    pub rooms: HashMap<Room, HashSet<UserId>>,
+}
+
+/// What a change did to the mirror.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mirrored {
+    /// The user came online here (`true`) or went offline.
+    User(UserId, bool),
+    Room(Membership, Room, UserId),
+}
+
+/// A subscription a change may have made needed or unneeded.
+#[derive(Debug)]
+pub enum Interest {
+    User(UserId),
+    Room(Room),
+}
+
+impl Mirrored {
+    /// The subscription this change may have touched.
+    pub fn interest(&self) -> Interest {
+        match self {
+            Self::User(user, _) => Interest::User(user.clone()),
+            Self::Room(_, room, _) => Interest::Room(room.clone()),
+        }
+    }
+}
+
+impl Mirror {
+    /// Updates the mirror with one change.
+    pub fn apply(&mut self, change: LocalChange) -> Mirrored {
+        match change {
+            LocalChange::UserOnline(user) => {
+                self.users.insert(user.clone());
+                Mirrored::User(user, true)
+            }
+            LocalChange::UserOffline(user) => {
+                self.users.remove(&user);
+                Mirrored::User(user, false)
+            }
+            LocalChange::Joined { room, user } => {
+                self.rooms.entry(room.clone()).or_default().insert(user.clone());
+                Mirrored::Room(Membership::Join, room, user)
+            }
+            LocalChange::Left { room, user } => {
+                if let Some(members) = self.rooms.get_mut(&room) {
+                    members.remove(&user);
+                    if members.is_empty() {
+                        self.rooms.remove(&room);
+                    }
+                }
+                Mirrored::Room(Membership::Leave, room, user)
+            }
+        }
+    }
+
+    /// Every channel the mirror needs: the global one, one per local user, one per local room.
+    pub fn wanted_channels(&self, names: &Names) -> Vec<String> {
+        let mut wanted = vec![names.global_channel()];
+        wanted.extend(self.users.iter().map(|user| names.user_channel(user)));
+        wanted.extend(self.rooms.keys().map(|room| names.room_channel(room)));
+        wanted
+    }
+
+    /// Channels to subscribe to and to leave, given what the mirror needs now (after the whole
+    /// batch of changes) and what is `subscribed`. Each channel is decided once, in linear time.
+    pub fn subscription_changes(
+        &self,
+        interests: &[Interest],
+        subscribed: &HashSet<String>,
+        names: &Names,
+    ) -> (Vec<String>, Vec<String>) {
+        let (mut subscribe, mut unsubscribe) = (Vec::new(), Vec::new());
+        let mut decided = HashSet::with_capacity(interests.len());
+        for interest in interests {
+            let (channel, wanted) = match interest {
+                Interest::User(user) => (names.user_channel(user), self.users.contains(user)),
+                Interest::Room(room) => (names.room_channel(room), self.rooms.contains_key(room)),
+            };
+            let listening = subscribed.contains(&channel);
+            if wanted == listening || !decided.insert(channel.clone()) {
+                continue;
+            }
+            if wanted {
+                subscribe.push(channel);
+            } else {
+                unsubscribe.push(channel);
+            }
+        }
+        (subscribe, unsubscribe)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Names {
+        Names::new("p")
+    }
+
+    fn joined(room: &str, user: &str) -> LocalChange {
+        LocalChange::Joined { room: room.into(), user: user.into() }
+    }
+
+    fn left(room: &str, user: &str) -> LocalChange {
+        LocalChange::Left { room: room.into(), user: user.into() }
+    }
+
+    /// Applies `changes` and returns what they call for, given `subscribed`.
+    fn run(
+        mirror: &mut Mirror,
+        changes: Vec<LocalChange>,
+        subscribed: &[&str],
+    ) -> (Vec<String>, Vec<String>) {
+        let interests: Vec<Interest> =
+            changes.into_iter().map(|c| mirror.apply(c).interest()).collect();
+        let subscribed = subscribed.iter().map(|s| s.to_string()).collect();
+        mirror.subscription_changes(&interests, &subscribed, &names())
+    }
+
+    #[test]
+    fn a_room_is_subscribed_once_however_many_join_it_in_one_batch() {
+        let mut mirror = Mirror::default();
+        let changes = (0..1024).map(|i| joined("r", &format!("u{i}"))).collect();
+        assert_eq!(run(&mut mirror, changes, &[]), (vec!["p:room:r".to_owned()], vec![]));
+        assert_eq!(mirror.rooms["r"].len(), 1024);
+    }
+
+    #[test]
+    fn joining_and_leaving_within_one_batch_touches_no_subscription() {
+        let mut mirror = Mirror::default();
+        let changes = vec![joined("r", "a"), left("r", "a")];
+        assert_eq!(run(&mut mirror, changes, &[]), (vec![], vec![]));
+        assert!(mirror.rooms.is_empty(), "an emptied room leaves the mirror");
+    }
+
+    #[test]
+    fn the_last_member_leaving_unsubscribes_once() {
+        let mut mirror = Mirror::default();
+        run(&mut mirror, vec![joined("r", "a"), joined("r", "b")], &[]);
+        let (subscribe, unsubscribe) = run(&mut mirror, vec![left("r", "a")], &["p:room:r"]);
+        assert!(subscribe.is_empty() && unsubscribe.is_empty(), "b is still in the room");
+        let changes = vec![left("r", "b"), left("r", "b")];
+        assert_eq!(run(&mut mirror, changes, &["p:room:r"]), (vec![], vec!["p:room:r".to_owned()]));
+    }
+
+    #[test]
+    fn a_user_channel_follows_the_users_first_and_last_connection() {
+        let mut mirror = Mirror::default();
+        let online = vec![LocalChange::UserOnline("a".into())];
+        assert_eq!(run(&mut mirror, online, &[]), (vec!["p:user:a".to_owned()], vec![]));
+        let offline = vec![LocalChange::UserOffline("a".into())];
+        assert_eq!(run(&mut mirror, offline, &["p:user:a"]), (vec![], vec!["p:user:a".to_owned()]));
+        let mut wanted = mirror.wanted_channels(&names());
+        wanted.sort();
+        assert_eq!(wanted, vec!["p:global".to_owned()]);
+    }
+}

@@ -1,0 +1,165 @@
+//! The relay's presence side: local changes into subscriptions and Redis presence, cluster
+//! questions, heartbeats and the reaping of silent instances.
+//!
+//! Owns: nothing of its own; it is the half of [`Relay`] that writes presence. Must not: publish
+//! chat messages (the other half does) or touch a shard except through the router.
+
+use std::time::Instant;
+
+use redis::aio::MultiplexedConnection;
+
+use super::{send_pipe, within, Exchange, Link, Relay, CHANGE_BATCH};
+use crate::broker::{LocalChange, Question};
+use crate::cluster::mirror::{Interest, Mirrored};
+use crate::cluster::presence::{Lookup, Membership};
+use crate::cluster::wire;
+use crate::mailbox::Target;
+use crate::protocol::{self, PresenceStatus, Room, UserId};
+
+impl Relay {
+    /// Applies `first` and the changes already waiting: subscribes to what became needed, writes the
+    /// presence (so another instance that sees a user here knows this instance already listens), then
+    /// unsubscribes from what is no longer needed.
+    pub(super) async fn apply_changes(
+        &mut self,
+        first: LocalChange,
+        link: &mut Link,
+    ) -> Exchange<()> {
+        let mut batch = vec![first];
+        while batch.len() < CHANGE_BATCH {
+            let Ok(next) = self.inputs.changes.try_recv() else {
+                break;
+            };
+            batch.push(next);
+        }
+        let mut interests: Vec<Interest> = Vec::with_capacity(batch.len());
+        let mut users = redis::pipe();
+        let mut memberships = Vec::new();
+        for change in batch {
+            let mirrored = self.mirror.apply(change);
+            interests.push(mirrored.interest());
+            match mirrored {
+                Mirrored::User(user, online) => {
+                    self.presence.user_command(&mut users, &user, online)
+                }
+                Mirrored::Room(membership, room, user) => {
+                    memberships.push((membership, room, user))
+                }
+            }
+        }
+        let (subscribe, unsubscribe) =
+            self.mirror.subscription_changes(&interests, &link.subscribed, self.names());
+        if !subscribe.is_empty() {
+            within("subscribe", link.sink.subscribe(&subscribe)).await?;
+            link.subscribed.extend(subscribe);
+        }
+        send_pipe("user presence", &users, &mut link.conn).await?;
+        self.write_memberships(&memberships, &mut link.conn).await?;
+        if !unsubscribe.is_empty() {
+            within("unsubscribe", link.sink.unsubscribe(&unsubscribe)).await?;
+            for channel in &unsubscribe {
+                link.subscribed.remove(channel);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the join/leave scripts; announces here each join or leave that was the first or last in
+    /// the cluster (the script already published it to the other instances).
+    async fn write_memberships(
+        &self,
+        memberships: &[(Membership, Room, UserId)],
+        conn: &mut MultiplexedConnection,
+    ) -> Exchange<()> {
+        if memberships.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        let mut frames = Vec::with_capacity(memberships.len());
+        for (membership, room, user) in memberships {
+            let frame = self.presence_frame(*membership, room, user);
+            let payload = frame
+                .as_ref()
+                .map(|frame| wire::encode_payload(&self.presence.me, frame))
+                .unwrap_or_default();
+            self.presence.add_change(&mut pipe, membership, room, user, &payload);
+            frames.push(frame);
+        }
+        let firsts: Vec<i64> = within("room presence", pipe.query_async(conn)).await?;
+        for ((_, room, _), (frame, first)) in memberships.iter().zip(frames.into_iter().zip(firsts))
+        {
+            if let (Some(frame), 1) = (frame, first) {
+                self.deliver_here(room, frame);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn presence_frame(
+        &self,
+        membership: Membership,
+        room: &str,
+        user: &str,
+    ) -> Option<protocol::Frame> {
+        let status = match membership {
+            Membership::Join => PresenceStatus::Join,
+            Membership::Leave => PresenceStatus::Leave,
+        };
+        self.tuning.presence_events.then(|| protocol::presence_event_frame(room, user, status))
+    }
+
+    pub(super) fn deliver_here(&self, room: &Room, frame: protocol::Frame) {
+        self.router.route(Target::Room(room.clone()), frame, Instant::now(), None);
+    }
+
+    pub(super) async fn answer(
+        &self,
+        question: Question,
+        conn: &mut MultiplexedConnection,
+    ) -> Exchange<()> {
+        let to_ids = |users: Vec<String>| users.into_iter().map(UserId::from).collect::<Vec<_>>();
+        match question {
+            Question::OnlineUsers(reply) => {
+                let users =
+                    within("online users", self.presence.query(conn, Lookup::Online)).await?;
+                let _ = reply.send(to_ids(users));
+            }
+            Question::RoomUsers(room, reply) => {
+                let users =
+                    within("room users", self.presence.query(conn, Lookup::Room(&room))).await?;
+                let _ = reply.send(to_ids(users));
+            }
+            Question::UserOnline(user, reply) => {
+                let found =
+                    within("user online", self.presence.query(conn, Lookup::User(&user))).await?;
+                let _ = reply.send(!found.is_empty());
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews this instance, registers it again if Redis lost it, and announces the users that left
+    /// with a reaped instance.
+    pub(super) async fn heartbeat(&mut self, link: &mut Link) -> Exchange<()> {
+        let (survived, gone) = within("heartbeat", self.presence.heartbeat(&mut link.conn)).await?;
+        if !survived && !self.mirror.users.is_empty() {
+            tracing::warn!(instance = %self.presence.me, "redis lost this instance's presence: registering again");
+            self.register_mirror(&mut link.conn).await?;
+        }
+        let mut pipe = redis::pipe();
+        for (room, user) in gone {
+            let Ok(room) = protocol::validate_room(&room) else {
+                continue;
+            };
+            if let Some(frame) = self.presence_frame(Membership::Leave, &room, &user) {
+                pipe.publish(
+                    self.names().room_channel(&room),
+                    wire::encode_payload(&self.presence.me, &frame),
+                )
+                .ignore();
+                self.deliver_here(&room, frame);
+            }
+        }
+        send_pipe("announce reaped users", &pipe, &mut link.conn).await
+    }
+}

@@ -1,0 +1,145 @@
+//! The mailbox: the vocabulary that sessions, shards, the hub and the relay exchange.
+//!
+//! Owns: the message types that cross a channel between two owners (a session and its shard, a shard
+//! and the others, the HTTP API or the relay and the shards), and the answers to queries. Plain data.
+//! Must not: import any of the modules that send or receive these messages (session, shard, hub,
+//! router, cluster, http). It sits below all of them, so they talk through it as peers, the way
+//! rumqttd's connections and router share their event types.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::oneshot;
+
+use crate::auth::Permissions;
+use crate::close::CloseReason;
+use crate::protocol::{ClientRequest, Frame, Room, UserId};
+
+/// A connection's id, unique within the process.
+pub type ConnId = u64;
+
+/// The sending end of a connection's bounded outbound queue (written with `try_send` only).
+pub type Outbox = flume::Sender<Frame>;
+
+/// Who a publish is for.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Room(Room),
+    /// Every connection (device) of one user.
+    User(UserId),
+    /// Every connection of each listed user.
+    Users(Vec<UserId>),
+    /// Every connection.
+    All,
+}
+
+/// From a session to its shard.
+#[derive(Debug)]
+pub enum Command {
+    /// A new connection; the sender is answered once it is visible to publishers (`false`: refused).
+    /// Boxed: it is rare and large, and every command (and every session's pending send) is as big as
+    /// the largest variant.
+    Register(Box<Registration>, oneshot::Sender<bool>),
+    Request {
+        conn: ConnId,
+        request: ClientRequest,
+    },
+    /// The session verified a `refresh`: the new token's permissions replace the old ones, and the
+    /// client gets its ack in order with the connection's other replies.
+    Reauthorize {
+        conn: ConnId,
+        id: Option<String>,
+        permissions: Permissions,
+    },
+    Unregister {
+        conn: ConnId,
+    },
+}
+
+/// A new connection, registered before its `101 Switching Protocols` is sent.
+#[derive(Debug)]
+pub struct Registration {
+    pub conn: ConnId,
+    pub user: UserId,
+    /// Rooms named in the connect URL, joined as part of registering.
+    pub rooms: Vec<Room>,
+    pub outbox: Outbox,
+    pub closer: oneshot::Sender<CloseReason>,
+    pub remote: SocketAddr,
+    pub permissions: Permissions,
+}
+
+/// From other shards, the HTTP API, the relay or the server to a shard.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Deliver `frame` to the local connections that `target` selects.
+    Publish {
+        target: Target,
+        frame: Frame,
+        accepted_at: Instant,
+    },
+    /// One frame for one local connection (an answer computed off the shard), queued through the
+    /// shard's output like any other, so a full outbox evicts.
+    Reply {
+        conn: ConnId,
+        frame: Frame,
+    },
+    Query(Query),
+    /// Close every connection with 1001, then stop once all are gone.
+    Shutdown,
+}
+
+/// A read of a shard's cache, answered on a oneshot.
+#[derive(Debug)]
+pub enum Query {
+    OnlineUsers(oneshot::Sender<Vec<UserId>>),
+    /// Users in the room, each with whether it is away.
+    RoomUsers {
+        room: Room,
+        reply: oneshot::Sender<Vec<(UserId, bool)>>,
+    },
+    UserStatus {
+        user: UserId,
+        reply: oneshot::Sender<UserStatus>,
+    },
+    UserConnections {
+        user: UserId,
+        reply: oneshot::Sender<Vec<ConnInfo>>,
+    },
+}
+
+/// The receiving ends of a shard's two inboxes.
+#[derive(Debug)]
+pub struct Inbox {
+    /// From the shard's sessions; bounded, so a flooding client is slowed by TCP backpressure.
+    pub commands: flume::Receiver<Command>,
+    /// From everyone else; unbounded, so shards never wait on each other and cannot deadlock.
+    pub deliveries: flume::Receiver<Delivery>,
+}
+
+/// A user as a presence query reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    Online,
+    Away,
+    Offline,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Away => "away",
+            Self::Offline => "offline",
+        }
+    }
+}
+
+/// A connection's metadata, as reported by the connections query.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub conn: ConnId,
+    pub connected_at: SystemTime,
+    pub idle_for: Duration,
+    pub rooms: Vec<Room>,
+}

@@ -1,0 +1,153 @@
+//! Inbound: client text frames into validated requests.
+//!
+//! Owns: what a client frame may carry and the checks on it (type, id, room, data shape, nesting,
+//! content length). A chat's outgoing frame is encoded here, once, through [`super::outbound`].
+//! Must not: encode anything but through `outbound`, or know who sent the frame beyond its user id.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::outbound::message_frame;
+use super::{
+    new_message_id, validate_room, Action, ClientFrame, ClientRequest, ErrorCode, MessageType,
+    Rejection, Room, MAX_DATA_DEPTH, MAX_NAME_CHARS,
+};
+
+/// The fields a client frame may carry; anything else (such as a forged `from`) is ignored.
+#[derive(Deserialize)]
+struct IncomingEnvelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    room: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// The `data` of a `refresh`.
+#[derive(Deserialize)]
+struct RefreshData<'a> {
+    #[serde(borrow)]
+    token: Cow<'a, str>,
+}
+
+/// The part of a chat `data` object that the broker checks.
+#[derive(Deserialize)]
+struct ChatData<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+/// Limits applied while parsing client frames.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The most Unicode scalar values `data.content` may hold.
+    pub max_content_chars: usize,
+}
+
+/// Parses one client text frame sent by `user`. A chat message is encoded here, once.
+pub fn parse_client_frame(
+    text: &str,
+    user: &str,
+    limits: Limits,
+) -> Result<ClientFrame, Rejection> {
+    let envelope: IncomingEnvelope<'_> = serde_json::from_str(text).map_err(|err| {
+        Rejection::new(None, ErrorCode::BadRequest, format!("invalid JSON: {err}"))
+    })?;
+    let id = envelope.id.map(Cow::into_owned);
+    if id.as_ref().is_some_and(|id| id.chars().count() > MAX_NAME_CHARS) {
+        return Err(Rejection::new(
+            None,
+            ErrorCode::BadRequest,
+            "id is longer than 128 characters",
+        ));
+    }
+    let reject = |code, message: &str| Rejection::new(id.clone(), code, message);
+    let Some(kind) = envelope.kind else {
+        return Err(reject(ErrorCode::BadRequest, "missing type"));
+    };
+    let room = match envelope.room.as_deref() {
+        None | Some("") => None,
+        Some(name) => Some(validate_room(name).map_err(|msg| reject(ErrorCode::BadRequest, msg))?),
+    };
+    let require_room =
+        |room: Option<Room>| room.ok_or_else(|| reject(ErrorCode::BadRequest, "missing room"));
+    let action = match kind.as_ref() {
+        "chat" => {
+            let data = chat_data(envelope.data, limits).map_err(|(code, msg)| reject(code, msg))?;
+            let message_id = id.clone().unwrap_or_else(new_message_id);
+            let frame = message_frame(MessageType::Chat, &message_id, room.as_deref(), user, data);
+            Action::Chat { room, frame }
+        }
+        "join" => Action::Join(require_room(room)?),
+        "leave" => Action::Leave(require_room(room)?),
+        "presence" => Action::Presence(require_room(room)?),
+        "ping" => Action::Ping,
+        "refresh" => {
+            let data =
+                envelope.data.ok_or_else(|| reject(ErrorCode::BadRequest, "missing data"))?;
+            let refresh: RefreshData<'_> = serde_json::from_str(data.get())
+                .map_err(|_| reject(ErrorCode::BadRequest, "data must be {\"token\": string}"))?;
+            return Ok(ClientFrame::Refresh { id, token: refresh.token.into_owned() });
+        }
+        other => {
+            let shown: String = other.chars().take(MAX_NAME_CHARS).collect();
+            return Err(reject(
+                ErrorCode::UnknownType,
+                &format!("unknown message type \"{shown}\""),
+            ));
+        }
+    };
+    Ok(ClientFrame::Request(ClientRequest { id, action }))
+}
+
+/// Checks a chat's `data`: an object whose `content`, when present, is a string within the limit.
+pub fn chat_data(
+    data: Option<&RawValue>,
+    limits: Limits,
+) -> Result<&RawValue, (ErrorCode, &'static str)> {
+    let data = data.ok_or((ErrorCode::BadRequest, "missing data"))?;
+    if !data.get().starts_with('{') {
+        return Err((ErrorCode::BadRequest, "data must be an object"));
+    }
+    if nesting_depth(data.get()) > MAX_DATA_DEPTH {
+        return Err((ErrorCode::BadRequest, "data nests objects and arrays more than 16 deep"));
+    }
+    let checked: ChatData<'_> = serde_json::from_str(data.get())
+        .map_err(|_| (ErrorCode::BadRequest, "data.content must be a string"))?;
+    let too_long = checked.content.is_some_and(|c| c.chars().count() > limits.max_content_chars);
+    if too_long {
+        return Err((ErrorCode::ContentTooLong, "data.content is longer than the content limit"));
+    }
+    Ok(data)
+}
+
+/// How deeply `json` nests objects and arrays; brackets inside strings do not count.
+fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}

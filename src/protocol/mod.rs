@@ -1,0 +1,186 @@
+//! The wire contract (docs/protocol.md): the vocabulary both directions share.
+//!
+//! Owns: the message and error vocabularies, the parsed forms of client requests, name validation,
+//! ids and timestamps. [`inbound`] parses client frames; [`outbound`] is the one place a server
+//! frame is serialized. Pure functions, no I/O. Must not: know about connections, shards or sockets.
+//! A frame is encoded once and the resulting [`Frame`] (a refcounted buffer) is shared by every
+//! recipient.
+
+mod inbound;
+mod outbound;
+
+pub use inbound::{chat_data, parse_client_frame, Limits};
+pub use outbound::{
+    encode, error_frame, message_frame, presence_event_frame, presence_list_frame, reply_frame,
+    token_expiring_frame, Envelope, PresenceStatus,
+};
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// A serialized server frame. Cloning it bumps a refcount; the bytes are never copied per recipient.
+pub type Frame = Utf8Bytes;
+/// A validated room name (see [`validate_room`]); shared by every map that names the room.
+pub type Room = Arc<str>;
+/// A validated user id.
+pub type UserId = Arc<str>;
+
+/// The longest room name, user id or client-supplied message id, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+/// The deepest nesting of objects and arrays allowed in a message's `data`.
+pub const MAX_DATA_DEPTH: usize = 16;
+
+/// The room name that, in the HTTP API, means "every connected client".
+pub const GLOBAL_ROOM: &str = "_global";
+
+/// Every `type` the envelope may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    Chat,
+    Join,
+    Leave,
+    Presence,
+    Ack,
+    Notification,
+    System,
+    Error,
+    Ping,
+    Pong,
+}
+
+impl MessageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Join => "join",
+            Self::Leave => "leave",
+            Self::Presence => "presence",
+            Self::Ack => "ack",
+            Self::Notification => "notification",
+            Self::System => "system",
+            Self::Error => "error",
+            Self::Ping => "ping",
+            Self::Pong => "pong",
+        }
+    }
+}
+
+/// The `data.code` of an error frame (and of HTTP error bodies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    UnknownType,
+    ContentTooLong,
+    NotMember,
+    Forbidden,
+    RateLimited,
+    /// A token (in a `refresh`) that does not verify.
+    Unauthorized,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::UnknownType => "unknown_type",
+            Self::ContentTooLong => "content_too_long",
+            Self::NotMember => "not_member",
+            Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
+            Self::Unauthorized => "unauthorized",
+        }
+    }
+}
+
+/// A refusal of one client frame: answered with an error frame, the connection stays open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct Rejection {
+    /// The request's `id`, echoed so the client can match the error to its request.
+    pub id: Option<String>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { id, code, message: message.into() }
+    }
+
+    /// The error frame that answers this rejection.
+    pub fn to_frame(&self) -> Frame {
+        error_frame(self.id.as_deref(), self.code, &self.message)
+    }
+}
+
+/// A client frame that passed validation, ready for the connection's shard.
+#[derive(Debug)]
+pub struct ClientRequest {
+    /// The client's `id`, echoed in the ack or error.
+    pub id: Option<String>,
+    pub action: Action,
+}
+
+/// What a client asked for.
+#[derive(Debug)]
+pub enum Action {
+    /// Publish the already encoded `frame` to `room`, or to everyone when `room` is `None`.
+    Chat {
+        room: Option<Room>,
+        frame: Frame,
+    },
+    Join(Room),
+    Leave(Room),
+    /// Who is in the room, and who of them is away.
+    Presence(Room),
+    Ping,
+}
+
+/// A parsed client frame: a request for the shard, or a token refresh, which the session verifies.
+#[derive(Debug)]
+pub enum ClientFrame {
+    Request(ClientRequest),
+    Refresh { id: Option<String>, token: String },
+}
+
+/// Validates a room name: 1 to 128 characters of `A-Z a-z 0-9 _ - . : @`, not the reserved `_global`.
+pub fn validate_room(name: &str) -> Result<Room, &'static str> {
+    if name == GLOBAL_ROOM {
+        return Err("room name _global is reserved");
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@');
+    if name.is_empty() || name.len() > MAX_NAME_CHARS || !name.chars().all(allowed) {
+        return Err("room names are 1-128 characters of A-Z a-z 0-9 _ - . : @");
+    }
+    Ok(Arc::from(name))
+}
+
+/// Validates a user id: 1 to 128 characters, no control characters.
+pub fn validate_user(name: &str) -> Result<UserId, &'static str> {
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err("user ids are 1-128 characters without control characters");
+    }
+    Ok(Arc::from(name))
+}
+
+/// A fresh message id (UUID v4).
+pub fn new_message_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The current time as RFC 3339 UTC with milliseconds, e.g. `2024-01-15T10:30:00.000Z`.
+pub fn now_rfc3339() -> String {
+    format_rfc3339(SystemTime::now())
+}
+
+pub fn format_rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,150 @@
+//! Outbound: every server frame, encoded once into a shareable [`Frame`].
+//!
+//! Owns: the envelope `{id,type,room,from,data,timestamp}` as it is serialized, and one constructor
+//! per kind of server frame. Must not: parse anything; a constructor takes validated values.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::{now_rfc3339, ErrorCode, Frame, MessageType, UserId};
+
+/// The envelope of every server frame. Absent fields are left out of the JSON.
+#[derive(Serialize)]
+pub struct Envelope<'a, D: Serialize> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", serialize_with = "serialize_type")]
+    pub kind: MessageType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<D>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<&'a str>,
+}
+
+fn serialize_type<S: serde::Serializer>(
+    kind: &MessageType,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(kind.as_str())
+}
+
+/// Serializes an envelope into a shareable frame. The only place server frames are encoded.
+pub fn encode<D: Serialize>(envelope: &Envelope<'_, D>) -> Frame {
+    let json = serde_json::to_string(envelope)
+        .expect("an envelope of strings and JSON values always serializes");
+    Frame::from(json)
+}
+
+/// A published message, stamped now: `{"id","type","room","from","data","timestamp"}`.
+pub fn message_frame(
+    kind: MessageType,
+    id: &str,
+    room: Option<&str>,
+    from: &str,
+    data: &RawValue,
+) -> Frame {
+    let timestamp = now_rfc3339();
+    encode(&Envelope {
+        id: Some(id),
+        kind,
+        room,
+        from: Some(from),
+        data: Some(data),
+        timestamp: Some(&timestamp),
+    })
+}
+
+/// A frame with no data: `{"type":...,"id":...}` (acks, pongs).
+pub fn reply_frame(kind: MessageType, id: Option<&str>) -> Frame {
+    encode::<()>(&Envelope { id, kind, room: None, from: None, data: None, timestamp: None })
+}
+
+/// `{"type":"error","id":...,"data":{"code":...,"message":...}}`.
+pub fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Frame {
+    #[derive(Serialize)]
+    struct ErrorData<'a> {
+        code: &'a str,
+        message: &'a str,
+    }
+    let data = ErrorData { code: code.as_str(), message };
+    encode(&Envelope {
+        id,
+        kind: MessageType::Error,
+        room: None,
+        from: None,
+        data: Some(data),
+        timestamp: None,
+    })
+}
+
+/// `{"type":"system","data":{"event":"token_expiring","expires_at":...}}`: refresh before then.
+pub fn token_expiring_frame(expires_at: SystemTime) -> Frame {
+    #[derive(Serialize)]
+    struct NoticeData<'a> {
+        event: &'static str,
+        expires_at: &'a str,
+    }
+    let expires_at = humantime::format_rfc3339_seconds(expires_at).to_string();
+    let data = NoticeData { event: "token_expiring", expires_at: &expires_at };
+    encode(&Envelope {
+        id: None,
+        kind: MessageType::System,
+        room: None,
+        from: None,
+        data: Some(data),
+        timestamp: None,
+    })
+}
+
+/// Whether a user came into a room or went from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceStatus {
+    Join,
+    Leave,
+}
+
+/// `{"type":"presence","room":r,"data":{"user":u,"status":"join|leave"}}`, sent to the room.
+pub fn presence_event_frame(room: &str, user: &str, status: PresenceStatus) -> Frame {
+    #[derive(Serialize)]
+    struct EventData<'a> {
+        user: &'a str,
+        status: PresenceStatus,
+    }
+    encode(&Envelope {
+        id: None,
+        kind: MessageType::Presence,
+        room: Some(room),
+        from: None,
+        data: Some(EventData { user, status }),
+        timestamp: Some(&now_rfc3339()),
+    })
+}
+
+/// `{"type":"presence","room":r,"data":{"users":[...],"away":[...]}}`, the answer to a presence query.
+pub fn presence_list_frame(
+    id: Option<&str>,
+    room: &str,
+    users: &[UserId],
+    away: &[UserId],
+) -> Frame {
+    #[derive(Serialize)]
+    struct ListData<'a> {
+        users: &'a [UserId],
+        away: &'a [UserId],
+    }
+    encode(&Envelope {
+        id,
+        kind: MessageType::Presence,
+        room: Some(room),
+        from: None,
+        data: Some(ListData { users, away }),
+        timestamp: Some(&now_rfc3339()),
+    })
+}
