@@ -15,7 +15,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// A sharded, lock-free WebSocket chat broker.
+/// A sharded WebSocket chat broker whose state is owned by shard threads, without locks.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "wsbroker", version, about)]
 pub struct Config {

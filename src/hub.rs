@@ -211,3 +211,50 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::broker::LocalChange;
+
+    /// A broker that records whether the shard already had the message when it was handed over.
+    #[derive(Debug)]
+    struct AfterLocal {
+        deliveries: flume::Receiver<Delivery>,
+        local_first: Arc<AtomicBool>,
+    }
+
+    impl Broker for AfterLocal {
+        fn publish(&self, _target: &Target, _frame: &Frame) {
+            self.local_first.store(!self.deliveries.is_empty(), Ordering::SeqCst);
+        }
+        fn local_change(&self, _change: LocalChange) {}
+        fn decides_presence(&self) -> bool {
+            false
+        }
+        fn ask(&self, _question: Question) -> bool {
+            false
+        }
+        fn is_ready(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn an_http_publish_reaches_the_local_shards_before_the_other_instances() {
+        let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
+        config.shards = Some(1);
+        let (router, inboxes) = Router::new(1);
+        let local_first = Arc::new(AtomicBool::new(false));
+        let deliveries = inboxes[0].deliveries.clone();
+        let broker = AfterLocal { deliveries, local_first: Arc::clone(&local_first) };
+        let hub = Hub::with_broker(config, router, Box::new(broker), Arc::default());
+        hub.publish(
+            Target::All,
+            crate::protocol::reply_frame(crate::protocol::MessageType::Ack, None),
+        );
+        assert!(local_first.load(Ordering::SeqCst), "routed locally, then handed to the broker");
+    }
+}

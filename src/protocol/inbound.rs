@@ -55,17 +55,7 @@ pub fn parse_client_frame(
     user: &str,
     limits: Limits,
 ) -> Result<ClientFrame, Rejection> {
-    let envelope: IncomingEnvelope<'_> = serde_json::from_str(text).map_err(|err| {
-        Rejection::new(None, ErrorCode::BadRequest, format!("invalid JSON: {err}"))
-    })?;
-    let id = envelope.id.map(Cow::into_owned);
-    if id.as_ref().is_some_and(|id| id.chars().count() > MAX_NAME_CHARS) {
-        return Err(Rejection::new(
-            None,
-            ErrorCode::BadRequest,
-            "id is longer than 128 characters",
-        ));
-    }
+    let (envelope, id) = envelope_of(text)?;
     let reject = |code, message: &str| Rejection::new(id.clone(), code, message);
     let Some(kind) = envelope.kind else {
         return Err(reject(ErrorCode::BadRequest, "missing type"));
@@ -88,21 +78,38 @@ pub fn parse_client_frame(
         "presence" => Action::Presence(require_room(room)?),
         "ping" => Action::Ping,
         "refresh" => {
-            let data =
-                envelope.data.ok_or_else(|| reject(ErrorCode::BadRequest, "missing data"))?;
-            let refresh: RefreshData<'_> = serde_json::from_str(data.get())
-                .map_err(|_| reject(ErrorCode::BadRequest, "data must be {\"token\": string}"))?;
-            return Ok(ClientFrame::Refresh { id, token: refresh.token.into_owned() });
+            let token =
+                refresh_token(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
+            return Ok(ClientFrame::Refresh { id, token });
         }
         other => {
             let shown: String = other.chars().take(MAX_NAME_CHARS).collect();
-            return Err(reject(
-                ErrorCode::UnknownType,
-                &format!("unknown message type \"{shown}\""),
-            ));
+            let message = format!("unknown message type \"{shown}\"");
+            return Err(reject(ErrorCode::UnknownType, &message));
         }
     };
     Ok(ClientFrame::Request(ClientRequest { id, action }))
+}
+
+/// The envelope of a client frame and its `id`, checked for length.
+fn envelope_of(text: &str) -> Result<(IncomingEnvelope<'_>, Option<String>), Rejection> {
+    let envelope: IncomingEnvelope<'_> = serde_json::from_str(text).map_err(|err| {
+        Rejection::new(None, ErrorCode::BadRequest, format!("invalid JSON: {err}"))
+    })?;
+    let id = envelope.id.as_ref().map(|id| id.clone().into_owned());
+    if id.as_ref().is_some_and(|id| id.chars().count() > MAX_NAME_CHARS) {
+        let message = "id is longer than 128 characters";
+        return Err(Rejection::new(None, ErrorCode::BadRequest, message));
+    }
+    Ok((envelope, id))
+}
+
+/// The token of a `refresh`'s `data`.
+fn refresh_token(data: Option<&RawValue>) -> Result<String, &'static str> {
+    let data = data.ok_or("missing data")?;
+    let refresh: RefreshData<'_> =
+        serde_json::from_str(data.get()).map_err(|_| "data must be {\"token\": string}")?;
+    Ok(refresh.token.into_owned())
 }
 
 /// Checks a chat's `data`: an object whose `content`, when present, is a string within the limit.

@@ -11,8 +11,8 @@ mod outbound;
 
 pub use inbound::{chat_data, parse_client_frame, Limits};
 pub use outbound::{
-    encode, error_frame, message_frame, presence_event_frame, presence_list_frame, reply_frame,
-    token_expiring_frame, Envelope, PresenceStatus,
+    error_frame, message_frame, presence_event_frame, presence_list_frame, reply_frame,
+    token_expiring_frame, PresenceStatus,
 };
 
 use std::sync::Arc;
@@ -35,18 +35,15 @@ pub const MAX_DATA_DEPTH: usize = 16;
 /// The room name that, in the HTTP API, means "every connected client".
 pub const GLOBAL_ROOM: &str = "_global";
 
-/// Every `type` the envelope may carry.
+/// Every `type` a server frame may carry (clients also send `join`, `leave`, `ping`, `refresh`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageType {
     Chat,
-    Join,
-    Leave,
     Presence,
     Ack,
     Notification,
     System,
     Error,
-    Ping,
     Pong,
 }
 
@@ -54,14 +51,11 @@ impl MessageType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Chat => "chat",
-            Self::Join => "join",
-            Self::Leave => "leave",
             Self::Presence => "presence",
             Self::Ack => "ack",
             Self::Notification => "notification",
             Self::System => "system",
             Self::Error => "error",
-            Self::Ping => "ping",
             Self::Pong => "pong",
         }
     }

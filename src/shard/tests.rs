@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::config::Config;
-use crate::protocol::{Action, ClientRequest};
+use crate::protocol::{Action, ClientRequest, MessageType};
 
 struct Peer {
     frames: flume::Receiver<Frame>,
@@ -123,4 +123,20 @@ fn a_full_outbox_evicts_that_connection_alone_with_1008() {
         1
     );
     assert!(shard.cache.get(1).is_none());
+}
+
+#[test]
+fn an_answer_computed_off_the_shard_goes_through_its_output_and_a_full_outbox_evicts() {
+    let (mut shard, inbox, _hub) = one_shard();
+    let mut alice = register(&mut shard, 1, "alice", &[], 1);
+    shard.finish_batch();
+    let answer = || protocol::reply_frame(MessageType::Pong, Some("p"));
+    shard.on_delivery(Delivery::Reply { conn: 1, frame: answer() });
+    shard.finish_batch();
+    assert_eq!(alice.next_json().unwrap()["id"], "p", "the answer reached its connection");
+    shard.on_delivery(Delivery::Reply { conn: 1, frame: answer() });
+    shard.on_delivery(Delivery::Reply { conn: 1, frame: answer() });
+    shard.finish_batch();
+    assert_eq!(alice.closed.try_recv(), Ok(close::SLOW_CONSUMER), "its outbox of 1 was full");
+    assert!(inbox.deliveries.is_empty());
 }
