@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::directory::MAX_SHARDS;
+use crate::store::{DatabaseUrl, StoreSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -133,6 +134,46 @@ pub struct Config {
     #[arg(long, env = "PRESENCE_HEARTBEAT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub presence_heartbeat: Duration,
 
+    /// Where messages, rooms and participants are stored: `sqlite://PATH` (embedded, one file),
+    /// `postgres://user:pass@host/db` (production and clusters), or `none` (nothing is stored).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://wsbroker.db",
+        hide_env_values = true
+    )]
+    pub database_url: DatabaseUrl,
+
+    /// A chat whose `id` its sender already used in the room this recently is a retry: acked again,
+    /// neither delivered nor stored twice.
+    #[arg(long, env = "DEDUP_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub dedup_window: Duration,
+
+    /// Messages older than this are deleted (in bounded batches, at start-up and every
+    /// --retention-interval); 0 keeps them forever.
+    #[arg(long, env = "RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+
+    /// How often the retention job runs.
+    #[arg(long, env = "RETENTION_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub retention_interval: Duration,
+
+    /// Most writes the store commits in one transaction.
+    #[arg(long, env = "STORE_BATCH", default_value_t = 1024)]
+    pub store_batch: usize,
+
+    /// How long the store's writer waits for more writes to fill a transaction.
+    #[arg(long, env = "STORE_LINGER", default_value = "2ms", value_parser = humantime::parse_duration)]
+    pub store_linger: Duration,
+
+    /// Writes waiting for the store at most; beyond it new chats get `unavailable`.
+    #[arg(long, env = "STORE_QUEUE", default_value_t = 65_536)]
+    pub store_queue: usize,
+
+    /// Reader threads (each with its own database connection) for history, rooms and participants.
+    #[arg(long, env = "DB_READERS", default_value_t = 2)]
+    pub db_readers: usize,
+
     /// PEM certificate chain: serve wss:// and https:// (with --tls-key). Without it the broker
     /// speaks plain ws:// and http://, for use behind a TLS-terminating load balancer.
     #[arg(long, env = "TLS_CERT", requires = "tls_key")]
@@ -182,11 +223,25 @@ pub struct Config {
 }
 
 impl Config {
-    /// The configuration with every default, listening on `listen`; used by tests and embedders.
+    /// Every default, listening on `listen`, and no database (so nothing writes `./wsbroker.db`
+    /// unasked): for tests and embedders, which name their database.
     pub fn with_listen(listen: SocketAddr) -> Self {
         let mut config = Self::parse_from(["wsbroker"]);
         config.listen = listen;
+        config.database_url = DatabaseUrl::None;
         config
+    }
+
+    /// The store's settings, when there is a store.
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            queue: self.store_queue,
+            batch: self.store_batch,
+            linger: self.store_linger,
+            readers: self.db_readers,
+            retention: (!self.retention.is_zero()).then_some(self.retention),
+            retention_every: self.retention_interval,
+        }
     }
 
     pub fn shard_count(&self) -> usize {

@@ -15,9 +15,10 @@ use crate::broker::{Broker, Question, Standalone};
 use crate::config::Config;
 use crate::directory::{RoomDirectory, ShardId};
 use crate::mailbox::{Command, ConnInfo, Delivery, Inbox, Query, Registration, Target, UserStatus};
-use crate::metrics::{Metrics, RelayCounters};
+use crate::metrics::Metrics;
 use crate::protocol::{Frame, Room, UserId};
 use crate::router::Router;
+use crate::store::Store;
 
 #[derive(Debug)]
 struct HubInner {
@@ -26,6 +27,18 @@ struct HubInner {
     settings: Config,
     /// The other instances (or nobody, standalone).
     broker: Box<dyn Broker>,
+    /// `None` with `--database-url none`.
+    store: Option<Store>,
+}
+
+/// What a hub is made of, built by the server (or a test) before the hub.
+#[derive(Debug)]
+pub struct Parts {
+    pub settings: Config,
+    pub router: Router,
+    pub broker: Box<dyn Broker>,
+    pub store: Option<Store>,
+    pub metrics: Metrics,
 }
 
 /// A cheap handle (one `Arc`) to the shards, the broker, the metrics and the settings.
@@ -61,19 +74,14 @@ impl Hub {
     /// A standalone hub (no other instances) and the inboxes its shards will read.
     pub fn new(settings: Config) -> (Self, Vec<Inbox>) {
         let (router, inboxes) = Router::new(settings.shard_count());
-        (Self::with_broker(settings, router, Box::new(Standalone), Arc::default()), inboxes)
+        let metrics = Metrics::new(router.shard_count());
+        let parts = Parts { settings, router, broker: Box::new(Standalone), store: None, metrics };
+        (Self::from_parts(parts), inboxes)
     }
 
-    /// A hub over `router` whose publishes and presence also go through `broker`, which counts into
-    /// `relay`.
-    pub fn with_broker(
-        settings: Config,
-        router: Router,
-        broker: Box<dyn Broker>,
-        relay: Arc<RelayCounters>,
-    ) -> Self {
-        let metrics = Metrics::new(router.shard_count(), relay);
-        Self(Arc::new(HubInner { router, metrics, settings, broker }))
+    pub fn from_parts(parts: Parts) -> Self {
+        let Parts { settings, router, broker, store, metrics } = parts;
+        Self(Arc::new(HubInner { router, metrics, settings, broker, store }))
     }
 
     pub fn settings(&self) -> &Config {
@@ -86,6 +94,11 @@ impl Hub {
 
     pub fn broker(&self) -> &dyn Broker {
         self.0.broker.as_ref()
+    }
+
+    /// The message store (`None` without persistence).
+    pub fn store(&self) -> Option<&Store> {
+        self.0.store.as_ref()
     }
 
     pub fn router(&self) -> &Router {
@@ -249,8 +262,9 @@ mod tests {
         let (router, inboxes) = Router::new(1);
         let local_first = Arc::new(AtomicBool::new(false));
         let deliveries = inboxes[0].deliveries.clone();
-        let broker = AfterLocal { deliveries, local_first: Arc::clone(&local_first) };
-        let hub = Hub::with_broker(config, router, Box::new(broker), Arc::default());
+        let broker = Box::new(AfterLocal { deliveries, local_first: Arc::clone(&local_first) });
+        let metrics = Metrics::new(1);
+        let hub = Hub::from_parts(Parts { settings: config, router, broker, store: None, metrics });
         hub.publish(
             Target::All,
             crate::protocol::reply_frame(crate::protocol::MessageType::Ack, None),

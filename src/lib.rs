@@ -11,6 +11,8 @@
 //! - [`broker`]: the seam between instances (`Broker`, standalone); beside the hub, below it.
 //! - [`router`]: the way into every shard's inboxes, and which shards a target reaches.
 //! - [`directory`]: the copy-on-write `room -> shards` snapshot that publishers read without locks.
+//! - [`rooms`]: the room rules (public, private, direct): who may join, read, manage.
+//! - [`store`]: messages, rooms and participants on disk (SQLite or PostgreSQL), writer and readers.
 //! - [`mailbox`]: the messages sessions, shards, the hub and the relay exchange.
 //! - [`protocol`]: the wire contract; every server frame is encoded there, once.
 //! - [`transport`]: plain TCP or TLS under HTTP and WebSocket, movable between runtimes.
@@ -28,10 +30,12 @@ pub mod hub;
 pub mod mailbox;
 pub mod metrics;
 pub mod protocol;
+pub(crate) mod rooms;
 pub mod router;
 pub mod server;
 pub(crate) mod session;
 pub mod shard;
+pub mod store;
 pub(crate) mod transport;
 
 pub use config::Config;

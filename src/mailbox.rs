@@ -84,6 +84,26 @@ pub enum Delivery {
         conn: ConnId,
         frame: Frame,
     },
+    /// The store committed a chat of `user` sent on `conn`: ack it (and any retry waiting for it).
+    Stored {
+        conn: ConnId,
+        user: UserId,
+        room: Option<Room>,
+        id: String,
+    },
+    /// The store decided whether `conn` may join `room`: `Ok` joins it and acks `id`, `Err` answers
+    /// with the error frame.
+    JoinDecided {
+        conn: ConnId,
+        id: Option<String>,
+        room: Room,
+        decision: Result<(), Frame>,
+    },
+    /// `user` is no longer a participant of `room`: every connection of it leaves the room.
+    Kick {
+        user: UserId,
+        room: Room,
+    },
     Query(Query),
     /// Close every connection with 1001, then stop once all are gone.
     Shutdown,

@@ -59,6 +59,27 @@ pub struct RelayCounters {
     pub redis_up: AtomicU64,
 }
 
+/// The store's counters (written by the writer, the readers and the handles).
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    /// 1 while the database takes writes.
+    pub up: AtomicU64,
+    /// Writes handed to the writer and not yet taken into a batch.
+    pub queued: AtomicU64,
+    /// Writes committed.
+    pub committed: AtomicU64,
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Commits that failed (each is retried).
+    pub failures: AtomicU64,
+    /// Writes refused: the queue was full or the database down.
+    pub refused: AtomicU64,
+    /// Messages deleted by retention.
+    pub purged: AtomicU64,
+    pub commit_latency: LatencyHistogram,
+    pub read_latency: LatencyHistogram,
+}
+
 /// Picks one counter out of a shard's block.
 type CounterField = fn(&ShardCounters) -> &AtomicU64;
 
@@ -71,12 +92,14 @@ pub struct Metrics {
     shards: Box<[CachePadded<ShardCounters>]>,
     /// Shared with the Redis broker, which counts what it drops.
     pub relay: Arc<RelayCounters>,
+    /// Shared with the store's writer, readers and handles.
+    pub store: Arc<StoreCounters>,
 }
 
 impl Metrics {
-    pub fn new(shard_count: usize, relay: Arc<RelayCounters>) -> Self {
+    pub fn new(shard_count: usize) -> Self {
         let shards = (0..shard_count).map(|_| CachePadded::new(ShardCounters::default())).collect();
-        Self { shards, relay }
+        Self { shards, relay: Arc::default(), store: Arc::default() }
     }
 
     pub fn shard(&self, shard: usize) -> &ShardCounters {
@@ -135,8 +158,56 @@ impl Metrics {
             );
         }
         self.render_relay(&mut out);
+        self.render_store(&mut out);
         self.render_latency(&mut out);
         out
+    }
+
+    fn render_store(&self, out: &mut String) {
+        let store = &self.store;
+        let lines = [
+            ("wsbroker_store_up", "gauge", "1 while the database takes writes.", &store.up),
+            (
+                "wsbroker_store_queue_depth",
+                "gauge",
+                "Writes waiting for the writer.",
+                &store.queued,
+            ),
+            ("wsbroker_store_writes_total", "counter", "Writes committed.", &store.committed),
+            ("wsbroker_store_batches_total", "counter", "Transactions committed.", &store.batches),
+            (
+                "wsbroker_store_failures_total",
+                "counter",
+                "Commits that failed and were retried.",
+                &store.failures,
+            ),
+            (
+                "wsbroker_store_refused_total",
+                "counter",
+                "Writes refused: queue full or database down.",
+                &store.refused,
+            ),
+            (
+                "wsbroker_store_purged_total",
+                "counter",
+                "Messages deleted by retention.",
+                &store.purged,
+            ),
+        ];
+        for (name, kind, help, value) in lines {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                value.load(Relaxed)
+            );
+        }
+        let histograms = [
+            ("wsbroker_store_commit_seconds", "Time to commit one batch.", &store.commit_latency),
+            ("wsbroker_store_read_seconds", "Time to answer one read.", &store.read_latency),
+        ];
+        for (name, help, histogram) in histograms {
+            render_histogram(out, name, help, |field| field(histogram).load(Relaxed));
+        }
     }
 
     fn render_relay(&self, out: &mut String) {
@@ -178,24 +249,34 @@ impl Metrics {
 
     fn render_latency(&self, out: &mut String) {
         let name = "wsbroker_fanout_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Publish accepted to frame queued for every local recipient."
-        );
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (index, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
-            cumulative += self.sum(|s| &s.fanout_latency.buckets[index]);
-            let le = *bound as f64 / 1e6;
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-        }
-        let count = self.sum(|s| &s.fanout_latency.count);
-        let sum_seconds = self.sum(|s| &s.fanout_latency.sum_us) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum_seconds}\n{name}_count {count}"
-        );
+        let help = "Publish accepted to frame queued for every local recipient.";
+        render_histogram(out, name, help, |field| self.sum(|s| field(&s.fanout_latency)));
     }
+}
+
+/// Picks one counter out of a histogram.
+type HistogramField<'a> = &'a dyn Fn(&LatencyHistogram) -> &AtomicU64;
+
+/// Writes a histogram; `value` reads one of its counters (summed over shards where there are several).
+fn render_histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    value: impl Fn(HistogramField<'_>) -> u64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (index, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+        cumulative += value(&|h| &h.buckets[index]);
+        let le = *bound as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let count = value(&|h| &h.count);
+    let sum_seconds = value(&|h| &h.sum_us) as f64 / 1e6;
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum_seconds}\n{name}_count {count}"
+    );
 }
 
 #[cfg(test)]
@@ -204,7 +285,7 @@ mod tests {
 
     #[test]
     fn counters_of_all_shards_are_summed_and_histogram_is_cumulative() {
-        let metrics = Metrics::new(2, Arc::default());
+        let metrics = Metrics::new(2);
         incr(&metrics.shard(0).connections_opened);
         incr(&metrics.shard(1).connections_opened);
         incr(&metrics.shard(1).connections_closed);

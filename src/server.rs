@@ -24,10 +24,11 @@ use crate::broker::{Broker, Standalone};
 use crate::cluster::redis::RedisBroker;
 use crate::config::Config;
 use crate::http::{self, App};
-use crate::hub::Hub;
-use crate::metrics::RelayCounters;
+use crate::hub::{Hub, Parts};
+use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::shard::thread::{self, ShardThread};
+use crate::store::{DatabaseUrl, Store};
 use crate::transport::{self, MovableTcp, Stream};
 
 /// Why the broker could not start.
@@ -38,6 +39,9 @@ pub enum StartError {
     Config(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
+    /// The database could not be opened, or its schema brought up to date.
+    #[error("cannot open the database {database}: {reason}")]
+    Database { database: String, reason: String },
     /// The operating system refused a thread or a runtime.
     #[error("cannot start {what}: {source}")]
     Threads { what: &'static str, source: io::Error },
@@ -48,6 +52,30 @@ impl StartError {
     pub fn is_config(&self) -> bool {
         matches!(self, Self::Config(_))
     }
+}
+
+/// The store `config` asks for, started (`None` with `--database-url none`).
+fn open_store(
+    config: &Config,
+    router: &Router,
+    metrics: &Metrics,
+) -> Result<Option<Store>, StartError> {
+    if config.redis_url.is_some() && matches!(config.database_url, DatabaseUrl::Sqlite(_)) {
+        let why = "--redis-url needs a shared database: a SQLite file cannot be shared between \
+                   instances; use --database-url postgres://... (or none)";
+        return Err(StartError::Config(why.into()));
+    }
+    if config.database_url == DatabaseUrl::None {
+        return Ok(None);
+    }
+    let settings = config.store_settings();
+    let counters = Arc::clone(&metrics.store);
+    Store::start(&config.database_url, &settings, router.clone(), counters).map(Some).map_err(
+        |err| StartError::Database {
+            database: config.database_url.describe(),
+            reason: err.to_string(),
+        },
+    )
 }
 
 /// A bound, running broker.
@@ -81,10 +109,11 @@ impl Server {
             _ => return Err(StartError::Config("--tls-cert and --tls-key go together".into())),
         };
         let (router, inboxes) = Router::new(config.shard_count());
-        let relay_counters = Arc::new(RelayCounters::default());
+        let metrics = Metrics::new(router.shard_count());
+        let store = open_store(&config, &router, &metrics)?;
         let broker: Box<dyn Broker> = match &config.redis_url {
             Some(url) => {
-                let counters = Arc::clone(&relay_counters);
+                let counters = Arc::clone(&metrics.relay);
                 let broker = RedisBroker::start(&config, url, router.clone(), counters);
                 Box::new(broker.map_err(StartError::Config)?)
             }
@@ -93,7 +122,7 @@ impl Server {
         let addr = config.listen;
         let listener =
             TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
-        let hub = Hub::with_broker(config, router, broker, relay_counters);
+        let hub = Hub::from_parts(Parts { settings: config, router, broker, store, metrics });
         let shards = thread::start_all(&hub, inboxes)
             .map_err(|source| StartError::Threads { what: "the shard threads", source })?;
         let runtimes = shards.iter().map(|shard| shard.runtime.clone()).collect();

@@ -1,8 +1,9 @@
-//! The REST endpoints: publishing from back-end services and online queries, all answered from the
-//! cache through the hub.
+//! The REST endpoints: publishing from back-end services and online queries, answered from the
+//! cache through the hub; the rooms, participants and history endpoints are in [`super::rooms`].
 //!
-//! Owns: the request and response bodies of `/api/v1/chat/...`. Must not: encode a frame more than once
-//! per publish, or read the cache other than through the hub's queries.
+//! Owns: the request and response bodies of `/api/v1/chat/...` publishes and presence. Must not:
+//! encode a frame more than once per publish, or read the cache other than through the hub's
+//! queries. A publish, with a store, is answered 202 only after it is committed.
 
 use std::net::SocketAddr;
 
@@ -12,10 +13,15 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use std::time::SystemTime;
+
+use super::rooms::{self, Caller};
 use super::{error, json, unauthorized, App, Body};
 use crate::hub::Coverage;
 use crate::mailbox::{Target, UserStatus};
-use crate::protocol::{self, Frame, Limits, MessageType, UserId, GLOBAL_ROOM};
+use crate::protocol::{self, Frame, Limits, MessageType, Room, UserId, GLOBAL_ROOM};
+use crate::store::ops::{Answer, Read, Write};
+use crate::store::{millis, time_of, NewMessage, RoomInfo, RoomType};
 
 /// Routes `/api/v1/chat/{path}`. With authentication on, every call needs a valid token and the
 /// publish endpoints an admin one; admin publishes are audited.
@@ -30,7 +36,10 @@ pub async fn route(
         Ok(caller) => caller,
         Err(_) => return unauthorized(),
     };
-    let publishing = method == Method::POST;
+    let publishing = matches!(
+        (method, path),
+        (&Method::POST, ["rooms", _, "messages"] | ["users", _, "messages"] | ["messages"])
+    );
     if let (true, Some(caller)) = (publishing, &caller) {
         if !caller.permissions.admin {
             tracing::warn!(target: "audit", event = "forbidden_publish", user = %caller.user, %remote, ?path);
@@ -45,6 +54,13 @@ pub async fn route(
         (&Method::GET, ["rooms", room, "online"]) => room_online(app, room).await,
         (&Method::GET, ["users", user, "online"]) => user_online(app, user).await,
         (&Method::GET, ["users", user, "connections"]) => user_connections(app, user).await,
+        (method, ["rooms", rest @ ..]) => {
+            let caller = match Caller::of(caller.clone(), request.uri().query()) {
+                Ok(caller) => caller,
+                Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
+            };
+            rooms::route(app, request, method, rest, &caller).await
+        }
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     };
     if let (true, Some(caller)) = (publishing && response.status() == StatusCode::ACCEPTED, &caller)
@@ -110,8 +126,24 @@ async fn publish(
     let outcome = async {
         let body = read_body(app, request).await?;
         let target = target(&body)?;
-        let (id, frame) = encode_publish(app, &body, &target)?;
+        let (id, frame, message) = encode_publish(app, &body, &target)?;
+        let Some(store) = app.hub.store() else {
+            app.hub.publish(target, frame);
+            return Ok(id);
+        };
+        if let Target::Room(room) = &target {
+            let info = RoomInfo {
+                id: room.to_string(),
+                kind: RoomType::Public,
+                created_at: message.created_at,
+                created_by: message.sender.to_string(),
+                metadata: None,
+            };
+            store.note(Write::EnsureRoom { room: info, members: Vec::new() });
+        }
+        let committed = store.submit(Write::Message(message)).map_err(|_| unavailable())?;
         app.hub.publish(target, frame);
+        committed.await.map_err(|_| unavailable())?;
         Ok::<_, Refusal>(id)
     };
     match outcome.await {
@@ -133,11 +165,18 @@ async fn read_body(app: &App, request: Request<Incoming>) -> Result<PublishBody,
         .map_err(|err| Refusal::bad(format!("invalid JSON body: {err}")))
 }
 
+/// The answer while the store cannot take a message.
+fn unavailable() -> Refusal {
+    let message = "the message store is unavailable; retry later";
+    Refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message.into())
+}
+
+/// The frame of a publish, encoded once, and the message to store.
 fn encode_publish(
     app: &App,
     body: &PublishBody,
     target: &Target,
-) -> Result<(String, Frame), Refusal> {
+) -> Result<(String, Frame, NewMessage), Refusal> {
     let kind = match body.kind.as_deref().unwrap_or("notification") {
         "chat" => MessageType::Chat,
         "notification" => MessageType::Notification,
@@ -157,12 +196,25 @@ fn encode_publish(
         Refusal(StatusCode::BAD_REQUEST, code.as_str(), message.into())
     })?;
     let id = protocol::new_message_id();
-    let room = match target {
-        Target::Room(room) => Some(room.as_ref()),
-        _ => None,
+    let (room, metadata) = match target {
+        Target::Room(room) => (Some(room.clone()), None),
+        Target::All => (Some(Room::from(GLOBAL_ROOM)), None),
+        Target::User(user) => (None, Some(serde_json::json!({ "to": [user] }).to_string())),
+        Target::Users(users) => (None, Some(serde_json::json!({ "to": users }).to_string())),
     };
-    let frame = protocol::message_frame(kind, &id, room, from, data);
-    Ok((id, frame))
+    let at = SystemTime::now();
+    let frame_room = room.as_deref().filter(|room| *room != GLOBAL_ROOM);
+    let frame = protocol::message_frame_at(kind, &id, frame_room, from, data, at);
+    let message = NewMessage {
+        id: id.clone(),
+        room,
+        sender: UserId::from(from),
+        kind: kind.as_str(),
+        data: data.get().into(),
+        created_at: millis(at),
+        metadata,
+    };
+    Ok((id, frame, message))
 }
 
 async fn online(app: &App) -> Response<Body> {
@@ -190,7 +242,14 @@ async fn user_online(app: &App, user: &str) -> Response<Body> {
     };
     let (status, coverage) = app.hub.user_status(&user).await;
     let online = status != UserStatus::Offline;
-    let answer = serde_json::json!({ "user": user, "online": online, "status": status.as_str() });
+    let mut answer =
+        serde_json::json!({ "user": user, "online": online, "status": status.as_str() });
+    if let (false, Some(store)) = (online, app.hub.store()) {
+        let read = Read::LastSeen { user: user.to_string() };
+        if let Ok(Answer::LastSeen(Some(at))) = store.read(read).await {
+            answer["last_seen"] = protocol::format_rfc3339(time_of(at)).into();
+        }
+    }
     json(StatusCode::OK, &with_coverage(answer, coverage))
 }
 

@@ -6,6 +6,7 @@
 
 mod admission;
 mod api;
+mod rooms;
 mod ws;
 
 use std::convert::Infallible;
@@ -126,6 +127,10 @@ pub async fn handle(
         (Method::GET, ["readyz"]) if !app.hub.broker().is_ready() => json(
             StatusCode::SERVICE_UNAVAILABLE,
             &serde_json::json!({"status": "redis_unavailable"}),
+        ),
+        (Method::GET, ["readyz"]) if app.hub.store().is_some_and(|store| !store.is_up()) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "database_unavailable"}),
         ),
         (Method::GET, ["readyz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
         (Method::GET, ["metrics"]) => metrics(app),

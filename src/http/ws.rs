@@ -29,6 +29,7 @@ use crate::auth::Permissions;
 use crate::config::Config;
 use crate::mailbox::Registration;
 use crate::protocol::{self, Room, UserId};
+use crate::rooms::{self, Verdict};
 use crate::session::{Session, SessionAuth};
 use crate::transport::Stream;
 
@@ -114,6 +115,7 @@ async fn identify<B>(
         let message = format!("not allowed to join room {room}");
         return Err(refuse(StatusCode::FORBIDDEN, "forbidden", &message));
     }
+    check_room_types(app, &rooms, &user, permissions.admin, remote).await?;
     if app.is_draining() {
         return Err(Box::new(shutting_down()));
     }
@@ -122,6 +124,32 @@ async fn identify<B>(
         Box::new(refused(refusal))
     })?;
     Ok(Admitted { user, permissions, rooms, auth, ticket: ticket.map(Box::new) })
+}
+
+/// With a store, the rooms of the connect URL must admit the user (private and direct rooms only
+/// their participants); a room nobody created is created by joining it.
+async fn check_room_types(
+    app: &App,
+    rooms: &[Room],
+    user: &UserId,
+    admin: bool,
+    remote: SocketAddr,
+) -> Result<(), Refusal> {
+    let Some(store) = app.hub.store() else { return Ok(()) };
+    for room in rooms {
+        match rooms::may_join(store, room, user, admin).await {
+            Verdict::Allowed => {}
+            Verdict::Forbidden(why) => {
+                tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
+                return Err(refuse(StatusCode::FORBIDDEN, "forbidden", &why));
+            }
+            Verdict::NotFound | Verdict::Unavailable => {
+                let message = "the message store is unavailable; retry later";
+                return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Registers the connection with its shard, then, once hyper upgrades it, moves the socket to the

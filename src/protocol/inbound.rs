@@ -5,14 +5,16 @@
 //! Must not: encode anything but through `outbound`, or know who sent the frame beyond its user id.
 
 use std::borrow::Cow;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::outbound::message_frame;
+use super::outbound::message_frame_at;
 use super::{
-    new_message_id, validate_room, Action, ClientFrame, ClientRequest, ErrorCode, MessageType,
-    Rejection, Room, MAX_DATA_DEPTH, MAX_NAME_CHARS,
+    new_message_id, parse_cursor, validate_room, Action, Chat, ClientFrame, ClientRequest,
+    ErrorCode, MessageType, Rejection, Room, HISTORY_DEFAULT, HISTORY_MAX, MAX_DATA_DEPTH,
+    MAX_NAME_CHARS,
 };
 
 /// The fields a client frame may carry; anything else (such as a forged `from`) is ignored.
@@ -69,9 +71,17 @@ pub fn parse_client_frame(
     let action = match kind.as_ref() {
         "chat" => {
             let data = chat_data(envelope.data, limits).map_err(|(code, msg)| reject(code, msg))?;
-            let message_id = id.clone().unwrap_or_else(new_message_id);
-            let frame = message_frame(MessageType::Chat, &message_id, room.as_deref(), user, data);
-            Action::Chat { room, frame }
+            Action::Chat(Box::new(chat(id.clone(), room, user, data)))
+        }
+        "history" => {
+            let (limit, before) =
+                history_page(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
+            Action::History { room: require_room(room)?, limit, before }
+        }
+        "delete" => {
+            let (message, from) =
+                delete_target(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
+            Action::Delete { room: require_room(room)?, id: message, from }
         }
         "join" => Action::Join(require_room(room)?),
         "leave" => Action::Leave(require_room(room)?),
@@ -89,6 +99,55 @@ pub fn parse_client_frame(
         }
     };
     Ok(ClientFrame::Request(ClientRequest { id, action }))
+}
+
+/// A chat from `user`, stamped now and encoded once.
+fn chat(id: Option<String>, room: Option<Room>, user: &str, data: &RawValue) -> Chat {
+    let id = id.unwrap_or_else(new_message_id);
+    let at = SystemTime::now();
+    let frame = message_frame_at(MessageType::Chat, &id, room.as_deref(), user, data, at);
+    let millis = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    Chat { room, id, data: data.get().into(), at: millis, frame }
+}
+
+/// The `data` of `history`: `{"limit": 1..=100, "before": "<cursor>"}`, both optional.
+#[derive(Deserialize)]
+struct HistoryData<'a> {
+    limit: Option<i64>,
+    #[serde(borrow)]
+    before: Option<Cow<'a, str>>,
+}
+
+/// The page a `history` asks for: its size and its cursor.
+pub fn history_page(data: Option<&RawValue>) -> Result<(i64, Option<i64>), &'static str> {
+    let Some(data) = data else { return Ok((HISTORY_DEFAULT, None)) };
+    let page: HistoryData<'_> = serde_json::from_str(data.get())
+        .map_err(|_| "data must be {\"limit\": number, \"before\": cursor}")?;
+    let limit = page.limit.unwrap_or(HISTORY_DEFAULT);
+    if !(1..=HISTORY_MAX).contains(&limit) {
+        return Err("limit must be 1 to 100");
+    }
+    let before = page.before.as_deref().map(parse_cursor).transpose()?;
+    Ok((limit, before))
+}
+
+/// The `data` of `delete`: `{"id": "<message id>", "from": "<sender>"}` (`from` optional).
+#[derive(Deserialize)]
+struct DeleteData<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    from: Option<Cow<'a, str>>,
+}
+
+fn delete_target(data: Option<&RawValue>) -> Result<(String, Option<String>), &'static str> {
+    let data = data.ok_or("missing data")?;
+    let target: DeleteData<'_> =
+        serde_json::from_str(data.get()).map_err(|_| "data must be {\"id\": message id}")?;
+    if target.id.is_empty() || target.id.chars().count() > MAX_NAME_CHARS {
+        return Err("data.id must be a message id of 1-128 characters");
+    }
+    Ok((target.id.into_owned(), target.from.map(Cow::into_owned)))
 }
 
 /// The envelope of a client frame and its `id`, checked for length.

@@ -9,10 +9,10 @@
 mod inbound;
 mod outbound;
 
-pub use inbound::{chat_data, parse_client_frame, Limits};
+pub use inbound::{chat_data, history_page, parse_client_frame, Limits};
 pub use outbound::{
-    error_frame, message_frame, presence_event_frame, presence_list_frame, reply_frame,
-    token_expiring_frame, PresenceStatus,
+    error_frame, history_frame, message_deleted_frame, message_frame, message_frame_at,
+    presence_event_frame, presence_list_frame, reply_frame, token_expiring_frame, PresenceStatus,
 };
 
 use std::sync::Arc;
@@ -41,6 +41,10 @@ pub enum MessageType {
     Chat,
     Presence,
     Ack,
+    /// A page of stored messages (the answer to `history`).
+    History,
+    /// A stored message was deleted.
+    MessageDeleted,
     Notification,
     System,
     Error,
@@ -51,6 +55,8 @@ impl MessageType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Chat => "chat",
+            Self::History => "history",
+            Self::MessageDeleted => "message_deleted",
             Self::Presence => "presence",
             Self::Ack => "ack",
             Self::Notification => "notification",
@@ -72,6 +78,11 @@ pub enum ErrorCode {
     RateLimited,
     /// A token (in a `refresh`) that does not verify.
     Unauthorized,
+    /// The message store cannot take or answer this now; retry later.
+    Unavailable,
+    NotFound,
+    /// The request names something ambiguously (a message id two senders used: name the sender).
+    Conflict,
 }
 
 impl ErrorCode {
@@ -84,6 +95,9 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",
             Self::Unauthorized => "unauthorized",
+            Self::Unavailable => "unavailable",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
         }
     }
 }
@@ -120,16 +134,52 @@ pub struct ClientRequest {
 /// What a client asked for.
 #[derive(Debug)]
 pub enum Action {
-    /// Publish the already encoded `frame` to `room`, or to everyone when `room` is `None`.
-    Chat {
-        room: Option<Room>,
-        frame: Frame,
-    },
+    /// Publish an already encoded chat (boxed: it is larger than every other request).
+    Chat(Box<Chat>),
     Join(Room),
     Leave(Room),
     /// Who is in the room, and who of them is away.
     Presence(Room),
+    /// A page of the room's stored messages: the newest `limit` before the cursor `before`.
+    History {
+        room: Room,
+        limit: i64,
+        before: Option<i64>,
+    },
+    /// Soft-delete a stored message (`from`: its sender, where two senders used the id).
+    Delete {
+        room: Room,
+        id: String,
+        from: Option<String>,
+    },
     Ping,
+}
+
+/// A chat as the session accepted it: encoded once for every recipient, and what the store keeps.
+#[derive(Debug)]
+pub struct Chat {
+    /// `None`: to everyone.
+    pub room: Option<Room>,
+    /// The envelope `id`: the client's, or a UUID the server assigned.
+    pub id: String,
+    /// The envelope `data`, as the client sent it.
+    pub data: Box<str>,
+    /// The envelope `timestamp`, in milliseconds since the Unix epoch.
+    pub at: i64,
+    pub frame: Frame,
+}
+
+/// The most messages one history page holds, and the page size when none is asked for.
+pub const HISTORY_MAX: i64 = 100;
+pub const HISTORY_DEFAULT: i64 = 50;
+
+/// A history cursor (`before`, `next_before`): the position of a stored message, as a string.
+pub fn parse_cursor(cursor: &str) -> Result<i64, &'static str> {
+    cursor
+        .parse::<i64>()
+        .ok()
+        .filter(|pos| *pos > 0)
+        .ok_or("before must be a cursor from next_before")
 }
 
 /// A parsed client frame: a request for the shard, or a token refresh, which the session verifies.

@@ -49,7 +49,19 @@ pub fn message_frame(
     from: &str,
     data: &RawValue,
 ) -> Frame {
-    let timestamp = now_rfc3339();
+    message_frame_at(kind, id, room, from, data, SystemTime::now())
+}
+
+/// A published message stamped `at`: live, and read back from the store, alike.
+pub fn message_frame_at(
+    kind: MessageType,
+    id: &str,
+    room: Option<&str>,
+    from: &str,
+    data: &RawValue,
+    at: SystemTime,
+) -> Frame {
+    let timestamp = super::format_rfc3339(at);
     encode(&Envelope {
         id: Some(id),
         kind,
@@ -147,4 +159,38 @@ pub fn presence_list_frame(
         data: Some(ListData { users, away }),
         timestamp: Some(&now_rfc3339()),
     })
+}
+
+/// `{"type":"history","id":...,"room":r,"data":{"messages":[...],"next_before":...}}`: `messages`
+/// are the envelopes, each exactly as it went out live.
+pub fn history_frame(
+    id: Option<&str>,
+    room: &str,
+    messages: &[Frame],
+    next_before: Option<i64>,
+) -> Frame {
+    #[derive(Serialize)]
+    struct Page<'a> {
+        messages: Vec<&'a RawValue>,
+        next_before: Option<String>,
+    }
+    let messages = messages
+        .iter()
+        .filter_map(|frame| serde_json::from_str::<&RawValue>(frame.as_str()).ok())
+        .collect();
+    let data = Page { messages, next_before: next_before.map(|pos| pos.to_string()) };
+    let kind = MessageType::History;
+    encode(&Envelope { id, kind, room: Some(room), from: None, data: Some(data), timestamp: None })
+}
+
+/// `{"type":"message_deleted","room":r,"data":{"id":...,"from":...}}`, sent to the room.
+pub fn message_deleted_frame(room: &str, id: &str, from: &str) -> Frame {
+    #[derive(Serialize)]
+    struct Deleted<'a> {
+        id: &'a str,
+        from: &'a str,
+    }
+    let kind = MessageType::MessageDeleted;
+    let data = Some(Deleted { id, from });
+    encode(&Envelope { id: None, kind, room: Some(room), from: None, data, timestamp: None })
 }

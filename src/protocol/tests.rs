@@ -22,9 +22,14 @@ fn chat_is_encoded_once_with_server_fields_and_forged_from_ignored() {
         r#"{"type":"chat","room":"lobby","from":"mallory","id":"c-1","data":{"content":"hi"}}"#;
     let request = request(text, "alice");
     assert_eq!(request.id.as_deref(), Some("c-1"));
-    let Action::Chat { room, frame } = request.action else { panic!("not a chat") };
-    assert_eq!(room.as_deref(), Some("lobby"));
-    let value = json(&frame);
+    let Action::Chat(chat) = request.action else { panic!("not a chat") };
+    assert_eq!(chat.room.as_deref(), Some("lobby"));
+    assert_eq!(
+        (chat.id.as_str(), &*chat.data),
+        ("c-1", r#"{"content":"hi"}"#),
+        "what the store keeps"
+    );
+    let value = json(&chat.frame);
     assert_eq!(value["from"], "alice");
     assert_eq!(value["id"], "c-1");
     assert_eq!(value["data"]["content"], "hi");
@@ -35,8 +40,10 @@ fn chat_is_encoded_once_with_server_fields_and_forged_from_ignored() {
 #[test]
 fn chat_without_room_is_global_and_gets_a_generated_id() {
     let request = request(r#"{"type":"chat","room":"","data":{}}"#, "bob");
-    let Action::Chat { room: None, frame } = request.action else { panic!("not a global chat") };
-    let value = json(&frame);
+    let Action::Chat(chat) = request.action else { panic!("not a chat") };
+    assert!(chat.room.is_none(), "global");
+    let value = json(&chat.frame);
+    assert_eq!(value["id"].as_str(), Some(chat.id.as_str()));
     assert!(value.get("room").is_none());
     assert_eq!(value["id"].as_str().unwrap().len(), 36);
 }
@@ -120,8 +127,8 @@ fn token_expiring_notice_names_the_expiry_in_rfc_3339() {
 /// rejection (whose error frame is valid JSON): never a panic.
 fn assert_answered(text: &str) {
     match parse_client_frame(text, "u", LIMITS) {
-        Ok(ClientFrame::Request(ClientRequest { action: Action::Chat { frame, .. }, .. })) => {
-            let value = json(&frame);
+        Ok(ClientFrame::Request(ClientRequest { action: Action::Chat(chat), .. })) => {
+            let value = json(&chat.frame);
             assert_eq!((value["type"].as_str(), value["from"].as_str()), (Some("chat"), Some("u")));
         }
         Ok(_) => {}
@@ -168,4 +175,29 @@ fn room_names_are_validated() {
 fn replies_carry_only_type_and_id() {
     assert_eq!(reply_frame(MessageType::Ack, Some("c-1")).as_str(), r#"{"id":"c-1","type":"ack"}"#);
     assert_eq!(reply_frame(MessageType::Pong, None).as_str(), r#"{"type":"pong"}"#);
+}
+
+#[test]
+fn history_and_delete_requests_are_checked() {
+    let page = request(
+        r#"{"type":"history","room":"r","id":"h","data":{"limit":100,"before":"42"}}"#,
+        "u",
+    );
+    assert!(matches!(page.action, Action::History { limit: 100, before: Some(42), .. }));
+    let default = request(r#"{"type":"history","room":"r"}"#, "u");
+    assert!(matches!(default.action, Action::History { limit: HISTORY_DEFAULT, before: None, .. }));
+    for bad in [
+        r#"{"type":"history","room":"r","data":{"limit":0}}"#,
+        r#"{"type":"history","room":"r","data":{"limit":101}}"#,
+        r#"{"type":"history","room":"r","data":{"before":"x1"}}"#,
+        r#"{"type":"history","data":{}}"#,
+        r#"{"type":"delete","room":"r","data":{}}"#,
+        r#"{"type":"delete","room":"r"}"#,
+    ] {
+        let rejection = parse_client_frame(bad, "u", LIMITS).expect_err(bad);
+        assert_eq!(rejection.code, ErrorCode::BadRequest, "{bad}");
+    }
+    let delete = request(r#"{"type":"delete","room":"r","data":{"id":"m1","from":"bob"}}"#, "u");
+    let Action::Delete { id, from, .. } = delete.action else { panic!("not a delete") };
+    assert_eq!((id.as_str(), from.as_deref()), ("m1", Some("bob")));
 }

@@ -16,7 +16,9 @@
 //!   client never learns it joined (ack, presence event, 101 response) before publishers can find it.
 
 pub mod cache;
+mod dedup;
 mod limits;
+pub mod offload;
 mod output;
 mod requests;
 pub mod thread;
@@ -32,7 +34,9 @@ use crate::hub::Hub;
 use crate::mailbox::{Command, ConnId, Delivery, Inbox, Outbox, Query, Registration, Target};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::{self, Frame, PresenceStatus, Room, UserId};
+use crate::store::ops::Write;
 use cache::{Connection, LocalCache};
+use dedup::Dedup;
 use limits::{Policy, RateLimits};
 use output::{Held, Output};
 
@@ -53,6 +57,8 @@ pub struct Shard {
     limits: RateLimits,
     /// Room transitions of the current batch, not yet in the directory.
     pending: Vec<Transition>,
+    /// The chat ids its users sent recently (idempotent send, with a store).
+    dedup: Dedup,
     shutting_down: bool,
 }
 
@@ -66,7 +72,9 @@ impl Shard {
         };
         let (cache, out, limits) =
             (LocalCache::default(), Output::default(), RateLimits::new(policy));
-        Self { id, hub, cache, out, limits, pending: Vec::new(), shutting_down: false }
+        let dedup = Dedup::new(settings.dedup_window);
+        let pending = Vec::new();
+        Self { id, hub, cache, out, limits, pending, dedup, shutting_down: false }
     }
 
     fn counters(&self) -> &ShardCounters {
@@ -134,6 +142,11 @@ impl Shard {
                 self.deliver_local(&target, &frame, accepted_at)
             }
             Delivery::Reply { conn, frame } => self.reply(conn, frame),
+            Delivery::Stored { conn, user, room, id } => self.on_stored(conn, &user, room, id),
+            Delivery::JoinDecided { conn, id, room, decision } => {
+                self.on_join_decided(conn, id, room, decision)
+            }
+            Delivery::Kick { user, room } => self.kick(&user, &room),
             Delivery::Query(query) => self.answer(query),
             Delivery::Shutdown => self.shut_down(),
         }
@@ -147,6 +160,7 @@ impl Shard {
         }
         if !self.cache.has_user(&user) {
             self.hub.broker().local_change(LocalChange::UserOnline(user.clone()));
+            self.note_presence(&user, true);
         }
         let connection =
             Connection { remote, permissions, ..Connection::new(user, outbox, Some(closer)) };
@@ -256,7 +270,27 @@ impl Shard {
         }
         if !self.cache.has_user(&connection.user) {
             self.limits.forget(&connection.user);
+            self.note_presence(&connection.user, false);
             self.hub.broker().local_change(LocalChange::UserOffline(connection.user));
+        }
+    }
+
+    /// Records in the store that `user` came online or went offline here (for `last_seen`).
+    fn note_presence(&self, user: &UserId, online: bool) {
+        if let Some(store) = self.hub.store() {
+            let connections = i64::from(online);
+            let at = crate::store::millis(std::time::SystemTime::now());
+            store.note(Write::Presence { user: user.to_string(), online, connections, at });
+        }
+    }
+
+    /// Every connection of `user` leaves `room` (it is no longer a participant).
+    fn kick(&mut self, user: &UserId, room: &Room) {
+        let conns: Vec<ConnId> = self.cache.user_outboxes(user).map(|(conn, _)| conn).collect();
+        for conn in conns {
+            if self.cache.is_member(conn, room) {
+                self.leave(conn, room);
+            }
         }
     }
 
@@ -291,6 +325,7 @@ impl Shard {
     /// Commits the batch's transitions, flushes held output, then evicts whoever was found full,
     /// until nothing is left to do (an eviction can empty a room and so need another commit).
     fn finish_batch(&mut self) {
+        self.dedup.sweep(Instant::now());
         loop {
             if !self.pending.is_empty() {
                 self.hub.directory().apply(self.id, &self.pending);

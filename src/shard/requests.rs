@@ -1,4 +1,5 @@
-//! A shard's answers to its connections' requests: chat, join, leave, presence, ping, refresh.
+//! A shard's answers to its connections' requests: chat, join, leave, presence, history, delete,
+//! ping, refresh.
 //!
 //! Owns: the rules of each request (rate limit before membership, the join permission, the replies
 //! and their error codes). May touch: the shard's cache and output, like the rest of the shard. Must
@@ -6,12 +7,18 @@
 
 use std::time::Instant;
 
+use super::dedup::Seen;
 use super::limits::Verdict;
+use super::offload::{Deletion, History};
 use super::Shard;
 use crate::auth::Permissions;
 use crate::close;
-use crate::mailbox::{ConnId, Delivery, Target};
-use crate::protocol::{self, Action, ClientRequest, ErrorCode, Frame, MessageType, Room, UserId};
+use crate::mailbox::{ConnId, Target};
+use crate::protocol::{
+    self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, UserId, GLOBAL_ROOM,
+};
+use crate::store::ops::Write;
+use crate::store::{Completion, NewMessage};
 
 /// `{"type":"ack","id":...}`, when the client gave an id to acknowledge.
 fn ack(id: Option<&str>) -> Option<Frame> {
@@ -30,24 +37,45 @@ impl Shard {
         }
         self.cache.touch(conn, Instant::now());
         let ClientRequest { id, action } = request;
-        let id = id.as_deref();
-        let reply = match action {
-            Action::Chat { room, frame } => self.chat(conn, id, room, frame),
+        if let Some(frame) = self.answer_request(conn, id.as_deref(), action) {
+            self.reply(conn, frame);
+        }
+    }
+
+    /// The immediate answer to a request, if any (an offloaded one is answered later).
+    fn answer_request(&mut self, conn: ConnId, id: Option<&str>, action: Action) -> Option<Frame> {
+        match action {
+            Action::Chat(chat) => self.chat(conn, id, *chat),
             Action::Join(room) => self.request_join(conn, id, room),
+            Action::History { room, limit, before } => {
+                let (user, admin) = self.who_asks(conn)?;
+                let id = id.map(str::to_owned);
+                self.offload_history(conn, History { id, room, user, admin, limit, before });
+                None
+            }
+            Action::Delete { room, id: message, from } => {
+                let (user, admin) = self.who_asks(conn)?;
+                let id = id.map(str::to_owned);
+                self.offload_delete(conn, Deletion { id, room, message, from, user, admin });
+                None
+            }
             Action::Leave(room) if self.cache.is_member(conn, &room) => {
                 self.leave(conn, &room);
                 ack(id)
             }
             Action::Leave(room) => Some(not_member(id, &room)),
             Action::Presence(room) => {
-                self.spawn_presence_answer(conn, id.map(str::to_owned), room);
+                self.offload_presence(conn, id.map(str::to_owned), room);
                 None
             }
             Action::Ping => Some(protocol::reply_frame(MessageType::Pong, id)),
-        };
-        if let Some(frame) = reply {
-            self.reply(conn, frame);
         }
+    }
+
+    /// The user of a cached connection and whether it is an admin.
+    fn who_asks(&self, conn: ConnId) -> Option<(UserId, bool)> {
+        let connection = self.cache.get(conn)?;
+        Some((connection.user.clone(), connection.permissions.admin))
     }
 
     /// Queues `frame` for one local connection through the output (held while a commit is
@@ -62,13 +90,7 @@ impl Shard {
         self.cache.get(conn).map(|connection| (connection.user.clone(), connection.remote))
     }
 
-    fn chat(
-        &mut self,
-        conn: ConnId,
-        id: Option<&str>,
-        room: Option<Room>,
-        frame: Frame,
-    ) -> Option<Frame> {
+    fn chat(&mut self, conn: ConnId, id: Option<&str>, chat: Chat) -> Option<Frame> {
         let (user, remote) = self.who(conn)?;
         match self.limits.check(&user, Instant::now()) {
             Verdict::Flooding => {
@@ -82,23 +104,116 @@ impl Shard {
             }
             Verdict::Allowed => {}
         }
-        if let Some(room) = room.as_ref().filter(|room| !self.cache.is_member(conn, room)) {
+        if let Some(room) = chat.room.as_ref().filter(|room| !self.cache.is_member(conn, room)) {
             return Some(not_member(id, room));
         }
+        if self.hub.store().is_none() {
+            self.publish(chat.room.map_or(Target::All, Target::Room), chat.frame);
+            return ack(id);
+        }
+        self.store_and_publish(conn, id, user, chat)
+    }
+
+    /// With a store: a retry is acked (now, or at the original's commit) and goes no further; a new
+    /// chat is handed to the writer and delivered at once, and acked once it is committed.
+    fn store_and_publish(
+        &mut self,
+        conn: ConnId,
+        id: Option<&str>,
+        user: UserId,
+        chat: Chat,
+    ) -> Option<Frame> {
+        let now = Instant::now();
+        if let Some(id) = id {
+            match self.dedup.check(&user, &chat.room, id, conn, now) {
+                Seen::Stored => return ack(Some(id)),
+                Seen::Pending => return None,
+                Seen::New => {}
+            }
+        }
+        let Chat { room, id: message_id, data, at, frame } = chat;
+        let done = match id {
+            Some(_) => {
+                let (user, room, id) = (user.clone(), room.clone(), message_id.clone());
+                Completion::Shard { shard: self.id, conn, user, room, id }
+            }
+            None => Completion::None,
+        };
+        let message = NewMessage {
+            id: message_id.clone(),
+            room: Some(room.clone().unwrap_or_else(|| Room::from(GLOBAL_ROOM))),
+            sender: user.clone(),
+            kind: MessageType::Chat.as_str(),
+            data,
+            created_at: at,
+            metadata: None,
+        };
+        let store = self.hub.store().expect("checked by the caller");
+        if store.accept(Write::Message(message), done).is_err() {
+            let message = "the message store is unavailable; retry later";
+            return Some(protocol::error_frame(id, ErrorCode::Unavailable, message));
+        }
+        if id.is_some() {
+            self.dedup.pending(&user, room.clone(), message_id, conn, now);
+        }
         self.publish(room.map_or(Target::All, Target::Room), frame);
-        ack(id)
+        None
+    }
+
+    /// A chat of `user` was committed: ack it to its connection and to every retry that waited.
+    pub(super) fn on_stored(
+        &mut self,
+        conn: ConnId,
+        user: &UserId,
+        room: Option<Room>,
+        id: String,
+    ) {
+        let mut waiting = self.dedup.stored(user, room, id.clone());
+        if waiting.is_empty() {
+            waiting.push(conn);
+        }
+        for conn in waiting {
+            self.reply(conn, protocol::reply_frame(MessageType::Ack, Some(&id)));
+        }
     }
 
     fn request_join(&mut self, conn: ConnId, id: Option<&str>, room: Room) -> Option<Frame> {
-        let may_join = self.cache.get(conn)?.permissions.may_join(&room);
+        let connection = self.cache.get(conn)?;
+        let permissions = &connection.permissions;
+        let (may_join, admin) = (permissions.may_join(&room), permissions.admin);
         if !may_join {
             let (user, remote) = self.who(conn)?;
             tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
             let message = format!("not allowed to join room {room}");
             return Some(protocol::error_frame(id, ErrorCode::Forbidden, &message));
         }
+        if self.hub.store().is_some() && !self.cache.is_member(conn, &room) {
+            let user = connection.user.clone();
+            self.offload_join(conn, id.map(str::to_owned), room, user, admin);
+            return None;
+        }
         self.join(conn, room);
         ack(id)
+    }
+
+    /// The store's answer to a join: join and ack, or the error.
+    pub(super) fn on_join_decided(
+        &mut self,
+        conn: ConnId,
+        id: Option<String>,
+        room: Room,
+        decision: Result<(), Frame>,
+    ) {
+        match decision {
+            Ok(()) if self.cache.get(conn).is_some() => {
+                self.join(conn, room);
+                if let Some(ack) = ack(id.as_deref()) {
+                    self.reply(conn, ack);
+                }
+            }
+            Ok(()) => {}
+            Err(refusal) => self.reply(conn, refusal),
+        }
     }
 
     /// A verified `refresh`: the new permissions replace the old, and the client gets its ack.
@@ -106,19 +221,5 @@ impl Shard {
         let Some(connection) = self.cache.get_mut(conn) else { return };
         connection.permissions = permissions;
         self.reply(conn, protocol::reply_frame(MessageType::Ack, id));
-    }
-
-    /// Answers a presence query off the shard (it may ask Redis); the answer comes back to this
-    /// shard as a [`Delivery::Reply`] and goes out through the output like every other frame.
-    fn spawn_presence_answer(&self, conn: ConnId, id: Option<String>, room: Room) {
-        let (hub, shard) = (self.hub.clone(), self.id);
-        tokio::spawn(async move {
-            let (users, _) = hub.room_users(&room).await;
-            let away: Vec<UserId> =
-                users.iter().filter(|(_, away)| *away).map(|(u, _)| u.clone()).collect();
-            let names: Vec<UserId> = users.into_iter().map(|(u, _)| u).collect();
-            let frame = protocol::presence_list_frame(id.as_deref(), &room, &names, &away);
-            hub.router().deliver(shard, Delivery::Reply { conn, frame });
-        });
     }
 }

@@ -163,6 +163,7 @@ async fn a_killed_instance_drops_out_of_presence_and_its_users_leave() {
     let url = redis.url();
     let args =
         ["--redis-url", url.as_str(), "--instance-id", "doomed", "--presence-heartbeat", "1s"];
+    let args = [args.as_slice(), &["--database-url", "none"]].concat();
     let (mut doomed, doomed_server) = spawn_broker(&args).await;
     let mut watcher = a.member("watcher", "room").await;
     let _victim = doomed_server.member("victim", "room").await;

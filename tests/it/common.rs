@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsbroker::store::DatabaseUrl;
 use wsbroker::{Config, Server};
 
 /// How long any single expected event may take before the test fails.
@@ -35,6 +36,8 @@ pub async fn start_server() -> TestServer {
 /// Starts a broker on 127.0.0.1:0 with the defaults, adjusted by `configure`.
 pub async fn start_server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
+    // No store unless the test names one (a temporary file, or a PostgreSQL of its own).
+    config.database_url = DatabaseUrl::None;
     configure(&mut config);
     let server = Server::bind(config).await.expect("bind the test server");
     let addr = server.local_addr().unwrap();
@@ -56,8 +59,10 @@ impl Drop for BrokerProcess {
 }
 
 /// Runs the `wsbroker` binary on 127.0.0.1:0 with `args`, as its own process (for tests that kill it).
+/// `args` must name the database (`--database-url`), so no test writes `./wsbroker.db`.
 pub async fn spawn_broker(args: &[&str]) -> (BrokerProcess, TestServer) {
     use std::io::{BufRead, BufReader};
+    assert!(args.contains(&"--database-url"), "a test broker names its database: {args:?}");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsbroker"))
         .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
         .args(args)

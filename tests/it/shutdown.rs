@@ -30,7 +30,7 @@ async fn shutdown_flushes_queued_frames_then_closes_everyone_with_1001() {
 
 #[tokio::test]
 async fn sigterm_closes_clients_with_1001_and_exits_0() {
-    let (mut child, server) = spawn_broker(&[]).await;
+    let (mut child, server) = spawn_broker(&["--database-url", "none"]).await;
     let mut client = server.member("alice", "r").await;
     let killed = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(killed.success());

@@ -1,0 +1,384 @@
+//! The REST endpoints of rooms, participants and stored messages (`/api/v1/chat/rooms...`).
+//!
+//! Owns: their request and response bodies and status codes. The rules come from [`crate::rooms`]
+//! (who may read, join, manage) and from the store's operations (who may delete), the same ones the
+//! WebSocket requests use. Must not: touch the cache, except to tell a removed participant's shard.
+
+use std::time::SystemTime;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::{error, json, App, Body};
+use crate::auth::Identity;
+use crate::mailbox::Delivery;
+use crate::protocol::{self, Frame, Room, UserId, HISTORY_DEFAULT, HISTORY_MAX};
+use crate::rooms::{self, Verdict};
+use crate::shard::offload::{self, Deletion, History, NotDeleted};
+use crate::store::ops::{Answer, Outcome, Read, Write};
+use crate::store::{millis, time_of, Role, RoomInfo, RoomType, Store};
+
+/// Who is calling: the token's `sub` with authentication on, `?user=` with it off.
+#[derive(Debug)]
+pub struct Caller {
+    pub user: Option<UserId>,
+    pub admin: bool,
+}
+
+impl Caller {
+    pub fn of(identity: Option<Identity>, query: Option<&str>) -> Result<Self, &'static str> {
+        if let Some(identity) = identity {
+            return Ok(Self { user: Some(identity.user), admin: identity.permissions.admin });
+        }
+        let user =
+            query_param(query, "user").map(|user| protocol::validate_user(&user)).transpose()?;
+        Ok(Self { user, admin: false })
+    }
+
+    fn name(&self) -> &str {
+        self.user.as_deref().unwrap_or_default()
+    }
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+fn bad(message: &str) -> Response<Body> {
+    error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// The answer to a refusal of the room rules.
+fn refused(room: &str, verdict: Verdict) -> Response<Body> {
+    match verdict {
+        Verdict::Allowed => unreachable!("only refusals are answered with an error"),
+        Verdict::Forbidden(why) => error(StatusCode::FORBIDDEN, "forbidden", &why),
+        Verdict::NotFound => error(StatusCode::NOT_FOUND, "not_found", &format!("no room {room}")),
+        Verdict::Unavailable => unavailable(),
+    }
+}
+
+fn unavailable() -> Response<Body> {
+    let message = "the message store is unavailable; retry later";
+    error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+}
+
+/// Routes `/api/v1/chat/rooms/{path}`.
+pub async fn route(
+    app: &App,
+    request: Request<Incoming>,
+    method: &Method,
+    path: &[&str],
+    caller: &Caller,
+) -> Response<Body> {
+    let Some(store) = app.hub.store() else {
+        let message = "this server stores no rooms (it runs with --database-url none)";
+        return error(StatusCode::NOT_FOUND, "not_found", message);
+    };
+    let query = request.uri().query().map(str::to_owned);
+    let query = query.as_deref();
+    match (method, path) {
+        (&Method::GET, []) => list(store, caller, query).await,
+        (&Method::POST, []) => create(app, store, caller, request).await,
+        (&Method::GET, [room, "participants"]) => participants(store, room, caller).await,
+        (&Method::POST, [room, "participants", user]) => {
+            add_participant(app, store, room, user, caller, request).await
+        }
+        (&Method::DELETE, [room, "participants", user]) => {
+            remove_participant(app, store, room, user, caller).await
+        }
+        (&Method::GET, [room, "messages"]) => history(app, room, caller, query).await,
+        (&Method::DELETE, [room, "messages", id]) => delete(app, room, id, caller, query).await,
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+    }
+}
+
+fn room_json(room: &RoomInfo) -> Value {
+    json!({
+        "id": room.id,
+        "type": room.kind.as_str(),
+        "created_at": protocol::format_rfc3339(time_of(room.created_at)),
+        "created_by": room.created_by,
+    })
+}
+
+/// `GET /rooms?limit=&after=`: public rooms and the caller's, by name.
+async fn list(store: &Store, caller: &Caller, query: Option<&str>) -> Response<Body> {
+    let limit = match page_limit(query) {
+        Ok(limit) => limit,
+        Err(message) => return bad(message),
+    };
+    let after = query_param(query, "after");
+    let read = Read::Rooms { user: caller.name().to_owned(), after, limit };
+    let Ok(Answer::Rooms(found)) = store.read(read).await else { return unavailable() };
+    let next_after =
+        found.last().filter(|_| found.len() as i64 == limit).map(|room| room.id.clone());
+    let rooms: Vec<Value> = found.iter().map(room_json).collect();
+    json(StatusCode::OK, &json!({ "rooms": rooms, "next_after": next_after }))
+}
+
+/// `limit=` of a page: 1 to 100, 50 when absent.
+fn page_limit(query: Option<&str>) -> Result<i64, &'static str> {
+    match query_param(query, "limit") {
+        None => Ok(HISTORY_DEFAULT),
+        Some(limit) => limit
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=HISTORY_MAX).contains(limit))
+            .ok_or("limit must be 1 to 100"),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewRoom {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    app: &App,
+    request: Request<Incoming>,
+) -> Result<T, Response<Body>> {
+    let limit = app.hub.settings().max_frame;
+    let collected = Limited::new(request.into_body(), limit).collect().await.map_err(|_| {
+        error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is too large")
+    })?;
+    serde_json::from_slice(&collected.to_bytes())
+        .map_err(|err| bad(&format!("invalid JSON body: {err}")))
+}
+
+/// `POST /rooms` `{name, type, members?}`: 201, the creator owns it; 409 when the name is taken.
+async fn create(
+    app: &App,
+    store: &Store,
+    caller: &Caller,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let Some(creator) = caller.user.clone() else {
+        return bad("name yourself: a token, or ?user= with authentication off");
+    };
+    let body: NewRoom = match read_json(app, request).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
+    let (name, members) = match new_room_name(&creator, &body) {
+        Ok(named) => named,
+        Err(message) => return bad(&message),
+    };
+    let kind = RoomType::parse(&body.kind).expect("checked by new_room_name");
+    let created_at = millis(SystemTime::now());
+    let room = RoomInfo {
+        id: name.to_string(),
+        kind,
+        created_at,
+        created_by: creator.to_string(),
+        metadata: None,
+    };
+    match store.write(Write::CreateRoom { room: room.clone(), members }).await {
+        Ok(Outcome::Done) => json(StatusCode::CREATED, &json!({ "room": room_json(&room) })),
+        Ok(Outcome::Exists) => {
+            error(StatusCode::CONFLICT, "conflict", &format!("the room name {name} is taken"))
+        }
+        _ => unavailable(),
+    }
+}
+
+/// The name and the members of a room to create, checked against its type.
+fn new_room_name(creator: &str, body: &NewRoom) -> Result<(Room, Vec<String>), String> {
+    let kind = RoomType::parse(&body.kind).ok_or("type must be public, private or direct")?;
+    let members: Vec<String> = body
+        .members
+        .iter()
+        .map(|m| protocol::validate_user(m).map(|m| m.to_string()))
+        .collect::<Result<_, _>>()?;
+    if kind != RoomType::Direct {
+        let name = body.name.as_deref().ok_or("missing name")?;
+        if name.starts_with("dm:") {
+            return Err("names starting with dm: are direct rooms".into());
+        }
+        return Ok((protocol::validate_room(name)?, members));
+    }
+    let others: Vec<&String> = members.iter().filter(|m| m.as_str() != creator).collect();
+    let [other] = others.as_slice() else {
+        return Err("a direct room has exactly two participants: name the other in members".into());
+    };
+    let name = rooms::direct_room(creator, other)
+        .ok_or("these two users cannot share a direct room (ids with ':' or the same user)")?;
+    if body.name.as_deref().is_some_and(|given| given != &*name) {
+        return Err(format!("a direct room of these two is named {name}"));
+    }
+    Ok((name, vec![creator.to_owned(), other.to_string()]))
+}
+
+/// `GET /rooms/{room}/participants`.
+async fn participants(store: &Store, room: &str, caller: &Caller) -> Response<Body> {
+    match rooms::may_read(store, room, caller.user.as_deref(), caller.admin).await {
+        Verdict::Allowed => {}
+        verdict => return refused(room, verdict),
+    }
+    let Ok(Answer::Participants(found)) =
+        store.read(Read::Participants { room: room.into() }).await
+    else {
+        return unavailable();
+    };
+    let participants: Vec<Value> = found
+        .iter()
+        .map(|p| {
+            let joined_at = protocol::format_rfc3339(time_of(p.joined_at));
+            json!({ "user": p.user, "role": p.role.as_str(), "joined_at": joined_at })
+        })
+        .collect();
+    json(StatusCode::OK, &json!({ "room": room, "participants": participants }))
+}
+
+#[derive(Deserialize, Default)]
+struct NewParticipant {
+    role: Option<String>,
+}
+
+/// `POST /rooms/{room}/participants/{user}` (optional body `{"role":"member|moderator"}`): for
+/// the room's owner or an admin.
+async fn add_participant(
+    app: &App,
+    store: &Store,
+    room: &str,
+    user: &str,
+    caller: &Caller,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let Ok(user) = protocol::validate_user(user) else { return bad("not a valid user id") };
+    match rooms::may_manage(store, room, caller.user.as_deref(), caller.admin).await {
+        Verdict::Allowed => {}
+        verdict => return refused(room, verdict),
+    }
+    if rooms::direct_pair(room).is_some() {
+        return bad("a direct room has exactly its two participants");
+    }
+    let has_body = request.headers().get(hyper::header::CONTENT_LENGTH).is_some_and(|l| l != "0");
+    let body: NewParticipant = if has_body {
+        match read_json(app, request).await {
+            Ok(body) => body,
+            Err(refusal) => return refusal,
+        }
+    } else {
+        NewParticipant::default()
+    };
+    let role = match body.role.as_deref().map(Role::parse) {
+        None => Role::Member,
+        Some(Some(role @ (Role::Member | Role::Moderator))) => role,
+        Some(_) => return bad("role must be member or moderator"),
+    };
+    let at = millis(SystemTime::now());
+    let write = Write::AddParticipant { room: room.into(), user: user.to_string(), role, at };
+    match store.write(write).await {
+        Ok(Outcome::Done) => {
+            json(StatusCode::CREATED, &json!({ "room": room, "user": user, "role": role.as_str() }))
+        }
+        Ok(_) => refused(room, Verdict::NotFound),
+        Err(_) => unavailable(),
+    }
+}
+
+/// `DELETE /rooms/{room}/participants/{user}`: for the room's owner, an admin, or the user itself
+/// (leaving). Its connections leave the room at once.
+async fn remove_participant(
+    app: &App,
+    store: &Store,
+    room: &str,
+    user: &str,
+    caller: &Caller,
+) -> Response<Body> {
+    let (Ok(user), Ok(room_name)) = (protocol::validate_user(user), protocol::validate_room(room))
+    else {
+        return bad("not a valid user id or room name");
+    };
+    if caller.user.as_deref() != Some(&*user) {
+        match rooms::may_manage(store, room, caller.user.as_deref(), caller.admin).await {
+            Verdict::Allowed => {}
+            verdict => return refused(room, verdict),
+        }
+    }
+    match store.write(Write::RemoveParticipant { room: room.into(), user: user.to_string() }).await
+    {
+        Ok(Outcome::Done) => {
+            let shard = app.hub.router().shard_of_user(&user);
+            app.hub.router().deliver(shard, Delivery::Kick { user, room: room_name });
+            Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Body::default())
+                .expect("a valid response")
+        }
+        Ok(_) => error(StatusCode::NOT_FOUND, "not_found", "not a participant of this room"),
+        Err(_) => unavailable(),
+    }
+}
+
+/// `GET /rooms/{room}/messages?limit=&before=`: the newest `limit` before the cursor, oldest first.
+async fn history(app: &App, room: &str, caller: &Caller, query: Option<&str>) -> Response<Body> {
+    let Ok(room) = protocol::validate_room(room) else { return bad("not a valid room name") };
+    let limit = match page_limit(query) {
+        Ok(limit) => limit,
+        Err(message) => return bad(message),
+    };
+    let before = match query_param(query, "before").as_deref().map(protocol::parse_cursor) {
+        Some(Err(message)) => return bad(message),
+        Some(Ok(before)) => Some(before),
+        None => None,
+    };
+    let user = caller.user.clone().unwrap_or_else(|| UserId::from(""));
+    let request =
+        History { id: None, room: room.clone(), user, admin: caller.admin, limit, before };
+    match offload::history_page(&app.hub, &request).await {
+        Ok((frames, next_before)) => {
+            let messages: Vec<&RawValue> = frames.iter().filter_map(raw).collect();
+            let next_before = next_before.map(|pos| pos.to_string());
+            json(
+                StatusCode::OK,
+                &json!({ "room": room, "messages": messages, "next_before": next_before }),
+            )
+        }
+        Err(verdict) => refused(&room, verdict),
+    }
+}
+
+fn raw(frame: &Frame) -> Option<&RawValue> {
+    serde_json::from_str(frame.as_str()).ok()
+}
+
+/// `DELETE /rooms/{room}/messages/{id}?from=`: soft-deletes and tells the room.
+async fn delete(
+    app: &App,
+    room: &str,
+    id: &str,
+    caller: &Caller,
+    query: Option<&str>,
+) -> Response<Body> {
+    let Ok(room) = protocol::validate_room(room) else { return bad("not a valid room name") };
+    let Some(user) = caller.user.clone() else {
+        return bad("name yourself: a token, or ?user= with authentication off");
+    };
+    let from = query_param(query, "from");
+    let request =
+        Deletion { id: None, room, message: id.to_owned(), from, user, admin: caller.admin };
+    match offload::delete_message(&app.hub, &request).await {
+        Ok(()) => json(StatusCode::OK, &json!({ "id": id, "deleted": true })),
+        Err(why) => {
+            let status = match why {
+                NotDeleted::Forbidden => StatusCode::FORBIDDEN,
+                NotDeleted::Ambiguous => StatusCode::CONFLICT,
+                NotDeleted::NotFound => StatusCode::NOT_FOUND,
+                NotDeleted::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            error(status, why.code().as_str(), why.message())
+        }
+    }
+}

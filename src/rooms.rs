@@ -1,0 +1,153 @@
+//! The room rules: who may join a room, who may read it, and how rooms come into being.
+//!
+//! Owns: the rules of the three room types (docs/protocol.md, "Rooms"), asked of the store. Used by
+//! the upgrade (rooms in the connect URL), the shard's offloaded joins and the REST handlers, so
+//! every path applies the same rules. Must not: hold state; the store owns rooms and participants.
+//!
+//! - public: anyone the token allows may join; joining a name nobody has taken creates it.
+//! - private: participants only (and admins).
+//! - direct: `dm:<a>:<b>` with `a < b`, exactly those two; joining it by name creates it.
+
+use std::time::SystemTime;
+
+use crate::protocol::{self, Room};
+use crate::store::ops::{Answer, Read, Write};
+use crate::store::{millis, Role, RoomInfo, RoomType, Store, Unavailable};
+
+/// What a join or a read may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Not for this user: the reason, for the error message.
+    Forbidden(String),
+    /// The room does not exist (reads only; a join creates it).
+    NotFound,
+    Unavailable,
+}
+
+impl From<Unavailable> for Verdict {
+    fn from(_: Unavailable) -> Self {
+        Self::Unavailable
+    }
+}
+
+/// The two users of a direct room's name, when it is one (`dm:a:b`, sorted, different).
+pub fn direct_pair(room: &str) -> Option<(&str, &str)> {
+    let (a, b) = room.strip_prefix("dm:")?.split_once(':')?;
+    (!a.is_empty() && !b.is_empty() && !b.contains(':') && a < b).then_some((a, b))
+}
+
+/// The direct room of two users, named from the sorted pair; `None` when it cannot be named
+/// (the same user twice, or ids that do not fit a room name).
+pub fn direct_room(one: &str, other: &str) -> Option<Room> {
+    if one == other || one.contains(':') || other.contains(':') {
+        return None;
+    }
+    let (a, b) = if one < other { (one, other) } else { (other, one) };
+    protocol::validate_room(&format!("dm:{a}:{b}")).ok()
+}
+
+/// The room as a new public or direct room created by `user` joining it.
+fn born_by_joining(room: &str, user: &str) -> (RoomInfo, Vec<String>) {
+    let created_at = millis(SystemTime::now());
+    let (kind, members) = match direct_pair(room) {
+        Some((a, b)) => (RoomType::Direct, vec![a.to_owned(), b.to_owned()]),
+        None => (RoomType::Public, vec![user.to_owned()]),
+    };
+    let info =
+        RoomInfo { id: room.to_owned(), kind, created_at, created_by: user.into(), metadata: None };
+    (info, members)
+}
+
+/// The room and `user`'s role in it.
+async fn access(
+    store: &Store,
+    room: &str,
+    user: &str,
+) -> Result<(Option<RoomInfo>, Option<Role>), Unavailable> {
+    let read = Read::Access { room: room.to_owned(), user: user.to_owned() };
+    match store.read(read).await? {
+        Answer::Access { room, role } => Ok((room, role)),
+        _ => Err(Unavailable),
+    }
+}
+
+/// Whether `user` may join `room`; a join of a room nobody created creates it (public, or direct
+/// for its two users), and a first join of a public room makes the user a participant.
+pub async fn may_join(store: &Store, room: &Room, user: &str, admin: bool) -> Verdict {
+    let (info, role) = match access(store, room, user).await {
+        Ok(found) => found,
+        Err(unavailable) => return unavailable.into(),
+    };
+    match (info, role) {
+        (None, _) if room.starts_with("dm:") && direct_pair(room).is_none() => {
+            Verdict::Forbidden(format!("direct rooms are named dm:<a>:<b> with a < b, not {room}"))
+        }
+        (None, _) if direct_pair(room).is_some_and(|(a, b)| user != a && user != b) && !admin => {
+            Verdict::Forbidden(format!("{room} is a direct room of two other users"))
+        }
+        (None, _) => {
+            let (info, members) = born_by_joining(room, user);
+            store.note(Write::EnsureRoom { room: info, members });
+            Verdict::Allowed
+        }
+        (Some(_), Some(_)) => Verdict::Allowed,
+        (Some(info), None) if info.kind == RoomType::Public => {
+            let at = millis(SystemTime::now());
+            let (room, user) = (room.to_string(), user.to_owned());
+            store.note(Write::AddParticipant { room, user, role: Role::Member, at });
+            Verdict::Allowed
+        }
+        (Some(_), None) if admin => Verdict::Allowed,
+        (Some(info), None) => {
+            Verdict::Forbidden(format!("{} is a {} room", info.id, info.kind.as_str()))
+        }
+    }
+}
+
+/// Whether `user` may read `room` (its history, its participants): any existing public room,
+/// private and direct ones for participants and admins.
+pub async fn may_read(store: &Store, room: &str, user: Option<&str>, admin: bool) -> Verdict {
+    let (info, role) = match access(store, room, user.unwrap_or_default()).await {
+        Ok(found) => found,
+        Err(unavailable) => return unavailable.into(),
+    };
+    match (info, role) {
+        (None, _) => Verdict::NotFound,
+        (Some(info), None) if info.kind != RoomType::Public && !admin => {
+            Verdict::Forbidden(format!("{} is a {} room", info.id, info.kind.as_str()))
+        }
+        _ => Verdict::Allowed,
+    }
+}
+
+/// Whether `user` may add or remove participants of `room`: its owner, or an admin.
+pub async fn may_manage(store: &Store, room: &str, user: Option<&str>, admin: bool) -> Verdict {
+    let (info, role) = match access(store, room, user.unwrap_or_default()).await {
+        Ok(found) => found,
+        Err(unavailable) => return unavailable.into(),
+    };
+    match (info, role) {
+        (None, _) => Verdict::NotFound,
+        (Some(_), Some(Role::Owner)) => Verdict::Allowed,
+        (Some(_), _) if admin => Verdict::Allowed,
+        (Some(info), _) => Verdict::Forbidden(format!("only the owner of {} may", info.id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_rooms_are_named_from_the_sorted_pair() {
+        assert_eq!(direct_room("bob", "alice").as_deref(), Some("dm:alice:bob"));
+        assert_eq!(direct_room("alice", "bob").as_deref(), Some("dm:alice:bob"));
+        assert_eq!(direct_room("alice", "alice"), None);
+        assert_eq!(direct_room("a:b", "c"), None);
+        assert_eq!(direct_pair("dm:alice:bob"), Some(("alice", "bob")));
+        assert_eq!(direct_pair("dm:bob:alice"), None, "not sorted");
+        assert_eq!(direct_pair("dm:alice"), None);
+        assert_eq!(direct_pair("lobby"), None);
+    }
+}

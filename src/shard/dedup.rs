@@ -1,0 +1,168 @@
+//! Idempotent send: the chat ids each user sent recently, so a retry is recognised.
+//!
+//! Owns: per user, the `(room, id)` of its chats within `--dedup-window`, each pending (handed to
+//! the store) or stored (committed and acked). Users are pinned to shards, so a user's retries,
+//! from any of its connections, always reach this set. Bounded: at most [`PER_USER`] ids per user,
+//! and entries older than the window go. Must not: send anything; the shard acks.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::mailbox::ConnId;
+use crate::protocol::{Room, UserId};
+
+/// The most recent chat ids remembered per user.
+pub const PER_USER: usize = 1024;
+
+type Key = (Option<Room>, String);
+
+/// What the set knows of a chat id.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Never seen (or too long ago): a new message.
+    New,
+    /// Handed to the store, not committed yet: the retry is acked with the original.
+    Pending,
+    /// Committed: the retry is acked at once.
+    Stored,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for the commit; the connections to ack then (the sender's, and retries').
+    Pending(Vec<ConnId>),
+    Stored,
+}
+
+#[derive(Debug, Default)]
+struct UserIds {
+    order: VecDeque<(Instant, Key)>,
+    states: HashMap<Key, State>,
+}
+
+impl UserIds {
+    fn expire(&mut self, now: Instant, window: Duration) {
+        while let Some((at, _)) = self.order.front() {
+            if now.saturating_duration_since(*at) < window && self.order.len() <= PER_USER {
+                break;
+            }
+            let (_, key) = self.order.pop_front().expect("checked above");
+            self.states.remove(&key);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Dedup {
+    window: Duration,
+    users: HashMap<UserId, UserIds>,
+    last_sweep: Instant,
+}
+
+impl Dedup {
+    pub fn new(window: Duration) -> Self {
+        Self { window, users: HashMap::new(), last_sweep: Instant::now() }
+    }
+
+    /// Looks `id` up for `user` in `room`; a pending one records `conn` to be acked at its commit.
+    pub fn check(
+        &mut self,
+        user: &UserId,
+        room: &Option<Room>,
+        id: &str,
+        conn: ConnId,
+        now: Instant,
+    ) -> Seen {
+        let Some(ids) = self.users.get_mut(user) else { return Seen::New };
+        ids.expire(now, self.window);
+        match ids.states.get_mut(&(room.clone(), id.to_owned())) {
+            None => Seen::New,
+            Some(State::Stored) => Seen::Stored,
+            Some(State::Pending(waiting)) => {
+                waiting.push(conn);
+                Seen::Pending
+            }
+        }
+    }
+
+    /// Records a new chat handed to the store, to be acked to `conn` at its commit.
+    pub fn pending(
+        &mut self,
+        user: &UserId,
+        room: Option<Room>,
+        id: String,
+        conn: ConnId,
+        now: Instant,
+    ) {
+        let ids = self.users.entry(user.clone()).or_default();
+        let key = (room, id);
+        ids.order.push_back((now, key.clone()));
+        ids.states.insert(key, State::Pending(vec![conn]));
+        ids.expire(now, self.window);
+    }
+
+    /// Marks a chat committed; the connections waiting for its ack (empty when it is not pending
+    /// here, e.g. it expired before the commit came back).
+    pub fn stored(&mut self, user: &UserId, room: Option<Room>, id: String) -> Vec<ConnId> {
+        let state = self.users.get_mut(user).and_then(|ids| ids.states.get_mut(&(room, id)));
+        match state.map(|state| std::mem::replace(state, State::Stored)) {
+            Some(State::Pending(waiting)) => waiting,
+            Some(State::Stored) | None => Vec::new(),
+        }
+    }
+
+    /// Drops expired entries of every user, at most once a quarter window.
+    pub fn sweep(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_sweep) < self.window / 4 {
+            return;
+        }
+        self.last_sweep = now;
+        let window = self.window;
+        self.users.retain(|_, ids| {
+            ids.expire(now, window);
+            !ids.order.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_is_pending_until_the_commit_then_stored_until_the_window_ends() {
+        let (user, room): (UserId, Option<Room>) = ("alice".into(), Some("r".into()));
+        let window = Duration::from_secs(300);
+        let start = Instant::now();
+        let mut dedup = Dedup::new(window);
+        assert_eq!(dedup.check(&user, &room, "m1", 1, start), Seen::New);
+        dedup.pending(&user, room.clone(), "m1".into(), 1, start);
+        assert_eq!(
+            dedup.check(&user, &room, "m1", 2, start),
+            Seen::Pending,
+            "a retry on another device"
+        );
+        assert_eq!(
+            dedup.check(&user, &None, "m1", 2, start),
+            Seen::New,
+            "another room, another message"
+        );
+        assert_eq!(dedup.stored(&user, room.clone(), "m1".into()), vec![1, 2], "both are acked");
+        assert_eq!(dedup.check(&user, &room, "m1", 3, start), Seen::Stored);
+        let later = start + window;
+        assert_eq!(dedup.check(&user, &room, "m1", 3, later), Seen::New, "the window has passed");
+    }
+
+    #[test]
+    fn a_user_remembers_at_most_its_last_ids() {
+        let (user, now) = (UserId::from("bob"), Instant::now());
+        let mut dedup = Dedup::new(Duration::from_secs(300));
+        for n in 0..PER_USER + 10 {
+            dedup.pending(&user, None, n.to_string(), 1, now);
+        }
+        assert_eq!(dedup.check(&user, &None, "0", 1, now), Seen::New, "the oldest were let go");
+        assert_eq!(dedup.check(&user, &None, &(PER_USER + 9).to_string(), 1, now), Seen::Pending);
+        dedup.sweep(now + Duration::from_secs(301));
+        assert!(dedup.users.is_empty(), "a sweep drops users whose ids all expired");
+    }
+}

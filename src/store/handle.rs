@@ -1,0 +1,150 @@
+//! The store handle: what shards, sessions and handlers hold to reach the writer and the readers.
+//!
+//! Owns: the sending ends of the writer's queue and the readers' queue. Must not: wait to hand a
+//! chat over: [`Store::accept`] is a `try_send`, refused at once when the queue is full or the
+//! database is down, so "acked" always means "stored and delivered".
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::ops::{Answer, Outcome, Read, Write};
+use super::writer::{Tuning, Writer};
+use super::{migrations, readers, DatabaseUrl, StoreError};
+use crate::directory::ShardId;
+use crate::mailbox::ConnId;
+use crate::metrics::StoreCounters;
+use crate::protocol::{Room, UserId};
+use crate::router::Router;
+
+/// What happens once a write is committed.
+#[derive(Debug)]
+pub enum Completion {
+    /// A chat: its shard acks the connection and marks the id stored (`Delivery::Stored`).
+    Shard { shard: ShardId, conn: ConnId, user: UserId, room: Option<Room>, id: String },
+    /// A caller waits for the outcome.
+    Reply(oneshot::Sender<Result<Outcome, StoreError>>),
+    /// Nobody waits (presence, rooms created by being joined).
+    None,
+}
+
+/// A write and who to tell when it is committed.
+#[derive(Debug)]
+pub struct Job {
+    pub write: Write,
+    pub done: Completion,
+}
+
+/// A read and where its answer goes.
+#[derive(Debug)]
+pub struct ReadJob {
+    pub read: Read,
+    pub reply: oneshot::Sender<Result<Answer, StoreError>>,
+}
+
+/// The store cannot take this now (its queue is full, or the database is down): retry later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the message store is unavailable")]
+pub struct Unavailable;
+
+/// The store's settings (from the flags).
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub queue: usize,
+    pub batch: usize,
+    pub linger: Duration,
+    pub readers: usize,
+    pub retention: Option<Duration>,
+    pub retention_every: Duration,
+}
+
+/// A cheap, cloneable handle to the writer and the readers.
+#[derive(Debug, Clone)]
+pub struct Store {
+    writes: flume::Sender<Job>,
+    reads: flume::Sender<ReadJob>,
+    counters: Arc<StoreCounters>,
+}
+
+impl Store {
+    /// Opens the database, brings its schema up to date, and starts the writer and the readers.
+    /// Completions of chats go to their shards through `router`.
+    pub fn start(
+        url: &DatabaseUrl,
+        settings: &StoreSettings,
+        router: Router,
+        counters: Arc<StoreCounters>,
+    ) -> Result<Self, StoreError> {
+        let mut engine = url.connect()?;
+        let applied = migrations::migrate(engine.as_mut(), migrations::latest())?;
+        tracing::info!(database = %url.describe(), ?applied, "store ready");
+        let (writes, jobs) = flume::bounded(settings.queue.max(1));
+        let (reads, read_jobs) = flume::bounded(settings.queue.max(1));
+        let tuning = Tuning {
+            batch: settings.batch.max(1),
+            linger: settings.linger,
+            retention: settings.retention,
+            retention_every: settings.retention_every,
+        };
+        counters.up.store(1, Relaxed);
+        let writer = Writer::new(url.clone(), engine, jobs, router, Arc::clone(&counters), tuning);
+        let spawn_error = |err: std::io::Error| StoreError::Unavailable(format!("threads: {err}"));
+        std::thread::Builder::new()
+            .name("wsbroker-writer".into())
+            .spawn(move || writer.run())
+            .map_err(spawn_error)?;
+        readers::start(settings.readers.max(1), url, &read_jobs, &counters).map_err(spawn_error)?;
+        Ok(Self { writes, reads, counters })
+    }
+
+    /// Whether the database takes writes now (`/readyz`).
+    pub fn is_up(&self) -> bool {
+        self.counters.up.load(Relaxed) == 1
+    }
+
+    /// Hands a write to the writer without waiting; refused when the store is down or full.
+    pub fn accept(&self, write: Write, done: Completion) -> Result<(), Unavailable> {
+        if !self.is_up() {
+            self.counters.refused.fetch_add(1, Relaxed);
+            return Err(Unavailable);
+        }
+        self.counters.queued.fetch_add(1, Relaxed);
+        self.writes.try_send(Job { write, done }).map_err(|_| {
+            self.counters.queued.fetch_sub(1, Relaxed);
+            self.counters.refused.fetch_add(1, Relaxed);
+            Unavailable
+        })
+    }
+
+    /// A write nobody waits for (presence, a room created by a join); refused ones are counted.
+    pub fn note(&self, write: Write) {
+        let _ = self.accept(write, Completion::None);
+    }
+
+    /// Hands a write over; the returned future completes with its commit.
+    pub fn submit(
+        &self,
+        write: Write,
+    ) -> Result<impl std::future::Future<Output = Result<Outcome, Unavailable>>, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.accept(write, Completion::Reply(reply))?;
+        Ok(async move { answer.await.map_err(|_| Unavailable)?.map_err(|_| Unavailable) })
+    }
+
+    /// Hands a write over and waits for its commit.
+    pub async fn write(&self, write: Write) -> Result<Outcome, Unavailable> {
+        self.submit(write)?.await
+    }
+
+    /// Asks a reader.
+    pub async fn read(&self, read: Read) -> Result<Answer, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.reads.try_send(ReadJob { read, reply }).map_err(|_| Unavailable)?;
+        answer.await.map_err(|_| Unavailable)?.map_err(|err| {
+            tracing::warn!(%err, "a read failed");
+            Unavailable
+        })
+    }
+}

@@ -1,0 +1,389 @@
+//! The chat operations, written once over any [`Engine`]: what a write does inside the writer's
+//! transaction, and what a read answers.
+//!
+//! Owns: the SQL of every operation and the rules that need the database (a room name taken, who
+//! may delete a message). Must not: open connections, batch or retry; the writer and the readers do.
+
+use serde::Deserialize;
+
+use super::{
+    Engine, Millis, NewMessage, Participant, Role, RoomInfo, RoomType, StoreError, StoredMessage,
+    Value,
+};
+
+/// A change, applied by the writer in a batch transaction.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Message(NewMessage),
+    /// A room created over the API: its creator becomes owner, `members` members.
+    CreateRoom {
+        room: RoomInfo,
+        members: Vec<String>,
+    },
+    /// A room that comes into being by being joined: created unless it exists, with `members`.
+    EnsureRoom {
+        room: RoomInfo,
+        members: Vec<String>,
+    },
+    AddParticipant {
+        room: String,
+        user: String,
+        role: Role,
+        at: Millis,
+    },
+    RemoveParticipant {
+        room: String,
+        user: String,
+    },
+    /// Soft-deletes a message, if `caller` may (see [`Outcome`]).
+    Delete {
+        room: String,
+        id: String,
+        sender: Option<String>,
+        caller: String,
+        admin: bool,
+        at: Millis,
+    },
+    Presence {
+        user: String,
+        online: bool,
+        connections: i64,
+        at: Millis,
+    },
+    /// Deletes up to `limit` messages created before `before`.
+    Purge {
+        before: Millis,
+        limit: i64,
+    },
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// `CreateRoom`: the name is taken.
+    Exists,
+    /// A room, message or participant that is not there.
+    NotFound,
+    /// `Delete`: the caller is not the author, an owner or moderator of the room, or an admin.
+    Forbidden,
+    /// `Delete` without a sender, where several senders used the id in the room.
+    Ambiguous,
+    /// `Delete`: done; the author of the deleted message.
+    Deleted {
+        sender: String,
+    },
+    Purged(u64),
+}
+
+/// A question, answered by a reader.
+#[derive(Debug, Clone)]
+pub enum Read {
+    /// The newest `limit` messages of a room before position `before` (all when `None`), not deleted.
+    History {
+        room: String,
+        before: Option<i64>,
+        limit: i64,
+    },
+    /// A room, and the role in it of `user` (when a participant).
+    Access {
+        room: String,
+        user: String,
+    },
+    /// Public rooms and the rooms `user` takes part in, by name, after `after`.
+    Rooms {
+        user: String,
+        after: Option<String>,
+        limit: i64,
+    },
+    Participants {
+        room: String,
+    },
+    LastSeen {
+        user: String,
+    },
+}
+
+/// What a read found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Messages(Vec<StoredMessage>),
+    Access { room: Option<RoomInfo>, role: Option<Role> },
+    Rooms(Vec<RoomInfo>),
+    Participants(Vec<Participant>),
+    LastSeen(Option<Millis>),
+}
+
+#[derive(Deserialize)]
+struct Content<'a> {
+    #[serde(borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// `data.content` of a message's data, for the `content` column.
+pub fn content_of(data: &str) -> Option<String> {
+    serde_json::from_str::<Content<'_>>(data).ok()?.content.map(|c| c.into_owned())
+}
+
+fn text(value: impl Into<String>) -> Value {
+    Value::Text(Some(value.into()))
+}
+
+fn int(value: i64) -> Value {
+    Value::Int(Some(value))
+}
+
+/// Applies `batch` inside the open transaction: consecutive messages go in as one insert.
+pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut index = 0;
+    while index < batch.len() {
+        let run: Vec<&NewMessage> = batch[index..]
+            .iter()
+            .map_while(|write| match write {
+                Write::Message(message) => Some(message),
+                _ => None,
+            })
+            .collect();
+        if run.is_empty() {
+            outcomes.push(apply_one(engine, &batch[index])?);
+            index += 1;
+        } else {
+            engine.insert_messages(&run)?;
+            outcomes.extend(run.iter().map(|_| Outcome::Done));
+            index += run.len();
+        }
+    }
+    Ok(outcomes)
+}
+
+fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreError> {
+    match write {
+        Write::Message(message) => engine.insert_messages(&[message]).map(|()| Outcome::Done),
+        Write::CreateRoom { room, members } => create_room(engine, room, members, true),
+        Write::EnsureRoom { room, members } => create_room(engine, room, members, false),
+        Write::AddParticipant { room, user, role, at } => {
+            add_participant(engine, room, user, *role, *at)
+        }
+        Write::RemoveParticipant { room, user } => {
+            let removed = engine.execute(
+                "DELETE FROM chat_participants WHERE room = ?1 AND user_id = ?2",
+                &[text(room), text(user)],
+            )?;
+            Ok(if removed == 0 { Outcome::NotFound } else { Outcome::Done })
+        }
+        Write::Delete { room, id, sender, caller, admin, at } => {
+            delete(engine, room, id, sender.as_deref(), caller, *admin, *at)
+        }
+        Write::Presence { user, online, connections, at } => {
+            let status = if *online { "online" } else { "offline" };
+            engine.execute(
+                "INSERT INTO chat_presence (user_id, status, last_seen, connections) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (user_id) DO UPDATE SET \
+                 status = excluded.status, last_seen = excluded.last_seen, \
+                 connections = excluded.connections",
+                &[text(user), text(status), int(*at), int(*connections)],
+            )?;
+            Ok(Outcome::Done)
+        }
+        Write::Purge { before, limit } => {
+            let purged = engine.execute(
+                "DELETE FROM chat_messages WHERE pos IN \
+                 (SELECT pos FROM chat_messages WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+                &[int(*before), int(*limit)],
+            )?;
+            Ok(Outcome::Purged(purged))
+        }
+    }
+}
+
+fn create_room(
+    engine: &mut dyn Engine,
+    room: &RoomInfo,
+    members: &[String],
+    creator_owns: bool,
+) -> Result<Outcome, StoreError> {
+    let inserted = engine.execute(
+        "INSERT INTO chat_rooms (id, type, created_at, created_by, metadata) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+        &[
+            text(&room.id),
+            text(room.kind.as_str()),
+            int(room.created_at),
+            text(&room.created_by),
+            Value::Text(room.metadata.clone()),
+        ],
+    )?;
+    if inserted == 0 {
+        return Ok(if creator_owns { Outcome::Exists } else { Outcome::Done });
+    }
+    if creator_owns {
+        add_participant(engine, &room.id, &room.created_by, Role::Owner, room.created_at)?;
+    }
+    for member in members.iter().filter(|m| !creator_owns || **m != room.created_by) {
+        add_participant(engine, &room.id, member, Role::Member, room.created_at)?;
+    }
+    Ok(Outcome::Done)
+}
+
+fn add_participant(
+    engine: &mut dyn Engine,
+    room: &str,
+    user: &str,
+    role: Role,
+    at: Millis,
+) -> Result<Outcome, StoreError> {
+    let exists = engine.query("SELECT 1 FROM chat_rooms WHERE id = ?1", &[text(room)])?;
+    if exists.is_empty() {
+        return Ok(Outcome::NotFound);
+    }
+    engine.execute(
+        "INSERT INTO chat_participants (room, user_id, joined_at, role) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (room, user_id) DO NOTHING",
+        &[text(room), text(user), int(at), text(role.as_str())],
+    )?;
+    Ok(Outcome::Done)
+}
+
+fn delete(
+    engine: &mut dyn Engine,
+    room: &str,
+    id: &str,
+    sender: Option<&str>,
+    caller: &str,
+    admin: bool,
+    at: Millis,
+) -> Result<Outcome, StoreError> {
+    let found = engine.query(
+        "SELECT pos, sender FROM chat_messages WHERE room = ?1 AND id = ?2 AND deleted_at IS NULL",
+        &[text(room), text(id)],
+    )?;
+    let mut candidates: Vec<(i64, String)> =
+        found.iter().map(|row| Ok((row[0].int()?, row[1].text()?))).collect::<Result<_, _>>()?;
+    if let Some(sender) = sender {
+        candidates.retain(|(_, s)| s == sender);
+    } else if candidates.len() > 1 {
+        match candidates.iter().position(|(_, s)| s == caller) {
+            Some(own) => candidates = vec![candidates.swap_remove(own)],
+            None => return Ok(Outcome::Ambiguous),
+        }
+    }
+    let Some((pos, author)) = candidates.into_iter().next() else { return Ok(Outcome::NotFound) };
+    if !admin && author != caller && !moderates(engine, room, caller)? {
+        return Ok(Outcome::Forbidden);
+    }
+    engine.execute(
+        "UPDATE chat_messages SET deleted_at = ?1, updated_at = ?1 WHERE pos = ?2",
+        &[int(at), int(pos)],
+    )?;
+    Ok(Outcome::Deleted { sender: author })
+}
+
+/// Whether `user` is an owner or moderator of `room`.
+fn moderates(engine: &mut dyn Engine, room: &str, user: &str) -> Result<bool, StoreError> {
+    let role = role_of(engine, room, user)?;
+    Ok(matches!(role, Some(Role::Owner | Role::Moderator)))
+}
+
+fn role_of(engine: &mut dyn Engine, room: &str, user: &str) -> Result<Option<Role>, StoreError> {
+    let rows = engine.query(
+        "SELECT role FROM chat_participants WHERE room = ?1 AND user_id = ?2",
+        &[text(room), text(user)],
+    )?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let role = row[0].text()?;
+    Role::parse(&role).map(Some).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))
+}
+
+/// Answers one read.
+pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> {
+    match read {
+        Read::History { room, before, limit } => history(engine, room, *before, *limit),
+        Read::Access { room, user } => {
+            let rows = engine.query(
+                "SELECT id, type, created_at, created_by, metadata FROM chat_rooms WHERE id = ?1",
+                &[text(room)],
+            )?;
+            let room_info = rows.first().map(|row| room_of(row)).transpose()?;
+            let role = if room_info.is_some() { role_of(engine, room, user)? } else { None };
+            Ok(Answer::Access { room: room_info, role })
+        }
+        Read::Rooms { user, after, limit } => {
+            let rows = engine.query(
+                "SELECT id, type, created_at, created_by, metadata FROM chat_rooms r \
+                 WHERE r.id > ?2 AND (r.type = 'public' OR EXISTS (SELECT 1 FROM chat_participants p \
+                 WHERE p.room = r.id AND p.user_id = ?1)) ORDER BY r.id LIMIT ?3",
+                &[text(user), text(after.clone().unwrap_or_default()), int(*limit)],
+            )?;
+            rows.iter().map(|row| room_of(row)).collect::<Result<_, _>>().map(Answer::Rooms)
+        }
+        Read::Participants { room } => {
+            let rows = engine.query(
+                "SELECT user_id, role, joined_at FROM chat_participants WHERE room = ?1 \
+                 ORDER BY user_id",
+                &[text(room)],
+            )?;
+            rows.iter()
+                .map(|row| participant_of(row))
+                .collect::<Result<_, _>>()
+                .map(Answer::Participants)
+        }
+        Read::LastSeen { user } => {
+            let rows = engine
+                .query("SELECT last_seen FROM chat_presence WHERE user_id = ?1", &[text(user)])?;
+            rows.first().map(|row| row[0].int()).transpose().map(Answer::LastSeen)
+        }
+    }
+}
+
+fn history(
+    engine: &mut dyn Engine,
+    room: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Answer, StoreError> {
+    let rows = engine.query(
+        "SELECT pos, id, room, sender, message_type, data, created_at, deleted_at \
+         FROM chat_messages WHERE room = ?1 AND pos < ?2 AND deleted_at IS NULL \
+         ORDER BY pos DESC LIMIT ?3",
+        &[text(room), int(before.unwrap_or(i64::MAX)), int(limit)],
+    )?;
+    let mut messages: Vec<StoredMessage> =
+        rows.iter().map(|row| message_of(row)).collect::<Result<_, _>>()?;
+    messages.reverse();
+    Ok(Answer::Messages(messages))
+}
+
+fn message_of(row: &[Value]) -> Result<StoredMessage, StoreError> {
+    Ok(StoredMessage {
+        pos: row[0].int()?,
+        id: row[1].text()?,
+        room: row[2].opt_text()?,
+        sender: row[3].text()?,
+        kind: row[4].text()?,
+        data: row[5].text()?,
+        created_at: row[6].int()?,
+        deleted_at: row[7].opt_int()?,
+    })
+}
+
+fn room_of(row: &[Value]) -> Result<RoomInfo, StoreError> {
+    let kind = row[1].text()?;
+    Ok(RoomInfo {
+        id: row[0].text()?,
+        kind: RoomType::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("room type {kind:?}")))?,
+        created_at: row[2].int()?,
+        created_by: row[3].text()?,
+        metadata: row[4].opt_text()?,
+    })
+}
+
+fn participant_of(row: &[Value]) -> Result<Participant, StoreError> {
+    let role = row[1].text()?;
+    Ok(Participant {
+        user: row[0].text()?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+        joined_at: row[2].int()?,
+    })
+}

@@ -1,0 +1,167 @@
+//! The PostgreSQL engine (the synchronous `postgres` client): the store for production and clusters.
+//!
+//! Owns: one connection to the server. Statements are prepared once per connection and cached; a
+//! batch of messages goes in as one `INSERT ... SELECT FROM UNNEST(...)`, one round trip however
+//! many rows. Must not: be shared between threads (each owner opens its own).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::types::{ToSql, Type};
+use postgres::{Client, NoTls, Statement};
+
+use super::{Engine, NewMessage, Row, StoreError, Value};
+
+/// How long connecting may take before the server counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Postgres {
+    client: Client,
+    /// Prepared statements by their SQL (after placeholder translation).
+    prepared: HashMap<String, Statement>,
+}
+
+fn unavailable(err: postgres::Error) -> StoreError {
+    StoreError::Unavailable(format!("postgres: {err}"))
+}
+
+/// `url` with any password replaced by `***`, for logs.
+pub fn without_password(url: &str) -> String {
+    match url.split_once("://").and_then(|(scheme, rest)| Some((scheme, rest.split_once('@')?))) {
+        Some((scheme, (credentials, host))) => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The SQL with SQLite's `?N` placeholders written as PostgreSQL's `$N`.
+fn translate(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        let placeholder = c == '?' && chars.peek().is_some_and(char::is_ascii_digit);
+        out.push(if placeholder { '$' } else { c });
+    }
+    out
+}
+
+impl Postgres {
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|err| StoreError::Unavailable(format!("{}: {err}", without_password(url))))?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        let client = config
+            .connect(NoTls)
+            .map_err(|err| StoreError::Unavailable(format!("{}: {err}", without_password(url))))?;
+        Ok(Self { client, prepared: HashMap::new() })
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        let sql = translate(sql);
+        if let Some(statement) = self.prepared.get(&sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(&sql).map_err(unavailable)?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+/// The parameters as the `postgres` client takes them.
+fn bind(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|value| match value {
+            Value::Int(value) => value as &(dyn ToSql + Sync),
+            Value::Text(value) => value as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
+fn value_of(row: &postgres::Row, index: usize) -> Result<Value, StoreError> {
+    let column_type = row.columns()[index].type_();
+    let corrupt = |err: postgres::Error| StoreError::Corrupt(format!("postgres: {err}"));
+    match *column_type {
+        Type::INT8 => row.try_get::<_, Option<i64>>(index).map(Value::Int).map_err(corrupt),
+        Type::INT4 => {
+            let value = row.try_get::<_, Option<i32>>(index).map_err(corrupt)?;
+            Ok(Value::Int(value.map(i64::from)))
+        }
+        Type::TEXT | Type::VARCHAR => {
+            row.try_get::<_, Option<String>>(index).map(Value::Text).map_err(corrupt)
+        }
+        ref other => Err(StoreError::Corrupt(format!("unexpected column type {other}"))),
+    }
+}
+
+impl Engine for Postgres {
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        if params.is_empty() {
+            // DDL and plain statements need no preparing (and some, like CREATE, cannot be).
+            return self.client.execute(&translate(sql), &[]).map_err(unavailable);
+        }
+        let statement = self.statement(sql)?;
+        self.client.execute(&statement, &bind(params)).map_err(unavailable)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        let rows = self.client.query(&statement, &bind(params)).map_err(unavailable)?;
+        rows.iter().map(|row| (0..row.len()).map(|i| value_of(row, i)).collect()).collect()
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.client.batch_execute("BEGIN").map_err(unavailable)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.client.batch_execute("COMMIT").map_err(unavailable)
+    }
+
+    fn rollback(&mut self) -> Result<(), StoreError> {
+        self.client.batch_execute("ROLLBACK").map_err(unavailable)
+    }
+
+    fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<(), StoreError> {
+        let statement = self.statement(
+            "INSERT INTO chat_messages \
+             (id, room, sender, message_type, content, data, created_at, updated_at, metadata) \
+             SELECT id, room, sender, kind, content, data, at, at, metadata FROM UNNEST \
+             (?1::text[], ?2::text[], ?3::text[], ?4::text[], ?5::text[], ?6::text[], ?7::bigint[], ?8::text[]) \
+             AS m (id, room, sender, kind, content, data, at, metadata) \
+             ON CONFLICT (room, sender, id) DO NOTHING",
+        )?;
+        let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+        let rooms: Vec<Option<&str>> = messages.iter().map(|m| m.room.as_deref()).collect();
+        let senders: Vec<&str> = messages.iter().map(|m| m.sender.as_ref()).collect();
+        let kinds: Vec<&str> = messages.iter().map(|m| m.kind).collect();
+        let contents: Vec<Option<String>> =
+            messages.iter().map(|m| super::ops::content_of(&m.data)).collect();
+        let data: Vec<&str> = messages.iter().map(|m| m.data.as_ref()).collect();
+        let times: Vec<i64> = messages.iter().map(|m| m.created_at).collect();
+        let metadata: Vec<Option<&str>> = messages.iter().map(|m| m.metadata.as_deref()).collect();
+        let params: [&(dyn ToSql + Sync); 8] =
+            [&ids, &rooms, &senders, &kinds, &contents, &data, &times, &metadata];
+        self.client.execute(&statement, &params).map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_passwords() {
+        assert_eq!(translate("a = ?1 AND b = ?12 AND c = '?'"), "a = $1 AND b = $12 AND c = '?'");
+        assert_eq!(without_password("postgres://u:secret@h:5/db"), "postgres://u:***@h:5/db");
+        assert_eq!(without_password("postgres://h/db"), "postgres://h/db");
+    }
+}

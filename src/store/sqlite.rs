@@ -1,0 +1,134 @@
+//! The SQLite engine (rusqlite, SQLite compiled in): the default store, one file, no server.
+//!
+//! Owns: one connection to the file. The file is in WAL mode, so the readers read while the writer
+//! writes; `synchronous = FULL`, so a commit has reached the disk when it returns (an ack after a
+//! commit survives a power cut). Must not: be shared between threads (each owner opens its own).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ToSql};
+
+use super::{Engine, NewMessage, Row, StoreError, Value};
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Sqlite {
+    conn: Connection,
+}
+
+fn unavailable(err: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {err}"))
+}
+
+impl Sqlite {
+    /// Opens (creating when missing) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)
+            .map_err(|err| StoreError::Unavailable(format!("{}: {err}", path.display())))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(|err| StoreError::Unavailable(format!("{}: {err}", path.display())))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            let why = format!("{}: cannot switch to WAL mode (got {mode})", path.display());
+            return Err(StoreError::Unavailable(why));
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(unavailable)?;
+        Ok(Self { conn })
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Self::Int(Some(value)) => ToSqlOutput::from(*value),
+            Self::Text(Some(value)) => ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes())),
+            Self::Int(None) | Self::Text(None) => ToSqlOutput::from(rusqlite::types::Null),
+        })
+    }
+}
+
+fn value_of(value: ValueRef<'_>) -> Result<Value, StoreError> {
+    match value {
+        ValueRef::Null => Ok(Value::Text(None)),
+        ValueRef::Integer(int) => Ok(Value::Int(Some(int))),
+        ValueRef::Text(text) => String::from_utf8(text.to_vec())
+            .map(|text| Value::Text(Some(text)))
+            .map_err(|_| StoreError::Corrupt("text that is not UTF-8".into())),
+        other => {
+            Err(StoreError::Corrupt(format!("unexpected column type {:?}", other.data_type())))
+        }
+    }
+}
+
+impl Engine for Sqlite {
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(unavailable)?;
+        let changed = statement.execute(rusqlite::params_from_iter(params)).map_err(unavailable)?;
+        Ok(changed as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(unavailable)?;
+        let columns = statement.column_count();
+        let mut rows = statement.query(rusqlite::params_from_iter(params)).map_err(unavailable)?;
+        let mut all = Vec::new();
+        while let Some(row) = rows.next().map_err(unavailable)? {
+            let values: Result<Row, StoreError> = (0..columns)
+                .map(|i| row.get_ref(i).map_err(unavailable).and_then(value_of))
+                .collect();
+            all.push(values?);
+        }
+        Ok(all)
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        // IMMEDIATE: take the write lock now, so a transaction never fails half-way on it.
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("COMMIT").map_err(unavailable)
+    }
+
+    fn rollback(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("ROLLBACK").map_err(unavailable)
+    }
+
+    fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<(), StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO chat_messages \
+                 (id, room, sender, message_type, content, data, created_at, updated_at, metadata) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) \
+                 ON CONFLICT (room, sender, id) DO NOTHING",
+            )
+            .map_err(unavailable)?;
+        for message in messages {
+            let content = super::ops::content_of(&message.data);
+            let room = message.room.as_deref();
+            statement
+                .execute(rusqlite::params![
+                    message.id,
+                    room,
+                    message.sender.as_ref(),
+                    message.kind,
+                    content,
+                    message.data.as_ref(),
+                    message.created_at,
+                    message.metadata,
+                ])
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+}

@@ -1,0 +1,202 @@
+//! The writer: the one thread that writes to the database.
+//!
+//! Owns: the write connection, the batch being committed, the retention schedule. Takes jobs from
+//! one bounded queue, commits up to `--store-batch` of them (or whatever came within
+//! `--store-linger`) in one transaction, then hands each job's outcome back: to the shard that
+//! asked (the chat's ack comes after its commit) or to a waiting caller.
+//! Must not: drop a job it took. A failed commit marks the store down (new chats are refused
+//! `unavailable`), and the same batch is retried, on a new connection, with backoff, until it
+//! commits or the broker stops.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::handle::{Completion, Job};
+use super::ops::{self, Outcome, Write};
+use super::{millis, DatabaseUrl, Engine, StoreError};
+use crate::mailbox::Delivery;
+use crate::metrics::StoreCounters;
+use crate::router::Router;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Most messages one retention transaction deletes.
+const PURGE_BATCH: i64 = 5_000;
+
+/// How the writer is tuned (from the flags).
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    pub batch: usize,
+    pub linger: Duration,
+    /// Messages older than this are deleted; `None` keeps everything.
+    pub retention: Option<Duration>,
+    pub retention_every: Duration,
+}
+
+pub struct Writer {
+    url: DatabaseUrl,
+    engine: Option<Box<dyn Engine>>,
+    jobs: flume::Receiver<Job>,
+    router: Router,
+    counters: Arc<StoreCounters>,
+    tuning: Tuning,
+    next_purge: Instant,
+}
+
+impl Writer {
+    pub fn new(
+        url: DatabaseUrl,
+        engine: Box<dyn Engine>,
+        jobs: flume::Receiver<Job>,
+        router: Router,
+        counters: Arc<StoreCounters>,
+        tuning: Tuning,
+    ) -> Self {
+        let next_purge = Instant::now();
+        Self { url, engine: Some(engine), jobs, router, counters, tuning, next_purge }
+    }
+
+    /// Runs until every handle is gone and the queue is empty.
+    pub fn run(mut self) {
+        loop {
+            self.purge_if_due();
+            let first = match self.jobs.recv_deadline(self.wake_at()) {
+                Ok(job) => job,
+                Err(flume::RecvTimeoutError::Timeout) => continue,
+                Err(flume::RecvTimeoutError::Disconnected) => return,
+            };
+            let batch = self.gather(first);
+            self.commit(batch);
+        }
+    }
+
+    /// When to stop waiting for a job: the next retention run, or a while from now.
+    fn wake_at(&self) -> Instant {
+        let later = Instant::now() + Duration::from_secs(60);
+        if self.tuning.retention.is_some() {
+            self.next_purge.min(later)
+        } else {
+            later
+        }
+    }
+
+    /// `first` and whatever else arrives within the linger, up to a batch.
+    fn gather(&self, first: Job) -> Vec<Job> {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + self.tuning.linger;
+        while batch.len() < self.tuning.batch {
+            match self.jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) if self.tuning.linger.is_zero() => break,
+                Err(_) => match self.jobs.recv_deadline(deadline) {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                },
+            }
+        }
+        self.counters.queued.fetch_sub(batch.len() as u64, Relaxed);
+        batch
+    }
+
+    /// Commits `batch`, retrying until it is in, then completes every job.
+    fn commit(&mut self, batch: Vec<Job>) {
+        let writes: Vec<Write> = batch.iter().map(|job| job.write.clone()).collect();
+        let outcomes = self.commit_until_done(&writes);
+        self.counters.committed.fetch_add(batch.len() as u64, Relaxed);
+        for (job, outcome) in batch.into_iter().zip(outcomes) {
+            self.complete(job.done, outcome);
+        }
+    }
+
+    fn commit_until_done(&mut self, writes: &[Write]) -> Vec<Outcome> {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let started = Instant::now();
+            match self.try_commit(writes) {
+                Ok(outcomes) => {
+                    self.counters.commit_latency.record(started.elapsed());
+                    self.counters.batches.fetch_add(1, Relaxed);
+                    self.set_up(true, "");
+                    return outcomes;
+                }
+                Err(err) => {
+                    self.counters.failures.fetch_add(1, Relaxed);
+                    self.engine = None;
+                    self.set_up(false, &err.to_string());
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn try_commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        if self.engine.is_none() {
+            self.engine = Some(self.url.connect()?);
+        }
+        let engine = self.engine.as_deref_mut().expect("connected above");
+        engine.begin()?;
+        match ops::apply(engine, writes) {
+            Ok(outcomes) => engine.commit().map(|()| outcomes),
+            Err(err) => {
+                let _ = engine.rollback();
+                Err(err)
+            }
+        }
+    }
+
+    /// Records and logs (once per change) whether the database takes writes.
+    fn set_up(&self, up: bool, why: &str) {
+        let was = self.counters.up.swap(u64::from(up), Relaxed) == 1;
+        match (was, up) {
+            (true, false) => tracing::warn!(
+                reason = why,
+                "database unavailable: new chats are refused until it is back"
+            ),
+            (false, true) => tracing::info!("database available again"),
+            _ => {}
+        }
+    }
+
+    fn complete(&self, done: Completion, outcome: Outcome) {
+        match done {
+            Completion::Shard { shard, conn, user, room, id } => {
+                let stored = Delivery::Stored { conn, user, room, id };
+                self.router.deliver(shard, stored);
+            }
+            Completion::Reply(reply) => drop(reply.send(Ok(outcome))),
+            Completion::None => {}
+        }
+    }
+
+    /// Deletes expired messages in bounded batches, between the batches of other writes.
+    fn purge_if_due(&mut self) {
+        let Some(retention) = self.tuning.retention else { return };
+        if Instant::now() < self.next_purge {
+            return;
+        }
+        let before =
+            millis(SystemTime::now().checked_sub(retention).unwrap_or(SystemTime::UNIX_EPOCH));
+        let purge = [Write::Purge { before, limit: PURGE_BATCH }];
+        let purged = match self.try_commit(&purge) {
+            Ok(outcomes) => match outcomes.first() {
+                Some(Outcome::Purged(purged)) => *purged,
+                _ => 0,
+            },
+            Err(err) => {
+                tracing::warn!(%err, "retention: could not delete old messages; trying again later");
+                self.engine = None;
+                0
+            }
+        };
+        if purged > 0 {
+            self.counters.purged.fetch_add(purged, Relaxed);
+            tracing::info!(purged, "retention: deleted messages older than {retention:?}");
+        }
+        // A full batch means more are due: go on after the writes that are waiting.
+        let full = purged >= PURGE_BATCH as u64;
+        self.next_purge =
+            if full { Instant::now() } else { Instant::now() + self.tuning.retention_every };
+    }
+}
