@@ -3,7 +3,7 @@ CREATE TABLE chat_presence (
     user_id TEXT PRIMARY KEY,
     status TEXT NOT NULL,
     last_seen BIGINT NOT NULL,
-    connections INTEGER NOT NULL
+    connections BIGINT NOT NULL
 );
 
 CREATE INDEX chat_messages_created_at ON chat_messages (created_at);

@@ -22,7 +22,10 @@ pub struct Postgres {
 }
 
 fn unavailable(err: postgres::Error) -> StoreError {
-    StoreError::Unavailable(format!("postgres: {err}"))
+    match std::error::Error::source(&err) {
+        Some(cause) => StoreError::Unavailable(format!("postgres: {err}: {cause}")),
+        None => StoreError::Unavailable(format!("postgres: {err}")),
+    }
 }
 
 /// `url` with any password replaced by `***`, for logs.

@@ -363,3 +363,32 @@ impl Client {
         }
     }
 }
+
+/// A directory of the test's own under the system's temporary directory, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("wsbroker-{name}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// `sqlite://` URL of a database file in this directory.
+    pub fn sqlite_url(&self) -> String {
+        format!("sqlite://{}", self.0.join("test.db").display())
+    }
+
+    pub fn sqlite(&self) -> DatabaseUrl {
+        self.sqlite_url().parse().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,287 @@
+//! The store's conformance suite: one set of checks of the `Engine` contract and the chat
+//! operations, run against SQLite (a temporary file) and PostgreSQL (a server of the test's own).
+
+use std::sync::Arc;
+
+use wsbroker::store::migrations::{self, MIGRATIONS};
+use wsbroker::store::ops::{self, Answer, Outcome, Read, Write};
+use wsbroker::store::{DatabaseUrl, Engine, NewMessage, Role, RoomInfo, RoomType, Value};
+
+use crate::common::TempDir;
+use crate::postgres_server::PostgresServer;
+
+fn room(id: &str, kind: RoomType, by: &str) -> RoomInfo {
+    RoomInfo { id: id.into(), kind, created_at: 1_000, created_by: by.into(), metadata: None }
+}
+
+fn message(room: &str, sender: &str, id: &str, at: i64) -> NewMessage {
+    NewMessage {
+        id: id.into(),
+        room: Some(Arc::from(room)),
+        sender: Arc::from(sender),
+        kind: "chat",
+        data: format!(r#"{{"content":"{id}"}}"#).into(),
+        created_at: at,
+        metadata: None,
+    }
+}
+
+/// Applies `writes` in one transaction.
+fn commit(engine: &mut dyn Engine, writes: Vec<Write>) -> Vec<Outcome> {
+    engine.begin().unwrap();
+    let outcomes = ops::apply(engine, &writes).unwrap();
+    engine.commit().unwrap();
+    outcomes
+}
+
+fn read(engine: &mut dyn Engine, question: Read) -> Answer {
+    ops::read(engine, &question).unwrap()
+}
+
+fn history(
+    engine: &mut dyn Engine,
+    room: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> Vec<(i64, String)> {
+    let Answer::Messages(messages) =
+        read(engine, Read::History { room: room.into(), before, limit })
+    else {
+        panic!("not messages")
+    };
+    messages.into_iter().map(|m| (m.pos, m.id)).collect()
+}
+
+/// Every check, on a fresh database at `url`.
+fn conformance(url: &DatabaseUrl) {
+    let mut engine = url.connect().expect("open the database");
+    let engine = engine.as_mut();
+    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![1, 2]);
+    assert!(migrations::migrate(engine, migrations::latest()).unwrap().is_empty(), "idempotent");
+    transactions_are_all_or_nothing(engine);
+    rooms_and_participants(engine);
+    messages_are_stored_once_and_paged(engine);
+    deletes_follow_the_rules(engine);
+    retention_and_presence(engine);
+}
+
+fn transactions_are_all_or_nothing(engine: &mut dyn Engine) {
+    engine.begin().unwrap();
+    ops::apply(engine, &[Write::Message(message("tx", "a", "m1", 1))]).unwrap();
+    engine.rollback().unwrap();
+    assert!(history(engine, "tx", None, 10).is_empty(), "a rolled back insert leaves nothing");
+    let rows = engine.query(
+        "SELECT CAST(?1 AS BIGINT), CAST(?2 AS TEXT)",
+        &[Value::Int(Some(7)), Value::Text(Some("x".into()))],
+    );
+    assert_eq!(rows.unwrap(), vec![vec![Value::Int(Some(7)), Value::Text(Some("x".into()))]]);
+}
+
+fn rooms_and_participants(engine: &mut dyn Engine) {
+    let created = commit(
+        engine,
+        vec![
+            Write::CreateRoom {
+                room: room("team", RoomType::Private, "alice"),
+                members: vec!["bob".into()],
+            },
+            Write::CreateRoom { room: room("team", RoomType::Public, "mallory"), members: vec![] },
+            Write::EnsureRoom {
+                room: room("lobby", RoomType::Public, "carol"),
+                members: vec!["carol".into()],
+            },
+            Write::EnsureRoom {
+                room: room("lobby", RoomType::Private, "dave"),
+                members: vec!["dave".into()],
+            },
+        ],
+    );
+    assert_eq!(created, [Outcome::Done, Outcome::Exists, Outcome::Done, Outcome::Done]);
+    let Answer::Access { room: Some(team), role } =
+        read(engine, Read::Access { room: "team".into(), user: "alice".into() })
+    else {
+        panic!("team exists")
+    };
+    assert_eq!((team.kind, role), (RoomType::Private, Some(Role::Owner)), "the creator owns it");
+    let Answer::Access { room: Some(lobby), role: None } =
+        read(engine, Read::Access { room: "lobby".into(), user: "dave".into() })
+    else {
+        panic!("an ensured room keeps its first creation")
+    };
+    assert_eq!(lobby.kind, RoomType::Public);
+    let Answer::Participants(people) = read(engine, Read::Participants { room: "team".into() })
+    else {
+        panic!()
+    };
+    let people: Vec<(String, Role)> = people.into_iter().map(|p| (p.user, p.role)).collect();
+    assert_eq!(people, [("alice".into(), Role::Owner), ("bob".into(), Role::Member)]);
+    let Answer::Rooms(visible) =
+        read(engine, Read::Rooms { user: "erin".into(), after: None, limit: 10 })
+    else {
+        panic!()
+    };
+    assert_eq!(
+        visible.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["lobby"],
+        "a stranger sees public rooms"
+    );
+    let Answer::Rooms(visible) =
+        read(engine, Read::Rooms { user: "bob".into(), after: None, limit: 10 })
+    else {
+        panic!()
+    };
+    assert_eq!(visible.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["lobby", "team"]);
+    let Answer::Rooms(page) =
+        read(engine, Read::Rooms { user: "bob".into(), after: Some("lobby".into()), limit: 10 })
+    else {
+        panic!()
+    };
+    assert_eq!(page.len(), 1, "paged by name");
+    let removed = commit(
+        engine,
+        vec![
+            Write::RemoveParticipant { room: "team".into(), user: "bob".into() },
+            Write::RemoveParticipant { room: "team".into(), user: "bob".into() },
+            Write::AddParticipant {
+                room: "nowhere".into(),
+                user: "bob".into(),
+                role: Role::Member,
+                at: 5,
+            },
+        ],
+    );
+    assert_eq!(removed, [Outcome::Done, Outcome::NotFound, Outcome::NotFound]);
+}
+
+fn messages_are_stored_once_and_paged(engine: &mut dyn Engine) {
+    let writes = (0..120)
+        .map(|n| Write::Message(message("paged", "alice", &format!("m{n}"), 10 + n)))
+        .collect();
+    commit(engine, writes);
+    commit(
+        engine,
+        vec![
+            Write::Message(message("paged", "alice", "m5", 999)),
+            Write::Message(message("paged", "bob", "m5", 1_000)),
+        ],
+    );
+    let newest = history(engine, "paged", None, 50);
+    assert_eq!(newest.len(), 50);
+    assert_eq!(
+        newest.last().unwrap().1,
+        "m5",
+        "bob's m5 is a message of its own, alice's retry is not"
+    );
+    assert_eq!(newest.first().unwrap().1, "m71", "oldest first within the page");
+    let older = history(engine, "paged", Some(newest[0].0), 50);
+    assert_eq!(
+        (older.first().unwrap().1.as_str(), older.last().unwrap().1.as_str()),
+        ("m21", "m70")
+    );
+    let oldest = history(engine, "paged", Some(older[0].0), 50);
+    assert_eq!(oldest.len(), 21, "the last page is short");
+    assert_eq!(oldest[0].1, "m0");
+}
+
+fn deletes_follow_the_rules(engine: &mut dyn Engine) {
+    let delete = |id: &str, sender: Option<&str>, caller: &str, admin: bool| Write::Delete {
+        room: "team".into(),
+        id: id.into(),
+        sender: sender.map(Into::into),
+        caller: caller.into(),
+        admin,
+        at: 50,
+    };
+    commit(
+        engine,
+        vec![
+            Write::Message(message("team", "bob", "hello", 20)),
+            Write::Message(message("team", "carol", "dup", 21)),
+            Write::Message(message("team", "dave", "dup", 22)),
+        ],
+    );
+    let outcomes = commit(
+        engine,
+        vec![
+            delete("hello", None, "mallory", false),
+            delete("nothing", None, "bob", false),
+            delete("dup", None, "mallory", false),
+            delete("dup", Some("carol"), "carol", false),
+            delete("dup", None, "alice", false),
+            delete("hello", None, "bob", false),
+            delete("hello", None, "bob", false),
+        ],
+    );
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Forbidden,
+            Outcome::NotFound,
+            Outcome::Ambiguous,
+            Outcome::Deleted { sender: "carol".into() },
+            Outcome::Deleted { sender: "dave".into() },
+            Outcome::Deleted { sender: "bob".into() },
+            Outcome::NotFound,
+        ],
+        "the author, the owner (alice) and nobody else; an ambiguous id needs its sender"
+    );
+    assert!(history(engine, "team", None, 10).is_empty(), "deleted messages are left out");
+}
+
+fn retention_and_presence(engine: &mut dyn Engine) {
+    let outcomes = commit(
+        engine,
+        vec![
+            Write::Purge { before: 40, limit: 100 },
+            Write::Presence { user: "alice".into(), online: false, connections: 0, at: 77 },
+            Write::Presence { user: "alice".into(), online: false, connections: 0, at: 78 },
+        ],
+    );
+    assert_eq!(
+        outcomes[0],
+        Outcome::Purged(30 + 3),
+        "created before 40: m0..m29 and the three in team"
+    );
+    assert_eq!(history(engine, "paged", None, 100).first().unwrap().1, "m30");
+    assert_eq!(read(engine, Read::LastSeen { user: "alice".into() }), Answer::LastSeen(Some(78)));
+    assert_eq!(read(engine, Read::LastSeen { user: "nobody".into() }), Answer::LastSeen(None));
+}
+
+/// A database made by the first migration only is upgraded in place, keeping its data.
+fn upgrades_in_place(url: &DatabaseUrl) {
+    let mut engine = url.connect().unwrap();
+    let engine = engine.as_mut();
+    assert_eq!(migrations::migrate(engine, 1).unwrap(), vec![1]);
+    commit(engine, vec![Write::Message(message("old", "alice", "kept", 5))]);
+    assert!(engine.query("SELECT COUNT(*) FROM chat_presence", &[]).is_err(), "not there yet");
+    let mut engine = url.connect().unwrap();
+    let engine = engine.as_mut();
+    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![2]);
+    assert_eq!(migrations::current_version(engine).unwrap(), MIGRATIONS.len() as i64);
+    assert_eq!(history(engine, "old", None, 10).len(), 1, "the old data is still there");
+    assert_eq!(
+        engine.query("SELECT COUNT(*) FROM chat_presence", &[]).unwrap(),
+        vec![vec![Value::Int(Some(0))]]
+    );
+}
+
+#[test]
+fn sqlite_meets_the_store_contract() {
+    let dir = TempDir::new("store");
+    conformance(&dir.sqlite());
+    let upgraded = TempDir::new("store-upgrade");
+    upgrades_in_place(&upgraded.sqlite());
+}
+
+#[tokio::test]
+async fn postgres_meets_the_store_contract() {
+    let server = PostgresServer::start().await;
+    let url: DatabaseUrl = server.database("conformance").await.parse().unwrap();
+    let upgraded: DatabaseUrl = server.database("upgrade").await.parse().unwrap();
+    tokio::task::spawn_blocking(move || {
+        conformance(&url);
+        upgrades_in_place(&upgraded);
+    })
+    .await
+    .unwrap();
+}
