@@ -70,12 +70,16 @@ fn open_store(
     }
     let settings = config.store_settings();
     let counters = Arc::clone(&metrics.store);
-    Store::start(&config.database_url, &settings, router.clone(), counters).map(Some).map_err(
-        |err| StartError::Database {
-            database: config.database_url.describe(),
-            reason: err.to_string(),
-        },
-    )
+    // On a thread of its own: the PostgreSQL client runs a runtime of its own, which cannot start
+    // on a thread that already drives one.
+    let started = std::thread::scope(|scope| {
+        let start = || Store::start(&config.database_url, &settings, router.clone(), counters);
+        scope.spawn(start).join().expect("opening the store does not panic")
+    });
+    started.map(Some).map_err(|err| StartError::Database {
+        database: config.database_url.describe(),
+        reason: err.to_string(),
+    })
 }
 
 /// A bound, running broker.

@@ -180,6 +180,14 @@ impl TestServer {
         http(self.addr, Method::POST, path, Some(body.to_string())).await
     }
 
+    /// `DELETE path`; the JSON answer, or `Null` for an empty one (204).
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let (status, text) = http_text(self.addr, Method::DELETE, path, None).await;
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
+        (status, value)
+    }
+
     /// A request with `Authorization: Bearer token`.
     pub async fn request_as(
         &self,
@@ -336,8 +344,9 @@ impl Client {
     pub async fn request(&mut self, request: Value) -> Value {
         let id = request["id"].as_str().expect("requests carry an id").to_owned();
         self.send(request).await;
-        let is_reply =
-            |f: &Value| ["ack", "error", "pong", "presence"].iter().any(|t| f["type"] == *t);
+        let is_reply = |f: &Value| {
+            ["ack", "error", "pong", "presence", "history"].iter().any(|t| f["type"] == *t)
+        };
         self.recv_where(|f| f["id"] == id.as_str() && is_reply(f)).await
     }
 

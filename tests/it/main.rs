@@ -9,6 +9,8 @@ mod common;
 mod concurrency;
 mod eviction;
 mod http_api;
+mod persistence;
+mod persistence_pg;
 mod postgres_server;
 mod redis_server;
 mod refresh;

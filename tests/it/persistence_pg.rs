@@ -1,0 +1,156 @@
+//! Persistence on PostgreSQL servers of the tests' own: the server going away and coming back while
+//! clients chat, a cluster storing each message once, and start-up refusals.
+
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::{start_server_with, TempDir, TestServer, WAIT};
+use crate::postgres_server::PostgresServer;
+use crate::redis_server::RedisServer;
+
+fn chat(room: &str, id: &str) -> Value {
+    json!({"type": "chat", "room": room, "id": id, "data": {"content": id}})
+}
+
+/// The ids of a room's stored messages, oldest first.
+async fn stored_ids(server: &TestServer, room: &str) -> Vec<String> {
+    let page = server
+        .wait_get(&format!("/api/v1/chat/rooms/{room}/messages?limit=100"), |s, _| {
+            s == StatusCode::OK
+        })
+        .await;
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn with_postgres_down_chats_are_refused_and_nothing_is_acked_that_is_not_stored() {
+    let mut postgres = PostgresServer::start().await;
+    let url = postgres.database("chat").await;
+    let server = start_server_with(|c| {
+        c.database_url = url.parse().unwrap();
+        c.rate_limit = 0.0;
+    })
+    .await;
+    let mut alice = server.member("alice", "r").await;
+    assert_eq!(alice.request(chat("r", "before")).await["type"], "ack");
+
+    postgres.stop();
+    let (mut acked, mut refused, mut accepted) =
+        (vec!["before".to_owned()], Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for n in 0.. {
+        assert!(tokio::time::Instant::now() < deadline, "no chat was ever refused");
+        let id = format!("down-{n}");
+        alice.send(chat("r", &id)).await;
+        let reply = alice.recv_where(|f| f["id"] == id.as_str()).await;
+        match reply["type"].as_str() {
+            Some("error") => {
+                assert_eq!(reply["data"]["code"], "unavailable", "{reply}");
+                refused.push(id);
+                break;
+            }
+            Some("ack") => acked.push(id),
+            // Delivered (the sender is in the room), handed to the writer, not acked yet.
+            _ => accepted.push(id),
+        }
+    }
+    assert!(acked.len() == 1, "nothing was acked while the database was down: {acked:?}");
+    server
+        .wait_get("/readyz", |status, body| {
+            status == StatusCode::SERVICE_UNAVAILABLE && body["status"] == "database_unavailable"
+        })
+        .await;
+
+    postgres.restart().await;
+    for _ in &accepted {
+        let ack = alice.recv_type("ack").await;
+        acked.push(ack["id"].as_str().unwrap().to_owned());
+    }
+    server.wait_get("/readyz", |status, _| status == StatusCode::OK).await;
+    assert_eq!(alice.request(chat("r", "after")).await["type"], "ack", "the writer reconnected");
+    acked.push("after".into());
+    let stored = stored_ids(&server, "r").await;
+    assert_eq!(
+        stored, acked,
+        "every acked chat is stored, in order, and the accepted ones were kept"
+    );
+    assert!(refused.iter().all(|id| !stored.contains(id)), "a refused chat is not stored");
+}
+
+#[tokio::test]
+async fn in_a_cluster_each_message_is_stored_once_and_history_is_shared() {
+    let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
+    let url = postgres.database("cluster").await;
+    let instance = |id: &'static str| {
+        let (redis, url) = (redis.url(), url.clone());
+        start_server_with(move |c| {
+            c.database_url = url.parse().unwrap();
+            c.redis_url = Some(redis);
+            c.instance_id = Some(id.into());
+        })
+    };
+    let (a, b) = (instance("a").await, instance("b").await);
+    let mut alice = a.member("alice", "shared").await;
+    let mut bob = b.member("bob", "shared").await;
+    a.wait_get("/api/v1/chat/rooms/shared/online", |_, v| v["users"] == json!(["alice", "bob"]))
+        .await;
+    assert_eq!(alice.request(chat("shared", "from-a")).await["type"], "ack");
+    assert_eq!(bob.recv_where(|f| f["id"] == "from-a").await["from"], "alice");
+    assert_eq!(bob.request(chat("shared", "from-b")).await["type"], "ack");
+    assert_eq!(stored_ids(&b, "shared").await, ["from-a", "from-b"], "once each, read on either");
+    assert_eq!(stored_ids(&a, "shared").await, ["from-a", "from-b"]);
+}
+
+#[tokio::test]
+async fn a_cluster_on_a_sqlite_file_is_refused_at_start() {
+    let dir = TempDir::new("cluster-sqlite");
+    let mut config = wsbroker::Config::with_listen("127.0.0.1:0".parse().unwrap());
+    config.database_url = dir.sqlite();
+    config.redis_url = Some("redis://127.0.0.1:1".into());
+    let err = wsbroker::Server::bind(config).await.expect_err("a SQLite file cannot be shared");
+    assert!(err.is_config() && err.to_string().contains("SQLite"), "{err}");
+}
+
+#[tokio::test]
+async fn a_database_file_that_cannot_be_opened_stops_the_broker_with_its_path_and_why() {
+    let dir = TempDir::new("unopenable");
+    std::fs::write(dir.0.join("not-a-dir"), b"").unwrap();
+    let path = dir.0.join("not-a-dir").join("chat.db");
+    let url = format!("sqlite://{}", path.display());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wsbroker"))
+            .args(["--listen", "127.0.0.1:0", "--database-url", &url])
+            .output()
+            .unwrap()
+    });
+    let output = tokio::time::timeout(WAIT, output).await.expect("it exits at once").unwrap();
+    assert!(!output.status.success(), "exit status {:?}", output.status);
+    let said = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains(&path.display().to_string()), "names the path: {said}");
+    assert!(said.contains("unable to open"), "says why: {said}");
+}
+
+#[tokio::test]
+async fn with_no_flags_the_broker_stores_into_wsbroker_db_in_its_working_directory() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("default-db");
+    let mut child = crate::common::BrokerProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_wsbroker"))
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(&dir.0)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let listening = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout).lines().any(|l| l.is_ok_and(|l| l.contains("listening on")))
+    });
+    assert!(tokio::time::timeout(WAIT, listening).await.unwrap().unwrap(), "it started");
+    assert!(dir.0.join("wsbroker.db").exists(), "the default store is ./wsbroker.db");
+}
