@@ -1,6 +1,8 @@
 # Shared by the benchmark scripts: start and stop a release broker on a free loopback port.
 # Load tests publish faster than any person (10-50 messages/s per synthetic user), so the per-user
 # chat rate limit, an abuse protection, is off here (--rate-limit 0); everything else is the default.
+# Every broker names its database: --database-url none unless the caller passes its own
+# (start_broker --database-url sqlite://...), so no run writes ./wsbroker.db.
 # After start_broker: $broker_pid, $broker_addr (127.0.0.1:PORT) and $broker_url (ws://.../ws).
 
 broker_bin=${broker_bin:-target/release/wsbroker}
@@ -11,7 +13,9 @@ broker_url=""
 start_broker() {
   local log
   log=$(mktemp)
-  "$broker_bin" --listen 127.0.0.1:0 --log-level info --rate-limit 0 "$@" >"$log" 2>&1 &
+  local database=(--database-url none)
+  case " $* " in *" --database-url "*) database=() ;; esac
+  "$broker_bin" --listen 127.0.0.1:0 --log-level info --rate-limit 0 "${database[@]}" "$@" >"$log" 2>&1 &
   broker_pid=$!
   for _ in $(seq 100); do
     broker_addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what it needs (idempotently), then runs every
-# test (benches run once each in test mode), a short load smoke test with loadgen against a release
-# broker, and the concurrency test again in release mode.
+# The whole test suite, from a fresh clone: installs what it needs (idempotently: Redis and
+# PostgreSQL, which the tests start themselves on free ports), checks format and lints, then runs
+# every test (benches run once each in test mode), a short load smoke test with loadgen against a
+# release broker, and the concurrency test again in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,8 @@ need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# PostgreSQL's server binaries live in /usr/lib/postgresql/<version>/bin, not on PATH.
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update -qq

@@ -1,0 +1,178 @@
+//! The store: messages persisted per second through the writer (handed over as shards hand them,
+//! `Store::accept`, a `try_send`), and the latency of a 100-message history page read through the
+//! reader pool from a table of 1,000,000 messages. On SQLite (a temporary file) and on PostgreSQL
+//! (a server of the bench's own, `initdb` + `postgres` as the `postgres` user, like the tests').
+//!
+//! `cargo bench --bench store` runs 1,000,000 messages per engine; under `cargo test` it runs 5,000
+//! as a smoke check. Results: docs/benchmarks.md.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wsbroker::metrics::StoreCounters;
+use wsbroker::router::Router;
+use wsbroker::store::ops::{Answer, Read, Write};
+use wsbroker::store::{DatabaseUrl, NewMessage, Store, StoreSettings};
+
+/// Rooms the messages are spread over; history pages are read from random ones.
+const ROOMS: u64 = 1_000;
+/// Messages in flight (queued or in a transaction) before the producer waits.
+const IN_FLIGHT: u64 = 32_768;
+
+fn main() {
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let (messages, reads) = if full { (1_000_000, 20_000) } else { (5_000, 200) };
+    let dir = std::env::temp_dir().join(format!("wsbroker-store-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = DatabaseUrl::Sqlite(dir.join("bench.db"));
+    run("sqlite", &sqlite, messages, reads);
+    let postgres = PostgresServer::start(&dir);
+    run("postgres", &postgres.url.parse().unwrap(), messages, reads);
+    drop(postgres);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
+    let settings = StoreSettings {
+        queue: 65_536,
+        batch: 1024,
+        linger: Duration::from_millis(2),
+        readers: 2,
+        retention: None,
+        retention_every: Duration::from_secs(3600),
+    };
+    let counters = Arc::new(StoreCounters::default());
+    let (router, _inboxes) = Router::new(1);
+    let store =
+        Store::start(url, &settings, router, Arc::clone(&counters)).expect("open the store");
+    let data: Box<str> = format!(r#"{{"content":"{}"}}"#, "x".repeat(100)).into();
+    let start = Instant::now();
+    for n in 0..messages {
+        while n - counters.committed.load(Relaxed) >= IN_FLIGHT {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let message = NewMessage {
+            id: format!("m{n}"),
+            room: Some(Arc::from(format!("room-{}", n % ROOMS))),
+            sender: Arc::from(format!("user-{}", n % 5_000)),
+            kind: "chat",
+            data: data.clone(),
+            created_at: 1_700_000_000_000 + n as i64,
+            metadata: None,
+        };
+        while store
+            .accept(Write::Message(message.clone()), wsbroker::store::Completion::None)
+            .is_err()
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    while counters.committed.load(Relaxed) < messages {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let elapsed = start.elapsed();
+    let batches = counters.batches.load(Relaxed).max(1);
+    let rate = messages as f64 / elapsed.as_secs_f64();
+    println!(
+        "{engine}: {messages} messages persisted in {elapsed:.2?}: {rate:.0} messages/s \
+         ({batches} transactions, {:.0} messages each)",
+        messages as f64 / batches as f64
+    );
+    history_latency(engine, &store, messages, reads);
+}
+
+/// Reads `reads` history pages of 100 from random rooms through the readers, one at a time.
+fn history_latency(engine: &str, store: &Store, messages: u64, reads: u64) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut latencies: Vec<Duration> = Vec::with_capacity(reads as usize);
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    runtime.block_on(async {
+        for _ in 0..reads {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let room = format!("room-{}", seed % ROOMS);
+            let started = Instant::now();
+            let read = Read::History { room, before: None, limit: 100 };
+            let Ok(Answer::Messages(page)) = store.read(read).await else {
+                panic!("a read failed")
+            };
+            latencies.push(started.elapsed());
+            assert_eq!(page.len() as u64, 100.min(messages / ROOMS));
+        }
+    });
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "{engine}: history of 100 from a table of {messages}: p50 {:.2?}, p99 {:.2?}, max {:.2?} ({reads} reads)",
+        at(0.5),
+        at(0.99),
+        latencies.last().unwrap()
+    );
+}
+
+/// A PostgreSQL server of the bench's own, stopped when dropped.
+struct PostgresServer {
+    url: String,
+    child: Child,
+}
+
+impl PostgresServer {
+    fn start(dir: &std::path::Path) -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is needed (scripts/test.sh installs it)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("postgres").exists())
+            .max()
+            .expect("a PostgreSQL server");
+        let data: PathBuf = dir.join("pg");
+        std::fs::create_dir_all(&data).unwrap();
+        Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir).status().unwrap();
+        let id = |flag| {
+            let out = Command::new("id").args([flag, "postgres"]).output().unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().parse::<u32>().unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let status = Command::new(bin.join("initdb"))
+            .uid(uid)
+            .gid(gid)
+            .arg("-D")
+            .arg(data.join("data"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "initdb");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(bin.join("postgres"))
+            .uid(uid)
+            .gid(gid)
+            .arg("-D")
+            .arg(data.join("data"))
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(&data)
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while postgres::Client::connect(&url, postgres::NoTls).is_err() {
+            assert!(Instant::now() < deadline, "postgres did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { url, child }
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
