@@ -4,7 +4,8 @@
 //! (a server of the bench's own, `initdb` + `postgres` as the `postgres` user, like the tests').
 //!
 //! `cargo bench --bench store` runs 1,000,000 messages per engine; under `cargo test` it runs 5,000
-//! as a smoke check. Results: docs/benchmarks.md.
+//! as a smoke check. STORE_BENCH_ENGINES (sqlite, postgres), STORE_BENCH_MESSAGES, STORE_BENCH_READS
+//! and STORE_BENCH_BATCH (the writer's --store-batch, 16384) vary a run. Results: docs/benchmarks.md.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -26,20 +27,26 @@ const IN_FLIGHT: u64 = 32_768;
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
     let (messages, reads) = if full { (1_000_000, 20_000) } else { (5_000, 200) };
+    let messages = std::env::var("STORE_BENCH_MESSAGES").map_or(messages, |n| n.parse().unwrap());
+    let reads = std::env::var("STORE_BENCH_READS").map_or(reads, |n| n.parse().unwrap());
     let dir = std::env::temp_dir().join(format!("wsbroker-store-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let sqlite = DatabaseUrl::Sqlite(dir.join("bench.db"));
-    run("sqlite", &sqlite, messages, reads);
-    let postgres = PostgresServer::start(&dir);
-    run("postgres", &postgres.url.parse().unwrap(), messages, reads);
-    drop(postgres);
+    // STORE_BENCH_ENGINES=sqlite (or postgres) runs one engine only.
+    let engines = std::env::var("STORE_BENCH_ENGINES").unwrap_or_else(|_| "sqlite,postgres".into());
+    if engines.contains("sqlite") {
+        run("sqlite", &DatabaseUrl::Sqlite(dir.join("bench.db")), messages, reads);
+    }
+    if engines.contains("postgres") {
+        let postgres = PostgresServer::start(&dir);
+        run("postgres", &postgres.url.parse().unwrap(), messages, reads);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
     let settings = StoreSettings {
         queue: 65_536,
-        batch: 1024,
+        batch: std::env::var("STORE_BENCH_BATCH").map_or(16_384, |n| n.parse().unwrap()),
         linger: Duration::from_millis(2),
         readers: 2,
         retention: None,

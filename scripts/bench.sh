@@ -70,6 +70,18 @@ for scenario in "${scenarios[@]}"; do
       done
       python3 scripts/bench_table.py --saturation "$results/$day"-saturation-*.json >"$out"
       ;;
+    # The same scenarios with every chat stored in a fresh SQLite file (the default engine); compare
+    # with the rows above, run without a store (--database-url none).
+    fanout-10k-sqlite | idle-19k-sqlite)
+      db_dir=$(mktemp -d)
+      broker_flags=(--database-url "sqlite://$db_dir/bench.db")
+      if [ "$scenario" = idle-19k-sqlite ]; then
+        run "$scenario" "$out" --scenario idle-19k --workers 2 --bind-ips 127.0.0.2-127.0.0.40
+      else
+        run "$scenario" "$out" --scenario fanout-10k
+      fi
+      rm -rf "$db_dir"
+      ;;
     # fanout-10k with its connections spread over two instances joined by a local redis-server.
     cluster-fanout-10k) run_cluster "$scenario" "$out" --scenario fanout-10k ;;
     *) run "$scenario" "$out" --scenario "$scenario" ;;

@@ -158,8 +158,9 @@ pub struct Config {
     #[arg(long, env = "RETENTION_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub retention_interval: Duration,
 
-    /// Most writes the store commits in one transaction.
-    #[arg(long, env = "STORE_BATCH", default_value_t = 1024)]
+    /// Most writes the store commits in one transaction. Large, so a burst costs few commits: a
+    /// commit rewrites every index page it touches, whatever the batch's size.
+    #[arg(long, env = "STORE_BATCH", default_value_t = 16_384)]
     pub store_batch: usize,
 
     /// How long the store's writer waits for more writes to fill a transaction.

@@ -177,6 +177,11 @@ impl Server {
         })
         .await
         .is_ok();
+        if let Some(store) = app.hub.store() {
+            // Chats accepted before the close are committed before the process goes.
+            let flushed = store.flush(timeout).await;
+            tracing::info!(flushed, "store flushed");
+        }
         tracing::info!(all_closed, "shut down");
         all_closed
     }

@@ -138,6 +138,13 @@ impl Store {
         self.submit(write)?.await
     }
 
+    /// Waits until every write handed over so far is committed (at shutdown); `false` when the
+    /// store is down or it took longer than `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let Ok(committed) = self.submit(Write::Barrier) else { return false };
+        matches!(tokio::time::timeout(timeout, committed).await, Ok(Ok(_)))
+    }
+
     /// Asks a reader.
     pub async fn read(&self, read: Read) -> Result<Answer, Unavailable> {
         let (reply, answer) = oneshot::channel();

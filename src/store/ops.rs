@@ -55,6 +55,8 @@ pub enum Write {
         before: Millis,
         limit: i64,
     },
+    /// Changes nothing: completes once every write handed over before it is committed.
+    Barrier,
 }
 
 /// What a write did.
@@ -186,6 +188,7 @@ fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreErr
             )?;
             Ok(Outcome::Done)
         }
+        Write::Barrier => Ok(Outcome::Done),
         Write::Purge { before, limit } => {
             let purged = engine.execute(
                 "DELETE FROM chat_messages WHERE pos IN \

@@ -101,11 +101,12 @@ impl Writer {
 
     /// Commits `batch`, retrying until it is in, then completes every job.
     fn commit(&mut self, batch: Vec<Job>) {
-        let writes: Vec<Write> = batch.iter().map(|job| job.write.clone()).collect();
+        let (writes, completions): (Vec<Write>, Vec<Completion>) =
+            batch.into_iter().map(|job| (job.write, job.done)).unzip();
         let outcomes = self.commit_until_done(&writes);
-        self.counters.committed.fetch_add(batch.len() as u64, Relaxed);
-        for (job, outcome) in batch.into_iter().zip(outcomes) {
-            self.complete(job.done, outcome);
+        self.counters.committed.fetch_add(writes.len() as u64, Relaxed);
+        for (done, outcome) in completions.into_iter().zip(outcomes) {
+            self.complete(done, outcome);
         }
     }
 
