@@ -12,11 +12,15 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # PostgreSQL's server binaries live in /usr/lib/postgresql/<version>/bin, not on PATH.
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
+# Playwright drives Debian's chromium; its own browser download is not needed (nor reachable).
+python3 -c "import playwright" 2>/dev/null || python3 -m pip install -q playwright
 command -v cargo >/dev/null 2>&1 || { echo "cargo is missing: install Rust (rustup) first" >&2; exit 1; }
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
@@ -35,5 +39,7 @@ trap stop_broker EXIT
 start_broker
 target/release/loadgen --url "$broker_url" --scenario smoke --assert-clean
 stop_broker
+echo "== the web page in a real browser (Chromium driven by Playwright)"
+python3 tests/browser/test_chat.py
 echo "== concurrency test (release)"
 cargo test --release --test it concurrency

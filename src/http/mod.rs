@@ -7,6 +7,7 @@
 mod admission;
 mod api;
 mod rooms;
+mod web;
 mod ws;
 
 use std::convert::Infallible;
@@ -120,6 +121,9 @@ pub async fn handle(
         (method, ["api", "v1", "chat", path @ ..]) => {
             api::route(app, request, &method, path, remote).await
         }
+        (Method::GET, [] | ["chat"]) => web::serve(app, &request, "index.html"),
+        (Method::GET, ["web", file]) => web::serve(app, &request, file),
+        (Method::GET, ["favicon.ico"]) => web::no_icon(),
         (Method::GET, ["healthz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (Method::GET, ["readyz"]) if app.is_draining() => {
             json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "draining"}))

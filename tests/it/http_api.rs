@@ -170,3 +170,45 @@ async fn health_readiness_and_metrics_answer() {
     assert_eq!(client.closed().await.map(|c| u16::from(c.code)), Some(1001));
     assert!(stopping.await.unwrap());
 }
+
+/// The raw answer to `GET path`: status, headers and body.
+async fn get_raw(addr: std::net::SocketAddr, path: &str) -> (StatusCode, hyper::HeaderMap, String) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header("host", addr.to_string())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn the_web_page_is_served_from_the_binary_with_a_strict_content_security_policy() {
+    let server = crate::common::start_server().await;
+    for path in ["/", "/chat"] {
+        let (status, headers, body) = get_raw(server.addr, path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            policy.starts_with("default-src 'self'") && policy.contains("script-src 'self'"),
+            "{policy}"
+        );
+        assert!(!policy.contains("unsafe-inline"), "no inline script: {policy}");
+        assert!(body.contains(r#"<script type="module" src="/web/app.js">"#));
+        assert!(!body.contains("<script>"), "no inline script in the page");
+    }
+    let (status, headers, body) = get_raw(server.addr, "/web/app.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(!body.contains("innerHTML"), "content goes in as text only");
+    let (_, _, config) = get_raw(server.addr, "/web/config.json").await;
+    assert_eq!(config, r#"{"auth":false}"#);
+    assert_eq!(get_raw(server.addr, "/web/secret.txt").await.0, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,226 @@
+"""The web chat page in a real browser: Debian's Chromium driven by Playwright, against a real
+broker (the release binary) on a free port with a SQLite file of its own.
+
+Run by scripts/test.sh. Prints "N passed, N failed" and exits non-zero when anything failed.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BROKER = os.path.join(ROOT, "target", "release", "wsbroker")
+SCREENSHOT = os.path.join(ROOT, "docs", "screenshots", "conversation.png")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SECRET = "browser-test-secret"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Broker:
+    """The wsbroker binary on a fixed loopback port, killed and started again at will."""
+
+    def __init__(self, *flags):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="wsbroker-browser-")
+        self.flags = list(flags)
+        self.process = None
+        self.start()
+
+    @property
+    def origin(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        database = f"sqlite://{self.dir}/chat.db"
+        args = [BROKER, "--listen", f"127.0.0.1:{self.port}", "--database-url", database, *self.flags]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 15
+        for line in self.process.stdout:
+            if "listening on" in line:
+                return
+            if time.monotonic() > deadline:
+                break
+        raise RuntimeError("the broker did not start")
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+
+    def metric(self, name):
+        text = urllib.request.urlopen(f"{self.origin}/metrics", timeout=5).read().decode()
+        line = next(l for l in text.splitlines() if l.split(" ")[0] == name)
+        return int(line.split(" ")[1])
+
+
+def token(sub, lifetime=3600):
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = b64(json.dumps({"sub": sub, "exp": int(time.time()) + lifetime}).encode())
+    signature = hmac.new(SECRET.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(signature)}"
+
+
+def sign_in(page, origin, name):
+    page.goto(f"{origin}/")
+    page.get_by_label("Your name").fill(name)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#connection")).to_have_text("live", timeout=5000)
+
+
+def message(page, text):
+    return page.locator("#messages li", has_text=text)
+
+
+def test_two_people_chat_reload_delete_and_reconnect(browser):
+    broker = Broker("--allowed-origins", "http://127.0.0.1:PORT")
+    try:
+        broker.stop()
+        broker.flags = ["--allowed-origins", broker.origin]
+        broker.start()
+        headers = urllib.request.urlopen(f"{broker.origin}/", timeout=5).headers
+        policy = headers["Content-Security-Policy"]
+        assert "default-src 'self'" in policy and "script-src 'self'" in policy, policy
+
+        alice_context, bob_context = browser.new_context(), browser.new_context()
+        alice, bob = alice_context.new_page(), bob_context.new_page()
+        dialogs = []
+        console = []
+        for page in (alice, bob):
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.on("console", lambda msg: console.append(msg.text))
+            page.on("pageerror", lambda err: console.append(f"pageerror {err}"))
+        sign_in(alice, broker.origin, "alice")
+        alice.get_by_label("New room").fill("lobby")
+        alice.get_by_role("button", name="Create").click()
+        expect(alice.locator("#room-title")).to_have_text("lobby")
+
+        sign_in(bob, broker.origin, "bob")
+        bob.locator("#room-list").get_by_role("button", name="lobby").click()
+        expect(bob.locator("#room-title")).to_have_text("lobby")
+        expect(bob.locator("#participants li", has_text="alice")).to_contain_text("online")
+        expect(alice.locator("#participants li", has_text="bob")).to_contain_text("online")
+
+        alice.get_by_role("textbox", name="Message", exact=True).fill("hello bob")
+        alice.get_by_role("textbox", name="Message", exact=True).press("Enter")
+        expect(message(bob, "hello bob")).to_be_visible(timeout=1000)
+        expect(message(alice, "hello bob").locator(".status")).to_contain_text("sent")
+
+        bob.get_by_role("textbox", name="Message", exact=True).fill("hi alice\nhow are you?")
+        bob.get_by_role("textbox", name="Message", exact=True).press("Enter")
+        expect(message(alice, "how are you?")).to_be_visible()
+        alice.set_viewport_size({"width": 1100, "height": 640})
+        alice.screenshot(path=SCREENSHOT)
+
+        bob.reload()
+        expect(message(bob, "hello bob")).to_be_visible()
+        expect(message(bob, "how are you?")).to_be_visible()
+
+        for attack in ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>"]:
+            alice.get_by_role("textbox", name="Message", exact=True).fill(attack)
+            alice.get_by_role("textbox", name="Message", exact=True).press("Enter")
+            expect(bob.locator("#messages .text", has_text=attack)).to_have_text(attack)
+        assert bob.locator("#messages img").count() == 0, "no element was made from content"
+        assert not dialogs, f"a dialog fired: {dialogs}"
+
+        message(alice, "hello bob").get_by_role("button", name="Delete").click()
+        expect(message(bob, "message deleted")).to_be_visible()
+        expect(message(bob, "hello bob")).to_have_count(0)
+
+        broker.kill()
+        expect(alice.locator("#connection")).to_contain_text("reconnecting", timeout=5000)
+        broker.start()
+        expect(alice.locator("#connection")).to_have_text("live", timeout=15000)
+        alice.get_by_role("textbox", name="Message", exact=True).fill("back again")
+        alice.get_by_role("textbox", name="Message", exact=True).press("Enter")
+        try:
+            expect(message(bob, "back again")).to_be_visible(timeout=15000)
+        except AssertionError:
+            print("bob:", bob.locator("#connection").inner_text(), bob.locator("#room-title").inner_text(), bob.locator("#messages").inner_text())
+            print("alice:", alice.locator("#messages").inner_text())
+            print("console:", console)
+            raise
+        expect(message(alice, "back again").locator(".status")).to_contain_text("sent")
+        assert not dialogs, f"a dialog fired: {dialogs}"
+        alice.locator("#online-list").get_by_role("button", name="Message bob").click()
+        expect(alice.locator("#room-title")).to_have_text("dm:alice:bob")
+        alice.set_viewport_size({"width": 390, "height": 800})
+        width = alice.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"a phone-sized viewport scrolls sideways: {width}px"
+        errors = [line for line in console if line.startswith("pageerror")]
+        assert not errors, f"the page threw: {errors}"
+    finally:
+        broker.stop()
+
+
+def test_with_auth_on_a_page_without_a_token_cannot_connect_and_says_why(browser):
+    broker = Broker("--auth-enabled", "--jwt-secret", SECRET)
+    try:
+        page = browser.new_context().new_page()
+        page.goto(f"{broker.origin}/")
+        expect(page.locator("#signin-error")).to_contain_text("needs a token")
+        page.get_by_label("Token (JWT)").fill("not-a-token")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#signin-error")).to_contain_text("refused")
+        assert broker.metric("wsbroker_connections_opened_total") == 0, "no WebSocket was opened"
+
+        signed = browser.new_context().new_page()
+        signed.goto(f"{broker.origin}/?token={token('carol')}")
+        expect(signed.locator("#connection")).to_have_text("live", timeout=5000)
+        expect(signed.locator("#me")).to_have_text("signed in as carol")
+        assert broker.metric("wsbroker_connections_opened_total") == 1
+    finally:
+        broker.stop()
+
+
+def main():
+    tests = [value for name, value in sorted(globals().items()) if name.startswith("test_")]
+    passed, failed = 0, 0
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        for test in tests:
+            try:
+                test(browser)
+                passed += 1
+                print(f"ok   {test.__name__}")
+            except Exception:
+                failed += 1
+                print(f"FAIL {test.__name__}")
+                traceback.print_exc()
+        browser.close()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+// The open room's messages: history pages, live messages, the user's own as pending until acked,
+// failures with their reason and a retry, and deletes.
+
+import { $, el, button, clear, clock } from "./view.js";
+
+export class Messages {
+  constructor({ me, onRetry, onDelete, onOlder }) {
+    this.me = me;
+    this.onRetry = onRetry;
+    this.onDelete = onDelete;
+    this.onOlder = onOlder;
+    this.list = $("messages");
+    this.byKey = new Map();
+    this.list.addEventListener("scroll", () => {
+      if (this.list.scrollTop === 0) this.onOlder();
+    });
+  }
+
+  key(from, id) {
+    return `${from}\u0000${id}`;
+  }
+
+  reset() {
+    clear(this.list);
+    this.byKey.clear();
+  }
+
+  // A message as the server sent it (live or from history).
+  render(message, state = "sent") {
+    const item = el("li", state);
+    item.dataset.id = message.id;
+    item.dataset.from = message.from;
+    item.append(el("span", "from", message.from), el("span", "time", clock(message.timestamp)));
+    const content = message.data && typeof message.data.content === "string" ? message.data.content : "";
+    item.append(el("span", "text", content));
+    const status = el("span", "status");
+    item.append(status);
+    this.setState(item, state);
+    return item;
+  }
+
+  setState(item, state, why) {
+    item.classList.remove("pending", "sent", "failed");
+    item.classList.add(state);
+    const status = item.querySelector(".status");
+    clear(status);
+    if (state === "pending") status.textContent = "pending";
+    if (state === "failed") {
+      status.textContent = `not sent: ${why}`;
+      status.append(button("Retry", () => this.onRetry(item.dataset.id)));
+    }
+    if (state === "sent" && item.dataset.from === this.me && !item.classList.contains("deleted")) {
+      status.textContent = "sent";
+      status.append(button("Delete", () => this.onDelete(item.dataset.id)));
+    }
+  }
+
+  // Shows a message once (a live copy of one already shown changes nothing: the ack decides).
+  append(message, state) {
+    const key = this.key(message.from, message.id);
+    const known = this.byKey.get(key);
+    if (known) return known;
+    const item = this.render(message, state);
+    this.byKey.set(key, item);
+    const atBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;
+    this.list.append(item);
+    if (atBottom || message.from === this.me) item.scrollIntoView({ block: "end" });
+    return item;
+  }
+
+  // An older page, oldest first, above what is shown.
+  prepend(messages) {
+    const before = this.list.scrollHeight;
+    const first = this.list.firstChild;
+    for (const message of messages) {
+      const key = this.key(message.from, message.id);
+      if (this.byKey.has(key)) continue;
+      const item = this.render(message, "sent");
+      this.byKey.set(key, item);
+      this.list.insertBefore(item, first);
+    }
+    this.list.scrollTop += this.list.scrollHeight - before;
+  }
+
+  acked(id) {
+    const item = this.byKey.get(this.key(this.me, id));
+    if (item) this.setState(item, "sent");
+  }
+
+  failed(id, why) {
+    const item = this.byKey.get(this.key(this.me, id));
+    if (item) this.setState(item, "failed", why);
+  }
+
+  pending(id) {
+    const item = this.byKey.get(this.key(this.me, id));
+    if (item) this.setState(item, "pending");
+  }
+
+  content(id) {
+    const item = this.byKey.get(this.key(this.me, id));
+    return item ? item.querySelector(".text").textContent : "";
+  }
+
+  deleted(id, from) {
+    const item = this.byKey.get(this.key(from, id));
+    if (!item) return;
+    item.classList.add("deleted");
+    item.querySelector(".text").textContent = "message deleted";
+    clear(item.querySelector(".status"));
+  }
+}

@@ -1,0 +1,70 @@
+// The room list (the caller's and public rooms), the online users to open a direct conversation
+// with, and the open room's participants with their presence.
+
+import { $, el, button, clear } from "./view.js";
+
+export function directRoom(me, other) {
+  const [a, b] = [me, other].sort();
+  return `dm:${a}:${b}`;
+}
+
+export function renderRooms(rooms, current, onOpen) {
+  const list = $("room-list");
+  clear(list);
+  for (const room of rooms) {
+    const item = el("li", room.id === current ? "current" : "");
+    const label = room.type === "public" ? room.id : `${room.id} (${room.type})`;
+    item.append(button(label, () => onOpen(room.id), "room-name"));
+    list.append(item);
+  }
+}
+
+export function renderOnline(users, me, onMessage) {
+  const list = $("online-list");
+  clear(list);
+  for (const user of users.filter((u) => u !== me)) {
+    const item = el("li", "", user);
+    item.append(button(`Message ${user}`, () => onMessage(user)));
+    list.append(item);
+  }
+}
+
+// Participants of the open room and their status, kept up to date by presence events.
+export class People {
+  constructor() {
+    this.status = new Map();
+  }
+
+  reset(participants) {
+    this.status = new Map(participants.map((user) => [user, "offline"]));
+    this.render();
+  }
+
+  // A presence answer: who is in the room now, and who of them is away.
+  present(users, away) {
+    for (const user of this.status.keys()) this.status.set(user, "offline");
+    for (const user of users) this.status.set(user, away.includes(user) ? "away" : "online");
+    this.render();
+  }
+
+  joined(user) {
+    this.status.set(user, "online");
+    this.render();
+  }
+
+  left(user) {
+    if (this.status.has(user)) this.status.set(user, "offline");
+    this.render();
+  }
+
+  render() {
+    const list = $("participants");
+    clear(list);
+    for (const [user, status] of [...this.status].sort()) {
+      const item = el("li", "", user);
+      item.dataset.user = user;
+      item.append(el("span", `presence ${status}`, status));
+      list.append(item);
+    }
+  }
+}
