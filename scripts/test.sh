@@ -30,6 +30,14 @@ export CARGO_TERM_COLOR=never
 echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Imports between files run one way (ARCHITECTURE.md); the checker lives beside the repository.
+if [ -x ../shared/tools/import-cycles ]; then
+  cycles=$(../shared/tools/import-cycles src)
+  case "$(printf '%s\n' "$cycles" | tail -n 1)" in
+    "0 cycles"*) ;;
+    *) printf 'import cycles between files:\n%s\n' "$cycles" >&2; exit 1 ;;
+  esac
+fi
 echo "== unit and integration tests (debug)"
 cargo test --workspace --all-targets
 echo "== load smoke test (release): loadgen's smoke scenario against a real broker, nothing may be lost"

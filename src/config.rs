@@ -8,7 +8,6 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::directory::MAX_SHARDS;
-use crate::store::{DatabaseUrl, StoreSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -249,6 +248,47 @@ impl Config {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         self.shards.map_or(cores.min(MAX_SHARDS), usize::from)
     }
+}
+
+/// Where the store lives, from `--database-url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// No persistence: nothing is stored and nothing is read back.
+    None,
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, String> {
+        if url == "none" {
+            return Ok(Self::None);
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://wsbroker.db".into());
+            }
+            return Ok(Self::Sqlite(path.into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        Err(format!("{url:?}: use none, sqlite://PATH or postgres://..."))
+    }
+}
+
+
+/// The store's settings (from the flags).
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub queue: usize,
+    pub batch: usize,
+    pub linger: Duration,
+    pub readers: usize,
+    pub retention: Option<Duration>,
+    pub retention_every: Duration,
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::ops::{Answer, Outcome, Read, Write};
 use super::writer::{Tuning, Writer};
-use super::{migrations, readers, DatabaseUrl, StoreError};
+use super::{migrations, readers, DatabaseUrl, StoreError, StoreSettings};
 use crate::directory::ShardId;
 use crate::mailbox::ConnId;
 use crate::metrics::StoreCounters;
@@ -48,17 +48,6 @@ pub struct ReadJob {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the message store is unavailable")]
 pub struct Unavailable;
-
-/// The store's settings (from the flags).
-#[derive(Debug, Clone)]
-pub struct StoreSettings {
-    pub queue: usize,
-    pub batch: usize,
-    pub linger: Duration,
-    pub readers: usize,
-    pub retention: Option<Duration>,
-    pub retention_every: Duration,
-}
 
 /// A cheap, cloneable handle to the writer and the readers.
 #[derive(Debug, Clone)]

@@ -23,7 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::protocol::{Room, UserId};
 
-pub use handle::{Completion, Store, StoreSettings, Unavailable};
+pub use crate::config::{DatabaseUrl, StoreSettings};
+pub use handle::{Completion, Store, Unavailable};
 
 /// Milliseconds since the Unix epoch: how every time is stored.
 pub type Millis = i64;
@@ -114,35 +115,7 @@ pub trait Engine: Send {
     fn name(&self) -> &'static str;
 }
 
-/// Where the store lives, from `--database-url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    /// No persistence: nothing is stored and nothing is read back.
-    None,
-    Sqlite(std::path::PathBuf),
-    Postgres(String),
-}
-
-impl std::str::FromStr for DatabaseUrl {
-    type Err = String;
-
-    fn from_str(url: &str) -> Result<Self, String> {
-        if url == "none" {
-            return Ok(Self::None);
-        }
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err("sqlite:// needs a file path, e.g. sqlite://wsbroker.db".into());
-            }
-            return Ok(Self::Sqlite(path.into()));
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Self::Postgres(url.to_owned()));
-        }
-        Err(format!("{url:?}: use none, sqlite://PATH or postgres://..."))
-    }
-}
-
+/// How the store reaches its database (the type is a setting, in `config`).
 impl DatabaseUrl {
     /// Opens one connection (the writer's, or a reader's).
     pub fn connect(&self) -> Result<Box<dyn Engine>, StoreError> {
