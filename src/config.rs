@@ -279,7 +279,6 @@ impl std::str::FromStr for DatabaseUrl {
     }
 }
 
-
 /// The store's settings (from the flags).
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
