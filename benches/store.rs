@@ -56,6 +56,7 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
     let (router, _inboxes) = Router::new(1);
     let store =
         Store::start(url, &settings, router, Arc::clone(&counters)).expect("open the store");
+    let epoch: Arc<str> = Arc::from("bench");
     let data: Box<str> = format!(r#"{{"content":"{}"}}"#, "x".repeat(100)).into();
     let start = Instant::now();
     for n in 0..messages {
@@ -70,6 +71,7 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
             data: data.clone(),
             created_at: 1_700_000_000_000 + n as i64,
             metadata: None,
+            stream: Some(((n / ROOMS) as i64 + 1, Arc::clone(&epoch))),
         };
         while store
             .accept(Write::Message(message.clone()), wsbroker::store::Completion::None)
@@ -104,7 +106,7 @@ fn history_latency(engine: &str, store: &Store, messages: u64, reads: u64) {
             seed ^= seed << 17;
             let room = format!("room-{}", seed % ROOMS);
             let started = Instant::now();
-            let read = Read::History { room, before: None, limit: 100 };
+            let read = Read::History { room, before: None, after: None, limit: 100 };
             let Ok(Answer::Messages(page)) = store.read(read).await else {
                 panic!("a read failed")
             };

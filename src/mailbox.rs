@@ -13,7 +13,10 @@ use tokio::sync::oneshot;
 
 use crate::auth::Permissions;
 use crate::close::CloseReason;
-use crate::protocol::{ClientRequest, Frame, Room, UserId};
+use serde_json::value::RawValue;
+
+use crate::directory::ShardId;
+use crate::protocol::{ClientRequest, Frame, MessageType, Room, UserId};
 
 /// A connection's id, unique within the process.
 pub type ConnId = u64;
@@ -84,12 +87,30 @@ pub enum Delivery {
         conn: ConnId,
         frame: Frame,
     },
-    /// The store committed a chat of `user` sent on `conn`: ack it (and any retry waiting for it).
+    /// A chat of `user` sent on `conn` is in (committed, with a store): ack it, with its seq when
+    /// it has one (and any retry waiting for it).
     Stored {
         conn: ConnId,
         user: UserId,
         room: Option<Room>,
         id: String,
+        seq: Option<u64>,
+    },
+    /// A room message for this shard, the room's home, to stamp with its seq and publish.
+    Sequence(Box<ToSequence>),
+    /// The room's home could not take the chat (the store is full or down): the sender's shard
+    /// answers `unavailable` and forgets the id.
+    Refused {
+        conn: ConnId,
+        user: UserId,
+        room: Room,
+        id: String,
+    },
+    /// Where a room's stream stands in the store (epoch and last seq; `Ok(None)`: no message yet;
+    /// `Err`: the store could not say).
+    StreamLoaded {
+        room: Room,
+        stream: Result<Option<(String, i64)>, ()>,
     },
     /// The store decided whether `conn` may join `room`: `Ok` joins it and acks `id`, `Err` answers
     /// with the error frame.
@@ -107,6 +128,29 @@ pub enum Delivery {
     Query(Query),
     /// Close every connection with 1001, then stop once all are gone.
     Shutdown,
+}
+
+/// A room message on its way to the room's home shard, which alone numbers the room's messages.
+#[derive(Debug)]
+pub struct ToSequence {
+    pub room: Room,
+    pub id: String,
+    pub sender: UserId,
+    pub kind: MessageType,
+    pub data: Box<RawValue>,
+    /// The envelope `timestamp`, in milliseconds since the Unix epoch.
+    pub at: i64,
+    pub origin: Origin,
+}
+
+/// Who hears how a room message fared.
+#[derive(Debug)]
+pub enum Origin {
+    /// A chat from a connection: its shard is told (`Stored`, or `Refused`); `acked`: the client
+    /// gave an id, so it gets an ack.
+    Connection { shard: ShardId, conn: ConnId, acked: bool },
+    /// An HTTP publish waits for the message's seq (`None`: refused).
+    Waiting(oneshot::Sender<Option<u64>>),
 }
 
 /// A read of a shard's cache, answered on a oneshot.

@@ -18,7 +18,10 @@ use std::time::SystemTime;
 use super::rooms::{self, Caller};
 use super::{error, json, unauthorized, App, Body};
 use crate::hub::Coverage;
-use crate::mailbox::{Target, UserStatus};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::mailbox::{Delivery, Origin, Target, ToSequence, UserStatus};
 use crate::protocol::{self, Frame, Limits, MessageType, Room, UserId, GLOBAL_ROOM};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::{millis, time_of, NewMessage, RoomInfo, RoomType};
@@ -127,11 +130,7 @@ async fn publish(
         let body = read_body(app, request).await?;
         let target = target(&body)?;
         let (id, frame, message) = encode_publish(app, &body, &target)?;
-        let Some(store) = app.hub.store() else {
-            app.hub.publish(target, frame);
-            return Ok(id);
-        };
-        if let Target::Room(room) = &target {
+        if let (Target::Room(room), Some(store)) = (&target, app.hub.store()) {
             let info = RoomInfo {
                 id: room.to_string(),
                 kind: RoomType::Public,
@@ -141,15 +140,49 @@ async fn publish(
             };
             store.note(Write::EnsureRoom { room: info, members: Vec::new() });
         }
+        if let (Target::Room(room), false) = (&target, app.hub.broker().decides_presence()) {
+            let seq = publish_to_home(app, room.clone(), &body, message).await?;
+            return Ok::<_, Refusal>(json!({ "id": id, "seq": seq }));
+        }
+        let Some(store) = app.hub.store() else {
+            app.hub.publish(target, frame);
+            return Ok(json!({ "id": id }));
+        };
         let committed = store.submit(Write::Message(message)).map_err(|_| unavailable())?;
         app.hub.publish(target, frame);
         committed.await.map_err(|_| unavailable())?;
-        Ok::<_, Refusal>(id)
+        Ok(json!({ "id": id }))
     };
     match outcome.await {
-        Ok(id) => json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id })),
+        Ok(answer) => json(StatusCode::ACCEPTED, &answer),
         Err(refusal) => refusal.into_response(),
     }
+}
+
+/// A publish into a room goes to the room's home shard, which numbers, stores and publishes it;
+/// the answer (its seq) comes once it is in.
+async fn publish_to_home(
+    app: &App,
+    room: Room,
+    body: &PublishBody,
+    message: NewMessage,
+) -> Result<u64, Refusal> {
+    let (reply, seq) = oneshot::channel();
+    let data = body.data.clone().ok_or_else(|| Refusal::bad("missing data"))?;
+    let kind =
+        MessageType::parse_published(message.kind).ok_or_else(|| Refusal::bad("bad type"))?;
+    let item = ToSequence {
+        room: room.clone(),
+        id: message.id,
+        sender: message.sender,
+        kind,
+        data,
+        at: message.created_at,
+        origin: Origin::Waiting(reply),
+    };
+    let home = app.hub.router().shard_of_user(&room);
+    app.hub.router().deliver(home, Delivery::Sequence(Box::new(item)));
+    seq.await.ok().flatten().ok_or_else(unavailable)
 }
 
 async fn read_body(app: &App, request: Request<Incoming>) -> Result<PublishBody, Refusal> {
@@ -177,18 +210,10 @@ fn encode_publish(
     body: &PublishBody,
     target: &Target,
 ) -> Result<(String, Frame, NewMessage), Refusal> {
-    let kind = match body.kind.as_deref().unwrap_or("notification") {
-        "chat" => MessageType::Chat,
-        "notification" => MessageType::Notification,
-        "system" => MessageType::System,
-        other => {
-            return Err(Refusal(
-                StatusCode::BAD_REQUEST,
-                "unknown_type",
-                format!("cannot publish type {other}"),
-            ))
-        }
-    };
+    let name = body.kind.as_deref().unwrap_or("notification");
+    let kind = MessageType::parse_published(name).ok_or_else(|| {
+        Refusal(StatusCode::BAD_REQUEST, "unknown_type", format!("cannot publish type {name}"))
+    })?;
     let from = body.from.as_deref().unwrap_or("system");
     protocol::validate_user(from).map_err(Refusal::bad)?;
     let limits = Limits { max_content_chars: app.hub.settings().max_content };
@@ -213,6 +238,7 @@ fn encode_publish(
         data: data.get().into(),
         created_at: millis(at),
         metadata,
+        stream: None,
     };
     Ok((id, frame, message))
 }

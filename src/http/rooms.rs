@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::{error, json, App, Body};
 use crate::auth::Identity;
 use crate::mailbox::Delivery;
-use crate::protocol::{self, Frame, Room, UserId, HISTORY_DEFAULT, HISTORY_MAX};
+use crate::protocol::{self, Frame, Next, Page, Room, UserId, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::rooms::{self, Verdict};
 use crate::shard::offload::{self, Deletion, History, NotDeleted};
 use crate::store::ops::{Answer, Outcome, Read, Write};
@@ -322,31 +322,44 @@ async fn remove_participant(
     }
 }
 
-/// `GET /rooms/{room}/messages?limit=&before=`: the newest `limit` before the cursor, oldest first.
+/// `GET /rooms/{room}/messages?limit=&before=` (the newest `limit` before the cursor) or
+/// `?after=<seq>` (the oldest `limit` after the seq), oldest first either way.
 async fn history(app: &App, room: &str, caller: &Caller, query: Option<&str>) -> Response<Body> {
     let Ok(room) = protocol::validate_room(room) else { return bad("not a valid room name") };
     let limit = match page_limit(query) {
         Ok(limit) => limit,
         Err(message) => return bad(message),
     };
-    let before = match query_param(query, "before").as_deref().map(protocol::parse_cursor) {
-        Some(Err(message)) => return bad(message),
-        Some(Ok(before)) => Some(before),
-        None => None,
+    let page = match history_cursor(query) {
+        Ok(page) => page,
+        Err(message) => return bad(message),
     };
     let user = caller.user.clone().unwrap_or_else(|| UserId::from(""));
-    let request =
-        History { id: None, room: room.clone(), user, admin: caller.admin, limit, before };
+    let request = History { id: None, room: room.clone(), user, admin: caller.admin, limit, page };
     match offload::history_page(&app.hub, &request).await {
-        Ok((frames, next_before)) => {
+        Ok((frames, next)) => {
             let messages: Vec<&RawValue> = frames.iter().filter_map(raw).collect();
-            let next_before = next_before.map(|pos| pos.to_string());
-            json(
-                StatusCode::OK,
-                &json!({ "room": room, "messages": messages, "next_before": next_before }),
-            )
+            let mut answer = json!({ "room": room, "messages": messages });
+            match next {
+                Next::Before(pos) => answer["next_before"] = json!(pos.map(|pos| pos.to_string())),
+                Next::After(seq) => answer["next_after"] = json!(seq),
+            }
+            json(StatusCode::OK, &answer)
         }
         Err(verdict) => refused(&room, verdict),
+    }
+}
+
+/// `before=<cursor>` or `after=<seq>` (not both).
+fn history_cursor(query: Option<&str>) -> Result<Page, &'static str> {
+    let before = query_param(query, "before").as_deref().map(protocol::parse_cursor).transpose()?;
+    let after = query_param(query, "after")
+        .map(|after| after.parse::<i64>().ok().filter(|seq| *seq >= 0).ok_or("after must be a seq"))
+        .transpose()?;
+    match (before, after) {
+        (Some(_), Some(_)) => Err("give before or after, not both"),
+        (_, Some(after)) => Ok(Page::After(after)),
+        (before, None) => Ok(Page::Before(before)),
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use super::outbound::message_frame_at;
 use super::{
     new_message_id, parse_cursor, validate_room, Action, Chat, ClientFrame, ClientRequest,
-    ErrorCode, MessageType, Rejection, Room, HISTORY_DEFAULT, HISTORY_MAX, MAX_DATA_DEPTH,
+    ErrorCode, MessageType, Page, Rejection, Room, HISTORY_DEFAULT, HISTORY_MAX, MAX_DATA_DEPTH,
     MAX_NAME_CHARS,
 };
 
@@ -74,9 +74,9 @@ pub fn parse_client_frame(
             Action::Chat(Box::new(chat(id.clone(), room, user, data)))
         }
         "history" => {
-            let (limit, before) =
+            let (limit, page) =
                 history_page(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
-            Action::History { room: require_room(room)?, limit, before }
+            Action::History { room: require_room(room)?, limit, page }
         }
         "delete" => {
             let (message, from) =
@@ -105,30 +105,38 @@ pub fn parse_client_frame(
 fn chat(id: Option<String>, room: Option<Room>, user: &str, data: &RawValue) -> Chat {
     let id = id.unwrap_or_else(new_message_id);
     let at = SystemTime::now();
-    let frame = message_frame_at(MessageType::Chat, &id, room.as_deref(), user, data, at);
     let millis = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    Chat { room, id, data: data.get().into(), at: millis, frame }
+    let at = UNIX_EPOCH + std::time::Duration::from_millis(millis as u64);
+    // A room chat is encoded by its room's home shard, with its seq.
+    let frame =
+        room.is_none().then(|| message_frame_at(MessageType::Chat, &id, None, user, data, at));
+    Chat { room, id, data: data.to_owned(), at: millis, frame }
 }
 
-/// The `data` of `history`: `{"limit": 1..=100, "before": "<cursor>"}`, both optional.
+/// The `data` of `history`: `{"limit": 1..=100, "before": "<cursor>"}` or `{"after": <seq>}`.
 #[derive(Deserialize)]
 struct HistoryData<'a> {
     limit: Option<i64>,
     #[serde(borrow)]
     before: Option<Cow<'a, str>>,
+    after: Option<i64>,
 }
 
-/// The page a `history` asks for: its size and its cursor.
-pub fn history_page(data: Option<&RawValue>) -> Result<(i64, Option<i64>), &'static str> {
-    let Some(data) = data else { return Ok((HISTORY_DEFAULT, None)) };
+/// The page a `history` asks for: its size, and which page.
+pub fn history_page(data: Option<&RawValue>) -> Result<(i64, Page), &'static str> {
+    let Some(data) = data else { return Ok((HISTORY_DEFAULT, Page::Before(None))) };
     let page: HistoryData<'_> = serde_json::from_str(data.get())
-        .map_err(|_| "data must be {\"limit\": number, \"before\": cursor}")?;
+        .map_err(|_| "data must be {\"limit\": number, \"before\": cursor} or {\"after\": seq}")?;
     let limit = page.limit.unwrap_or(HISTORY_DEFAULT);
     if !(1..=HISTORY_MAX).contains(&limit) {
         return Err("limit must be 1 to 100");
     }
-    let before = page.before.as_deref().map(parse_cursor).transpose()?;
-    Ok((limit, before))
+    match (page.before.as_deref(), page.after) {
+        (Some(_), Some(_)) => Err("give before or after, not both"),
+        (_, Some(after)) if after < 0 => Err("after must be a seq (0 or more)"),
+        (_, Some(after)) => Ok((limit, Page::After(after))),
+        (before, None) => Ok((limit, Page::Before(before.map(parse_cursor).transpose()?))),
+    }
 }
 
 /// The `data` of `delete`: `{"id": "<message id>", "from": "<sender>"}` (`from` optional).

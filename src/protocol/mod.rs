@@ -12,12 +12,14 @@ mod outbound;
 pub use inbound::{chat_data, history_page, parse_client_frame, Limits};
 pub use outbound::{
     error_frame, history_frame, message_deleted_frame, message_frame, message_frame_at,
-    presence_event_frame, presence_list_frame, reply_frame, token_expiring_frame, PresenceStatus,
+    presence_event_frame, presence_list_frame, reply_frame, room_message_frame,
+    token_expiring_frame, Next, PresenceStatus, Published,
 };
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A serialized server frame. Cloning it bumps a refcount; the bytes are never copied per recipient.
@@ -52,6 +54,16 @@ pub enum MessageType {
 }
 
 impl MessageType {
+    /// The types a back-end service may publish, by name.
+    pub fn parse_published(name: &str) -> Option<Self> {
+        match name {
+            "chat" => Some(Self::Chat),
+            "notification" => Some(Self::Notification),
+            "system" => Some(Self::System),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Chat => "chat",
@@ -140,11 +152,11 @@ pub enum Action {
     Leave(Room),
     /// Who is in the room, and who of them is away.
     Presence(Room),
-    /// A page of the room's stored messages: the newest `limit` before the cursor `before`.
+    /// A page of the room's stored messages (see [`Page`]).
     History {
         room: Room,
         limit: i64,
-        before: Option<i64>,
+        page: Page,
     },
     /// Soft-delete a stored message (`from`: its sender, where two senders used the id).
     Delete {
@@ -163,10 +175,46 @@ pub struct Chat {
     /// The envelope `id`: the client's, or a UUID the server assigned.
     pub id: String,
     /// The envelope `data`, as the client sent it.
-    pub data: Box<str>,
+    pub data: Box<RawValue>,
     /// The envelope `timestamp`, in milliseconds since the Unix epoch.
     pub at: i64,
-    pub frame: Frame,
+    /// The frame, encoded once, for a chat to everyone; a room chat is encoded by the room's home
+    /// shard, with its seq ([`Chat::frame`] encodes it without one).
+    pub frame: Option<Frame>,
+}
+
+impl Chat {
+    /// The chat's frame as `from` sent it, without a seq.
+    pub fn frame(&self, from: &str) -> Frame {
+        self.frame.clone().unwrap_or_else(|| {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.at as u64);
+            let room = self.room.as_deref();
+            message_frame_at(MessageType::Chat, &self.id, room, from, &self.data, at)
+        })
+    }
+}
+
+/// `{"type":"ack","id":...,"seq":N}`: a request done; `seq` for a room message.
+pub fn ack_frame(id: Option<&str>, seq: Option<u64>) -> Frame {
+    let kind = MessageType::Ack;
+    outbound::encode::<()>(&outbound::Envelope {
+        id,
+        kind,
+        room: None,
+        from: None,
+        data: None,
+        timestamp: None,
+        seq,
+        epoch: None,
+    })
+}
+
+/// Which page of a room's history: the newest `limit` before a cursor (`None`: the newest of
+/// all), or the oldest `limit` after a seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Before(Option<i64>),
+    After(i64),
 }
 
 /// The most messages one history page holds, and the page size when none is asked for.

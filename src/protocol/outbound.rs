@@ -25,6 +25,12 @@ pub struct Envelope<'a, D: Serialize> {
     pub data: Option<D>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<&'a str>,
+    /// A room message's place in its room's stream (`None` for everything else).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The name of the room's stream that `seq` counts in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<&'a str>,
 }
 
 fn serialize_type<S: serde::Serializer>(
@@ -61,7 +67,27 @@ pub fn message_frame_at(
     data: &RawValue,
     at: SystemTime,
 ) -> Frame {
+    room_message_frame(Published { kind, id, room, from, data, at, stream: None })
+}
+
+/// What a published message's envelope is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Published<'a> {
+    pub kind: MessageType,
+    pub id: &'a str,
+    pub room: Option<&'a str>,
+    pub from: &'a str,
+    pub data: &'a RawValue,
+    pub at: SystemTime,
+    /// `(seq, epoch)` of a message in a room's stream.
+    pub stream: Option<(u64, &'a str)>,
+}
+
+/// A published message, with its place in the room's stream when it has one.
+pub fn room_message_frame(message: Published<'_>) -> Frame {
+    let Published { kind, id, room, from, data, at, stream } = message;
     let timestamp = super::format_rfc3339(at);
+    let (seq, epoch) = (stream.map(|(seq, _)| seq), stream.map(|(_, epoch)| epoch));
     encode(&Envelope {
         id: Some(id),
         kind,
@@ -69,12 +95,23 @@ pub fn message_frame_at(
         from: Some(from),
         data: Some(data),
         timestamp: Some(&timestamp),
+        seq,
+        epoch,
     })
 }
 
 /// A frame with no data: `{"type":...,"id":...}` (acks, pongs).
 pub fn reply_frame(kind: MessageType, id: Option<&str>) -> Frame {
-    encode::<()>(&Envelope { id, kind, room: None, from: None, data: None, timestamp: None })
+    encode::<()>(&Envelope {
+        id,
+        kind,
+        room: None,
+        from: None,
+        data: None,
+        timestamp: None,
+        seq: None,
+        epoch: None,
+    })
 }
 
 /// `{"type":"error","id":...,"data":{"code":...,"message":...}}`.
@@ -92,6 +129,8 @@ pub fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Frame {
         from: None,
         data: Some(data),
         timestamp: None,
+        seq: None,
+        epoch: None,
     })
 }
 
@@ -111,6 +150,8 @@ pub fn token_expiring_frame(expires_at: SystemTime) -> Frame {
         from: None,
         data: Some(data),
         timestamp: None,
+        seq: None,
+        epoch: None,
     })
 }
 
@@ -136,6 +177,8 @@ pub fn presence_event_frame(room: &str, user: &str, status: PresenceStatus) -> F
         from: None,
         data: Some(EventData { user, status }),
         timestamp: Some(&now_rfc3339()),
+        seq: None,
+        epoch: None,
     })
 }
 
@@ -158,29 +201,52 @@ pub fn presence_list_frame(
         from: None,
         data: Some(ListData { users, away }),
         timestamp: Some(&now_rfc3339()),
+        seq: None,
+        epoch: None,
     })
 }
 
-/// `{"type":"history","id":...,"room":r,"data":{"messages":[...],"next_before":...}}`: `messages`
-/// are the envelopes, each exactly as it went out live.
-pub fn history_frame(
-    id: Option<&str>,
-    room: &str,
-    messages: &[Frame],
-    next_before: Option<i64>,
-) -> Frame {
+/// The cursor to the next page of a history answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The next older page (`None`: this was the oldest).
+    Before(Option<i64>),
+    /// The seq to ask `after` next (`None`: nothing newer was stored when it was read).
+    After(Option<i64>),
+}
+
+/// `{"type":"history","id":...,"room":r,"data":{"messages":[...],"next_before":...}}` (or
+/// `next_after` for a page after a seq): `messages` are the envelopes, exactly as they went out live.
+pub fn history_frame(id: Option<&str>, room: &str, messages: &[Frame], next: Next) -> Frame {
     #[derive(Serialize)]
     struct Page<'a> {
         messages: Vec<&'a RawValue>,
-        next_before: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_before: Option<Option<String>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_after: Option<Option<i64>>,
     }
     let messages = messages
         .iter()
         .filter_map(|frame| serde_json::from_str::<&RawValue>(frame.as_str()).ok())
         .collect();
-    let data = Page { messages, next_before: next_before.map(|pos| pos.to_string()) };
+    let data = match next {
+        Next::Before(pos) => {
+            Page { messages, next_before: Some(pos.map(|pos| pos.to_string())), next_after: None }
+        }
+        Next::After(seq) => Page { messages, next_before: None, next_after: Some(seq) },
+    };
     let kind = MessageType::History;
-    encode(&Envelope { id, kind, room: Some(room), from: None, data: Some(data), timestamp: None })
+    encode(&Envelope {
+        id,
+        kind,
+        room: Some(room),
+        from: None,
+        data: Some(data),
+        timestamp: None,
+        seq: None,
+        epoch: None,
+    })
 }
 
 /// `{"type":"message_deleted","room":r,"data":{"id":...,"from":...}}`, sent to the room.
@@ -192,5 +258,14 @@ pub fn message_deleted_frame(room: &str, id: &str, from: &str) -> Frame {
     }
     let kind = MessageType::MessageDeleted;
     let data = Some(Deleted { id, from });
-    encode(&Envelope { id: None, kind, room: Some(room), from: None, data, timestamp: None })
+    encode(&Envelope {
+        id: None,
+        kind,
+        room: Some(room),
+        from: None,
+        data,
+        timestamp: None,
+        seq: None,
+        epoch: None,
+    })
 }

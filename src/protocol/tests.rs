@@ -25,11 +25,12 @@ fn chat_is_encoded_once_with_server_fields_and_forged_from_ignored() {
     let Action::Chat(chat) = request.action else { panic!("not a chat") };
     assert_eq!(chat.room.as_deref(), Some("lobby"));
     assert_eq!(
-        (chat.id.as_str(), &*chat.data),
+        (chat.id.as_str(), chat.data.get()),
         ("c-1", r#"{"content":"hi"}"#),
         "what the store keeps"
     );
-    let value = json(&chat.frame);
+    assert!(chat.frame.is_none(), "a room chat is encoded by its room's home shard");
+    let value = json(&chat.frame("alice"));
     assert_eq!(value["from"], "alice");
     assert_eq!(value["id"], "c-1");
     assert_eq!(value["data"]["content"], "hi");
@@ -42,7 +43,7 @@ fn chat_without_room_is_global_and_gets_a_generated_id() {
     let request = request(r#"{"type":"chat","room":"","data":{}}"#, "bob");
     let Action::Chat(chat) = request.action else { panic!("not a chat") };
     assert!(chat.room.is_none(), "global");
-    let value = json(&chat.frame);
+    let value = json(chat.frame.as_ref().expect("a chat to everyone is encoded at once"));
     assert_eq!(value["id"].as_str(), Some(chat.id.as_str()));
     assert!(value.get("room").is_none());
     assert_eq!(value["id"].as_str().unwrap().len(), 36);
@@ -128,7 +129,7 @@ fn token_expiring_notice_names_the_expiry_in_rfc_3339() {
 fn assert_answered(text: &str) {
     match parse_client_frame(text, "u", LIMITS) {
         Ok(ClientFrame::Request(ClientRequest { action: Action::Chat(chat), .. })) => {
-            let value = json(&chat.frame);
+            let value = json(&chat.frame("u"));
             assert_eq!((value["type"].as_str(), value["from"].as_str()), (Some("chat"), Some("u")));
         }
         Ok(_) => {}
@@ -183,13 +184,24 @@ fn history_and_delete_requests_are_checked() {
         r#"{"type":"history","room":"r","id":"h","data":{"limit":100,"before":"42"}}"#,
         "u",
     );
-    assert!(matches!(page.action, Action::History { limit: 100, before: Some(42), .. }));
+    assert!(matches!(
+        page.action,
+        Action::History { limit: 100, page: Page::Before(Some(42)), .. }
+    ));
     let default = request(r#"{"type":"history","room":"r"}"#, "u");
-    assert!(matches!(default.action, Action::History { limit: HISTORY_DEFAULT, before: None, .. }));
+    assert!(matches!(
+        default.action,
+        Action::History { limit: HISTORY_DEFAULT, page: Page::Before(None), .. }
+    ));
+    let after = request(r#"{"type":"history","room":"r","data":{"after":7}}"#, "u");
+    assert!(matches!(after.action, Action::History { page: Page::After(7), .. }));
     for bad in [
         r#"{"type":"history","room":"r","data":{"limit":0}}"#,
         r#"{"type":"history","room":"r","data":{"limit":101}}"#,
         r#"{"type":"history","room":"r","data":{"before":"x1"}}"#,
+        r#"{"type":"history","room":"r","data":{"after":-1}}"#,
+        r#"{"type":"history","room":"r","data":{"after":"x"}}"#,
+        r#"{"type":"history","room":"r","data":{"after":1,"before":"2"}}"#,
         r#"{"type":"history","data":{}}"#,
         r#"{"type":"delete","room":"r","data":{}}"#,
         r#"{"type":"delete","room":"r"}"#,

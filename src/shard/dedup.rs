@@ -23,15 +23,15 @@ pub enum Seen {
     New,
     /// Handed to the store, not committed yet: the retry is acked with the original.
     Pending,
-    /// Committed: the retry is acked at once.
-    Stored,
+    /// Committed (with its seq, when it has one): the retry is acked at once.
+    Stored(Option<u64>),
 }
 
 #[derive(Debug)]
 enum State {
     /// Waiting for the commit; the connections to ack then (the sender's, and retries').
     Pending(Vec<ConnId>),
-    Stored,
+    Stored(Option<u64>),
 }
 
 #[derive(Debug, Default)]
@@ -77,7 +77,7 @@ impl Dedup {
         ids.expire(now, self.window);
         match ids.states.get_mut(&(room.clone(), id.to_owned())) {
             None => Seen::New,
-            Some(State::Stored) => Seen::Stored,
+            Some(State::Stored(seq)) => Seen::Stored(*seq),
             Some(State::Pending(waiting)) => {
                 waiting.push(conn);
                 Seen::Pending
@@ -103,11 +103,26 @@ impl Dedup {
 
     /// Marks a chat committed; the connections waiting for its ack (empty when it is not pending
     /// here, e.g. it expired before the commit came back).
-    pub fn stored(&mut self, user: &UserId, room: Option<Room>, id: String) -> Vec<ConnId> {
+    pub fn stored(
+        &mut self,
+        user: &UserId,
+        room: Option<Room>,
+        id: String,
+        seq: Option<u64>,
+    ) -> Vec<ConnId> {
         let state = self.users.get_mut(user).and_then(|ids| ids.states.get_mut(&(room, id)));
-        match state.map(|state| std::mem::replace(state, State::Stored)) {
+        match state.map(|state| std::mem::replace(state, State::Stored(seq))) {
             Some(State::Pending(waiting)) => waiting,
-            Some(State::Stored) | None => Vec::new(),
+            Some(State::Stored(_)) | None => Vec::new(),
+        }
+    }
+
+    /// Forgets a chat that was refused (so a retry is a new message); the connections that waited.
+    pub fn forget(&mut self, user: &UserId, room: Option<Room>, id: String) -> Vec<ConnId> {
+        let ids = self.users.get_mut(user);
+        match ids.and_then(|ids| ids.states.remove(&(room, id))) {
+            Some(State::Pending(waiting)) => waiting,
+            _ => Vec::new(),
         }
     }
 
@@ -147,8 +162,19 @@ mod tests {
             Seen::New,
             "another room, another message"
         );
-        assert_eq!(dedup.stored(&user, room.clone(), "m1".into()), vec![1, 2], "both are acked");
-        assert_eq!(dedup.check(&user, &room, "m1", 3, start), Seen::Stored);
+        assert_eq!(
+            dedup.stored(&user, room.clone(), "m1".into(), Some(7)),
+            vec![1, 2],
+            "both are acked"
+        );
+        assert_eq!(dedup.check(&user, &room, "m1", 3, start), Seen::Stored(Some(7)));
+        dedup.pending(&user, room.clone(), "m2".into(), 1, start);
+        assert_eq!(
+            dedup.forget(&user, room.clone(), "m2".into()),
+            vec![1],
+            "refused: told, then forgotten"
+        );
+        assert_eq!(dedup.check(&user, &room, "m2", 1, start), Seen::New);
         let later = start + window;
         assert_eq!(dedup.check(&user, &room, "m1", 3, later), Seen::New, "the window has passed");
     }

@@ -21,6 +21,7 @@ mod limits;
 pub mod offload;
 mod output;
 mod requests;
+mod stream;
 pub mod thread;
 
 use std::time::Instant;
@@ -39,6 +40,7 @@ use cache::{Connection, LocalCache};
 use dedup::Dedup;
 use limits::{Policy, RateLimits};
 use output::{Held, Output};
+use stream::Streams;
 
 /// The most inbox messages handled before the batch is committed and flushed.
 const BATCH: usize = 256;
@@ -59,6 +61,8 @@ pub struct Shard {
     pending: Vec<Transition>,
     /// The chat ids its users sent recently (idempotent send, with a store).
     dedup: Dedup,
+    /// The streams of the rooms homed on this shard (their seq).
+    streams: Streams,
     shutting_down: bool,
 }
 
@@ -74,7 +78,8 @@ impl Shard {
             (LocalCache::default(), Output::default(), RateLimits::new(policy));
         let dedup = Dedup::new(settings.dedup_window);
         let pending = Vec::new();
-        Self { id, hub, cache, out, limits, pending, dedup, shutting_down: false }
+        let streams = Streams::default();
+        Self { id, hub, cache, out, limits, pending, dedup, streams, shutting_down: false }
     }
 
     fn counters(&self) -> &ShardCounters {
@@ -142,7 +147,12 @@ impl Shard {
                 self.deliver_local(&target, &frame, accepted_at)
             }
             Delivery::Reply { conn, frame } => self.reply(conn, frame),
-            Delivery::Stored { conn, user, room, id } => self.on_stored(conn, &user, room, id),
+            Delivery::Stored { conn, user, room, id, seq } => {
+                self.on_stored(conn, &user, room, id, seq)
+            }
+            Delivery::Sequence(item) => self.sequence(*item),
+            Delivery::Refused { conn, user, room, id } => self.on_refused(conn, &user, room, id),
+            Delivery::StreamLoaded { room, stream } => self.on_stream_loaded(room, stream),
             Delivery::JoinDecided { conn, id, room, decision } => {
                 self.on_join_decided(conn, id, room, decision)
             }

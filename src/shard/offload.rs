@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use super::Shard;
 use crate::mailbox::{ConnId, Delivery, Target};
-use crate::protocol::{self, ErrorCode, Frame, MessageType, Room, UserId};
+use crate::protocol::{self, ErrorCode, Frame, MessageType, Next, Page, Published, Room, UserId};
 use crate::rooms::{self, Verdict};
 use crate::store::ops::{Answer, Outcome, Read, Write};
 use crate::store::{millis, time_of, StoredMessage};
@@ -29,16 +29,12 @@ fn refusal(id: Option<&str>, room: &str, verdict: Verdict) -> Frame {
 
 /// A stored message as the envelope it went out as.
 pub fn stored_frame(message: &StoredMessage) -> Option<Frame> {
-    let kind = match message.kind.as_str() {
-        "chat" => MessageType::Chat,
-        "notification" => MessageType::Notification,
-        "system" => MessageType::System,
-        _ => return None,
-    };
+    let kind = MessageType::parse_published(&message.kind)?;
     let data = serde_json::value::RawValue::from_string(message.data.clone()).ok()?;
     let at = time_of(message.created_at);
-    let room = message.room.as_deref();
-    Some(protocol::message_frame_at(kind, &message.id, room, &message.sender, &data, at))
+    let (id, room, from) = (message.id.as_str(), message.room.as_deref(), message.sender.as_str());
+    let stream = message.stream.as_ref().map(|(seq, epoch)| (*seq as u64, epoch.as_str()));
+    Some(protocol::room_message_frame(Published { kind, id, room, from, data: &data, at, stream }))
 }
 
 impl Shard {
@@ -102,41 +98,44 @@ pub struct History {
     pub user: UserId,
     pub admin: bool,
     pub limit: i64,
-    pub before: Option<i64>,
+    pub page: Page,
 }
 
 /// A page of `room`'s history for `user`: the envelopes, oldest first, and the cursor of the next
-/// older page (`None` on the last). The rules of WebSocket `history` and of the REST endpoint alike.
+/// page. The rules of WebSocket `history` and of the REST endpoint alike.
 pub async fn history_page(
     hub: &crate::hub::Hub,
     request: &History,
-) -> Result<(Vec<Frame>, Option<i64>), Verdict> {
+) -> Result<(Vec<Frame>, Next), Verdict> {
     let store = hub.store().ok_or(Verdict::NotFound)?;
     let user = Some(request.user.as_ref()).filter(|user| !user.is_empty());
     match rooms::may_read(store, &request.room, user, request.admin).await {
         Verdict::Allowed => {}
         verdict => return Err(verdict),
     }
-    let read = Read::History {
-        room: request.room.to_string(),
-        before: request.before,
-        limit: request.limit,
+    let (before, after) = match request.page {
+        Page::Before(before) => (before, None),
+        Page::After(after) => (None, Some(after)),
     };
-    match store.read(read).await {
-        Ok(Answer::Messages(messages)) => {
-            let frames: Vec<Frame> = messages.iter().filter_map(stored_frame).collect();
-            let full = messages.len() as i64 == request.limit;
-            Ok((frames, messages.first().filter(|_| full).map(|m| m.pos)))
-        }
-        _ => Err(Verdict::Unavailable),
-    }
+    let read =
+        Read::History { room: request.room.to_string(), before, after, limit: request.limit };
+    let Ok(Answer::Messages(messages)) = store.read(read).await else {
+        return Err(Verdict::Unavailable);
+    };
+    let frames: Vec<Frame> = messages.iter().filter_map(stored_frame).collect();
+    let full = messages.len() as i64 == request.limit;
+    let next = match request.page {
+        Page::Before(_) => Next::Before(messages.first().filter(|_| full).map(|m| m.pos)),
+        Page::After(_) => Next::After(messages.last().and_then(|m| m.stream.as_ref()).map(|s| s.0)),
+    };
+    Ok((frames, next))
 }
 
 /// A WebSocket `history`: the page, or the error.
 async fn history(hub: &crate::hub::Hub, request: &History) -> Frame {
     let (id, room) = (request.id.as_deref(), &request.room);
     match history_page(hub, request).await {
-        Ok((frames, next_before)) => protocol::history_frame(id, room, &frames, next_before),
+        Ok((frames, next)) => protocol::history_frame(id, room, &frames, next),
         Err(verdict) => refusal(id, room, verdict),
     }
 }

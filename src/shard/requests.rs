@@ -13,7 +13,7 @@ use super::offload::{Deletion, History};
 use super::Shard;
 use crate::auth::Permissions;
 use crate::close;
-use crate::mailbox::{ConnId, Target};
+use crate::mailbox::{ConnId, Origin, Target, ToSequence};
 use crate::protocol::{
     self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, UserId, GLOBAL_ROOM,
 };
@@ -47,10 +47,10 @@ impl Shard {
         match action {
             Action::Chat(chat) => self.chat(conn, id, *chat),
             Action::Join(room) => self.request_join(conn, id, room),
-            Action::History { room, limit, before } => {
+            Action::History { room, limit, page } => {
                 let (user, admin) = self.who_asks(conn)?;
                 let id = id.map(str::to_owned);
-                self.offload_history(conn, History { id, room, user, admin, limit, before });
+                self.offload_history(conn, History { id, room, user, admin, limit, page });
                 None
             }
             Action::Delete { room, id: message, from } => {
@@ -107,15 +107,61 @@ impl Shard {
         if let Some(room) = chat.room.as_ref().filter(|room| !self.cache.is_member(conn, room)) {
             return Some(not_member(id, room));
         }
-        if self.hub.store().is_none() {
-            self.publish(chat.room.map_or(Target::All, Target::Room), chat.frame);
-            return ack(id);
+        match chat.room.clone() {
+            Some(room) if self.sequencing() => self.chat_send_home(conn, id, user, room, chat),
+            _ if self.hub.store().is_none() => {
+                let frame = chat.frame(&user);
+                self.publish(chat.room.map_or(Target::All, Target::Room), frame);
+                ack(id)
+            }
+            _ => self.store_and_publish(conn, id, user, chat),
         }
-        self.store_and_publish(conn, id, user, chat)
     }
 
-    /// With a store: a retry is acked (now, or at the original's commit) and goes no further; a new
-    /// chat is handed to the writer and delivered at once, and acked once it is committed.
+    /// Looks a chat id up; `Err` is the answer to a retry (an ack now, or `None`: at the original's
+    /// commit). A new id is recorded as pending.
+    fn first_time(
+        &mut self,
+        conn: ConnId,
+        id: Option<&str>,
+        user: &UserId,
+        room: &Option<Room>,
+    ) -> Result<(), Option<Frame>> {
+        let Some(id) = id else { return Ok(()) };
+        let now = Instant::now();
+        match self.dedup.check(user, room, id, conn, now) {
+            Seen::Stored(seq) => Err(Some(protocol::ack_frame(Some(id), seq))),
+            Seen::Pending => Err(None),
+            Seen::New => {
+                self.dedup.pending(user, room.clone(), id.to_owned(), conn, now);
+                Ok(())
+            }
+        }
+    }
+
+    /// A room chat goes to the room's home shard, which numbers, stores and publishes it; the ack
+    /// (with the seq) comes once it is in.
+    fn chat_send_home(
+        &mut self,
+        conn: ConnId,
+        id: Option<&str>,
+        user: UserId,
+        room: Room,
+        chat: Chat,
+    ) -> Option<Frame> {
+        if let Err(answer) = self.first_time(conn, id, &user, &Some(room.clone())) {
+            return answer;
+        }
+        let origin = Origin::Connection { shard: self.id, conn, acked: id.is_some() };
+        let Chat { id: message, data, at, .. } = chat;
+        let kind = MessageType::Chat;
+        self.send_home(ToSequence { room, id: message, sender: user, kind, data, at, origin });
+        None
+    }
+
+    /// With a store and no seq (chats to everyone; cluster mode): a retry is acked (now, or at the
+    /// original's commit) and goes no further; a new chat is handed to the writer and delivered at
+    /// once, and acked once it is committed.
     fn store_and_publish(
         &mut self,
         conn: ConnId,
@@ -123,19 +169,15 @@ impl Shard {
         user: UserId,
         chat: Chat,
     ) -> Option<Frame> {
-        let now = Instant::now();
-        if let Some(id) = id {
-            match self.dedup.check(&user, &chat.room, id, conn, now) {
-                Seen::Stored => return ack(Some(id)),
-                Seen::Pending => return None,
-                Seen::New => {}
-            }
+        if let Err(answer) = self.first_time(conn, id, &user, &chat.room) {
+            return answer;
         }
-        let Chat { room, id: message_id, data, at, frame } = chat;
+        let frame = chat.frame(&user);
+        let Chat { room, id: message_id, data, at, .. } = chat;
         let done = match id {
             Some(_) => {
                 let (user, room, id) = (user.clone(), room.clone(), message_id.clone());
-                Completion::Shard { shard: self.id, conn, user, room, id }
+                Completion::Shard { shard: self.id, conn, user, room, id, seq: None }
             }
             None => Completion::None,
         };
@@ -144,36 +186,48 @@ impl Shard {
             room: Some(room.clone().unwrap_or_else(|| Room::from(GLOBAL_ROOM))),
             sender: user.clone(),
             kind: MessageType::Chat.as_str(),
-            data,
+            data: data.get().into(),
             created_at: at,
             metadata: None,
+            stream: None,
         };
         let store = self.hub.store().expect("checked by the caller");
         if store.accept(Write::Message(message), done).is_err() {
+            self.dedup.forget(&user, room, message_id);
             let message = "the message store is unavailable; retry later";
             return Some(protocol::error_frame(id, ErrorCode::Unavailable, message));
-        }
-        if id.is_some() {
-            self.dedup.pending(&user, room.clone(), message_id, conn, now);
         }
         self.publish(room.map_or(Target::All, Target::Room), frame);
         None
     }
 
-    /// A chat of `user` was committed: ack it to its connection and to every retry that waited.
+    /// A chat of `user` is in: ack it (with its seq) to its connection and every retry that waited.
     pub(super) fn on_stored(
         &mut self,
         conn: ConnId,
         user: &UserId,
         room: Option<Room>,
         id: String,
+        seq: Option<u64>,
     ) {
-        let mut waiting = self.dedup.stored(user, room, id.clone());
+        let mut waiting = self.dedup.stored(user, room, id.clone(), seq);
         if waiting.is_empty() {
             waiting.push(conn);
         }
         for conn in waiting {
-            self.reply(conn, protocol::reply_frame(MessageType::Ack, Some(&id)));
+            self.reply(conn, protocol::ack_frame(Some(&id), seq));
+        }
+    }
+
+    /// The room's home could not take a chat: its sender (and any retry) hears `unavailable`.
+    pub(super) fn on_refused(&mut self, conn: ConnId, user: &UserId, room: Room, id: String) {
+        let mut waiting = self.dedup.forget(user, Some(room), id.clone());
+        if waiting.is_empty() {
+            waiting.push(conn);
+        }
+        let message = "the message store is unavailable; retry later";
+        for conn in waiting {
+            self.reply(conn, protocol::error_frame(Some(&id), ErrorCode::Unavailable, message));
         }
     }
 

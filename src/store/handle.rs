@@ -23,7 +23,16 @@ use crate::router::Router;
 #[derive(Debug)]
 pub enum Completion {
     /// A chat: its shard acks the connection and marks the id stored (`Delivery::Stored`).
-    Shard { shard: ShardId, conn: ConnId, user: UserId, room: Option<Room>, id: String },
+    Shard {
+        shard: ShardId,
+        conn: ConnId,
+        user: UserId,
+        room: Option<Room>,
+        id: String,
+        seq: Option<u64>,
+    },
+    /// An HTTP publish into a room waits for its seq.
+    Sequenced { reply: oneshot::Sender<Option<u64>>, seq: u64 },
     /// A caller waits for the outcome.
     Reply(oneshot::Sender<Result<Outcome, StoreError>>),
     /// Nobody waits (presence, rooms created by being joined).
@@ -95,15 +104,20 @@ impl Store {
 
     /// Hands a write to the writer without waiting; refused when the store is down or full.
     pub fn accept(&self, write: Write, done: Completion) -> Result<(), Unavailable> {
+        self.offer(write, done).map_err(|_| Unavailable)
+    }
+
+    /// [`Store::accept`], handing the completion back when refused, so its owner can be told.
+    pub fn offer(&self, write: Write, done: Completion) -> Result<(), Completion> {
         if !self.is_up() {
             self.counters.refused.fetch_add(1, Relaxed);
-            return Err(Unavailable);
+            return Err(done);
         }
         self.counters.queued.fetch_add(1, Relaxed);
-        self.writes.try_send(Job { write, done }).map_err(|_| {
+        self.writes.try_send(Job { write, done }).map_err(|refused| {
             self.counters.queued.fetch_sub(1, Relaxed);
             self.counters.refused.fetch_add(1, Relaxed);
-            Unavailable
+            refused.into_inner().done
         })
     }
 

@@ -209,6 +209,8 @@ pub struct NewMessage {
     pub created_at: Millis,
     /// For messages to users: who they were for, as JSON (`{"to":[...]}`).
     pub metadata: Option<String>,
+    /// A room message's place in its room's stream, and the stream's name.
+    pub stream: Option<(i64, std::sync::Arc<str>)>,
 }
 
 /// A message as stored.
@@ -223,6 +225,8 @@ pub struct StoredMessage {
     pub data: String,
     pub created_at: Millis,
     pub deleted_at: Option<Millis>,
+    /// `(seq, epoch)` of a message in its room's stream.
+    pub stream: Option<(i64, String)>,
 }
 
 /// A room as stored.

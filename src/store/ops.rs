@@ -81,11 +81,17 @@ pub enum Outcome {
 /// A question, answered by a reader.
 #[derive(Debug, Clone)]
 pub enum Read {
-    /// The newest `limit` messages of a room before position `before` (all when `None`), not deleted.
+    /// The newest `limit` messages of a room before position `before` (all when `None`), not
+    /// deleted; with `after`, the oldest `limit` whose seq is above it instead.
     History {
         room: String,
         before: Option<i64>,
+        after: Option<i64>,
         limit: i64,
+    },
+    /// Where a room's stream stands: the epoch and seq of its newest stored message.
+    Stream {
+        room: String,
     },
     /// A room, and the role in it of `user` (when a participant).
     Access {
@@ -110,10 +116,15 @@ pub enum Read {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Messages(Vec<StoredMessage>),
-    Access { room: Option<RoomInfo>, role: Option<Role> },
+    Access {
+        room: Option<RoomInfo>,
+        role: Option<Role>,
+    },
     Rooms(Vec<RoomInfo>),
     Participants(Vec<Participant>),
     LastSeen(Option<Millis>),
+    /// `None`: the room has no message with a seq yet.
+    Stream(Option<(String, i64)>),
 }
 
 #[derive(Deserialize)]
@@ -301,7 +312,21 @@ fn role_of(engine: &mut dyn Engine, room: &str, user: &str) -> Result<Option<Rol
 /// Answers one read.
 pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> {
     match read {
-        Read::History { room, before, limit } => history(engine, room, *before, *limit),
+        Read::History { room, before, after: None, limit } => {
+            history(engine, room, *before, *limit)
+        }
+        Read::History { room, after: Some(after), limit, .. } => {
+            after_seq(engine, room, *after, *limit)
+        }
+        Read::Stream { room } => {
+            let rows = engine.query(
+                "SELECT epoch, seq FROM chat_messages WHERE room = ?1 AND seq IS NOT NULL \
+                 ORDER BY seq DESC LIMIT 1",
+                &[text(room)],
+            )?;
+            let newest = rows.first().map(|row| Ok((row[0].text()?, row[1].int()?)));
+            newest.transpose().map(Answer::Stream)
+        }
         Read::Access { room, user } => {
             let rows = engine.query(
                 "SELECT id, type, created_at, created_by, metadata FROM chat_rooms WHERE id = ?1",
@@ -346,7 +371,7 @@ fn history(
     limit: i64,
 ) -> Result<Answer, StoreError> {
     let rows = engine.query(
-        "SELECT pos, id, room, sender, message_type, data, created_at, deleted_at \
+        "SELECT pos, id, room, sender, message_type, data, created_at, deleted_at, seq, epoch \
          FROM chat_messages WHERE room = ?1 AND pos < ?2 AND deleted_at IS NULL \
          ORDER BY pos DESC LIMIT ?3",
         &[text(room), int(before.unwrap_or(i64::MAX)), int(limit)],
@@ -355,6 +380,22 @@ fn history(
         rows.iter().map(|row| message_of(row)).collect::<Result<_, _>>()?;
     messages.reverse();
     Ok(Answer::Messages(messages))
+}
+
+/// The oldest `limit` messages of `room` whose seq is above `after`, not deleted, in seq order.
+fn after_seq(
+    engine: &mut dyn Engine,
+    room: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Answer, StoreError> {
+    let rows = engine.query(
+        "SELECT pos, id, room, sender, message_type, data, created_at, deleted_at, seq, epoch \
+         FROM chat_messages WHERE room = ?1 AND seq > ?2 AND deleted_at IS NULL \
+         ORDER BY seq LIMIT ?3",
+        &[text(room), int(after), int(limit)],
+    )?;
+    rows.iter().map(|row| message_of(row)).collect::<Result<_, _>>().map(Answer::Messages)
 }
 
 fn message_of(row: &[Value]) -> Result<StoredMessage, StoreError> {
@@ -367,6 +408,10 @@ fn message_of(row: &[Value]) -> Result<StoredMessage, StoreError> {
         data: row[5].text()?,
         created_at: row[6].int()?,
         deleted_at: row[7].opt_int()?,
+        stream: match (row[8].opt_int()?, row[9].opt_text()?) {
+            (Some(seq), Some(epoch)) => Some((seq, epoch)),
+            _ => None,
+        },
     })
 }
 

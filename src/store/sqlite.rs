@@ -107,9 +107,9 @@ impl Engine for Sqlite {
         let mut statement = self
             .conn
             .prepare_cached(
-                "INSERT INTO chat_messages \
-                 (id, room, sender, message_type, content, data, created_at, updated_at, metadata) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) \
+                "INSERT INTO chat_messages (id, room, sender, message_type, content, data, \
+                 created_at, updated_at, metadata, seq, epoch) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10) \
                  ON CONFLICT (room, sender, id) DO NOTHING",
             )
             .map_err(unavailable)?;
@@ -126,6 +126,8 @@ impl Engine for Sqlite {
                     message.data.as_ref(),
                     message.created_at,
                     message.metadata,
+                    message.stream.as_ref().map(|(seq, _)| *seq),
+                    message.stream.as_ref().map(|(_, epoch)| epoch.as_ref()),
                 ])
                 .map_err(unavailable)?;
         }

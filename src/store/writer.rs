@@ -162,10 +162,11 @@ impl Writer {
 
     fn complete(&self, done: Completion, outcome: Outcome) {
         match done {
-            Completion::Shard { shard, conn, user, room, id } => {
-                let stored = Delivery::Stored { conn, user, room, id };
+            Completion::Shard { shard, conn, user, room, id, seq } => {
+                let stored = Delivery::Stored { conn, user, room, id, seq };
                 self.router.deliver(shard, stored);
             }
+            Completion::Sequenced { reply, seq } => drop(reply.send(Some(seq))),
             Completion::Reply(reply) => drop(reply.send(Ok(outcome))),
             Completion::None => {}
         }

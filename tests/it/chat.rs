@@ -43,8 +43,10 @@ async fn sender_gets_its_own_message_and_an_ack_with_its_id() {
     assert_eq!(echo["from"], "alice");
     assert_eq!(echo["room"], "lobby");
     assert!(echo["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(echo["seq"], 1, "the room's first message");
+    assert!(echo["epoch"].as_str().is_some_and(|epoch| !epoch.is_empty()));
     let ack = alice.recv_type("ack").await;
-    assert_eq!(ack, json!({"type": "ack", "id": "c-1"}));
+    assert_eq!(ack, json!({"type": "ack", "id": "c-1", "seq": 1}));
 }
 
 #[tokio::test]

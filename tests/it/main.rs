@@ -16,4 +16,5 @@ mod redis_server;
 mod refresh;
 mod shutdown;
 mod store;
+mod streams;
 mod tls;

@@ -23,6 +23,7 @@ fn message(room: &str, sender: &str, id: &str, at: i64) -> NewMessage {
         data: format!(r#"{{"content":"{id}"}}"#).into(),
         created_at: at,
         metadata: None,
+        stream: None,
     }
 }
 
@@ -45,7 +46,7 @@ fn history(
     limit: i64,
 ) -> Vec<(i64, String)> {
     let Answer::Messages(messages) =
-        read(engine, Read::History { room: room.into(), before, limit })
+        read(engine, Read::History { room: room.into(), before, after: None, limit })
     else {
         panic!("not messages")
     };
@@ -56,11 +57,12 @@ fn history(
 fn conformance(url: &DatabaseUrl) {
     let mut engine = url.connect().expect("open the database");
     let engine = engine.as_mut();
-    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![1, 2]);
+    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![1, 2, 3]);
     assert!(migrations::migrate(engine, migrations::latest()).unwrap().is_empty(), "idempotent");
     transactions_are_all_or_nothing(engine);
     rooms_and_participants(engine);
     messages_are_stored_once_and_paged(engine);
+    streams_keep_their_seq_and_epoch(engine);
     deletes_follow_the_rules(engine);
     retention_and_presence(engine);
 }
@@ -183,6 +185,33 @@ fn messages_are_stored_once_and_paged(engine: &mut dyn Engine) {
     assert_eq!(oldest[0].1, "m0");
 }
 
+fn streams_keep_their_seq_and_epoch(engine: &mut dyn Engine) {
+    let epoch: Arc<str> = Arc::from("e1");
+    assert_eq!(read(engine, Read::Stream { room: "numbered".into() }), Answer::Stream(None));
+    let writes = (1..=5)
+        .map(|seq| {
+            let stream = Some((seq, Arc::clone(&epoch)));
+            Write::Message(NewMessage {
+                stream,
+                ..message("numbered", "alice", &format!("s{seq}"), 1_000 + seq)
+            })
+        })
+        .collect();
+    commit(engine, writes);
+    assert_eq!(
+        read(engine, Read::Stream { room: "numbered".into() }),
+        Answer::Stream(Some(("e1".into(), 5)))
+    );
+    let after = Read::History { room: "numbered".into(), before: None, after: Some(3), limit: 10 };
+    let Answer::Messages(page) = read(engine, after) else { panic!("not messages") };
+    let streams: Vec<Option<(i64, String)>> = page.into_iter().map(|m| m.stream).collect();
+    assert_eq!(
+        streams,
+        [Some((4, "e1".to_owned())), Some((5, "e1".to_owned()))],
+        "after a seq, in seq order"
+    );
+}
+
 fn deletes_follow_the_rules(engine: &mut dyn Engine) {
     let delete = |id: &str, sender: Option<&str>, caller: &str, admin: bool| Write::Delete {
         room: "team".into(),
@@ -252,11 +281,15 @@ fn upgrades_in_place(url: &DatabaseUrl) {
     let mut engine = url.connect().unwrap();
     let engine = engine.as_mut();
     assert_eq!(migrations::migrate(engine, 1).unwrap(), vec![1]);
-    commit(engine, vec![Write::Message(message("old", "alice", "kept", 5))]);
+    // As an older binary wrote it: the first schema's columns only.
+    let old_row =
+        "INSERT INTO chat_messages (id, room, sender, message_type, data, created_at, updated_at) \
+                   VALUES ('kept', 'old', 'alice', 'chat', '{}', 5, 5)";
+    engine.execute(old_row, &[]).unwrap();
     assert!(engine.query("SELECT COUNT(*) FROM chat_presence", &[]).is_err(), "not there yet");
     let mut engine = url.connect().unwrap();
     let engine = engine.as_mut();
-    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![2]);
+    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![2, 3]);
     assert_eq!(migrations::current_version(engine).unwrap(), MIGRATIONS.len() as i64);
     assert_eq!(history(engine, "old", None, 10).len(), 1, "the old data is still there");
     assert_eq!(

@@ -1,0 +1,242 @@
+//! A room's stream: the home shard of a room alone numbers its messages, so every member receives
+//! them in `seq` order, with no gap.
+//!
+//! Owns: per room homed on this shard, the stream's `epoch` (its name: it changes when the stream
+//! starts again without its history) and its last `seq`; and the room messages waiting while the
+//! stream is read from the store. The home of a room is found by hashing its name, as a user's
+//! shard is found from its id. Must not: number a room it is not the home of.
+//!
+//! A room message reaches its home (a hop when the sender's shard is another), which stamps it,
+//! encodes it once with its seq, hands it to the store (when there is one) and publishes it: to its
+//! own members, then one delivery to every other shard with members. Deliveries between two shards
+//! keep their order, so the seq order holds at every member. The sender's shard acks (with the seq)
+//! once the home says the message is in: committed with a store, stamped without one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::Shard;
+use crate::mailbox::{Delivery, Origin, Target, ToSequence};
+use crate::protocol::{self, Published, Room};
+use crate::store::ops::{Answer, Read, Write};
+use crate::store::{time_of, Completion, NewMessage};
+
+/// Where a room's stream stands on its home shard.
+#[derive(Debug)]
+enum Stream {
+    /// Read from the store; the messages that came meanwhile wait, in order.
+    Loading(Vec<ToSequence>),
+    Ready {
+        epoch: Arc<str>,
+        last: u64,
+    },
+}
+
+/// The streams of the rooms homed on one shard.
+#[derive(Debug, Default)]
+pub struct Streams {
+    rooms: HashMap<Room, Stream>,
+}
+
+/// A new stream's name: it starts again from seq 1.
+fn new_epoch() -> Arc<str> {
+    Arc::from(&uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+impl Shard {
+    /// Whether room messages are numbered here (standalone; cluster mode stamps nothing yet).
+    pub(super) fn sequencing(&self) -> bool {
+        !self.hub.broker().decides_presence()
+    }
+
+    /// Hands a room message to its room's home shard (this one, or another).
+    pub(super) fn send_home(&mut self, item: ToSequence) {
+        let home = self.hub.router().shard_of_user(&item.room);
+        if home == self.id {
+            self.sequence(item);
+        } else {
+            self.hub.router().deliver(home, Delivery::Sequence(Box::new(item)));
+        }
+    }
+
+    /// A room message homed here: stamped now, or once the room's stream is read from the store.
+    pub(super) fn sequence(&mut self, item: ToSequence) {
+        match self.streams.rooms.get_mut(&item.room) {
+            Some(Stream::Ready { .. }) => self.stamp(item),
+            Some(Stream::Loading(waiting)) => waiting.push(item),
+            None if self.hub.store().is_some() => {
+                let room = item.room.clone();
+                self.streams.rooms.insert(room.clone(), Stream::Loading(vec![item]));
+                self.load_stream(room);
+            }
+            None => {
+                let stream = Stream::Ready { epoch: new_epoch(), last: 0 };
+                self.streams.rooms.insert(item.room.clone(), stream);
+                self.stamp(item);
+            }
+        }
+    }
+
+    /// Reads where the room's stream stands in the store, off the shard.
+    fn load_stream(&self, room: Room) {
+        let (hub, shard) = (self.hub.clone(), self.id);
+        tokio::spawn(async move {
+            let Some(store) = hub.store() else { return };
+            let stream = match store.read(Read::Stream { room: room.to_string() }).await {
+                Ok(Answer::Stream(found)) => Ok(found),
+                _ => Err(()),
+            };
+            hub.router().deliver(shard, Delivery::StreamLoaded { room, stream });
+        });
+    }
+
+    /// The stream is read: the waiting messages are stamped in order (or refused when the store
+    /// could not be read; the next message tries again).
+    pub(super) fn on_stream_loaded(
+        &mut self,
+        room: Room,
+        stream: Result<Option<(String, i64)>, ()>,
+    ) {
+        let Some(Stream::Loading(waiting)) = self.streams.rooms.remove(&room) else { return };
+        let ready = match stream {
+            Ok(Some((epoch, last))) => Stream::Ready { epoch: Arc::from(epoch), last: last as u64 },
+            Ok(None) => Stream::Ready { epoch: new_epoch(), last: 0 },
+            Err(()) => {
+                waiting.into_iter().for_each(|item| self.refuse(item));
+                return;
+            }
+        };
+        self.streams.rooms.insert(room, ready);
+        waiting.into_iter().for_each(|item| self.stamp(item));
+    }
+
+    /// Numbers the message, encodes it once, hands it to the store and publishes it.
+    fn stamp(&mut self, item: ToSequence) {
+        let Some(Stream::Ready { epoch, last }) = self.streams.rooms.get(&item.room) else {
+            unreachable!("stamped only once the stream is ready")
+        };
+        let (seq, epoch) = (last + 1, Arc::clone(epoch));
+        let ToSequence { room, id, sender, kind, data, at, origin } = item;
+        let frame = protocol::room_message_frame(Published {
+            kind,
+            id: &id,
+            room: Some(&room),
+            from: &sender,
+            data: &data,
+            at: time_of(at),
+            stream: Some((seq, &epoch)),
+        });
+        // With a store, the writer tells the origin once committed; without, it is told here.
+        let untold = match self.hub.store() {
+            None => Some(origin),
+            Some(store) => {
+                let sent_by = match &origin {
+                    Origin::Connection { shard, conn, .. } => Some((*shard, *conn)),
+                    Origin::Waiting(_) => None,
+                };
+                let message = NewMessage {
+                    id: id.clone(),
+                    room: Some(room.clone()),
+                    sender: sender.clone(),
+                    kind: kind.as_str(),
+                    data: data.get().into(),
+                    created_at: at,
+                    metadata: None,
+                    stream: Some((seq as i64, Arc::clone(&epoch))),
+                };
+                let done = self.completion(origin, &room, &id, &sender, seq);
+                if let Err(refused) = store.offer(Write::Message(message), done) {
+                    match (sent_by, refused) {
+                        (Some((shard, conn)), _) => {
+                            self.tell_refused(shard, conn, &room, &id, &sender)
+                        }
+                        (None, Completion::Sequenced { reply, .. }) => drop(reply.send(None)),
+                        (None, _) => {}
+                    }
+                    return;
+                }
+                None
+            }
+        };
+        if let Some(Stream::Ready { last, .. }) = self.streams.rooms.get_mut(&room) {
+            *last = seq;
+        }
+        self.publish(Target::Room(room.clone()), frame);
+        if let Some(origin) = untold {
+            self.tell_stamped(origin, &room, id, &sender, seq);
+        }
+    }
+
+    /// What the writer does once the message is committed.
+    fn completion(
+        &self,
+        origin: Origin,
+        room: &Room,
+        id: &str,
+        sender: &protocol::UserId,
+        seq: u64,
+    ) -> Completion {
+        match origin {
+            Origin::Connection { shard, conn, acked: true } => Completion::Shard {
+                shard,
+                conn,
+                user: sender.clone(),
+                room: Some(room.clone()),
+                id: id.to_owned(),
+                seq: Some(seq),
+            },
+            Origin::Connection { .. } => Completion::None,
+            Origin::Waiting(reply) => Completion::Sequenced { reply, seq },
+        }
+    }
+
+    /// Without a store, a message is in once stamped.
+    fn tell_stamped(
+        &mut self,
+        origin: Origin,
+        room: &Room,
+        id: String,
+        sender: &protocol::UserId,
+        seq: u64,
+    ) {
+        match origin {
+            Origin::Connection { shard, conn, acked: true } => {
+                let (user, room, seq) = (sender.clone(), Some(room.clone()), Some(seq));
+                if shard == self.id {
+                    self.on_stored(conn, &user, room, id, seq);
+                } else {
+                    self.hub
+                        .router()
+                        .deliver(shard, Delivery::Stored { conn, user, room, id, seq });
+                }
+            }
+            Origin::Connection { .. } => {}
+            Origin::Waiting(reply) => drop(reply.send(Some(seq))),
+        }
+    }
+
+    fn refuse(&mut self, item: ToSequence) {
+        match item.origin {
+            Origin::Connection { shard, conn, .. } => {
+                self.tell_refused(shard, conn, &item.room, &item.id, &item.sender)
+            }
+            Origin::Waiting(reply) => drop(reply.send(None)),
+        }
+    }
+
+    fn tell_refused(
+        &mut self,
+        shard: usize,
+        conn: u64,
+        room: &Room,
+        id: &str,
+        sender: &protocol::UserId,
+    ) {
+        let (user, room, id) = (sender.clone(), room.clone(), id.to_owned());
+        if shard == self.id {
+            self.on_refused(conn, &user, room, id);
+        } else {
+            self.hub.router().deliver(shard, Delivery::Refused { conn, user, room, id });
+        }
+    }
+}
