@@ -157,6 +157,11 @@ pub struct Config {
     #[arg(long, env = "RETENTION_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub retention_interval: Duration,
 
+    /// Messages kept in memory per room for resumes (`join` with `since`); older ones come from
+    /// the store, when there is one.
+    #[arg(long, env = "RECOVERY_WINDOW", default_value_t = 100)]
+    pub recovery_window: usize,
+
     /// Most writes the store commits in one transaction. Large, so a burst costs few commits: a
     /// commit rewrites every index page it touches, whatever the batch's size.
     #[arg(long, env = "STORE_BATCH", default_value_t = 16_384)]

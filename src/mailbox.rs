@@ -16,7 +16,7 @@ use crate::close::CloseReason;
 use serde_json::value::RawValue;
 
 use crate::directory::ShardId;
-use crate::protocol::{ClientRequest, Frame, MessageType, Room, UserId};
+use crate::protocol::{ClientRequest, Frame, MessageType, Resumed, Room, Since, UserId};
 
 /// A connection's id, unique within the process.
 pub type ConnId = u64;
@@ -106,6 +106,21 @@ pub enum Delivery {
         room: Room,
         id: String,
     },
+    /// A member asks the room's home for the messages after a seq (resume).
+    Replay(Box<ReplayRequest>),
+    /// The store's part of a replay, back at the room's home: the messages up to a seq (`Err`: the
+    /// store could not say).
+    ReplayLoaded {
+        request: Box<ReplayRequest>,
+        stored: Result<(u64, Vec<(u64, Frame)>), ()>,
+    },
+    /// The home's answer to a replay, at the member's shard: ack the join, send the messages.
+    Replayed {
+        conn: ConnId,
+        room: Room,
+        id: Option<String>,
+        replay: Replay,
+    },
     /// Where a room's stream stands in the store (epoch and last seq; `Ok(None)`: no message yet;
     /// `Err`: the store could not say).
     StreamLoaded {
@@ -118,6 +133,8 @@ pub enum Delivery {
         conn: ConnId,
         id: Option<String>,
         room: Room,
+        /// A resuming join: replay after this point once joined.
+        since: Option<Since>,
         decision: Result<(), Frame>,
     },
     /// `user` is no longer a participant of `room`: every connection of it leaves the room.
@@ -141,6 +158,29 @@ pub struct ToSequence {
     /// The envelope `timestamp`, in milliseconds since the Unix epoch.
     pub at: i64,
     pub origin: Origin,
+}
+
+/// A resume, on its way to the room's home shard.
+#[derive(Debug)]
+pub struct ReplayRequest {
+    pub room: Room,
+    pub since: Since,
+    /// The member's shard and connection, and the join's id.
+    pub shard: ShardId,
+    pub conn: ConnId,
+    pub id: Option<String>,
+}
+
+/// What a replay found.
+#[derive(Debug)]
+pub enum Replay {
+    /// Every message after the resume point, in seq order.
+    Recovered(Vec<Frame>),
+    NotRecovered(Resumed),
+    /// The resume point is ahead of the stream.
+    Ahead {
+        seq: u64,
+    },
 }
 
 /// Who hears how a room message fared.

@@ -13,8 +13,8 @@ use serde_json::value::RawValue;
 use super::outbound::message_frame_at;
 use super::{
     new_message_id, parse_cursor, validate_room, Action, Chat, ClientFrame, ClientRequest,
-    ErrorCode, MessageType, Page, Rejection, Room, HISTORY_DEFAULT, HISTORY_MAX, MAX_DATA_DEPTH,
-    MAX_NAME_CHARS,
+    ErrorCode, MessageType, Page, Rejection, Room, Since, HISTORY_DEFAULT, HISTORY_MAX,
+    MAX_DATA_DEPTH, MAX_NAME_CHARS,
 };
 
 /// The fields a client frame may carry; anything else (such as a forged `from`) is ignored.
@@ -83,7 +83,12 @@ pub fn parse_client_frame(
                 delete_target(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
             Action::Delete { room: require_room(room)?, id: message, from }
         }
-        "join" => Action::Join(require_room(room)?),
+        "join" => {
+            match resume_point(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))? {
+                Some(since) => Action::Resume { room: require_room(room)?, since },
+                None => Action::Join(require_room(room)?),
+            }
+        }
         "leave" => Action::Leave(require_room(room)?),
         "presence" => Action::Presence(require_room(room)?),
         "ping" => Action::Ping,
@@ -137,6 +142,32 @@ pub fn history_page(data: Option<&RawValue>) -> Result<(i64, Page), &'static str
         (_, Some(after)) => Ok((limit, Page::After(after))),
         (before, None) => Ok((limit, Page::Before(before.map(parse_cursor).transpose()?))),
     }
+}
+
+/// The `data` of a `join` that resumes: `{"since": {"seq": N, "epoch": "E"}}`.
+#[derive(Deserialize)]
+struct JoinData<'a> {
+    #[serde(borrow)]
+    since: Option<SinceData<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SinceData<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    epoch: Cow<'a, str>,
+}
+
+/// Where a `join` resumes from, when it does.
+fn resume_point(data: Option<&RawValue>) -> Result<Option<Since>, &'static str> {
+    let Some(data) = data else { return Ok(None) };
+    let join: JoinData<'_> = serde_json::from_str(data.get())
+        .map_err(|_| "data.since must be {\"seq\": number, \"epoch\": string}")?;
+    let Some(since) = join.since else { return Ok(None) };
+    if since.epoch.is_empty() || since.epoch.chars().count() > MAX_NAME_CHARS {
+        return Err("since.epoch must be 1-128 characters");
+    }
+    Ok(Some(Since { seq: since.seq, epoch: since.epoch.into_owned() }))
 }
 
 /// The `data` of `delete`: `{"id": "<message id>", "from": "<sender>"}` (`from` optional).

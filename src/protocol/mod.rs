@@ -12,8 +12,8 @@ mod outbound;
 pub use inbound::{chat_data, history_page, parse_client_frame, Limits};
 pub use outbound::{
     error_frame, history_frame, message_deleted_frame, message_frame, message_frame_at,
-    presence_event_frame, presence_list_frame, reply_frame, room_message_frame,
-    token_expiring_frame, Next, PresenceStatus, Published,
+    presence_event_frame, presence_list_frame, reply_frame, resumed_frame, room_message_frame,
+    token_expiring_frame, Next, PresenceStatus, Published, Resumed,
 };
 
 use std::sync::Arc;
@@ -47,6 +47,8 @@ pub enum MessageType {
     History,
     /// A stored message was deleted.
     MessageDeleted,
+    /// The answer to a join without an id that resumed a stream.
+    Joined,
     Notification,
     System,
     Error,
@@ -69,6 +71,7 @@ impl MessageType {
             Self::Chat => "chat",
             Self::History => "history",
             Self::MessageDeleted => "message_deleted",
+            Self::Joined => "joined",
             Self::Presence => "presence",
             Self::Ack => "ack",
             Self::Notification => "notification",
@@ -152,6 +155,11 @@ pub enum Action {
     Leave(Room),
     /// Who is in the room, and who of them is away.
     Presence(Room),
+    /// Join `room` and get every message after `since` first (reconnect recovery).
+    Resume {
+        room: Room,
+        since: Since,
+    },
     /// A page of the room's stored messages (see [`Page`]).
     History {
         room: Room,
@@ -207,6 +215,13 @@ pub fn ack_frame(id: Option<&str>, seq: Option<u64>) -> Frame {
         seq,
         epoch: None,
     })
+}
+
+/// Where a client left a room's stream: the last seq it got, in which epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Since {
+    pub seq: u64,
+    pub epoch: String,
 }
 
 /// Which page of a room's history: the newest `limit` before a cursor (`None`: the newest of

@@ -269,3 +269,48 @@ pub fn message_deleted_frame(room: &str, id: &str, from: &str) -> Frame {
         epoch: None,
     })
 }
+
+/// How a resume went: every message after `since` follows, or the client must reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resumed {
+    Recovered,
+    /// `reason` (`too_old`, `epoch_changed`, `no_history`), and where the stream stands now.
+    NotRecovered {
+        reason: &'static str,
+        seq: u64,
+        epoch: String,
+    },
+}
+
+/// The answer to a resuming join: `{"type":"ack","id":...,"room":r,"data":{"recovered":...}}`, or
+/// `"type":"joined"` when the join had no id.
+pub fn resumed_frame(id: Option<&str>, room: &str, resumed: &Resumed) -> Frame {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        recovered: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
+    }
+    let data = match resumed {
+        Resumed::Recovered => Data { recovered: true, reason: None, seq: None, epoch: None },
+        Resumed::NotRecovered { reason, seq, epoch } => {
+            Data { recovered: false, reason: Some(reason), seq: Some(*seq), epoch: Some(epoch) }
+        }
+    };
+    let kind = if id.is_some() { MessageType::Ack } else { MessageType::Joined };
+    let room = Some(room);
+    encode(&Envelope {
+        id,
+        kind,
+        room,
+        from: None,
+        data: Some(data),
+        timestamp: None,
+        seq: None,
+        epoch: None,
+    })
+}

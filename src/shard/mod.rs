@@ -21,6 +21,7 @@ mod limits;
 pub mod offload;
 mod output;
 mod requests;
+mod resume;
 mod stream;
 pub mod thread;
 
@@ -40,6 +41,7 @@ use cache::{Connection, LocalCache};
 use dedup::Dedup;
 use limits::{Policy, RateLimits};
 use output::{Held, Output};
+use resume::Resuming;
 use stream::Streams;
 
 /// The most inbox messages handled before the batch is committed and flushed.
@@ -63,6 +65,8 @@ pub struct Shard {
     dedup: Dedup,
     /// The streams of the rooms homed on this shard (their seq).
     streams: Streams,
+    /// Connections whose resume of a room is in flight: their live room messages are dropped.
+    resuming: Resuming,
     shutting_down: bool,
 }
 
@@ -78,8 +82,9 @@ impl Shard {
             (LocalCache::default(), Output::default(), RateLimits::new(policy));
         let dedup = Dedup::new(settings.dedup_window);
         let pending = Vec::new();
-        let streams = Streams::default();
-        Self { id, hub, cache, out, limits, pending, dedup, streams, shutting_down: false }
+        let (streams, resuming) = (Streams::default(), Resuming::default());
+        let shutting_down = false;
+        Self { id, hub, cache, out, limits, pending, dedup, streams, resuming, shutting_down }
     }
 
     fn counters(&self) -> &ShardCounters {
@@ -153,8 +158,13 @@ impl Shard {
             Delivery::Sequence(item) => self.sequence(*item),
             Delivery::Refused { conn, user, room, id } => self.on_refused(conn, &user, room, id),
             Delivery::StreamLoaded { room, stream } => self.on_stream_loaded(room, stream),
-            Delivery::JoinDecided { conn, id, room, decision } => {
-                self.on_join_decided(conn, id, room, decision)
+            Delivery::JoinDecided { conn, id, room, since, decision } => {
+                self.on_join_decided(conn, id, (room, since), decision)
+            }
+            Delivery::Replay(request) => self.replay(*request),
+            Delivery::ReplayLoaded { request, stored } => self.on_replay_loaded(*request, stored),
+            Delivery::Replayed { conn, room, id, replay } => {
+                self.on_replayed(conn, room, id, replay)
             }
             Delivery::Kick { user, room } => self.kick(&user, &room),
             Delivery::Query(query) => self.answer(query),
@@ -205,7 +215,15 @@ impl Shard {
         let mut send =
             |(conn, outbox): (ConnId, &Outbox)| out.send_to(conn, outbox, frame.clone(), counters);
         match target {
-            Target::Room(room) => self.cache.room_outboxes(room).for_each(&mut send),
+            Target::Room(room) if self.resuming.is_empty() => {
+                self.cache.room_outboxes(room).for_each(&mut send)
+            }
+            Target::Room(room) => {
+                let resuming = &self.resuming;
+                let live =
+                    |(conn, _): &(ConnId, &Outbox)| !resuming.contains(&(*conn, room.clone()));
+                self.cache.room_outboxes(room).filter(live).for_each(&mut send)
+            }
             Target::User(user) => self.cache.user_outboxes(user).for_each(&mut send),
             Target::Users(users) => {
                 users.iter().flat_map(|u| self.cache.user_outboxes(u)).for_each(&mut send)
@@ -356,11 +374,11 @@ impl Shard {
     }
 
     fn release_held(&mut self) {
-        let counters = self.hub.metrics().shard(self.id);
         for held in self.out.release() {
             match held {
                 Held::Local { conn, frame } => {
                     if let Some(connection) = self.cache.get(conn) {
+                        let counters = self.hub.metrics().shard(self.id);
                         self.out.push_now(conn, &connection.outbox, frame, counters);
                     }
                 }
@@ -368,6 +386,8 @@ impl Shard {
                     self.hub.router().route(target, frame, accepted_at, Some(from))
                 }
                 Held::Registered(registered) => drop(registered.send(true)),
+                Held::Deliver { shard, delivery } if shard == self.id => self.on_delivery(delivery),
+                Held::Deliver { shard, delivery } => self.hub.router().deliver(shard, delivery),
             }
         }
     }

@@ -9,7 +9,9 @@ use std::time::SystemTime;
 
 use super::Shard;
 use crate::mailbox::{ConnId, Delivery, Target};
-use crate::protocol::{self, ErrorCode, Frame, MessageType, Next, Page, Published, Room, UserId};
+use crate::protocol::{
+    self, ErrorCode, Frame, MessageType, Next, Page, Published, Room, Since, UserId,
+};
 use crate::rooms::{self, Verdict};
 use crate::store::ops::{Answer, Outcome, Read, Write};
 use crate::store::{millis, time_of, StoredMessage};
@@ -25,6 +27,17 @@ fn refusal(id: Option<&str>, room: &str, verdict: Verdict) -> Frame {
         }
     };
     protocol::error_frame(id, code, &message)
+}
+
+/// A refused resume is a bad request (a room the client may not join has no stream for it).
+pub fn resume_refusal(id: Option<&str>, room: &str, verdict: Verdict) -> Frame {
+    match verdict {
+        Verdict::Unavailable => refusal(id, room, verdict),
+        _ => {
+            let message = format!("since names room {room}, which this user may not join");
+            protocol::error_frame(id, ErrorCode::BadRequest, &message)
+        }
+    }
 }
 
 /// A stored message as the envelope it went out as.
@@ -56,7 +69,7 @@ impl Shard {
         &self,
         conn: ConnId,
         id: Option<String>,
-        room: Room,
+        (room, since): (Room, Option<Since>),
         user: UserId,
         admin: bool,
     ) {
@@ -65,9 +78,11 @@ impl Shard {
             let Some(store) = hub.store() else { return };
             let decision = match rooms::may_join(store, &room, &user, admin).await {
                 Verdict::Allowed => Ok(()),
+                verdict if since.is_some() => Err(resume_refusal(id.as_deref(), &room, verdict)),
                 verdict => Err(refusal(id.as_deref(), &room, verdict)),
             };
-            hub.router().deliver(shard, Delivery::JoinDecided { conn, id, room, decision });
+            let decided = Delivery::JoinDecided { conn, id, room, since, decision };
+            hub.router().deliver(shard, decided);
         });
     }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::directory::ShardId;
-use crate::mailbox::{ConnId, Outbox, Target};
+use crate::mailbox::{ConnId, Delivery, Outbox, Target};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::Frame;
 
@@ -21,6 +21,8 @@ pub enum Held {
     Route { target: Target, frame: Frame, accepted_at: Instant, from: ShardId },
     /// A registration to confirm, which lets the HTTP side answer `101`.
     Registered(oneshot::Sender<bool>),
+    /// A delivery to a shard that must find this one in the directory (a resume's request).
+    Deliver { shard: ShardId, delivery: Delivery },
 }
 
 #[derive(Debug, Default)]

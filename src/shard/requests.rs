@@ -9,14 +9,16 @@ use std::time::Instant;
 
 use super::dedup::Seen;
 use super::limits::Verdict;
-use super::offload::{Deletion, History};
+use super::offload::{resume_refusal, Deletion, History};
 use super::Shard;
 use crate::auth::Permissions;
 use crate::close;
 use crate::mailbox::{ConnId, Origin, Target, ToSequence};
 use crate::protocol::{
-    self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, UserId, GLOBAL_ROOM,
+    self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, Since, UserId,
+    GLOBAL_ROOM,
 };
+use crate::rooms::Verdict as RoomVerdict;
 use crate::store::ops::Write;
 use crate::store::{Completion, NewMessage};
 
@@ -46,7 +48,8 @@ impl Shard {
     fn answer_request(&mut self, conn: ConnId, id: Option<&str>, action: Action) -> Option<Frame> {
         match action {
             Action::Chat(chat) => self.chat(conn, id, *chat),
-            Action::Join(room) => self.request_join(conn, id, room),
+            Action::Join(room) => self.request_join(conn, id, room, None),
+            Action::Resume { room, since } => self.request_join(conn, id, room, Some(since)),
             Action::History { room, limit, page } => {
                 let (user, admin) = self.who_asks(conn)?;
                 let id = id.map(str::to_owned);
@@ -231,23 +234,54 @@ impl Shard {
         }
     }
 
-    fn request_join(&mut self, conn: ConnId, id: Option<&str>, room: Room) -> Option<Frame> {
+    /// A join, resuming after `since` when given (its ack then comes with the replay).
+    fn request_join(
+        &mut self,
+        conn: ConnId,
+        id: Option<&str>,
+        room: Room,
+        since: Option<Since>,
+    ) -> Option<Frame> {
         let connection = self.cache.get(conn)?;
         let permissions = &connection.permissions;
         let (may_join, admin) = (permissions.may_join(&room), permissions.admin);
         if !may_join {
             let (user, remote) = self.who(conn)?;
             tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
+            if since.is_some() {
+                return Some(resume_refusal(id, &room, RoomVerdict::Forbidden(String::new())));
+            }
             let message = format!("not allowed to join room {room}");
             return Some(protocol::error_frame(id, ErrorCode::Forbidden, &message));
         }
+        if since.is_some() && !self.sequencing() {
+            let message = "resuming with since is not available in cluster mode yet";
+            return Some(protocol::error_frame(id, ErrorCode::BadRequest, message));
+        }
         if self.hub.store().is_some() && !self.cache.is_member(conn, &room) {
             let user = connection.user.clone();
-            self.offload_join(conn, id.map(str::to_owned), room, user, admin);
+            self.offload_join(conn, id.map(str::to_owned), (room, since), user, admin);
             return None;
         }
-        self.join(conn, room);
-        ack(id)
+        self.joined(conn, id.map(str::to_owned), room, since)
+    }
+
+    /// Joins, then acks, or, resuming, asks the room's home for what was missed.
+    fn joined(
+        &mut self,
+        conn: ConnId,
+        id: Option<String>,
+        room: Room,
+        since: Option<Since>,
+    ) -> Option<Frame> {
+        self.join(conn, room.clone());
+        match since {
+            Some(since) => {
+                self.resume(conn, id, room, since);
+                None
+            }
+            None => ack(id.as_deref()),
+        }
     }
 
     /// The store's answer to a join: join and ack, or the error.
@@ -255,13 +289,12 @@ impl Shard {
         &mut self,
         conn: ConnId,
         id: Option<String>,
-        room: Room,
+        (room, since): (Room, Option<Since>),
         decision: Result<(), Frame>,
     ) {
         match decision {
             Ok(()) if self.cache.get(conn).is_some() => {
-                self.join(conn, room);
-                if let Some(ack) = ack(id.as_deref()) {
+                if let Some(ack) = self.joined(conn, id, room, since) {
                     self.reply(conn, ack);
                 }
             }

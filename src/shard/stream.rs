@@ -12,30 +12,49 @@
 //! keep their order, so the seq order holds at every member. The sender's shard acks (with the seq)
 //! once the home says the message is in: committed with a store, stamped without one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::Shard;
-use crate::mailbox::{Delivery, Origin, Target, ToSequence};
-use crate::protocol::{self, Published, Room};
+use crate::mailbox::{Delivery, Origin, ReplayRequest, Target, ToSequence};
+use crate::protocol::{self, Frame, Published, Room};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::{time_of, Completion, NewMessage};
 
 /// Where a room's stream stands on its home shard.
 #[derive(Debug)]
-enum Stream {
-    /// Read from the store; the messages that came meanwhile wait, in order.
-    Loading(Vec<ToSequence>),
-    Ready {
-        epoch: Arc<str>,
-        last: u64,
-    },
+pub(super) enum Stream {
+    /// Read from the store; the messages and resumes that came meanwhile wait, in order.
+    Loading(Vec<Waiting>),
+    Ready(Ready),
+}
+
+/// A stream that is numbering.
+#[derive(Debug)]
+pub(super) struct Ready {
+    pub epoch: Arc<str>,
+    pub last: u64,
+    /// The last `--recovery-window` messages (seq, frame), for resumes.
+    pub window: VecDeque<(u64, Frame)>,
+}
+
+impl Ready {
+    fn new(epoch: Arc<str>, last: u64) -> Self {
+        Self { epoch, last, window: VecDeque::new() }
+    }
+}
+
+/// What waits for a stream being read from the store.
+#[derive(Debug)]
+pub(super) enum Waiting {
+    Message(ToSequence),
+    Resume(ReplayRequest),
 }
 
 /// The streams of the rooms homed on one shard.
 #[derive(Debug, Default)]
 pub struct Streams {
-    rooms: HashMap<Room, Stream>,
+    pub(super) rooms: HashMap<Room, Stream>,
 }
 
 /// A new stream's name: it starts again from seq 1.
@@ -61,19 +80,31 @@ impl Shard {
 
     /// A room message homed here: stamped now, or once the room's stream is read from the store.
     pub(super) fn sequence(&mut self, item: ToSequence) {
-        match self.streams.rooms.get_mut(&item.room) {
-            Some(Stream::Ready { .. }) => self.stamp(item),
-            Some(Stream::Loading(waiting)) => waiting.push(item),
+        let room = item.room.clone();
+        self.stream_ready(&room, Waiting::Message(item));
+    }
+
+    /// Runs `waiting` on the room's stream now if it is ready (creating it when there is no store),
+    /// or queues it while the stream is read from the store.
+    pub(super) fn stream_ready(&mut self, room: &Room, waiting: Waiting) {
+        match self.streams.rooms.get_mut(room) {
+            Some(Stream::Ready(_)) => {}
+            Some(Stream::Loading(queue)) => return queue.push(waiting),
             None if self.hub.store().is_some() => {
-                let room = item.room.clone();
-                self.streams.rooms.insert(room.clone(), Stream::Loading(vec![item]));
-                self.load_stream(room);
+                self.streams.rooms.insert(room.clone(), Stream::Loading(vec![waiting]));
+                return self.load_stream(room.clone());
             }
             None => {
-                let stream = Stream::Ready { epoch: new_epoch(), last: 0 };
-                self.streams.rooms.insert(item.room.clone(), stream);
-                self.stamp(item);
+                self.streams.rooms.insert(room.clone(), Stream::Ready(Ready::new(new_epoch(), 0)));
             }
+        }
+        self.run_waiting(waiting);
+    }
+
+    fn run_waiting(&mut self, waiting: Waiting) {
+        match waiting {
+            Waiting::Message(item) => self.stamp(item),
+            Waiting::Resume(request) => self.answer_replay(request),
         }
     }
 
@@ -99,23 +130,23 @@ impl Shard {
     ) {
         let Some(Stream::Loading(waiting)) = self.streams.rooms.remove(&room) else { return };
         let ready = match stream {
-            Ok(Some((epoch, last))) => Stream::Ready { epoch: Arc::from(epoch), last: last as u64 },
-            Ok(None) => Stream::Ready { epoch: new_epoch(), last: 0 },
+            Ok(Some((epoch, last))) => Ready::new(Arc::from(epoch), last as u64),
+            Ok(None) => Ready::new(new_epoch(), 0),
             Err(()) => {
-                waiting.into_iter().for_each(|item| self.refuse(item));
+                waiting.into_iter().for_each(|waiting| self.refuse(waiting));
                 return;
             }
         };
-        self.streams.rooms.insert(room, ready);
-        waiting.into_iter().for_each(|item| self.stamp(item));
+        self.streams.rooms.insert(room, Stream::Ready(ready));
+        waiting.into_iter().for_each(|waiting| self.run_waiting(waiting));
     }
 
     /// Numbers the message, encodes it once, hands it to the store and publishes it.
     fn stamp(&mut self, item: ToSequence) {
-        let Some(Stream::Ready { epoch, last }) = self.streams.rooms.get(&item.room) else {
+        let Some(Stream::Ready(ready)) = self.streams.rooms.get(&item.room) else {
             unreachable!("stamped only once the stream is ready")
         };
-        let (seq, epoch) = (last + 1, Arc::clone(epoch));
+        let (seq, epoch) = (ready.last + 1, Arc::clone(&ready.epoch));
         let ToSequence { room, id, sender, kind, data, at, origin } = item;
         let frame = protocol::room_message_frame(Published {
             kind,
@@ -158,8 +189,13 @@ impl Shard {
                 None
             }
         };
-        if let Some(Stream::Ready { last, .. }) = self.streams.rooms.get_mut(&room) {
-            *last = seq;
+        let window = self.hub.settings().recovery_window;
+        if let Some(Stream::Ready(ready)) = self.streams.rooms.get_mut(&room) {
+            ready.last = seq;
+            ready.window.push_back((seq, frame.clone()));
+            while ready.window.len() > window {
+                ready.window.pop_front();
+            }
         }
         self.publish(Target::Room(room.clone()), frame);
         if let Some(origin) = untold {
@@ -215,7 +251,12 @@ impl Shard {
         }
     }
 
-    fn refuse(&mut self, item: ToSequence) {
+    /// The stream could not be read: a waiting message is refused, a waiting resume not recovered.
+    fn refuse(&mut self, waiting: Waiting) {
+        let item = match waiting {
+            Waiting::Message(item) => item,
+            Waiting::Resume(request) => return self.unrecoverable(request, "no_history", 0, ""),
+        };
         match item.origin {
             Origin::Connection { shard, conn, .. } => {
                 self.tell_refused(shard, conn, &item.room, &item.id, &item.sender)

@@ -14,6 +14,7 @@ mod persistence_pg;
 mod postgres_server;
 mod redis_server;
 mod refresh;
+mod resume;
 mod shutdown;
 mod store;
 mod streams;

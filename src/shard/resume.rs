@@ -1,0 +1,177 @@
+//! Reconnect recovery: a member that comes back with the last seq it got, in which epoch, gets every
+//! message after it, once each and in order, then the live ones; or an explicit "not recovered".
+//!
+//! Owns: on the member's shard, the connections whose resume is in flight; on the room's home shard,
+//! the answer from its window of recent messages (and, with a store, from the store beyond it).
+//! Must not: answer from anywhere but the home shard's thread: the answer and the live messages
+//! after it travel the same ordered way from the home to the member's shard, which is what makes
+//! the seam between replay and live exact.
+//!
+//! The member joins first (so the directory routes the room's live messages to its shard), then asks
+//! the home. Until the answer arrives, live room messages for that connection are dropped: each was
+//! sent by the home before its answer, so its seq is at most the answer's last, and the answer holds
+//! it. Then the ack (`recovered`), the replayed messages, and live ones as they come.
+
+use std::collections::HashSet;
+
+use super::stream::{Stream, Waiting};
+use super::Shard;
+use crate::mailbox::{ConnId, Delivery, Replay, ReplayRequest};
+use crate::protocol::{self, ErrorCode, Frame, Resumed, Room, Since};
+use crate::store::ops::{Answer, Read};
+
+/// The most messages a resume reads from the store beyond the in-memory window.
+const MAX_STORED_REPLAY: i64 = 1_000;
+
+/// The connections of a shard whose resume of a room is in flight.
+pub type Resuming = HashSet<(ConnId, Room)>;
+
+impl Shard {
+    /// A member joined `room` to resume after `since`: asks the room's home, once publishers can
+    /// find this shard (after the batch's directory commit).
+    pub(super) fn resume(&mut self, conn: ConnId, id: Option<String>, room: Room, since: Since) {
+        self.resuming.insert((conn, room.clone()));
+        let request = ReplayRequest { room: room.clone(), since, shard: self.id, conn, id };
+        let home = self.hub.router().shard_of_user(&room);
+        let delivery = Delivery::Replay(Box::new(request));
+        if self.out.holding() {
+            self.out.hold(super::output::Held::Deliver { shard: home, delivery });
+        } else {
+            self.hub.router().deliver(home, delivery);
+        }
+    }
+
+    /// At the room's home: the messages after the resume point, from the window (or the store).
+    pub(super) fn replay(&mut self, request: ReplayRequest) {
+        let room = request.room.clone();
+        self.stream_ready(&room, Waiting::Resume(request));
+    }
+
+    pub(super) fn answer_replay(&mut self, request: ReplayRequest) {
+        let Some(Stream::Ready(ready)) = self.streams.rooms.get(&request.room) else { return };
+        let (since, last) = (&request.since, ready.last);
+        let first_kept = ready.window.front().map_or(last + 1, |(seq, _)| *seq);
+        let replay = if since.epoch != *ready.epoch {
+            let resumed = not_recovered("epoch_changed", last, &ready.epoch);
+            Replay::NotRecovered(resumed)
+        } else if since.seq > last {
+            Replay::Ahead { seq: last }
+        } else if since.seq + 1 >= first_kept {
+            Replay::Recovered(after(&ready.window, since.seq))
+        } else if self.hub.store().is_some()
+            && first_kept - 1 - since.seq <= MAX_STORED_REPLAY as u64
+        {
+            return self.read_stored(request, first_kept - 1);
+        } else {
+            Replay::NotRecovered(not_recovered("too_old", last, &ready.epoch))
+        };
+        self.send_replayed(request, replay);
+    }
+
+    /// Reads the messages after the resume point up to `upto` from the store, off the shard; the
+    /// answer is made here once they are back.
+    fn read_stored(&self, request: ReplayRequest, upto: u64) {
+        let (hub, shard) = (self.hub.clone(), self.id);
+        tokio::spawn(async move {
+            let Some(store) = hub.store() else { return };
+            let (room, after) = (request.room.to_string(), request.since.seq as i64);
+            let limit = (upto as i64 - after).clamp(1, MAX_STORED_REPLAY);
+            let read = Read::History { room, before: None, after: Some(after), limit };
+            let stored = match store.read(read).await {
+                Ok(Answer::Messages(messages)) => Ok((
+                    upto,
+                    messages
+                        .iter()
+                        .filter_map(|m| {
+                            Some((m.stream.as_ref()?.0 as u64, super::offload::stored_frame(m)?))
+                        })
+                        .filter(|(seq, _)| *seq <= upto)
+                        .collect(),
+                )),
+                _ => Err(()),
+            };
+            hub.router()
+                .deliver(shard, Delivery::ReplayLoaded { request: Box::new(request), stored });
+        });
+    }
+
+    /// The store's part is back: with the window as it is now, the answer is whole, unless the
+    /// window moved past what was read meanwhile.
+    pub(super) fn on_replay_loaded(
+        &mut self,
+        request: ReplayRequest,
+        stored: Result<(u64, Vec<(u64, Frame)>), ()>,
+    ) {
+        let Some(Stream::Ready(ready)) = self.streams.rooms.get(&request.room) else { return };
+        let first_kept = ready.window.front().map_or(ready.last + 1, |(seq, _)| *seq);
+        let (last, epoch) = (ready.last, ready.epoch.to_string());
+        let replay = match stored {
+            // Deleted messages leave gaps in what the store gives; the window must go on from
+            // where the read stopped.
+            Ok((upto, stored)) if first_kept <= upto + 1 => {
+                let mut frames: Vec<Frame> = stored.into_iter().map(|(_, frame)| frame).collect();
+                frames.extend(after(&ready.window, upto));
+                Replay::Recovered(frames)
+            }
+            Ok(_) => Replay::NotRecovered(not_recovered("too_old", last, &epoch)),
+            Err(()) => Replay::NotRecovered(not_recovered("no_history", last, &epoch)),
+        };
+        self.send_replayed(request, replay);
+    }
+
+    /// A resume that cannot be answered from the stream (it could not be read).
+    pub(super) fn unrecoverable(
+        &mut self,
+        request: ReplayRequest,
+        reason: &'static str,
+        seq: u64,
+        epoch: &str,
+    ) {
+        self.send_replayed(request, Replay::NotRecovered(not_recovered(reason, seq, epoch)));
+    }
+
+    fn send_replayed(&mut self, request: ReplayRequest, replay: Replay) {
+        let ReplayRequest { room, shard, conn, id, .. } = request;
+        if shard == self.id {
+            self.on_replayed(conn, room, id, replay);
+        } else {
+            self.hub.router().deliver(shard, Delivery::Replayed { conn, room, id, replay });
+        }
+    }
+
+    /// At the member's shard: the join's answer, then the replayed messages; live ones follow.
+    pub(super) fn on_replayed(
+        &mut self,
+        conn: ConnId,
+        room: Room,
+        id: Option<String>,
+        replay: Replay,
+    ) {
+        if !self.resuming.remove(&(conn, room.clone())) || self.cache.get(conn).is_none() {
+            return;
+        }
+        let id = id.as_deref();
+        match replay {
+            Replay::Recovered(frames) => {
+                self.reply(conn, protocol::resumed_frame(id, &room, &Resumed::Recovered));
+                frames.into_iter().for_each(|frame| self.reply(conn, frame));
+            }
+            Replay::NotRecovered(resumed) => {
+                self.reply(conn, protocol::resumed_frame(id, &room, &resumed))
+            }
+            Replay::Ahead { seq } => {
+                let message = format!("since.seq is ahead of the room's stream (at {seq})");
+                self.reply(conn, protocol::error_frame(id, ErrorCode::BadRequest, &message));
+            }
+        }
+    }
+}
+
+fn not_recovered(reason: &'static str, seq: u64, epoch: &str) -> Resumed {
+    Resumed::NotRecovered { reason, seq, epoch: epoch.to_owned() }
+}
+
+/// The window's frames after `seq`, in order.
+fn after(window: &std::collections::VecDeque<(u64, Frame)>, seq: u64) -> Vec<Frame> {
+    window.iter().filter(|(s, _)| *s > seq).map(|(_, frame)| frame.clone()).collect()
+}
