@@ -66,6 +66,8 @@ pub struct Registration {
     pub user: UserId,
     /// Rooms named in the connect URL, joined as part of registering.
     pub rooms: Vec<Room>,
+    /// Rooms of the connect URL to resume (`?since=room:seq:epoch`), each answered with `joined`.
+    pub since: Vec<(Room, Since)>,
     pub outbox: Outbox,
     pub closer: oneshot::Sender<CloseReason>,
     pub remote: SocketAddr,

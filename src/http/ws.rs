@@ -28,7 +28,7 @@ use super::{error, unauthorized, App, Body};
 use crate::auth::Permissions;
 use crate::config::Config;
 use crate::mailbox::Registration;
-use crate::protocol::{self, Room, UserId};
+use crate::protocol::{self, Room, Since, UserId};
 use crate::rooms::{self, Verdict};
 use crate::session::{Session, SessionAuth};
 use crate::transport::Stream;
@@ -41,6 +41,7 @@ struct Admitted {
     user: UserId,
     permissions: Permissions,
     rooms: Vec<Room>,
+    since: Vec<(Room, Since)>,
     auth: Option<Box<SessionAuth>>,
     /// The connection's admission slot, held for as long as its session runs.
     ticket: Option<Box<Ticket>>,
@@ -99,8 +100,9 @@ async fn identify<B>(
     path_room: Option<&str>,
     remote: SocketAddr,
 ) -> Result<Admitted, Refusal> {
-    let (named_user, rooms) = connect_params(request.uri().query(), path_room)
-        .map_err(|message| refuse(StatusCode::BAD_REQUEST, "bad_request", message))?;
+    let ConnectParams { user: named_user, rooms, since } =
+        connect_params(request.uri().query(), path_room)
+            .map_err(|message| refuse(StatusCode::BAD_REQUEST, "bad_request", message))?;
     let identity = app.authenticate(request, remote).map_err(|_| Box::new(unauthorized()))?;
     let auth = app.session_auth(identity.as_ref());
     let (user, permissions) = match identity {
@@ -110,12 +112,18 @@ async fn identify<B>(
             (user, Permissions::unrestricted())
         }
     };
-    if let Some(room) = rooms.iter().find(|room| !permissions.may_join(room)) {
+    if !since.is_empty() && app.hub.broker().decides_presence() {
+        let message = "resuming with since is not available in cluster mode yet";
+        return Err(refuse(StatusCode::BAD_REQUEST, "bad_request", message));
+    }
+    let every_room = || rooms.iter().chain(since.iter().map(|(room, _)| room));
+    if let Some(room) = every_room().find(|room| !permissions.may_join(room)) {
         tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
         let message = format!("not allowed to join room {room}");
         return Err(refuse(StatusCode::FORBIDDEN, "forbidden", &message));
     }
-    check_room_types(app, &rooms, &user, permissions.admin, remote).await?;
+    let all: Vec<Room> = every_room().cloned().collect();
+    check_room_types(app, &all, &user, permissions.admin, remote).await?;
     if app.is_draining() {
         return Err(Box::new(shutting_down()));
     }
@@ -123,7 +131,7 @@ async fn identify<B>(
         tracing::warn!(target: "audit", event = "connection_refused", %user, %remote, ?refusal);
         Box::new(refused(refusal))
     })?;
-    Ok(Admitted { user, permissions, rooms, auth, ticket: ticket.map(Box::new) })
+    Ok(Admitted { user, permissions, rooms, since, auth, ticket: ticket.map(Box::new) })
 }
 
 /// With a store, the rooms of the connect URL must admit the user (private and direct rooms only
@@ -160,12 +168,20 @@ async fn hand_over(
     who: Admitted,
     remote: SocketAddr,
 ) -> Result<(), Refusal> {
-    let Admitted { user, permissions, rooms, auth, ticket } = who;
+    let Admitted { user, permissions, rooms, since, auth, ticket } = who;
     let (conn, shard) = (app.next_conn_id(), app.hub.router().shard_of_user(&user));
     let (outbox, outbox_rx) = flume::bounded(app.hub.settings().send_buffer as usize);
     let (closer, closer_rx) = oneshot::channel();
-    let registration =
-        Registration { conn, user: user.clone(), rooms, outbox, closer, remote, permissions };
+    let registration = Registration {
+        conn,
+        user: user.clone(),
+        rooms,
+        since,
+        outbox,
+        closer,
+        remote,
+        permissions,
+    };
     if !app.hub.register(shard, registration).await {
         return Err(Box::new(shutting_down()));
     }
@@ -270,15 +286,24 @@ fn asks_for_websocket<B>(request: &Request<B>) -> bool {
     has_token(CONNECTION, "upgrade") && has_token(UPGRADE, "websocket")
 }
 
-/// The user named by `user=` (used only with authentication off) and the rooms (`room=`,
-/// repeatable, and the path's room).
+/// What the connect URL asks for.
+struct ConnectParams {
+    /// `user=` (used only with authentication off).
+    user: Option<UserId>,
+    /// `room=` (repeatable) and the path's room.
+    rooms: Vec<Room>,
+    /// `since=room:seq:epoch` (repeatable): rooms to join and resume.
+    since: Vec<(Room, Since)>,
+}
+
 fn connect_params(
     query: Option<&str>,
     path_room: Option<&str>,
-) -> Result<(Option<UserId>, Vec<Room>), &'static str> {
+) -> Result<ConnectParams, &'static str> {
     let mut user = None;
     let mut rooms: Vec<Room> =
         path_room.map(protocol::validate_room).transpose()?.into_iter().collect();
+    let mut since: Vec<(Room, Since)> = Vec::new();
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
             "user" => user = Some(protocol::validate_user(&value)?),
@@ -288,10 +313,29 @@ fn connect_params(
                     rooms.push(room);
                 }
             }
+            "since" => {
+                let (room, point) = resume_point(&value)?;
+                since.retain(|(known, _)| *known != room);
+                since.push((room, point));
+            }
             _ => {}
         }
     }
-    Ok((user, rooms))
+    rooms.retain(|room| !since.iter().any(|(resumed, _)| resumed == room));
+    Ok(ConnectParams { user, rooms, since })
+}
+
+/// `room:seq:epoch` (the room may hold `:`; seq and epoch do not).
+fn resume_point(value: &str) -> Result<(Room, Since), &'static str> {
+    let bad = "since must be room:seq:epoch";
+    let mut parts = value.rsplitn(3, ':');
+    let (epoch, seq, room) = (parts.next(), parts.next(), parts.next());
+    let (Some(epoch), Some(seq), Some(room)) = (epoch, seq, room) else { return Err(bad) };
+    let seq = seq.parse::<u64>().map_err(|_| bad)?;
+    if epoch.is_empty() || epoch.len() > protocol::MAX_NAME_CHARS {
+        return Err(bad);
+    }
+    Ok((protocol::validate_room(room)?, Since { seq, epoch: epoch.to_owned() }))
 }
 
 fn socket_config(settings: &Config) -> WebSocketConfig {

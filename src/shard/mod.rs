@@ -173,7 +173,8 @@ impl Shard {
     }
 
     fn register(&mut self, registration: Registration, registered: oneshot::Sender<bool>) {
-        let Registration { conn, user, rooms, outbox, closer, remote, permissions } = registration;
+        let Registration { conn, user, rooms, since, outbox, closer, remote, permissions } =
+            registration;
         if self.shutting_down {
             let _ = registered.send(false);
             return;
@@ -188,6 +189,10 @@ impl Shard {
         metrics::incr(&self.counters().connections_opened);
         for room in rooms {
             self.join(conn, room);
+        }
+        for (room, since) in since {
+            self.join(conn, room.clone());
+            self.resume(conn, None, room, since);
         }
         if self.out.holding() {
             self.out.hold(Held::Registered(registered));

@@ -37,8 +37,16 @@ fn register(shard: &mut Shard, conn: ConnId, user: &str, rooms: &[&str], capacit
     let rooms = rooms.iter().map(|r| Room::from(*r)).collect();
     let remote = "127.0.0.1:1".parse().unwrap();
     let permissions = crate::auth::Permissions::unrestricted();
-    let registration =
-        Registration { conn, user: Arc::from(user), rooms, outbox, closer, remote, permissions };
+    let registration = Registration {
+        conn,
+        user: Arc::from(user),
+        rooms,
+        since: Vec::new(),
+        outbox,
+        closer,
+        remote,
+        permissions,
+    };
     shard.on_command(Command::Register(Box::new(registration), answer));
     Peer { frames, closed, registered }
 }

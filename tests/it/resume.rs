@@ -147,7 +147,7 @@ async fn with_a_store_a_resume_beyond_the_window_and_across_a_restart_reads_the_
     };
     let mut server = stored(url.clone()).await;
     let mut alice = server.member("alice", "r").await;
-        alice.send(json!({"type": "chat", "room": "r", "id": "m0", "data": {}})).await;
+    alice.send(json!({"type": "chat", "room": "r", "id": "m0", "data": {}})).await;
     let (first, epoch) = next_chat(&mut alice).await;
     assert_eq!(first, 1);
     for n in 1..=10 {
@@ -178,4 +178,31 @@ async fn with_a_store_a_resume_beyond_the_window_and_across_a_restart_reads_the_
     server.post("/api/v1/chat/rooms?user=alice", private).await;
     let refused = carol.request(resume("team", 0, "e")).await;
     assert_eq!(refused["data"]["code"], "bad_request", "a since for a room carol may not join");
+}
+
+#[tokio::test]
+async fn a_client_resumes_its_rooms_on_the_connect_url() {
+    let server = quiet(|_| {}).await;
+    let mut alice = server.member("alice", "dm:alice:bob").await;
+    alice.send(chat("dm:alice:bob", 1)).await;
+    let (last, epoch) = next_chat(&mut alice).await;
+    for n in 2..=4 {
+        alice.send(chat("dm:alice:bob", n)).await;
+    }
+    seqs_until(&mut alice, "dm:alice:bob", last + 3).await;
+    let path = format!("/ws?user=bob&since=dm:alice:bob:{last}:{epoch}");
+    let mut bob = server.connect(&path).await;
+    let joined = bob.recv_type("joined").await;
+    assert_eq!(
+        (joined["room"].as_str(), &joined["data"]),
+        (Some("dm:alice:bob"), &json!({"recovered": true}))
+    );
+    assert_eq!(
+        seqs_until(&mut bob, "dm:alice:bob", last + 3).await,
+        [last + 1, last + 2, last + 3]
+    );
+    assert!(
+        server.try_connect("/ws?user=bob&since=r:x:e", None).await.is_err(),
+        "a bad since is refused"
+    );
 }
