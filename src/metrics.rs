@@ -194,13 +194,7 @@ impl Metrics {
                 &store.purged,
             ),
         ];
-        for (name, kind, help, value) in lines {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                value.load(Relaxed)
-            );
-        }
+        render_values(out, &lines);
         let histograms = [
             ("wsbroker_store_commit_seconds", "Time to commit one batch.", &store.commit_latency),
             ("wsbroker_store_read_seconds", "Time to answer one read.", &store.read_latency),
@@ -238,19 +232,21 @@ impl Metrics {
                 &relay.dropped,
             ),
         ];
-        for (name, kind, help, value) in lines {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                value.load(Relaxed)
-            );
-        }
+        render_values(out, &lines);
     }
 
     fn render_latency(&self, out: &mut String) {
         let name = "wsbroker_fanout_latency_seconds";
         let help = "Publish accepted to frame queued for every local recipient.";
         render_histogram(out, name, help, |field| self.sum(|s| field(&s.fanout_latency)));
+    }
+}
+
+/// Writes one gauge or counter per `(name, kind, help, value)`.
+fn render_values(out: &mut String, lines: &[(&str, &str, &str, &AtomicU64)]) {
+    for (name, kind, help, value) in lines {
+        let value = value.load(Relaxed);
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     }
 }
 

@@ -11,7 +11,7 @@ mod outbound;
 
 pub use inbound::{chat_data, history_page, parse_client_frame, Limits};
 pub use outbound::{
-    error_frame, history_frame, message_deleted_frame, message_frame, message_frame_at,
+    ack_frame, error_frame, history_frame, message_deleted_frame, message_frame, message_frame_at,
     presence_event_frame, presence_list_frame, reply_frame, resumed_frame, room_message_frame,
     token_expiring_frame, Next, PresenceStatus, Published, Resumed,
 };
@@ -200,21 +200,6 @@ impl Chat {
             message_frame_at(MessageType::Chat, &self.id, room, from, &self.data, at)
         })
     }
-}
-
-/// `{"type":"ack","id":...,"seq":N}`: a request done; `seq` for a room message.
-pub fn ack_frame(id: Option<&str>, seq: Option<u64>) -> Frame {
-    let kind = MessageType::Ack;
-    outbound::encode::<()>(&outbound::Envelope {
-        id,
-        kind,
-        room: None,
-        from: None,
-        data: None,
-        timestamp: None,
-        seq,
-        epoch: None,
-    })
 }
 
 /// Where a client left a room's stream: the last seq it got, in which epoch.

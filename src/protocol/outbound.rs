@@ -102,16 +102,17 @@ pub fn room_message_frame(message: Published<'_>) -> Frame {
 
 /// A frame with no data: `{"type":...,"id":...}` (acks, pongs).
 pub fn reply_frame(kind: MessageType, id: Option<&str>) -> Frame {
-    encode::<()>(&Envelope {
-        id,
-        kind,
-        room: None,
-        from: None,
-        data: None,
-        timestamp: None,
-        seq: None,
-        epoch: None,
-    })
+    bare_frame(kind, id, None)
+}
+
+/// `{"type":"ack","id":...,"seq":N}`: a request done; `seq` for a room message.
+pub fn ack_frame(id: Option<&str>, seq: Option<u64>) -> Frame {
+    bare_frame(MessageType::Ack, id, seq)
+}
+
+fn bare_frame(kind: MessageType, id: Option<&str>, seq: Option<u64>) -> Frame {
+    let (room, from, timestamp, epoch) = (None, None, None, None);
+    encode::<()>(&Envelope { id, kind, room, from, data: None, timestamp, seq, epoch })
 }
 
 /// `{"type":"error","id":...,"data":{"code":...,"message":...}}`.
