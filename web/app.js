@@ -18,6 +18,16 @@ let current = sessionStorage.getItem("wsbroker.current");
 let joined = new Set(JSON.parse(sessionStorage.getItem("wsbroker.rooms") || "[]"));
 let older = null;
 let loading = null; // frames of the room that arrive while its history loads
+const streams = new Map(); // room -> { seq, epoch } of the last room message seen, for resuming
+
+// Notes the newest place in a room's stream this page has seen.
+function seen(message) {
+  if (!message.room || typeof message.seq !== "number") return;
+  const known = streams.get(message.room);
+  if (!known || known.epoch !== message.epoch || message.seq > known.seq) {
+    streams.set(message.room, { seq: message.seq, epoch: message.epoch });
+  }
+}
 
 function showSigninError(text) {
   $("signin-error").textContent = text;
@@ -112,12 +122,17 @@ function showState({ state, retryIn }) {
   status.className = "state down";
 }
 
-// Connected (again): join every room of this page, reload the open one, refresh the lists.
+// Connected (again): every room of this page is resumed where the page left it (the broker sends
+// what was missed), or reloaded when it cannot be.
 async function onLive() {
   for (const room of joined) {
-    if (room !== current) await connection.request({ type: "join", room });
+    const since = streams.get(room);
+    const reply = since
+      ? await connection.request({ type: "join", room, data: { since } })
+      : await connection.request({ type: "join", room });
+    const recovered = since && reply.type === "ack" && reply.data && reply.data.recovered;
+    if (room === current && !recovered) await openRoom(current);
   }
-  if (current) await openRoom(current);
   if (connection.isLive()) {
     $("connection").textContent = "live";
     $("connection").className = "state live";
@@ -154,7 +169,10 @@ async function openRoom(room) {
   messages.reset();
   const page = await api.history(room);
   if (page.ok) {
-    for (const message of page.answer.messages) messages.append(message, "sent");
+    for (const message of page.answer.messages) {
+      messages.append(message, "sent");
+      seen(message);
+    }
     older = page.answer.next_before;
   }
   const arrived = loading;
@@ -194,6 +212,7 @@ function onFrame(frame) {
   switch (frame.type) {
     case "chat":
     case "notification":
+      seen(frame);
       if (frame.room === current) messages.append(frame, mine && frame.from === session.user ? "pending" : "sent");
       break;
     case "ack":
