@@ -160,11 +160,7 @@ impl Shard {
         // With a store, the writer tells the origin once committed; without, it is told here.
         let untold = match self.hub.store() {
             None => Some(origin),
-            Some(store) => {
-                let sent_by = match &origin {
-                    Origin::Connection { shard, conn, .. } => Some((*shard, *conn)),
-                    Origin::Waiting(_) => None,
-                };
+            Some(_) => {
                 let message = NewMessage {
                     id: id.clone(),
                     room: Some(room.clone()),
@@ -175,15 +171,7 @@ impl Shard {
                     metadata: None,
                     stream: Some((seq as i64, Arc::clone(&epoch))),
                 };
-                let done = self.completion(origin, &room, &id, &sender, seq);
-                if let Err(refused) = store.offer(Write::Message(message), done) {
-                    match (sent_by, refused) {
-                        (Some((shard, conn)), _) => {
-                            self.tell_refused(shard, conn, &room, &id, &sender)
-                        }
-                        (None, Completion::Sequenced { reply, .. }) => drop(reply.send(None)),
-                        (None, _) => {}
-                    }
+                if !self.hand_to_store(message, origin, seq) {
                     return;
                 }
                 None
@@ -201,6 +189,26 @@ impl Shard {
         if let Some(origin) = untold {
             self.tell_stamped(origin, &room, id, &sender, seq);
         }
+    }
+
+    /// Hands a stamped message to the writer; `false` (and its sender told `unavailable`) when
+    /// the store refuses it.
+    fn hand_to_store(&mut self, message: NewMessage, origin: Origin, seq: u64) -> bool {
+        let Some(store) = self.hub.store() else { return false };
+        let sent_by = match &origin {
+            Origin::Connection { shard, conn, .. } => Some((*shard, *conn)),
+            Origin::Waiting(_) => None,
+        };
+        let room = message.room.clone().expect("a room message");
+        let (id, sender) = (message.id.clone(), message.sender.clone());
+        let done = self.completion(origin, &room, &id, &sender, seq);
+        let Err(refused) = store.offer(Write::Message(message), done) else { return true };
+        match (sent_by, refused) {
+            (Some((shard, conn)), _) => self.tell_refused(shard, conn, &room, &id, &sender),
+            (None, Completion::Sequenced { reply, .. }) => drop(reply.send(None)),
+            (None, _) => {}
+        }
+        false
     }
 
     /// What the writer does once the message is committed.

@@ -16,6 +16,7 @@ pub mod migrations;
 pub mod ops;
 mod postgres;
 mod readers;
+pub mod reads;
 mod sqlite;
 mod writer;
 

@@ -1,15 +1,14 @@
-//! The chat operations, written once over any [`Engine`]: what a write does inside the writer's
-//! transaction, and what a read answers.
+//! The chat writes, written once over any [`Engine`]: what a write does inside the writer's
+//! transaction (the reads are in [`super::reads`], re-exported here).
 //!
-//! Owns: the SQL of every operation and the rules that need the database (a room name taken, who
-//! may delete a message). Must not: open connections, batch or retry; the writer and the readers do.
+//! Owns: the SQL of every write and the rules that need the database (a room name taken, who may
+//! delete a message). Must not: open connections, batch or retry; the writer and the readers do.
 
 use serde::Deserialize;
 
-use super::{
-    Engine, Millis, NewMessage, Participant, Role, RoomInfo, RoomType, StoreError, StoredMessage,
-    Value,
-};
+use super::reads::role_of;
+pub use super::reads::{read, Answer, Read};
+use super::{Engine, Millis, NewMessage, Role, RoomInfo, StoreError, Value};
 
 /// A change, applied by the writer in a batch transaction.
 #[derive(Debug, Clone)]
@@ -76,55 +75,6 @@ pub enum Outcome {
         sender: String,
     },
     Purged(u64),
-}
-
-/// A question, answered by a reader.
-#[derive(Debug, Clone)]
-pub enum Read {
-    /// The newest `limit` messages of a room before position `before` (all when `None`), not
-    /// deleted; with `after`, the oldest `limit` whose seq is above it instead.
-    History {
-        room: String,
-        before: Option<i64>,
-        after: Option<i64>,
-        limit: i64,
-    },
-    /// Where a room's stream stands: the epoch and seq of its newest stored message.
-    Stream {
-        room: String,
-    },
-    /// A room, and the role in it of `user` (when a participant).
-    Access {
-        room: String,
-        user: String,
-    },
-    /// Public rooms and the rooms `user` takes part in, by name, after `after`.
-    Rooms {
-        user: String,
-        after: Option<String>,
-        limit: i64,
-    },
-    Participants {
-        room: String,
-    },
-    LastSeen {
-        user: String,
-    },
-}
-
-/// What a read found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    Messages(Vec<StoredMessage>),
-    Access {
-        room: Option<RoomInfo>,
-        role: Option<Role>,
-    },
-    Rooms(Vec<RoomInfo>),
-    Participants(Vec<Participant>),
-    LastSeen(Option<Millis>),
-    /// `None`: the room has no message with a seq yet.
-    Stream(Option<(String, i64)>),
 }
 
 #[derive(Deserialize)]
@@ -297,141 +247,4 @@ fn delete(
 fn moderates(engine: &mut dyn Engine, room: &str, user: &str) -> Result<bool, StoreError> {
     let role = role_of(engine, room, user)?;
     Ok(matches!(role, Some(Role::Owner | Role::Moderator)))
-}
-
-fn role_of(engine: &mut dyn Engine, room: &str, user: &str) -> Result<Option<Role>, StoreError> {
-    let rows = engine.query(
-        "SELECT role FROM chat_participants WHERE room = ?1 AND user_id = ?2",
-        &[text(room), text(user)],
-    )?;
-    let Some(row) = rows.first() else { return Ok(None) };
-    let role = row[0].text()?;
-    Role::parse(&role).map(Some).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))
-}
-
-/// Answers one read.
-pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> {
-    match read {
-        Read::History { room, before, after: None, limit } => {
-            history(engine, room, *before, *limit)
-        }
-        Read::History { room, after: Some(after), limit, .. } => {
-            after_seq(engine, room, *after, *limit)
-        }
-        Read::Stream { room } => {
-            let rows = engine.query(
-                "SELECT epoch, seq FROM chat_messages WHERE room = ?1 AND seq IS NOT NULL \
-                 ORDER BY seq DESC LIMIT 1",
-                &[text(room)],
-            )?;
-            let newest = rows.first().map(|row| Ok((row[0].text()?, row[1].int()?)));
-            newest.transpose().map(Answer::Stream)
-        }
-        Read::Access { room, user } => {
-            let rows = engine.query(
-                "SELECT id, type, created_at, created_by, metadata FROM chat_rooms WHERE id = ?1",
-                &[text(room)],
-            )?;
-            let room_info = rows.first().map(|row| room_of(row)).transpose()?;
-            let role = if room_info.is_some() { role_of(engine, room, user)? } else { None };
-            Ok(Answer::Access { room: room_info, role })
-        }
-        Read::Rooms { user, after, limit } => {
-            let rows = engine.query(
-                "SELECT id, type, created_at, created_by, metadata FROM chat_rooms r \
-                 WHERE r.id > ?2 AND (r.type = 'public' OR EXISTS (SELECT 1 FROM chat_participants p \
-                 WHERE p.room = r.id AND p.user_id = ?1)) ORDER BY r.id LIMIT ?3",
-                &[text(user), text(after.clone().unwrap_or_default()), int(*limit)],
-            )?;
-            rows.iter().map(|row| room_of(row)).collect::<Result<_, _>>().map(Answer::Rooms)
-        }
-        Read::Participants { room } => {
-            let rows = engine.query(
-                "SELECT user_id, role, joined_at FROM chat_participants WHERE room = ?1 \
-                 ORDER BY user_id",
-                &[text(room)],
-            )?;
-            rows.iter()
-                .map(|row| participant_of(row))
-                .collect::<Result<_, _>>()
-                .map(Answer::Participants)
-        }
-        Read::LastSeen { user } => {
-            let rows = engine
-                .query("SELECT last_seen FROM chat_presence WHERE user_id = ?1", &[text(user)])?;
-            rows.first().map(|row| row[0].int()).transpose().map(Answer::LastSeen)
-        }
-    }
-}
-
-fn history(
-    engine: &mut dyn Engine,
-    room: &str,
-    before: Option<i64>,
-    limit: i64,
-) -> Result<Answer, StoreError> {
-    let rows = engine.query(
-        "SELECT pos, id, room, sender, message_type, data, created_at, deleted_at, seq, epoch \
-         FROM chat_messages WHERE room = ?1 AND pos < ?2 AND deleted_at IS NULL \
-         ORDER BY pos DESC LIMIT ?3",
-        &[text(room), int(before.unwrap_or(i64::MAX)), int(limit)],
-    )?;
-    let mut messages: Vec<StoredMessage> =
-        rows.iter().map(|row| message_of(row)).collect::<Result<_, _>>()?;
-    messages.reverse();
-    Ok(Answer::Messages(messages))
-}
-
-/// The oldest `limit` messages of `room` whose seq is above `after`, not deleted, in seq order.
-fn after_seq(
-    engine: &mut dyn Engine,
-    room: &str,
-    after: i64,
-    limit: i64,
-) -> Result<Answer, StoreError> {
-    let rows = engine.query(
-        "SELECT pos, id, room, sender, message_type, data, created_at, deleted_at, seq, epoch \
-         FROM chat_messages WHERE room = ?1 AND seq > ?2 AND deleted_at IS NULL \
-         ORDER BY seq LIMIT ?3",
-        &[text(room), int(after), int(limit)],
-    )?;
-    rows.iter().map(|row| message_of(row)).collect::<Result<_, _>>().map(Answer::Messages)
-}
-
-fn message_of(row: &[Value]) -> Result<StoredMessage, StoreError> {
-    Ok(StoredMessage {
-        pos: row[0].int()?,
-        id: row[1].text()?,
-        room: row[2].opt_text()?,
-        sender: row[3].text()?,
-        kind: row[4].text()?,
-        data: row[5].text()?,
-        created_at: row[6].int()?,
-        deleted_at: row[7].opt_int()?,
-        stream: match (row[8].opt_int()?, row[9].opt_text()?) {
-            (Some(seq), Some(epoch)) => Some((seq, epoch)),
-            _ => None,
-        },
-    })
-}
-
-fn room_of(row: &[Value]) -> Result<RoomInfo, StoreError> {
-    let kind = row[1].text()?;
-    Ok(RoomInfo {
-        id: row[0].text()?,
-        kind: RoomType::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("room type {kind:?}")))?,
-        created_at: row[2].int()?,
-        created_by: row[3].text()?,
-        metadata: row[4].opt_text()?,
-    })
-}
-
-fn participant_of(row: &[Value]) -> Result<Participant, StoreError> {
-    let role = row[1].text()?;
-    Ok(Participant {
-        user: row[0].text()?,
-        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
-        joined_at: row[2].int()?,
-    })
 }
