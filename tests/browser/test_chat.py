@@ -153,6 +153,14 @@ def test_two_people_chat_reload_delete_and_reconnect(browser):
         assert bob.locator("#messages img").count() == 0, "no element was made from content"
         assert not dialogs, f"a dialog fired: {dialogs}"
 
+        too_long = "x" * 4100
+        alice.get_by_role("textbox", name="Message", exact=True).fill(too_long)
+        alice.get_by_role("textbox", name="Message", exact=True).press("Enter")
+        refused = message(alice, too_long)
+        expect(refused.locator(".status")).to_contain_text("content_too_long")
+        expect(refused.get_by_role("button", name="Retry")).to_be_visible()
+        expect(message(bob, too_long)).to_have_count(0)
+
         message(alice, "hello bob").get_by_role("button", name="Delete").click()
         expect(message(bob, "message deleted")).to_be_visible()
         expect(message(bob, "hello bob")).to_have_count(0)
