@@ -196,7 +196,7 @@ async function loadOlder() {
   older = null;
   const page = await api.history(current, cursor);
   if (page.ok) {
-    messages.prepend(page.answer.messages.slice().reverse());
+    messages.prepend(page.answer.messages);
     older = page.answer.next_before;
   } else {
     older = cursor;

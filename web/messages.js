@@ -68,7 +68,7 @@ export class Messages {
     return item;
   }
 
-  // An older page, oldest first, above what is shown.
+  // An older page (oldest first, as the API gives it), above what is shown, in its order.
   prepend(messages) {
     const before = this.list.scrollHeight;
     const first = this.list.firstChild;

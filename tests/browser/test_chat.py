@@ -191,6 +191,29 @@ def test_two_people_chat_reload_delete_and_reconnect(browser):
         broker.stop()
 
 
+def test_a_room_shows_its_last_100_and_older_ones_on_scrolling_up(browser):
+    broker = Broker("--rate-limit", "0")
+    try:
+        for n in range(120):
+            body = json.dumps({"from": "cms", "data": {"content": f"note {n}"}}).encode()
+            request = urllib.request.Request(
+                f"{broker.origin}/api/v1/chat/rooms/archive/messages", data=body, method="POST"
+            )
+            urllib.request.urlopen(request, timeout=5).read()
+        page = browser.new_context().new_page()
+        sign_in(page, broker.origin, "reader")
+        page.locator("#room-list").get_by_role("button", name="archive").click()
+        expect(message(page, "note 119")).to_be_visible()
+        expect(page.locator("#messages li")).to_have_count(100)
+        expect(message(page, "note 19")).to_have_count(0)
+        page.locator("#messages").evaluate("list => list.scrollTop = 0")
+        expect(page.locator("#messages li")).to_have_count(120)
+        first = page.locator("#messages li").first
+        expect(first).to_contain_text("note 0")
+    finally:
+        broker.stop()
+
+
 def test_with_auth_on_a_page_without_a_token_cannot_connect_and_says_why(browser):
     broker = Broker("--auth-enabled", "--jwt-secret", SECRET)
     try:
