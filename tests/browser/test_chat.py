@@ -230,6 +230,16 @@ def test_with_auth_on_a_page_without_a_token_cannot_connect_and_says_why(browser
         expect(signed.locator("#connection")).to_have_text("live", timeout=5000)
         expect(signed.locator("#me")).to_have_text("signed in as carol")
         assert broker.metric("wsbroker_connections_opened_total") == 1
+
+        # A token that runs out soon: the page says so and takes a new one without reloading.
+        expiring = browser.new_context().new_page()
+        expiring.goto(f"{broker.origin}/?token={token('dave', lifetime=20)}")
+        expect(expiring.locator("#expiry")).to_be_visible(timeout=5000)
+        expect(expiring.locator("#expiry-text")).to_contain_text("session ends")
+        expiring.get_by_label("New token").fill(token("dave", lifetime=3600))
+        expiring.get_by_role("button", name="Renew").click()
+        expect(expiring.locator("#expiry")).to_be_hidden()
+        expect(expiring.locator("#connection")).to_have_text("live")
     finally:
         broker.stop()
 
