@@ -171,16 +171,7 @@ pub fn presence_event_frame(room: &str, user: &str, status: PresenceStatus) -> F
         user: &'a str,
         status: PresenceStatus,
     }
-    encode(&Envelope {
-        id: None,
-        kind: MessageType::Presence,
-        room: Some(room),
-        from: None,
-        data: Some(EventData { user, status }),
-        timestamp: Some(&now_rfc3339()),
-        seq: None,
-        epoch: None,
-    })
+    presence_frame(None, room, EventData { user, status })
 }
 
 /// `{"type":"presence","room":r,"data":{"users":[...],"away":[...]}}`, the answer to a presence query.
@@ -195,13 +186,20 @@ pub fn presence_list_frame(
         users: &'a [UserId],
         away: &'a [UserId],
     }
+    presence_frame(id, room, ListData { users, away })
+}
+
+/// A `presence` frame of `room`, stamped now.
+fn presence_frame<D: Serialize>(id: Option<&str>, room: &str, data: D) -> Frame {
+    let (kind, room, timestamp) = (MessageType::Presence, Some(room), Some(now_rfc3339()));
+    let timestamp = timestamp.as_deref();
     encode(&Envelope {
         id,
-        kind: MessageType::Presence,
-        room: Some(room),
+        kind,
+        room,
         from: None,
-        data: Some(ListData { users, away }),
-        timestamp: Some(&now_rfc3339()),
+        data: Some(data),
+        timestamp,
         seq: None,
         epoch: None,
     })
