@@ -110,6 +110,17 @@ pub fn ack_frame(id: Option<&str>, seq: Option<u64>) -> Frame {
     bare_frame(MessageType::Ack, id, seq)
 }
 
+/// A server frame with data and no sender, time or place in a stream (errors, notices, answers).
+fn data_frame<D: Serialize>(
+    kind: MessageType,
+    id: Option<&str>,
+    room: Option<&str>,
+    data: D,
+) -> Frame {
+    let (from, timestamp, seq, epoch) = (None, None, None, None);
+    encode(&Envelope { id, kind, room, from, data: Some(data), timestamp, seq, epoch })
+}
+
 fn bare_frame(kind: MessageType, id: Option<&str>, seq: Option<u64>) -> Frame {
     let (room, from, timestamp, epoch) = (None, None, None, None);
     encode::<()>(&Envelope { id, kind, room, from, data: None, timestamp, seq, epoch })
@@ -123,16 +134,7 @@ pub fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Frame {
         message: &'a str,
     }
     let data = ErrorData { code: code.as_str(), message };
-    encode(&Envelope {
-        id,
-        kind: MessageType::Error,
-        room: None,
-        from: None,
-        data: Some(data),
-        timestamp: None,
-        seq: None,
-        epoch: None,
-    })
+    data_frame(MessageType::Error, id, None, data)
 }
 
 /// `{"type":"system","data":{"event":"token_expiring","expires_at":...}}`: refresh before then.
@@ -144,16 +146,7 @@ pub fn token_expiring_frame(expires_at: SystemTime) -> Frame {
     }
     let expires_at = humantime::format_rfc3339_seconds(expires_at).to_string();
     let data = NoticeData { event: "token_expiring", expires_at: &expires_at };
-    encode(&Envelope {
-        id: None,
-        kind: MessageType::System,
-        room: None,
-        from: None,
-        data: Some(data),
-        timestamp: None,
-        seq: None,
-        epoch: None,
-    })
+    data_frame(MessageType::System, None, None, data)
 }
 
 /// Whether a user came into a room or went from it.
@@ -235,17 +228,7 @@ pub fn history_frame(id: Option<&str>, room: &str, messages: &[Frame], next: Nex
         }
         Next::After(seq) => Page { messages, next_before: None, next_after: Some(seq) },
     };
-    let kind = MessageType::History;
-    encode(&Envelope {
-        id,
-        kind,
-        room: Some(room),
-        from: None,
-        data: Some(data),
-        timestamp: None,
-        seq: None,
-        epoch: None,
-    })
+    data_frame(MessageType::History, id, Some(room), data)
 }
 
 /// `{"type":"message_deleted","room":r,"data":{"id":...,"from":...}}`, sent to the room.
@@ -255,18 +238,7 @@ pub fn message_deleted_frame(room: &str, id: &str, from: &str) -> Frame {
         id: &'a str,
         from: &'a str,
     }
-    let kind = MessageType::MessageDeleted;
-    let data = Some(Deleted { id, from });
-    encode(&Envelope {
-        id: None,
-        kind,
-        room: Some(room),
-        from: None,
-        data,
-        timestamp: None,
-        seq: None,
-        epoch: None,
-    })
+    data_frame(MessageType::MessageDeleted, None, Some(room), Deleted { id, from })
 }
 
 /// How a resume went: every message after `since` follows, or the client must reload.
@@ -301,15 +273,5 @@ pub fn resumed_frame(id: Option<&str>, room: &str, resumed: &Resumed) -> Frame {
         }
     };
     let kind = if id.is_some() { MessageType::Ack } else { MessageType::Joined };
-    let room = Some(room);
-    encode(&Envelope {
-        id,
-        kind,
-        room,
-        from: None,
-        data: Some(data),
-        timestamp: None,
-        seq: None,
-        epoch: None,
-    })
+    data_frame(kind, id, Some(room), data)
 }
