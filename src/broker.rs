@@ -9,7 +9,8 @@
 
 use tokio::sync::oneshot;
 
-use crate::mailbox::Target;
+use crate::directory::ShardId;
+use crate::mailbox::{Delivery, ReplayRequest, Target, ToSequence};
 use crate::protocol::{Frame, Room, UserId};
 
 /// A change in the local cache that the cluster must learn. Sent by the shard that owns the user, so
@@ -46,6 +47,15 @@ pub enum Question {
 /// - With `decides_presence`, shards do not announce join/leave themselves: the broker announces
 ///   them when a user's first connection anywhere joins a room, or its last one anywhere leaves.
 /// - `ask` returns `false` when the broker has no cluster view (standalone): answer locally.
+/// - With `numbers_rooms`, a room's seq is decided by the broker, cluster-wide: the room's home shard
+///   hands each room message to `stamp` instead of numbering it, and hears back `Stamped`. The broker
+///   then delivers every numbered message of a room this instance listens to (its own too) to the
+///   room's home shard as `Sequenced`, in seq order, and `StreamReset` before the first one of a
+///   fresh subscription. `read_stream` answers a resume with `StreamRead` at the home. A refused
+///   `stamp` or `read_stream` (the way out is full) gives its input back, to be refused at once.
+/// - `when_subscribed` hands `then` to `shard` once every message published anywhere from now on in
+///   the rooms of the changes sent so far reaches this instance; `Some(then)` back: nothing to wait
+///   for.
 pub trait Broker: Send + Sync + std::fmt::Debug {
     fn publish(&self, target: &Target, frame: &Frame);
     fn local_change(&self, change: LocalChange);
@@ -53,6 +63,10 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     fn ask(&self, question: Question) -> bool;
     /// Whether the other instances are reachable (for `/readyz`).
     fn is_ready(&self) -> bool;
+    fn numbers_rooms(&self) -> bool;
+    fn stamp(&self, item: ToSequence, home: ShardId) -> Result<(), ToSequence>;
+    fn read_stream(&self, request: ReplayRequest, home: ShardId) -> Result<(), ReplayRequest>;
+    fn when_subscribed(&self, shard: ShardId, then: Delivery) -> Option<Delivery>;
 }
 
 /// One instance on its own: there is nobody to tell.
@@ -74,5 +88,23 @@ impl Broker for Standalone {
 
     fn is_ready(&self) -> bool {
         true
+    }
+
+    fn numbers_rooms(&self) -> bool {
+        false
+    }
+
+    /// Never called: standalone, a room's home shard numbers its messages itself.
+    fn stamp(&self, item: ToSequence, _home: ShardId) -> Result<(), ToSequence> {
+        Err(item)
+    }
+
+    /// Never called: standalone, a room's home shard answers resumes from its own window.
+    fn read_stream(&self, request: ReplayRequest, _home: ShardId) -> Result<(), ReplayRequest> {
+        Err(request)
+    }
+
+    fn when_subscribed(&self, _shard: ShardId, then: Delivery) -> Option<Delivery> {
+        Some(then)
     }
 }

@@ -231,6 +231,8 @@ mod tests {
 
     use super::*;
     use crate::broker::LocalChange;
+    use crate::directory::ShardId;
+    use crate::mailbox::{ReplayRequest, ToSequence};
 
     /// A broker that records whether the shard already had the message when it was handed over.
     #[derive(Debug)]
@@ -252,6 +254,18 @@ mod tests {
         }
         fn is_ready(&self) -> bool {
             true
+        }
+        fn numbers_rooms(&self) -> bool {
+            false
+        }
+        fn stamp(&self, item: ToSequence, _home: ShardId) -> Result<(), ToSequence> {
+            Err(item)
+        }
+        fn read_stream(&self, request: ReplayRequest, _: ShardId) -> Result<(), ReplayRequest> {
+            Err(request)
+        }
+        fn when_subscribed(&self, _shard: ShardId, then: Delivery) -> Option<Delivery> {
+            Some(then)
         }
     }
 

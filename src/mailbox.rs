@@ -7,6 +7,7 @@
 //! rumqttd's connections and router share their event types.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
@@ -100,6 +101,41 @@ pub enum Delivery {
     },
     /// A room message for this shard, the room's home, to stamp with its seq and publish.
     Sequence(Box<ToSequence>),
+    /// Cluster mode: the broker numbered a room message homed here (`Err`: it could not).
+    Stamped {
+        item: Box<ToSequence>,
+        /// The seq and epoch it was given.
+        stamped: Result<(u64, Arc<str>), ()>,
+    },
+    /// Cluster mode: a numbered room message from the cluster (this instance's own too), for the
+    /// room's home, which keeps the window and fans it out here.
+    Sequenced {
+        room: Room,
+        seq: u64,
+        epoch: Arc<str>,
+        frame: Frame,
+    },
+    /// Cluster mode: the instance now listens to `room` afresh, so what its home knew of the
+    /// room's stream has a hole behind it.
+    StreamReset {
+        room: Room,
+    },
+    /// A numbered room message from its home, for this shard's members (a member whose resume is
+    /// in flight, or whose replay already held it, is skipped).
+    RoomMessage {
+        room: Room,
+        seq: u64,
+        frame: Frame,
+        accepted_at: Instant,
+    },
+    /// The instance listens to `room` (cluster mode: its subscription is confirmed), so a join
+    /// of `conn` can be acked, or resumed after `since`.
+    Subscribed {
+        conn: ConnId,
+        id: Option<String>,
+        room: Room,
+        since: Option<Since>,
+    },
     /// The room's home could not take the chat (the store is full or down): the sender's shard
     /// answers `unavailable` and forgets the id.
     Refused {
@@ -115,6 +151,11 @@ pub enum Delivery {
     ReplayLoaded {
         request: Box<ReplayRequest>,
         stored: Result<(u64, Vec<(u64, Frame)>), ()>,
+    },
+    /// Cluster mode: the broker's read of a room's stream for a resume, back at the room's home.
+    StreamRead {
+        request: Box<ReplayRequest>,
+        read: Result<StreamSlice, ()>,
     },
     /// The home's answer to a replay, at the member's shard: ack the join, send the messages.
     Replayed {
@@ -173,11 +214,24 @@ pub struct ReplayRequest {
     pub id: Option<String>,
 }
 
+/// Cluster mode: what the broker holds of a room's stream after a resume point.
+#[derive(Debug)]
+pub struct StreamSlice {
+    /// The stream's name and last seq (`None`: the room has no stream yet).
+    pub stream: Option<(String, u64)>,
+    /// The messages after the resume point that the broker still keeps, in seq order.
+    pub messages: Vec<(u64, Frame)>,
+}
+
 /// What a replay found.
 #[derive(Debug)]
 pub enum Replay {
-    /// Every message after the resume point, in seq order.
-    Recovered(Vec<Frame>),
+    /// Every message after the resume point up to `upto`, in seq order; live messages up to
+    /// `upto` that reach the member after the answer are skipped.
+    Recovered {
+        frames: Vec<Frame>,
+        upto: u64,
+    },
     NotRecovered(Resumed),
     /// The resume point is ahead of the stream.
     Ahead {

@@ -9,4 +9,5 @@ mod mirror;
 mod presence;
 pub mod redis;
 mod relay;
+mod streams;
 mod wire;

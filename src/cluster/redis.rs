@@ -9,10 +9,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::presence::Presence;
-use super::relay::{Inputs, Outgoing, Relay, Tuning};
+use super::relay::{Inputs, Ordered, Outgoing, Relay, Tuning};
+use super::streams::RoomStreams;
 use crate::broker::{Broker, LocalChange, Question};
 use crate::config::Config;
-use crate::mailbox::Target;
+use crate::directory::ShardId;
+use crate::mailbox::{Delivery, ReplayRequest, Target, ToSequence};
 use crate::metrics::RelayCounters;
 use crate::protocol::Frame;
 use crate::router::Router;
@@ -23,7 +25,7 @@ const QUESTION_QUEUE: usize = 1024;
 #[derive(Debug)]
 pub struct RedisBroker {
     outgoing: flume::Sender<Outgoing>,
-    changes: flume::Sender<LocalChange>,
+    changes: flume::Sender<Ordered>,
     questions: flume::Sender<Question>,
     counters: Arc<RelayCounters>,
 }
@@ -69,7 +71,9 @@ impl RedisBroker {
         };
         let presence = Presence::new(&config.redis_prefix, &me, config.presence_heartbeat);
         tracing::info!(instance = %presence.me, "cluster mode: relaying through redis");
-        let relay = Relay::new((router, Arc::clone(&counters)), client, presence, inputs, tuning);
+        let streams = RoomStreams::new(presence.names.clone(), &me, config.recovery_window);
+        let scripts = (presence, streams);
+        let relay = Relay::new((router, Arc::clone(&counters)), client, scripts, inputs, tuning);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -84,7 +88,7 @@ impl RedisBroker {
 
 impl Broker for RedisBroker {
     fn publish(&self, target: &Target, frame: &Frame) {
-        let outgoing = Outgoing { target: target.clone(), frame: frame.clone() };
+        let outgoing = Outgoing::Publish { target: target.clone(), frame: frame.clone() };
         if self.outgoing.try_send(outgoing).is_err() {
             self.counters.dropped.fetch_add(1, Relaxed);
         }
@@ -92,7 +96,7 @@ impl Broker for RedisBroker {
 
     fn local_change(&self, change: LocalChange) {
         // Fails only once the relay thread is gone, when there is nobody left to tell.
-        let _ = self.changes.send(change);
+        let _ = self.changes.send(Ordered::Change(change));
     }
 
     fn decides_presence(&self) -> bool {
@@ -107,5 +111,38 @@ impl Broker for RedisBroker {
 
     fn is_ready(&self) -> bool {
         self.counters.redis_up.load(Relaxed) == 1
+    }
+
+    fn numbers_rooms(&self) -> bool {
+        true
+    }
+
+    fn stamp(&self, item: ToSequence, home: ShardId) -> Result<(), ToSequence> {
+        let outgoing = Outgoing::Stamp { item: Box::new(item), home };
+        self.outgoing.try_send(outgoing).map_err(|refused| match refused.into_inner() {
+            Outgoing::Stamp { item, .. } => {
+                self.counters.dropped.fetch_add(1, Relaxed);
+                *item
+            }
+            Outgoing::Publish { .. } => unreachable!("a stamp was sent"),
+        })
+    }
+
+    fn read_stream(&self, request: ReplayRequest, home: ShardId) -> Result<(), ReplayRequest> {
+        let read = Ordered::Read { request: Box::new(request), home };
+        self.changes.send(read).map_err(|gone| match gone.into_inner() {
+            Ordered::Read { request, .. } => *request,
+            _ => unreachable!("a read was sent"),
+        })
+    }
+
+    fn when_subscribed(&self, shard: ShardId, then: Delivery) -> Option<Delivery> {
+        match self.changes.send(Ordered::Notify { shard, then }) {
+            Ok(()) => None,
+            Err(gone) => match gone.into_inner() {
+                Ordered::Notify { then, .. } => Some(then),
+                _ => unreachable!("a notice was sent"),
+            },
+        }
     }
 }

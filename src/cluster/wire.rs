@@ -54,6 +54,16 @@ impl Names {
         crate::protocol::validate_user(user).ok().map(Target::User)
     }
 
+    /// Hash of a room's stream: its last `seq` and its `epoch`.
+    pub fn stream_of(&self, room: &str) -> String {
+        format!("{}:s:{room}", self.prefix)
+    }
+
+    /// Capped Redis stream of a room's last numbered messages (entry id `<seq>-1`), for resumes.
+    pub fn recent_of(&self, room: &str) -> String {
+        format!("{}:sx:{room}", self.prefix)
+    }
+
     /// Set of the users online on `instance`.
     pub fn users_of(&self, instance: &str) -> String {
         format!("{}:i:{instance}:users", self.prefix)
@@ -79,7 +89,15 @@ pub fn encode_payload(instance: &str, frame: &Frame) -> Vec<u8> {
     payload
 }
 
-/// The sender and frame of a payload; `None` when it is not one of ours.
+/// The header of a numbered room message: `<instance>#<seq>#<epoch>` (the stamp script writes it).
+pub fn decode_numbered(header: &str) -> Option<(&str, u64, &str)> {
+    let mut parts = header.splitn(3, '#');
+    let (sender, seq, epoch) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((sender, seq.parse().ok()?, epoch))
+}
+
+/// The header (the sender, for a numbered message with its place) and frame of a payload; `None`
+/// when it is not one of ours.
 pub fn decode_payload(payload: &[u8]) -> Option<(&str, Frame)> {
     let split = payload.iter().position(|&byte| byte == b'\n')?;
     let sender = std::str::from_utf8(&payload[..split]).ok()?;
@@ -117,6 +135,10 @@ mod tests {
         let (sender, decoded) = decode_payload(&payload).unwrap();
         assert_eq!((sender, decoded.as_str()), ("node-1", frame.as_str()));
         assert!(decode_payload(b"no separator").is_none());
+        let (header, _) = decode_payload(b"node-1#42#e0f1\n{}").unwrap();
+        assert_eq!(decode_numbered(header), Some(("node-1", 42, "e0f1")));
+        assert_eq!(decode_numbered("node-1"), None);
+        assert_eq!(decode_numbered("node-1#x#e"), None);
         assert!(decode_payload(b"node\n\xff\xfe").is_none(), "not UTF-8");
     }
 }

@@ -140,7 +140,7 @@ async fn publish(
             };
             store.note(Write::EnsureRoom { room: info, members: Vec::new() });
         }
-        if let (Target::Room(room), false) = (&target, app.hub.broker().decides_presence()) {
+        if let Target::Room(room) = &target {
             let seq = publish_to_home(app, room.clone(), &body, message).await?;
             return Ok::<_, Refusal>(json!({ "id": id, "seq": seq }));
         }

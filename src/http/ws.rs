@@ -112,10 +112,6 @@ async fn identify<B>(
             (user, Permissions::unrestricted())
         }
     };
-    if !since.is_empty() && app.hub.broker().decides_presence() {
-        let message = "resuming with since is not available in cluster mode yet";
-        return Err(refuse(StatusCode::BAD_REQUEST, "bad_request", message));
-    }
     let every_room = || rooms.iter().chain(since.iter().map(|(room, _)| room));
     if let Some(room) = every_room().find(|room| !permissions.may_join(room)) {
         tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);

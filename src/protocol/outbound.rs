@@ -100,6 +100,23 @@ pub fn room_message_frame(message: Published<'_>) -> Frame {
     })
 }
 
+/// A room message cut where its `seq` and `epoch` go, for a stamp made elsewhere (the cluster's
+/// script in Redis): `head`, the seq, `MID`, the epoch, `TAIL` make the frame that
+/// [`room_message_frame`] makes with that place in the stream. The epoch is plain ASCII (no escaping).
+pub fn room_message_parts(message: Published<'_>) -> String {
+    let unstamped = room_message_frame(Published { stream: None, ..message });
+    let json = unstamped.as_str();
+    let mut head = String::with_capacity(json.len() + 8);
+    head.push_str(json.strip_suffix('}').expect("an envelope is a JSON object"));
+    head.push_str(r#","seq":"#);
+    head
+}
+
+/// What goes between a stamped room message's seq and epoch ([`room_message_parts`]).
+pub const STAMP_MID: &str = r#","epoch":""#;
+/// What ends a stamped room message, after its epoch.
+pub const STAMP_TAIL: &str = r#""}"#;
+
 /// A frame with no data: `{"type":...,"id":...}` (acks, pongs).
 pub fn reply_frame(kind: MessageType, id: Option<&str>) -> Frame {
     bare_frame(kind, id, None)

@@ -213,3 +213,22 @@ fn history_and_delete_requests_are_checked() {
     let Action::Delete { id, from, .. } = delete.action else { panic!("not a delete") };
     assert_eq!((id.as_str(), from.as_deref()), ("m1", Some("bob")));
 }
+
+#[test]
+fn a_stamp_made_from_the_parts_is_the_frame_stamped_here() {
+    let data = RawValue::from_string(r#"{"content":"hi \"there\""}"#.into()).unwrap();
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+    let message = Published {
+        kind: MessageType::Chat,
+        id: "m1",
+        room: Some("lobby"),
+        from: "alice",
+        data: &data,
+        at,
+        stream: None,
+    };
+    let head = room_message_parts(message);
+    let joined = format!("{head}42{STAMP_MID}e0f1{STAMP_TAIL}");
+    let stamped = room_message_frame(Published { stream: Some((42, "e0f1")), ..message });
+    assert_eq!(joined, stamped.as_str());
+}

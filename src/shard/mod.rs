@@ -17,9 +17,11 @@
 
 pub mod cache;
 mod dedup;
+mod fanout;
 mod limits;
 pub mod offload;
 mod output;
+mod relayed;
 mod requests;
 mod resume;
 mod stream;
@@ -33,7 +35,7 @@ use crate::broker::LocalChange;
 use crate::close::{self, CloseReason};
 use crate::directory::{ShardId, Transition};
 use crate::hub::Hub;
-use crate::mailbox::{Command, ConnId, Delivery, Inbox, Outbox, Query, Registration, Target};
+use crate::mailbox::{Command, ConnId, Delivery, Inbox, Query, Registration, Target};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::{self, Frame, PresenceStatus, Room, UserId};
 use crate::store::ops::Write;
@@ -156,6 +158,18 @@ impl Shard {
                 self.on_stored(conn, &user, room, id, seq)
             }
             Delivery::Sequence(item) => self.sequence(*item),
+            Delivery::Stamped { item, stamped } => self.on_stamped(*item, stamped),
+            Delivery::Sequenced { room, seq, epoch, frame } => {
+                self.on_sequenced(room, seq, epoch, frame)
+            }
+            Delivery::StreamReset { room } => self.on_stream_reset(&room),
+            Delivery::RoomMessage { room, seq, frame, accepted_at } => {
+                self.deliver_room_message(&room, seq, &frame, accepted_at)
+            }
+            Delivery::Subscribed { conn, id, room, since } => {
+                self.on_subscribed(conn, id, room, since)
+            }
+            Delivery::StreamRead { request, read } => self.on_stream_read(*request, read),
             Delivery::Refused { conn, user, room, id } => self.on_refused(conn, &user, room, id),
             Delivery::StreamLoaded { room, stream } => self.on_stream_loaded(room, stream),
             Delivery::JoinDecided { conn, id, room, since, decision } => {
@@ -192,7 +206,7 @@ impl Shard {
         }
         for (room, since) in since {
             self.join(conn, room.clone());
-            self.resume(conn, None, room, since);
+            self.when_subscribed(conn, None, room, Some(since));
         }
         if self.out.holding() {
             self.out.hold(Held::Registered(registered));
@@ -212,30 +226,6 @@ impl Shard {
         } else {
             self.hub.router().route(target, frame, accepted_at, Some(self.id));
         }
-    }
-
-    fn deliver_local(&mut self, target: &Target, frame: &Frame, accepted_at: Instant) {
-        let counters = self.hub.metrics().shard(self.id);
-        let out = &mut self.out;
-        let mut send =
-            |(conn, outbox): (ConnId, &Outbox)| out.send_to(conn, outbox, frame.clone(), counters);
-        match target {
-            Target::Room(room) if self.resuming.is_empty() => {
-                self.cache.room_outboxes(room).for_each(&mut send)
-            }
-            Target::Room(room) => {
-                let resuming = &self.resuming;
-                let live =
-                    |(conn, _): &(ConnId, &Outbox)| !resuming.contains(&(*conn, room.clone()));
-                self.cache.room_outboxes(room).filter(live).for_each(&mut send)
-            }
-            Target::User(user) => self.cache.user_outboxes(user).for_each(&mut send),
-            Target::Users(users) => {
-                users.iter().flat_map(|u| self.cache.user_outboxes(u)).for_each(&mut send)
-            }
-            Target::All => self.cache.all_outboxes().for_each(&mut send),
-        }
-        counters.fanout_latency.record(accepted_at.elapsed());
     }
 
     fn join(&mut self, conn: ConnId, room: Room) {
@@ -260,6 +250,9 @@ impl Shard {
     }
 
     fn leave(&mut self, conn: ConnId, room: &Room) {
+        if !self.resuming.is_empty() {
+            self.forget_resumes_in(conn, Some(room));
+        }
         let user = self.cache.get(conn).map(|c| c.user.clone());
         if let (Some(left), Some(user)) = (self.cache.leave(conn, room), user) {
             self.after_leave(left, &user);
@@ -295,6 +288,9 @@ impl Shard {
             return;
         };
         metrics::incr(&self.counters().connections_closed);
+        if !self.resuming.is_empty() {
+            self.forget_resumes(conn);
+        }
         if let (Some(reason), Some(closer)) = (close, connection.closer.take()) {
             let _ = closer.send(reason);
         }

@@ -13,7 +13,7 @@ use super::offload::{resume_refusal, Deletion, History};
 use super::Shard;
 use crate::auth::Permissions;
 use crate::close;
-use crate::mailbox::{ConnId, Origin, Target, ToSequence};
+use crate::mailbox::{ConnId, Delivery, Origin, Target, ToSequence};
 use crate::protocol::{
     self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, Since, UserId,
     GLOBAL_ROOM,
@@ -111,7 +111,7 @@ impl Shard {
             return Some(not_member(id, room));
         }
         match chat.room.clone() {
-            Some(room) if self.sequencing() => self.chat_send_home(conn, id, user, room, chat),
+            Some(room) => self.chat_send_home(conn, id, user, room, chat),
             _ if self.hub.store().is_none() => {
                 let frame = chat.frame(&user);
                 self.publish(chat.room.map_or(Target::All, Target::Room), frame);
@@ -254,10 +254,6 @@ impl Shard {
             let message = format!("not allowed to join room {room}");
             return Some(protocol::error_frame(id, ErrorCode::Forbidden, &message));
         }
-        if since.is_some() && !self.sequencing() {
-            let message = "resuming with since is not available in cluster mode yet";
-            return Some(protocol::error_frame(id, ErrorCode::BadRequest, message));
-        }
         if self.hub.store().is_some() && !self.cache.is_member(conn, &room) {
             let user = connection.user.clone();
             self.offload_join(conn, id.map(str::to_owned), (room, since), user, admin);
@@ -266,7 +262,8 @@ impl Shard {
         self.joined(conn, id.map(str::to_owned), room, since)
     }
 
-    /// Joins, then acks, or, resuming, asks the room's home for what was missed.
+    /// Joins, then acks, or, resuming, asks the room's home for what was missed, once the
+    /// instance listens to the room (at once standalone).
     fn joined(
         &mut self,
         conn: ConnId,
@@ -275,12 +272,45 @@ impl Shard {
         since: Option<Since>,
     ) -> Option<Frame> {
         self.join(conn, room.clone());
+        self.when_subscribed(conn, id, room, since);
+        None
+    }
+
+    /// Runs [`Shard::on_subscribed`] once the broker says every later message of the room
+    /// reaches this instance.
+    pub(super) fn when_subscribed(
+        &mut self,
+        conn: ConnId,
+        id: Option<String>,
+        room: Room,
+        since: Option<Since>,
+    ) {
+        let then = Delivery::Subscribed { conn, id, room, since };
+        if let Some(Delivery::Subscribed { conn, id, room, since }) =
+            self.hub.broker().when_subscribed(self.id, then)
+        {
+            self.on_subscribed(conn, id, room, since);
+        }
+    }
+
+    /// The join is in effect everywhere: ack it, or resume.
+    pub(super) fn on_subscribed(
+        &mut self,
+        conn: ConnId,
+        id: Option<String>,
+        room: Room,
+        since: Option<Since>,
+    ) {
+        if !self.cache.is_member(conn, &room) {
+            return;
+        }
         match since {
-            Some(since) => {
-                self.resume(conn, id, room, since);
-                None
+            Some(since) => self.resume(conn, id, room, since),
+            None => {
+                if let Some(ack) = ack(id.as_deref()) {
+                    self.reply(conn, ack);
+                }
             }
-            None => ack(id.as_deref()),
         }
     }
 

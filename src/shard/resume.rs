@@ -12,7 +12,7 @@
 //! sent by the home before its answer, so its seq is at most the answer's last, and the answer holds
 //! it. Then the ack (`recovered`), the replayed messages, and live ones as they come.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use super::stream::{Stream, Waiting};
 use super::Shard;
@@ -23,14 +23,25 @@ use crate::store::ops::{Answer, Read};
 /// The most messages a resume reads from the store beyond the in-memory window.
 const MAX_STORED_REPLAY: i64 = 1_000;
 
-/// The connections of a shard whose resume of a room is in flight.
-pub type Resuming = HashSet<(ConnId, Room)>;
+/// Where a resuming member stands in a room's stream on its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floor {
+    /// The resume is in flight: live room messages are dropped (the answer will hold them).
+    Pending,
+    /// The replay went up to this seq: live messages up to it are skipped (they reach the shard
+    /// after the answer when the home sent them before it on another way, or they came through the
+    /// cluster behind the broker's read).
+    Upto(u64),
+}
+
+/// Per room, the members of this shard whose resume is in flight or has just been answered.
+pub type Resuming = HashMap<Room, HashMap<ConnId, Floor>>;
 
 impl Shard {
     /// A member joined `room` to resume after `since`: asks the room's home, once publishers can
     /// find this shard (after the batch's directory commit).
     pub(super) fn resume(&mut self, conn: ConnId, id: Option<String>, room: Room, since: Since) {
-        self.resuming.insert((conn, room.clone()));
+        self.resuming.entry(room.clone()).or_default().insert(conn, Floor::Pending);
         let request = ReplayRequest { room: room.clone(), since, shard: self.id, conn, id };
         let home = self.hub.router().shard_of_user(&room);
         let delivery = Delivery::Replay(Box::new(request));
@@ -43,6 +54,9 @@ impl Shard {
 
     /// At the room's home: the messages after the resume point, from the window (or the store).
     pub(super) fn replay(&mut self, request: ReplayRequest) {
+        if self.hub.broker().numbers_rooms() {
+            return self.read_cluster_stream(request);
+        }
         let room = request.room.clone();
         self.stream_ready(&room, Waiting::Resume(request));
     }
@@ -57,7 +71,7 @@ impl Shard {
         } else if since.seq > last {
             Replay::Ahead { seq: last }
         } else if since.seq + 1 >= first_kept {
-            Replay::Recovered(after(&ready.window, since.seq))
+            Replay::Recovered { frames: after(&ready.window, since.seq), upto: last }
         } else if self.hub.store().is_some()
             && first_kept - 1 - since.seq <= MAX_STORED_REPLAY as u64
         {
@@ -111,7 +125,7 @@ impl Shard {
             Ok((upto, stored)) if first_kept <= upto + 1 => {
                 let mut frames: Vec<Frame> = stored.into_iter().map(|(_, frame)| frame).collect();
                 frames.extend(after(&ready.window, upto));
-                Replay::Recovered(frames)
+                Replay::Recovered { frames, upto: last }
             }
             Ok(_) => Replay::NotRecovered(not_recovered("too_old", last, &epoch)),
             Err(()) => Replay::NotRecovered(not_recovered("no_history", last, &epoch)),
@@ -130,7 +144,7 @@ impl Shard {
         self.send_replayed(request, Replay::NotRecovered(not_recovered(reason, seq, epoch)));
     }
 
-    fn send_replayed(&mut self, request: ReplayRequest, replay: Replay) {
+    pub(super) fn send_replayed(&mut self, request: ReplayRequest, replay: Replay) {
         let ReplayRequest { room, shard, conn, id, .. } = request;
         if shard == self.id {
             self.on_replayed(conn, room, id, replay);
@@ -147,12 +161,19 @@ impl Shard {
         id: Option<String>,
         replay: Replay,
     ) {
-        if !self.resuming.remove(&(conn, room.clone())) || self.cache.get(conn).is_none() {
+        let floors = self.resuming.get_mut(&room);
+        let Some(floors) = floors.filter(|floors| floors.get(&conn) == Some(&Floor::Pending))
+        else {
             return;
+        };
+        floors.remove(&conn);
+        if self.cache.get(conn).is_none() {
+            return self.forget_resumes(conn);
         }
         let id = id.as_deref();
         match replay {
-            Replay::Recovered(frames) => {
+            Replay::Recovered { frames, upto } => {
+                floors.insert(conn, Floor::Upto(upto));
                 self.reply(conn, protocol::resumed_frame(id, &room, &Resumed::Recovered));
                 frames.into_iter().for_each(|frame| self.reply(conn, frame));
             }
@@ -167,11 +188,27 @@ impl Shard {
     }
 }
 
-fn not_recovered(reason: &'static str, seq: u64, epoch: &str) -> Resumed {
+impl Shard {
+    /// `conn` is gone, or left `room` (`Some`): its resumes there are forgotten.
+    pub(super) fn forget_resumes_in(&mut self, conn: ConnId, room: Option<&Room>) {
+        self.resuming.retain(|resumed, floors| {
+            if room.is_none_or(|room| room == resumed) {
+                floors.remove(&conn);
+            }
+            !floors.is_empty()
+        });
+    }
+
+    pub(super) fn forget_resumes(&mut self, conn: ConnId) {
+        self.forget_resumes_in(conn, None);
+    }
+}
+
+pub(super) fn not_recovered(reason: &'static str, seq: u64, epoch: &str) -> Resumed {
     Resumed::NotRecovered { reason, seq, epoch: epoch.to_owned() }
 }
 
 /// The window's frames after `seq`, in order.
-fn after(window: &std::collections::VecDeque<(u64, Frame)>, seq: u64) -> Vec<Frame> {
+pub(super) fn after(window: &std::collections::VecDeque<(u64, Frame)>, seq: u64) -> Vec<Frame> {
     window.iter().filter(|(s, _)| *s > seq).map(|(_, frame)| frame.clone()).collect()
 }

@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::Shard;
-use crate::mailbox::{Delivery, Origin, ReplayRequest, Target, ToSequence};
+use crate::mailbox::{Delivery, Origin, ReplayRequest, ToSequence};
 use crate::protocol::{self, Frame, Published, Room};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::{time_of, Completion, NewMessage};
@@ -42,6 +42,25 @@ impl Ready {
     fn new(epoch: Arc<str>, last: u64) -> Self {
         Self { epoch, last, window: VecDeque::new() }
     }
+
+    /// A stream first heard at `seq` (cluster mode): nothing before it is known here.
+    pub fn heard_from(epoch: Arc<str>, seq: u64) -> Self {
+        Self::new(epoch, seq.saturating_sub(1))
+    }
+}
+
+/// A numbered room message as the store keeps it.
+pub(super) fn stored_message(item: &ToSequence, seq: u64, epoch: &Arc<str>) -> NewMessage {
+    NewMessage {
+        id: item.id.clone(),
+        room: Some(item.room.clone()),
+        sender: item.sender.clone(),
+        kind: item.kind.as_str(),
+        data: item.data.get().into(),
+        created_at: item.at,
+        metadata: None,
+        stream: Some((seq as i64, Arc::clone(epoch))),
+    }
 }
 
 /// What waits for a stream being read from the store.
@@ -63,11 +82,6 @@ fn new_epoch() -> Arc<str> {
 }
 
 impl Shard {
-    /// Whether room messages are numbered here (standalone; cluster mode stamps nothing yet).
-    pub(super) fn sequencing(&self) -> bool {
-        !self.hub.broker().decides_presence()
-    }
-
     /// Hands a room message to its room's home shard (this one, or another).
     pub(super) fn send_home(&mut self, item: ToSequence) {
         let home = self.hub.router().shard_of_user(&item.room);
@@ -80,6 +94,9 @@ impl Shard {
 
     /// A room message homed here: stamped now, or once the room's stream is read from the store.
     pub(super) fn sequence(&mut self, item: ToSequence) {
+        if self.hub.broker().numbers_rooms() {
+            return self.stamp_in_cluster(item);
+        }
         let room = item.room.clone();
         self.stream_ready(&room, Waiting::Message(item));
     }
@@ -147,30 +164,21 @@ impl Shard {
             unreachable!("stamped only once the stream is ready")
         };
         let (seq, epoch) = (ready.last + 1, Arc::clone(&ready.epoch));
-        let ToSequence { room, id, sender, kind, data, at, origin } = item;
         let frame = protocol::room_message_frame(Published {
-            kind,
-            id: &id,
-            room: Some(&room),
-            from: &sender,
-            data: &data,
-            at: time_of(at),
+            kind: item.kind,
+            id: &item.id,
+            room: Some(&item.room),
+            from: &item.sender,
+            data: &item.data,
+            at: time_of(item.at),
             stream: Some((seq, &epoch)),
         });
+        let message = self.hub.store().map(|_| stored_message(&item, seq, &epoch));
+        let ToSequence { room, id, sender, origin, .. } = item;
         // With a store, the writer tells the origin once committed; without, it is told here.
-        let untold = match self.hub.store() {
+        let untold = match message {
             None => Some(origin),
-            Some(_) => {
-                let message = NewMessage {
-                    id: id.clone(),
-                    room: Some(room.clone()),
-                    sender: sender.clone(),
-                    kind: kind.as_str(),
-                    data: data.get().into(),
-                    created_at: at,
-                    metadata: None,
-                    stream: Some((seq as i64, Arc::clone(&epoch))),
-                };
+            Some(message) => {
                 if !self.hand_to_store(message, origin, seq) {
                     return;
                 }
@@ -185,7 +193,7 @@ impl Shard {
                 ready.window.pop_front();
             }
         }
-        self.publish(Target::Room(room.clone()), frame);
+        self.fan_out_room(&room, seq, frame);
         if let Some(origin) = untold {
             self.tell_stamped(origin, &room, id, &sender, seq);
         }
@@ -193,7 +201,7 @@ impl Shard {
 
     /// Hands a stamped message to the writer; `false` (and its sender told `unavailable`) when
     /// the store refuses it.
-    fn hand_to_store(&mut self, message: NewMessage, origin: Origin, seq: u64) -> bool {
+    pub(super) fn hand_to_store(&mut self, message: NewMessage, origin: Origin, seq: u64) -> bool {
         let Some(store) = self.hub.store() else { return false };
         let sent_by = match &origin {
             Origin::Connection { shard, conn, .. } => Some((*shard, *conn)),
@@ -235,7 +243,7 @@ impl Shard {
     }
 
     /// Without a store, a message is in once stamped.
-    fn tell_stamped(
+    pub(super) fn tell_stamped(
         &mut self,
         origin: Origin,
         room: &Room,
@@ -261,10 +269,14 @@ impl Shard {
 
     /// The stream could not be read: a waiting message is refused, a waiting resume not recovered.
     fn refuse(&mut self, waiting: Waiting) {
-        let item = match waiting {
-            Waiting::Message(item) => item,
-            Waiting::Resume(request) => return self.unrecoverable(request, "no_history", 0, ""),
-        };
+        match waiting {
+            Waiting::Message(item) => self.refuse_message(item),
+            Waiting::Resume(request) => self.unrecoverable(request, "no_history", 0, ""),
+        }
+    }
+
+    /// A room message that could not be numbered or stored: its sender hears `unavailable`.
+    pub(super) fn refuse_message(&mut self, item: ToSequence) {
         match item.origin {
             Origin::Connection { shard, conn, .. } => {
                 self.tell_refused(shard, conn, &item.room, &item.id, &item.sender)

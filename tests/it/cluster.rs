@@ -10,12 +10,22 @@ use crate::common::{spawn_broker, start_server_with, Client, TestServer};
 use crate::redis_server::RedisServer;
 
 /// A broker in cluster mode, once its relay has connected.
-async fn instance(redis: &RedisServer, id: &str) -> TestServer {
-    let url = redis.url();
-    let server = start_server_with(|c| {
+pub(crate) async fn instance(redis: &RedisServer, id: &str) -> TestServer {
+    instance_with(redis, id, |_| {}).await
+}
+
+/// A broker in cluster mode, configured further by `configure`, once its relay has connected.
+pub(crate) async fn instance_with(
+    redis: &RedisServer,
+    id: &str,
+    configure: impl FnOnce(&mut wsbroker::Config) + Send + 'static,
+) -> TestServer {
+    let (url, id) = (redis.url(), id.to_owned());
+    let server = start_server_with(move |c| {
         c.redis_url = Some(url);
-        c.instance_id = Some(id.to_owned());
+        c.instance_id = Some(id);
         c.presence_heartbeat = Duration::from_secs(1);
+        configure(c);
     })
     .await;
     server.wait_get("/readyz", |status, _| status == StatusCode::OK).await;
@@ -23,7 +33,7 @@ async fn instance(redis: &RedisServer, id: &str) -> TestServer {
 }
 
 /// Waits until `server` sees exactly `users` in `room`, cluster-wide.
-async fn wait_room(server: &TestServer, room: &str, users: Value) {
+pub(crate) async fn wait_room(server: &TestServer, room: &str, users: Value) {
     let path = format!("/api/v1/chat/rooms/{room}/online");
     server.wait_get(&path, |_, answer| answer["users"] == users).await;
 }
@@ -190,13 +200,21 @@ async fn a_killed_instance_drops_out_of_presence_and_its_users_leave() {
 }
 
 #[tokio::test]
-async fn without_redis_local_delivery_goes_on_and_the_cluster_heals_when_it_returns() {
+async fn without_redis_rooms_refuse_messages_others_go_on_locally_and_the_cluster_heals() {
     let mut redis = RedisServer::start().await;
     let (a, b) = (instance(&redis, "a").await, instance(&redis, "b").await);
     let mut alice = a.member("alice", "lobby").await;
     let mut anna = a.member("anna", "lobby").await;
     let mut bob = b.member("bob", "lobby").await;
     wait_room(&b, "lobby", json!(["alice", "anna", "bob"])).await;
+    anna.send(chat("lobby", "before")).await;
+    let before = alice.recv_type("chat").await;
+    assert_eq!(
+        (before["data"]["content"].clone(), before["seq"].clone()),
+        (json!("before"), json!(1))
+    );
+
+    assert_eq!(bob.recv_type("chat").await["data"]["content"], "before");
 
     redis.stop();
     let stopped_at = std::time::Instant::now();
@@ -206,7 +224,13 @@ async fn without_redis_local_delivery_goes_on_and_the_cluster_heals_when_it_retu
         "/readyz failed after {:?}",
         stopped_at.elapsed()
     );
-    anna.send(chat("lobby", "local only")).await;
+    let refused = anna
+        .request(
+            json!({"type": "chat", "id": "m1", "room": "lobby", "data": {"content": "unnumbered"}}),
+        )
+        .await;
+    assert_eq!(refused["data"]["code"], "unavailable", "a room message needs its seq: {refused}");
+    anna.send(json!({"type": "chat", "room": "", "data": {"content": "local only"}})).await;
     assert_eq!(alice.recv_type("chat").await["data"]["content"], "local only");
     let partial = a.get("/api/v1/chat/rooms/lobby/online").await.1;
     assert_eq!(
@@ -224,11 +248,18 @@ async fn without_redis_local_delivery_goes_on_and_the_cluster_heals_when_it_retu
     wait_room(&a, "lobby", json!(["alice", "anna", "bob"])).await;
     wait_room(&b, "lobby", json!(["alice", "anna", "bob"])).await;
     alice.send(chat("lobby", "healed")).await;
+    let notice = bob.recv_where(|f| f["type"] == "joined" || f["type"] == "chat").await;
     assert_eq!(
-        chats_until(&mut bob, "healed").await,
-        Vec::<String>::new(),
-        "nothing from the outage arrives late"
+        (notice["type"].clone(), notice["data"]["reason"].clone(), notice["data"]["seq"].clone()),
+        (json!("joined"), json!("epoch_changed"), json!(1)),
+        "Redis lost the stream: the members are told before its first new message: {notice}"
     );
+    let healed = bob.recv_type("chat").await;
+    assert_eq!(
+        (healed["data"]["content"].clone(), healed["seq"].clone()),
+        (json!("healed"), json!(1))
+    );
+    assert_ne!(healed["epoch"], before["epoch"], "a new stream");
     bob.send(chat("lobby", "back")).await;
-    assert_eq!(chats_until(&mut anna, "back").await, ["local only", "healed"]);
+    assert_eq!(chats_until(&mut alice, "back").await, ["healed"], "the refused one never came");
 }

@@ -5,6 +5,7 @@ mod abuse;
 mod auth;
 mod chat;
 mod cluster;
+mod cluster_streams;
 mod common;
 mod concurrency;
 mod eviction;

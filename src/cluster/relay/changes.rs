@@ -8,23 +8,21 @@ use std::time::Instant;
 
 use redis::aio::MultiplexedConnection;
 
-use super::{send_pipe, within, Exchange, Link, Relay, CHANGE_BATCH};
+use super::{send_pipe, within, Exchange, Link, Ordered, Relay, CHANGE_BATCH};
 use crate::broker::{LocalChange, Question};
 use crate::cluster::mirror::{Interest, Mirrored};
 use crate::cluster::presence::{Lookup, Membership};
 use crate::cluster::wire;
-use crate::mailbox::Target;
+use crate::mailbox::{Delivery, Target};
 use crate::protocol::{self, PresenceStatus, Room, UserId};
 
 impl Relay {
     /// Applies `first` and the changes already waiting: subscribes to what became needed, writes the
     /// presence (so another instance that sees a user here knows this instance already listens), then
     /// unsubscribes from what is no longer needed.
-    pub(super) async fn apply_changes(
-        &mut self,
-        first: LocalChange,
-        link: &mut Link,
-    ) -> Exchange<()> {
+    ///
+    /// The steps that wait for the changes before them (notices, stream reads) run after that.
+    pub(super) async fn apply_changes(&mut self, first: Ordered, link: &mut Link) -> Exchange<()> {
         let mut batch = vec![first];
         while batch.len() < CHANGE_BATCH {
             let Ok(next) = self.inputs.changes.try_recv() else {
@@ -32,6 +30,38 @@ impl Relay {
             };
             batch.push(next);
         }
+        let mut waiting = Vec::new();
+        let changes: Vec<LocalChange> = batch
+            .into_iter()
+            .filter_map(|ordered| match ordered {
+                Ordered::Change(change) => Some(change),
+                step => {
+                    waiting.push(step);
+                    None
+                }
+            })
+            .collect();
+        self.apply_local_changes(changes, link).await?;
+        for step in waiting {
+            match step {
+                Ordered::Notify { shard, then } => self.router.deliver(shard, then),
+                Ordered::Read { request, home } => {
+                    let read = self.streams.read(&mut link.conn, &request.room, request.since.seq);
+                    let read = within("read a room stream", read).await?;
+                    let read = Ok(read);
+                    self.router.deliver(home, Delivery::StreamRead { request, read });
+                }
+                Ordered::Change(_) => unreachable!("changes were applied above"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_local_changes(
+        &mut self,
+        batch: Vec<LocalChange>,
+        link: &mut Link,
+    ) -> Exchange<()> {
         let mut interests: Vec<Interest> = Vec::with_capacity(batch.len());
         let mut users = redis::pipe();
         let mut memberships = Vec::new();
@@ -51,6 +81,7 @@ impl Relay {
             self.mirror.subscription_changes(&interests, &link.subscribed, self.names());
         if !subscribe.is_empty() {
             within("subscribe", link.sink.subscribe(&subscribe)).await?;
+            self.reset_streams(&subscribe);
             link.subscribed.extend(subscribe);
         }
         send_pipe("user presence", &users, &mut link.conn).await?;
@@ -62,6 +93,17 @@ impl Relay {
             }
         }
         Ok(())
+    }
+
+    /// Tells the home of each room newly listened to that its stream has a hole behind it, before
+    /// any message of the new subscription reaches it.
+    fn reset_streams(&self, channels: &[String]) {
+        for channel in channels {
+            if let Some(Target::Room(room)) = self.names().target_of(channel) {
+                let home = self.router.shard_of_user(&room);
+                self.router.deliver(home, Delivery::StreamReset { room });
+            }
+        }
     }
 
     /// Runs the join/leave scripts; announces here each join or leave that was the first or last in

@@ -23,10 +23,13 @@ use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 
 use super::mirror::{Mirror, Mirrored};
 use super::presence::Presence;
+use super::streams::RoomStreams;
 use super::wire::{self, Names};
 use crate::broker::{LocalChange, Question};
-use crate::mailbox::Target;
+use crate::directory::ShardId;
+use crate::mailbox::{Delivery, ReplayRequest, Target, ToSequence};
 use crate::metrics::RelayCounters;
+use crate::protocol;
 use crate::router::Router;
 
 /// Longest any single Redis exchange may take before the connection counts as lost.
@@ -38,18 +41,36 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Most presence changes applied in one round of Redis exchanges.
 const CHANGE_BATCH: usize = 1024;
 
-/// A message published on this instance, for the others.
+/// What this instance sends out through Redis.
 #[derive(Debug)]
-pub struct Outgoing {
-    pub target: Target,
-    pub frame: crate::protocol::Frame,
+pub enum Outgoing {
+    /// A message published here, for the other instances.
+    Publish { target: Target, frame: crate::protocol::Frame },
+    /// A room message to number and publish to every instance (this one too); `home` hears back.
+    Stamp { item: Box<ToSequence>, home: ShardId },
+}
+
+/// What must follow the local changes in order: a change, or a step that waits for them.
+#[derive(Debug)]
+pub enum Ordered {
+    Change(LocalChange),
+    /// Hand `then` to `shard` once the subscriptions of the changes before are confirmed.
+    Notify {
+        shard: ShardId,
+        then: Delivery,
+    },
+    /// Read a room's stream for a resume (after its subscription), answered to `home`.
+    Read {
+        request: Box<ReplayRequest>,
+        home: ShardId,
+    },
 }
 
 /// The relay's inputs.
 #[derive(Debug)]
 pub struct Inputs {
     pub outgoing: flume::Receiver<Outgoing>,
-    pub changes: flume::Receiver<LocalChange>,
+    pub changes: flume::Receiver<Ordered>,
     pub questions: flume::Receiver<Question>,
 }
 
@@ -81,6 +102,7 @@ pub struct Relay {
     counters: Arc<RelayCounters>,
     client: redis::Client,
     presence: Presence,
+    streams: RoomStreams,
     inputs: Inputs,
     tuning: Tuning,
     mirror: Mirror,
@@ -116,12 +138,12 @@ impl Relay {
     pub fn new(
         (router, counters): (Router, Arc<RelayCounters>),
         client: redis::Client,
-        presence: Presence,
+        (presence, streams): (Presence, RoomStreams),
         inputs: Inputs,
         tuning: Tuning,
     ) -> Self {
         let mirror = Mirror::default();
-        Self { router, counters, client, presence, inputs, tuning, mirror }
+        Self { router, counters, client, presence, streams, inputs, tuning, mirror }
     }
 
     fn names(&self) -> &Names {
@@ -172,6 +194,7 @@ impl Relay {
         let (sink, messages) = pubsub.split();
         let mut link = Link { conn, sink, subscribed: HashSet::new() };
         within("load scripts", self.presence.load_scripts(&mut link.conn)).await?;
+        within("load scripts", self.streams.load_scripts(&mut link.conn)).await?;
         let wanted = self.mirror.wanted_channels(self.names());
         within("subscribe", link.sink.subscribe(&wanted)).await?;
         link.subscribed.extend(wanted);
@@ -222,14 +245,25 @@ impl Relay {
         }
     }
 
-    /// A message from another instance: fanned out here exactly as a local publish is.
+    /// A message from another instance: fanned out here exactly as a local publish is. A numbered
+    /// room message (this instance's own too) goes to the room's home shard, which fans it out.
     fn on_incoming(&self, channel: &str, payload: &[u8]) {
-        let (Some(target), Some((sender, frame))) =
+        let (Some(target), Some((header, frame))) =
             (self.names().target_of(channel), wire::decode_payload(payload))
         else {
             return tracing::debug!(channel, "ignored a message that is not ours");
         };
-        if sender == self.presence.me {
+        if let (Target::Room(room), Some((sender, seq, epoch))) =
+            (&target, wire::decode_numbered(header))
+        {
+            if sender != self.presence.me {
+                self.counters.received.fetch_add(1, Relaxed);
+            }
+            let (room, epoch) = (room.clone(), Arc::from(epoch));
+            let home = self.router.shard_of_user(&room);
+            return self.router.deliver(home, Delivery::Sequenced { room, seq, epoch, frame });
+        }
+        if header == self.presence.me {
             return;
         }
         self.counters.received.fetch_add(1, Relaxed);
@@ -258,20 +292,68 @@ impl Relay {
             }
         }
         let mut pipe = redis::pipe();
-        for Outgoing { target, frame } in &batch {
-            let payload = wire::encode_payload(&self.presence.me, frame);
-            for channel in self.names().channels_of(target) {
-                pipe.publish(channel, &payload).ignore();
+        let mut stamps = Vec::new();
+        let count = batch.len() as u64;
+        for outgoing in batch {
+            match outgoing {
+                Outgoing::Publish { target, frame } => {
+                    let payload = wire::encode_payload(&self.presence.me, &frame);
+                    for channel in self.names().channels_of(&target) {
+                        pipe.publish(channel, &payload).ignore();
+                    }
+                }
+                Outgoing::Stamp { item, home } => {
+                    let head = protocol::room_message_parts(unstamped(&item));
+                    self.streams.add_stamp(&mut pipe, &item.room, &head, &new_epoch());
+                    stamps.push((item, home));
+                }
             }
         }
-        let sent = within("publish", pipe.query_async::<()>(conn)).await;
+        let sent = within("publish", pipe.query_async::<Vec<(u64, String)>>(conn)).await;
         let counter = if sent.is_ok() { &self.counters.published } else { &self.counters.dropped };
-        counter.fetch_add(batch.len() as u64, Relaxed);
-        sent
+        counter.fetch_add(count, Relaxed);
+        let numbers = match &sent {
+            Ok(numbers) => {
+                numbers.iter().map(|(seq, epoch)| Ok((*seq, Arc::from(epoch.as_str())))).collect()
+            }
+            Err(_) => vec![Err(()); stamps.len()],
+        };
+        for ((item, home), stamped) in stamps.into_iter().zip(numbers) {
+            self.router.deliver(home, Delivery::Stamped { item, stamped });
+        }
+        sent.map(drop)
     }
 }
 
+/// A room message as it is published, before it has its place in the stream.
+fn unstamped(item: &ToSequence) -> protocol::Published<'_> {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(item.at).unwrap_or(0));
+    protocol::Published {
+        kind: item.kind,
+        id: &item.id,
+        room: Some(&item.room),
+        from: &item.sender,
+        data: &item.data,
+        at,
+        stream: None,
+    }
+}
+
+/// The name of a stream that starts now (used only if the room's stream is new in Redis).
+fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
 impl Relay {
+    /// A local change while Redis is away: the mirror follows, join/leave are announced here.
+    fn apply_offline(&mut self, change: LocalChange) {
+        if let Mirrored::Room(membership, room, user) = self.mirror.apply(change) {
+            if let Some(frame) = self.presence_frame(membership, &room, &user) {
+                self.deliver_here(&room, frame);
+            }
+        }
+    }
+
     /// Waits `pause` without Redis, still draining the inputs so nothing grows or blocks.
     async fn offline_for(&mut self, pause: Duration) -> Exchange<()> {
         let deadline = tokio::time::Instant::now() + pause;
@@ -279,15 +361,18 @@ impl Relay {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => return Ok(()),
                 change = self.inputs.changes.recv_async() => {
-                    let change = change.map_err(|_| Stop::Finished)?;
-                    if let Mirrored::Room(membership, room, user) = self.mirror.apply(change) {
-                        if let Some(frame) = self.presence_frame(membership, &room, &user) {
-                            self.deliver_here(&room, frame);
+                    match change.map_err(|_| Stop::Finished)? {
+                        Ordered::Change(change) => self.apply_offline(change),
+                        Ordered::Notify { shard, then } => self.router.deliver(shard, then),
+                        Ordered::Read { request, home } => {
+                            self.router.deliver(home, Delivery::StreamRead { request, read: Err(()) })
                         }
                     }
                 }
                 outgoing = self.inputs.outgoing.recv_async() => {
-                    outgoing.map_err(|_| Stop::Finished)?;
+                    if let Outgoing::Stamp { item, home } = outgoing.map_err(|_| Stop::Finished)? {
+                        self.router.deliver(home, Delivery::Stamped { item, stamped: Err(()) });
+                    }
                     self.counters.dropped.fetch_add(1, Relaxed);
                 }
                 Ok(question) = self.inputs.questions.recv_async() => drop(question),

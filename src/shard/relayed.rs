@@ -1,0 +1,143 @@
+//! A room's stream in cluster mode, on the room's home shard: the broker numbers the messages
+//! (a script in Redis, atomically with the publish), the home fans out what comes back.
+//!
+//! Owns: per room homed here, the stream as this instance has heard it since it listens to the
+//! room (epoch, last seq, the window of recent messages), and the answer to a resume from the
+//! broker's read plus that window. Must not: number a message itself in cluster mode.
+//!
+//! Every instance hears a room's messages in seq order on one Redis channel, its own included, and
+//! only from there fans them out, so its members get them in seq order. A hole in what the home
+//! hears (Redis was away, or lost the stream: a new epoch) is told to the members, who resume.
+
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use super::resume::{after, not_recovered};
+use super::stream::{Ready, Stream};
+use super::Shard;
+use crate::mailbox::{Replay, ReplayRequest, StreamSlice, ToSequence};
+use crate::protocol::{self, Frame, Room};
+
+impl Shard {
+    /// Hands a room message homed here to the broker to number; refused at once when it cannot.
+    pub(super) fn stamp_in_cluster(&mut self, item: ToSequence) {
+        if let Err(item) = self.hub.broker().stamp(item, self.id) {
+            self.refuse_message(item);
+        }
+    }
+
+    /// The broker numbered (or could not number) a message: store it, then tell its sender.
+    pub(super) fn on_stamped(&mut self, item: ToSequence, stamped: Result<(u64, Arc<str>), ()>) {
+        let Ok((seq, epoch)) = stamped else { return self.refuse_message(item) };
+        if self.hub.store().is_some() {
+            let message = super::stream::stored_message(&item, seq, &epoch);
+            self.hand_to_store(message, item.origin, seq);
+        } else {
+            let ToSequence { room, id, sender, origin, .. } = item;
+            self.tell_stamped(origin, &room, id, &sender, seq);
+        }
+    }
+
+    /// A numbered message of a room homed here, as the cluster delivers it: into the window, then to
+    /// the members. A hole behind it is told to the members first.
+    pub(super) fn on_sequenced(&mut self, room: Room, seq: u64, epoch: Arc<str>, frame: Frame) {
+        let window = self.hub.settings().recovery_window;
+        let hole = match self.streams.rooms.entry(room.clone()) {
+            Entry::Occupied(mut heard) => match heard.get_mut() {
+                Stream::Ready(ready) if ready.epoch == epoch && seq <= ready.last => return,
+                Stream::Ready(ready) if ready.epoch == epoch && seq == ready.last + 1 => None,
+                Stream::Ready(ready) if ready.epoch == epoch => {
+                    *ready = Ready::heard_from(Arc::clone(&epoch), seq);
+                    Some("interrupted")
+                }
+                stream => {
+                    *stream = Stream::Ready(Ready::heard_from(Arc::clone(&epoch), seq));
+                    Some("epoch_changed")
+                }
+            },
+            Entry::Vacant(vacant) => {
+                vacant.insert(Stream::Ready(Ready::heard_from(Arc::clone(&epoch), seq)));
+                None
+            }
+        };
+        if let Some(Stream::Ready(ready)) = self.streams.rooms.get_mut(&room) {
+            ready.last = seq;
+            ready.window.push_back((seq, frame.clone()));
+            while ready.window.len() > window {
+                ready.window.pop_front();
+            }
+        }
+        if let Some(reason) = hole {
+            let notice = protocol::resumed_frame(None, &room, &not_recovered(reason, seq, &epoch));
+            self.deliver_here(&room, notice);
+        }
+        self.fan_out_room(&room, seq, frame);
+    }
+
+    /// The instance listens to the room afresh: what was heard before has a hole behind it.
+    pub(super) fn on_stream_reset(&mut self, room: &Room) {
+        self.streams.rooms.remove(room);
+    }
+
+    /// A resume at the room's home: the broker reads the room's stream (after the member's
+    /// subscription is confirmed), and the answer is made when it is back.
+    pub(super) fn read_cluster_stream(&mut self, request: ReplayRequest) {
+        if let Err(request) = self.hub.broker().read_stream(request, self.id) {
+            self.unrecoverable(request, "no_history", 0, "");
+        }
+    }
+
+    /// The broker's read is back: the messages it keeps after the resume point, then those this
+    /// home heard after the read's end.
+    pub(super) fn on_stream_read(&mut self, request: ReplayRequest, read: Result<StreamSlice, ()>) {
+        let replay = match read {
+            Ok(slice) => self.cluster_replay(&request, slice),
+            Err(()) => Replay::NotRecovered(not_recovered("no_history", 0, "")),
+        };
+        self.send_replayed(request, replay);
+    }
+
+    fn cluster_replay(&self, request: &ReplayRequest, slice: StreamSlice) -> Replay {
+        let since = &request.since;
+        let Some((epoch, top)) = slice.stream else {
+            return Replay::NotRecovered(not_recovered("no_history", 0, ""));
+        };
+        if since.epoch != epoch {
+            return Replay::NotRecovered(not_recovered("epoch_changed", top, &epoch));
+        }
+        if since.seq > top {
+            return Replay::Ahead { seq: top };
+        }
+        let kept = slice.messages.first().map_or(top + 1, |(seq, _)| *seq);
+        let whole = slice.messages.len() as u64 >= top - since.seq;
+        if since.seq < top && (kept != since.seq + 1 || !whole) {
+            return Replay::NotRecovered(not_recovered("too_old", top, &epoch));
+        }
+        let mut frames: Vec<Frame> = slice.messages.into_iter().map(|(_, frame)| frame).collect();
+        let mut upto = top;
+        if let Some(Stream::Ready(heard)) = self.streams.rooms.get(&request.room) {
+            if *heard.epoch == *epoch && heard.last > top {
+                let first_heard = heard.window.front().map_or(heard.last + 1, |(seq, _)| *seq);
+                if first_heard > top + 1 {
+                    return Replay::NotRecovered(not_recovered("too_old", heard.last, &epoch));
+                }
+                frames.extend(after(&heard.window, top));
+                upto = heard.last;
+            }
+        }
+        Replay::Recovered { frames, upto }
+    }
+
+    /// An unnumbered frame for the room's members on this instance only (every shard with members).
+    fn deliver_here(&mut self, room: &Room, frame: Frame) {
+        let target = crate::mailbox::Target::Room(room.clone());
+        let accepted_at = std::time::Instant::now();
+        self.deliver_local(&target, &frame, accepted_at);
+        if self.out.holding() {
+            let from = self.id;
+            self.out.hold(super::output::Held::Route { target, frame, accepted_at, from });
+        } else {
+            self.hub.router().route(target, frame, accepted_at, Some(self.id));
+        }
+    }
+}
