@@ -285,6 +285,13 @@ impl Shard {
         room: Room,
         since: Option<Since>,
     ) {
+        if since.is_some() {
+            // Live messages from now on come again in the replay.
+            self.resuming
+                .entry(room.clone())
+                .or_default()
+                .insert(conn, super::resume::Floor::Pending);
+        }
         let then = Delivery::Subscribed { conn, id, room, since };
         if let Some(Delivery::Subscribed { conn, id, room, since }) =
             self.hub.broker().when_subscribed(self.id, then)

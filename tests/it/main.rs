@@ -3,6 +3,7 @@
 
 mod abuse;
 mod auth;
+mod chaos;
 mod chat;
 mod cluster;
 mod cluster_streams;
