@@ -12,6 +12,7 @@
 //! answers locally, marked partial). It reconnects with backoff and rebuilds everything.
 
 mod changes;
+mod outgoing;
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,13 +24,13 @@ use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 
 use super::mirror::{Mirror, Mirrored};
 use super::presence::Presence;
-use super::streams::RoomStreams;
+use super::streams::{RoomStreams, FRAME_SEPARATOR};
 use super::wire::{self, Names};
 use crate::broker::{LocalChange, Question};
 use crate::directory::ShardId;
 use crate::mailbox::{Delivery, ReplayRequest, Target, ToSequence};
 use crate::metrics::RelayCounters;
-use crate::protocol;
+use crate::protocol::Frame;
 use crate::router::Router;
 
 /// Longest any single Redis exchange may take before the connection counts as lost.
@@ -253,15 +254,18 @@ impl Relay {
         else {
             return tracing::debug!(channel, "ignored a message that is not ours");
         };
-        if let (Target::Room(room), Some((sender, seq, epoch))) =
+        if let (Target::Room(room), Some((sender, first, epoch))) =
             (&target, wire::decode_numbered(header))
         {
-            if sender != self.presence.me {
-                self.counters.received.fetch_add(1, Relaxed);
+            let (epoch, home) = (Arc::<str>::from(epoch), self.router.shard_of_user(room));
+            for (frame, seq) in frame.as_str().split(FRAME_SEPARATOR).zip(first..) {
+                if sender != self.presence.me {
+                    self.counters.received.fetch_add(1, Relaxed);
+                }
+                let (room, epoch, frame) = (room.clone(), Arc::clone(&epoch), Frame::from(frame));
+                self.router.deliver(home, Delivery::Sequenced { room, seq, epoch, frame });
             }
-            let (room, epoch) = (room.clone(), Arc::from(epoch));
-            let home = self.router.shard_of_user(&room);
-            return self.router.deliver(home, Delivery::Sequenced { room, seq, epoch, frame });
+            return;
         }
         if header == self.presence.me {
             return;
@@ -269,79 +273,6 @@ impl Relay {
         self.counters.received.fetch_add(1, Relaxed);
         self.router.route(target, frame, Instant::now(), None);
     }
-
-    /// Sends `first` and whatever else arrives within the linger (up to a batch) in one pipeline.
-    async fn publish_batch(
-        &mut self,
-        first: Outgoing,
-        conn: &mut MultiplexedConnection,
-    ) -> Exchange<()> {
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + self.tuning.linger;
-        while batch.len() < self.tuning.batch {
-            match self.inputs.outgoing.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) if self.tuning.linger.is_zero() => break,
-                Err(_) => {
-                    match tokio::time::timeout_at(deadline, self.inputs.outgoing.recv_async()).await
-                    {
-                        Ok(Ok(next)) => batch.push(next),
-                        _ => break,
-                    }
-                }
-            }
-        }
-        let mut pipe = redis::pipe();
-        let mut stamps = Vec::new();
-        let count = batch.len() as u64;
-        for outgoing in batch {
-            match outgoing {
-                Outgoing::Publish { target, frame } => {
-                    let payload = wire::encode_payload(&self.presence.me, &frame);
-                    for channel in self.names().channels_of(&target) {
-                        pipe.publish(channel, &payload).ignore();
-                    }
-                }
-                Outgoing::Stamp { item, home } => {
-                    let head = protocol::room_message_parts(unstamped(&item));
-                    self.streams.add_stamp(&mut pipe, &item.room, &head, &new_epoch());
-                    stamps.push((item, home));
-                }
-            }
-        }
-        let sent = within("publish", pipe.query_async::<Vec<(u64, String)>>(conn)).await;
-        let counter = if sent.is_ok() { &self.counters.published } else { &self.counters.dropped };
-        counter.fetch_add(count, Relaxed);
-        let numbers = match &sent {
-            Ok(numbers) => {
-                numbers.iter().map(|(seq, epoch)| Ok((*seq, Arc::from(epoch.as_str())))).collect()
-            }
-            Err(_) => vec![Err(()); stamps.len()],
-        };
-        for ((item, home), stamped) in stamps.into_iter().zip(numbers) {
-            self.router.deliver(home, Delivery::Stamped { item, stamped });
-        }
-        sent.map(drop)
-    }
-}
-
-/// A room message as it is published, before it has its place in the stream.
-fn unstamped(item: &ToSequence) -> protocol::Published<'_> {
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(item.at).unwrap_or(0));
-    protocol::Published {
-        kind: item.kind,
-        id: &item.id,
-        room: Some(&item.room),
-        from: &item.sender,
-        data: &item.data,
-        at,
-        stream: None,
-    }
-}
-
-/// The name of a stream that starts now (used only if the room's stream is new in Redis).
-fn new_epoch() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
 impl Relay {

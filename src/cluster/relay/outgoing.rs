@@ -1,0 +1,120 @@
+//! The relay's outgoing side: messages published here, and room messages numbered by the stamp
+//! script, sent to Redis in one pipeline per batch.
+//!
+//! Owns: nothing of its own; it is the half of [`Relay`] that publishes. Must not: write presence
+//! (the other half does) or touch a shard except through the router.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+
+use super::{within, Exchange, Outgoing, Relay};
+use crate::cluster::wire;
+use crate::directory::ShardId;
+use crate::mailbox::{Delivery, ToSequence};
+use crate::protocol::{self, Room};
+
+impl Relay {
+    /// Sends `first` and whatever else arrives within the linger (up to a batch) in one pipeline.
+    pub(super) async fn publish_batch(
+        &mut self,
+        first: Outgoing,
+        conn: &mut MultiplexedConnection,
+    ) -> Exchange<()> {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + self.tuning.linger;
+        while batch.len() < self.tuning.batch {
+            match self.inputs.outgoing.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) if self.tuning.linger.is_zero() => break,
+                Err(_) => {
+                    match tokio::time::timeout_at(deadline, self.inputs.outgoing.recv_async()).await
+                    {
+                        Ok(Ok(next)) => batch.push(next),
+                        _ => break,
+                    }
+                }
+            }
+        }
+        let mut pipe = redis::pipe();
+        let count = batch.len() as u64;
+        let mut stamps = RoomBatches::default();
+        for outgoing in batch {
+            match outgoing {
+                Outgoing::Publish { target, frame } => {
+                    let payload = wire::encode_payload(&self.presence.me, &frame);
+                    for channel in self.names().channels_of(&target) {
+                        pipe.publish(channel, &payload).ignore();
+                    }
+                }
+                Outgoing::Stamp { item, home } => stamps.add(item, home),
+            }
+        }
+        for (room, items) in &stamps.rooms {
+            let heads: Vec<String> = items
+                .iter()
+                .map(|(item, _)| protocol::room_message_parts(unstamped(item)))
+                .collect();
+            self.streams.add_stamp(&mut pipe, room, &heads, &new_epoch());
+        }
+        let sent = within("publish", pipe.query_async::<Vec<(u64, String)>>(conn)).await;
+        let counter = if sent.is_ok() { &self.counters.published } else { &self.counters.dropped };
+        counter.fetch_add(count, Relaxed);
+        let firsts = match &sent {
+            Ok(firsts) => {
+                firsts.iter().map(|(seq, epoch)| Ok((*seq, Arc::from(epoch.as_str())))).collect()
+            }
+            Err(_) => vec![Err(()); stamps.rooms.len()],
+        };
+        for ((_, items), first) in stamps.rooms.into_iter().zip(firsts) {
+            for ((item, home), seq) in items.into_iter().zip(0..) {
+                let stamped = first.clone().map(|(first, epoch)| (first + seq, epoch));
+                self.router.deliver(home, Delivery::Stamped { item, stamped });
+            }
+        }
+        sent.map(drop)
+    }
+}
+
+/// A room message to number, and the home shard that hears its seq.
+type ToStamp = (Box<ToSequence>, ShardId);
+
+/// One batch's room messages to number, by room, each room's in the order they came: one script
+/// call per room.
+#[derive(Default)]
+struct RoomBatches {
+    rooms: Vec<(Room, Vec<ToStamp>)>,
+    index: std::collections::HashMap<Room, usize>,
+}
+
+impl RoomBatches {
+    fn add(&mut self, item: Box<ToSequence>, home: ShardId) {
+        let next = self.rooms.len();
+        let at = *self.index.entry(item.room.clone()).or_insert(next);
+        if at == next {
+            self.rooms.push((item.room.clone(), Vec::new()));
+        }
+        self.rooms[at].1.push((item, home));
+    }
+}
+
+/// A room message as it is published, before it has its place in the stream.
+fn unstamped(item: &ToSequence) -> protocol::Published<'_> {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(item.at).unwrap_or(0));
+    protocol::Published {
+        kind: item.kind,
+        id: &item.id,
+        room: Some(&item.room),
+        from: &item.sender,
+        data: &item.data,
+        at,
+        stream: None,
+    }
+}
+
+/// The name of a stream that starts now (used only if the room's stream is new in Redis).
+fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
