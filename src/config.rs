@@ -51,10 +51,19 @@ pub struct Config {
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Broadcast join/leave presence events. In a room of N members, N joins cost N²/2 frames: turn
-    /// them off where rooms are very large. Presence queries and the online API work either way.
+    /// Broadcast join/leave presence events (coalesced per room, and only in rooms up to
+    /// --presence-max-members). Presence queries and the online API work either way.
     #[arg(long, env = "PRESENCE_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub presence_events: bool,
+
+    /// A room's first presence change in a window goes out at once; the further joins and leaves
+    /// within this long go out at its end as one `batch` frame. 0 sends each change at once.
+    #[arg(long, env = "PRESENCE_COALESCE", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub presence_coalesce: Duration,
+
+    /// Rooms with more members than this send no join/leave events (members use the presence query).
+    #[arg(long, env = "PRESENCE_MAX_MEMBERS", default_value_t = 1000)]
+    pub presence_max_members: usize,
 
     /// A user with no client frame for this long shows as away in presence.
     #[arg(long, env = "AWAY_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]

@@ -17,7 +17,9 @@ use crate::close::CloseReason;
 use serde_json::value::RawValue;
 
 use crate::directory::ShardId;
-use crate::protocol::{ClientRequest, Frame, MessageType, Resumed, Room, Since, UserId};
+use crate::protocol::{
+    ClientRequest, Frame, MessageType, PresenceStatus, Resumed, Room, Since, UserId,
+};
 
 /// A connection's id, unique within the process.
 pub type ConnId = u64;
@@ -179,6 +181,15 @@ pub enum Delivery {
         /// A resuming join: replay after this point once joined.
         since: Option<Since>,
         decision: Result<(), Frame>,
+    },
+    /// `user` joined or left `room` (its first or last connection there; cluster mode: anywhere), for
+    /// the room's home shard, which coalesces the room's presence events. `members`: the room's size
+    /// after it, when the sender knows it (the cluster's count).
+    PresenceChange {
+        room: Room,
+        user: UserId,
+        status: PresenceStatus,
+        members: Option<usize>,
     },
     /// `user` is no longer a participant of `room`: every connection of it leaves the room.
     Kick {

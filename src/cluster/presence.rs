@@ -47,14 +47,18 @@ if redis.call('SCARD', mine) == 0 then redis.call('SREM', p .. ':i:' .. me .. ':
 if removed == 0 then return 0 end
 ";
 
-/// The end of JOIN and LEAVE: 1 (and the payload published) when no other live instance has the
-/// user in the room, i.e. this was its first (join) or last (leave) presence there anywhere.
+/// The end of JOIN and LEAVE: 0 when another live instance has the user in the room; else (this
+/// was its first (join) or last (leave) presence there anywhere) 1 + the room's size across the live
+/// instances after the change (a user on two instances counts twice), and the payload published.
 const ANNOUNCE_IF_ALONE: &str = r"
+local size = 0
 for _, id in ipairs(live) do
-  if id ~= me and redis.call('SISMEMBER', p .. ':i:' .. id .. ':r:' .. room, user) == 1 then return 0 end
+  local set = p .. ':i:' .. id .. ':r:' .. room
+  if id ~= me and redis.call('SISMEMBER', set, user) == 1 then return 0 end
+  size = size + redis.call('SCARD', set)
 end
 if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
-return 1
+return 1 + size
 ";
 
 /// ARGV[3] me, ARGV[4] ttl ms. Renews this instance; reaps stale ones. Returns whether this
@@ -174,9 +178,9 @@ impl Presence {
         Ok(())
     }
 
-    /// Adds to `pipe` the adding or removing of `user` in `room` for this instance. Its reply is 1
-    /// when that was the user's first (join) or last (leave) presence in the room anywhere; then
-    /// `payload`, when given, was published to the room.
+    /// Adds to `pipe` the adding or removing of `user` in `room` for this instance. Its reply is 0,
+    /// or, when that was the user's first (join) or last (leave) presence in the room anywhere,
+    /// 1 + the room's size after it; then `payload`, when given, was published to the room.
     pub fn add_change(
         &self,
         pipe: &mut redis::Pipeline,

@@ -184,6 +184,18 @@ pub fn presence_event_frame(room: &str, user: &str, status: PresenceStatus) -> F
     presence_frame(None, room, EventData { user, status })
 }
 
+/// `{"type":"presence","room":r,"data":{"event":"batch","joined":[...],"left":[...]}}`: the joins
+/// and leaves of one coalescing window, sent to the room.
+pub fn presence_batch_frame(room: &str, joined: &[UserId], left: &[UserId]) -> Frame {
+    #[derive(Serialize)]
+    struct BatchData<'a> {
+        event: &'static str,
+        joined: &'a [UserId],
+        left: &'a [UserId],
+    }
+    presence_frame(None, room, BatchData { event: "batch", joined, left })
+}
+
 /// `{"type":"presence","room":r,"data":{"users":[...],"away":[...]}}`, the answer to a presence query.
 pub fn presence_list_frame(
     id: Option<&str>,

@@ -16,6 +16,7 @@
 //!   client never learns it joined (ack, presence event, 101 response) before publishers can find it.
 
 pub mod cache;
+mod coalesce;
 mod dedup;
 mod fanout;
 mod limits;
@@ -37,9 +38,10 @@ use crate::directory::{ShardId, Transition};
 use crate::hub::Hub;
 use crate::mailbox::{Command, ConnId, Delivery, Inbox, Query, Registration, Target};
 use crate::metrics::{self, ShardCounters};
-use crate::protocol::{self, Frame, PresenceStatus, Room, UserId};
+use crate::protocol::{Frame, PresenceStatus, Room, UserId};
 use crate::store::ops::Write;
 use cache::{Connection, LocalCache};
+use coalesce::Coalescer;
 use dedup::Dedup;
 use limits::{Policy, RateLimits};
 use output::{Held, Output};
@@ -49,10 +51,11 @@ use stream::Streams;
 /// The most inbox messages handled before the batch is committed and flushed.
 const BATCH: usize = 256;
 
-/// One message taken from an inbox.
+/// One message taken from an inbox, or a presence window that ended.
 enum Step {
     Delivery(Delivery),
     Command(Command),
+    PresenceDue,
 }
 
 pub struct Shard {
@@ -69,6 +72,8 @@ pub struct Shard {
     streams: Streams,
     /// Connections whose resume of a room is in flight: their live room messages are dropped.
     resuming: Resuming,
+    /// The presence windows of the rooms homed on this shard.
+    presence: Coalescer,
     shutting_down: bool,
 }
 
@@ -85,8 +90,21 @@ impl Shard {
         let dedup = Dedup::new(settings.dedup_window);
         let pending = Vec::new();
         let (streams, resuming) = (Streams::default(), Resuming::default());
+        let presence = Coalescer::new(settings.presence_coalesce, settings.presence_max_members);
         let shutting_down = false;
-        Self { id, hub, cache, out, limits, pending, dedup, streams, resuming, shutting_down }
+        Self {
+            id,
+            hub,
+            cache,
+            out,
+            limits,
+            pending,
+            dedup,
+            streams,
+            resuming,
+            presence,
+            shutting_down,
+        }
     }
 
     fn counters(&self) -> &ShardCounters {
@@ -96,10 +114,18 @@ impl Shard {
     /// Runs until shut down and every connection is gone.
     pub async fn run(mut self, inbox: Inbox) {
         loop {
+            let deadline = self.presence.next_deadline();
+            let window_end = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let first = tokio::select! {
                 biased;
                 Ok(delivery) = inbox.deliveries.recv_async() => Step::Delivery(delivery),
                 Ok(command) = inbox.commands.recv_async() => Step::Command(command),
+                () = window_end => Step::PresenceDue,
                 else => break,
             };
             self.run_batch(first, &inbox);
@@ -115,6 +141,7 @@ impl Shard {
         for _ in 0..BATCH {
             match next.take() {
                 Some(Step::Delivery(delivery)) => self.on_delivery(delivery),
+                Some(Step::PresenceDue) => self.presence_due(),
                 Some(Step::Command(command)) => {
                     self.drain_deliveries(inbox);
                     self.on_command(command);
@@ -179,6 +206,9 @@ impl Shard {
             Delivery::ReplayLoaded { request, stored } => self.on_replay_loaded(*request, stored),
             Delivery::Replayed { conn, room, id, replay } => {
                 self.on_replayed(conn, room, id, replay)
+            }
+            Delivery::PresenceChange { room, user, status, members } => {
+                self.on_presence(room, user, status, members)
             }
             Delivery::Kick { user, room } => self.kick(&user, &room),
             Delivery::Query(query) => self.answer(query),
@@ -274,12 +304,11 @@ impl Shard {
 
     /// Tells the room that `user` came or went (unless presence events are off, or the cluster
     /// broker decides them because the user may be in the room on another instance too).
-    fn announce(&mut self, room: Room, user: &str, status: PresenceStatus) {
+    fn announce(&mut self, room: Room, user: &UserId, status: PresenceStatus) {
         if !self.hub.settings().presence_events || self.hub.broker().decides_presence() {
             return;
         }
-        let frame = protocol::presence_event_frame(&room, user, status);
-        self.publish(Target::Room(room), frame);
+        self.send_presence(room, user.clone(), status);
     }
 
     /// Removes a connection; `close` tells its session why when the shard is the one evicting it.

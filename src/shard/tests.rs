@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::config::Config;
+use crate::protocol;
 use crate::protocol::{Action, ClientRequest, MessageType};
 
 struct Peer {
@@ -116,6 +117,13 @@ fn a_full_outbox_evicts_that_connection_alone_with_1008() {
     }
     shard.finish_batch();
     assert_eq!(slow.closed.try_recv(), Ok(close::SLOW_CONSUMER));
+    // The presence window ends: the eviction's leave comes in the window's batch (fast's own join
+    // was in that window too), like any other change.
+    let later = Instant::now() + std::time::Duration::from_secs(1);
+    for (room, told) in shard.presence.due(later) {
+        shard.tell(room, told);
+    }
+    shard.finish_batch();
     let contents: Vec<Value> = std::iter::from_fn(|| fast.next_json()).collect();
     assert_eq!(
         contents.iter().filter(|f| f["type"] == "chat").count(),
@@ -124,7 +132,7 @@ fn a_full_outbox_evicts_that_connection_alone_with_1008() {
     );
     assert_eq!(
         contents.last().unwrap()["data"],
-        serde_json::json!({"user": "slow", "status": "leave"})
+        serde_json::json!({"event": "batch", "joined": ["fast"], "left": ["slow"]})
     );
     assert_eq!(
         hub.metrics().shard(0).slow_consumer_evictions.load(std::sync::atomic::Ordering::Relaxed),

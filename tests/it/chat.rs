@@ -159,14 +159,14 @@ async fn presence_announces_a_users_first_join_and_last_leave() {
     let server = start_server().await;
     let mut alice = server.connect("/ws?user=alice&room=r").await;
     let mut bob_phone = server.connect("/ws?user=bob&room=r").await;
-    let event = |user: &str, status: &str| json!({"user": user, "status": status});
+    let change = |user: &str, status: &str| vec![(user.to_owned(), status.to_owned())];
     assert_eq!(
-        alice.recv_type("presence").await["data"],
-        event("alice", "join"),
+        alice.next_presence_changes().await,
+        change("alice", "join"),
         "the joiner sees itself"
     );
-    assert_eq!(alice.recv_type("presence").await["data"], event("bob", "join"));
-    assert_eq!(bob_phone.recv_type("presence").await["data"], event("bob", "join"));
+    assert_eq!(alice.next_presence_changes().await, change("bob", "join"));
+    assert_eq!(bob_phone.next_presence_changes().await, change("bob", "join"));
     let mut bob_laptop = server.member("bob", "r").await;
     bob_phone.request(json!({"type": "leave", "room": "r", "id": "l"})).await;
     say(&mut bob_laptop, "r", "marker").await;
@@ -174,7 +174,7 @@ async fn presence_announces_a_users_first_join_and_last_leave() {
     assert_eq!(content(&next), "marker", "bob still has a connection in r: no event, got {next}");
     bob_laptop.ws.close(None).await.unwrap();
     let left = alice.recv_type("presence").await;
-    assert_eq!(left["data"], event("bob", "leave"));
+    assert_eq!(crate::common::presence_changes(&left), change("bob", "leave"));
     assert_eq!(left["room"], "r");
 }
 

@@ -350,6 +350,24 @@ impl Client {
         self.recv_where(|f| f["id"] == id.as_str() && is_reply(f)).await
     }
 
+    /// The changes of the next presence event (skipping presence query answers): one for a
+    /// `join`/`leave` event, the lists of a coalesced `batch`, as `(user, "join"|"leave")`.
+    pub async fn next_presence_changes(&mut self) -> Vec<(String, String)> {
+        loop {
+            let frame = self.recv_type("presence").await;
+            let changes = presence_changes(&frame);
+            if !changes.is_empty() {
+                return changes;
+            }
+        }
+    }
+
+    /// Skips presence events until one tells that `user` did `status` (`join` or `leave`).
+    pub async fn recv_presence_change(&mut self, user: &str, status: &str) {
+        let wanted = (user.to_owned(), status.to_owned());
+        while !self.next_presence_changes().await.contains(&wanted) {}
+    }
+
     pub async fn join(&mut self, room: &str) {
         let id = format!("join-{room}");
         let reply = self.request(json!({"type": "join", "room": room, "id": id})).await;
@@ -400,4 +418,19 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The joins and leaves a presence frame tells (none for a query answer).
+pub fn presence_changes(frame: &Value) -> Vec<(String, String)> {
+    let data = &frame["data"];
+    if let (Some(user), Some(status)) = (data["user"].as_str(), data["status"].as_str()) {
+        return vec![(user.to_owned(), status.to_owned())];
+    }
+    let named = |list: &Value, status: &str| -> Vec<(String, String)> {
+        let users = list.as_array().into_iter().flatten().filter_map(Value::as_str);
+        users.map(|user| (user.to_owned(), status.to_owned())).collect()
+    };
+    let mut changes = named(&data["joined"], "join");
+    changes.extend(named(&data["left"], "leave"));
+    changes
 }

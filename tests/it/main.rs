@@ -14,6 +14,7 @@ mod http_api;
 mod persistence;
 mod persistence_pg;
 mod postgres_server;
+mod presence_storm;
 mod redis_server;
 mod refresh;
 mod resume;

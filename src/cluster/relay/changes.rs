@@ -4,15 +4,12 @@
 //! Owns: nothing of its own; it is the half of [`Relay`] that writes presence. Must not: publish
 //! chat messages (the other half does) or touch a shard except through the router.
 
-use std::time::Instant;
-
 use redis::aio::MultiplexedConnection;
 
 use super::{send_pipe, within, Exchange, Link, Ordered, Relay, CHANGE_BATCH};
 use crate::broker::{LocalChange, Question};
 use crate::cluster::mirror::{Interest, Mirrored};
 use crate::cluster::presence::{Lookup, Membership};
-use crate::cluster::wire;
 use crate::mailbox::{Delivery, Target};
 use crate::protocol::{self, PresenceStatus, Room, UserId};
 
@@ -106,8 +103,8 @@ impl Relay {
         }
     }
 
-    /// Runs the join/leave scripts; announces here each join or leave that was the first or last in
-    /// the cluster (the script already published it to the other instances).
+    /// Runs the join/leave scripts; each join or leave that was the first or last in the cluster
+    /// goes to the room's home shard here, which coalesces the room's events and publishes them.
     async fn write_memberships(
         &self,
         memberships: &[(Membership, Room, UserId)],
@@ -117,41 +114,37 @@ impl Relay {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        let mut frames = Vec::with_capacity(memberships.len());
         for (membership, room, user) in memberships {
-            let frame = self.presence_frame(*membership, room, user);
-            let payload = frame
-                .as_ref()
-                .map(|frame| wire::encode_payload(&self.presence.me, frame))
-                .unwrap_or_default();
-            self.presence.add_change(&mut pipe, membership, room, user, &payload);
-            frames.push(frame);
+            self.presence.add_change(&mut pipe, membership, room, user, b"");
         }
-        let firsts: Vec<i64> = within("room presence", pipe.query_async(conn)).await?;
-        for ((_, room, _), (frame, first)) in memberships.iter().zip(frames.into_iter().zip(firsts))
-        {
-            if let (Some(frame), 1) = (frame, first) {
-                self.deliver_here(room, frame);
+        let answers: Vec<i64> = within("room presence", pipe.query_async(conn)).await?;
+        for ((membership, room, user), answer) in memberships.iter().zip(answers) {
+            if answer >= 1 {
+                let members = usize::try_from(answer - 1).ok();
+                self.tell_home(*membership, room, user, members);
             }
         }
         Ok(())
     }
 
-    pub(super) fn presence_frame(
+    /// A cluster-wide join or leave, for the room's home shard (when presence events are on).
+    pub(super) fn tell_home(
         &self,
         membership: Membership,
-        room: &str,
-        user: &str,
-    ) -> Option<protocol::Frame> {
+        room: &Room,
+        user: &UserId,
+        members: Option<usize>,
+    ) {
+        if !self.tuning.presence_events {
+            return;
+        }
         let status = match membership {
             Membership::Join => PresenceStatus::Join,
             Membership::Leave => PresenceStatus::Leave,
         };
-        self.tuning.presence_events.then(|| protocol::presence_event_frame(room, user, status))
-    }
-
-    pub(super) fn deliver_here(&self, room: &Room, frame: protocol::Frame) {
-        self.router.route(Target::Room(room.clone()), frame, Instant::now(), None);
+        let (room, user) = (room.clone(), user.clone());
+        let home = self.router.shard_of_user(&room);
+        self.router.deliver(home, Delivery::PresenceChange { room, user, status, members });
     }
 
     pub(super) async fn answer(
@@ -188,20 +181,14 @@ impl Relay {
             tracing::warn!(instance = %self.presence.me, "redis lost this instance's presence: registering again");
             self.register_mirror(&mut link.conn).await?;
         }
-        let mut pipe = redis::pipe();
         for (room, user) in gone {
-            let Ok(room) = protocol::validate_room(&room) else {
+            let (Ok(room), Ok(user)) =
+                (protocol::validate_room(&room), protocol::validate_user(&user))
+            else {
                 continue;
             };
-            if let Some(frame) = self.presence_frame(Membership::Leave, &room, &user) {
-                pipe.publish(
-                    self.names().room_channel(&room),
-                    wire::encode_payload(&self.presence.me, &frame),
-                )
-                .ignore();
-                self.deliver_here(&room, frame);
-            }
+            self.tell_home(Membership::Leave, &room, &user, None);
         }
-        send_pipe("announce reaped users", &pipe, &mut link.conn).await
+        Ok(())
     }
 }

@@ -279,9 +279,7 @@ impl Relay {
     /// A local change while Redis is away: the mirror follows, join/leave are announced here.
     fn apply_offline(&mut self, change: LocalChange) {
         if let Mirrored::Room(membership, room, user) = self.mirror.apply(change) {
-            if let Some(frame) = self.presence_frame(membership, &room, &user) {
-                self.deliver_here(&room, frame);
-            }
+            self.tell_home(membership, &room, &user, None);
         }
     }
 
