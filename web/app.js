@@ -224,11 +224,16 @@ function onFrame(frame) {
     case "error":
       if (mine) messages.failed(frame.id, frame.data.code);
       break;
-    case "presence":
-      if (frame.room === current && frame.data.status === "join") people.joined(frame.data.user);
-      if (frame.room === current && frame.data.status === "leave") people.left(frame.data.user);
-      if (frame.data && frame.data.status) refreshOnline();
+    case "presence": {
+      // One join/leave, or a coalesced batch of them.
+      const data = frame.data || {};
+      const joined = data.event === "batch" ? data.joined : data.status === "join" ? [data.user] : [];
+      const left = data.event === "batch" ? data.left : data.status === "leave" ? [data.user] : [];
+      if (frame.room === current) joined.forEach((user) => people.joined(user));
+      if (frame.room === current) left.forEach((user) => people.left(user));
+      if (joined.length + left.length > 0) refreshOnline();
       break;
+    }
     case "message_deleted":
       if (frame.room === current) messages.deleted(frame.data.id, frame.data.from);
       break;
