@@ -12,9 +12,9 @@ use serde_json::value::RawValue;
 
 use super::outbound::message_frame_at;
 use super::{
-    new_message_id, parse_cursor, validate_room, Action, Chat, ClientFrame, ClientRequest,
-    ErrorCode, MessageType, Page, Rejection, Room, Since, HISTORY_DEFAULT, HISTORY_MAX,
-    MAX_DATA_DEPTH, MAX_NAME_CHARS,
+    new_message_id, parse_cursor, validate_room, validate_user, Action, Chat, ClientFrame,
+    ClientRequest, ErrorCode, MessageType, Page, Rejection, Room, Since, UserId, HISTORY_DEFAULT,
+    HISTORY_MAX, MAX_DATA_DEPTH, MAX_NAME_CHARS,
 };
 
 /// The fields a client frame may carry; anything else (such as a forged `from`) is ignored.
@@ -90,7 +90,11 @@ pub fn parse_client_frame(
             }
         }
         "leave" => Action::Leave(require_room(room)?),
-        "presence" => Action::Presence(require_room(room)?),
+        "presence" => {
+            let after =
+                presence_after(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
+            Action::Presence { room: require_room(room)?, after }
+        }
         "ping" => Action::Ping,
         "refresh" => {
             let token =
@@ -142,6 +146,19 @@ pub fn history_page(data: Option<&RawValue>) -> Result<(i64, Page), &'static str
         (_, Some(after)) => Ok((limit, Page::After(after))),
         (before, None) => Ok((limit, Page::Before(before.map(parse_cursor).transpose()?))),
     }
+}
+
+/// The `data` of a `presence` query: `{"after": "<user>"}` for the page after that user.
+fn presence_after(data: Option<&RawValue>) -> Result<Option<UserId>, &'static str> {
+    #[derive(Deserialize)]
+    struct PresenceData<'a> {
+        #[serde(borrow)]
+        after: Option<Cow<'a, str>>,
+    }
+    let Some(data) = data else { return Ok(None) };
+    let page: PresenceData<'_> =
+        serde_json::from_str(data.get()).map_err(|_| "data must be {\"after\": user}")?;
+    page.after.map(|after| validate_user(&after)).transpose()
 }
 
 /// The `data` of a `join` that resumes: `{"since": {"seq": N, "epoch": "E"}}`.

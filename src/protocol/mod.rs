@@ -147,6 +147,9 @@ pub struct ClientRequest {
     pub action: Action,
 }
 
+/// Most users in one answer to a presence query; a bigger room's answer comes in pages.
+pub const PRESENCE_PAGE: usize = 1000;
+
 /// What a client asked for.
 #[derive(Debug)]
 pub enum Action {
@@ -154,8 +157,12 @@ pub enum Action {
     Chat(Box<Chat>),
     Join(Room),
     Leave(Room),
-    /// Who is in the room, and who of them is away.
-    Presence(Room),
+    /// Who is in the room, and who of them is away: the first [`PRESENCE_PAGE`] users after
+    /// `after` (in id order).
+    Presence {
+        room: Room,
+        after: Option<UserId>,
+    },
     /// Join `room` and get every message after `since` first (reconnect recovery).
     Resume {
         room: Room,

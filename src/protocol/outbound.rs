@@ -197,18 +197,21 @@ pub fn presence_batch_frame(room: &str, joined: &[UserId], left: &[UserId]) -> F
 }
 
 /// `{"type":"presence","room":r,"data":{"users":[...],"away":[...]}}`, the answer to a presence query.
+/// With `next_after` when more users follow: ask again with `"data":{"after":<it>}`.
 pub fn presence_list_frame(
     id: Option<&str>,
     room: &str,
-    users: &[UserId],
-    away: &[UserId],
+    (users, away): (&[UserId], &[UserId]),
+    next_after: Option<&str>,
 ) -> Frame {
     #[derive(Serialize)]
     struct ListData<'a> {
         users: &'a [UserId],
         away: &'a [UserId],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_after: Option<&'a str>,
     }
-    presence_frame(id, room, ListData { users, away })
+    presence_frame(id, room, ListData { users, away, next_after })
 }
 
 /// A `presence` frame of `room`, stamped now.

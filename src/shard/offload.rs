@@ -52,14 +52,28 @@ pub fn stored_frame(message: &StoredMessage) -> Option<Frame> {
 
 impl Shard {
     /// Answers a presence query off the shard (it may ask Redis).
-    pub(super) fn offload_presence(&self, conn: ConnId, id: Option<String>, room: Room) {
+    /// A page of the room's users (in id order, after `after`), with who of them is away.
+    pub(super) fn offload_presence(
+        &self,
+        conn: ConnId,
+        id: Option<String>,
+        room: Room,
+        after: Option<UserId>,
+    ) {
         let (hub, shard) = (self.hub.clone(), self.id);
         tokio::spawn(async move {
-            let (users, _) = hub.room_users(&room).await;
+            let (mut users, _) = hub.room_users(&room).await;
+            users.sort_unstable();
+            users.retain(|(user, _)| after.as_ref().is_none_or(|after| user > after));
+            let more = users.len() > protocol::PRESENCE_PAGE;
+            users.truncate(protocol::PRESENCE_PAGE);
+            let next_after = users.last().filter(|_| more).map(|(user, _)| user.to_string());
             let away: Vec<UserId> =
                 users.iter().filter(|(_, away)| *away).map(|(u, _)| u.clone()).collect();
             let names: Vec<UserId> = users.into_iter().map(|(u, _)| u).collect();
-            let frame = protocol::presence_list_frame(id.as_deref(), &room, &names, &away);
+            let lists = (names.as_slice(), away.as_slice());
+            let frame =
+                protocol::presence_list_frame(id.as_deref(), &room, lists, next_after.as_deref());
             hub.router().deliver(shard, Delivery::Reply { conn, frame });
         });
     }

@@ -67,8 +67,8 @@ impl Shard {
                 ack(id)
             }
             Action::Leave(room) => Some(not_member(id, &room)),
-            Action::Presence(room) => {
-                self.offload_presence(conn, id.map(str::to_owned), room);
+            Action::Presence { room, after } => {
+                self.offload_presence(conn, id.map(str::to_owned), room, after);
                 None
             }
             Action::Ping => Some(protocol::reply_frame(MessageType::Pong, id)),

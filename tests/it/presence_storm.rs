@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::common::{presence_changes, start_server, Client};
+use crate::common::{presence_changes, start_server, start_server_with, Client};
 
 const JOINERS: usize = 400;
 const LEAVERS: usize = 100;
@@ -71,4 +71,43 @@ async fn hundreds_joining_one_room_at_once_are_told_coalesced_and_nobody_is_evic
         "{} joins and leaves reached each member in at most {most} presence frames",
         JOINERS + LEAVERS
     );
+}
+
+#[tokio::test]
+async fn a_room_above_the_member_limit_sends_no_events_and_answers_presence_in_pages() {
+    // Every change told at once, so a join that were told would come before the marker below.
+    let server = start_server_with(|c| {
+        c.presence_max_members = 1000;
+        c.presence_coalesce = std::time::Duration::ZERO;
+    })
+    .await;
+    let mut watcher = server.member("a-watcher", "big").await;
+    let paths: Vec<String> = (0..1_000).map(|n| format!("/ws?user=u{n:04}&room=big")).collect();
+    let mut crowd = Vec::new();
+    for chunk in paths.chunks(250) {
+        crowd.extend(join_all(chunk.iter().map(|path| server.connect(path))).await);
+    }
+    let late = server.member("zz-late", "big").await;
+    let mut speaker = crowd.pop().unwrap();
+    speaker.send(json!({"type": "chat", "room": "big", "data": {"content": "marker"}})).await;
+    loop {
+        let frame = watcher.recv_where(|f| f["type"] == "presence" || f["type"] == "chat").await;
+        if frame["type"] == "chat" {
+            break;
+        }
+        let late_told = presence_changes(&frame).iter().any(|(user, _)| user == "zz-late");
+        assert!(!late_told, "the 1,002nd member's join is not told: {frame}");
+    }
+    let first = watcher.request(json!({"type": "presence", "room": "big", "id": "p1"})).await;
+    let users = first["data"]["users"].as_array().unwrap();
+    assert_eq!(users.len(), 1_000, "a page holds 1,000 users");
+    assert_eq!(
+        (users[0].as_str(), first["data"]["next_after"].as_str()),
+        (Some("a-watcher"), Some("u0998"))
+    );
+    let next = json!({"type": "presence", "room": "big", "id": "p2", "data": {"after": "u0998"}});
+    let second = watcher.request(next).await;
+    assert_eq!(second["data"]["users"], json!(["u0999", "zz-late"]));
+    assert!(second["data"].get("next_after").is_none(), "the last page: {second}");
+    drop((late, crowd));
 }
