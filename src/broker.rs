@@ -7,6 +7,8 @@
 //! Must not: know the hub or the shards; they call the broker, never the other way round. Every
 //! method returns at once: no caller blocks or awaits.
 
+use std::time::Duration;
+
 use tokio::sync::oneshot;
 
 use crate::directory::ShardId;
@@ -67,6 +69,12 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     fn stamp(&self, item: ToSequence, home: ShardId) -> Result<(), ToSequence>;
     fn read_stream(&self, request: ReplayRequest, home: ShardId) -> Result<(), ReplayRequest>;
     fn when_subscribed(&self, shard: ShardId, then: Delivery) -> Option<Delivery>;
+    /// The instance is stopping: from now on its users' leaves are held (they stay in cluster
+    /// presence), until `finish_handover`.
+    fn begin_handover(&self);
+    /// After `grace`, the held leaves are applied (announced once, for the users not present on
+    /// another instance by then); the receiver hears when that is done (at once standalone).
+    fn finish_handover(&self, grace: Duration) -> oneshot::Receiver<()>;
 }
 
 /// One instance on its own: there is nobody to tell.
@@ -106,5 +114,13 @@ impl Broker for Standalone {
 
     fn when_subscribed(&self, _shard: ShardId, then: Delivery) -> Option<Delivery> {
         Some(then)
+    }
+
+    fn begin_handover(&self) {}
+
+    fn finish_handover(&self, _grace: Duration) -> oneshot::Receiver<()> {
+        let (done, handed) = oneshot::channel();
+        let _ = done.send(());
+        handed
     }
 }

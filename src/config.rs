@@ -73,6 +73,12 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Cluster mode: on SIGINT/SIGTERM, how long this instance keeps its users in cluster presence
+    /// after closing their connections, so those that reconnect to another instance cause no
+    /// leave/join for the others; the rest are announced as left once, at its end.
+    #[arg(long, env = "HANDOVER", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub handover: Duration,
+
     /// WebSocket read buffer per connection in bytes: allocated up front and zeroed on every read, so
     /// kept small; a client message is read in steps of this size, so raise it if clients send large ones.
     #[arg(long, env = "WS_READ_BUFFER", default_value_t = 256)]

@@ -267,6 +267,10 @@ mod tests {
         fn when_subscribed(&self, _shard: ShardId, then: Delivery) -> Option<Delivery> {
             Some(then)
         }
+        fn begin_handover(&self) {}
+        fn finish_handover(&self, _: Duration) -> tokio::sync::oneshot::Receiver<()> {
+            tokio::sync::oneshot::channel().1
+        }
     }
 
     #[test]

@@ -168,6 +168,7 @@ impl Server {
         app.start_draining();
         let open = app.hub.metrics().connections_open();
         tracing::info!(open, "shutting down: closing connections");
+        app.hub.broker().begin_handover();
         app.hub.shutdown();
         let timeout = app.hub.settings().shutdown_timeout;
         let all_closed = tokio::time::timeout(timeout, async {
@@ -177,6 +178,10 @@ impl Server {
         })
         .await
         .is_ok();
+        let grace = app.hub.settings().handover;
+        let handed = app.hub.broker().finish_handover(grace);
+        let handed = tokio::time::timeout(grace + Duration::from_secs(5), handed).await;
+        tracing::info!(handed_over = matches!(handed, Ok(Ok(()))), "presence handed over");
         if let Some(store) = app.hub.store() {
             // Chats accepted before the close are committed before the process goes.
             let flushed = store.flush(timeout).await;

@@ -7,6 +7,9 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use super::presence::Presence;
 use super::relay::{Inputs, Ordered, Outgoing, Relay, Tuning};
@@ -134,6 +137,16 @@ impl Broker for RedisBroker {
             Ordered::Read { request, .. } => *request,
             _ => unreachable!("a read was sent"),
         })
+    }
+
+    fn begin_handover(&self) {
+        let _ = self.changes.send(Ordered::HoldChanges);
+    }
+
+    fn finish_handover(&self, grace: Duration) -> oneshot::Receiver<()> {
+        let (done, handed) = oneshot::channel();
+        let _ = self.changes.send(Ordered::HandOver { grace, done });
+        handed
     }
 
     fn when_subscribed(&self, shard: ShardId, then: Delivery) -> Option<Delivery> {

@@ -125,10 +125,14 @@ impl Coalescer {
 }
 
 impl Shard {
-    /// Hands a presence change to the room's home shard (this one, or another).
+    /// Hands a presence change to the room's home shard (this one, or another); after the batch's
+    /// directory commit when one is pending, so the event reaches the joiner too.
     pub(super) fn send_presence(&mut self, room: Room, user: UserId, status: PresenceStatus) {
         let home = self.hub.router().shard_of_user(&room);
-        if home == self.id {
+        if self.out.holding() {
+            let delivery = Delivery::PresenceChange { room, user, status, members: None };
+            self.out.hold(super::output::Held::Deliver { shard: home, delivery });
+        } else if home == self.id {
             self.on_presence(room, user, status, None);
         } else {
             let change = Delivery::PresenceChange { room, user, status, members: None };

@@ -10,6 +10,7 @@ mod cluster_streams;
 mod common;
 mod concurrency;
 mod eviction;
+mod handover;
 mod http_api;
 mod persistence;
 mod persistence_pg;

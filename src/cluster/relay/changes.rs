@@ -6,12 +6,18 @@
 
 use redis::aio::MultiplexedConnection;
 
-use super::{send_pipe, within, Exchange, Link, Ordered, Relay, CHANGE_BATCH};
+use std::collections::HashMap;
+
+use super::{send_pipe, within, Exchange, Handover, Link, Ordered, Relay, CHANGE_BATCH};
 use crate::broker::{LocalChange, Question};
 use crate::cluster::mirror::{Interest, Mirrored};
 use crate::cluster::presence::{Lookup, Membership};
+use crate::cluster::wire;
 use crate::mailbox::{Delivery, Target};
 use crate::protocol::{self, PresenceStatus, Room, UserId};
+
+/// A join or leave that was the first or last in the cluster, with the room's size after it.
+type Told = (Membership, Room, UserId, Option<usize>);
 
 impl Relay {
     /// Applies `first` and the changes already waiting: subscribes to what became needed, writes the
@@ -27,18 +33,23 @@ impl Relay {
             };
             batch.push(next);
         }
-        let mut waiting = Vec::new();
-        let changes: Vec<LocalChange> = batch
-            .into_iter()
-            .filter_map(|ordered| match ordered {
-                Ordered::Change(change) => Some(change),
-                step => {
-                    waiting.push(step);
-                    None
+        let (mut waiting, mut changes) = (Vec::new(), Vec::new());
+        for ordered in batch {
+            match (ordered, &mut self.handover) {
+                (Ordered::Change(change), Some(handover)) => handover.held.push(change),
+                (Ordered::Change(change), None) => changes.push(change),
+                (Ordered::HoldChanges, handover) => drop(handover.get_or_insert_default()),
+                (Ordered::HandOver { grace, done }, handover) => {
+                    let at = tokio::time::Instant::now() + grace;
+                    handover.get_or_insert_default().finish = Some((at, done));
                 }
-            })
-            .collect();
-        self.apply_local_changes(changes, link).await?;
+                (step, _) => waiting.push(step),
+            }
+        }
+        let told = self.apply_local_changes(changes, link).await?;
+        for (membership, room, user, members) in told {
+            self.tell_home(membership, &room, &user, members);
+        }
         for step in waiting {
             match step {
                 Ordered::Notify { shard, then } => self.router.deliver(shard, then),
@@ -48,17 +59,19 @@ impl Relay {
                     let read = Ok(read);
                     self.router.deliver(home, Delivery::StreamRead { request, read });
                 }
-                Ordered::Change(_) => unreachable!("changes were applied above"),
+                _ => unreachable!("changes and handover steps were taken above"),
             }
         }
         Ok(())
     }
 
+    /// Applies local changes; returns the joins and leaves that were the first or last in the
+    /// cluster, with the room's size after each when known.
     async fn apply_local_changes(
         &mut self,
         batch: Vec<LocalChange>,
         link: &mut Link,
-    ) -> Exchange<()> {
+    ) -> Exchange<Vec<Told>> {
         let mut interests: Vec<Interest> = Vec::with_capacity(batch.len());
         let mut users = redis::pipe();
         let mut memberships = Vec::new();
@@ -82,14 +95,14 @@ impl Relay {
             link.subscribed.extend(subscribe);
         }
         send_pipe("user presence", &users, &mut link.conn).await?;
-        self.write_memberships(&memberships, &mut link.conn).await?;
+        let told = self.write_memberships(&memberships, &mut link.conn).await?;
         if !unsubscribe.is_empty() {
             within("unsubscribe", link.sink.unsubscribe(&unsubscribe)).await?;
             for channel in &unsubscribe {
                 link.subscribed.remove(channel);
             }
         }
-        Ok(())
+        Ok(told)
     }
 
     /// Tells the home of each room newly listened to that its stream has a hole behind it, before
@@ -103,26 +116,50 @@ impl Relay {
         }
     }
 
-    /// Runs the join/leave scripts; each join or leave that was the first or last in the cluster
-    /// goes to the room's home shard here, which coalesces the room's events and publishes them.
+    /// Runs the join/leave scripts: the joins and leaves that were the first or last in the
+    /// cluster (told to the room's home shard, which coalesces the room's events and publishes them).
     async fn write_memberships(
         &self,
         memberships: &[(Membership, Room, UserId)],
         conn: &mut MultiplexedConnection,
-    ) -> Exchange<()> {
+    ) -> Exchange<Vec<Told>> {
         if memberships.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for (membership, room, user) in memberships {
             self.presence.add_change(&mut pipe, membership, room, user, b"");
         }
         let answers: Vec<i64> = within("room presence", pipe.query_async(conn)).await?;
-        for ((membership, room, user), answer) in memberships.iter().zip(answers) {
-            if answer >= 1 {
-                let members = usize::try_from(answer - 1).ok();
-                self.tell_home(*membership, room, user, members);
+        let told = memberships.iter().zip(answers).filter(|(_, answer)| *answer >= 1);
+        let told = told.map(|((membership, room, user), answer)| {
+            (*membership, room.clone(), user.clone(), usize::try_from(answer - 1).ok())
+        });
+        Ok(told.collect())
+    }
+
+    /// The grace period of a stopping instance ended: its held leaves are applied, and those that
+    /// were the last in the cluster are announced (its shards are gone: one batch frame per room,
+    /// published from here).
+    pub(super) async fn hand_over(&mut self, link: &mut Link) -> Exchange<()> {
+        let Some(Handover { held, finish }) = self.handover.take() else { return Ok(()) };
+        let told = self.apply_local_changes(held, link).await?;
+        let mut left: HashMap<Room, Vec<UserId>> = HashMap::new();
+        for (membership, room, user, _) in told {
+            if membership == Membership::Leave && self.tuning.presence_events {
+                left.entry(room).or_default().push(user);
             }
+        }
+        let mut pipe = redis::pipe();
+        for (room, mut users) in left {
+            users.sort_unstable();
+            let frame = protocol::presence_batch_frame(&room, &[], &users);
+            let payload = wire::encode_payload(&self.presence.me, &frame);
+            pipe.publish(self.names().room_channel(&room), payload).ignore();
+        }
+        send_pipe("announce the handed-over leaves", &pipe, &mut link.conn).await?;
+        if let Some((_, done)) = finish {
+            let _ = done.send(());
         }
         Ok(())
     }

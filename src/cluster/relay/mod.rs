@@ -65,6 +65,21 @@ pub enum Ordered {
         request: Box<ReplayRequest>,
         home: ShardId,
     },
+    /// The instance is stopping: hold the local changes from now on.
+    HoldChanges,
+    /// After `grace`, apply the held changes, announcing the leaves, then tell `done`.
+    HandOver {
+        grace: Duration,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+/// A stopping instance's presence, kept in the cluster for a grace period.
+#[derive(Debug, Default)]
+struct Handover {
+    held: Vec<LocalChange>,
+    /// When the held changes are applied, and who waits for it.
+    finish: Option<(tokio::time::Instant, tokio::sync::oneshot::Sender<()>)>,
 }
 
 /// The relay's inputs.
@@ -107,6 +122,7 @@ pub struct Relay {
     inputs: Inputs,
     tuning: Tuning,
     mirror: Mirror,
+    handover: Option<Handover>,
 }
 
 type Exchange<T> = Result<T, Stop>;
@@ -120,6 +136,14 @@ async fn within<T>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(Stop::Lost(format!("{what}: {err}"))),
         Err(_) => Err(Stop::Lost(format!("{what}: no answer within {EXCHANGE_TIMEOUT:?}"))),
+    }
+}
+
+/// Resolves when a handover's grace period ends (never without one).
+async fn handover_due(handover: &Option<Handover>) {
+    match handover.as_ref().and_then(|handover| handover.finish.as_ref()) {
+        Some((at, _)) => tokio::time::sleep_until(*at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -144,7 +168,8 @@ impl Relay {
         tuning: Tuning,
     ) -> Self {
         let mirror = Mirror::default();
-        Self { router, counters, client, presence, streams, inputs, tuning, mirror }
+        let handover = None;
+        Self { router, counters, client, presence, streams, inputs, tuning, mirror, handover }
     }
 
     fn names(&self) -> &Names {
@@ -237,6 +262,7 @@ impl Relay {
                     Err(_) => Err(Stop::Finished),
                 },
                 Ok(question) = self.inputs.questions.recv_async() => self.answer(question, &mut link.conn).await,
+                () = handover_due(&self.handover) => self.hand_over(&mut link).await,
                 _ = beat.tick() => self.heartbeat(&mut link).await,
                 _ = ping.tick() => within("ping", redis::cmd("PING").query_async::<()>(&mut link.conn)).await,
             };
@@ -296,6 +322,9 @@ impl Relay {
                         Ordered::Read { request, home } => {
                             self.router.deliver(home, Delivery::StreamRead { request, read: Err(()) })
                         }
+                        // Redis is away: there is no cluster presence to keep or hand over.
+                        Ordered::HoldChanges => {}
+                        Ordered::HandOver { done, .. } => drop(done.send(())),
                     }
                 }
                 outgoing = self.inputs.outgoing.recv_async() => {
