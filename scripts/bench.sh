@@ -62,6 +62,8 @@ for scenario in "${scenarios[@]}"; do
       broker_flags=(--presence-events false)
       run "$scenario" "$out" --scenario broadcast-5k
       ;;
+    # The same room of 5,000 with the broker's defaults: presence events on, coalesced per room.
+    broadcast-5k-defaults) run "$scenario" "$out" --scenario broadcast-5k ;;
     idle-19k) run "$scenario" "$out" --scenario idle-19k --workers 2 --bind-ips 127.0.0.2-127.0.0.40 ;;
     saturation)
       for rate in "${saturation_rates[@]}"; do

@@ -223,6 +223,8 @@ pub struct ReplayRequest {
     pub shard: ShardId,
     pub conn: ConnId,
     pub id: Option<String>,
+    /// Cluster mode, while the store is read for what Redis no longer keeps: what it does keep.
+    pub kept: Option<Box<StreamSlice>>,
 }
 
 /// Cluster mode: what the broker holds of a room's stream after a resume point.

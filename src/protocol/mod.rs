@@ -25,6 +25,20 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A serialized server frame. Cloning it bumps a refcount; the bytes are never copied per recipient.
 pub type Frame = Utf8Bytes;
+/// What starts and separates a bundle of frames: a character valid JSON never holds raw.
+pub const BUNDLE_SEPARATOR: char = '\x1e';
+
+/// Several frames as one outbox item (a replay, which may be larger than a connection's send
+/// buffer); the session writes each as its own message.
+pub fn bundle(frames: &[Frame]) -> Frame {
+    let mut text = String::with_capacity(frames.iter().map(|f| f.len() + 1).sum());
+    for frame in frames {
+        text.push(BUNDLE_SEPARATOR);
+        text.push_str(frame.as_str());
+    }
+    Frame::from(text)
+}
+
 /// A validated room name (see [`validate_room`]); shared by every map that names the room.
 pub type Room = Arc<str>;
 /// A validated user id.

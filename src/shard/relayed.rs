@@ -89,29 +89,78 @@ impl Shard {
 
     /// The broker's read is back: the messages it keeps after the resume point, then those this
     /// home heard after the read's end.
-    pub(super) fn on_stream_read(&mut self, request: ReplayRequest, read: Result<StreamSlice, ()>) {
-        let replay = match read {
-            Ok(slice) => self.cluster_replay(&request, slice),
+    pub(super) fn on_stream_read(
+        &mut self,
+        mut request: ReplayRequest,
+        read: Result<StreamSlice, ()>,
+    ) {
+        let replay = match read.map(|slice| self.cluster_replay(&request, slice)) {
+            Ok(Ok(replay)) => replay,
+            Ok(Err((kept, upto))) => {
+                request.kept = Some(Box::new(kept));
+                return self.read_stored(request, upto);
+            }
             Err(()) => Replay::NotRecovered(not_recovered("no_history", 0, "")),
         };
         self.send_replayed(request, replay);
     }
 
-    fn cluster_replay(&self, request: &ReplayRequest, slice: StreamSlice) -> Replay {
+    /// The store's part is back (the messages up to where Redis's part starts): the answer is the
+    /// two, then what the home heard beyond them.
+    pub(super) fn on_cluster_replay_loaded(
+        &mut self,
+        request: ReplayRequest,
+        kept: StreamSlice,
+        stored: Result<(u64, Vec<(u64, Frame)>), ()>,
+    ) {
+        let Ok((upto, stored)) = stored else {
+            let (epoch, top) = kept.stream.unwrap_or_default();
+            let replay = Replay::NotRecovered(not_recovered("no_history", top, &epoch));
+            return self.send_replayed(request, replay);
+        };
+        let mut rest = ReplayRequest { kept: None, ..request };
+        let since = std::mem::replace(&mut rest.since.seq, upto);
+        let replay = match self.cluster_replay(&rest, kept) {
+            Ok(Replay::Recovered { frames, upto }) => {
+                let mut all: Vec<Frame> = stored.into_iter().map(|(_, frame)| frame).collect();
+                all.extend(frames);
+                Replay::Recovered { frames: all, upto }
+            }
+            Ok(other) => other,
+            Err((kept, _)) => {
+                let (epoch, top) = kept.stream.unwrap_or_default();
+                Replay::NotRecovered(not_recovered("too_old", top, &epoch))
+            }
+        };
+        rest.since.seq = since;
+        self.send_replayed(rest, replay);
+    }
+
+    /// The answer from Redis's part and what the home heard; `Err` (with Redis's part and the seq
+    /// the store must cover up to) when Redis no longer keeps the start and the store may.
+    fn cluster_replay(
+        &self,
+        request: &ReplayRequest,
+        slice: StreamSlice,
+    ) -> Result<Replay, (StreamSlice, u64)> {
         let since = &request.since;
-        let Some((epoch, top)) = slice.stream else {
-            return Replay::NotRecovered(not_recovered("no_history", 0, ""));
+        let Some((epoch, top)) = slice.stream.clone() else {
+            return Ok(Replay::NotRecovered(not_recovered("no_history", 0, "")));
         };
         if since.epoch != epoch {
-            return Replay::NotRecovered(not_recovered("epoch_changed", top, &epoch));
+            return Ok(Replay::NotRecovered(not_recovered("epoch_changed", top, &epoch)));
         }
         if since.seq > top {
-            return Replay::Ahead { seq: top };
+            return Ok(Replay::Ahead { seq: top });
         }
         let kept = slice.messages.first().map_or(top + 1, |(seq, _)| *seq);
-        let whole = slice.messages.len() as u64 >= top - since.seq;
+        let whole = slice.messages.len() as u64 >= top + 1 - kept;
         if since.seq < top && (kept != since.seq + 1 || !whole) {
-            return Replay::NotRecovered(not_recovered("too_old", top, &epoch));
+            let stored = self.hub.store().is_some() && whole && kept > since.seq + 1;
+            if stored && kept - 1 - since.seq <= super::resume::MAX_STORED_REPLAY as u64 {
+                return Err((slice, kept - 1));
+            }
+            return Ok(Replay::NotRecovered(not_recovered("too_old", top, &epoch)));
         }
         let mut frames: Vec<Frame> = slice.messages.into_iter().map(|(_, frame)| frame).collect();
         let mut upto = top;
@@ -119,13 +168,13 @@ impl Shard {
             if *heard.epoch == *epoch && heard.last > top {
                 let first_heard = heard.window.front().map_or(heard.last + 1, |(seq, _)| *seq);
                 if first_heard > top + 1 {
-                    return Replay::NotRecovered(not_recovered("too_old", heard.last, &epoch));
+                    return Ok(Replay::NotRecovered(not_recovered("too_old", heard.last, &epoch)));
                 }
                 frames.extend(after(&heard.window, top));
                 upto = heard.last;
             }
         }
-        Replay::Recovered { frames, upto }
+        Ok(Replay::Recovered { frames, upto })
     }
 
     /// An unnumbered frame for the room's members on this instance only (every shard with members).

@@ -21,7 +21,7 @@ use crate::protocol::{self, ErrorCode, Frame, Resumed, Room, Since};
 use crate::store::ops::{Answer, Read};
 
 /// The most messages a resume reads from the store beyond the in-memory window.
-const MAX_STORED_REPLAY: i64 = 1_000;
+pub(super) const MAX_STORED_REPLAY: i64 = 1_000;
 
 /// Where a resuming member stands in a room's stream on its shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,8 @@ impl Shard {
     /// find this shard (after the batch's directory commit).
     pub(super) fn resume(&mut self, conn: ConnId, id: Option<String>, room: Room, since: Since) {
         self.resuming.entry(room.clone()).or_default().insert(conn, Floor::Pending);
-        let request = ReplayRequest { room: room.clone(), since, shard: self.id, conn, id };
+        let kept = None;
+        let request = ReplayRequest { room: room.clone(), since, shard: self.id, conn, id, kept };
         let home = self.hub.router().shard_of_user(&room);
         let delivery = Delivery::Replay(Box::new(request));
         if self.out.holding() {
@@ -84,7 +85,7 @@ impl Shard {
 
     /// Reads the messages after the resume point up to `upto` from the store, off the shard; the
     /// answer is made here once they are back.
-    fn read_stored(&self, request: ReplayRequest, upto: u64) {
+    pub(super) fn read_stored(&self, request: ReplayRequest, upto: u64) {
         let (hub, shard) = (self.hub.clone(), self.id);
         tokio::spawn(async move {
             let Some(store) = hub.store() else { return };
@@ -113,9 +114,12 @@ impl Shard {
     /// window moved past what was read meanwhile.
     pub(super) fn on_replay_loaded(
         &mut self,
-        request: ReplayRequest,
+        mut request: ReplayRequest,
         stored: Result<(u64, Vec<(u64, Frame)>), ()>,
     ) {
+        if let Some(kept) = request.kept.take() {
+            return self.on_cluster_replay_loaded(request, *kept, stored);
+        }
         let Some(Stream::Ready(ready)) = self.streams.rooms.get(&request.room) else { return };
         let first_kept = ready.window.front().map_or(ready.last + 1, |(seq, _)| *seq);
         let (last, epoch) = (ready.last, ready.epoch.to_string());
@@ -175,7 +179,10 @@ impl Shard {
             Replay::Recovered { frames, upto } => {
                 floors.insert(conn, Floor::Upto(upto));
                 self.reply(conn, protocol::resumed_frame(id, &room, &Resumed::Recovered));
-                frames.into_iter().for_each(|frame| self.reply(conn, frame));
+                // One outbox item, however many: a replay may be larger than the send buffer.
+                if !frames.is_empty() {
+                    self.reply(conn, protocol::bundle(&frames));
+                }
             }
             Replay::NotRecovered(resumed) => {
                 self.reply(conn, protocol::resumed_frame(id, &room, &resumed))

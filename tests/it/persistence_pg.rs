@@ -107,6 +107,43 @@ async fn in_a_cluster_each_message_is_stored_once_and_history_is_shared() {
 }
 
 #[tokio::test]
+async fn in_a_cluster_a_resume_beyond_what_redis_keeps_reads_the_rest_from_the_store() {
+    let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
+    let url = postgres.database("cluster_resume").await;
+    let instance = |id: &'static str| {
+        let (redis, url) = (redis.url(), url.clone());
+        start_server_with(move |c| {
+            c.database_url = url.parse().unwrap();
+            c.redis_url = Some(redis);
+            c.instance_id = Some(id.into());
+            c.rate_limit = 0.0;
+            // Redis keeps at least 2 batches (it trims whole nodes of 100 entries).
+            c.recovery_window = 2;
+        })
+    };
+    let (a, b) = (instance("a").await, instance("b").await);
+    let mut alice = a.member("alice", "long").await;
+    let mut bob = b.member("bob", "long").await;
+    assert_eq!(alice.request(chat("long", "m0")).await["seq"], 1);
+    let first = bob.recv_where(|f| f["id"] == "m0").await;
+    let epoch = first["epoch"].as_str().unwrap().to_owned();
+    drop(bob);
+    for n in 1..400 {
+        assert_eq!(alice.request(chat("long", &format!("m{n}"))).await["type"], "ack");
+    }
+    let mut bob = b.connect("/ws?user=bob").await;
+    let resume = json!({"type": "join", "room": "long", "id": "r", "data": {"since": {"seq": 1, "epoch": epoch}}});
+    let answer = bob.request(resume).await;
+    assert_eq!(answer["data"], json!({"recovered": true}), "{answer}");
+    let mut seqs = Vec::new();
+    while seqs.len() < 399 {
+        let frame = bob.recv_type("chat").await;
+        seqs.push(frame["seq"].as_u64().unwrap());
+    }
+    assert_eq!(seqs, (2..=400).collect::<Vec<u64>>(), "the store's part, then Redis's, in order");
+}
+
+#[tokio::test]
 async fn a_cluster_on_a_sqlite_file_is_refused_at_start() {
     let dir = TempDir::new("cluster-sqlite");
     let mut config = wsbroker::Config::with_listen("127.0.0.1:0".parse().unwrap());
