@@ -82,18 +82,28 @@ async fn with_postgres_down_chats_are_refused_and_nothing_is_acked_that_is_not_s
     assert!(refused.iter().all(|id| !stored.contains(id)), "a refused chat is not stored");
 }
 
+/// A cluster instance `id` on `redis`, storing into the PostgreSQL database `url`.
+async fn on_postgres(
+    redis: &RedisServer,
+    url: &str,
+    id: &str,
+    configure: impl FnOnce(&mut wsbroker::Config),
+) -> TestServer {
+    let (redis, url, id) = (redis.url(), url.to_owned(), id.to_owned());
+    start_server_with(move |c| {
+        c.database_url = url.parse().unwrap();
+        c.redis_url = Some(redis);
+        c.instance_id = Some(id);
+        configure(c);
+    })
+    .await
+}
+
 #[tokio::test]
 async fn in_a_cluster_each_message_is_stored_once_and_history_is_shared() {
     let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
     let url = postgres.database("cluster").await;
-    let instance = |id: &'static str| {
-        let (redis, url) = (redis.url(), url.clone());
-        start_server_with(move |c| {
-            c.database_url = url.parse().unwrap();
-            c.redis_url = Some(redis);
-            c.instance_id = Some(id.into());
-        })
-    };
+    let instance = |id| on_postgres(&redis, &url, id, |_| {});
     let (a, b) = (instance("a").await, instance("b").await);
     let mut alice = a.member("alice", "shared").await;
     let mut bob = b.member("bob", "shared").await;
@@ -110,12 +120,8 @@ async fn in_a_cluster_each_message_is_stored_once_and_history_is_shared() {
 async fn in_a_cluster_a_resume_beyond_what_redis_keeps_reads_the_rest_from_the_store() {
     let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
     let url = postgres.database("cluster_resume").await;
-    let instance = |id: &'static str| {
-        let (redis, url) = (redis.url(), url.clone());
-        start_server_with(move |c| {
-            c.database_url = url.parse().unwrap();
-            c.redis_url = Some(redis);
-            c.instance_id = Some(id.into());
+    let instance = |id| {
+        on_postgres(&redis, &url, id, |c| {
             c.rate_limit = 0.0;
             // Redis keeps at least 2 batches (it trims whole nodes of 100 entries).
             c.recovery_window = 2;
