@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::start_server_with;
 
@@ -62,4 +64,58 @@ async fn a_silent_connection_is_closed_4000_after_the_idle_timeout() {
     assert_eq!(u16::from(close.code), 4000);
     let pong = observer.request(json!({"type": "ping", "id": "p"})).await;
     assert_eq!(pong["type"], "pong");
+}
+
+#[tokio::test]
+async fn an_evicted_client_resumes_like_anyone_else_and_misses_nothing() {
+    let dir = crate::common::TempDir::new("evicted-resume");
+    let url = dir.sqlite();
+    let server = start_server_with(move |c| {
+        c.rate_limit = 0.0;
+        c.database_url = url;
+    })
+    .await;
+    let mut slow = server.connect("/ws?user=slow&room=r").await;
+    let mut fast = server.member("fast", "r").await;
+    let content = "x".repeat(4000);
+    let mut last_sent = 0;
+    for _ in 1..=MAX_MESSAGES {
+        fast.send(json!({"type": "chat", "room": "r", "data": {"content": content}})).await;
+        let frame = fast
+            .recv_where(|f| {
+                f["type"] == "chat"
+                    || crate::common::presence_changes(f).contains(&("slow".into(), "leave".into()))
+            })
+            .await;
+        if frame["type"] != "chat" {
+            break;
+        }
+        last_sent = frame["seq"].as_u64().unwrap();
+    }
+    // What the slow client got before the close: up to some seq, then the 1008.
+    let (mut got, mut epoch) = (0, String::new());
+    loop {
+        let message = tokio::time::timeout(crate::common::WAIT, slow.ws.next()).await.unwrap();
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == "chat" {
+                    (got, epoch) = (frame["seq"].as_u64().unwrap(), frame["epoch"].to_string());
+                }
+            }
+            Some(Ok(Message::Close(close))) => {
+                assert_eq!(u16::from(close.unwrap().code), 1008);
+                break;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    }
+    let epoch = epoch.trim_matches('"').to_owned();
+    assert!(got < last_sent, "it missed messages ({got} of {last_sent})");
+    let mut back = server.connect(&format!("/ws?user=slow&since=r:{got}:{epoch}")).await;
+    assert_eq!(back.recv_type("joined").await["data"]["recovered"], true);
+    for seq in got + 1..=last_sent {
+        assert_eq!(back.recv_type("chat").await["seq"], seq, "every missed message, in order");
+    }
 }
