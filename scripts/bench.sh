@@ -46,7 +46,7 @@ run_cluster() {
   local url_b=$broker_url pid_b=$broker_pid
   start_broker --redis-url "redis://127.0.0.1:$redis_port" --instance-id a
   echo "== $name: two wsbroker instances on redis :$redis_port; loadgen $*" >&2
-  "$loadgen_bin" --url "$broker_url" --url "$url_b" --server-pid "$broker_pid" --json --hgrm "${out%.json}.hgrm" "$@" >"$out"
+  "$loadgen_bin" --url "$broker_url" --url "$url_b" --server-pid "$broker_pid" --server-pid "$pid_b" --json --hgrm "${out%.json}.hgrm" "$@" >"$out"
   stop_broker
   kill -TERM "$pid_b" 2>/dev/null; wait "$pid_b" 2>/dev/null || true
   kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true

@@ -64,7 +64,8 @@ pub async fn run(args: Args, mut plan: Plan) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rss_baseline = args.server_pid.and_then(report::rss_kib);
+    let rss_baseline: Vec<Option<u64>> =
+        args.server_pids.iter().map(|p| report::rss_kib(*p)).collect();
     let (events, mut incoming) = mpsc::unbounded_channel();
     let mut children = Vec::with_capacity(plan.workers);
     for worker in 0..plan.workers {
@@ -80,8 +81,10 @@ pub async fn run(args: Args, mut plan: Plan) -> ExitCode {
     if !await_ready(&plan, &mut incoming, args.json).await {
         return ExitCode::FAILURE;
     }
-    let rss_connected = args.server_pid.and_then(report::rss_kib);
-    let cpu_start = args.server_pid.and_then(report::cpu_secs);
+    let rss_connected: Vec<Option<u64>> =
+        args.server_pids.iter().map(|p| report::rss_kib(*p)).collect();
+    let cpu_start: Vec<Option<f64>> =
+        args.server_pids.iter().map(|p| report::cpu_secs(*p)).collect();
     let started = Instant::now();
     for child in &mut children {
         if let Some(stdin) = child.stdin.as_mut() {
@@ -89,26 +92,29 @@ pub async fn run(args: Args, mut plan: Plan) -> ExitCode {
         }
     }
     let reports = await_done(&plan, &mut incoming, args.json).await;
-    let mut cpu_percent = 0.0;
-    if let (Some(pid), Some(start)) = (args.server_pid, cpu_start) {
-        let elapsed = started.elapsed().as_secs_f64();
-        cpu_percent = report::cpu_secs(pid).map_or(0.0, |end| 100.0 * (end - start) / elapsed);
-    }
+    let elapsed = started.elapsed().as_secs_f64();
     let (mut summary, histogram) = report::merge(&plan, &reports);
-    if let (Some(pid), Some(baseline), Some(connected)) =
-        (args.server_pid, rss_baseline, rss_connected)
-    {
-        let rss_end = report::rss_kib(pid).unwrap_or(0);
-        let per_conn = (connected.saturating_sub(baseline) * 1024) / summary.connected.max(1);
-        let server = ServerStats {
+    let instances = args.server_pids.len();
+    for (k, pid) in args.server_pids.iter().copied().enumerate() {
+        let (Some(baseline), Some(connected)) = (rss_baseline[k], rss_connected[k]) else {
+            continue;
+        };
+        let cpu_percent = cpu_start[k]
+            .and_then(|start| Some(100.0 * (report::cpu_secs(pid)? - start) / elapsed))
+            .unwrap_or(0.0);
+        // Connection i goes to --url i % instances.
+        let connections = (summary.connected + (instances - 1 - k) as u64) / instances as u64;
+        summary.instances.push(ServerStats {
+            pid,
+            connections,
             rss_baseline_kib: baseline,
             rss_connected_kib: connected,
-            rss_end_kib: rss_end,
-            rss_per_conn_bytes: per_conn,
+            rss_end_kib: report::rss_kib(pid).unwrap_or(0),
+            rss_per_conn_bytes: (connected.saturating_sub(baseline) * 1024) / connections.max(1),
             cpu_percent,
-        };
-        summary.server = Some(server);
+        });
     }
+    summary.server = summary.instances.first().cloned();
     finish(&args, &summary, &histogram)
 }
 

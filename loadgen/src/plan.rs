@@ -61,9 +61,10 @@ pub struct Args {
     /// Worker processes [default: as many as the open-file limit requires].
     #[arg(long)]
     pub workers: Option<usize>,
-    /// The broker's pid, to report its memory and CPU.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// The broker's pid, to report its memory and CPU; one per `--url`, in the same order, for
+    /// several instances (each is reported with its own connection count).
+    #[arg(long = "server-pid")]
+    pub server_pids: Vec<u32>,
     /// Write the latency percentile distribution (HdrHistogram .hgrm text) to this file.
     #[arg(long)]
     pub hgrm: Option<std::path::PathBuf>,

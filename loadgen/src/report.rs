@@ -84,12 +84,15 @@ pub struct Latency {
 }
 
 /// The broker process, as `/proc` shows it.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct ServerStats {
+    pub pid: u32,
+    /// The connections loadgen opened to this instance.
+    pub connections: u64,
     pub rss_baseline_kib: u64,
     pub rss_connected_kib: u64,
     pub rss_end_kib: u64,
-    /// (RSS with every connection open - RSS before any) / connections.
+    /// (RSS with every connection open - RSS before any) / this instance's connections.
     pub rss_per_conn_bytes: u64,
     /// CPU time over the publishing phase / its wall time (100 = one core).
     pub cpu_percent: f64,
@@ -122,7 +125,10 @@ pub struct Summary {
     pub room_problems: Vec<RoomProblem>,
     pub deliveries_per_sec: f64,
     pub latency_ms: Latency,
+    /// The first (or only) instance.
     pub server: Option<ServerStats>,
+    /// Every instance given with `--server-pid`, in order (the first is `server`).
+    pub instances: Vec<ServerStats>,
     pub first_error: Option<String>,
 }
 
@@ -197,6 +203,7 @@ pub fn merge(plan: &Plan, reports: &[WorkerReport]) -> (Summary, Histogram<u64>)
             max: histogram.max() as f64 / 1000.0,
         },
         server: None,
+        instances: Vec::new(),
         first_error: reports.iter().find_map(|r| r.first_error.clone()),
     };
     (summary, histogram)
@@ -242,11 +249,13 @@ pub fn table(summary: &Summary) -> String {
         "latency (ms)  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
         l.p50, l.p90, l.p99, l.p999, l.max
     );
-    if let Some(server) = &s.server {
+    for server in s.server.iter().chain(s.instances.iter().skip(1)) {
         let _ = writeln!(
             out,
-            "broker        RSS {:.1} MiB connected (baseline {:.1} MiB, {} B/conn), {:.1} MiB at end, CPU {:.0} %",
+            "broker {:>6} RSS {:.1} MiB with its {} conns (baseline {:.1} MiB, {} B/conn), {:.1} MiB at end, CPU {:.0} %",
+            server.pid,
             server.rss_connected_kib as f64 / 1024.0,
+            server.connections,
             server.rss_baseline_kib as f64 / 1024.0,
             server.rss_per_conn_bytes,
             server.rss_end_kib as f64 / 1024.0,
