@@ -18,6 +18,7 @@
 pub mod cache;
 mod coalesce;
 mod dedup;
+mod deliveries;
 mod fanout;
 mod limits;
 pub mod offload;
@@ -36,7 +37,7 @@ use crate::broker::LocalChange;
 use crate::close::{self, CloseReason};
 use crate::directory::{ShardId, Transition};
 use crate::hub::Hub;
-use crate::mailbox::{Command, ConnId, Delivery, Inbox, Query, Registration, Target};
+use crate::mailbox::{Command, ConnId, Delivery, Inbox, Registration, Target};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::{Frame, PresenceStatus, Room, UserId};
 use crate::store::ops::Write;
@@ -175,47 +176,6 @@ impl Shard {
         }
     }
 
-    fn on_delivery(&mut self, delivery: Delivery) {
-        match delivery {
-            Delivery::Publish { target, frame, accepted_at } => {
-                self.deliver_local(&target, &frame, accepted_at)
-            }
-            Delivery::Reply { conn, frame } => self.reply(conn, frame),
-            Delivery::Stored { conn, user, room, id, seq } => {
-                self.on_stored(conn, &user, room, id, seq)
-            }
-            Delivery::Sequence(item) => self.sequence(*item),
-            Delivery::Stamped { item, stamped } => self.on_stamped(*item, stamped),
-            Delivery::Sequenced { room, seq, epoch, frame } => {
-                self.on_sequenced(room, seq, epoch, frame)
-            }
-            Delivery::StreamReset { room } => self.on_stream_reset(&room),
-            Delivery::RoomMessage { room, seq, frame, accepted_at } => {
-                self.deliver_room_message(&room, seq, &frame, accepted_at)
-            }
-            Delivery::Subscribed { conn, id, room, since } => {
-                self.on_subscribed(conn, id, room, since)
-            }
-            Delivery::StreamRead { request, read } => self.on_stream_read(*request, read),
-            Delivery::Refused { conn, user, room, id } => self.on_refused(conn, &user, room, id),
-            Delivery::StreamLoaded { room, stream } => self.on_stream_loaded(room, stream),
-            Delivery::JoinDecided { conn, id, room, since, decision } => {
-                self.on_join_decided(conn, id, (room, since), decision)
-            }
-            Delivery::Replay(request) => self.replay(*request),
-            Delivery::ReplayLoaded { request, stored } => self.on_replay_loaded(*request, stored),
-            Delivery::Replayed { conn, room, id, replay } => {
-                self.on_replayed(conn, room, id, replay)
-            }
-            Delivery::PresenceChange { room, user, status, members } => {
-                self.on_presence(room, user, status, members)
-            }
-            Delivery::Kick { user, room } => self.kick(&user, &room),
-            Delivery::Query(query) => self.answer(query),
-            Delivery::Shutdown => self.shut_down(),
-        }
-    }
-
     fn register(&mut self, registration: Registration, registered: oneshot::Sender<bool>) {
         let Registration { conn, user, rooms, since, outbox, closer, remote, permissions } =
             registration;
@@ -350,24 +310,6 @@ impl Shard {
                 self.leave(conn, room);
             }
         }
-    }
-
-    /// Answers a query from the cache; a reply nobody waits for any more is dropped.
-    fn answer(&self, query: Query) {
-        let now = Instant::now();
-        let away_after = self.hub.settings().away_after;
-        let _ = match query {
-            Query::OnlineUsers(reply) => reply.send(self.cache.online_users()).map_err(drop),
-            Query::RoomUsers { room, reply } => {
-                reply.send(self.cache.room_users(&room, now, away_after)).map_err(drop)
-            }
-            Query::UserStatus { user, reply } => {
-                reply.send(self.cache.user_status(&user, now, away_after)).map_err(drop)
-            }
-            Query::UserConnections { user, reply } => {
-                reply.send(self.cache.user_connections(&user, now)).map_err(drop)
-            }
-        };
     }
 
     fn shut_down(&mut self) {

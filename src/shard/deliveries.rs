@@ -1,0 +1,70 @@
+//! A shard's deliveries: which handler each [`Delivery`] from another owner goes to, and the
+//! answers to cache queries.
+//!
+//! Owns: nothing; it is the shard's switchboard. Must not: hold state or do a handler's work.
+
+use std::time::Instant;
+
+use super::Shard;
+use crate::mailbox::{Delivery, Query};
+
+impl Shard {
+    pub(super) fn on_delivery(&mut self, delivery: Delivery) {
+        match delivery {
+            Delivery::Publish { target, frame, accepted_at } => {
+                self.deliver_local(&target, &frame, accepted_at)
+            }
+            Delivery::Reply { conn, frame } => self.reply(conn, frame),
+            Delivery::Stored { conn, user, room, id, seq } => {
+                self.on_stored(conn, &user, room, id, seq)
+            }
+            Delivery::Sequence(item) => self.sequence(*item),
+            Delivery::Stamped { item, stamped } => self.on_stamped(*item, stamped),
+            Delivery::Sequenced { room, seq, epoch, frame } => {
+                self.on_sequenced(room, seq, epoch, frame)
+            }
+            Delivery::StreamReset { room } => self.on_stream_reset(&room),
+            Delivery::RoomMessage { room, seq, frame, accepted_at } => {
+                self.deliver_room_message(&room, seq, &frame, accepted_at)
+            }
+            Delivery::Subscribed { conn, id, room, since } => {
+                self.on_subscribed(conn, id, room, since)
+            }
+            Delivery::StreamRead { request, read } => self.on_stream_read(*request, read),
+            Delivery::Refused { conn, user, room, id } => self.on_refused(conn, &user, room, id),
+            Delivery::StreamLoaded { room, stream } => self.on_stream_loaded(room, stream),
+            Delivery::JoinDecided { conn, id, room, since, decision } => {
+                self.on_join_decided(conn, id, (room, since), decision)
+            }
+            Delivery::Replay(request) => self.replay(*request),
+            Delivery::ReplayLoaded { request, stored } => self.on_replay_loaded(*request, stored),
+            Delivery::Replayed { conn, room, id, replay } => {
+                self.on_replayed(conn, room, id, replay)
+            }
+            Delivery::PresenceChange { room, user, status, members } => {
+                self.on_presence(room, user, status, members)
+            }
+            Delivery::Kick { user, room } => self.kick(&user, &room),
+            Delivery::Query(query) => self.answer(query),
+            Delivery::Shutdown => self.shut_down(),
+        }
+    }
+
+    /// Answers a query from the cache; a reply nobody waits for any more is dropped.
+    fn answer(&self, query: Query) {
+        let now = Instant::now();
+        let away_after = self.hub.settings().away_after;
+        let _ = match query {
+            Query::OnlineUsers(reply) => reply.send(self.cache.online_users()).map_err(drop),
+            Query::RoomUsers { room, reply } => {
+                reply.send(self.cache.room_users(&room, now, away_after)).map_err(drop)
+            }
+            Query::UserStatus { user, reply } => {
+                reply.send(self.cache.user_status(&user, now, away_after)).map_err(drop)
+            }
+            Query::UserConnections { user, reply } => {
+                reply.send(self.cache.user_connections(&user, now)).map_err(drop)
+            }
+        };
+    }
+}
