@@ -56,7 +56,7 @@ impl RedisBroker {
         let client = redis::Client::open(url).map_err(|err| format!("--redis-url: {err}"))?;
         let me = match &config.instance_id {
             Some(id) => id.clone(),
-            None => uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            None => crate::protocol::new_short_name(),
         };
         validate_instance_id(&me)?;
         if config.relay_batch == 0 || config.relay_queue == 0 {

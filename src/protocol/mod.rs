@@ -287,6 +287,11 @@ pub fn new_message_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// A short random name (12 hex digits): a room stream's epoch, an instance id left unset.
+pub fn new_short_name() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
 /// The current time as RFC 3339 UTC with milliseconds, e.g. `2024-01-15T10:30:00.000Z`.
 pub fn now_rfc3339() -> String {
     format_rfc3339(SystemTime::now())

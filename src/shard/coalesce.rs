@@ -129,15 +129,10 @@ impl Shard {
     /// directory commit when one is pending, so the event reaches the joiner too.
     pub(super) fn send_presence(&mut self, room: Room, user: UserId, status: PresenceStatus) {
         let home = self.hub.router().shard_of_user(&room);
-        if self.out.holding() {
-            let delivery = Delivery::PresenceChange { room, user, status, members: None };
-            self.out.hold(super::output::Held::Deliver { shard: home, delivery });
-        } else if home == self.id {
-            self.on_presence(room, user, status, None);
-        } else {
-            let change = Delivery::PresenceChange { room, user, status, members: None };
-            self.hub.router().deliver(home, change);
-        }
+        self.deliver_after_commit(
+            home,
+            Delivery::PresenceChange { room, user, status, members: None },
+        );
     }
 
     /// At the room's home: a change, told now or kept for the window's batch.

@@ -1,8 +1,9 @@
 //! A shard's fan-out: a publish into its own connections' outboxes, and a room's numbered messages
 //! from the room's home to every shard with members.
 //!
-//! Owns: which local connections a target selects, and the skipping of members whose resume holds
-//! the message already (or is still in flight). May touch: the shard's cache and output. Must not:
+//! Owns: which local connections a target selects, the skipping of members whose resume holds
+//! the message already (or is still in flight), and the one way to hand a publish or a delivery
+//! on after the batch's directory commit. May touch: the shard's cache and output. Must not:
 //! write into an outbox except through the shard's output, so a full one evicts.
 
 use std::time::Instant;
@@ -10,6 +11,7 @@ use std::time::Instant;
 use super::output::Held;
 use super::resume::Floor;
 use super::Shard;
+use crate::directory::ShardId;
 use crate::mailbox::{ConnId, Delivery, Outbox, Target};
 use crate::protocol::{Frame, Room};
 
@@ -48,12 +50,10 @@ impl Shard {
         let shards = self.hub.directory().shards_of(room).without(self.id);
         for shard in shards.iter() {
             let (room, frame) = (room.clone(), frame.clone());
-            let delivery = Delivery::RoomMessage { room, seq, frame, accepted_at };
-            if self.out.holding() {
-                self.out.hold(Held::Deliver { shard, delivery });
-            } else {
-                self.hub.router().deliver(shard, delivery);
-            }
+            self.deliver_after_commit(
+                shard,
+                Delivery::RoomMessage { room, seq, frame, accepted_at },
+            );
         }
     }
 
@@ -83,5 +83,39 @@ impl Shard {
             self.resuming.remove(room);
         }
         counters.fanout_latency.record(accepted_at.elapsed());
+    }
+
+    /// [`Shard::publish`] on this instance only.
+    pub(super) fn publish_here(&mut self, target: Target, frame: Frame) {
+        let accepted_at = Instant::now();
+        self.deliver_local(&target, &frame, accepted_at);
+        self.route_after_commit(target, frame, accepted_at);
+    }
+
+    /// Routes a publish to the other shards with recipients, after the batch's directory commit
+    /// when one is pending.
+    pub(super) fn route_after_commit(
+        &mut self,
+        target: Target,
+        frame: Frame,
+        accepted_at: Instant,
+    ) {
+        if self.out.holding() {
+            self.out.hold(Held::Route { target, frame, accepted_at, from: self.id });
+        } else {
+            self.hub.router().route(target, frame, accepted_at, Some(self.id));
+        }
+    }
+
+    /// Hands `delivery` to `shard` (this one included), after the batch's directory commit when
+    /// one is pending, so it cannot overtake what the commit makes visible.
+    pub(super) fn deliver_after_commit(&mut self, shard: ShardId, delivery: Delivery) {
+        if self.out.holding() {
+            self.out.hold(Held::Deliver { shard, delivery });
+        } else if shard == self.id {
+            self.on_delivery(delivery);
+        } else {
+            self.hub.router().deliver(shard, delivery);
+        }
     }
 }

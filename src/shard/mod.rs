@@ -211,11 +211,7 @@ impl Shard {
         let accepted_at = Instant::now();
         self.deliver_local(&target, &frame, accepted_at);
         self.hub.broker().publish(&target, &frame);
-        if self.out.holding() {
-            self.out.hold(Held::Route { target, frame, accepted_at, from: self.id });
-        } else {
-            self.hub.router().route(target, frame, accepted_at, Some(self.id));
-        }
+        self.route_after_commit(target, frame, accepted_at);
     }
 
     fn join(&mut self, conn: ConnId, room: Room) {

@@ -61,15 +61,11 @@ impl Shard {
             }
         };
         if let Some(Stream::Ready(ready)) = self.streams.rooms.get_mut(&room) {
-            ready.last = seq;
-            ready.window.push_back((seq, frame.clone()));
-            while ready.window.len() > window {
-                ready.window.pop_front();
-            }
+            ready.record(seq, frame.clone(), window);
         }
         if let Some(reason) = hole {
             let notice = protocol::resumed_frame(None, &room, &not_recovered(reason, seq, &epoch));
-            self.deliver_here(&room, notice);
+            self.publish_here(crate::mailbox::Target::Room(room.clone()), notice);
         }
         self.fan_out_room(&room, seq, frame);
     }
@@ -118,8 +114,9 @@ impl Shard {
             let replay = Replay::NotRecovered(not_recovered("no_history", top, &epoch));
             return self.send_replayed(request, replay);
         };
+        // Redis's part is checked as a resume from where the store's part ends.
         let mut rest = ReplayRequest { kept: None, ..request };
-        let since = std::mem::replace(&mut rest.since.seq, upto);
+        rest.since.seq = upto;
         let replay = match self.cluster_replay(&rest, kept) {
             Ok(Replay::Recovered { frames, upto }) => {
                 let mut all: Vec<Frame> = stored.into_iter().map(|(_, frame)| frame).collect();
@@ -132,7 +129,6 @@ impl Shard {
                 Replay::NotRecovered(not_recovered("too_old", top, &epoch))
             }
         };
-        rest.since.seq = since;
         self.send_replayed(rest, replay);
     }
 
@@ -175,18 +171,5 @@ impl Shard {
             }
         }
         Ok(Replay::Recovered { frames, upto })
-    }
-
-    /// An unnumbered frame for the room's members on this instance only (every shard with members).
-    fn deliver_here(&mut self, room: &Room, frame: Frame) {
-        let target = crate::mailbox::Target::Room(room.clone());
-        let accepted_at = std::time::Instant::now();
-        self.deliver_local(&target, &frame, accepted_at);
-        if self.out.holding() {
-            let from = self.id;
-            self.out.hold(super::output::Held::Route { target, frame, accepted_at, from });
-        } else {
-            self.hub.router().route(target, frame, accepted_at, Some(self.id));
-        }
     }
 }

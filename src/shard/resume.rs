@@ -45,12 +45,7 @@ impl Shard {
         let kept = None;
         let request = ReplayRequest { room: room.clone(), since, shard: self.id, conn, id, kept };
         let home = self.hub.router().shard_of_user(&room);
-        let delivery = Delivery::Replay(Box::new(request));
-        if self.out.holding() {
-            self.out.hold(super::output::Held::Deliver { shard: home, delivery });
-        } else {
-            self.hub.router().deliver(home, delivery);
-        }
+        self.deliver_after_commit(home, Delivery::Replay(Box::new(request)));
     }
 
     /// At the room's home: the messages after the resume point, from the window (or the store).

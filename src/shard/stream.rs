@@ -43,6 +43,15 @@ impl Ready {
         Self { epoch, last, window: VecDeque::new() }
     }
 
+    /// `seq` is the stream's last now; its frame is kept among the last `window`.
+    pub fn record(&mut self, seq: u64, frame: Frame, window: usize) {
+        self.last = seq;
+        self.window.push_back((seq, frame));
+        while self.window.len() > window {
+            self.window.pop_front();
+        }
+    }
+
     /// A stream first heard at `seq` (cluster mode): nothing before it is known here.
     pub fn heard_from(epoch: Arc<str>, seq: u64) -> Self {
         Self::new(epoch, seq.saturating_sub(1))
@@ -78,7 +87,7 @@ pub struct Streams {
 
 /// A new stream's name: it starts again from seq 1.
 fn new_epoch() -> Arc<str> {
-    Arc::from(&uuid::Uuid::new_v4().simple().to_string()[..12])
+    Arc::from(protocol::new_short_name())
 }
 
 impl Shard {
@@ -187,11 +196,7 @@ impl Shard {
         };
         let window = self.hub.settings().recovery_window;
         if let Some(Stream::Ready(ready)) = self.streams.rooms.get_mut(&room) {
-            ready.last = seq;
-            ready.window.push_back((seq, frame.clone()));
-            while ready.window.len() > window {
-                ready.window.pop_front();
-            }
+            ready.record(seq, frame.clone(), window);
         }
         self.fan_out_room(&room, seq, frame);
         if let Some(origin) = untold {

@@ -57,7 +57,7 @@ impl Relay {
                 .iter()
                 .map(|(item, _)| protocol::room_message_parts(unstamped(item)))
                 .collect();
-            self.streams.add_stamp(&mut pipe, room, &heads, &new_epoch());
+            self.streams.add_stamp(&mut pipe, room, &heads, &protocol::new_short_name());
         }
         let sent = within("publish", pipe.query_async::<Vec<(u64, String)>>(conn)).await;
         let counter = if sent.is_ok() { &self.counters.published } else { &self.counters.dropped };
@@ -112,9 +112,4 @@ fn unstamped(item: &ToSequence) -> protocol::Published<'_> {
         at,
         stream: None,
     }
-}
-
-/// The name of a stream that starts now (used only if the room's stream is new in Redis).
-fn new_epoch() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
