@@ -110,9 +110,11 @@ async fn an_instance_receives_no_traffic_for_rooms_it_has_no_members_in() {
     let redis = RedisServer::start().await;
     let (a, b) = (instance(&redis, "a").await, instance(&redis, "b").await);
     let mut only_a = a.member("dave", "only-a").await;
-    let mut alice = a.member("alice", "shared").await;
     let mut bob = b.member("bob", "shared").await;
+    let mut alice = a.member("alice", "shared").await;
     wait_room(&a, "shared", json!(["alice", "bob"])).await;
+    // b listens to "shared" since bob's ack, so alice's join event reaches it: counted before.
+    bob.recv_presence_change("alice", "join").await;
     let received_before = b.metric("wsbroker_relay_received_total").await;
     only_a.send(chat("only-a", "private")).await;
     assert_eq!(only_a.recv_type("chat").await["data"]["content"], "private");
