@@ -93,7 +93,8 @@ pub enum Delivery {
         frame: Frame,
     },
     /// A chat of `user` sent on `conn` is in (committed, with a store): ack it, with its seq when
-    /// it has one (and any retry waiting for it).
+    /// it has one (and any retry waiting for it). A room's home that gets it for a user of another
+    /// shard passes it on after its own output, so the ack follows the message's fan-out.
     Stored {
         conn: ConnId,
         user: UserId,
@@ -137,6 +138,12 @@ pub enum Delivery {
         id: Option<String>,
         room: Room,
         since: Option<Since>,
+    },
+    /// An HTTP publish's message is committed: the room's home answers with its seq once its
+    /// fan-out of the message is out.
+    Numbered {
+        reply: oneshot::Sender<Option<u64>>,
+        seq: u64,
     },
     /// The room's home could not take the chat (the store is full or down): the sender's shard
     /// answers `unavailable` and forgets the id.

@@ -356,6 +356,7 @@ impl Shard {
                 Held::Registered(registered) => drop(registered.send(true)),
                 Held::Deliver { shard, delivery } if shard == self.id => self.on_delivery(delivery),
                 Held::Deliver { shard, delivery } => self.hub.router().deliver(shard, delivery),
+                Held::Numbered { reply, seq } => drop(reply.send(Some(seq))),
             }
         }
     }

@@ -21,8 +21,11 @@ pub enum Held {
     Route { target: Target, frame: Frame, accepted_at: Instant, from: ShardId },
     /// A registration to confirm, which lets the HTTP side answer `101`.
     Registered(oneshot::Sender<bool>),
-    /// A delivery to a shard that must find this one in the directory (a resume's request).
+    /// A delivery to a shard (this one included): a resume's request, which must find this one in
+    /// the directory, or a room message's fan-out and its ack, which must not overtake the rest.
     Deliver { shard: ShardId, delivery: Delivery },
+    /// An HTTP publish's seq, answered once the message's fan-out is out.
+    Numbered { reply: oneshot::Sender<Option<u64>>, seq: u64 },
 }
 
 #[derive(Debug, Default)]

@@ -15,6 +15,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
+
+use super::output::Held;
 use super::Shard;
 use crate::mailbox::{Delivery, Origin, ReplayRequest, ToSequence};
 use crate::protocol::{self, Frame, Published, Room};
@@ -234,8 +237,9 @@ impl Shard {
         seq: u64,
     ) -> Completion {
         match origin {
-            Origin::Connection { shard, conn, acked: true } => Completion::Shard {
-                shard,
+            // The home passes the ack on (`Delivery::Stored`), after its own fan-out.
+            Origin::Connection { conn, acked: true, .. } => Completion::Shard {
+                shard: self.id,
                 conn,
                 user: sender.clone(),
                 room: Some(room.clone()),
@@ -243,7 +247,7 @@ impl Shard {
                 seq: Some(seq),
             },
             Origin::Connection { .. } => Completion::None,
-            Origin::Waiting(reply) => Completion::Sequenced { reply, seq },
+            Origin::Waiting(reply) => Completion::Sequenced { home: self.id, reply, seq },
         }
     }
 
@@ -262,13 +266,23 @@ impl Shard {
                 if shard == self.id {
                     self.on_stored(conn, &user, room, id, seq);
                 } else {
-                    self.hub
-                        .router()
-                        .deliver(shard, Delivery::Stored { conn, user, room, id, seq });
+                    self.deliver_after_commit(
+                        shard,
+                        Delivery::Stored { conn, user, room, id, seq },
+                    );
                 }
             }
             Origin::Connection { .. } => {}
-            Origin::Waiting(reply) => drop(reply.send(Some(seq))),
+            Origin::Waiting(reply) => self.answer_numbered(reply, seq),
+        }
+    }
+
+    /// Answers an HTTP publish with its message's seq, after the fan-out held with it (if any).
+    pub(super) fn answer_numbered(&mut self, reply: oneshot::Sender<Option<u64>>, seq: u64) {
+        if self.out.holding() {
+            self.out.hold(Held::Numbered { reply, seq });
+        } else {
+            let _ = reply.send(Some(seq));
         }
     }
 

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::config::Config;
+use crate::mailbox::{Origin, ToSequence};
 use crate::protocol;
 use crate::protocol::{Action, ClientRequest, MessageType};
 
@@ -155,4 +156,56 @@ fn an_answer_computed_off_the_shard_goes_through_its_output_and_a_full_outbox_ev
     shard.finish_batch();
     assert_eq!(alice.closed.try_recv(), Ok(close::SLOW_CONSUMER), "its outbox of 1 was full");
     assert!(inbox.deliveries.is_empty());
+}
+
+/// Two shards; `room` is homed on shard 0 and `user` lives on shard 1.
+fn two_shards() -> (Shard, Vec<Inbox>, Hub, Room, UserId) {
+    let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
+    config.shards = Some(2);
+    let (hub, inboxes) = Hub::new(config);
+    let router = hub.router();
+    let named = |n: usize, shard: usize| {
+        (0..).map(|i| format!("{n}-{i}")).find(|name| router.shard_of_user(name) == shard).unwrap()
+    };
+    let (room, user) = (Room::from(named(0, 0).as_str()), UserId::from(named(1, 1).as_str()));
+    (Shard::new(0, hub.clone()), inboxes, hub, room, user)
+}
+
+fn room_chat(room: &Room, sender: &UserId, conn: ConnId) -> ToSequence {
+    ToSequence {
+        room: room.clone(),
+        id: "m1".into(),
+        sender: sender.clone(),
+        kind: MessageType::Chat,
+        data: serde_json::value::RawValue::from_string(r#"{"content":"hi"}"#.into()).unwrap(),
+        at: 0,
+        origin: Origin::Connection { shard: 1, conn, acked: true },
+    }
+}
+
+#[test]
+fn a_room_message_ack_never_overtakes_its_fan_out_held_for_a_commit() {
+    let (mut home, inboxes, _hub, room, sender) = two_shards();
+    // A member joins in the same batch as the message: the home holds its output for the commit.
+    let member = register(&mut home, 1, "member", &[room.as_ref()], 16);
+    home.on_delivery(Delivery::Sequence(Box::new(room_chat(&room, &sender, 7))));
+    assert!(inboxes[1].deliveries.is_empty(), "the sender's ack must wait for the fan-out");
+    home.finish_batch();
+    let chat = std::iter::from_fn(|| member.next_json()).find(|f| f["type"] == "chat");
+    assert_eq!(chat.unwrap()["seq"], 1, "the member got the message");
+    let ack = inboxes[1].deliveries.try_recv().expect("the sender's shard is told");
+    assert!(matches!(ack, Delivery::Stored { conn: 7, seq: Some(1), .. }));
+}
+
+#[test]
+fn a_commit_told_to_the_room_home_reaches_the_sender_after_the_home_output() {
+    let (mut home, inboxes, _hub, room, sender) = two_shards();
+    let _member = register(&mut home, 1, "member", &[room.as_ref()], 16);
+    let (user, id) = (sender.clone(), "m1".to_owned());
+    let stored = Delivery::Stored { conn: 7, user, room: Some(room), id, seq: Some(1) };
+    home.on_delivery(stored);
+    assert!(inboxes[1].deliveries.is_empty(), "held with the home's pending output");
+    home.finish_batch();
+    let passed_on = inboxes[1].deliveries.try_recv().expect("passed on to the sender's shard");
+    assert!(matches!(passed_on, Delivery::Stored { conn: 7, seq: Some(1), .. }));
 }

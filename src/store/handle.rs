@@ -22,7 +22,9 @@ use crate::router::Router;
 /// What happens once a write is committed.
 #[derive(Debug)]
 pub enum Completion {
-    /// A chat: its shard acks the connection and marks the id stored (`Delivery::Stored`).
+    /// A chat: `shard` is told (`Delivery::Stored`). For a room message that is the room's home,
+    /// which passes the ack on to the sender's shard only after its own fan-out of the message, so
+    /// the ack cannot overtake the delivery.
     Shard {
         shard: ShardId,
         conn: ConnId,
@@ -31,8 +33,9 @@ pub enum Completion {
         id: String,
         seq: Option<u64>,
     },
-    /// An HTTP publish into a room waits for its seq.
-    Sequenced { reply: oneshot::Sender<Option<u64>>, seq: u64 },
+    /// An HTTP publish into a room waits for its seq, answered by the room's home (`home`) after its
+    /// fan-out of the message.
+    Sequenced { home: ShardId, reply: oneshot::Sender<Option<u64>>, seq: u64 },
     /// A caller waits for the outcome.
     Reply(oneshot::Sender<Result<Outcome, StoreError>>),
     /// Nobody waits (presence, rooms created by being joined).

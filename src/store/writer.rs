@@ -166,7 +166,9 @@ impl Writer {
                 let stored = Delivery::Stored { conn, user, room, id, seq };
                 self.router.deliver(shard, stored);
             }
-            Completion::Sequenced { reply, seq } => drop(reply.send(Some(seq))),
+            Completion::Sequenced { home, reply, seq } => {
+                self.router.deliver(home, Delivery::Numbered { reply, seq })
+            }
             Completion::Reply(reply) => drop(reply.send(Ok(outcome))),
             Completion::None => {}
         }
