@@ -5,6 +5,8 @@
 #   scripts/bench.sh                          # every scenario
 #   scripts/bench.sh fanout-10k idle-19k      # some of them
 #   DURATION=20 scripts/bench.sh fanout-10k   # shorter runs than the scenario's own
+#   scripts/bench.sh reference                # fanout-10k and broadcast-5k against the broker and
+#                                             # the bare reference server, with the CPU ratio
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,12 +22,14 @@ loadgen_bin=target/release/loadgen
 . scripts/lib.sh
 trap stop_broker EXIT
 
-# run NAME OUTPUT [loadgen flags...]; broker flags come from $broker_flags.
+# run NAME OUTPUT [loadgen flags...]; broker flags come from $broker_flags, and with
+# server=reference the bare reference server stands in for the broker.
 broker_flags=()
+server=broker
 run() {
   local name=$1 out=$2
   shift 2
-  start_broker "${broker_flags[@]}"
+  if [ "$server" = reference ]; then start_reference; else start_broker "${broker_flags[@]}"; fi
   local duration=()
   [ -n "${DURATION:-}" ] && duration=(--duration "$DURATION")
   echo "== $name: wsbroker ${broker_flags[*]}; loadgen $* ${duration[*]}" >&2
@@ -52,10 +56,27 @@ run_cluster() {
   kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
 }
 
+# `reference` stands for the four runs the CPU ratio is computed from, in this order.
+expanded=()
+for scenario in "${scenarios[@]}"; do
+  if [ "$scenario" = reference ]; then
+    expanded+=(fanout-10k fanout-10k-reference broadcast-5k broadcast-5k-reference)
+  else
+    expanded+=("$scenario")
+  fi
+done
+scenarios=("${expanded[@]}")
+
 for scenario in "${scenarios[@]}"; do
   out="$results/$day-$scenario.json"
   broker_flags=()
+  server=broker
   case "$scenario" in
+    # The bare reference server (loadgen reference-server) under the same load as the broker.
+    fanout-10k-reference | broadcast-5k-reference)
+      server=reference
+      run "$scenario" "$out" --scenario "${scenario%-reference}"
+      ;;
     # One room of 5,000: with join/leave events on, connecting sends 12.5M presence frames
     # (see docs/benchmarks.md); this scenario measures broadcast delivery, so they are off.
     broadcast-5k)
@@ -91,3 +112,4 @@ for scenario in "${scenarios[@]}"; do
 done
 
 python3 scripts/bench_table.py $(for s in "${scenarios[@]}"; do echo "$results/$day-$s.json"; done)
+python3 scripts/bench_table.py --ratios $(for s in "${scenarios[@]}"; do echo "$results/$day-$s.json"; done)

@@ -4,6 +4,8 @@
 bench_table.py FILE...                  one row per result file
 bench_table.py --saturation FILE...     picks the highest rate with p99 < 100 ms and nothing lost,
                                         prints it as one JSON result (with every step listed)
+bench_table.py --ratios FILE...         for each X with an X-reference among the files: the broker's
+                                        CPU per delivery over the reference server's
 """
 import json
 import sys
@@ -37,7 +39,7 @@ def row(path):
     lat = r["latency_ms"]
     server = r.get("server") or {}
     per_conn = server.get("rss_per_conn_bytes")
-    return "| {} | {} ok / {} failed / {} closed, {:.0f}/s | {:.0f} | {:.2f} / {:.2f} / {:.2f} / {:.2f} | {} / {} / {} | {} | {} | {:.0f} % |".format(
+    return "| {} | {} ok / {} failed / {} closed, {:.0f}/s | {:.0f} | {:.2f} / {:.2f} / {:.2f} / {:.2f} | {} / {} / {} | {} | {} | {:.0f} % | {:.2f} µs | {:.2f} µs |".format(
         r["scenario"],
         r["connected"],
         r["connect_failures"],
@@ -54,15 +56,33 @@ def row(path):
         "{:.1f} MiB".format(server["rss_connected_kib"] / 1024) if server else "-",
         "{} B".format(per_conn) if per_conn is not None else "-",
         server.get("cpu_percent", 0),
+        r.get("server_cpu_us_per_delivery", 0),
+        r.get("loadgen_cpu_us_per_delivery", 0),
     )
+
+
+def ratios(paths):
+    # bench.sh names its files <results>/<YYYY-MM-DD>-<scenario>.json.
+    by_name = {p.rsplit("/", 1)[-1][len("YYYY-MM-DD-"):-len(".json")]: load(p) for p in paths}
+    print("| scenario | broker CPU/delivery | reference CPU/delivery | ratio |")
+    print("|---|---|---|---|")
+    for name, broker in by_name.items():
+        reference = by_name.get(name + "-reference")
+        if reference is None or name.endswith("-reference"):
+            continue
+        b, ref = broker["server_cpu_us_per_delivery"], reference["server_cpu_us_per_delivery"]
+        print("| {} | {:.2f} µs | {:.2f} µs | {:.2f}× |".format(name, b, ref, b / ref if ref else float("nan")))
 
 
 def main(args):
     if args and args[0] == "--saturation":
         saturation(args[1:])
         return
-    print("| scenario | connections | deliveries/s | latency ms p50 / p99 / p99.9 / max | lost / dup / reordered | broker RSS | RSS per conn | broker CPU |")
-    print("|---|---|---|---|---|---|---|---|")
+    if args and args[0] == "--ratios":
+        ratios(args[1:])
+        return
+    print("| scenario | connections | deliveries/s | latency ms p50 / p99 / p99.9 / max | lost / dup / reordered | broker RSS | RSS per conn | broker CPU | broker CPU/delivery | loadgen CPU/delivery |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for path in args:
         print(row(path))
 

@@ -41,3 +41,20 @@ text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read()
 print(next(l.split()[1] for l in text.splitlines() if l.startswith("wsbroker_connections_open ")))
 PY
 }
+
+# The bare reference server (`loadgen reference-server`) on a free loopback port, in place of the
+# broker: start_reference sets $broker_pid and $broker_url like start_broker; stop_broker stops it.
+start_reference() {
+  local log
+  log=$(mktemp)
+  "${loadgen_bin:-target/release/loadgen}" reference-server --listen 127.0.0.1:0 >"$log" 2>&1 &
+  broker_pid=$!
+  broker_addr=""
+  for _ in $(seq 100); do
+    broker_addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)
+    [ -n "$broker_addr" ] && break
+    sleep 0.1
+  done
+  [ -n "$broker_addr" ] || { echo "the reference server did not start:" >&2; cat "$log" >&2; exit 1; }
+  broker_url="ws://$broker_addr/ws"
+}

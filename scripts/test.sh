@@ -46,6 +46,12 @@ cargo build --release --workspace
 trap stop_broker EXIT
 start_broker
 target/release/loadgen --url "$broker_url" --scenario smoke --assert-clean
+echo "== reconnect storm smoke test (release): 2,000 connections drop at once, all back, every room's presence whole"
+target/release/loadgen --url "$broker_url" --scenario reconnect-storm --conns 2000 --rooms 100 --assert-clean
+stop_broker
+echo "== the bare reference server (loadgen reference-server) under the smoke scenario, nothing lost"
+start_reference
+target/release/loadgen --url "$broker_url" --scenario smoke --assert-clean
 stop_broker
 echo "== the web page in a real browser (Chromium driven by Playwright)"
 python3 tests/browser/test_chat.py

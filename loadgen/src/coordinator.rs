@@ -99,9 +99,9 @@ pub async fn run(args: Args, mut plan: Plan) -> ExitCode {
         let (Some(baseline), Some(connected)) = (rss_baseline[k], rss_connected[k]) else {
             continue;
         };
-        let cpu_percent = cpu_start[k]
-            .and_then(|start| Some(100.0 * (report::cpu_secs(pid)? - start) / elapsed))
-            .unwrap_or(0.0);
+        let cpu_secs =
+            cpu_start[k].and_then(|start| Some(report::cpu_secs(pid)? - start)).unwrap_or(0.0);
+        let cpu_percent = 100.0 * cpu_secs / elapsed;
         // Connection i goes to --url i % instances.
         let connections = (summary.connected + (instances - 1 - k) as u64) / instances as u64;
         summary.instances.push(ServerStats {
@@ -112,8 +112,11 @@ pub async fn run(args: Args, mut plan: Plan) -> ExitCode {
             rss_end_kib: report::rss_kib(pid).unwrap_or(0),
             rss_per_conn_bytes: (connected.saturating_sub(baseline) * 1024) / connections.max(1),
             cpu_percent,
+            cpu_secs,
         });
     }
+    let server_cpu_secs = summary.instances.iter().map(|i| i.cpu_secs).fold(0.0, |a, b| a + b);
+    summary.server_cpu_us_per_delivery = report::per_delivery_us(server_cpu_secs, summary.received);
     summary.server = summary.instances.first().cloned();
     finish(&args, &summary, &histogram)
 }

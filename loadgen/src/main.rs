@@ -2,11 +2,14 @@
 //!
 //! - [`plan`]: flags, scenario presets, and which connection does what.
 //! - [`coordinator`]: spreads a run over worker processes, drives them, merges their results.
-//! - [`worker`]: one process's connections on one thread; publishes and measures.
+//! - [`worker`]: one process's connections on one thread; publishes and measures (and its `storm`:
+//!   the `reconnect-storm` scenario, everyone dropping at once and coming back).
 //! - [`wire`]: the probe each message carries; [`report`]: the summary, table and `.hgrm`.
+//! - [`reference`]: `loadgen reference-server`, the bare server the broker is measured against.
 
 mod coordinator;
 mod plan;
+mod reference;
 mod report;
 mod wire;
 mod worker;
@@ -17,6 +20,15 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = plan::Args::parse();
+    if let Some(plan::Command::ReferenceServer { listen }) = args.command {
+        return match reference::main(listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("loadgen reference-server: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(plan_json) = &args.worker_plan {
         let plan = serde_json::from_str(plan_json).expect("the coordinator passes a valid plan");
         worker::main(plan);

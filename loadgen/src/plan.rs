@@ -20,14 +20,32 @@ pub enum Scenario {
     /// 19,000 idle connections in 1,000 rooms, connected as fast as possible, held 10 s.
     #[value(name = "idle-19k")]
     Idle19k,
+    /// 19,000 connections in 1,000 rooms that all drop at once and reconnect as fast as they can;
+    /// reports the time until all are back and every room's presence holds all its members.
+    #[value(name = "reconnect-storm")]
+    ReconnectStorm,
     /// A few hundred connections for a few seconds: the CI smoke test.
     Smoke,
+}
+
+/// What loadgen runs besides a load run.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// A bare one-thread epoll server (the room in the URL, chat fanned out to it, nothing else):
+    /// the reference for the CPU a delivery costs on this machine.
+    ReferenceServer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// Load generator for wsbroker.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "loadgen", about)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Broker WebSocket URL; repeat to spread connections over several brokers.
     #[arg(long = "url", default_value = "ws://127.0.0.1:8080/ws")]
     pub urls: Vec<String>,
@@ -97,6 +115,8 @@ pub struct Plan {
     pub bind_ips: Vec<IpAddr>,
     pub workers: usize,
     pub worker: usize,
+    /// Every connection drops at once after `go` and reconnects (the `reconnect-storm` scenario).
+    pub reconnect_storm: bool,
 }
 
 struct Preset {
@@ -119,6 +139,7 @@ fn preset(scenario: Option<Scenario>) -> Preset {
         Some(Scenario::Fanout10k) => p(10_000, 100, 100, 1_000.0, 60.0),
         Some(Scenario::Broadcast5k) => p(5_000, 1, 1, 40.0, 60.0),
         Some(Scenario::Idle19k) => p(19_000, 1_000, 0, 0.0, 10.0),
+        Some(Scenario::ReconnectStorm) => p(19_000, 1_000, 0, 0.0, 1.0),
         Some(Scenario::Smoke) => p(300, 6, 6, 300.0, 3.0),
         None => p(100, 10, 10, 100.0, 10.0),
     }
@@ -144,6 +165,7 @@ impl Plan {
             bind_ips: args.bind_ips.clone().map(|range| range.0).unwrap_or_default(),
             workers: 1,
             worker: 0,
+            reconnect_storm: args.scenario == Some(Scenario::ReconnectStorm),
         };
         if plan.publishers > plan.conns {
             return Err(format!(

@@ -1,13 +1,10 @@
 //! The broker's wire contract as loadgen speaks it (see docs/protocol.md).
 //!
 //! Owns: the probe carried in every published message (`data.p` publisher, `data.s` sequence, `data.t`
-//! send time in ns since the Unix epoch) and its parsing. Parsing borrows from the received frame and
-//! allocates nothing.
+//! send time in ns since the Unix epoch) and its parsing, in place: no JSON decode, no allocation.
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use serde::Deserialize;
 
 /// Nanoseconds since the Unix epoch: comparable across the worker processes on one machine.
 pub fn now_ns() -> u64 {
@@ -25,35 +22,34 @@ pub fn write_chat(out: &mut String, room: &str, publisher: u32, seq: u64, paddin
 }
 
 /// What a received message probe says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
     pub p: u32,
     pub s: u64,
     pub t: u64,
 }
 
-#[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: &'a str,
-    data: Option<MaybeProbe>,
-}
-
-#[derive(Deserialize)]
-struct MaybeProbe {
-    p: Option<u32>,
-    s: Option<u64>,
-    t: Option<u64>,
-}
-
 /// The probe of a chat frame sent by loadgen; `None` for anything else (presence, acks, errors).
+///
+/// Read in place, without a JSON decode: the broker passes `data` through as loadgen wrote it, so
+/// a chat frame holds `"type":"chat"` and `"data":{"p":P,"s":S,"t":T,` verbatim. Nothing is
+/// allocated.
 pub fn parse_probe(text: &str) -> Option<Probe> {
-    let incoming: Incoming<'_> = serde_json::from_str(text).ok()?;
-    if incoming.kind != "chat" {
+    const DATA: &str = r#""data":{"p":"#;
+    if !text.contains(r#""type":"chat""#) {
         return None;
     }
-    let data = incoming.data?;
-    Some(Probe { p: data.p?, s: data.s?, t: data.t? })
+    let rest = &text[text.find(DATA)? + DATA.len()..];
+    let (p, rest) = number(rest)?;
+    let (s, rest) = number(rest.strip_prefix(r#","s":"#)?)?;
+    let (t, _) = number(rest.strip_prefix(r#","t":"#)?)?;
+    Some(Probe { p: u32::try_from(p).ok()?, s, t })
+}
+
+/// The decimal number `text` starts with, and what follows it.
+fn number(text: &str) -> Option<(u64, &str)> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    Some((text[..digits].parse().ok()?, &text[digits..]))
 }
 
 #[cfg(test)]
@@ -72,5 +68,7 @@ mod tests {
         assert_eq!((probe.p, probe.s), (3, 42));
         assert!(probe.t > 0);
         assert_eq!(parse_probe(r#"{"type":"presence","data":{"user":"u","status":"join"}}"#), None);
+        assert_eq!(parse_probe(r#"{"type":"chat","data":{"p":1,"s":"x"}}"#), None, "not numbers");
+        assert_eq!(parse_probe(r#"{"type":"chat","data":{"p":99999999999,"s":1,"t":1}}"#), None);
     }
 }

@@ -1,15 +1,17 @@
 //! What workers report, how the coordinator merges it, and how the summary is shown.
 //!
-//! Owns: the line protocol between worker and coordinator (`Event`), the merged `Summary`, the table
-//! and the `.hgrm` file, and reading the broker's memory and CPU from `/proc`.
-
-use std::fmt::Write as _;
-use std::path::Path;
+//! Owns: the line protocol between worker and coordinator (`Event`), the merged `Summary`, and
+//! reading a process's memory and CPU from `/proc`; its `text` part shows the summary as a table
+//! and writes the `.hgrm` file.
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::Plan;
+
+mod text;
+
+pub use text::{table, write_hgrm};
 
 /// A line a worker prints on stdout.
 #[derive(Debug, Serialize, Deserialize)]
@@ -71,6 +73,25 @@ pub struct WorkerReport {
     /// Recorded latencies in microseconds, as `(value, count)` pairs.
     pub histogram: Vec<(u64, u64)>,
     pub first_error: Option<String>,
+    /// This worker's CPU time (user + system) from `go` to its report, in seconds.
+    pub cpu_secs: f64,
+    /// The `reconnect-storm` scenario's figures.
+    pub storm: Option<StormReport>,
+}
+
+/// What one worker's storm measured.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct StormReport {
+    pub reconnected: u64,
+    pub failed: u64,
+    /// From the drop until every connection of this worker was open again.
+    pub reconnect_secs: f64,
+    /// Rooms whose presence held every member again (checked by this worker), and those that never
+    /// did within the limit.
+    pub rooms_whole: u64,
+    pub rooms_not_whole: u64,
+    /// From the drop until every room this worker checks was whole.
+    pub presence_secs: f64,
 }
 
 /// Latency percentiles in milliseconds.
@@ -96,6 +117,8 @@ pub struct ServerStats {
     pub rss_per_conn_bytes: u64,
     /// CPU time over the publishing phase / its wall time (100 = one core).
     pub cpu_percent: f64,
+    /// CPU time over the publishing phase, in seconds.
+    pub cpu_secs: f64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -129,13 +152,27 @@ pub struct Summary {
     pub server: Option<ServerStats>,
     /// Every instance given with `--server-pid`, in order (the first is `server`).
     pub instances: Vec<ServerStats>,
+    /// The `reconnect-storm` figures over every worker (the times are the slowest worker's).
+    pub reconnect_storm: Option<StormReport>,
+    /// Every instance's CPU time over the publishing phase per delivery received, in µs.
+    pub server_cpu_us_per_delivery: f64,
+    /// loadgen's own (its workers') CPU time over the same phase per delivery received, in µs.
+    pub loadgen_cpu_us_per_delivery: f64,
     pub first_error: Option<String>,
 }
 
 impl Summary {
     pub fn is_clean(&self) -> bool {
         let broken = self.connect_failures + self.closed_by_server + self.publish_failures;
-        broken == 0 && self.lost == 0 && self.duplicated == 0 && self.out_of_order == 0
+        let storm_whole = self.reconnect_storm.as_ref().is_none_or(|storm| {
+            storm.reconnected == self.connected
+                && storm.rooms_whole == self.rooms.min(self.conns) as u64
+        });
+        broken == 0
+            && storm_whole
+            && self.lost == 0
+            && self.duplicated == 0
+            && self.out_of_order == 0
     }
 }
 
@@ -204,96 +241,41 @@ pub fn merge(plan: &Plan, reports: &[WorkerReport]) -> (Summary, Histogram<u64>)
         },
         server: None,
         instances: Vec::new(),
+        reconnect_storm: merge_storms(reports),
+        server_cpu_us_per_delivery: 0.0,
+        loadgen_cpu_us_per_delivery: per_delivery_us(
+            reports.iter().map(|r| r.cpu_secs).fold(0.0, |a, b| a + b),
+            received,
+        ),
         first_error: reports.iter().find_map(|r| r.first_error.clone()),
     };
     (summary, histogram)
 }
 
-pub fn table(summary: &Summary) -> String {
-    let s = summary;
-    let l = &s.latency_ms;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "scenario      {} ({} conns, {} rooms, {} publishers, {} workers)",
-        s.scenario, s.conns, s.rooms, s.publishers, s.workers
-    );
-    let _ = writeln!(
-        out,
-        "connect       {} ok, {} failed in {:.2} s ({:.0} conns/s)",
-        s.connected, s.connect_failures, s.connect_secs, s.connects_per_sec
-    );
-    let _ = writeln!(
-        out,
-        "published     {} in {:.0} s ({:.0}/s)",
-        s.published, s.duration_secs, s.publishes_per_sec
-    );
-    let _ = writeln!(
-        out,
-        "deliveries    {} expected, {} received, {} lost, {} duplicated, {} out of order",
-        s.expected, s.received, s.lost, s.duplicated, s.out_of_order
-    );
-    if s.rooms_with_problems > 0 {
-        let listed: Vec<String> =
-            s.room_problems.iter().map(|p| format!("r{} (lost {})", p.room, p.lost)).collect();
-        let _ = writeln!(out, "bad rooms     {}: {}", s.rooms_with_problems, listed.join(", "));
+fn merge_storms(reports: &[WorkerReport]) -> Option<StormReport> {
+    let storms: Vec<&StormReport> = reports.iter().filter_map(|r| r.storm.as_ref()).collect();
+    if storms.is_empty() {
+        return None;
     }
-    let _ = writeln!(
-        out,
-        "closed        {} connections closed by the broker, {} publishes failed",
-        s.closed_by_server, s.publish_failures
-    );
-    let _ = writeln!(out, "throughput    {:.0} deliveries/s", s.deliveries_per_sec);
-    let _ = writeln!(
-        out,
-        "latency (ms)  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
-        l.p50, l.p90, l.p99, l.p999, l.max
-    );
-    for server in s.server.iter().chain(s.instances.iter().skip(1)) {
-        let _ = writeln!(
-            out,
-            "broker {:>6} RSS {:.1} MiB with its {} conns (baseline {:.1} MiB, {} B/conn), {:.1} MiB at end, CPU {:.0} %",
-            server.pid,
-            server.rss_connected_kib as f64 / 1024.0,
-            server.connections,
-            server.rss_baseline_kib as f64 / 1024.0,
-            server.rss_per_conn_bytes,
-            server.rss_end_kib as f64 / 1024.0,
-            server.cpu_percent
-        );
-    }
-    if let Some(error) = &s.first_error {
-        let _ = writeln!(out, "first error   {error}");
-    }
-    out
+    let sum = |field: fn(&StormReport) -> u64| storms.iter().map(|s| field(s)).sum::<u64>();
+    let slowest =
+        |field: fn(&StormReport) -> f64| storms.iter().map(|s| field(s)).fold(0.0, f64::max);
+    Some(StormReport {
+        reconnected: sum(|s| s.reconnected),
+        failed: sum(|s| s.failed),
+        reconnect_secs: slowest(|s| s.reconnect_secs),
+        rooms_whole: sum(|s| s.rooms_whole),
+        rooms_not_whole: sum(|s| s.rooms_not_whole),
+        presence_secs: slowest(|s| s.presence_secs),
+    })
 }
 
-/// Writes the percentile distribution in HdrHistogram's `.hgrm` text format (values in ms).
-pub fn write_hgrm(path: &Path, histogram: &Histogram<u64>) -> std::io::Result<()> {
-    let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
-    for step in histogram.iter_quantiles(1) {
-        let quantile = step.quantile_iterated_to();
-        let inverse = if quantile < 1.0 { 1.0 / (1.0 - quantile) } else { f64::INFINITY };
-        let value = step.value_iterated_to() as f64 / 1000.0;
-        let _ = writeln!(
-            out,
-            "{value:12.3} {quantile:14.12} {:10} {inverse:14.2}",
-            step.count_since_last_iteration()
-        );
+/// `cpu_secs` spread over `deliveries`, in µs each (0 without deliveries).
+pub fn per_delivery_us(cpu_secs: f64, deliveries: u64) -> f64 {
+    if deliveries == 0 {
+        return 0.0;
     }
-    let _ = writeln!(
-        out,
-        "#[Mean = {:.3}, StdDeviation = {:.3}]",
-        histogram.mean() / 1000.0,
-        histogram.stdev() / 1000.0
-    );
-    let _ = writeln!(
-        out,
-        "#[Max = {:.3}, Total count = {}]",
-        histogram.max() as f64 / 1000.0,
-        histogram.len()
-    );
-    std::fs::write(path, out)
+    cpu_secs * 1e6 / deliveries as f64
 }
 
 /// Resident set size of `pid` in KiB.
@@ -330,6 +312,7 @@ mod tests {
             received,
             duplicated,
             histogram: vec![(latency_us, received)],
+            cpu_secs: 0.49,
             ..WorkerReport::default()
         };
         let room = |expected, received, duplicated| RoomCounts {
@@ -350,6 +333,7 @@ mod tests {
             (100, 98, 3, 1)
         );
         assert_eq!(summary.deliveries_per_sec, 49.0);
+        assert!((summary.loadgen_cpu_us_per_delivery - 10_000.0).abs() < 0.01, "0.98 s over 98");
         assert_eq!(histogram.len(), 98);
         assert!((summary.latency_ms.p99 - 3.0).abs() < 0.01, "{}", summary.latency_ms.p99);
         assert!(!summary.is_clean());

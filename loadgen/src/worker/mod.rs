@@ -24,12 +24,15 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+mod storm;
+
 use crate::plan::Plan;
 use crate::report::{self, Event, RoomCounts, WorkerReport};
 use crate::wire::{self, Probe};
+use storm::Storm;
 
 /// Handshakes in flight at once per worker.
-const CONNECT_CONCURRENCY: usize = 256;
+pub(crate) const CONNECT_CONCURRENCY: usize = 256;
 /// Deliveries are over when none arrived for this long...
 const DRAIN_QUIET: Duration = Duration::from_secs(1);
 /// ...or, at the latest, this long after publishing stopped.
@@ -53,17 +56,18 @@ fn bump(cell: &Cell<u64>, by: u64) {
     cell.set(cell.get() + by);
 }
 
-struct Worker {
-    plan: Plan,
+pub(crate) struct Worker {
+    pub(crate) plan: Plan,
     counters: Counters,
     rooms: RefCell<Vec<RoomCounts>>,
     latency_us: RefCell<Histogram<u64>>,
     last_delivery: Cell<Instant>,
-    first_error: RefCell<Option<String>>,
+    pub(crate) first_error: RefCell<Option<String>>,
     settled: Notify,
     /// When the coordinator said `go`.
     go: watch::Receiver<Option<Instant>>,
     padding: String,
+    pub(crate) storm: Storm,
 }
 
 impl Worker {
@@ -100,7 +104,7 @@ impl Worker {
         self.counters.connected.get() + self.counters.failed.get()
     }
 
-    fn report(&self, connect_secs: f64) -> WorkerReport {
+    fn report(&self, connect_secs: f64, cpu_secs: f64) -> WorkerReport {
         let c = &self.counters;
         let histogram = self.latency_us.borrow();
         WorkerReport {
@@ -120,6 +124,8 @@ impl Worker {
                 .map(|v| (v.value_iterated_to(), v.count_at_value()))
                 .collect(),
             first_error: self.first_error.borrow().clone(),
+            cpu_secs,
+            storm: None,
         }
     }
 }
@@ -160,6 +166,7 @@ async fn run(plan: Plan) {
         settled: Notify::new(),
         go,
         padding,
+        storm: Storm::default(),
     });
     let connect_secs = connect_all(&worker).await;
     let c = &worker.counters;
@@ -169,13 +176,23 @@ async fn run(plan: Plan) {
     else {
         return;
     };
+    let cpu_at_go = own_cpu_secs();
+    let storm = match worker.plan.reconnect_storm {
+        true => Some(storm::run(&worker, worker.counters.connected.get()).await),
+        false => None,
+    };
     tokio::time::sleep_until(go_at + Duration::from_secs_f64(worker.plan.duration)).await;
     let stopped = Instant::now();
     while stopped.elapsed() < DRAIN_LIMIT && worker.last_delivery.get().elapsed() < DRAIN_QUIET {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    emit(&Event::Done(worker.report(connect_secs)));
+    let cpu_secs = own_cpu_secs() - cpu_at_go;
+    emit(&Event::Done(WorkerReport { storm, ..worker.report(connect_secs, cpu_secs) }));
     std::process::exit(0);
+}
+
+fn own_cpu_secs() -> f64 {
+    report::cpu_secs(std::process::id()).unwrap_or(0.0)
 }
 
 /// Opens this worker's connections at the paced rate; returns how long it took.
@@ -222,9 +239,9 @@ async fn report_progress(worker: Rc<Worker>) {
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-async fn connect(plan: &Plan, conn: usize) -> Result<Socket, String> {
+pub(crate) async fn connect(plan: &Plan, conn: usize) -> Result<Socket, String> {
     let request = plan.url_of(conn).into_client_request().map_err(|e| e.to_string())?;
     let host =
         request.uri().host().ok_or("the URL has no host")?.trim_matches(['[', ']']).to_owned();
@@ -274,7 +291,9 @@ fn defer_port_choice(socket: &TcpSocket) {
 /// publishes on its own paced schedule.
 async fn drive(worker: Rc<Worker>, conn: usize, socket: Socket) {
     let room = worker.plan.room_of(conn);
-    if worker.plan.is_publisher(conn) {
+    if worker.plan.reconnect_storm {
+        storm::ride(&worker, conn, socket).await;
+    } else if worker.plan.is_publisher(conn) {
         let (sink, stream) = socket.split();
         tokio::task::spawn_local(publish(Rc::clone(&worker), conn, sink));
         read_all(&worker, room, stream).await;
@@ -285,7 +304,7 @@ async fn drive(worker: Rc<Worker>, conn: usize, socket: Socket) {
 
 /// Reads until the connection ends; the process exits when the run is over, so an end seen here
 /// means the broker closed the connection during the run.
-async fn read_all(
+pub(crate) async fn read_all(
     worker: &Worker,
     room: usize,
     mut stream: impl Stream<Item = Result<Message, WsError>> + Unpin,
