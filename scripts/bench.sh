@@ -107,6 +107,13 @@ for scenario in "${scenarios[@]}"; do
       ;;
     # fanout-10k with its connections spread over two instances joined by a local redis-server.
     cluster-fanout-10k) run_cluster "$scenario" "$out" --scenario fanout-10k ;;
+    # 19,000 connections in 1,000 rooms drop at once and reconnect; done when every room's presence
+    # holds all its members again. Standalone, and over two instances (cluster-wide presence).
+    reconnect-storm) run "$scenario" "$out" --scenario reconnect-storm --workers 2 --bind-ips 127.0.0.2-127.0.0.40 ;;
+    cluster-reconnect-storm)
+      run_cluster "$scenario" "$out" --scenario reconnect-storm --workers 2 --bind-ips 127.0.0.2-127.0.0.40
+      ;;
+    cluster-idle-19k) run_cluster "$scenario" "$out" --scenario idle-19k --workers 2 --bind-ips 127.0.0.2-127.0.0.40 ;;
     *) run "$scenario" "$out" --scenario "$scenario" ;;
   esac
 done

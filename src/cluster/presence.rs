@@ -15,6 +15,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Script};
 
 use super::wire::Names;
+use crate::protocol::{Room, UserId};
 
 /// Live instances, for the scripts below: ARGV[1] prefix, ARGV[2] live window in ms.
 const LIVE: &str = r"
@@ -24,41 +25,43 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = redis.call('ZRANGEBYSCORE', p .. ':instances', now - window, '+inf')
 ";
 
-/// The start of JOIN and LEAVE: ARGV[3] me, ARGV[4] room, ARGV[5] user, ARGV[6] ttl ms, ARGV[7]
-/// channel, ARGV[8] payload ('' for none).
-const MEMBERSHIP: &str = r"
-local me, room, user = ARGV[3], ARGV[4], ARGV[5]
-local mine = p .. ':i:' .. me .. ':r:' .. room
-";
-
-/// Adds the user here; stops with 0 when it was already here.
-const JOIN: &str = r"
-redis.call('SADD', p .. ':i:' .. me .. ':rooms', room)
-redis.call('PEXPIRE', p .. ':i:' .. me .. ':rooms', ARGV[6])
-local added = redis.call('SADD', mine, user)
-redis.call('PEXPIRE', mine, ARGV[6])
-if added == 0 then return 0 end
-";
-
-/// Removes the user here; stops with 0 when it was not here.
-const LEAVE: &str = r"
-local removed = redis.call('SREM', mine, user)
-if redis.call('SCARD', mine) == 0 then redis.call('SREM', p .. ':i:' .. me .. ':rooms', room) end
-if removed == 0 then return 0 end
-";
-
-/// The end of JOIN and LEAVE: 0 when another live instance has the user in the room; else (this
-/// was its first (join) or last (leave) presence there anywhere) 1 + the room's size across the live
-/// instances after the change (a user on two instances counts twice), and the payload published.
-const ANNOUNCE_IF_ALONE: &str = r"
-local size = 0
-for _, id in ipairs(live) do
-  local set = p .. ':i:' .. id .. ':r:' .. room
-  if id ~= me and redis.call('SISMEMBER', set, user) == 1 then return 0 end
-  size = size + redis.call('SCARD', set)
+/// A batch of joins and leaves of this instance, in order, in one call: ARGV[3] me, ARGV[4] ttl
+/// ms, then per change ARGV[i] `j` or `l`, ARGV[i+1] room, ARGV[i+2] user. Per change the answer
+/// is 0 when it changed nothing (the user was already here, or not here) or another live instance
+/// has the user in the room; else (this was its first (join) or last (leave) presence there
+/// anywhere) 1 + the room's size across the live instances after the change (a user on two
+/// instances counts twice).
+const MEMBERSHIPS: &str = r"
+local me, ttl = ARGV[3], ARGV[4]
+local my_rooms = p .. ':i:' .. me .. ':rooms'
+local answers = {}
+for i = 5, #ARGV, 3 do
+  local join, room, user = ARGV[i] == 'j', ARGV[i + 1], ARGV[i + 2]
+  local mine = p .. ':i:' .. me .. ':r:' .. room
+  local changed
+  if join then
+    redis.call('SADD', my_rooms, room)
+    redis.call('PEXPIRE', my_rooms, ttl)
+    changed = redis.call('SADD', mine, user)
+    redis.call('PEXPIRE', mine, ttl)
+  else
+    changed = redis.call('SREM', mine, user)
+    if redis.call('SCARD', mine) == 0 then redis.call('SREM', my_rooms, room) end
+  end
+  local answer = 0
+  if changed == 1 then
+    local size = 0
+    answer = 1
+    for _, id in ipairs(live) do
+      local set = p .. ':i:' .. id .. ':r:' .. room
+      if id ~= me and redis.call('SISMEMBER', set, user) == 1 then answer = 0; break end
+      size = size + redis.call('SCARD', set)
+    end
+    if answer == 1 then answer = 1 + size end
+  end
+  answers[#answers + 1] = answer
 end
-if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
-return 1 + size
+return answers
 ";
 
 /// ARGV[3] me, ARGV[4] ttl ms. Renews this instance; reaps stale ones. Returns whether this
@@ -108,8 +111,7 @@ return redis.call('SUNION', unpack(keys))
 
 /// The scripts, loaded once per instance.
 pub struct Scripts {
-    join: Script,
-    leave: Script,
+    memberships: Script,
     heartbeat: Script,
     query: Script,
 }
@@ -151,10 +153,8 @@ impl Presence {
     pub fn new(prefix: &str, me: &str, heartbeat: std::time::Duration) -> Self {
         let live_window_ms = 2 * u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX / 4);
         let script = |body: &str| Script::new(&format!("{LIVE}{body}"));
-        let membership = |change: &str| script(&format!("{MEMBERSHIP}{change}{ANNOUNCE_IF_ALONE}"));
         let scripts = Scripts {
-            join: membership(JOIN),
-            leave: membership(LEAVE),
+            memberships: script(MEMBERSHIPS),
             heartbeat: script(HEARTBEAT),
             query: script(QUERY),
         };
@@ -169,38 +169,24 @@ impl Presence {
         }
     }
 
-    /// Loads the scripts that [`Presence::add_change`] runs by hash (after every connect: a restarted
-    /// Redis has forgotten them).
-    pub async fn load_scripts(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
-        for script in [&self.scripts.join, &self.scripts.leave] {
-            let _: String = script.prepare_invoke().load_async(conn).await?;
-        }
-        Ok(())
-    }
-
-    /// Adds to `pipe` the adding or removing of `user` in `room` for this instance. Its reply is 0,
-    /// or, when that was the user's first (join) or last (leave) presence in the room anywhere,
-    /// 1 + the room's size after it; then `payload`, when given, was published to the room.
-    pub fn add_change(
+    /// Applies a batch of joins and leaves of this instance in one script call. Per change, in
+    /// order: 0, or, when it was the user's first (join) or last (leave) presence in the room
+    /// anywhere, 1 + the room's size after it.
+    pub async fn apply_memberships(
         &self,
-        pipe: &mut redis::Pipeline,
-        membership: &Membership,
-        room: &str,
-        user: &str,
-        payload: &[u8],
-    ) {
-        let script = match membership {
-            Membership::Join => &self.scripts.join,
-            Membership::Leave => &self.scripts.leave,
-        };
-        pipe.cmd("EVALSHA").arg(script.get_hash()).arg(0);
-        pipe.arg(&self.prefix)
-            .arg(self.live_window_ms)
-            .arg(&self.me)
-            .arg(room)
-            .arg(user)
-            .arg(self.ttl_ms);
-        pipe.arg(self.names.room_channel(room)).arg(payload);
+        conn: &mut MultiplexedConnection,
+        changes: &[(Membership, Room, UserId)],
+    ) -> RedisResult<Vec<i64>> {
+        let mut invocation = self.scripts.memberships.prepare_invoke();
+        invocation.arg(&self.prefix).arg(self.live_window_ms).arg(&self.me).arg(self.ttl_ms);
+        for (membership, room, user) in changes {
+            let kind = match membership {
+                Membership::Join => "j",
+                Membership::Leave => "l",
+            };
+            invocation.arg(kind).arg(room.as_ref()).arg(user.as_ref());
+        }
+        invocation.invoke_async(conn).await
     }
 
     /// Renews this instance and reaps stale ones: whether this instance's records survived, and the

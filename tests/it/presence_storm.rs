@@ -1,13 +1,16 @@
 //! A presence storm with the default flags: hundreds of connections join one room at once, then a
 //! hundred leave at once. Nobody is evicted, every member's view (its presence query, then the
-//! events) ends equal to the room, and the events come coalesced, not one frame per change.
+//! events) ends equal to the room, and the events come coalesced, not one frame per change. In
+//! cluster mode, joins at once reach Redis in batches: one script call each, not one per join.
 
 use std::collections::BTreeSet;
 
 use futures_util::future::join_all;
 use serde_json::json;
 
+use crate::cluster::{instance, wait_room};
 use crate::common::{presence_changes, start_server, start_server_with, Client};
+use crate::redis_server::RedisServer;
 
 const JOINERS: usize = 400;
 const LEAVERS: usize = 100;
@@ -110,4 +113,36 @@ async fn a_room_above_the_member_limit_sends_no_events_and_answers_presence_in_p
     assert_eq!(second["data"]["users"], json!(["u0999", "zz-late"]));
     assert!(second["data"].get("next_after").is_none(), "the last page: {second}");
     drop((late, crowd));
+}
+
+/// Calls of scripts (EVALSHA) Redis has run since its statistics were last reset.
+async fn script_calls(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(redis).await.unwrap();
+    let line = info.lines().find(|line| line.starts_with("cmdstat_evalsha:"));
+    let calls = line.and_then(|line| line.split(['=', ',']).nth(1)?.parse().ok());
+    calls.unwrap_or(0)
+}
+
+#[tokio::test]
+async fn cluster_joins_at_once_are_written_to_redis_in_batched_script_calls() {
+    const JOINS: usize = 300;
+    let redis_server = RedisServer::start().await;
+    let server = instance(&redis_server, "a").await;
+    let client = redis::Client::open(redis_server.url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let paths: Vec<String> = (0..JOINS).map(|n| format!("/ws?user=u{n:03}")).collect();
+    let connects = paths.iter().map(|path| server.connect(path));
+    let mut clients = join_all(connects).await;
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut redis).await.unwrap();
+    for client in &mut clients {
+        client.send(json!({"type": "join", "room": "crowd", "id": "j"})).await;
+    }
+    let everyone: Vec<String> = {
+        let mut users: Vec<String> = (0..JOINS).map(|n| format!("u{n:03}")).collect();
+        users.sort();
+        users
+    };
+    wait_room(&server, "crowd", json!(everyone)).await;
+    let calls = script_calls(&mut redis).await;
+    assert!(calls < (JOINS / 3) as u64, "{JOINS} joins took {calls} script calls");
 }

@@ -116,7 +116,7 @@ impl Relay {
         }
     }
 
-    /// Runs the join/leave scripts: the joins and leaves that were the first or last in the
+    /// Runs the batch's joins and leaves in one script call: the joins and leaves that were the first or last in the
     /// cluster (told to the room's home shard, which coalesces the room's events and publishes them).
     async fn write_memberships(
         &self,
@@ -126,11 +126,8 @@ impl Relay {
         if memberships.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for (membership, room, user) in memberships {
-            self.presence.add_change(&mut pipe, membership, room, user, b"");
-        }
-        let answers: Vec<i64> = within("room presence", pipe.query_async(conn)).await?;
+        let answers = self.presence.apply_memberships(conn, memberships);
+        let answers = within("room presence", answers).await?;
         let told = memberships.iter().zip(answers).filter(|(_, answer)| *answer >= 1);
         let told = told.map(|((membership, room, user), answer)| {
             (*membership, room.clone(), user.clone(), usize::try_from(answer - 1).ok())

@@ -219,7 +219,6 @@ impl Relay {
         let pubsub = within("connect for subscriptions", self.client.get_async_pubsub()).await?;
         let (sink, messages) = pubsub.split();
         let mut link = Link { conn, sink, subscribed: HashSet::new() };
-        within("load scripts", self.presence.load_scripts(&mut link.conn)).await?;
         within("load scripts", self.streams.load_scripts(&mut link.conn)).await?;
         let wanted = self.mirror.wanted_channels(self.names());
         within("subscribe", link.sink.subscribe(&wanted)).await?;
