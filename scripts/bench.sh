@@ -38,21 +38,27 @@ run() {
   stop_broker
 }
 
-# Two brokers (A and B) on one redis-server; loadgen alternates its connections between them.
+# $instances brokers (default 2) on one redis-server; loadgen alternates its connections between
+# them (connection i goes to instance i mod $instances) and reports each with its own count.
+instances=2
 run_cluster() {
   local name=$1 out=$2 redis_port
   shift 2
   redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --maxclients 1000 >/dev/null &
   local redis_pid=$!
   until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
-  start_broker --redis-url "redis://127.0.0.1:$redis_port" --instance-id b
-  local url_b=$broker_url pid_b=$broker_pid
-  start_broker --redis-url "redis://127.0.0.1:$redis_port" --instance-id a
-  echo "== $name: two wsbroker instances on redis :$redis_port; loadgen $*" >&2
-  "$loadgen_bin" --url "$broker_url" --url "$url_b" --server-pid "$broker_pid" --server-pid "$pid_b" --json --hgrm "${out%.json}.hgrm" "$@" >"$out"
-  stop_broker
-  kill -TERM "$pid_b" 2>/dev/null; wait "$pid_b" 2>/dev/null || true
+  local targets=() pids=() k
+  for k in $(seq "$instances"); do
+    start_broker --redis-url "redis://127.0.0.1:$redis_port" --instance-id "i$k"
+    targets+=(--url "$broker_url" --server-pid "$broker_pid")
+    pids+=("$broker_pid")
+  done
+  broker_pid=""
+  echo "== $name: $instances wsbroker instances on redis :$redis_port; loadgen $*" >&2
+  "$loadgen_bin" "${targets[@]}" --json --hgrm "${out%.json}.hgrm" "$@" >"$out"
+  for k in "${pids[@]}"; do kill -TERM "$k" 2>/dev/null; done
+  for k in "${pids[@]}"; do wait "$k" 2>/dev/null || true; done
   kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
 }
 
@@ -112,6 +118,14 @@ for scenario in "${scenarios[@]}"; do
     reconnect-storm) run "$scenario" "$out" --scenario reconnect-storm --workers 2 --bind-ips 127.0.0.2-127.0.0.40 ;;
     cluster-reconnect-storm)
       run_cluster "$scenario" "$out" --scenario reconnect-storm --workers 2 --bind-ips 127.0.0.2-127.0.0.40
+      ;;
+    # 100,000 connections over six instances on one Redis: rooms and global messages spread over
+    # all of them must reach every member exactly once.
+    cluster-100k)
+      instances=6
+      run_cluster "$scenario" "$out" --conns 100000 --rooms 1000 --publishers 10 --rate 10 --globals 5 \
+        --duration "${DURATION:-20}" --bind-ips 127.0.0.2-127.0.0.40
+      instances=2
       ;;
     cluster-idle-19k) run_cluster "$scenario" "$out" --scenario idle-19k --workers 2 --bind-ips 127.0.0.2-127.0.0.40 ;;
     *) run "$scenario" "$out" --scenario "$scenario" ;;

@@ -40,12 +40,12 @@ if [ -x ../shared/tools/import-cycles ]; then
 fi
 echo "== unit and integration tests (debug)"
 cargo test --workspace --all-targets
-echo "== load smoke test (release): loadgen's smoke scenario against a real broker, nothing may be lost"
+echo "== load smoke test (release): loadgen's smoke scenario (and 5 global messages) against a real broker, nothing may be lost"
 cargo build --release --workspace
 . scripts/lib.sh
 trap stop_broker EXIT
 start_broker
-target/release/loadgen --url "$broker_url" --scenario smoke --assert-clean
+target/release/loadgen --url "$broker_url" --scenario smoke --globals 5 --assert-clean
 echo "== reconnect storm smoke test (release): 2,000 connections drop at once, all back, every room's presence whole"
 target/release/loadgen --url "$broker_url" --scenario reconnect-storm --conns 2000 --rooms 100 --assert-clean
 stop_broker

@@ -116,7 +116,8 @@ pub async fn run(args: Args, mut plan: Plan) -> ExitCode {
         });
     }
     let server_cpu_secs = summary.instances.iter().map(|i| i.cpu_secs).fold(0.0, |a, b| a + b);
-    summary.server_cpu_us_per_delivery = report::per_delivery_us(server_cpu_secs, summary.received);
+    let deliveries = summary.received + summary.global_received;
+    summary.server_cpu_us_per_delivery = report::per_delivery_us(server_cpu_secs, deliveries);
     summary.server = summary.instances.first().cloned();
     finish(&args, &summary, &histogram)
 }
@@ -232,7 +233,7 @@ async fn await_done(
     let mut reports = Vec::with_capacity(plan.workers);
     while reports.len() < plan.workers {
         match incoming.recv().await {
-            Some((_, Event::Done(report))) => reports.push(report),
+            Some((_, Event::Done(report))) => reports.push(*report),
             Some(_) => {}
             None => break,
         }

@@ -67,6 +67,10 @@ pub struct Args {
     /// Seconds of publishing (or of holding, without publishers).
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Global messages (no room: to every connection) sent over the run from one extra connection;
+    /// each must reach every connection once.
+    #[arg(long, default_value_t = 0)]
+    pub globals: u64,
     /// Bytes of `data.content` in each message.
     #[arg(long)]
     pub payload: Option<usize>,
@@ -117,6 +121,8 @@ pub struct Plan {
     pub worker: usize,
     /// Every connection drops at once after `go` and reconnects (the `reconnect-storm` scenario).
     pub reconnect_storm: bool,
+    /// Global messages sent over the run (by worker 0, from one extra connection in no room).
+    pub globals: u64,
 }
 
 struct Preset {
@@ -166,6 +172,7 @@ impl Plan {
             workers: 1,
             worker: 0,
             reconnect_storm: args.scenario == Some(Scenario::ReconnectStorm),
+            globals: args.globals,
         };
         if plan.publishers > plan.conns {
             return Err(format!(

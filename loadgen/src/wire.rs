@@ -21,6 +21,19 @@ pub fn write_chat(out: &mut String, room: &str, publisher: u32, seq: u64, paddin
     );
 }
 
+/// The publisher number global messages carry (no connection has it).
+pub const GLOBAL_PUBLISHER: u32 = u32::MAX;
+
+/// Writes a global message (no room: every connection gets it) carrying the probe into `out`.
+pub fn write_global(out: &mut String, seq: u64) {
+    out.clear();
+    let _ = write!(
+        out,
+        r#"{{"type":"chat","data":{{"p":{GLOBAL_PUBLISHER},"s":{seq},"t":{},"content":"global"}}}}"#,
+        now_ns()
+    );
+}
+
 /// What a received message probe says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {

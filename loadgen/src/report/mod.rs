@@ -19,7 +19,7 @@ pub use text::{table, write_hgrm};
 pub enum Event {
     Progress { connected: u64, failed: u64 },
     Ready { connected: u64, failed: u64, connect_secs: f64 },
-    Done(WorkerReport),
+    Done(Box<WorkerReport>),
 }
 
 /// What one room saw: deliveries expected (publishes × members), received, and the bad ones.
@@ -68,6 +68,8 @@ pub struct WorkerReport {
     pub out_of_order: u64,
     pub closed: u64,
     pub publish_failures: u64,
+    pub global_sent: u64,
+    pub global_received: u64,
     /// The same counts per room, indexed by room.
     pub rooms: Vec<RoomCounts>,
     /// Recorded latencies in microseconds, as `(value, count)` pairs.
@@ -152,9 +154,15 @@ pub struct Summary {
     pub server: Option<ServerStats>,
     /// Every instance given with `--server-pid`, in order (the first is `server`).
     pub instances: Vec<ServerStats>,
+    /// Global messages sent; deliveries of them expected (sent × connections), received and lost.
+    pub globals_sent: u64,
+    pub global_expected: u64,
+    pub global_received: u64,
+    pub global_lost: u64,
     /// The `reconnect-storm` figures over every worker (the times are the slowest worker's).
     pub reconnect_storm: Option<StormReport>,
-    /// Every instance's CPU time over the publishing phase per delivery received, in µs.
+    /// Every instance's CPU time over the publishing phase per delivery received (globals
+    /// included), in µs.
     pub server_cpu_us_per_delivery: f64,
     /// loadgen's own (its workers') CPU time over the same phase per delivery received, in µs.
     pub loadgen_cpu_us_per_delivery: f64,
@@ -170,6 +178,7 @@ impl Summary {
         });
         broken == 0
             && storm_whole
+            && self.global_lost == 0
             && self.lost == 0
             && self.duplicated == 0
             && self.out_of_order == 0
@@ -241,11 +250,16 @@ pub fn merge(plan: &Plan, reports: &[WorkerReport]) -> (Summary, Histogram<u64>)
         },
         server: None,
         instances: Vec::new(),
+        globals_sent: sum(|r| r.global_sent),
+        global_expected: sum(|r| r.global_sent) * connected,
+        global_received: sum(|r| r.global_received),
+        global_lost: (sum(|r| r.global_sent) * connected)
+            .saturating_sub(sum(|r| r.global_received)),
         reconnect_storm: merge_storms(reports),
         server_cpu_us_per_delivery: 0.0,
         loadgen_cpu_us_per_delivery: per_delivery_us(
             reports.iter().map(|r| r.cpu_secs).fold(0.0, |a, b| a + b),
-            received,
+            received + sum(|r| r.global_received),
         ),
         first_error: reports.iter().find_map(|r| r.first_error.clone()),
     };

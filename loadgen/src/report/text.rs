@@ -62,6 +62,13 @@ pub fn table(summary: &Summary) -> String {
             server.cpu_percent
         );
     }
+    if s.globals_sent > 0 {
+        let _ = writeln!(
+            out,
+            "globals       {} sent, {} deliveries expected, {} received, {} lost",
+            s.globals_sent, s.global_expected, s.global_received, s.global_lost
+        );
+    }
     if let Some(storm) = &s.reconnect_storm {
         let _ = writeln!(
             out,

@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+mod global;
 mod storm;
 
 use crate::plan::Plan;
@@ -50,6 +51,9 @@ struct Counters {
     /// Connections that ended before the run did (closed by the broker, e.g. evicted).
     closed: Cell<u64>,
     publish_failures: Cell<u64>,
+    /// Global messages sent (worker 0's announcer) and received by this worker's connections.
+    global_sent: Cell<u64>,
+    global_received: Cell<u64>,
 }
 
 fn bump(cell: &Cell<u64>, by: u64) {
@@ -118,6 +122,8 @@ impl Worker {
             out_of_order: c.out_of_order.get(),
             closed: c.closed.get(),
             publish_failures: c.publish_failures.get(),
+            global_sent: c.global_sent.get(),
+            global_received: c.global_received.get(),
             rooms: self.rooms.borrow().clone(),
             histogram: histogram
                 .iter_recorded()
@@ -169,6 +175,7 @@ async fn run(plan: Plan) {
         storm: Storm::default(),
     });
     let connect_secs = connect_all(&worker).await;
+    global::start_announcer(&worker).await;
     let c = &worker.counters;
     emit(&Event::Ready { connected: c.connected.get(), failed: c.failed.get(), connect_secs });
     let mut go = worker.go.clone();
@@ -187,7 +194,8 @@ async fn run(plan: Plan) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu_secs = own_cpu_secs() - cpu_at_go;
-    emit(&Event::Done(WorkerReport { storm, ..worker.report(connect_secs, cpu_secs) }));
+    let report = WorkerReport { storm, ..worker.report(connect_secs, cpu_secs) };
+    emit(&Event::Done(Box::new(report)));
     std::process::exit(0);
 }
 
@@ -242,7 +250,12 @@ async fn report_progress(worker: Rc<Worker>) {
 pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 pub(crate) async fn connect(plan: &Plan, conn: usize) -> Result<Socket, String> {
-    let request = plan.url_of(conn).into_client_request().map_err(|e| e.to_string())?;
+    connect_to(plan.url_of(conn), plan.source_of(conn)).await
+}
+
+/// Opens a WebSocket to `url`, from the `source` address when given.
+async fn connect_to(url: String, source: Option<std::net::IpAddr>) -> Result<Socket, String> {
+    let request = url.into_client_request().map_err(|e| e.to_string())?;
     let host =
         request.uri().host().ok_or("the URL has no host")?.trim_matches(['[', ']']).to_owned();
     let port = request.uri().port_u16().unwrap_or(80);
@@ -253,7 +266,7 @@ pub(crate) async fn connect(plan: &Plan, conn: usize) -> Result<Socket, String> 
         .ok_or_else(|| format!("{host} has no address"))?;
     let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
     let socket = socket.map_err(|e| format!("socket: {e}"))?;
-    if let Some(source) = plan.source_of(conn) {
+    if let Some(source) = source {
         defer_port_choice(&socket);
         socket.bind(SocketAddr::new(source, 0)).map_err(|e| format!("bind {source}: {e}"))?;
     }
@@ -309,14 +322,16 @@ pub(crate) async fn read_all(
     room: usize,
     mut stream: impl Stream<Item = Result<Message, WsError>> + Unpin,
 ) {
-    let mut last_seq = Vec::new();
+    let (mut last_seq, mut last_global) = (Vec::new(), 0);
     loop {
         match stream.next().await {
-            Some(Ok(Message::Text(text))) => {
-                if let Some(probe) = wire::parse_probe(&text) {
-                    worker.record(room, &mut last_seq, probe);
+            Some(Ok(Message::Text(text))) => match wire::parse_probe(&text) {
+                Some(probe) if probe.p == wire::GLOBAL_PUBLISHER => {
+                    worker.record_global(&mut last_global, probe)
                 }
-            }
+                Some(probe) => worker.record(room, &mut last_seq, probe),
+                None => {}
+            },
             Some(Ok(Message::Close(frame))) => {
                 if let Some(frame) = frame {
                     let reason = format!("closed by the broker: {} {}", frame.code, frame.reason);
