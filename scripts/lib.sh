@@ -17,12 +17,19 @@ start_broker() {
   case " $* " in *" --database-url "*) database=() ;; esac
   "$broker_bin" --listen 127.0.0.1:0 --log-level info --rate-limit 0 "${database[@]}" "$@" >"$log" 2>&1 &
   broker_pid=$!
+  wait_listening "$log" broker
+}
+
+# wait_listening LOG WHAT: waits (10 s at most) until LOG says "listening on ADDR", then sets
+# $broker_addr and $broker_url.
+wait_listening() {
+  broker_addr=""
   for _ in $(seq 100); do
-    broker_addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)
+    broker_addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$1" | head -n1)
     [ -n "$broker_addr" ] && break
     sleep 0.1
   done
-  [ -n "$broker_addr" ] || { echo "the broker did not start:" >&2; cat "$log" >&2; exit 1; }
+  [ -n "$broker_addr" ] || { echo "the $2 did not start:" >&2; cat "$1" >&2; exit 1; }
   broker_url="ws://$broker_addr/ws"
 }
 
@@ -49,12 +56,5 @@ start_reference() {
   log=$(mktemp)
   "${loadgen_bin:-target/release/loadgen}" reference-server --listen 127.0.0.1:0 >"$log" 2>&1 &
   broker_pid=$!
-  broker_addr=""
-  for _ in $(seq 100); do
-    broker_addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)
-    [ -n "$broker_addr" ] && break
-    sleep 0.1
-  done
-  [ -n "$broker_addr" ] || { echo "the reference server did not start:" >&2; cat "$log" >&2; exit 1; }
-  broker_url="ws://$broker_addr/ws"
+  wait_listening "$log" "reference server"
 }
