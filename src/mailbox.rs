@@ -142,6 +142,7 @@ pub enum Delivery {
     /// An HTTP publish's message is committed: the room's home answers with its seq once its
     /// fan-out of the message is out.
     Numbered {
+        room: Room,
         reply: oneshot::Sender<Option<u64>>,
         seq: u64,
     },

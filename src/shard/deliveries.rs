@@ -15,16 +15,8 @@ impl Shard {
                 self.deliver_local(&target, &frame, accepted_at)
             }
             Delivery::Reply { conn, frame } => self.reply(conn, frame),
-            Delivery::Stored { conn, user, room, id, seq } => {
-                let owner = self.hub.router().shard_of_user(&user);
-                if owner == self.id {
-                    self.on_stored(conn, &user, room, id, seq)
-                } else {
-                    let stored = Delivery::Stored { conn, user, room, id, seq };
-                    self.deliver_after_commit(owner, stored)
-                }
-            }
-            Delivery::Numbered { reply, seq } => self.answer_numbered(reply, seq),
+            stored @ Delivery::Stored { .. } => self.on_committed(stored),
+            Delivery::Numbered { room, reply, seq } => self.on_numbered(room, reply, seq),
             Delivery::Sequence(item) => self.sequence(*item),
             Delivery::Stamped { item, stamped } => self.on_stamped(*item, stamped),
             Delivery::Sequenced { room, seq, epoch, frame } => {

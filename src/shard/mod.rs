@@ -28,6 +28,7 @@ mod requests;
 mod resume;
 mod stream;
 pub mod thread;
+mod unheard;
 
 use std::time::Instant;
 
@@ -48,15 +49,17 @@ use limits::{Policy, RateLimits};
 use output::{Held, Output};
 use resume::Resuming;
 use stream::Streams;
+use unheard::Unheard;
 
 /// The most inbox messages handled before the batch is committed and flushed.
 const BATCH: usize = 256;
 
-/// One message taken from an inbox, or a presence window that ended.
+/// One message taken from an inbox, or a deadline reached (a presence window that ended, an
+/// answer that waited its longest for its message to be heard).
 enum Step {
     Delivery(Delivery),
     Command(Command),
-    PresenceDue,
+    Due,
 }
 
 pub struct Shard {
@@ -75,6 +78,8 @@ pub struct Shard {
     resuming: Resuming,
     /// The presence windows of the rooms homed on this shard.
     presence: Coalescer,
+    /// Cluster mode: answers to senders waiting for their message to be heard here.
+    unheard: Unheard,
     shutting_down: bool,
 }
 
@@ -104,6 +109,7 @@ impl Shard {
             streams,
             resuming,
             presence,
+            unheard: Unheard::default(),
             shutting_down,
         }
     }
@@ -115,7 +121,8 @@ impl Shard {
     /// Runs until shut down and every connection is gone.
     pub async fn run(mut self, inbox: Inbox) {
         loop {
-            let deadline = self.presence.next_deadline();
+            let deadline = [self.presence.next_deadline(), self.unheard.next_deadline()];
+            let deadline = deadline.into_iter().flatten().min();
             let window_end = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -126,7 +133,7 @@ impl Shard {
                 biased;
                 Ok(delivery) = inbox.deliveries.recv_async() => Step::Delivery(delivery),
                 Ok(command) = inbox.commands.recv_async() => Step::Command(command),
-                () = window_end => Step::PresenceDue,
+                () = window_end => Step::Due,
                 else => break,
             };
             self.run_batch(first, &inbox);
@@ -142,7 +149,10 @@ impl Shard {
         for _ in 0..BATCH {
             match next.take() {
                 Some(Step::Delivery(delivery)) => self.on_delivery(delivery),
-                Some(Step::PresenceDue) => self.presence_due(),
+                Some(Step::Due) => {
+                    self.presence_due();
+                    self.release_overdue();
+                }
                 Some(Step::Command(command)) => {
                     self.drain_deliveries(inbox);
                     self.on_command(command);

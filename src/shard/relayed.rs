@@ -66,13 +66,17 @@ impl Shard {
         if let Some(reason) = hole {
             let notice = protocol::resumed_frame(None, &room, &not_recovered(reason, seq, &epoch));
             self.publish_here(crate::mailbox::Target::Room(room.clone()), notice);
+            // What waited for the old stream will not be heard now.
+            self.release_heard(&room, if reason == "epoch_changed" { u64::MAX } else { seq });
         }
         self.fan_out_room(&room, seq, frame);
+        self.release_heard(&room, seq);
     }
 
     /// The instance listens to the room afresh: what was heard before has a hole behind it.
     pub(super) fn on_stream_reset(&mut self, room: &Room) {
         self.streams.rooms.remove(room);
+        self.release_heard(room, u64::MAX);
     }
 
     /// A resume at the room's home: the broker reads the room's stream (after the member's

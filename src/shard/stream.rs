@@ -247,7 +247,9 @@ impl Shard {
                 seq: Some(seq),
             },
             Origin::Connection { .. } => Completion::None,
-            Origin::Waiting(reply) => Completion::Sequenced { home: self.id, reply, seq },
+            Origin::Waiting(reply) => {
+                Completion::Sequenced { home: self.id, room: room.clone(), reply, seq }
+            }
         }
     }
 
@@ -263,17 +265,11 @@ impl Shard {
         match origin {
             Origin::Connection { shard, conn, acked: true } => {
                 let (user, room, seq) = (sender.clone(), Some(room.clone()), Some(seq));
-                if shard == self.id {
-                    self.on_stored(conn, &user, room, id, seq);
-                } else {
-                    self.deliver_after_commit(
-                        shard,
-                        Delivery::Stored { conn, user, room, id, seq },
-                    );
-                }
+                debug_assert_eq!(shard, self.hub.router().shard_of_user(&user), "the user's shard");
+                self.on_committed(Delivery::Stored { conn, user, room, id, seq });
             }
             Origin::Connection { .. } => {}
-            Origin::Waiting(reply) => self.answer_numbered(reply, seq),
+            Origin::Waiting(reply) => self.on_numbered(room.clone(), reply, seq),
         }
     }
 

@@ -7,7 +7,9 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::broker::LocalChange;
 use crate::config::Config;
+use crate::directory::ShardId;
 use crate::mailbox::{Origin, ToSequence};
 use crate::protocol;
 use crate::protocol::{Action, ClientRequest, MessageType};
@@ -160,9 +162,17 @@ fn an_answer_computed_off_the_shard_goes_through_its_output_and_a_full_outbox_ev
 
 /// Two shards; `room` is homed on shard 0 and `user` lives on shard 1.
 fn two_shards() -> (Shard, Vec<Inbox>, Hub, Room, UserId) {
-    let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
-    config.shards = Some(2);
-    let (hub, inboxes) = Hub::new(config);
+    two_shards_with(Box::new(crate::broker::Standalone))
+}
+
+fn two_shards_with(
+    broker: Box<dyn crate::broker::Broker>,
+) -> (Shard, Vec<Inbox>, Hub, Room, UserId) {
+    let mut settings = Config::with_listen("127.0.0.1:0".parse().unwrap());
+    settings.shards = Some(2);
+    let (router, inboxes) = crate::router::Router::new(2);
+    let metrics = crate::metrics::Metrics::new(2);
+    let hub = Hub::from_parts(crate::hub::Parts { settings, router, broker, store: None, metrics });
     let router = hub.router();
     let named = |n: usize, shard: usize| {
         (0..).map(|i| format!("{n}-{i}")).find(|name| router.shard_of_user(name) == shard).unwrap()
@@ -208,4 +218,64 @@ fn a_commit_told_to_the_room_home_reaches_the_sender_after_the_home_output() {
     home.finish_batch();
     let passed_on = inboxes[1].deliveries.try_recv().expect("passed on to the sender's shard");
     assert!(matches!(passed_on, Delivery::Stored { conn: 7, seq: Some(1), .. }));
+}
+
+/// A broker that numbers rooms (as the cluster's does) and sends nothing anywhere: the test hands
+/// the shard what Redis would (`Stamped`, `Sequenced`) itself.
+#[derive(Debug)]
+struct Numbering;
+
+impl crate::broker::Broker for Numbering {
+    fn publish(&self, _target: &Target, _frame: &Frame) {}
+    fn local_change(&self, _change: LocalChange) {}
+    fn decides_presence(&self) -> bool {
+        true
+    }
+    fn ask(&self, _question: crate::broker::Question) -> bool {
+        false
+    }
+    fn is_ready(&self) -> bool {
+        true
+    }
+    fn numbers_rooms(&self) -> bool {
+        true
+    }
+    fn stamp(&self, _item: ToSequence, _home: ShardId) -> Result<(), ToSequence> {
+        Ok(())
+    }
+    fn read_stream(
+        &self,
+        request: crate::mailbox::ReplayRequest,
+        _home: ShardId,
+    ) -> Result<(), crate::mailbox::ReplayRequest> {
+        Err(request)
+    }
+    fn when_subscribed(&self, _shard: ShardId, then: Delivery) -> Option<Delivery> {
+        Some(then)
+    }
+    fn begin_handover(&self) {}
+    fn finish_handover(&self, _grace: std::time::Duration) -> oneshot::Receiver<()> {
+        oneshot::channel().1
+    }
+}
+
+#[test]
+fn in_cluster_mode_an_ack_waits_until_the_home_heard_its_message_back() {
+    let (mut home, inboxes, _hub, room, sender) = two_shards_with(Box::new(Numbering));
+    let member = register(&mut home, 1, "member", &[room.as_ref()], 16);
+    home.finish_batch();
+    let epoch: Arc<str> = Arc::from("e1");
+    let stamped = Ok((1, Arc::clone(&epoch)));
+    let item = Box::new(room_chat(&room, &sender, 7));
+    home.on_delivery(Delivery::Stamped { item, stamped });
+    home.finish_batch();
+    assert!(inboxes[1].deliveries.is_empty(), "stamped, not yet heard back: no ack yet");
+    let frame = protocol::reply_frame(MessageType::Pong, Some("the numbered message"));
+    home.on_delivery(Delivery::Sequenced { room, seq: 1, epoch, frame });
+    home.finish_batch();
+    let heard =
+        std::iter::from_fn(|| member.next_json()).find(|f| f["id"] == "the numbered message");
+    assert!(heard.is_some(), "the member got the message");
+    let ack = inboxes[1].deliveries.try_recv().expect("then the sender's shard is told");
+    assert!(matches!(ack, Delivery::Stored { conn: 7, seq: Some(1), .. }));
 }

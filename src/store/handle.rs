@@ -35,7 +35,7 @@ pub enum Completion {
     },
     /// An HTTP publish into a room waits for its seq, answered by the room's home (`home`) after its
     /// fan-out of the message.
-    Sequenced { home: ShardId, reply: oneshot::Sender<Option<u64>>, seq: u64 },
+    Sequenced { home: ShardId, room: Room, reply: oneshot::Sender<Option<u64>>, seq: u64 },
     /// A caller waits for the outcome.
     Reply(oneshot::Sender<Result<Outcome, StoreError>>),
     /// Nobody waits (presence, rooms created by being joined).

@@ -166,8 +166,8 @@ impl Writer {
                 let stored = Delivery::Stored { conn, user, room, id, seq };
                 self.router.deliver(shard, stored);
             }
-            Completion::Sequenced { home, reply, seq } => {
-                self.router.deliver(home, Delivery::Numbered { reply, seq })
+            Completion::Sequenced { home, room, reply, seq } => {
+                self.router.deliver(home, Delivery::Numbered { room, reply, seq })
             }
             Completion::Reply(reply) => drop(reply.send(Ok(outcome))),
             Completion::None => {}
