@@ -5,8 +5,10 @@
 //! - [`worker`]: one process's connections on one thread; publishes and measures (and its `storm`:
 //!   the `reconnect-storm` scenario, everyone dropping at once and coming back).
 //! - [`wire`]: the probe each message carries; [`report`]: the summary, table and `.hgrm`.
+//! - [`allocs`]: counts heap allocations, for the allocations per delivery in the report.
 //! - [`reference`]: `loadgen reference-server`, the bare server the broker is measured against.
 
+mod allocs;
 mod coordinator;
 mod plan;
 mod reference;
@@ -17,6 +19,9 @@ mod worker;
 use std::process::ExitCode;
 
 use clap::Parser;
+
+#[global_allocator]
+static ALLOCATOR: allocs::Counting = allocs::Counting;
 
 fn main() -> ExitCode {
     let args = plan::Args::parse();

@@ -79,6 +79,8 @@ pub struct WorkerReport {
     pub cpu_secs: f64,
     /// The `reconnect-storm` scenario's figures.
     pub storm: Option<StormReport>,
+    /// Heap allocations from `go` to the report.
+    pub allocations: u64,
 }
 
 /// What one worker's storm measured.
@@ -166,6 +168,8 @@ pub struct Summary {
     pub server_cpu_us_per_delivery: f64,
     /// loadgen's own (its workers') CPU time over the same phase per delivery received, in µs.
     pub loadgen_cpu_us_per_delivery: f64,
+    /// loadgen's heap allocations over the same phase per delivery received (publishing included).
+    pub loadgen_allocations_per_delivery: f64,
     pub first_error: Option<String>,
 }
 
@@ -256,6 +260,8 @@ pub fn merge(plan: &Plan, reports: &[WorkerReport]) -> (Summary, Histogram<u64>)
         global_lost: (sum(|r| r.global_sent) * connected)
             .saturating_sub(sum(|r| r.global_received)),
         reconnect_storm: merge_storms(reports),
+        loadgen_allocations_per_delivery: sum(|r| r.allocations) as f64
+            / (received + sum(|r| r.global_received)).max(1) as f64,
         server_cpu_us_per_delivery: 0.0,
         loadgen_cpu_us_per_delivery: per_delivery_us(
             reports.iter().map(|r| r.cpu_secs).fold(0.0, |a, b| a + b),

@@ -83,8 +83,10 @@ pub fn table(summary: &Summary) -> String {
     }
     let _ = writeln!(
         out,
-        "cpu/delivery  broker {:.2} us, loadgen {:.2} us",
-        s.server_cpu_us_per_delivery, s.loadgen_cpu_us_per_delivery
+        "cpu/delivery  broker {:.2} us, loadgen {:.2} us ({:.2} allocations)",
+        s.server_cpu_us_per_delivery,
+        s.loadgen_cpu_us_per_delivery,
+        s.loadgen_allocations_per_delivery
     );
     if let Some(error) = &s.first_error {
         let _ = writeln!(out, "first error   {error}");

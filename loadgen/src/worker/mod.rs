@@ -132,6 +132,7 @@ impl Worker {
             first_error: self.first_error.borrow().clone(),
             cpu_secs,
             storm: None,
+            allocations: 0,
         }
     }
 }
@@ -183,7 +184,7 @@ async fn run(plan: Plan) {
     else {
         return;
     };
-    let cpu_at_go = own_cpu_secs();
+    let (cpu_at_go, allocs_at_go) = (own_cpu_secs(), crate::allocs::count());
     let storm = match worker.plan.reconnect_storm {
         true => Some(storm::run(&worker, worker.counters.connected.get()).await),
         false => None,
@@ -193,8 +194,9 @@ async fn run(plan: Plan) {
     while stopped.elapsed() < DRAIN_LIMIT && worker.last_delivery.get().elapsed() < DRAIN_QUIET {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let cpu_secs = own_cpu_secs() - cpu_at_go;
-    let report = WorkerReport { storm, ..worker.report(connect_secs, cpu_secs) };
+    let (cpu_secs, allocations) =
+        (own_cpu_secs() - cpu_at_go, crate::allocs::count() - allocs_at_go);
+    let report = WorkerReport { storm, allocations, ..worker.report(connect_secs, cpu_secs) };
     emit(&Event::Done(Box::new(report)));
     std::process::exit(0);
 }
