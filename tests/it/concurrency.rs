@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 
-use crate::common::{start_server_with, Client, TestServer};
+use crate::common::{start_server_with, Client, Rng, TestServer};
 
 const USERS: usize = 32;
 const ROOMS: usize = 4;
@@ -63,18 +63,6 @@ fn receipt(frame: &Value) -> Option<Receipt> {
     let (publisher, seq) = frame["data"]["content"].as_str()?.split_once(':')?;
     let room = frame["room"].as_str()?.strip_prefix("room")?.parse().ok()?;
     Some((publisher.parse().ok()?, seq.parse().ok()?, room))
-}
-
-/// A deterministic xorshift generator, so a failure replays the same schedule.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
 }
 
 enum Step {

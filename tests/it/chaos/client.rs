@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::SETTLE;
+use crate::common::Rng;
 
 /// The clients' common knowledge: where to connect, and which phase the run is in.
 pub(super) struct Shared {
@@ -54,18 +55,6 @@ pub(super) struct Report {
     pub(super) violations: Vec<String>,
     pub(super) resumes: u64,
     pub(super) refused: u64,
-}
-
-/// A small xorshift, seeded per client: no dependency for a coin toss.
-struct Coin(u64);
-
-impl Coin {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 impl Report {
@@ -188,12 +177,12 @@ where
 /// the last message of each of its rooms.
 pub(super) async fn client(n: usize, rooms: Vec<String>, shared: Arc<Shared>) -> Report {
     let (mut report, user) = (Report::default(), format!("c{n}"));
-    let mut coin = Coin(0x9E37_79B9 + n as u64 * 7919);
+    let mut coin = Rng(0x9E37_79B9 + n as u64 * 7919);
     let mut phase = shared.phase.subscribe();
     let (mut sent, mut joined, mut settled) = (0u64, false, false);
     loop {
         let addrs = shared.live.lock().unwrap().clone();
-        let addr = addrs[coin.below(addrs.len() as u64) as usize];
+        let addr = addrs[coin.below(addrs.len())];
         let url = if joined {
             report.url(addr, &user, &rooms)
         } else {
@@ -222,9 +211,9 @@ pub(super) async fn client(n: usize, rooms: Vec<String>, shared: Arc<Shared>) ->
             settled = true;
             let _ = shared.progress.send(());
         }
-        let lifetime = Duration::from_millis(200 + coin.below(1_300));
+        let lifetime = Duration::from_millis(200 + coin.below(1_300) as u64);
         let started = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(40 + coin.below(40)));
+        let mut tick = tokio::time::interval(Duration::from_millis(40 + coin.below(40) as u64));
         loop {
             if finished(&report, &rooms, &shared) {
                 return report;
@@ -258,7 +247,7 @@ pub(super) async fn client(n: usize, rooms: Vec<String>, shared: Arc<Shared>) ->
                 },
                 _ = phase.changed() => {}
                 _ = tick.tick(), if publishing => {
-                    let room = rooms[coin.below(rooms.len() as u64) as usize].clone();
+                    let room = rooms[coin.below(rooms.len())].clone();
                     sent += 1;
                     let id = format!("{user}-{sent}");
                     let chat = json!({"type": "chat", "id": id, "room": room, "data": {"content": sent.to_string()}});
