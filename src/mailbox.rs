@@ -139,6 +139,9 @@ pub enum Delivery {
         room: Room,
         since: Option<Since>,
     },
+    /// Cluster mode: the instance listens to the rooms a new connection joined from its URL, so
+    /// its registration is confirmed (the HTTP side answers `101`).
+    Registered(oneshot::Sender<bool>),
     /// An HTTP publish's message is committed: the room's home answers with its seq once its
     /// fan-out of the message is out.
     Numbered {

@@ -17,6 +17,7 @@ impl Shard {
             Delivery::Reply { conn, frame } => self.reply(conn, frame),
             stored @ Delivery::Stored { .. } => self.on_committed(stored),
             Delivery::Numbered { room, reply, seq } => self.on_numbered(room, reply, seq),
+            Delivery::Registered(registered) => self.confirm_registration(registered),
             Delivery::Sequence(item) => self.sequence(*item),
             Delivery::Stamped { item, stamped } => self.on_stamped(*item, stamped),
             Delivery::Sequenced { room, seq, epoch, frame } => {

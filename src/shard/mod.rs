@@ -201,6 +201,7 @@ impl Shard {
             Connection { remote, permissions, ..Connection::new(user, outbox, Some(closer)) };
         self.cache.insert(conn, connection);
         metrics::incr(&self.counters().connections_opened);
+        let joins_rooms = !rooms.is_empty();
         for room in rooms {
             self.join(conn, room);
         }
@@ -208,10 +209,17 @@ impl Shard {
             self.join(conn, room.clone());
             self.when_subscribed(conn, None, room, Some(since));
         }
-        if self.out.holding() {
-            self.out.hold(Held::Registered(registered));
+        if joins_rooms {
+            // In cluster mode the `101` waits until this instance listens to the URL's rooms, so
+            // a message published anywhere after it reaches the new member.
+            let then = Delivery::Registered(registered);
+            if let Some(Delivery::Registered(now)) =
+                self.hub.broker().when_subscribed(self.id, then)
+            {
+                self.confirm_registration(now);
+            }
         } else {
-            let _ = registered.send(true);
+            self.confirm_registration(registered);
         }
     }
 

@@ -113,6 +113,25 @@ async fn a_cluster_join_ack_means_a_message_published_on_another_instance_right_
 }
 
 #[tokio::test]
+async fn a_cluster_url_join_means_a_message_published_on_another_instance_after_the_101_arrives() {
+    let redis = RedisServer::start().await;
+    let (a, b) = two_instances(&redis).await;
+    let mut crowd = b.connect("/ws?user=crowd").await;
+    for round in 0..5 {
+        let room = format!("url-target-{round}");
+        let mut alice = a.member("alice", &room).await;
+        // As above: b's relay is busy subscribing when the connection's URL joins the room.
+        for n in 0..1_000 {
+            crowd.send(json!({"type": "join", "room": format!("url-crowd-{round}-{n}")})).await;
+        }
+        let mut late = b.connect(&format!("/ws?user=late{round}&room={room}")).await;
+        alice.send(numbered(&room, "m", "right after the upgrade")).await;
+        let got = chats(&mut late, &room, 1).await;
+        assert_eq!((got[0].0, got[0].2.as_str()), (1, "right after the upgrade"), "room {room}");
+    }
+}
+
+#[tokio::test]
 async fn a_client_dropped_on_one_instance_resumes_on_the_other_and_misses_nothing() {
     let redis = RedisServer::start().await;
     let (a, b) = two_instances(&redis).await;
