@@ -258,10 +258,8 @@ impl Server {
     }
 
     fn close(&mut self, token: Token) {
-        let Some(Conn::Open { mut ws, room }) = self.conns.remove(&token) else {
-            self.conns.remove(&token);
-            return;
-        };
+        // A connection still in its handshake is dropped with its socket (which leaves epoll).
+        let Some(Conn::Open { mut ws, room }) = self.conns.remove(&token) else { return };
         let _ = self.poll.registry().deregister(&mut ws.get_mut().tcp);
         if let Some(members) = room.and_then(|room| self.rooms.get_mut(&room)) {
             members.retain(|member| *member != token);

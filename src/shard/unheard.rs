@@ -57,10 +57,9 @@ impl Unheard {
     fn overdue(&mut self, now: Instant) -> Vec<(ShardId, Delivery)> {
         let mut due = Vec::new();
         self.rooms.retain(|_, waiting| {
-            while waiting.first().is_some_and(|w| w.until <= now) {
-                let w = waiting.remove(0);
-                due.push((w.shard, w.answer));
-            }
+            // In arrival order, so the overdue ones are a prefix.
+            let overdue = waiting.iter().take_while(|w| w.until <= now).count();
+            due.extend(waiting.drain(..overdue).map(|w| (w.shard, w.answer)));
             !waiting.is_empty()
         });
         due
