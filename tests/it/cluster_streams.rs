@@ -91,44 +91,50 @@ async fn instances_agree_on_one_seq_per_room_and_every_member_gets_it_in_order()
     assert_eq!(chats(&mut alice, "r", 1).await[0].0, 81);
 }
 
-#[tokio::test]
-async fn a_cluster_join_ack_means_a_message_published_on_another_instance_right_after_arrives() {
+/// How the late member comes into the room on b.
+#[derive(Clone, Copy)]
+enum Joining {
+    /// A `join` request: its ack is the promise.
+    Request,
+    /// `?room=` on the connect URL: the `101` is the promise.
+    Url,
+}
+
+/// Five rounds: b's relay is kept busy subscribing (a thousand joins just before), a member joins
+/// the round's room on b as `joining` says, and a message published on a right after the promise
+/// must reach it (a promise made before b listens would come well before it does).
+async fn a_message_right_after_the_promise_arrives(joining: Joining) {
     let redis = RedisServer::start().await;
     let (a, b) = two_instances(&redis).await;
     let mut crowd = b.connect("/ws?user=crowd").await;
     for round in 0..5 {
         let room = format!("target-{round}");
         let mut alice = a.member("alice", &room).await;
-        // A thousand joins just before keep b's relay busy subscribing, so an ack sent before b
-        // listens to the room would come well before it does.
         for n in 0..1_000 {
             crowd.send(json!({"type": "join", "room": format!("crowd-{round}-{n}")})).await;
         }
-        let mut late = b.connect(&format!("/ws?user=late{round}")).await;
-        late.join(&room).await;
-        alice.send(numbered(&room, "m", "right after the ack")).await;
+        let mut late = match joining {
+            Joining::Request => {
+                let mut late = b.connect(&format!("/ws?user=late{round}")).await;
+                late.join(&room).await;
+                late
+            }
+            Joining::Url => b.connect(&format!("/ws?user=late{round}&room={room}")).await,
+        };
+        alice.send(numbered(&room, "m", "right after")).await;
         let got = chats(&mut late, &room, 1).await;
-        assert_eq!((got[0].0, got[0].2.as_str()), (1, "right after the ack"), "room {room}");
+        assert_eq!((got[0].0, got[0].2.as_str()), (1, "right after"), "room {room}");
     }
 }
 
 #[tokio::test]
+async fn a_cluster_join_ack_means_a_message_published_on_another_instance_right_after_arrives() {
+    a_message_right_after_the_promise_arrives(Joining::Request).await;
+}
+
+#[tokio::test]
 async fn a_cluster_url_join_means_a_message_published_on_another_instance_after_the_101_arrives() {
-    let redis = RedisServer::start().await;
-    let (a, b) = two_instances(&redis).await;
-    let mut crowd = b.connect("/ws?user=crowd").await;
-    for round in 0..5 {
-        let room = format!("url-target-{round}");
-        let mut alice = a.member("alice", &room).await;
-        // As above: b's relay is busy subscribing when the connection's URL joins the room.
-        for n in 0..1_000 {
-            crowd.send(json!({"type": "join", "room": format!("url-crowd-{round}-{n}")})).await;
-        }
-        let mut late = b.connect(&format!("/ws?user=late{round}&room={room}")).await;
-        alice.send(numbered(&room, "m", "right after the upgrade")).await;
-        let got = chats(&mut late, &room, 1).await;
-        assert_eq!((got[0].0, got[0].2.as_str()), (1, "right after the upgrade"), "room {room}");
-    }
+    a_message_right_after_the_promise_arrives(Joining::Url).await;
 }
 
 #[tokio::test]
