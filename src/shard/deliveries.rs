@@ -15,7 +15,9 @@ impl Shard {
                 self.deliver_local(&target, &frame, accepted_at)
             }
             Delivery::Reply { conn, frame } => self.reply(conn, frame),
-            stored @ Delivery::Stored { .. } => self.on_committed(stored),
+            Delivery::Stored { conn, user, room, id, seq } => {
+                self.on_committed(conn, user, room, id, seq)
+            }
             Delivery::Numbered { room, reply, seq } => self.on_numbered(room, reply, seq),
             Delivery::Registered(registered) => self.confirm_registration(registered),
             Delivery::Sequence(item) => self.sequence(*item),

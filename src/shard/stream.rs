@@ -266,7 +266,7 @@ impl Shard {
             Origin::Connection { shard, conn, acked: true } => {
                 let (user, room, seq) = (sender.clone(), Some(room.clone()), Some(seq));
                 debug_assert_eq!(shard, self.hub.router().shard_of_user(&user), "the user's shard");
-                self.on_committed(Delivery::Stored { conn, user, room, id, seq });
+                self.on_committed(conn, user, room, id, seq);
             }
             Origin::Connection { .. } => {}
             Origin::Waiting(reply) => self.on_numbered(room.clone(), reply, seq),

@@ -14,8 +14,8 @@ use tokio::sync::oneshot;
 use super::stream::Stream;
 use super::Shard;
 use crate::directory::ShardId;
-use crate::mailbox::Delivery;
-use crate::protocol::Room;
+use crate::mailbox::{ConnId, Delivery};
+use crate::protocol::{Room, UserId};
 
 /// The longest an answer waits for its message to be heard.
 const UNHEARD_LIMIT: Duration = Duration::from_secs(2);
@@ -83,15 +83,23 @@ impl Shard {
 
     /// A chat is in (committed, or stamped without a store): its sender's shard acks it, after
     /// this home's fan-out of it (and, in cluster mode, once this home has heard it).
-    pub(super) fn on_committed(&mut self, stored: Delivery) {
-        let Delivery::Stored { user, room, seq, .. } = &stored else { return };
-        let owner = self.hub.router().shard_of_user(user);
-        match (room, seq) {
-            (Some(room), Some(seq)) if self.awaits_hearing(room, *seq) => {
-                let (room, seq) = (room.clone(), *seq);
-                self.unheard.park(room, seq, owner, stored)
-            }
-            _ => self.release_answer(owner, stored),
+    pub(super) fn on_committed(
+        &mut self,
+        conn: ConnId,
+        user: UserId,
+        room: Option<Room>,
+        id: String,
+        seq: Option<u64>,
+    ) {
+        let owner = self.hub.router().shard_of_user(&user);
+        let waits = match (&room, seq) {
+            (Some(room), Some(seq)) => self.awaits_hearing(room, seq).then(|| (room.clone(), seq)),
+            _ => None,
+        };
+        let stored = Delivery::Stored { conn, user, room, id, seq };
+        match waits {
+            Some((room, seq)) => self.unheard.park(room, seq, owner, stored),
+            None => self.release_answer(owner, stored),
         }
     }
 

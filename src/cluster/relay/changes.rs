@@ -116,8 +116,9 @@ impl Relay {
         }
     }
 
-    /// Runs the batch's joins and leaves in one script call: the joins and leaves that were the first or last in the
-    /// cluster (told to the room's home shard, which coalesces the room's events and publishes them).
+    /// Runs the batch's joins and leaves in one script call: the joins and leaves that were the
+    /// first or last in the cluster (told to the room's home shard, which coalesces the room's
+    /// events and publishes them).
     async fn write_memberships(
         &self,
         memberships: &[(Membership, Room, UserId)],
