@@ -66,11 +66,12 @@ impl Shard {
         if let Some(reason) = hole {
             let notice = protocol::resumed_frame(None, &room, &not_recovered(reason, seq, &epoch));
             self.publish_here(crate::mailbox::Target::Room(room.clone()), notice);
-            // What waited for the old stream will not be heard now.
-            self.release_heard(&room, if reason == "epoch_changed" { u64::MAX } else { seq });
         }
         self.fan_out_room(&room, seq, frame);
-        self.release_heard(&room, seq);
+        // After the fan-out, so no answer about `seq` overtakes it. A new epoch: what waited for
+        // the old stream will not be heard now.
+        let upto = if hole == Some("epoch_changed") { u64::MAX } else { seq };
+        self.release_heard(&room, upto);
     }
 
     /// The instance listens to the room afresh: what was heard before has a hole behind it.
