@@ -9,7 +9,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{bump, connect_to, Worker};
@@ -18,9 +17,7 @@ use crate::wire::{self, Probe};
 impl Worker {
     /// Counts one global delivery to a connection whose last global was `last`.
     pub(super) fn record_global(&self, last: &mut u64, probe: Probe) {
-        let latency_us = wire::now_ns().saturating_sub(probe.t) / 1000;
-        self.latency_us.borrow_mut().saturating_record(latency_us.max(1));
-        self.last_delivery.set(Instant::now());
+        self.note_delivery(probe);
         match probe.s {
             s if s > *last => {
                 *last = s;

@@ -75,12 +75,17 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Counts one delivery to a member of `room`.
-    fn record(&self, room: usize, last_seq: &mut Vec<(u32, u64)>, probe: Probe) {
+    /// Records a delivery's latency, and that deliveries are still coming.
+    fn note_delivery(&self, probe: Probe) {
         let latency_us = wire::now_ns().saturating_sub(probe.t) / 1000;
         self.latency_us.borrow_mut().saturating_record(latency_us.max(1));
-        bump(&self.counters.received, 1);
         self.last_delivery.set(Instant::now());
+    }
+
+    /// Counts one delivery to a member of `room`.
+    fn record(&self, room: usize, last_seq: &mut Vec<(u32, u64)>, probe: Probe) {
+        self.note_delivery(probe);
+        bump(&self.counters.received, 1);
         let mut rooms = self.rooms.borrow_mut();
         let counts = &mut rooms[room];
         counts.received += 1;
