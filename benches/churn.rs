@@ -41,7 +41,7 @@ fn cache_join_leave(c: &mut Criterion) {
     for conn in 0..1_001 {
         let (outbox, _) = flume::bounded(1);
         let user = Arc::from(format!("user-{conn}"));
-        cache.insert(conn, Connection::new(user, outbox, None));
+        cache.insert(conn, Connection::new(user, outbox.into(), None));
         if conn < 1_000 {
             cache.join(conn, &room).expect("a new member");
         }

@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use wsbroker::config::Config;
 use wsbroker::directory::Transition;
 use wsbroker::hub::Hub;
-use wsbroker::mailbox::Target;
+use wsbroker::mailbox::{Outbox, Target};
 use wsbroker::protocol::{self, Frame, PresenceStatus, Room};
 use wsbroker::shard::cache::{Connection, LocalCache};
 
@@ -20,7 +20,7 @@ fn room_with_members(members: u64) -> (LocalCache, Vec<flume::Receiver<Frame>>) 
     for conn in 0..members {
         let (outbox, frames) = flume::bounded(4);
         let user = Arc::from(format!("user-{conn}"));
-        cache.insert(conn, Connection::new(user, outbox, None));
+        cache.insert(conn, Connection::new(user, outbox.into(), None));
         cache.join(conn, &room).expect("a new member");
         receivers.push(frames);
     }
@@ -36,7 +36,8 @@ fn local_delivery(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter(members), |b| {
             b.iter(|| {
                 for (_, outbox) in cache.room_outboxes("r") {
-                    outbox.try_send(frame.clone()).expect("drained every iteration");
+                    let Outbox::Queue(queue) = outbox else { unreachable!("queues only here") };
+                    queue.try_send(frame.clone()).expect("drained every iteration");
                 }
                 for frames in &receivers {
                     frames.try_recv().expect("one frame each");

@@ -84,6 +84,17 @@ pub struct Config {
     #[arg(long, env = "WS_READ_BUFFER", default_value_t = 256)]
     pub ws_read_buffer: usize,
 
+    /// The shard writes each frame (encoded once per publish) straight into its plain-TCP
+    /// connections' sockets, one write per connection per batch; off, or with TLS, each
+    /// connection's session writes the frames its shard queued.
+    #[arg(long, env = "FAST_PATH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fast_path: bool,
+
+    /// SO_SNDBUF of every accepted connection, in bytes (the kernel doubles it). Unset, the kernel
+    /// sizes it itself; a small one holds less per slow reader in the kernel and queues sooner.
+    #[arg(long, env = "SOCKET_SEND_BUFFER")]
+    pub socket_send_buffer: Option<u32>,
+
     /// Bytes of frames a connection gathers before writing; a batch is always flushed at its end.
     #[arg(long, env = "WS_WRITE_BUFFER", default_value_t = 16_384)]
     pub ws_write_buffer: usize,

@@ -15,6 +15,7 @@
 //! - [`store`]: messages, rooms and participants on disk (SQLite or PostgreSQL), writer and readers.
 //! - [`mailbox`]: the messages sessions, shards, the hub and the relay exchange.
 //! - [`protocol`]: the wire contract; every server frame is encoded there, once.
+//! - [`lane`]: a plain-TCP connection's socket as its shard writes it, frames encoded once.
 //! - [`transport`]: plain TCP or TLS under HTTP and WebSocket, movable between runtimes.
 //! - [`auth`]: JWT verification and the room permissions a token grants.
 //! - [`close`]: the close codes; [`metrics`]: counters; [`config`]: flags.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod directory;
 pub(crate) mod http;
 pub mod hub;
+pub mod lane;
 pub mod mailbox;
 pub mod metrics;
 pub mod protocol;

@@ -17,6 +17,7 @@ use crate::close::CloseReason;
 use serde_json::value::RawValue;
 
 use crate::directory::ShardId;
+use crate::lane::Lane;
 use crate::protocol::{
     ClientRequest, Frame, MessageType, PresenceStatus, Resumed, Room, Since, UserId,
 };
@@ -24,8 +25,20 @@ use crate::protocol::{
 /// A connection's id, unique within the process.
 pub type ConnId = u64;
 
-/// The sending end of a connection's bounded outbound queue (written with `try_send` only).
-pub type Outbox = flume::Sender<Frame>;
+/// Where a shard puts a connection's frames. Both are bounded and never wait; a full one evicts.
+#[derive(Debug, Clone)]
+pub enum Outbox {
+    /// A queue that the connection's session writes from (TLS, or `--fast-path false`).
+    Queue(flume::Sender<Frame>),
+    /// The connection's socket itself, written by the shard (plain TCP).
+    Lane(Arc<Lane>),
+}
+
+impl From<flume::Sender<Frame>> for Outbox {
+    fn from(queue: flume::Sender<Frame>) -> Self {
+        Self::Queue(queue)
+    }
+}
 
 /// Who a publish is for.
 #[derive(Debug, Clone)]

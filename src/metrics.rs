@@ -45,6 +45,8 @@ pub struct ShardCounters {
     pub messages_dropped: AtomicU64,
     pub slow_consumer_evictions: AtomicU64,
     pub idle_evictions: AtomicU64,
+    /// Lane writes at a batch's end that the kernel took only in part (the rest stayed queued).
+    pub partial_writes: AtomicU64,
     /// From a publish being accepted to its frame sitting in every local recipient's queue.
     pub fanout_latency: LatencyHistogram,
 }
@@ -122,7 +124,7 @@ impl Metrics {
             ("wsbroker_connections_open", "Connections open now.", self.connections_open()),
             ("wsbroker_rooms", "Rooms with at least one member on this instance.", rooms as u64),
         ];
-        let counters: [(&str, &str, CounterField); 7] = [
+        let counters: [(&str, &str, CounterField); 8] = [
             ("wsbroker_connections_opened_total", "Connections accepted.", |s| {
                 &s.connections_opened
             }),
@@ -145,6 +147,11 @@ impl Metrics {
                 "wsbroker_idle_evictions_total",
                 "Connections closed for no traffic within the idle timeout.",
                 |s| &s.idle_evictions,
+            ),
+            (
+                "wsbroker_partial_writes_total",
+                "Fast-path writes the kernel took in part; the connection's session writes the rest.",
+                |s| &s.partial_writes,
             ),
         ];
         for (name, help, value) in gauges {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
@@ -100,6 +100,17 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// The listening socket; accepted connections inherit its `send_buffer` (SO_SNDBUF) when given.
+fn listen(addr: SocketAddr, send_buffer: Option<u32>) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    if let Some(bytes) = send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 impl Server {
     /// Binds `config.listen` and starts the shard threads. Accepting and HTTP run on the caller's
     /// runtime; each connection's session runs on its shard's thread.
@@ -124,8 +135,8 @@ impl Server {
             None => Box::new(Standalone),
         };
         let addr = config.listen;
-        let listener =
-            TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+        let listener = listen(addr, config.socket_send_buffer)
+            .map_err(|source| StartError::Listen { addr, source })?;
         let hub = Hub::from_parts(Parts { settings: config, router, broker, store, metrics });
         let shards = thread::start_all(&hub, inboxes)
             .map_err(|source| StartError::Threads { what: "the shard threads", source })?;

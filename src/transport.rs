@@ -1,6 +1,6 @@
 //! The byte stream under HTTP and WebSocket: plain TCP, or TLS over TCP (`--tls-cert`/`--tls-key`).
 //!
-//! Owns: the TLS configuration and the stream type that hyper, the upgrade and the sessions share.
+//! Owns: the TLS configuration and the stream types that hyper, the upgrade and the sessions share.
 //! Must not: know HTTP or WebSocket; rustls does the TLS, this module only loads its keys and moves
 //! sockets between runtimes.
 //!
@@ -22,6 +22,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::lane::LaneIo;
 
 /// The server's TLS acceptor for a certificate chain and key in PEM files.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
@@ -161,6 +163,54 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What a WebSocket session runs over: the stream hyper upgraded (TLS, or the fast path off), or
+/// the lane its shard writes.
+#[derive(Debug)]
+pub enum SessionStream {
+    Stream(Stream),
+    Lane(LaneIo),
+}
+
+impl AsyncRead for SessionStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Stream(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Lane(lane) => Pin::new(lane).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for SessionStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Stream(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Lane(lane) => Pin::new(lane).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Stream(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Lane(lane) => Pin::new(lane).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Stream(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Lane(lane) => Pin::new(lane).poll_shutdown(cx),
         }
     }
 }

@@ -22,16 +22,18 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::admission::{Refusal as AdmissionRefusal, Ticket};
 use super::{error, unauthorized, App, Body};
 use crate::auth::Permissions;
 use crate::config::Config;
-use crate::mailbox::Registration;
+use crate::lane::{Lane, LaneIo};
+use crate::mailbox::{Outbox, Registration};
 use crate::protocol::{self, Room, Since, UserId};
 use crate::rooms::{self, Verdict};
-use crate::session::{Session, SessionAuth};
-use crate::transport::Stream;
+use crate::session::{Inflow, Session, SessionAuth};
+use crate::transport::{SessionStream, Stream};
 
 /// An early answer instead of the `101` (boxed: it is rare, and large next to the happy path).
 type Refusal = Box<Response<Body>>;
@@ -166,7 +168,7 @@ async fn hand_over(
 ) -> Result<(), Refusal> {
     let Admitted { user, permissions, rooms, since, auth, ticket } = who;
     let (conn, shard) = (app.next_conn_id(), app.hub.router().shard_of_user(&user));
-    let (outbox, outbox_rx) = flume::bounded(app.hub.settings().send_buffer as usize);
+    let (outbox, inflow) = outlet(app.hub.settings());
     let (closer, closer_rx) = oneshot::channel();
     let registration = Registration {
         conn,
@@ -184,7 +186,7 @@ async fn hand_over(
     let on_upgrade = hyper::upgrade::on(request);
     let runtime = app.shard_runtimes[shard].clone();
     let hub = app.hub.clone();
-    let session = Session { conn, user, shard, hub, outbox: outbox_rx, closer: closer_rx, auth };
+    let session = Session { conn, user, shard, hub, inflow, closer: closer_rx, auth };
     let config = socket_config(app.hub.settings());
     tokio::spawn(async move {
         let detached = match on_upgrade.await {
@@ -200,6 +202,19 @@ async fn hand_over(
         }
     });
     Ok(())
+}
+
+/// Where the shard puts the connection's frames and where its session takes them: a lane over
+/// plain TCP (the fast path), a queue with TLS, whose bytes differ per connection.
+fn outlet(settings: &Config) -> (Outbox, Inflow) {
+    let limit = settings.send_buffer as usize;
+    if settings.fast_path && settings.tls_cert.is_none() {
+        let lane = Arc::new(Lane::new(limit));
+        (Outbox::Lane(Arc::clone(&lane)), Inflow::Lane(lane))
+    } else {
+        let (queue, inflow) = flume::bounded(limit);
+        (Outbox::Queue(queue), Inflow::Queue(inflow))
+    }
 }
 
 fn shutting_down() -> Response<Body> {
@@ -242,8 +257,15 @@ async fn serve_on_shard(
     ticket: Option<Box<Ticket>>,
 ) {
     let (mut stream, socket, read_ahead) = detached;
-    match stream.attach(socket) {
-        Ok(()) => {
+    let attached = match &session.inflow {
+        Inflow::Lane(lane) => tokio::net::TcpStream::from_std(socket).map(|socket| {
+            lane.attach(socket);
+            SessionStream::Lane(LaneIo(Arc::clone(lane)))
+        }),
+        Inflow::Queue(_) => stream.attach(socket).map(|()| SessionStream::Stream(stream)),
+    };
+    match attached {
+        Ok(stream) => {
             let socket = WebSocketStream::from_partially_read(
                 stream,
                 read_ahead,

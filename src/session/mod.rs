@@ -2,7 +2,8 @@
 //!
 //! Owns: the socket, the receiving end of the connection's outbox, its heartbeat. It parses client
 //! frames (refusing bad ones itself) and hands valid requests to its shard; it writes whatever the shard
-//! queued, in batches with one flush each.
+//! queued, in batches with one flush each. On a lane (the fast path) the shard writes the socket and
+//! the session writes only what the kernel left queued, and its own frames.
 //! May touch: its shard's command inbox, its own counters. Must not: touch the cache; when the
 //! connection ends, for any reason, it tells the shard with `Unregister`. It names no HTTP type: the
 //! upgrade code that runs it holds the connection's admission slot.
@@ -25,14 +26,43 @@ use crate::auth::{AuthError, Authenticator};
 use crate::close::{self, CloseReason};
 use crate::directory::ShardId;
 use crate::hub::Hub;
+use crate::lane::Lane;
 use crate::mailbox::{Command, ConnId};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Limits, UserId};
-use crate::transport::Stream;
+use crate::transport::SessionStream;
 use heartbeat::{Beat, Heartbeat, TokenClock};
 use write::write_batch;
 
-pub type Socket = WebSocketStream<Stream>;
+pub type Socket = WebSocketStream<SessionStream>;
+
+/// Where a session's frames come from.
+#[derive(Debug)]
+pub enum Inflow {
+    /// The frames its shard queued, for the session to write (TLS, or `--fast-path false`).
+    Queue(flume::Receiver<Frame>),
+    /// The shard writes the socket; the session writes what the kernel left queued.
+    Lane(Arc<Lane>),
+}
+
+impl Inflow {
+    /// The next frame to write (a lane has none: it returns only the error that ends it).
+    async fn next(&self) -> Result<Frame, String> {
+        match self {
+            Self::Queue(queue) => queue.recv_async().await.map_err(|_| "outbox closed".into()),
+            Self::Lane(lane) => {
+                Err(std::future::poll_fn(|cx| lane.poll_drain(cx)).await.to_string())
+            }
+        }
+    }
+
+    fn try_recv(&self) -> Option<Frame> {
+        match self {
+            Self::Queue(queue) => queue.try_recv().ok(),
+            Self::Lane(_) => None,
+        }
+    }
+}
 
 /// How long a close (other than shutdown's) may take to reach a client before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
@@ -45,7 +75,7 @@ pub struct Session {
     /// The shard that owns the connection (its user's), computed once at the upgrade.
     pub shard: ShardId,
     pub hub: Hub,
-    pub outbox: flume::Receiver<Frame>,
+    pub inflow: Inflow,
     pub closer: oneshot::Receiver<CloseReason>,
     /// With authentication on. Boxed: an idle session without it carries only a null pointer.
     pub auth: Option<Box<SessionAuth>>,
@@ -96,6 +126,9 @@ impl Session {
     /// Serves the connection until it ends, then makes sure the cache no longer holds it.
     pub async fn run(mut self, mut socket: Socket) {
         let ended = self.serve(&mut socket).await;
+        if let Inflow::Lane(lane) = &self.inflow {
+            lane.detach();
+        }
         tracing::debug!(conn = self.conn, user = %self.user, %ended, "connection ended");
         self.unregister().await;
     }
@@ -121,9 +154,9 @@ impl Session {
                 reason = &mut self.closer => {
                     Some(self.close(socket, reason.unwrap_or(close::SHUTTING_DOWN)).await)
                 }
-                frame = self.outbox.recv_async() => match frame {
+                frame = self.inflow.next() => match frame {
                     Ok(frame) => self.write_unless_closed(socket, frame).await,
-                    Err(_) => Some(Ended::Gone("outbox closed".into())),
+                    Err(why) => Some(Ended::Gone(why)),
                 },
                 incoming = socket.next() => {
                     heartbeat.seen(Instant::now());
@@ -155,7 +188,7 @@ impl Session {
             reason = &mut self.closer => {
                 Some(self.close(socket, reason.unwrap_or(close::SHUTTING_DOWN)).await)
             }
-            written = write_batch(socket, &self.outbox, first, counters) => {
+            written = write_batch(socket, &self.inflow, first, counters) => {
                 written.err().map(|err| Ended::Gone(err.to_string()))
             }
         }
@@ -312,16 +345,19 @@ impl Session {
             self.unregister().await;
         }
         let grace = if reason.drain { self.hub.settings().shutdown_timeout } else { CLOSE_GRACE };
-        let outbox = &self.outbox;
+        let inflow = &self.inflow;
         let counters = self.hub.metrics().shard(self.shard);
         let closing = async {
             if reason.drain {
-                if let Ok(first) = outbox.try_recv() {
-                    write_batch(socket, outbox, first, counters).await?;
-                    while let Ok(frame) = outbox.try_recv() {
-                        write_batch(socket, outbox, frame, counters).await?;
-                    }
+                while let Some(frame) = inflow.try_recv() {
+                    write_batch(socket, inflow, frame, counters).await?;
                 }
+            }
+            if let Inflow::Lane(lane) = inflow {
+                if reason.drain {
+                    std::future::poll_fn(|cx| lane.poll_drained(cx)).await?;
+                }
+                lane.close(!reason.drain);
             }
             let frame =
                 CloseFrame { code: CloseCode::from(reason.code), reason: reason.reason.into() };
@@ -346,12 +382,14 @@ mod footprint {
         let (hub, _inboxes) = Hub::new(crate::Config::with_listen("127.0.0.1:0".parse().unwrap()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let stream = Stream::Plain(crate::transport::MovableTcp::new(client));
+        let stream = crate::transport::Stream::Plain(crate::transport::MovableTcp::new(client));
+        let stream = SessionStream::Stream(stream);
         let role = tokio_tungstenite::tungstenite::protocol::Role::Server;
         let socket = WebSocketStream::from_raw_socket(stream, role, None).await;
         let ((_sender, outbox), (_close, closer)) = (flume::bounded(1), oneshot::channel());
+        let inflow = Inflow::Queue(outbox);
         let session =
-            Session { conn: 1, user: "u".into(), shard: 0, hub, outbox, closer, auth: None };
+            Session { conn: 1, user: "u".into(), shard: 0, hub, inflow, closer, auth: None };
         let task = session.run(socket);
         assert!(
             std::mem::size_of_val(&task) <= 1_664,

@@ -6,7 +6,7 @@
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::Socket;
+use super::{Inflow, Socket};
 use crate::metrics::ShardCounters;
 use crate::protocol::{self, Frame};
 
@@ -18,7 +18,7 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// Writes `first` and whatever else is ready (up to a batch), then flushes once.
 pub(super) async fn write_batch(
     socket: &mut Socket,
-    outbox: &flume::Receiver<Frame>,
+    inflow: &Inflow,
     first: Frame,
     counters: &ShardCounters,
 ) -> Result<(), WsError> {
@@ -35,7 +35,7 @@ pub(super) async fn write_batch(
         if frames >= MAX_BATCH_FRAMES || bytes >= MAX_BATCH_BYTES {
             break;
         }
-        next = outbox.try_recv().ok();
+        next = inflow.try_recv();
         if let Some(frame) = &next {
             bytes += frame.len();
             frames += 1;

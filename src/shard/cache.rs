@@ -272,7 +272,7 @@ mod tests {
 
     fn connection(user: &str, now: Instant) -> Connection {
         let (outbox, _) = flume::bounded(4);
-        Connection { last_activity: now, ..Connection::new(Arc::from(user), outbox, None) }
+        Connection { last_activity: now, ..Connection::new(Arc::from(user), outbox.into(), None) }
     }
 
     #[test]

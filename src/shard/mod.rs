@@ -337,7 +337,8 @@ impl Shard {
     }
 
     /// Commits the batch's transitions, flushes held output, then evicts whoever was found full,
-    /// until nothing is left to do (an eviction can empty a room and so need another commit).
+    /// until nothing is left to do (an eviction can empty a room and so need another commit), and
+    /// writes the lanes it pushed to.
     fn finish_batch(&mut self) {
         self.dedup.sweep(Instant::now());
         loop {
@@ -348,7 +349,7 @@ impl Shard {
             self.release_held();
             let full = self.out.take_full();
             if full.is_empty() && self.pending.is_empty() {
-                return;
+                return self.out.write_lanes(self.hub.metrics().shard(self.id));
             }
             for conn in full {
                 if self.cache.get(conn).is_some() {

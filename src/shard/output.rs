@@ -1,13 +1,23 @@
 //! A shard's outgoing side: frames into its connections' outboxes, and what is held until a commit.
 //!
-//! Owns: the held list and the list of connections found full. May touch: the outboxes it is handed
-//! (`try_send` only, never waiting). Must not: evict anyone itself; the shard evicts at batch end.
+//! Owns: the held list, the list of connections found full, the lanes pushed to in this batch and
+//! the last frame's wire encoding. May touch: the outboxes it is handed (`try_send` and lane pushes
+//! only, never waiting). Must not: evict anyone itself; the shard evicts at batch end.
+//!
+//! The fast path: a frame for a lane is encoded once (a room's members get the same frame one after
+//! the other, so a one-entry cache serves a whole fan-out), pushed, and the lane written once at
+//! the end of the batch ([`Output::write_lanes`]).
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use tokio::sync::oneshot;
 
 use crate::directory::ShardId;
+use crate::lane::{self, Lane, Pushed};
 use crate::mailbox::{ConnId, Delivery, Outbox, Target};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::Frame;
@@ -34,6 +44,10 @@ pub struct Output {
     held: Vec<Held>,
     /// Connections whose outbox was full: evicted as slow consumers at the end of the batch.
     full: Vec<ConnId>,
+    /// Lanes with frames pushed in this batch, to write at its end.
+    pushed: Vec<Arc<Lane>>,
+    /// The last frame pushed to a lane, its encoding, and how many messages that is.
+    encoded: Option<(Frame, Bytes, u64)>,
 }
 
 impl Output {
@@ -65,7 +79,8 @@ impl Output {
         }
     }
 
-    /// `try_send` into the outbox; a full one marks the connection for eviction.
+    /// `try_send` into the outbox, or a push into the lane; a full one marks the connection for
+    /// eviction.
     pub fn push_now(
         &mut self,
         conn: ConnId,
@@ -73,14 +88,55 @@ impl Output {
         frame: Frame,
         counters: &ShardCounters,
     ) {
-        match outbox.try_send(frame) {
-            Ok(()) => {}
-            Err(flume::TrySendError::Full(_)) => {
-                metrics::incr(&counters.messages_dropped);
-                self.full.push(conn);
+        let refused = match outbox {
+            Outbox::Queue(queue) => match queue.try_send(frame) {
+                Ok(()) => return,
+                Err(flume::TrySendError::Full(_)) => Pushed::Full,
+                Err(flume::TrySendError::Disconnected(_)) => Pushed::Closed,
+            },
+            Outbox::Lane(lane) => {
+                let (wire, messages) = self.encode(frame);
+                let pushed = lane.push(wire);
+                if pushed == Pushed::First {
+                    self.pushed.push(Arc::clone(lane));
+                }
+                if matches!(pushed, Pushed::First | Pushed::Queued) {
+                    // Counted before the write, so no client holds a frame not counted yet.
+                    counters.frames_out.fetch_add(messages, Ordering::Relaxed);
+                    return;
+                }
+                pushed
             }
-            Err(flume::TrySendError::Disconnected(_)) => metrics::incr(&counters.messages_dropped),
+        };
+        metrics::incr(&counters.messages_dropped);
+        if refused == Pushed::Full {
+            self.full.push(conn);
         }
+    }
+
+    /// `frame` on the wire; the same frame as the last one is not encoded again.
+    fn encode(&mut self, frame: Frame) -> (Bytes, u64) {
+        if let Some((last, wire, messages)) = &self.encoded {
+            // The cache holds `last`, so its buffer cannot be freed and reused by another frame.
+            let same =
+                last.as_str().as_ptr() == frame.as_str().as_ptr() && last.len() == frame.len();
+            if same {
+                return (wire.clone(), *messages);
+            }
+        }
+        let (wire, messages) = lane::encode(&frame);
+        self.encoded = Some((frame, wire.clone(), messages));
+        (wire, messages)
+    }
+
+    /// Writes every lane pushed to in this batch, once each: its frames of the batch in one write.
+    pub fn write_lanes(&mut self, counters: &ShardCounters) {
+        for lane in self.pushed.drain(..) {
+            if lane.flush() {
+                metrics::incr(&counters.partial_writes);
+            }
+        }
+        self.encoded = None;
     }
 
     /// Ends holding and hands back what was held, in the order it was produced.

@@ -46,7 +46,7 @@ fn register(shard: &mut Shard, conn: ConnId, user: &str, rooms: &[&str], capacit
         user: Arc::from(user),
         rooms,
         since: Vec::new(),
-        outbox,
+        outbox: outbox.into(),
         closer,
         remote,
         permissions,

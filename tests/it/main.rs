@@ -10,6 +10,7 @@ mod cluster_streams;
 mod common;
 mod concurrency;
 mod eviction;
+mod fast_path;
 mod handover;
 mod http_api;
 mod persistence;

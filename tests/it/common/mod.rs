@@ -126,6 +126,22 @@ impl TestServer {
     ) -> Result<Client, StatusCode> {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        self.try_connect_socket(path_and_query, socket).await
+    }
+
+    /// Connects with a receive buffer of `bytes`, so what the server writes soon fills the window.
+    pub async fn connect_with_small_window(&self, path_and_query: &str, bytes: u32) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let connected = self.try_connect_socket(path_and_query, socket).await;
+        connected.unwrap_or_else(|status| panic!("connect refused: {status}"))
+    }
+
+    async fn try_connect_socket(
+        &self,
+        path_and_query: &str,
+        socket: tokio::net::TcpSocket,
+    ) -> Result<Client, StatusCode> {
         let stream = socket.connect(self.addr).await.unwrap();
         let request =
             format!("ws://{}{}", self.addr, path_and_query).into_client_request().unwrap();

@@ -1,0 +1,307 @@
+//! A lane: one plain-TCP connection's outgoing bytes, written by its shard straight into the socket.
+//!
+//! Owns: the connection's TCP socket once it is attached, and the queue of encoded WebSocket frames
+//! the kernel has not taken yet. The shard pushes a publish's frame (encoded once, the same bytes for
+//! every member) and writes every lane it pushed to once at the end of its batch, so a connection's
+//! frames of one batch go out in one `writev`. Only what the kernel does not take stays queued; the
+//! connection's session writes it when the socket is writable again, and its own frames (replies,
+//! pings, pongs, the close) go through [`LaneIo`] behind whatever is queued.
+//! May touch: nothing else. Must not: decide anything about the connection; a full queue is
+//! reported to the shard, which evicts.
+//!
+//! The shard and the session run on the same thread (the shard's runtime), so the mutex is never
+//! contended; it is there because the lane is created on the HTTP runtime, before the upgrade.
+//! Every write is whole or nothing to the other writers: a frame the kernel takes in part has its
+//! rest queued first, so frames never interleave inside each other.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{ready, Context, Poll, Waker};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
+
+use crate::protocol::{self, Frame};
+
+/// Most queued frames handed to the kernel in one `writev`.
+const MAX_SLICES: usize = 64;
+/// A drained queue keeps at most this much room; a larger one (after a burst) is freed.
+const KEPT_CAPACITY: usize = 4;
+
+/// What became of a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued behind nothing: the lane is to be written at the end of the batch.
+    First,
+    /// Queued behind frames that are already waiting to be written.
+    Queued,
+    /// The queue is at its limit: the frame is dropped and the connection is a slow consumer.
+    Full,
+    /// The connection is closing or gone: the frame is dropped.
+    Closed,
+}
+
+#[derive(Debug)]
+pub struct Lane {
+    state: Mutex<State>,
+    /// Most frames queued before a push is refused.
+    limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// `None` until the upgrade is done, and again once the session has ended.
+    socket: Option<TcpStream>,
+    queue: VecDeque<Bytes>,
+    /// The front frame is written in part: the rest must go before anything else.
+    front_started: bool,
+    /// No more pushes: the session is sending its close (or has ended).
+    closed: bool,
+    /// The session, to wake when frames stay queued for a writable socket.
+    drainer: Option<Waker>,
+}
+
+impl Lane {
+    pub fn new(limit: usize) -> Self {
+        Self { state: Mutex::default(), limit }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues an encoded frame (or a bundle of them, [`encode`]) to be written in order.
+    pub fn push(&self, wire: Bytes) -> Pushed {
+        let mut state = self.state();
+        if state.closed {
+            return Pushed::Closed;
+        }
+        if state.queue.len() >= self.limit {
+            return Pushed::Full;
+        }
+        state.queue.push_back(wire);
+        if state.queue.len() == 1 {
+            Pushed::First
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    /// The shard's write at the end of a batch: as much of the queue as the kernel takes now. What
+    /// it leaves is the session's to write once the socket is writable; `true` when it left some.
+    pub fn flush(&self) -> bool {
+        let mut state = self.state();
+        if state.socket.is_none() {
+            // Not upgraded yet: the session writes the queue once it has attached the socket.
+            return false;
+        }
+        if let Err(err) = state.write_queued() {
+            if err.kind() != io::ErrorKind::WouldBlock {
+                // The session sees the same error on its next read or write, and ends.
+                tracing::trace!(%err, "a lane's write failed");
+            }
+        }
+        if state.queue.is_empty() {
+            return false;
+        }
+        if let Some(drainer) = state.drainer.take() {
+            drainer.wake();
+        }
+        true
+    }
+
+    /// Puts the upgraded connection's socket in (on the thread that will drive it).
+    pub fn attach(&self, socket: TcpStream) {
+        self.state().socket = Some(socket);
+    }
+
+    /// The session's part: writes what stays queued whenever the socket is writable. Pending while
+    /// all is well; ready only with the error that ends the connection.
+    pub fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let mut state = self.state();
+        match state.poll_write_queued(cx) {
+            Poll::Ready(Err(err)) => Poll::Ready(err),
+            Poll::Ready(Ok(())) | Poll::Pending => {
+                state.drainer = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Ready once everything queued is written (a draining close waits for it).
+    pub fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.state().poll_write_queued(cx)
+    }
+
+    /// Takes no more pushes. `discard`: drops what is queued, except a frame already written in
+    /// part, whose rest must still go so the close that follows is read as a frame.
+    pub fn close(&self, discard: bool) {
+        let mut state = self.state();
+        state.closed = true;
+        if discard {
+            let keep = usize::from(state.front_started);
+            state.queue.truncate(keep);
+        }
+    }
+
+    /// The session ended: the socket is closed now, not when the shard forgets the connection.
+    pub fn detach(&self) {
+        let mut state = self.state();
+        state.closed = true;
+        state.socket = None;
+        state.queue = VecDeque::new();
+    }
+}
+
+impl State {
+    fn socket(&self) -> io::Result<&TcpStream> {
+        self.socket
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no socket on this lane"))
+    }
+
+    /// Writes queued frames until the queue is empty (`Ok`) or the kernel takes no more (`WouldBlock`).
+    fn write_queued(&mut self) -> io::Result<()> {
+        while !self.queue.is_empty() {
+            let socket = self.socket()?;
+            let slices: Vec<IoSlice<'_>> =
+                self.queue.iter().take(MAX_SLICES).map(|b| IoSlice::new(b)).collect();
+            let written = socket.try_write_vectored(&slices)?;
+            self.advance(written);
+        }
+        if self.queue.capacity() > KEPT_CAPACITY {
+            self.queue = VecDeque::new();
+        }
+        Ok(())
+    }
+
+    /// [`State::write_queued`], waiting for the socket to be writable.
+    fn poll_write_queued(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.queue.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            match self.socket() {
+                Ok(socket) => ready!(socket.poll_write_ready(cx))?,
+                // Not attached yet: the session attaches before it polls, so this is after its end.
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+            match self.write_queued() {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let front = self.queue.front_mut().expect("the kernel took no more than was queued");
+            if written < front.len() {
+                let rest = front.slice(written..);
+                *front = rest;
+                self.front_started = true;
+                return;
+            }
+            written -= front.len();
+            self.queue.pop_front();
+            self.front_started = false;
+        }
+    }
+}
+
+/// A frame as it goes on the wire: one unmasked text message, header included, the same bytes for
+/// every recipient. A bundle ([`protocol::bundle`]) becomes its messages back to back. With how many
+/// messages it holds.
+pub fn encode(frame: &Frame) -> (Bytes, u64) {
+    let text = frame.as_str();
+    if !text.starts_with(protocol::BUNDLE_SEPARATOR) {
+        return (encode_message(Bytes::from(frame.clone())), 1);
+    }
+    let mut wire = Vec::with_capacity(text.len() + 16);
+    let mut count = 0;
+    for part in text.split(protocol::BUNDLE_SEPARATOR).skip(1) {
+        let message = WsFrame::message(Bytes::copy_from_slice(part.as_bytes()), TEXT, true);
+        message.format(&mut wire).expect("a Vec takes any frame");
+        count += 1;
+    }
+    (Bytes::from(wire), count)
+}
+
+const TEXT: OpCode = OpCode::Data(Data::Text);
+
+fn encode_message(payload: Bytes) -> Bytes {
+    let message = WsFrame::message(payload, TEXT, true);
+    let mut wire = Vec::with_capacity(message.len());
+    message.format(&mut wire).expect("a Vec takes any frame");
+    Bytes::from(wire)
+}
+
+/// The session's side of a lane: tungstenite reads the socket through it, and writes the session's
+/// own frames behind whatever the shard queued. A write is taken whole (what the kernel leaves is
+/// queued) or not at all, so a frame the shard writes next never lands inside it.
+#[derive(Debug, Clone)]
+pub struct LaneIo(pub Arc<Lane>);
+
+impl AsyncRead for LaneIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let state = self.0.state();
+        let socket = state.socket()?;
+        loop {
+            ready!(socket.poll_read_ready(cx))?;
+            match socket.try_read(buf.initialize_unfilled()) {
+                Ok(read) => {
+                    buf.advance(read);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for LaneIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut state = self.0.state();
+        ready!(state.poll_write_queued(cx))?;
+        loop {
+            let socket = state.socket()?;
+            ready!(socket.poll_write_ready(cx))?;
+            match socket.try_write(buf) {
+                Ok(written) => {
+                    if written < buf.len() {
+                        state.queue.push_back(Bytes::copy_from_slice(&buf[written..]));
+                        state.front_started = true;
+                    }
+                    return Poll::Ready(Ok(buf.len()));
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.state().poll_write_queued(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;

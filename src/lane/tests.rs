@@ -1,0 +1,123 @@
+//! A lane over a real loopback socket whose peer has a tiny receive window, so the kernel takes
+//! writes in part.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use super::{encode, Lane, LaneIo, Pushed};
+use crate::protocol::{self, Frame};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A lane attached to the server end of a connection, and the client end (4 KiB buffers on both).
+async fn lane_with_slow_peer(limit: usize) -> (Arc<Lane>, TcpStream) {
+    let listening = TcpSocket::new_v4().unwrap();
+    listening.set_send_buffer_size(4096).unwrap();
+    listening.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener: TcpListener = listening.listen(8).unwrap();
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let client = socket.connect(listener.local_addr().unwrap()).await.unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let lane = Arc::new(Lane::new(limit));
+    lane.attach(server);
+    (lane, client)
+}
+
+/// Distinct frames, each 2 KB, numbered in their first bytes.
+fn numbered_frames(count: usize) -> Vec<Bytes> {
+    let filler = "x".repeat(2000);
+    (0..count).map(|i| encode(&Frame::from(format!("{i:05}{filler}"))).0).collect()
+}
+
+/// Pushes `frames`, writing after every 50 as a shard does per batch; whether a write left some.
+fn push_all(lane: &Lane, frames: &[Bytes]) -> bool {
+    let mut left_some = false;
+    for batch in frames.chunks(50) {
+        for frame in batch {
+            assert!(matches!(lane.push(frame.clone()), Pushed::First | Pushed::Queued));
+        }
+        left_some |= lane.flush();
+    }
+    left_some
+}
+
+async fn read_to_end(client: &mut TcpStream) -> Vec<u8> {
+    let mut received = Vec::new();
+    tokio::time::timeout(WAIT, client.read_to_end(&mut received)).await.unwrap().unwrap();
+    received
+}
+
+#[tokio::test]
+async fn what_the_kernel_leaves_goes_first_and_the_sessions_own_frame_after_it() {
+    let (lane, mut client) = lane_with_slow_peer(1_000).await;
+    let frames = numbered_frames(300);
+    assert!(push_all(&lane, &frames), "600 KB into a 4 KiB window: some write went in part");
+    let own = encode(&Frame::from("the session's own")).0;
+    let mut io = LaneIo(Arc::clone(&lane));
+    let session = {
+        let own = own.clone();
+        tokio::spawn(async move {
+            io.write_all(&own).await.unwrap();
+            io.flush().await.unwrap();
+            io.0.detach();
+        })
+    };
+    let received = read_to_end(&mut client).await;
+    session.await.unwrap();
+    let expected: Vec<u8> = frames.iter().chain([&own]).flat_map(|f| f.iter().copied()).collect();
+    assert_eq!(received.len(), expected.len());
+    assert!(received == expected, "every byte, in push order, the session's frame last");
+}
+
+#[tokio::test]
+async fn a_discarding_close_keeps_the_frame_begun_and_drops_the_rest() {
+    let (lane, mut client) = lane_with_slow_peer(1_000).await;
+    let frames = numbered_frames(900);
+    let mut pushed = 0;
+    while !lane.state().front_started {
+        assert!(pushed < frames.len(), "no write stopped inside a frame");
+        assert!(push_all(&lane, &frames[pushed..pushed + 50]));
+        pushed += 50;
+    }
+    lane.close(true);
+    assert_eq!(lane.push(frames[0].clone()), Pushed::Closed, "no push after the close");
+    let drain = {
+        let lane = Arc::clone(&lane);
+        tokio::spawn(async move {
+            std::future::poll_fn(|cx| lane.poll_drained(cx)).await.unwrap();
+            lane.detach();
+        })
+    };
+    let received = read_to_end(&mut client).await;
+    drain.await.unwrap();
+    let whole = received.len() / frames[0].len();
+    assert!(whole > 0 && whole < pushed, "a prefix went, the rest was dropped ({whole})");
+    assert_eq!(received.len() % frames[0].len(), 0, "the stream ends on a frame boundary");
+    let expected: Vec<u8> = frames[..whole].iter().flat_map(|f| f.iter().copied()).collect();
+    assert!(received == expected);
+}
+
+#[tokio::test]
+async fn a_lane_at_its_limit_refuses_and_a_lane_not_yet_upgraded_keeps_its_frames() {
+    let lane = Lane::new(2);
+    let frame = encode(&Frame::from("f")).0;
+    assert_eq!(lane.push(frame.clone()), Pushed::First);
+    assert!(!lane.flush(), "not upgraded yet: nothing written, nothing counted as partial");
+    assert_eq!(lane.push(frame.clone()), Pushed::Queued);
+    assert_eq!(lane.push(frame), Pushed::Full);
+}
+
+#[test]
+fn a_bundle_goes_out_as_its_messages_back_to_back() {
+    let (first, second) = (Frame::from("one"), Frame::from("two"));
+    let (wire, messages) = encode(&protocol::bundle(&[first.clone(), second.clone()]));
+    assert_eq!(messages, 2);
+    let expected = [encode(&first).0, encode(&second).0].concat();
+    assert_eq!(wire.as_ref(), expected.as_slice());
+    assert_eq!(&encode(&first).0[..], b"\x81\x03one", "an unmasked final text frame");
+}
