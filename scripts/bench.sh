@@ -5,8 +5,9 @@
 #   scripts/bench.sh                          # every scenario
 #   scripts/bench.sh fanout-10k idle-19k      # some of them
 #   DURATION=20 scripts/bench.sh fanout-10k   # shorter runs than the scenario's own
-#   scripts/bench.sh reference                # fanout-10k and broadcast-5k against the broker and
-#                                             # the bare reference server, with the CPU ratio
+#   scripts/bench.sh reference                # fanout-10k and broadcast-5k against the broker, the
+#                                             # broker with --fast-path false (X-queued) and the bare
+#                                             # reference server, with the CPU ratios
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,7 +67,7 @@ run_cluster() {
 expanded=()
 for scenario in "${scenarios[@]}"; do
   if [ "$scenario" = reference ]; then
-    expanded+=(fanout-10k fanout-10k-reference broadcast-5k broadcast-5k-reference)
+    expanded+=(fanout-10k fanout-10k-queued fanout-10k-reference broadcast-5k broadcast-5k-queued broadcast-5k-reference)
   else
     expanded+=("$scenario")
   fi
@@ -82,6 +83,16 @@ for scenario in "${scenarios[@]}"; do
     fanout-10k-reference | broadcast-5k-reference)
       server=reference
       run "$scenario" "$out" --scenario "${scenario%-reference}"
+      ;;
+    # The same, with the shard queueing frames for each connection's session to write (the path
+    # TLS connections take), against the fast path above.
+    fanout-10k-queued)
+      broker_flags=(--fast-path false)
+      run "$scenario" "$out" --scenario fanout-10k
+      ;;
+    broadcast-5k-queued)
+      broker_flags=(--presence-events false --fast-path false)
+      run "$scenario" "$out" --scenario broadcast-5k
       ;;
     # One room of 5,000: with join/leave events on, connecting sends 12.5M presence frames
     # (see docs/benchmarks.md); this scenario measures broadcast delivery, so they are off.

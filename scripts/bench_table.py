@@ -5,7 +5,8 @@ bench_table.py FILE...                  one row per result file
 bench_table.py --saturation FILE...     picks the highest rate with p99 < 100 ms and nothing lost,
                                         prints it as one JSON result (with every step listed)
 bench_table.py --ratios FILE...         for each X with an X-reference among the files: the broker's
-                                        CPU per delivery over the reference server's
+                                        CPU per delivery over the reference server's, and, with an
+                                        X-queued (--fast-path false), that one's too
 """
 import json
 import sys
@@ -64,14 +65,18 @@ def row(path):
 def ratios(paths):
     # bench.sh names its files <results>/<YYYY-MM-DD>-<scenario>.json.
     by_name = {p.rsplit("/", 1)[-1][len("YYYY-MM-DD-"):-len(".json")]: load(p) for p in paths}
-    print("| scenario | broker CPU/delivery | reference CPU/delivery | ratio |")
-    print("|---|---|---|---|")
+    print("| scenario | broker CPU/delivery | reference CPU/delivery | ratio | fast path off: CPU/delivery | its ratio |")
+    print("|---|---|---|---|---|---|")
+    cpu = lambda r: r["server_cpu_us_per_delivery"]
     for name, broker in by_name.items():
         reference = by_name.get(name + "-reference")
         if reference is None or name.endswith("-reference"):
             continue
-        b, ref = broker["server_cpu_us_per_delivery"], reference["server_cpu_us_per_delivery"]
-        print("| {} | {:.2f} µs | {:.2f} µs | {:.2f}× |".format(name, b, ref, b / ref if ref else float("nan")))
+        b, ref = cpu(broker), cpu(reference)
+        ratio = lambda x: "{:.2f}×".format(x / ref) if ref else "-"
+        queued = by_name.get(name + "-queued")
+        off = ("{:.2f} µs".format(cpu(queued)), ratio(cpu(queued))) if queued else ("-", "-")
+        print("| {} | {:.2f} µs | {:.2f} µs | {} | {} | {} |".format(name, b, ref, ratio(b), *off))
 
 
 def main(args):
