@@ -93,6 +93,13 @@ pub async fn run(args: Args, mut plan: Plan) -> ExitCode {
     }
     let reports = await_done(&plan, &mut incoming, args.json).await;
     let elapsed = started.elapsed().as_secs_f64();
+    // Read while the workers still hold their connections open; then they may exit.
+    let rss_end: Vec<Option<u64>> = args.server_pids.iter().map(|p| report::rss_kib(*p)).collect();
+    for child in &mut children {
+        if let Some(stdin) = child.stdin.as_mut() {
+            let _ = stdin.write_all(b"exit\n").await;
+        }
+    }
     let (mut summary, histogram) = report::merge(&plan, &reports);
     let instances = args.server_pids.len();
     for (k, pid) in args.server_pids.iter().copied().enumerate() {
@@ -104,13 +111,16 @@ pub async fn run(args: Args, mut plan: Plan) -> ExitCode {
         let cpu_percent = 100.0 * cpu_secs / elapsed;
         // Connection i goes to --url i % instances.
         let connections = (summary.connected + (instances - 1 - k) as u64) / instances as u64;
+        let end = rss_end[k].unwrap_or(0);
+        let per_conn = |kib: u64| (kib.saturating_sub(baseline) * 1024) / connections.max(1);
         summary.instances.push(ServerStats {
             pid,
             connections,
             rss_baseline_kib: baseline,
             rss_connected_kib: connected,
-            rss_end_kib: report::rss_kib(pid).unwrap_or(0),
-            rss_per_conn_bytes: (connected.saturating_sub(baseline) * 1024) / connections.max(1),
+            rss_end_kib: end,
+            rss_per_conn_bytes: per_conn(connected),
+            rss_end_per_conn_bytes: per_conn(end),
             cpu_percent,
             cpu_secs,
         });

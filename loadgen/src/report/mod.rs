@@ -116,9 +116,12 @@ pub struct ServerStats {
     pub connections: u64,
     pub rss_baseline_kib: u64,
     pub rss_connected_kib: u64,
+    /// After the run, once every delivery is in, with every connection still open.
     pub rss_end_kib: u64,
     /// (RSS with every connection open - RSS before any) / this instance's connections.
     pub rss_per_conn_bytes: u64,
+    /// The same after the run: what the load left behind per connection.
+    pub rss_end_per_conn_bytes: u64,
     /// CPU time over the publishing phase / its wall time (100 = one core).
     pub cpu_percent: f64,
     /// CPU time over the publishing phase, in seconds.

@@ -52,13 +52,14 @@ pub fn table(summary: &Summary) -> String {
     for server in s.server.iter().chain(s.instances.iter().skip(1)) {
         let _ = writeln!(
             out,
-            "broker {:>6} RSS {:.1} MiB with its {} conns (baseline {:.1} MiB, {} B/conn), {:.1} MiB at end, CPU {:.0} %",
+            "broker {:>6} RSS {:.1} MiB with its {} conns (baseline {:.1} MiB, {} B/conn), {:.1} MiB after the run ({} B/conn), CPU {:.0} %",
             server.pid,
             server.rss_connected_kib as f64 / 1024.0,
             server.connections,
             server.rss_baseline_kib as f64 / 1024.0,
             server.rss_per_conn_bytes,
             server.rss_end_kib as f64 / 1024.0,
+            server.rss_end_per_conn_bytes,
             server.cpu_percent
         );
     }

@@ -6,7 +6,8 @@
 //!
 //! Phases, driven by the coordinator over stdin/stdout: connect everything and print `ready`; wait for
 //! `go`; publish for the run's duration; wait until deliveries stop (at most `DRAIN_LIMIT`); print
-//! `done` with the counts and the latency histogram.
+//! `done` with the counts and the latency histogram; hold the connections open until `exit` (the
+//! coordinator reads the broker's memory after the run first).
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -160,8 +161,12 @@ async fn run(plan: Plan) {
     tokio::task::spawn_local(async move {
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.trim() == "go" {
-                let _ = go_tx.send(Some(Instant::now()));
+            match line.trim() {
+                "go" => drop(go_tx.send(Some(Instant::now()))),
+                // After the report: the coordinator has read the broker's memory with every
+                // connection still open.
+                "exit" => std::process::exit(0),
+                _ => {}
             }
         }
         // stdin closed: the coordinator is gone, and so is the point of running.
@@ -203,7 +208,7 @@ async fn run(plan: Plan) {
         (own_cpu_secs() - cpu_at_go, crate::allocs::count() - allocs_at_go);
     let report = WorkerReport { storm, allocations, ..worker.report(connect_secs, cpu_secs) };
     emit(&Event::Done(Box::new(report)));
-    std::process::exit(0);
+    std::future::pending::<()>().await;
 }
 
 fn own_cpu_secs() -> f64 {
