@@ -9,6 +9,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use wsbroker::config::{Config, LogFormat};
 use wsbroker::Server;
 
+/// mimalloc, unless built for a heap profile (`--features system-allocator`: heaptrack sees the
+/// system allocator only; `scripts/heapprofile.sh`).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -6,7 +6,8 @@
 //!
 //! The connection is registered, with the rooms its URL names, *before* the `101` goes out, so a client
 //! that holds a `101` is already a member that every publisher can reach. After the upgrade the socket
-//! moves to its shard's thread, where its session runs.
+//! is registered with its shard's reactor and the session is spawned there, with nothing around it
+//! (the task is the session's future alone, see `session::footprint`).
 
 use hyper::body::Incoming;
 use hyper::header::{
@@ -16,6 +17,7 @@ use hyper::header::{
 use hyper::upgrade::Upgraded;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -189,12 +191,15 @@ async fn hand_over(
     let session = Session { conn, user, shard, hub, inflow, closer: closer_rx, auth };
     let config = socket_config(app.hub.settings());
     tokio::spawn(async move {
-        let detached = match on_upgrade.await {
-            Ok(upgraded) => detach(upgraded),
-            Err(err) => Err(err.to_string()),
-        };
-        match detached {
-            Ok(detached) => drop(runtime.spawn(serve_on_shard(session, detached, config, ticket))),
+        let upgraded = on_upgrade.await.map_err(|err| err.to_string());
+        match upgraded.and_then(|upgraded| move_to_shard(&runtime, &session, upgraded)) {
+            Ok((stream, read_ahead)) => {
+                let config = Some(config);
+                let socket =
+                    WebSocketStream::from_partially_read(stream, read_ahead, Role::Server, config)
+                        .await;
+                drop(runtime.spawn(session.run(socket, ticket)));
+            }
             Err(err) => {
                 tracing::debug!(conn, %err, "upgrade failed");
                 session.unregister().await;
@@ -235,28 +240,20 @@ fn refused(refusal: AdmissionRefusal) -> Response<Body> {
     }
 }
 
-/// A connection taken out of hyper: its stream, the TCP socket detached from the HTTP runtime's
-/// reactor, and any bytes the client sent right after its request.
-type Detached = (Stream, std::net::TcpStream, Vec<u8>);
-
-fn detach(upgraded: Upgraded) -> Result<Detached, String> {
+/// Takes the upgraded connection out of hyper and registers its socket with the shard's reactor
+/// (`runtime`), where its session will run: the stream to serve, and any bytes the client sent
+/// right after its request. Done here, so the task spawned on the shard is the session alone.
+fn move_to_shard(
+    runtime: &Handle,
+    session: &Session,
+    upgraded: Upgraded,
+) -> Result<(SessionStream, Vec<u8>), String> {
     let parts = upgraded
         .downcast::<TokioIo<Stream>>()
         .map_err(|_| "the upgraded connection is not ours")?;
     let mut stream = parts.io.into_inner();
     let socket = stream.detach().map_err(|err| err.to_string())?;
-    Ok((stream, socket, parts.read_buf.to_vec()))
-}
-
-/// Runs on the shard's thread: registers the socket with that thread's reactor and serves it there.
-/// The admission `ticket` is held until the session ends.
-async fn serve_on_shard(
-    session: Session,
-    detached: Detached,
-    config: WebSocketConfig,
-    ticket: Option<Box<Ticket>>,
-) {
-    let (mut stream, socket, read_ahead) = detached;
+    let _on_the_shard = runtime.enter();
     let attached = match &session.inflow {
         Inflow::Lane(lane) => tokio::net::TcpStream::from_std(socket).map(|socket| {
             lane.attach(socket);
@@ -264,23 +261,9 @@ async fn serve_on_shard(
         }),
         Inflow::Queue(_) => stream.attach(socket).map(|()| SessionStream::Stream(stream)),
     };
-    match attached {
-        Ok(stream) => {
-            let socket = WebSocketStream::from_partially_read(
-                stream,
-                read_ahead,
-                Role::Server,
-                Some(config),
-            )
-            .await;
-            session.run(socket).await;
-        }
-        Err(err) => {
-            tracing::warn!(conn = session.conn, %err, "cannot register the socket with its shard");
-            session.unregister().await;
-        }
-    }
-    drop(ticket);
+    let attached =
+        attached.map_err(|err| format!("cannot register the socket with its shard: {err}"))?;
+    Ok((attached, parts.read_buf.to_vec()))
 }
 
 /// The request's `Origin` when origins are restricted and it is not one of them (cross-site

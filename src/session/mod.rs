@@ -123,14 +123,18 @@ impl Session {
         self.hub.metrics().shard(self.shard)
     }
 
-    /// Serves the connection until it ends, then makes sure the cache no longer holds it.
-    pub async fn run(mut self, mut socket: Socket) {
+    /// Serves the connection until it ends, then makes sure the cache no longer holds it. `held`
+    /// (the upgrade's admission slot) is dropped last. This is the task spawned on the shard, so
+    /// `held` is an argument here rather than a wrapper's: a wrapping future would keep its own
+    /// copy of every argument (`footprint` pins the size).
+    pub async fn run<H>(mut self, mut socket: Socket, held: H) {
         let ended = self.serve(&mut socket).await;
         if let Inflow::Lane(lane) = &self.inflow {
             lane.detach();
         }
         tracing::debug!(conn = self.conn, user = %self.user, %ended, "connection ended");
         self.unregister().await;
+        drop(held);
     }
 
     /// Removes the connection from the cache (its shard ignores a second request).
@@ -374,7 +378,8 @@ impl Session {
 mod footprint {
     use super::*;
 
-    /// Every idle connection is one of these tasks. At 1,664 bytes and below, tokio's task cell fits
+    /// Every idle connection is one of these tasks (as spawned: with the admission slot it holds).
+    /// At 1,664 bytes and below, tokio's task cell fits
     /// mimalloc's 1,792-byte size class; a few bytes more and every connection pays for 2,048
     /// (measured: idle-19k went from ~5.0 to ~5.6 KB per connection, docs/benchmarks.md).
     #[tokio::test]
@@ -390,7 +395,8 @@ mod footprint {
         let inflow = Inflow::Queue(outbox);
         let session =
             Session { conn: 1, user: "u".into(), shard: 0, hub, inflow, closer, auth: None };
-        let task = session.run(socket);
+        let admission_slot: Option<Box<u64>> = None;
+        let task = session.run(socket, admission_slot);
         assert!(
             std::mem::size_of_val(&task) <= 1_664,
             "the session task grew to {} bytes",
