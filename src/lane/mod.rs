@@ -14,7 +14,6 @@
 //! Every write is whole or nothing to the other writers: a frame the kernel takes in part has its
 //! rest queued first, so frames never interleave inside each other.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -27,11 +26,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 
 use crate::protocol::{self, Frame};
+use queue::Frames;
+
+mod queue;
 
 /// Most queued frames handed to the kernel in one `writev`.
 const MAX_SLICES: usize = 64;
-/// A drained queue keeps at most this much room; a larger one (after a burst) is freed.
-const KEPT_CAPACITY: usize = 4;
 
 /// What became of a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub struct Lane {
 struct State {
     /// `None` until the upgrade is done, and again once the session has ended.
     socket: Option<TcpStream>,
-    queue: VecDeque<Bytes>,
+    queue: Frames,
     /// The front frame is written in part: the rest must go before anything else.
     front_started: bool,
     /// No more pushes: the session is sending its close (or has ended).
@@ -144,8 +144,8 @@ impl Lane {
         let mut state = self.state();
         state.closed = true;
         if discard {
-            let keep = usize::from(state.front_started);
-            state.queue.truncate(keep);
+            let keep_first = state.front_started;
+            state.queue.truncate(keep_first);
         }
     }
 
@@ -154,7 +154,7 @@ impl Lane {
         let mut state = self.state();
         state.closed = true;
         state.socket = None;
-        state.queue = VecDeque::new();
+        state.queue = Frames::default();
     }
 }
 
@@ -169,13 +169,14 @@ impl State {
     fn write_queued(&mut self) -> io::Result<()> {
         while !self.queue.is_empty() {
             let socket = self.socket()?;
-            let slices: Vec<IoSlice<'_>> =
-                self.queue.iter().take(MAX_SLICES).map(|b| IoSlice::new(b)).collect();
-            let written = socket.try_write_vectored(&slices)?;
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut count = 0;
+            for (slice, frame) in slices.iter_mut().zip(self.queue.iter()) {
+                *slice = IoSlice::new(frame);
+                count += 1;
+            }
+            let written = socket.try_write_vectored(&slices[..count])?;
             self.advance(written);
-        }
-        if self.queue.capacity() > KEPT_CAPACITY {
-            self.queue = VecDeque::new();
         }
         Ok(())
     }

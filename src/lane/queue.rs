@@ -1,0 +1,88 @@
+//! A lane's queue of encoded frames, in order: the first one inline, the rest in a deque that is
+//! freed as soon as it is drained.
+//!
+//! Owns: nothing but the frames. Why not a plain `VecDeque`: nearly every connection gets frames one
+//! batch at a time and the kernel takes them at once, so the queue is empty between batches; a
+//! deque would keep its first allocation (128 bytes) for the life of every connection, and free and
+//! allocate it again on every batch if it were shrunk.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+#[derive(Debug, Default)]
+pub(super) struct Frames {
+    /// `None` only when the queue is empty (`rest` is empty then too).
+    first: Option<Bytes>,
+    rest: VecDeque<Bytes>,
+}
+
+impl Frames {
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    pub fn push_back(&mut self, frame: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(frame);
+        } else {
+            self.rest.push_back(frame);
+        }
+    }
+
+    pub fn front_mut(&mut self) -> Option<&mut Bytes> {
+        self.first.as_mut()
+    }
+
+    pub fn pop_front(&mut self) {
+        self.first = self.rest.pop_front();
+        if self.rest.is_empty() && self.rest.capacity() > 0 {
+            self.rest = VecDeque::new();
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.first.iter().chain(self.rest.iter())
+    }
+
+    /// Keeps the first frame (when `keep_first`) and drops the rest.
+    pub fn truncate(&mut self, keep_first: bool) {
+        self.rest = VecDeque::new();
+        if !keep_first {
+            self.first = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_come_out_in_order_and_a_drained_queue_holds_no_allocation() {
+        let mut frames = Frames::default();
+        for i in 0..5u8 {
+            frames.push_back(Bytes::from(vec![i]));
+        }
+        assert_eq!(frames.len(), 5);
+        let order: Vec<u8> = frames.iter().map(|f| f[0]).collect();
+        assert_eq!(order, [0, 1, 2, 3, 4]);
+        for expected in 0..5u8 {
+            assert_eq!(frames.front_mut().map(|f| f[0]), Some(expected));
+            frames.pop_front();
+        }
+        assert!(frames.is_empty());
+        assert_eq!(frames.rest.capacity(), 0, "the deque was freed once drained");
+        frames.push_back(Bytes::from_static(b"a"));
+        assert_eq!(frames.rest.capacity(), 0, "one frame lives inline");
+        frames.push_back(Bytes::from_static(b"b"));
+        frames.truncate(true);
+        assert_eq!((frames.len(), frames.front_mut().map(|f| f[0])), (1, Some(b'a')));
+        frames.truncate(false);
+        assert!(frames.is_empty());
+    }
+}
