@@ -1,6 +1,6 @@
 //! The byte stream under HTTP and WebSocket: plain TCP, or TLS over TCP (`--tls-cert`/`--tls-key`).
 //!
-//! Owns: the TLS configuration and the stream types that hyper, the upgrade and the sessions share.
+//! Owns: the TLS configuration and the stream type that hyper, the upgrade and the sessions share.
 //! Must not: know HTTP or WebSocket; rustls does the TLS, this module only loads its keys and moves
 //! sockets between runtimes.
 //!
@@ -72,30 +72,35 @@ impl MovableTcp {
     }
 }
 
-/// What HTTP and WebSocket run over.
+/// What HTTP and WebSocket run over: plain TCP or TLS, and after the upgrade (plain TCP on the
+/// fast path) the lane its shard writes.
 #[derive(Debug)]
 pub enum Stream {
     Plain(MovableTcp),
     Tls(Box<TlsStream<MovableTcp>>),
+    Lane(LaneIo),
 }
 
 impl Stream {
-    fn tcp(&mut self) -> &mut MovableTcp {
+    fn tcp(&mut self) -> io::Result<&mut MovableTcp> {
         match self {
-            Self::Plain(tcp) => tcp,
-            Self::Tls(tls) => tls.get_mut().0,
+            Self::Plain(tcp) => Ok(tcp),
+            Self::Tls(tls) => Ok(tls.get_mut().0),
+            Self::Lane(_) => {
+                Err(io::Error::new(io::ErrorKind::Unsupported, "a lane's socket does not move"))
+            }
         }
     }
 
     /// Takes the TCP socket out of the current runtime's reactor, leaving the stream unusable until
     /// [`Stream::attach`].
     pub fn detach(&mut self) -> io::Result<std::net::TcpStream> {
-        self.tcp().detach()
+        self.tcp()?.detach()
     }
 
     /// Puts a detached socket back, registered with the runtime this runs on.
     pub fn attach(&mut self, socket: std::net::TcpStream) -> io::Result<()> {
-        self.tcp().attach(socket)
+        self.tcp()?.attach(socket)
     }
 }
 
@@ -136,6 +141,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Self::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+            Self::Lane(lane) => Pin::new(lane).poll_read(cx, buf),
         }
     }
 }
@@ -149,6 +155,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+            Self::Lane(lane) => Pin::new(lane).poll_write(cx, buf),
         }
     }
 
@@ -156,6 +163,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+            Self::Lane(lane) => Pin::new(lane).poll_flush(cx),
         }
     }
 
@@ -163,53 +171,6 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-/// What a WebSocket session runs over: the stream hyper upgraded (TLS, or the fast path off), or
-/// the lane its shard writes.
-#[derive(Debug)]
-pub enum SessionStream {
-    Stream(Stream),
-    Lane(LaneIo),
-}
-
-impl AsyncRead for SessionStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Stream(stream) => Pin::new(stream).poll_read(cx, buf),
-            Self::Lane(lane) => Pin::new(lane).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for SessionStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Stream(stream) => Pin::new(stream).poll_write(cx, buf),
-            Self::Lane(lane) => Pin::new(lane).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Stream(stream) => Pin::new(stream).poll_flush(cx),
-            Self::Lane(lane) => Pin::new(lane).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Stream(stream) => Pin::new(stream).poll_shutdown(cx),
             Self::Lane(lane) => Pin::new(lane).poll_shutdown(cx),
         }
     }

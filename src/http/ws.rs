@@ -35,7 +35,7 @@ use crate::mailbox::{Outbox, Registration};
 use crate::protocol::{self, Room, Since, UserId};
 use crate::rooms::{self, Verdict};
 use crate::session::{Inflow, Session, SessionAuth};
-use crate::transport::{SessionStream, Stream};
+use crate::transport::Stream;
 
 /// An early answer instead of the `101` (boxed: it is rare, and large next to the happy path).
 type Refusal = Box<Response<Body>>;
@@ -247,7 +247,7 @@ fn move_to_shard(
     runtime: &Handle,
     session: &Session,
     upgraded: Upgraded,
-) -> Result<(SessionStream, Vec<u8>), String> {
+) -> Result<(Stream, Vec<u8>), String> {
     let parts = upgraded
         .downcast::<TokioIo<Stream>>()
         .map_err(|_| "the upgraded connection is not ours")?;
@@ -257,9 +257,9 @@ fn move_to_shard(
     let attached = match &session.inflow {
         Inflow::Lane(lane) => tokio::net::TcpStream::from_std(socket).map(|socket| {
             lane.attach(socket);
-            SessionStream::Lane(LaneIo(Arc::clone(lane)))
+            Stream::Lane(LaneIo(Arc::clone(lane)))
         }),
-        Inflow::Queue(_) => stream.attach(socket).map(|()| SessionStream::Stream(stream)),
+        Inflow::Queue(_) => stream.attach(socket).map(|()| stream),
     };
     let attached =
         attached.map_err(|err| format!("cannot register the socket with its shard: {err}"))?;

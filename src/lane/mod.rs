@@ -9,8 +9,9 @@
 //! May touch: nothing else. Must not: decide anything about the connection; a full queue is
 //! reported to the shard, which evicts.
 //!
-//! The shard and the session run on the same thread (the shard's runtime), so the mutex is never
-//! contended; it is there because the lane is created on the HTTP runtime, before the upgrade.
+//! The shard and the session run on the same thread (the shard's runtime), so the mutex is hardly
+//! ever contended; it is there because the lane is made, and its socket attached, by the upgrade on
+//! the HTTP runtime.
 //! Every write is whole or nothing to the other writers: a frame the kernel takes in part has its
 //! rest queued first, so frames never interleave inside each other.
 
@@ -115,7 +116,8 @@ impl Lane {
         true
     }
 
-    /// Puts the upgraded connection's socket in (on the thread that will drive it).
+    /// Puts the upgraded connection's socket in (registered with the shard's reactor); frames
+    /// pushed before it wait for the session's first drain.
     pub fn attach(&self, socket: TcpStream) {
         self.state().socket = Some(socket);
     }

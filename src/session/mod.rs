@@ -30,11 +30,11 @@ use crate::lane::Lane;
 use crate::mailbox::{Command, ConnId};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Limits, UserId};
-use crate::transport::SessionStream;
+use crate::transport::Stream;
 use heartbeat::{Beat, Heartbeat, TokenClock};
 use write::write_batch;
 
-pub type Socket = WebSocketStream<SessionStream>;
+pub type Socket = WebSocketStream<Stream>;
 
 /// Where a session's frames come from.
 #[derive(Debug)]
@@ -387,8 +387,7 @@ mod footprint {
         let (hub, _inboxes) = Hub::new(crate::Config::with_listen("127.0.0.1:0".parse().unwrap()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let stream = crate::transport::Stream::Plain(crate::transport::MovableTcp::new(client));
-        let stream = SessionStream::Stream(stream);
+        let stream = Stream::Plain(crate::transport::MovableTcp::new(client));
         let role = tokio_tungstenite::tungstenite::protocol::Role::Server;
         let socket = WebSocketStream::from_raw_socket(stream, role, None).await;
         let ((_sender, outbox), (_close, closer)) = (flume::bounded(1), oneshot::channel());

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -74,6 +75,11 @@ class Broker:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=15)
+
+    def close(self):
+        """Stops the broker for good and removes its directory (its database)."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def metric(self, name):
         text = urllib.request.urlopen(f"{self.origin}/metrics", timeout=5).read().decode()
@@ -188,7 +194,7 @@ def test_two_people_chat_reload_delete_and_reconnect(browser):
         errors = [line for line in console if line.startswith("pageerror")]
         assert not errors, f"the page threw: {errors}"
     finally:
-        broker.stop()
+        broker.close()
 
 
 def test_a_room_shows_its_last_100_and_older_ones_on_scrolling_up(browser):
@@ -211,7 +217,7 @@ def test_a_room_shows_its_last_100_and_older_ones_on_scrolling_up(browser):
         first = page.locator("#messages li").first
         expect(first).to_contain_text("note 0")
     finally:
-        broker.stop()
+        broker.close()
 
 
 def test_with_auth_on_a_page_without_a_token_cannot_connect_and_says_why(browser):
@@ -241,7 +247,7 @@ def test_with_auth_on_a_page_without_a_token_cannot_connect_and_says_why(browser
         expect(expiring.locator("#expiry")).to_be_hidden()
         expect(expiring.locator("#connection")).to_have_text("live")
     finally:
-        broker.stop()
+        broker.close()
 
 
 def main():

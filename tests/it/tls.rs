@@ -18,27 +18,29 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::common::{start_server_with, TestServer, WAIT};
+use crate::common::{start_server_with, TempDir, TestServer, WAIT};
 
 /// A self-signed certificate for `localhost`, written to PEM files, and a client that trusts it.
 struct Certificate {
     cert_file: PathBuf,
     key_file: PathBuf,
     connector: TlsConnector,
+    /// Where the PEM files are; removed with the certificate.
+    _dir: TempDir,
 }
 
 impl Certificate {
     fn generate(name: &str) -> Self {
         let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let dir = std::env::temp_dir().join(format!("wsbroker-tls-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let dir = TempDir::new(&format!("tls-{name}"));
+        let (cert_file, key_file) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
         std::fs::write(&cert_file, generated.cert.pem()).unwrap();
         std::fs::write(&key_file, generated.signing_key.serialize_pem()).unwrap();
         let mut roots = RootCertStore::empty();
         roots.add(generated.cert.der().clone()).unwrap();
         let config = ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-        Self { cert_file, key_file, connector: TlsConnector::from(Arc::new(config)) }
+        let connector = TlsConnector::from(Arc::new(config));
+        Self { cert_file, key_file, connector, _dir: dir }
     }
 
     async fn connect(&self, server: &TestServer) -> TlsStream<TcpStream> {
