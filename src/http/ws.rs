@@ -6,8 +6,8 @@
 //!
 //! The connection is registered, with the rooms its URL names, *before* the `101` goes out, so a client
 //! that holds a `101` is already a member that every publisher can reach. After the upgrade the socket
-//! is registered with its shard's reactor and the session is spawned there, with nothing around it
-//! (the task is the session's future alone, see `session::footprint`).
+//! moves to its shard's thread, where its session is spawned as a task of its own (the task is the
+//! session's future alone, see `session::footprint`).
 
 use hyper::body::Incoming;
 use hyper::header::{
@@ -17,7 +17,6 @@ use hyper::header::{
 use hyper::upgrade::Upgraded;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -192,14 +191,8 @@ async fn hand_over(
     let config = socket_config(app.hub.settings());
     tokio::spawn(async move {
         let upgraded = on_upgrade.await.map_err(|err| err.to_string());
-        match upgraded.and_then(|upgraded| move_to_shard(&runtime, &session, upgraded)) {
-            Ok((stream, read_ahead)) => {
-                let config = Some(config);
-                let socket =
-                    WebSocketStream::from_partially_read(stream, read_ahead, Role::Server, config)
-                        .await;
-                drop(runtime.spawn(session.run(socket, ticket)));
-            }
+        match upgraded.and_then(detach) {
+            Ok(detached) => drop(runtime.spawn(start_on_shard(session, detached, config, ticket))),
             Err(err) => {
                 tracing::debug!(conn, %err, "upgrade failed");
                 session.unregister().await;
@@ -240,20 +233,29 @@ fn refused(refusal: AdmissionRefusal) -> Response<Body> {
     }
 }
 
-/// Takes the upgraded connection out of hyper and registers its socket with the shard's reactor
-/// (`runtime`), where its session will run: the stream to serve, and any bytes the client sent
-/// right after its request. Done here, so the task spawned on the shard is the session alone.
-fn move_to_shard(
-    runtime: &Handle,
-    session: &Session,
-    upgraded: Upgraded,
-) -> Result<(Stream, Vec<u8>), String> {
+/// A connection taken out of hyper: its stream, the TCP socket detached from the HTTP runtime's
+/// reactor, and any bytes the client sent right after its request.
+type Detached = (Stream, std::net::TcpStream, Vec<u8>);
+
+fn detach(upgraded: Upgraded) -> Result<Detached, String> {
     let parts = upgraded
         .downcast::<TokioIo<Stream>>()
         .map_err(|_| "the upgraded connection is not ours")?;
     let mut stream = parts.io.into_inner();
     let socket = stream.detach().map_err(|err| err.to_string())?;
-    let _on_the_shard = runtime.enter();
+    Ok((stream, socket, parts.read_buf.to_vec()))
+}
+
+/// Runs on the shard's thread: registers the socket with that thread's reactor, then spawns the
+/// session there as a task of its own, so the task that lives as long as the connection is the
+/// session's future alone (`session::footprint`). The admission `ticket` goes with it.
+async fn start_on_shard(
+    session: Session,
+    detached: Detached,
+    config: WebSocketConfig,
+    ticket: Option<Box<Ticket>>,
+) {
+    let (mut stream, socket, read_ahead) = detached;
     let attached = match &session.inflow {
         Inflow::Lane(lane) => tokio::net::TcpStream::from_std(socket).map(|socket| {
             lane.attach(socket);
@@ -261,9 +263,19 @@ fn move_to_shard(
         }),
         Inflow::Queue(_) => stream.attach(socket).map(|()| stream),
     };
-    let attached =
-        attached.map_err(|err| format!("cannot register the socket with its shard: {err}"))?;
-    Ok((attached, parts.read_buf.to_vec()))
+    match attached {
+        Ok(stream) => {
+            let config = Some(config);
+            let socket =
+                WebSocketStream::from_partially_read(stream, read_ahead, Role::Server, config)
+                    .await;
+            drop(tokio::spawn(session.run(socket, ticket)));
+        }
+        Err(err) => {
+            tracing::warn!(conn = session.conn, %err, "cannot register the socket with its shard");
+            session.unregister().await;
+        }
+    }
 }
 
 /// The request's `Origin` when origins are restricted and it is not one of them (cross-site

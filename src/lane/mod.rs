@@ -9,9 +9,8 @@
 //! May touch: nothing else. Must not: decide anything about the connection; a full queue is
 //! reported to the shard, which evicts.
 //!
-//! The shard and the session run on the same thread (the shard's runtime), so the mutex is hardly
-//! ever contended; it is there because the lane is made, and its socket attached, by the upgrade on
-//! the HTTP runtime.
+//! The shard and the session run on the same thread (the shard's runtime), so the mutex is never
+//! contended; it is there because the lane is made on the HTTP runtime, before the upgrade.
 //! Every write is whole or nothing to the other writers: a frame the kernel takes in part has its
 //! rest queued first, so frames never interleave inside each other.
 
