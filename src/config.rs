@@ -31,7 +31,8 @@ pub struct Config {
     #[arg(long, env = "HTTP_THREADS", default_value_t = 1, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..=64), usize::from))]
     pub http_threads: usize,
 
-    /// Frames a connection may have queued before it is closed 1008 as a slow consumer.
+    /// Frames a connection may have queued, beyond a write buffer (--ws-write-buffer bytes), before
+    /// it is closed 1008 as a slow consumer.
     #[arg(long, env = "SEND_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub send_buffer: u32,
 

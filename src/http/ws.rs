@@ -207,7 +207,7 @@ async fn hand_over(
 fn outlet(settings: &Config) -> (Outbox, Inflow) {
     let limit = settings.send_buffer as usize;
     if settings.fast_path && settings.tls_cert.is_none() {
-        let lane = Arc::new(Lane::new(limit));
+        let lane = Arc::new(Lane::new(limit, settings.ws_write_buffer));
         (Outbox::Lane(Arc::clone(&lane)), Inflow::Lane(lane))
     } else {
         let (queue, inflow) = flume::bounded(limit);

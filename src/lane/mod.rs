@@ -49,8 +49,11 @@ pub enum Pushed {
 #[derive(Debug)]
 pub struct Lane {
     state: Mutex<State>,
-    /// Most frames queued before a push is refused.
+    /// Frames that may wait besides `allowance` bytes' worth; a push beyond both is refused.
     limit: usize,
+    /// Bytes that may wait besides `limit` frames: `--ws-write-buffer`, what the session's path
+    /// keeps in tungstenite's write buffer, so both paths evict at the same point.
+    allowance: usize,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +61,8 @@ struct State {
     /// `None` until the upgrade is done, and again once the session has ended.
     socket: Option<TcpStream>,
     queue: Frames,
+    /// The bytes in `queue`.
+    queued_bytes: usize,
     /// The front frame is written in part: the rest must go before anything else.
     front_started: bool,
     /// No more pushes: the session is sending its close (or has ended).
@@ -67,8 +72,8 @@ struct State {
 }
 
 impl Lane {
-    pub fn new(limit: usize) -> Self {
-        Self { state: Mutex::default(), limit }
+    pub fn new(limit: usize, allowance: usize) -> Self {
+        Self { state: Mutex::default(), limit, allowance }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -81,9 +86,10 @@ impl Lane {
         if state.closed {
             return Pushed::Closed;
         }
-        if state.queue.len() >= self.limit {
+        if state.is_full(self.limit, self.allowance) {
             return Pushed::Full;
         }
+        state.queued_bytes += wire.len();
         state.queue.push_back(wire);
         if state.queue.len() == 1 {
             Pushed::First
@@ -147,6 +153,7 @@ impl Lane {
         if discard {
             let keep_first = state.front_started;
             state.queue.truncate(keep_first);
+            state.queued_bytes = state.queue.iter().map(Bytes::len).sum();
         }
     }
 
@@ -156,10 +163,18 @@ impl Lane {
         state.closed = true;
         state.socket = None;
         state.queue = Frames::default();
+        state.queued_bytes = 0;
     }
 }
 
 impl State {
+    /// Whether `limit` frames and `allowance` bytes are waiting: the frames beyond `limit`, at the
+    /// queue's average size, fill the allowance (exact for frames of one size).
+    fn is_full(&self, limit: usize, allowance: usize) -> bool {
+        let waiting = self.queue.len();
+        waiting >= limit && (waiting - limit) * self.queued_bytes >= allowance * waiting
+    }
+
     fn socket(&self) -> io::Result<&TcpStream> {
         self.socket
             .as_ref()
@@ -201,6 +216,7 @@ impl State {
     }
 
     fn advance(&mut self, mut written: usize) {
+        self.queued_bytes -= written;
         while written > 0 {
             let front = self.queue.front_mut().expect("the kernel took no more than was queued");
             if written < front.len() {
@@ -286,6 +302,7 @@ impl AsyncWrite for LaneIo {
                 Ok(written) => {
                     if written < buf.len() {
                         state.queue.push_back(Bytes::copy_from_slice(&buf[written..]));
+                        state.queued_bytes += buf.len() - written;
                         state.front_started = true;
                     }
                     return Poll::Ready(Ok(buf.len()));

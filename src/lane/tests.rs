@@ -23,7 +23,7 @@ async fn lane_with_slow_peer(limit: usize) -> (Arc<Lane>, TcpStream) {
     socket.set_recv_buffer_size(4096).unwrap();
     let client = socket.connect(listener.local_addr().unwrap()).await.unwrap();
     let (server, _) = listener.accept().await.unwrap();
-    let lane = Arc::new(Lane::new(limit));
+    let lane = Arc::new(Lane::new(limit, 0));
     lane.attach(server);
     (lane, client)
 }
@@ -104,12 +104,16 @@ async fn a_discarding_close_keeps_the_frame_begun_and_drops_the_rest() {
 
 #[tokio::test]
 async fn a_lane_at_its_limit_refuses_and_a_lane_not_yet_upgraded_keeps_its_frames() {
-    let lane = Lane::new(2);
     let frame = encode(&Frame::from("f")).0;
+    let lane = Lane::new(2, 0);
     assert_eq!(lane.push(frame.clone()), Pushed::First);
     assert!(!lane.flush(), "not upgraded yet: nothing written, nothing counted as partial");
     assert_eq!(lane.push(frame.clone()), Pushed::Queued);
-    assert_eq!(lane.push(frame), Pushed::Full);
+    assert_eq!(lane.push(frame.clone()), Pushed::Full);
+    let lane = Lane::new(2, 3 * frame.len());
+    let pushed: Vec<Pushed> = (0..7).map(|_| lane.push(frame.clone())).collect();
+    assert!(pushed[..5].iter().all(|p| *p != Pushed::Full), "2 frames and 3 frames' bytes wait");
+    assert_eq!(pushed[5..], [Pushed::Full, Pushed::Full]);
 }
 
 #[test]

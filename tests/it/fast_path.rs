@@ -14,12 +14,12 @@ fn content(i: usize) -> String {
     format!("{i:04}:{}", "x".repeat(3000))
 }
 
-/// A reader with a 4 KiB window in room `r`, and a publisher there that has sent every message
+/// A reader with a 4 KiB window in room `r`, and a publisher there that has sent `count` messages
 /// (each echoed back to it, so the broker has handled them all) before the reader reads one.
-async fn slow_reader_behind(server: &TestServer) -> Client {
+async fn reader_behind(server: &TestServer, count: usize, content: fn(usize) -> String) -> Client {
     let slow = server.connect_with_small_window("/ws?user=slow&room=r", 4096).await;
     let mut publisher = server.member("publisher", "r").await;
-    for i in 0..MESSAGES {
+    for i in 0..count {
         publisher.send(json!({"type": "chat", "room": "r", "data": {"content": content(i)}})).await;
         let echo = publisher.recv_type("chat").await;
         assert_eq!(echo["data"]["content"], content(i));
@@ -27,11 +27,19 @@ async fn slow_reader_behind(server: &TestServer) -> Client {
     slow
 }
 
-async fn assert_every_message_in_order(slow: &mut Client) {
-    for i in 0..MESSAGES {
+async fn slow_reader_behind(server: &TestServer) -> Client {
+    reader_behind(server, MESSAGES, content).await
+}
+
+async fn assert_in_order(slow: &mut Client, count: usize, content: fn(usize) -> String) {
+    for i in 0..count {
         let frame: Value = slow.recv_type("chat").await;
         assert_eq!(frame["data"]["content"], content(i), "message {i}, whole and in order");
     }
+}
+
+async fn assert_every_message_in_order(slow: &mut Client) {
+    assert_in_order(slow, MESSAGES, content).await;
 }
 
 #[tokio::test]

@@ -79,9 +79,13 @@ async fn hundreds_joining_one_room_at_once_are_told_coalesced_and_nobody_is_evic
 #[tokio::test]
 async fn a_room_above_the_member_limit_sends_no_events_and_answers_presence_in_pages() {
     // Every change told at once, so a join that were told would come before the marker below.
+    // Nobody reads while the 1,000 join (each of the first gets up to 999 join frames, ~110 KB), so
+    // each connection may queue more than the default 256 frames: this test is about the member
+    // limit, and an evicted reader (tests/it/eviction.rs) would take the room below it.
     let server = start_server_with(|c| {
         c.presence_max_members = 1000;
         c.presence_coalesce = std::time::Duration::ZERO;
+        c.send_buffer = 2048;
     })
     .await;
     let mut watcher = server.member("a-watcher", "big").await;
