@@ -26,43 +26,15 @@ use crate::auth::{AuthError, Authenticator};
 use crate::close::{self, CloseReason};
 use crate::directory::ShardId;
 use crate::hub::Hub;
-use crate::lane::Lane;
 use crate::mailbox::{Command, ConnId};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Limits, UserId};
 use crate::transport::Stream;
 use heartbeat::{Beat, Heartbeat, TokenClock};
 use write::write_batch;
+pub use write::Inflow;
 
 pub type Socket = WebSocketStream<Stream>;
-
-/// Where a session's frames come from.
-#[derive(Debug)]
-pub enum Inflow {
-    /// The frames its shard queued, for the session to write (TLS, or `--fast-path false`).
-    Queue(flume::Receiver<Frame>),
-    /// The shard writes the socket; the session writes what the kernel left queued.
-    Lane(Arc<Lane>),
-}
-
-impl Inflow {
-    /// The next frame to write (a lane has none: it returns only the error that ends it).
-    async fn next(&self) -> Result<Frame, String> {
-        match self {
-            Self::Queue(queue) => queue.recv_async().await.map_err(|_| "outbox closed".into()),
-            Self::Lane(lane) => {
-                Err(std::future::poll_fn(|cx| lane.poll_drain(cx)).await.to_string())
-            }
-        }
-    }
-
-    fn try_recv(&self) -> Option<Frame> {
-        match self {
-            Self::Queue(queue) => queue.try_recv().ok(),
-            Self::Lane(_) => None,
-        }
-    }
-}
 
 /// How long a close (other than shutdown's) may take to reach a client before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
