@@ -192,6 +192,9 @@ impl State {
                 count += 1;
             }
             let written = socket.try_write_vectored(&slices[..count])?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
             self.advance(written);
         }
         Ok(())
