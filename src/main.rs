@@ -9,8 +9,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use wsbroker::config::{Config, LogFormat};
 use wsbroker::Server;
 
-/// mimalloc, unless built for a heap profile (`--features system-allocator`: heaptrack sees the
-/// system allocator only; `scripts/heapprofile.sh`).
+/// mimalloc, unless built for a heap profile (`--features system-allocator`: valgrind's massif,
+/// which `scripts/heapprofile.sh` runs, sees only the system allocator).
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

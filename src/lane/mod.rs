@@ -239,27 +239,27 @@ impl State {
 /// every recipient. A bundle ([`protocol::bundle`]) becomes its messages back to back. With how many
 /// messages it holds.
 pub fn encode(frame: &Frame) -> (Bytes, u64) {
-    let text = frame.as_str();
-    if !text.starts_with(protocol::BUNDLE_SEPARATOR) {
-        return (encode_message(Bytes::from(frame.clone())), 1);
+    let payload = Bytes::from(frame.clone());
+    if !protocol::is_bundle(frame) {
+        let mut wire = Vec::new();
+        append_message(payload, &mut wire);
+        return (Bytes::from(wire), 1);
     }
-    let mut wire = Vec::with_capacity(text.len() + 16);
+    let mut wire = Vec::with_capacity(payload.len() + 16);
     let mut count = 0;
-    for part in text.split(protocol::BUNDLE_SEPARATOR).skip(1) {
-        let message = WsFrame::message(Bytes::copy_from_slice(part.as_bytes()), TEXT, true);
-        message.format(&mut wire).expect("a Vec takes any frame");
+    for part in protocol::bundle_parts(frame) {
+        // The part is a slice of the frame's own buffer: no copy before the encoding's.
+        append_message(payload.slice_ref(part.as_bytes()), &mut wire);
         count += 1;
     }
     (Bytes::from(wire), count)
 }
 
-const TEXT: OpCode = OpCode::Data(Data::Text);
-
-fn encode_message(payload: Bytes) -> Bytes {
-    let message = WsFrame::message(payload, TEXT, true);
-    let mut wire = Vec::with_capacity(message.len());
-    message.format(&mut wire).expect("a Vec takes any frame");
-    Bytes::from(wire)
+/// Appends one text message, header included, to `wire`.
+fn append_message(payload: Bytes, wire: &mut Vec<u8>) {
+    let message = WsFrame::message(payload, OpCode::Data(Data::Text), true);
+    wire.reserve_exact(message.len());
+    message.format(wire).expect("a Vec takes any frame");
 }
 
 /// The session's side of a lane: tungstenite reads the socket through it, and writes the session's

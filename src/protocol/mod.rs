@@ -39,6 +39,16 @@ pub fn bundle(frames: &[Frame]) -> Frame {
     Frame::from(text)
 }
 
+/// Whether `frame` is a [`bundle`].
+pub fn is_bundle(frame: &Frame) -> bool {
+    frame.as_str().starts_with(BUNDLE_SEPARATOR)
+}
+
+/// The frames of a [`bundle`], in order.
+pub fn bundle_parts(bundle: &Frame) -> impl Iterator<Item = &str> {
+    bundle.as_str().split(BUNDLE_SEPARATOR).skip(1)
+}
+
 /// A validated room name (see [`validate_room`]); shared by every map that names the room.
 pub type Room = Arc<str>;
 /// A validated user id.

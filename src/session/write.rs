@@ -59,7 +59,7 @@ pub(super) async fn write_batch(
     let mut frames = 1u64;
     let mut next = Some(first);
     while let Some(frame) = next.take() {
-        if frame.as_str().starts_with(protocol::BUNDLE_SEPARATOR) {
+        if protocol::is_bundle(&frame) {
             // Rare (a replay): boxed, so the idle session's task does not grow for it.
             frames += Box::pin(feed_bundle(socket, frame)).await?.saturating_sub(1);
         } else {
@@ -84,8 +84,7 @@ pub(super) async fn write_batch(
 /// many messages it was.
 async fn feed_bundle(socket: &mut Socket, bundle: Frame) -> Result<u64, WsError> {
     let mut count = 0;
-    let parts = bundle.as_str().split(protocol::BUNDLE_SEPARATOR).skip(1);
-    for part in parts {
+    for part in protocol::bundle_parts(&bundle) {
         socket.feed(Message::Text(Frame::from(part))).await?;
         count += 1;
     }
