@@ -32,6 +32,7 @@ pub mod lane;
 pub mod mailbox;
 pub mod metrics;
 pub mod protocol;
+pub(crate) mod reader;
 pub(crate) mod rooms;
 pub mod router;
 pub mod server;

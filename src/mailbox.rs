@@ -85,7 +85,8 @@ pub struct Registration {
     /// Rooms of the connect URL to resume (`?since=room:seq:epoch`), each answered with `joined`.
     pub since: Vec<(Room, Since)>,
     pub outbox: Outbox,
-    pub closer: oneshot::Sender<CloseReason>,
+    /// Tells the connection's session to close (`None` on a lane: the shard asks the lane).
+    pub closer: Option<oneshot::Sender<CloseReason>>,
     pub remote: SocketAddr,
     pub permissions: Permissions,
 }

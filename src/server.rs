@@ -23,10 +23,12 @@ use crate::auth::Authenticator;
 use crate::broker::{Broker, Standalone};
 use crate::cluster::redis::RedisBroker;
 use crate::config::Config;
-use crate::http::{self, App};
+use crate::http::{self, App, ShardAccess};
 use crate::hub::{Hub, Parts};
 use crate::metrics::Metrics;
+use crate::reader;
 use crate::router::Router;
+use crate::session;
 use crate::shard::thread::{self, ShardThread};
 use crate::store::{DatabaseUrl, Store};
 use crate::transport::{self, MovableTcp, Stream};
@@ -140,8 +142,14 @@ impl Server {
         let hub = Hub::from_parts(Parts { settings: config, router, broker, store, metrics });
         let shards = thread::start_all(&hub, inboxes)
             .map_err(|source| StartError::Threads { what: "the shard threads", source })?;
-        let runtimes = shards.iter().map(|shard| shard.runtime.clone()).collect();
-        Ok(Self { listener, tls, app: Arc::new(App::new(hub, auth, runtimes)), shards })
+        let config = session::websocket_config(hub.settings());
+        let access = shards.iter().enumerate().map(|(id, shard)| {
+            let reader = reader::start(id, hub.clone(), &shard.runtime, config);
+            ShardAccess { runtime: shard.runtime.clone(), reader }
+        });
+        let access = access.collect();
+        let app = Arc::new(App::new(hub, auth, access));
+        Ok(Self { listener, tls, app, shards })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -23,8 +23,6 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::lane::LaneIo;
-
 /// The server's TLS acceptor for a certificate chain and key in PEM files.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     let chain = CertificateDer::pem_file_iter(cert)
@@ -72,35 +70,31 @@ impl MovableTcp {
     }
 }
 
-/// What HTTP and WebSocket run over: plain TCP or TLS, and after the upgrade (plain TCP on the
-/// fast path) the lane its shard writes.
+/// What HTTP and WebSocket run over: plain TCP or TLS. (After the upgrade a plain-TCP socket on
+/// the fast path leaves it for the lane its shard writes.)
 #[derive(Debug)]
 pub enum Stream {
     Plain(MovableTcp),
     Tls(Box<TlsStream<MovableTcp>>),
-    Lane(LaneIo),
 }
 
 impl Stream {
-    fn tcp(&mut self) -> io::Result<&mut MovableTcp> {
+    fn tcp(&mut self) -> &mut MovableTcp {
         match self {
-            Self::Plain(tcp) => Ok(tcp),
-            Self::Tls(tls) => Ok(tls.get_mut().0),
-            Self::Lane(_) => {
-                Err(io::Error::new(io::ErrorKind::Unsupported, "a lane's socket does not move"))
-            }
+            Self::Plain(tcp) => tcp,
+            Self::Tls(tls) => tls.get_mut().0,
         }
     }
 
     /// Takes the TCP socket out of the current runtime's reactor, leaving the stream unusable until
     /// [`Stream::attach`].
     pub fn detach(&mut self) -> io::Result<std::net::TcpStream> {
-        self.tcp()?.detach()
+        self.tcp().detach()
     }
 
     /// Puts a detached socket back, registered with the runtime this runs on.
     pub fn attach(&mut self, socket: std::net::TcpStream) -> io::Result<()> {
-        self.tcp()?.attach(socket)
+        self.tcp().attach(socket)
     }
 }
 
@@ -141,7 +135,6 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Self::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
-            Self::Lane(lane) => Pin::new(lane).poll_read(cx, buf),
         }
     }
 }
@@ -155,7 +148,6 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
-            Self::Lane(lane) => Pin::new(lane).poll_write(cx, buf),
         }
     }
 
@@ -163,7 +155,6 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
-            Self::Lane(lane) => Pin::new(lane).poll_flush(cx),
         }
     }
 
@@ -171,7 +162,6 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
-            Self::Lane(lane) => Pin::new(lane).poll_shutdown(cx),
         }
     }
 }

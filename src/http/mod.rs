@@ -25,9 +25,18 @@ use tokio::runtime::Handle;
 
 use crate::auth::{self, AuthError, Authenticator, Identity};
 use crate::hub::Hub;
+use crate::reader::Adopter;
 use crate::session::SessionAuth;
 
 pub type Body = Full<Bytes>;
+
+/// Where an upgraded connection of a shard goes: its reader (plain TCP), or a session task on its
+/// runtime (TLS).
+#[derive(Debug, Clone)]
+pub struct ShardAccess {
+    pub runtime: Handle,
+    pub reader: Adopter,
+}
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -37,8 +46,8 @@ pub struct App {
     admission: admission::Admission,
     /// `None` with authentication off.
     auth: Option<Arc<Authenticator>>,
-    /// Each shard's runtime, where the sessions of its connections run.
-    shard_runtimes: Box<[Handle]>,
+    /// Each shard's runtime and reader, where its connections are read.
+    shards: Box<[ShardAccess]>,
     /// Set once shutdown starts: `/readyz` fails and no connection is accepted.
     draining: AtomicBool,
     next_conn: AtomicU64,
@@ -46,13 +55,13 @@ pub struct App {
 
 impl App {
     /// Must run inside the HTTP runtime: it starts the admission task there.
-    pub fn new(hub: Hub, auth: Option<Authenticator>, shard_runtimes: Box<[Handle]>) -> Self {
+    pub fn new(hub: Hub, auth: Option<Authenticator>, shards: Box<[ShardAccess]>) -> Self {
         let auth = auth.map(Arc::new);
         let settings = hub.settings();
         let admission =
             admission::Admission::start(settings.max_connections, settings.max_conns_per_ip);
         let (draining, next_conn) = (AtomicBool::new(false), AtomicU64::new(1));
-        Self { hub, admission, auth, shard_runtimes, draining, next_conn }
+        Self { hub, admission, auth, shards, draining, next_conn }
     }
 
     /// With authentication on, who the request's token says the caller is (`None` when it is off).

@@ -19,7 +19,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use std::net::SocketAddr;
@@ -28,12 +28,14 @@ use std::sync::Arc;
 use super::admission::{Refusal as AdmissionRefusal, Ticket};
 use super::{error, unauthorized, App, Body};
 use crate::auth::Permissions;
+use crate::close::CloseReason;
 use crate::config::Config;
-use crate::lane::{Lane, LaneIo};
-use crate::mailbox::{Outbox, Registration};
-use crate::protocol::{self, Room, Since, UserId};
+use crate::lane::Lane;
+use crate::mailbox::{Command, Outbox, Registration};
+use crate::protocol::{self, Frame, Room, Since, UserId};
+use crate::reader::Adoption;
 use crate::rooms::{self, Verdict};
-use crate::session::{Inflow, Session, SessionAuth};
+use crate::session::{websocket_config, Session, SessionAuth};
 use crate::transport::Stream;
 
 /// An early answer instead of the `101` (boxed: it is rare, and large next to the happy path).
@@ -159,8 +161,8 @@ async fn check_room_types(
     Ok(())
 }
 
-/// Registers the connection with its shard, then, once hyper upgrades it, moves the socket to the
-/// shard's thread and runs its session there.
+/// Registers the connection with its shard, then, once hyper upgrades it, hands the socket to the
+/// shard's reader (plain TCP) or runs a session for it on the shard's thread (TLS).
 async fn hand_over(
     app: &App,
     request: &mut Request<Incoming>,
@@ -169,8 +171,7 @@ async fn hand_over(
 ) -> Result<(), Refusal> {
     let Admitted { user, permissions, rooms, since, auth, ticket } = who;
     let (conn, shard) = (app.next_conn_id(), app.hub.router().shard_of_user(&user));
-    let (outbox, inflow) = outlet(app.hub.settings());
-    let (closer, closer_rx) = oneshot::channel();
+    let (outbox, closer, read_by) = outlet(app.hub.settings());
     let registration = Registration {
         conn,
         user: user.clone(),
@@ -185,33 +186,54 @@ async fn hand_over(
         return Err(Box::new(shutting_down()));
     }
     let on_upgrade = hyper::upgrade::on(request);
-    let runtime = app.shard_runtimes[shard].clone();
+    let access = app.shards[shard].clone();
     let hub = app.hub.clone();
-    let session = Session { conn, user, shard, hub, inflow, closer: closer_rx, auth };
-    let config = socket_config(app.hub.settings());
     tokio::spawn(async move {
         let upgraded = on_upgrade.await.map_err(|err| err.to_string());
-        match upgraded.and_then(detach) {
-            Ok(detached) => drop(runtime.spawn(start_on_shard(session, detached, config, ticket))),
+        let (stream, socket, read_ahead) = match upgraded.and_then(detach) {
+            Ok(detached) => detached,
             Err(err) => {
                 tracing::debug!(conn, %err, "upgrade failed");
-                session.unregister().await;
+                hub.router().command(shard, Command::Unregister { conn }).await;
+                return;
+            }
+        };
+        match read_by {
+            ReadBy::Reader(lane) => {
+                let held = ticket.map(|ticket| ticket as Box<dyn Send>);
+                let adoption = Adoption { conn, user, lane, socket, read_ahead, auth, held };
+                if access.reader.adopt(adoption).is_err() {
+                    hub.router().command(shard, Command::Unregister { conn }).await;
+                }
+            }
+            ReadBy::Session(outbox, closer) => {
+                let session = Session { conn, user, shard, hub, outbox, closer, auth };
+                let detached = (stream, socket, read_ahead);
+                drop(access.runtime.spawn(start_on_shard(session, detached, ticket)));
             }
         }
     });
     Ok(())
 }
 
-/// Where the shard puts the connection's frames and where its session takes them: a lane over
-/// plain TCP (the fast path), a queue with TLS, whose bytes differ per connection.
-fn outlet(settings: &Config) -> (Outbox, Inflow) {
+/// Who reads a connection once it is upgraded.
+enum ReadBy {
+    /// Its shard's reader, on a lane its shard writes (plain TCP, the fast path): no task of its own.
+    Reader(Arc<Lane>),
+    /// A session task, from the queue its shard fills (TLS, whose bytes differ per connection, or
+    /// `--fast-path false`), and told to close through its closer.
+    Session(flume::Receiver<Frame>, oneshot::Receiver<CloseReason>),
+}
+
+fn outlet(settings: &Config) -> (Outbox, Option<oneshot::Sender<CloseReason>>, ReadBy) {
     let limit = settings.send_buffer as usize;
     if settings.fast_path && settings.tls_cert.is_none() {
         let lane = Arc::new(Lane::new(limit, settings.ws_write_buffer));
-        (Outbox::Lane(Arc::clone(&lane)), Inflow::Lane(lane))
+        (Outbox::Lane(Arc::clone(&lane)), None, ReadBy::Reader(lane))
     } else {
-        let (queue, inflow) = flume::bounded(limit);
-        (Outbox::Queue(queue), Inflow::Queue(inflow))
+        let (queue, outbox) = flume::bounded(limit);
+        let (closer, closer_rx) = oneshot::channel();
+        (Outbox::Queue(queue), Some(closer), ReadBy::Session(outbox, closer_rx))
     }
 }
 
@@ -249,23 +271,11 @@ fn detach(upgraded: Upgraded) -> Result<Detached, String> {
 /// Runs on the shard's thread: registers the socket with that thread's reactor, then spawns the
 /// session there as a task of its own, so the task that lives as long as the connection is the
 /// session's future alone (`session::footprint`). The admission `ticket` goes with it.
-async fn start_on_shard(
-    session: Session,
-    detached: Detached,
-    config: WebSocketConfig,
-    ticket: Option<Box<Ticket>>,
-) {
+async fn start_on_shard(session: Session, detached: Detached, ticket: Option<Box<Ticket>>) {
     let (mut stream, socket, read_ahead) = detached;
-    let attached = match &session.inflow {
-        Inflow::Lane(lane) => tokio::net::TcpStream::from_std(socket).map(|socket| {
-            lane.attach(socket);
-            Stream::Lane(LaneIo(Arc::clone(lane)))
-        }),
-        Inflow::Queue(_) => stream.attach(socket).map(|()| stream),
-    };
-    match attached {
-        Ok(stream) => {
-            let config = Some(config);
+    match stream.attach(socket) {
+        Ok(()) => {
+            let config = Some(websocket_config(session.hub.settings()));
             let socket =
                 WebSocketStream::from_partially_read(stream, read_ahead, Role::Server, config)
                     .await;
@@ -349,15 +359,6 @@ fn resume_point(value: &str) -> Result<(Room, Since), &'static str> {
         return Err(bad);
     }
     Ok((protocol::validate_room(room)?, Since { seq, epoch: epoch.to_owned() }))
-}
-
-fn socket_config(settings: &Config) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(settings.ws_read_buffer)
-        .write_buffer_size(settings.ws_write_buffer)
-        .max_write_buffer_size(settings.ws_write_buffer + 2 * settings.max_frame + 128 * 1024)
-        .max_message_size(Some(settings.max_frame))
-        .max_frame_size(Some(settings.max_frame))
 }
 
 fn switching_protocols(accept: &str) -> Response<Body> {

@@ -4,27 +4,27 @@
 //! the kernel has not taken yet. The shard pushes a publish's frame (encoded once, the same bytes for
 //! every member) and writes every lane it pushed to once at the end of its batch, so a connection's
 //! frames of one batch go out in one `writev`. Only what the kernel does not take stays queued; the
-//! connection's session writes it when the socket is writable again, and its own frames (replies,
-//! pings, pongs, the close) go through [`LaneIo`] behind whatever is queued.
+//! shard's reader (`reader`) writes it when the socket is writable again, and its own frames (replies,
+//! pings, pongs, the close) go through [`Lane::write_own`] behind whatever is queued.
+//! The reader also reads the socket through the lane ([`Lane::poll_read`]): the socket is one.
 //! May touch: nothing else. Must not: decide anything about the connection; a full queue is
 //! reported to the shard, which evicts.
 //!
-//! The shard and the session run on the same thread (the shard's runtime), so the mutex is never
+//! The shard and its reader run on the same thread (the shard's runtime), so the mutex is never
 //! contended; it is there because the lane is made on the HTTP runtime, before the upgrade.
 //! Every write is whole or nothing to the other writers: a frame the kernel takes in part has its
 //! rest queued first, so frames never interleave inside each other.
 
 use std::io::{self, IoSlice};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 
+use crate::close::CloseReason;
 use crate::protocol::{self, Frame};
 use queue::Frames;
 
@@ -51,24 +51,27 @@ pub struct Lane {
     state: Mutex<State>,
     /// Frames that may wait besides `allowance` bytes' worth; a push beyond both is refused.
     limit: usize,
-    /// Bytes that may wait besides `limit` frames: `--ws-write-buffer`, what the session's path
+    /// Bytes that may wait besides `limit` frames: `--ws-write-buffer`, what a session's path
     /// keeps in tungstenite's write buffer, so both paths evict at the same point.
     allowance: usize,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    /// `None` until the upgrade is done, and again once the session has ended.
+    /// `None` until the upgrade is done, and again once the connection has ended.
     socket: Option<TcpStream>,
     queue: Frames,
     /// The bytes in `queue`.
     queued_bytes: usize,
     /// The front frame is written in part: the rest must go before anything else.
     front_started: bool,
-    /// No more pushes: the session is sending its close (or has ended).
+    /// No more pushes: the connection is sending its close (or has ended).
     closed: bool,
-    /// The session, to wake when frames stay queued for a writable socket.
+    /// The shard's reader, to wake when frames stay queued for a writable socket
+    /// or the shard asks for a close.
     drainer: Option<Waker>,
+    /// The shard's request that the connection close, for its reader to act on.
+    close_request: Option<CloseReason>,
 }
 
 impl Lane {
@@ -99,16 +102,16 @@ impl Lane {
     }
 
     /// The shard's write at the end of a batch: as much of the queue as the kernel takes now. What
-    /// it leaves is the session's to write once the socket is writable; `true` when it left some.
+    /// it leaves is the reader's to write once the socket is writable; `true` when it left some.
     pub fn flush(&self) -> bool {
         let mut state = self.state();
         if state.socket.is_none() {
-            // Not upgraded yet: the session writes the queue once it has attached the socket.
+            // Not upgraded yet: the reader writes the queue once it has attached the socket.
             return false;
         }
         if let Err(err) = state.write_queued() {
             if err.kind() != io::ErrorKind::WouldBlock {
-                // The session sees the same error on its next read or write, and ends.
+                // The reader sees the same error on its next read or write, and ends the connection.
                 tracing::trace!(%err, "a lane's write failed");
             }
         }
@@ -122,12 +125,12 @@ impl Lane {
     }
 
     /// Puts the upgraded connection's socket in (registered with the shard's reactor); frames
-    /// pushed before it wait for the session's first drain.
+    /// pushed before it wait for the reader's first drain.
     pub fn attach(&self, socket: TcpStream) {
         self.state().socket = Some(socket);
     }
 
-    /// The session's part: writes what stays queued whenever the socket is writable. Pending while
+    /// The reader's part: writes what stays queued whenever the socket is writable. Pending while
     /// all is well; ready only with the error that ends the connection.
     pub fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let mut state = self.state();
@@ -145,6 +148,58 @@ impl Lane {
         self.state().poll_write_queued(cx)
     }
 
+    /// The shard asks the connection's reader to close it (the first request wins).
+    pub fn request_close(&self, reason: CloseReason) {
+        let mut state = self.state();
+        if state.close_request.is_none() {
+            state.close_request = Some(reason);
+        }
+        if let Some(drainer) = state.drainer.take() {
+            drainer.wake();
+        }
+    }
+
+    /// The close the shard asked for, once.
+    pub fn take_close_request(&self) -> Option<CloseReason> {
+        self.state().close_request.take()
+    }
+
+    /// Reads from the socket into `buf` (`Ok(0)` at its end), waiting for it to be readable.
+    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let state = self.state();
+        let socket = state.socket()?;
+        loop {
+            ready!(socket.poll_read_ready(cx))?;
+            match socket.try_read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    /// Writes one of the connection's own frames (a reply, a ping, the close) behind whatever is
+    /// queued, never waiting: what the kernel does not take now is queued whole, for the drain.
+    pub fn write_own(&self, wire: &[u8]) -> io::Result<()> {
+        let mut state = self.state();
+        let written = if state.queue.is_empty() {
+            match state.socket()?.try_write(wire) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
+                written => written?,
+            }
+        } else {
+            0
+        };
+        if written < wire.len() {
+            state.queue.push_back(Bytes::copy_from_slice(&wire[written..]));
+            state.queued_bytes += wire.len() - written;
+            state.front_started |= written > 0 && state.queue.len() == 1;
+            if let Some(drainer) = state.drainer.take() {
+                drainer.wake();
+            }
+        }
+        Ok(())
+    }
+
     /// Takes no more pushes. `discard`: drops what is queued, except a frame already written in
     /// part, whose rest must still go so the close that follows is read as a frame.
     pub fn close(&self, discard: bool) {
@@ -157,13 +212,14 @@ impl Lane {
         }
     }
 
-    /// The session ended: the socket is closed now, not when the shard forgets the connection.
+    /// The connection ended: the socket is closed now, not when the shard forgets the connection.
     pub fn detach(&self) {
         let mut state = self.state();
         state.closed = true;
         state.socket = None;
         state.queue = Frames::default();
         state.queued_bytes = 0;
+        state.drainer = None;
     }
 }
 
@@ -208,7 +264,7 @@ impl State {
             }
             match self.socket() {
                 Ok(socket) => ready!(socket.poll_write_ready(cx))?,
-                // Not attached yet: the session attaches before it polls, so this is after its end.
+                // Not attached yet: the reader attaches before it polls, so this is after its end.
                 Err(err) => return Poll::Ready(Err(err)),
             }
             match self.write_queued() {
@@ -260,69 +316,6 @@ fn append_message(payload: Bytes, wire: &mut Vec<u8>) {
     let message = WsFrame::message(payload, OpCode::Data(Data::Text), true);
     wire.reserve_exact(message.len());
     message.format(wire).expect("a Vec takes any frame");
-}
-
-/// The session's side of a lane: tungstenite reads the socket through it, and writes the session's
-/// own frames behind whatever the shard queued. A write is taken whole (what the kernel leaves is
-/// queued) or not at all, so a frame the shard writes next never lands inside it.
-#[derive(Debug, Clone)]
-pub struct LaneIo(pub Arc<Lane>);
-
-impl AsyncRead for LaneIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let state = self.0.state();
-        let socket = state.socket()?;
-        loop {
-            ready!(socket.poll_read_ready(cx))?;
-            match socket.try_read(buf.initialize_unfilled()) {
-                Ok(read) => {
-                    buf.advance(read);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for LaneIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let mut state = self.0.state();
-        ready!(state.poll_write_queued(cx))?;
-        loop {
-            let socket = state.socket()?;
-            ready!(socket.poll_write_ready(cx))?;
-            match socket.try_write(buf) {
-                Ok(written) => {
-                    if written < buf.len() {
-                        state.queue.push_back(Bytes::copy_from_slice(&buf[written..]));
-                        state.queued_bytes += buf.len() - written;
-                        state.front_started = true;
-                    }
-                    return Poll::Ready(Ok(buf.len()));
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.state().poll_write_queued(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_flush(cx)
-    }
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use super::{encode, Lane, LaneIo, Pushed};
+use super::{encode, Lane, Pushed};
 use crate::protocol::{self, Frame};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -53,25 +53,44 @@ async fn read_to_end(client: &mut TcpStream) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn what_the_kernel_leaves_goes_first_and_the_sessions_own_frame_after_it() {
+async fn what_the_kernel_leaves_goes_first_and_the_connections_own_frame_after_it() {
     let (lane, mut client) = lane_with_slow_peer(1_000).await;
     let frames = numbered_frames(300);
     assert!(push_all(&lane, &frames), "600 KB into a 4 KiB window: some write went in part");
     let own = encode(&Frame::from("the session's own")).0;
-    let mut io = LaneIo(Arc::clone(&lane));
-    let session = {
-        let own = own.clone();
-        tokio::spawn(async move {
-            io.write_all(&own).await.unwrap();
-            io.flush().await.unwrap();
-            io.0.detach();
-        })
-    };
-    let received = read_to_end(&mut client).await;
-    session.await.unwrap();
+    lane.write_own(&own).unwrap();
+    let received = read_to_end_draining(&lane, &mut client).await;
     let expected: Vec<u8> = frames.iter().chain([&own]).flat_map(|f| f.iter().copied()).collect();
     assert_eq!(received.len(), expected.len());
-    assert!(received == expected, "every byte, in push order, the session's frame last");
+    assert!(received == expected, "every byte, in push order, the connection's frame last");
+}
+
+#[tokio::test]
+async fn an_own_frame_the_kernel_takes_in_part_goes_whole_before_the_next_push() {
+    let (lane, mut client) = lane_with_slow_peer(1_000).await;
+    let big = encode(&Frame::from("y".repeat(600_000))).0;
+    lane.write_own(&big).unwrap();
+    assert!(lane.state().front_started, "600 KB into a 4 KiB window: written in part");
+    let after = numbered_frames(3);
+    assert!(push_all(&lane, &after), "the pushes wait behind the own frame's rest");
+    let received = read_to_end_draining(&lane, &mut client).await;
+    let expected: Vec<u8> =
+        [&big].into_iter().chain(&after).flat_map(|f| f.iter().copied()).collect();
+    assert!(received == expected, "the own frame whole, then the pushes");
+}
+
+/// Drains the lane as its reader would, closes the socket, and returns what the client read.
+async fn read_to_end_draining(lane: &Arc<Lane>, client: &mut TcpStream) -> Vec<u8> {
+    let drain = {
+        let lane = Arc::clone(lane);
+        tokio::spawn(async move {
+            std::future::poll_fn(|cx| lane.poll_drained(cx)).await.unwrap();
+            lane.detach();
+        })
+    };
+    let received = read_to_end(client).await;
+    drain.await.unwrap();
+    received
 }
 
 #[tokio::test]
@@ -86,15 +105,7 @@ async fn a_discarding_close_keeps_the_frame_begun_and_drops_the_rest() {
     }
     lane.close(true);
     assert_eq!(lane.push(frames[0].clone()), Pushed::Closed, "no push after the close");
-    let drain = {
-        let lane = Arc::clone(&lane);
-        tokio::spawn(async move {
-            std::future::poll_fn(|cx| lane.poll_drained(cx)).await.unwrap();
-            lane.detach();
-        })
-    };
-    let received = read_to_end(&mut client).await;
-    drain.await.unwrap();
+    let received = read_to_end_draining(&lane, &mut client).await;
     let whole = received.len() / frames[0].len();
     assert!(whole > 0 && whole < pushed, "a prefix went, the rest was dropped ({whole})");
     assert_eq!(received.len() % frames[0].len(), 0, "the stream ends on a frame boundary");

@@ -8,7 +8,8 @@
 //! connection ends, for any reason, it tells the shard with `Unregister`. It names no HTTP type: the
 //! upgrade code that runs it holds the connection's admission slot.
 
-mod heartbeat;
+pub mod heartbeat;
+pub mod react;
 mod write;
 
 use std::sync::Arc;
@@ -18,21 +19,21 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::auth::{AuthError, Authenticator};
+use crate::auth::Authenticator;
 use crate::close::{self, CloseReason};
 use crate::directory::ShardId;
 use crate::hub::Hub;
 use crate::mailbox::{Command, ConnId};
 use crate::metrics::{self, ShardCounters};
-use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Limits, UserId};
+use crate::protocol::{self, Frame, UserId};
 use crate::transport::Stream;
-use heartbeat::{Beat, Heartbeat, TokenClock};
+use heartbeat::{Beat, Heartbeat};
+use react::{Ended, Peer, Reaction, ReadFailure};
 use write::write_batch;
-pub use write::Inflow;
 
 pub type Socket = WebSocketStream<Stream>;
 
@@ -47,7 +48,8 @@ pub struct Session {
     /// The shard that owns the connection (its user's), computed once at the upgrade.
     pub shard: ShardId,
     pub hub: Hub,
-    pub inflow: Inflow,
+    /// The frames its shard queued for it.
+    pub outbox: flume::Receiver<Frame>,
     pub closer: oneshot::Receiver<CloseReason>,
     /// With authentication on. Boxed: an idle session without it carries only a null pointer.
     pub auth: Option<Box<SessionAuth>>,
@@ -60,39 +62,24 @@ pub struct SessionAuth {
     pub expires_at: SystemTime,
 }
 
-/// What a client message calls for.
-enum Reaction {
-    Command(Command),
-    Reply(Frame),
-    /// The client sent its close.
-    Closed,
-    Nothing,
-}
-
-/// How a session ended, for the log line written when it does.
-#[derive(Debug)]
-enum Ended {
-    ClientClosed,
-    Closed(CloseReason),
-    /// The socket failed or the shard stopped.
-    Gone(String),
-}
-
-impl std::fmt::Display for Ended {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::ClientClosed => f.write_str("closed by the client"),
-            Self::Closed(reason) => {
-                write!(f, "closed by the server: {} {}", reason.code, reason.reason)
-            }
-            Self::Gone(why) => write!(f, "lost: {why}"),
-        }
-    }
+/// Every connection's WebSocket settings (buffers and limits), from the flags.
+pub fn websocket_config(settings: &crate::Config) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(settings.ws_read_buffer)
+        .write_buffer_size(settings.ws_write_buffer)
+        .max_write_buffer_size(settings.ws_write_buffer + 2 * settings.max_frame + 128 * 1024)
+        .max_message_size(Some(settings.max_frame))
+        .max_frame_size(Some(settings.max_frame))
 }
 
 impl Session {
     fn counters(&self) -> &ShardCounters {
         self.hub.metrics().shard(self.shard)
+    }
+
+    fn peer(&self) -> Peer<'_> {
+        let (conn, user, shard, hub) = (self.conn, &self.user, self.shard, &self.hub);
+        Peer { conn, user, shard, hub, auth: self.auth.as_deref() }
     }
 
     /// Serves the connection until it ends, then makes sure the cache no longer holds it. `held`
@@ -101,9 +88,6 @@ impl Session {
     /// copy of every argument (`footprint` pins the size).
     pub async fn run<H>(mut self, mut socket: Socket, held: H) {
         let ended = self.serve(&mut socket).await;
-        if let Inflow::Lane(lane) = &self.inflow {
-            lane.detach();
-        }
         tracing::debug!(conn = self.conn, user = %self.user, %ended, "connection ended");
         self.unregister().await;
         drop(held);
@@ -115,13 +99,7 @@ impl Session {
     }
 
     async fn serve(&mut self, socket: &mut Socket) -> Ended {
-        let settings = self.hub.settings();
-        let limits = Limits { max_content_chars: settings.max_content };
-        let mut heartbeat =
-            Heartbeat::new(Instant::now(), settings.ping_interval, settings.idle_timeout);
-        if let Some(auth) = &self.auth {
-            heartbeat.token = Some(Box::new(self.token_clock(auth.expires_at)));
-        }
+        let mut heartbeat = self.peer().heartbeat();
         let timer = tokio::time::sleep_until(heartbeat.deadline());
         tokio::pin!(timer);
         loop {
@@ -130,15 +108,15 @@ impl Session {
                 reason = &mut self.closer => {
                     Some(self.close(socket, reason.unwrap_or(close::SHUTTING_DOWN)).await)
                 }
-                frame = self.inflow.next() => match frame {
+                frame = self.outbox.recv_async() => match frame {
                     Ok(frame) => self.write_unless_closed(socket, frame).await,
-                    Err(why) => Some(Ended::Gone(why)),
+                    Err(_) => Some(Ended::Gone("outbox closed".into())),
                 },
                 incoming = socket.next() => {
                     heartbeat.seen(Instant::now());
                     match incoming {
                         Some(Ok(message)) => {
-                            self.on_message(socket, message, limits, &mut heartbeat).await
+                            self.on_message(socket, message, &mut heartbeat).await
                         }
                         Some(Err(err)) => Some(self.on_read_error(socket, err).await),
                         None => Some(Ended::ClientClosed),
@@ -164,7 +142,7 @@ impl Session {
             reason = &mut self.closer => {
                 Some(self.close(socket, reason.unwrap_or(close::SHUTTING_DOWN)).await)
             }
-            written = write_batch(socket, &self.inflow, first, counters) => {
+            written = write_batch(socket, &self.outbox, first, counters) => {
                 written.err().map(|err| Ended::Gone(err.to_string()))
             }
         }
@@ -196,10 +174,12 @@ impl Session {
         &mut self,
         socket: &mut Socket,
         message: Message,
-        limits: Limits,
         heartbeat: &mut Heartbeat,
     ) -> Option<Ended> {
-        match self.react(message, limits, heartbeat) {
+        // Not async: the message (and its text) is gone before the session awaits anything, which
+        // keeps every idle session's task small.
+        let reaction = self.peer().react(message, heartbeat);
+        match reaction {
             Reaction::Command(command) => {
                 let delivered = self.hub.router().command(self.shard, command).await;
                 (!delivered).then(|| Ended::Gone("shard stopped".into()))
@@ -217,92 +197,11 @@ impl Session {
         }
     }
 
-    /// What a client message calls for. Not async: the message (and its text) is gone before the
-    /// session awaits anything, which keeps every idle session's task small.
-    fn react(&mut self, message: Message, limits: Limits, heartbeat: &mut Heartbeat) -> Reaction {
-        match message {
-            Message::Text(text) => {
-                metrics::incr(&self.counters().frames_in);
-                match protocol::parse_client_frame(&text, &self.user, limits) {
-                    Ok(ClientFrame::Request(request)) => {
-                        Reaction::Command(Command::Request { conn: self.conn, request })
-                    }
-                    Ok(ClientFrame::Refresh { id, token }) => {
-                        match self.refresh(id, &token, heartbeat) {
-                            Ok(command) => Reaction::Command(command),
-                            Err(refusal) => Reaction::Reply(refusal),
-                        }
-                    }
-                    Err(rejection) => Reaction::Reply(rejection.to_frame()),
-                }
-            }
-            Message::Binary(_) => {
-                metrics::incr(&self.counters().frames_in);
-                Reaction::Reply(protocol::error_frame(
-                    None,
-                    ErrorCode::BadRequest,
-                    "binary frames are not supported; send JSON text",
-                ))
-            }
-            Message::Close(_) => Reaction::Closed,
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Reaction::Nothing,
-        }
-    }
-
-    /// Checks a `refresh` token: the same user gets its new expiry here and its new permissions from
-    /// the shard (which acks); anything else is answered with an error and changes nothing.
-    fn refresh(
-        &self,
-        id: Option<String>,
-        token: &str,
-        heartbeat: &mut Heartbeat,
-    ) -> Result<Command, Frame> {
-        let reject = |code, message: &str| protocol::error_frame(id.as_deref(), code, message);
-        let Some(SessionAuth { authenticator, .. }) = self.auth.as_deref() else {
-            return Err(reject(
-                ErrorCode::BadRequest,
-                "authentication is off: there is no token to refresh",
-            ));
-        };
-        let refusal = match authenticator.verify(token) {
-            Ok(identity) if identity.user == self.user => {
-                heartbeat.token = Some(Box::new(self.token_clock(identity.expires_at)));
-                return Ok(Command::Reauthorize {
-                    conn: self.conn,
-                    id,
-                    permissions: identity.permissions,
-                });
-            }
-            Ok(identity) => {
-                (ErrorCode::Forbidden, format!("the token is for another user ({})", identity.user))
-            }
-            Err(AuthError::Missing) => (ErrorCode::Unauthorized, "no token".to_owned()),
-            Err(AuthError::Invalid(why)) => (ErrorCode::Unauthorized, why),
-        };
-        tracing::warn!(target: "audit", event = "refresh_refused", user = %self.user, conn = self.conn, reason = %refusal.1);
-        Err(reject(refusal.0, "the token was refused; the old one stays in force"))
-    }
-
-    /// The notice and close deadlines of a token expiring at `expires_at`.
-    fn token_clock(&self, expires_at: SystemTime) -> TokenClock {
-        let remaining = expires_at.duration_since(SystemTime::now()).unwrap_or_default();
-        let settings = self.hub.settings();
-        TokenClock::new(
-            Instant::now(),
-            expires_at,
-            remaining,
-            settings.token_expiry_notice,
-            settings.jwt_leeway,
-        )
-    }
-
     async fn on_read_error(&mut self, socket: &mut Socket, err: WsError) -> Ended {
-        match err {
-            WsError::Capacity(_) => self.close(socket, close::MESSAGE_TOO_BIG).await,
-            WsError::Utf8(_) => self.close(socket, close::INVALID_PAYLOAD).await,
-            WsError::Protocol(_) => self.close(socket, close::PROTOCOL_ERROR).await,
-            WsError::ConnectionClosed | WsError::AlreadyClosed => Ended::ClientClosed,
-            other => Ended::Gone(other.to_string()),
+        match ReadFailure::from(err) {
+            ReadFailure::Close(reason) => self.close(socket, reason).await,
+            ReadFailure::ClientClosed => Ended::ClientClosed,
+            ReadFailure::Gone(why) => Ended::Gone(why),
         }
     }
 
@@ -321,19 +220,13 @@ impl Session {
             self.unregister().await;
         }
         let grace = if reason.drain { self.hub.settings().shutdown_timeout } else { CLOSE_GRACE };
-        let inflow = &self.inflow;
+        let outbox = &self.outbox;
         let counters = self.hub.metrics().shard(self.shard);
         let closing = async {
             if reason.drain {
-                while let Some(frame) = inflow.try_recv() {
-                    write_batch(socket, inflow, frame, counters).await?;
+                while let Ok(frame) = outbox.try_recv() {
+                    write_batch(socket, outbox, frame, counters).await?;
                 }
-            }
-            if let Inflow::Lane(lane) = inflow {
-                if reason.drain {
-                    std::future::poll_fn(|cx| lane.poll_drained(cx)).await?;
-                }
-                lane.close(!reason.drain);
             }
             let frame =
                 CloseFrame { code: CloseCode::from(reason.code), reason: reason.reason.into() };
@@ -363,9 +256,8 @@ mod footprint {
         let role = tokio_tungstenite::tungstenite::protocol::Role::Server;
         let socket = WebSocketStream::from_raw_socket(stream, role, None).await;
         let ((_sender, outbox), (_close, closer)) = (flume::bounded(1), oneshot::channel());
-        let inflow = Inflow::Queue(outbox);
         let session =
-            Session { conn: 1, user: "u".into(), shard: 0, hub, inflow, closer, auth: None };
+            Session { conn: 1, user: "u".into(), shard: 0, hub, outbox, closer, auth: None };
         let admission_slot: Option<Box<u64>> = None;
         let task = session.run(socket, admission_slot);
         assert!(

@@ -1,47 +1,14 @@
-//! A session's writing: the frames its shard queued, in batches with one flush each, or, on a lane,
-//! only what the kernel left.
+//! A session's writing: the frames its shard queued, in batches with one flush each.
 //!
-//! Owns: the batch limits, and where the session's frames come from ([`Inflow`]). May touch: the
-//! session's socket, its outbox or lane, and its frame counter. Must not: decide anything about the
+//! Owns: the batch limits. May touch: the session's socket, its outbox, and its frame counter. Must not: decide anything about the
 //! connection (the session closes it).
-
-use std::sync::Arc;
 
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Socket;
-use crate::lane::Lane;
 use crate::metrics::ShardCounters;
 use crate::protocol::{self, Frame};
-
-/// Where a session's frames come from.
-#[derive(Debug)]
-pub enum Inflow {
-    /// The frames its shard queued, for the session to write (TLS, or `--fast-path false`).
-    Queue(flume::Receiver<Frame>),
-    /// The shard writes the socket; the session writes what the kernel left queued.
-    Lane(Arc<Lane>),
-}
-
-impl Inflow {
-    /// The next frame to write (a lane has none: it returns only the error that ends it).
-    pub(super) async fn next(&self) -> Result<Frame, String> {
-        match self {
-            Self::Queue(queue) => queue.recv_async().await.map_err(|_| "outbox closed".into()),
-            Self::Lane(lane) => {
-                Err(std::future::poll_fn(|cx| lane.poll_drain(cx)).await.to_string())
-            }
-        }
-    }
-
-    pub(super) fn try_recv(&self) -> Option<Frame> {
-        match self {
-            Self::Queue(queue) => queue.try_recv().ok(),
-            Self::Lane(_) => None,
-        }
-    }
-}
 
 /// Most frames gathered into one write before flushing.
 const MAX_BATCH_FRAMES: u64 = 64;
@@ -51,7 +18,7 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// Writes `first` and whatever else is ready (up to a batch), then flushes once.
 pub(super) async fn write_batch(
     socket: &mut Socket,
-    inflow: &Inflow,
+    outbox: &flume::Receiver<Frame>,
     first: Frame,
     counters: &ShardCounters,
 ) -> Result<(), WsError> {
@@ -68,7 +35,7 @@ pub(super) async fn write_batch(
         if frames >= MAX_BATCH_FRAMES || bytes >= MAX_BATCH_BYTES {
             break;
         }
-        next = inflow.try_recv();
+        next = outbox.try_recv().ok();
         if let Some(frame) = &next {
             bytes += frame.len();
             frames += 1;

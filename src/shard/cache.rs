@@ -26,7 +26,8 @@ pub struct Connection {
     pub user: UserId,
     /// Where frames for this connection go; bounded, written with `try_send` only.
     pub outbox: Outbox,
-    /// Tells the connection's session to close; taken when the shard evicts the connection.
+    /// Tells the connection's session to close; taken when the shard evicts the connection. `None`
+    /// on a lane, which carries the request to the shard's reader.
     pub closer: Option<oneshot::Sender<CloseReason>>,
     pub connected_at: SystemTime,
     /// The client's address, for the audit log.
@@ -53,6 +54,17 @@ impl Connection {
             permissions,
             last_activity,
             rooms: Vec::new(),
+        }
+    }
+}
+
+impl Connection {
+    /// Asks whoever reads the connection to close it (once; the first reason wins).
+    pub fn ask_to_close(&mut self, reason: CloseReason) {
+        if let Some(closer) = self.closer.take() {
+            let _ = closer.send(reason);
+        } else if let Outbox::Lane(lane) = &self.outbox {
+            lane.request_close(reason);
         }
     }
 }

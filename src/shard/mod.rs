@@ -198,7 +198,7 @@ impl Shard {
             self.note_presence(&user, true);
         }
         let connection =
-            Connection { remote, permissions, ..Connection::new(user, outbox, Some(closer)) };
+            Connection { remote, permissions, ..Connection::new(user, outbox, closer) };
         self.cache.insert(conn, connection);
         metrics::incr(&self.counters().connections_opened);
         let joins_rooms = !rooms.is_empty();
@@ -294,8 +294,8 @@ impl Shard {
         if !self.resuming.is_empty() {
             self.forget_resumes(conn);
         }
-        if let (Some(reason), Some(closer)) = (close, connection.closer.take()) {
-            let _ = closer.send(reason);
+        if let Some(reason) = close {
+            connection.ask_to_close(reason);
         }
         for left in left {
             self.after_leave(left, &connection.user);
@@ -329,9 +329,8 @@ impl Shard {
     fn shut_down(&mut self) {
         self.shutting_down = true;
         for conn in self.cache.conn_ids() {
-            let closer = self.cache.get_mut(conn).and_then(|c| c.closer.take());
-            if let Some(closer) = closer {
-                let _ = closer.send(close::SHUTTING_DOWN);
+            if let Some(connection) = self.cache.get_mut(conn) {
+                connection.ask_to_close(close::SHUTTING_DOWN);
             }
         }
     }

@@ -47,7 +47,7 @@ fn register(shard: &mut Shard, conn: ConnId, user: &str, rooms: &[&str], capacit
         rooms,
         since: Vec::new(),
         outbox: outbox.into(),
-        closer,
+        closer: Some(closer),
         remote,
         permissions,
     };

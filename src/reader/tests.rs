@@ -1,0 +1,1 @@
+//! The reader over real loopback sockets.
