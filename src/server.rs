@@ -144,10 +144,12 @@ impl Server {
             .map_err(|source| StartError::Threads { what: "the shard threads", source })?;
         let config = session::websocket_config(hub.settings());
         let access = shards.iter().enumerate().map(|(id, shard)| {
-            let reader = reader::start(id, hub.clone(), &shard.runtime, config);
-            ShardAccess { runtime: shard.runtime.clone(), reader }
+            let reader = reader::start(id, hub.clone(), &shard.runtime, config)?;
+            Ok(ShardAccess { runtime: shard.runtime.clone(), reader })
         });
-        let access = access.collect();
+        let access = access
+            .collect::<io::Result<_>>()
+            .map_err(|source| StartError::Threads { what: "the shard readers", source })?;
         let app = Arc::new(App::new(hub, auth, access));
         Ok(Self { listener, tls, app, shards })
     }

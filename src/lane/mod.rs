@@ -15,20 +15,21 @@
 //! Every write is whole or nothing to the other writers: a frame the kernel takes in part has its
 //! rest queued first, so frames never interleave inside each other.
 
-use std::io::{self, IoSlice};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::task::{ready, Context, Poll, Waker};
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
+use mio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 
 use crate::close::CloseReason;
 use crate::protocol::{self, Frame};
 use queue::Frames;
+pub use ready::ReadyQueue;
 
 mod queue;
+mod ready;
 
 /// Most queued frames handed to the kernel in one `writev`.
 const MAX_SLICES: usize = 64;
@@ -50,15 +51,17 @@ pub enum Pushed {
 pub struct Lane {
     state: Mutex<State>,
     /// Frames that may wait besides `allowance` bytes' worth; a push beyond both is refused.
-    limit: usize,
+    limit: u32,
     /// Bytes that may wait besides `limit` frames: `--ws-write-buffer`, what a session's path
     /// keeps in tungstenite's write buffer, so both paths evict at the same point.
-    allowance: usize,
+    allowance: u32,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    /// `None` until the upgrade is done, and again once the connection has ended.
+    /// `None` until the upgrade is done, and again once the connection has ended. Registered with
+    /// its shard's reader (edge-triggered): a write the kernel refuses is followed by a writable
+    /// event, which has the reader write what stays queued.
     socket: Option<TcpStream>,
     queue: Frames,
     /// The bytes in `queue`.
@@ -67,15 +70,15 @@ struct State {
     front_started: bool,
     /// No more pushes: the connection is sending its close (or has ended).
     closed: bool,
-    /// The shard's reader, to wake when frames stay queued for a writable socket
-    /// or the shard asks for a close.
-    drainer: Option<Waker>,
     /// The shard's request that the connection close, for its reader to act on.
-    close_request: Option<CloseReason>,
+    close_request: Option<&'static CloseReason>,
+    /// Where a close request is announced: the reader's queue, and this connection's id in it.
+    reader: Option<(Arc<ReadyQueue>, u64)>,
 }
 
 impl Lane {
     pub fn new(limit: usize, allowance: usize) -> Self {
+        let (limit, allowance) = (saturating_u32(limit), saturating_u32(allowance));
         Self { state: Mutex::default(), limit, allowance }
     }
 
@@ -89,7 +92,7 @@ impl Lane {
         if state.closed {
             return Pushed::Closed;
         }
-        if state.is_full(self.limit, self.allowance) {
+        if state.is_full(self.limit as usize, self.allowance as usize) {
             return Pushed::Full;
         }
         state.queued_bytes += wire.len();
@@ -111,93 +114,67 @@ impl Lane {
         }
         if let Err(err) = state.write_queued() {
             if err.kind() != io::ErrorKind::WouldBlock {
-                // The reader sees the same error on its next read or write, and ends the connection.
+                // The reader sees the same error on its next read, and ends the connection.
                 tracing::trace!(%err, "a lane's write failed");
             }
         }
-        if state.queue.is_empty() {
-            return false;
-        }
-        if let Some(drainer) = state.drainer.take() {
-            drainer.wake();
-        }
-        true
+        !state.queue.is_empty()
     }
 
-    /// Puts the upgraded connection's socket in (registered with the shard's reactor); frames
-    /// pushed before it wait for the reader's first drain.
-    pub fn attach(&self, socket: TcpStream) {
-        self.state().socket = Some(socket);
-    }
-
-    /// The reader's part: writes what stays queued whenever the socket is writable. Pending while
-    /// all is well; ready only with the error that ends the connection.
-    pub fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Error> {
+    /// Puts the upgraded connection's socket in, registered with its shard's reader, which is told
+    /// through `ready` when the shard asks for a close. Frames pushed before wait for the reader's
+    /// first drain.
+    pub fn attach(&self, socket: TcpStream, ready: Arc<ReadyQueue>, conn: u64) {
         let mut state = self.state();
-        match state.poll_write_queued(cx) {
-            Poll::Ready(Err(err)) => Poll::Ready(err),
-            Poll::Ready(Ok(())) | Poll::Pending => {
-                state.drainer = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
+        state.socket = Some(socket);
+        state.reader = Some((ready, conn));
     }
 
-    /// Ready once everything queued is written (a draining close waits for it).
-    pub fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.state().poll_write_queued(cx)
+    /// The reader's part: writes what stays queued, as far as the kernel takes it now. `true` once
+    /// nothing is left; `false` when the rest waits for the socket's next writable event.
+    pub fn drain(&self) -> io::Result<bool> {
+        match self.state().write_queued() {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 
     /// The shard asks the connection's reader to close it (the first request wins).
-    pub fn request_close(&self, reason: CloseReason) {
+    pub fn request_close(&self, reason: &'static CloseReason) {
         let mut state = self.state();
         if state.close_request.is_none() {
             state.close_request = Some(reason);
         }
-        if let Some(drainer) = state.drainer.take() {
-            drainer.wake();
+        if let Some((ready, conn)) = &state.reader {
+            ready.push(*conn);
         }
     }
 
     /// The close the shard asked for, once.
-    pub fn take_close_request(&self) -> Option<CloseReason> {
+    pub fn take_close_request(&self) -> Option<&'static CloseReason> {
         self.state().close_request.take()
     }
 
-    /// Reads from the socket into `buf` (`Ok(0)` at its end), waiting for it to be readable.
-    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    /// Reads from the socket into `buf`: `Ok(0)` at its end, `WouldBlock` once it has nothing more
+    /// (its next readable event says when it has).
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let state = self.state();
-        let socket = state.socket()?;
-        loop {
-            ready!(socket.poll_read_ready(cx))?;
-            match socket.try_read(buf) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                done => return Poll::Ready(done),
-            }
-        }
+        let mut socket = state.socket()?;
+        socket.read(buf)
     }
 
     /// Writes one of the connection's own frames (a reply, a ping, the close) behind whatever is
-    /// queued, never waiting: what the kernel does not take now is queued whole, for the drain.
+    /// queued, never waiting: what the kernel does not take now stays queued, for the drain.
     pub fn write_own(&self, wire: &[u8]) -> io::Result<()> {
         let mut state = self.state();
-        let written = if state.queue.is_empty() {
-            match state.socket()?.try_write(wire) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
-                written => written?,
-            }
-        } else {
-            0
-        };
-        if written < wire.len() {
-            state.queue.push_back(Bytes::copy_from_slice(&wire[written..]));
-            state.queued_bytes += wire.len() - written;
-            state.front_started |= written > 0 && state.queue.len() == 1;
-            if let Some(drainer) = state.drainer.take() {
-                drainer.wake();
-            }
+        state.socket()?;
+        state.queue.push_back(Bytes::copy_from_slice(wire));
+        state.queued_bytes += wire.len();
+        match state.write_queued() {
+            Err(err) if err.kind() != io::ErrorKind::WouldBlock => Err(err),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Takes no more pushes. `discard`: drops what is queued, except a frame already written in
@@ -219,8 +196,12 @@ impl Lane {
         state.socket = None;
         state.queue = Frames::default();
         state.queued_bytes = 0;
-        state.drainer = None;
+        state.reader = None;
     }
+}
+
+fn saturating_u32(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
 }
 
 impl State {
@@ -237,41 +218,24 @@ impl State {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no socket on this lane"))
     }
 
-    /// Writes queued frames until the queue is empty (`Ok`) or the kernel takes no more (`WouldBlock`).
+    /// Writes queued frames until the queue is empty (`Ok`) or the kernel takes no more
+    /// (`WouldBlock`, after which the socket's writable event comes).
     fn write_queued(&mut self) -> io::Result<()> {
         while !self.queue.is_empty() {
-            let socket = self.socket()?;
+            let mut socket = self.socket()?;
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let mut count = 0;
             for (slice, frame) in slices.iter_mut().zip(self.queue.iter()) {
                 *slice = IoSlice::new(frame);
                 count += 1;
             }
-            let written = socket.try_write_vectored(&slices[..count])?;
+            let written = socket.write_vectored(&slices[..count])?;
             if written == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             self.advance(written);
         }
         Ok(())
-    }
-
-    /// [`State::write_queued`], waiting for the socket to be writable.
-    fn poll_write_queued(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            if self.queue.is_empty() {
-                return Poll::Ready(Ok(()));
-            }
-            match self.socket() {
-                Ok(socket) => ready!(socket.poll_write_ready(cx))?,
-                // Not attached yet: the reader attaches before it polls, so this is after its end.
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-            match self.write_queued() {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                done => return Poll::Ready(done),
-            }
-        }
     }
 
     fn advance(&mut self, mut written: usize) {

@@ -13,8 +13,9 @@ use crate::protocol::{self, Frame};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A lane attached to the server end of a connection, and the client end (4 KiB buffers on both).
-async fn lane_with_slow_peer(limit: usize) -> (Arc<Lane>, TcpStream) {
+/// A lane attached to the server end of a connection (4 KiB buffers on both), the client end,
+/// and a poll with the server end registered for writable events, as its reader would have it.
+async fn lane_with_slow_peer(limit: usize) -> (Arc<Lane>, TcpStream, mio::Poll) {
     let listening = TcpSocket::new_v4().unwrap();
     listening.set_send_buffer_size(4096).unwrap();
     listening.bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -23,9 +24,12 @@ async fn lane_with_slow_peer(limit: usize) -> (Arc<Lane>, TcpStream) {
     socket.set_recv_buffer_size(4096).unwrap();
     let client = socket.connect(listener.local_addr().unwrap()).await.unwrap();
     let (server, _) = listener.accept().await.unwrap();
+    let mut server = mio::net::TcpStream::from_std(server.into_std().unwrap());
+    let poll = mio::Poll::new().unwrap();
+    poll.registry().register(&mut server, mio::Token(1), mio::Interest::WRITABLE).unwrap();
     let lane = Arc::new(Lane::new(limit, 0));
-    lane.attach(server);
-    (lane, client)
+    lane.attach(server, Arc::default(), 1);
+    (lane, client, poll)
 }
 
 /// Distinct frames, each 2 KB, numbered in their first bytes.
@@ -54,12 +58,12 @@ async fn read_to_end(client: &mut TcpStream) -> Vec<u8> {
 
 #[tokio::test]
 async fn what_the_kernel_leaves_goes_first_and_the_connections_own_frame_after_it() {
-    let (lane, mut client) = lane_with_slow_peer(1_000).await;
+    let (lane, mut client, poll) = lane_with_slow_peer(1_000).await;
     let frames = numbered_frames(300);
     assert!(push_all(&lane, &frames), "600 KB into a 4 KiB window: some write went in part");
     let own = encode(&Frame::from("the session's own")).0;
     lane.write_own(&own).unwrap();
-    let received = read_to_end_draining(&lane, &mut client).await;
+    let received = read_to_end_draining(&lane, poll, &mut client).await;
     let expected: Vec<u8> = frames.iter().chain([&own]).flat_map(|f| f.iter().copied()).collect();
     assert_eq!(received.len(), expected.len());
     assert!(received == expected, "every byte, in push order, the connection's frame last");
@@ -67,24 +71,33 @@ async fn what_the_kernel_leaves_goes_first_and_the_connections_own_frame_after_i
 
 #[tokio::test]
 async fn an_own_frame_the_kernel_takes_in_part_goes_whole_before_the_next_push() {
-    let (lane, mut client) = lane_with_slow_peer(1_000).await;
+    let (lane, mut client, poll) = lane_with_slow_peer(1_000).await;
     let big = encode(&Frame::from("y".repeat(600_000))).0;
     lane.write_own(&big).unwrap();
     assert!(lane.state().front_started, "600 KB into a 4 KiB window: written in part");
     let after = numbered_frames(3);
     assert!(push_all(&lane, &after), "the pushes wait behind the own frame's rest");
-    let received = read_to_end_draining(&lane, &mut client).await;
+    let received = read_to_end_draining(&lane, poll, &mut client).await;
     let expected: Vec<u8> =
         [&big].into_iter().chain(&after).flat_map(|f| f.iter().copied()).collect();
     assert!(received == expected, "the own frame whole, then the pushes");
 }
 
-/// Drains the lane as its reader would, closes the socket, and returns what the client read.
-async fn read_to_end_draining(lane: &Arc<Lane>, client: &mut TcpStream) -> Vec<u8> {
+/// Drains the lane as its reader would (on each writable event, until nothing is left), closes
+/// the socket, and returns what the client read.
+async fn read_to_end_draining(
+    lane: &Arc<Lane>,
+    poll: mio::Poll,
+    client: &mut TcpStream,
+) -> Vec<u8> {
     let drain = {
-        let lane = Arc::clone(lane);
-        tokio::spawn(async move {
-            std::future::poll_fn(|cx| lane.poll_drained(cx)).await.unwrap();
+        let (lane, mut poll) = (Arc::clone(lane), poll);
+        tokio::task::spawn_blocking(move || {
+            let mut events = mio::Events::with_capacity(8);
+            while !lane.drain().unwrap() {
+                poll.poll(&mut events, Some(WAIT)).unwrap();
+                assert!(!events.is_empty(), "no writable event within the wait");
+            }
             lane.detach();
         })
     };
@@ -95,7 +108,7 @@ async fn read_to_end_draining(lane: &Arc<Lane>, client: &mut TcpStream) -> Vec<u
 
 #[tokio::test]
 async fn a_discarding_close_keeps_the_frame_begun_and_drops_the_rest() {
-    let (lane, mut client) = lane_with_slow_peer(1_000).await;
+    let (lane, mut client, poll) = lane_with_slow_peer(1_000).await;
     let frames = numbered_frames(900);
     let mut pushed = 0;
     while !lane.state().front_started {
@@ -105,7 +118,7 @@ async fn a_discarding_close_keeps_the_frame_begun_and_drops_the_rest() {
     }
     lane.close(true);
     assert_eq!(lane.push(frames[0].clone()), Pushed::Closed, "no push after the close");
-    let received = read_to_end_draining(&lane, &mut client).await;
+    let received = read_to_end_draining(&lane, poll, &mut client).await;
     let whole = received.len() / frames[0].len();
     assert!(whole > 0 && whole < pushed, "a prefix went, the rest was dropped ({whole})");
     assert_eq!(received.len() % frames[0].len(), 0, "the stream ends on a frame boundary");

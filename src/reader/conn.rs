@@ -10,7 +10,6 @@
 
 use std::io::{self, Cursor};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -19,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::{Frame as WsFrame, FrameHea
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketContext};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::wire::{ConnWake, Wire};
+use super::wire::Wire;
 use super::Shared;
 use crate::close::{self, CloseReason};
 use crate::lane::{self, Lane};
@@ -41,7 +40,6 @@ pub struct Conn {
     pub conn: ConnId,
     pub user: UserId,
     pub lane: Arc<Lane>,
-    pub wake: Arc<ConnWake>,
     heartbeat: Heartbeat,
     /// The start of a frame not yet read whole (empty, with no allocation, between frames).
     partial: Vec<u8>,
@@ -66,7 +64,6 @@ impl Conn {
         conn: ConnId,
         user: UserId,
         lane: Arc<Lane>,
-        wake: Arc<ConnWake>,
         auth: Option<Box<SessionAuth>>,
         held: Option<Box<dyn Send>>,
         shared: &Shared,
@@ -80,57 +77,55 @@ impl Conn {
         };
         let heartbeat = peer.heartbeat();
         let (partial, own, closing) = (Vec::new(), None, None);
-        Self { conn, user, lane, wake, heartbeat, partial, own, closing, auth, _held: held }
+        Self { conn, user, lane, heartbeat, partial, own, closing, auth, _held: held }
     }
 
-    /// Acts on a close the shard asked for, writes what the lane left once the socket is writable,
-    /// and reads what has arrived. `Some` when the connection has ended.
-    pub fn poll(&mut self, cx: &mut Context<'_>, shared: &mut Shared) -> Option<Ended> {
+    /// Acts on a close the shard asked for, writes what the lane left, and reads what has
+    /// arrived. `Some` when the connection has ended.
+    pub fn poll(&mut self, shared: &mut Shared) -> Option<Ended> {
         if let Some(reason) = self.lane.take_close_request() {
-            if let Some(ended) = self.start_close(reason, shared) {
+            if let Some(ended) = self.start_close(*reason, shared) {
                 return Some(ended);
             }
         }
-        if let Some(ended) = self.poll_write(cx) {
+        if let Some(ended) = self.write_queued() {
             return Some(ended);
         }
         for _ in 0..READS_PER_TURN {
             let mut buffer = std::mem::take(&mut shared.buffer);
-            let ended = match self.lane.poll_read(cx, &mut buffer) {
-                Poll::Pending => {
+            let ended = match self.lane.read(&mut buffer) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     shared.buffer = buffer;
                     return None;
                 }
-                Poll::Ready(Ok(0)) => Some(self.ended_by_client()),
-                Poll::Ready(Ok(read)) => {
+                Ok(0) => Some(self.ended_by_client()),
+                Ok(read) => {
                     self.heartbeat.seen(shared.now);
                     self.take_in(&buffer[..read], shared)
                 }
-                Poll::Ready(Err(err)) => Some(Ended::Gone(err.to_string())),
+                Err(err) => Some(Ended::Gone(err.to_string())),
             };
             shared.buffer = buffer;
             if ended.is_some() {
                 return ended;
             }
         }
-        // More may be waiting: come back after the others had their turn.
-        cx.waker().wake_by_ref();
+        // More may be waiting, and no new event will say so: come back after the others.
+        shared.ready.push(self.conn);
         None
     }
 
-    /// Writes what the lane left queued (or, for a draining close, waits until it is written and
-    /// then sends the close).
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Option<Ended> {
+    /// Writes what the lane left queued (for a draining close, once it is all written, the close
+    /// goes out).
+    fn write_queued(&mut self) -> Option<Ended> {
+        let drained = self.lane.drain();
         match self.closing.as_deref() {
-            Some(closing) if !closing.sent => match self.lane.poll_drained(cx) {
-                Poll::Ready(Ok(())) => self.send_close(),
-                Poll::Ready(Err(_)) => Some(Ended::Closed(closing.reason)),
-                Poll::Pending => None,
+            Some(closing) if !closing.sent => match drained {
+                Ok(true) => self.send_close(),
+                Ok(false) => None,
+                Err(_) => Some(Ended::Closed(closing.reason)),
             },
-            _ => match self.lane.poll_drain(cx) {
-                Poll::Ready(err) => Some(Ended::Gone(err.to_string())),
-                Poll::Pending => None,
-            },
+            _ => drained.err().map(|err| Ended::Gone(err.to_string())),
         }
     }
 

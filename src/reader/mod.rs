@@ -9,35 +9,40 @@
 //! May touch: the lanes of its connections, its shard's command inbox. Must not: touch the cache
 //! (requests go to the shard as `Command`s, and a connection that ends is unregistered).
 //!
-//! It runs on its shard's thread, so a wake-up is a push onto a local queue and the lane's mutex is
-//! never contended. Timers are one tick for all connections ([`tick_period`]), not one per
-//! connection. TLS connections keep a session task each (`session`): their bytes differ per
+//! Readiness comes from an edge-triggered poll (mio) of its own, itself registered with the shard's
+//! runtime, so a socket costs no registration state in userspace and no waker. It runs on its
+//! shard's thread, so the lane's mutex is never contended. Timers are one tick for all connections
+//! ([`tick_period`]), not one per connection. TLS connections keep a session task each (`session`): their bytes differ per
 //! connection, and rustls needs its own state anyway.
 
 mod conn;
 mod wire;
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::Arc;
-use std::task::{Context, Waker};
 use std::time::Duration;
 
+use mio::{Events, Poll, Registry, Token};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::runtime::Handle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
 use crate::directory::ShardId;
 use crate::hub::Hub;
-use crate::lane::Lane;
+use crate::lane::{Lane, ReadyQueue};
 use crate::mailbox::{Command, ConnId};
 use crate::protocol::UserId;
 use crate::session::react::Ended;
 use crate::session::SessionAuth;
 use conn::Conn;
-use wire::{ConnWake, ReadyQueue};
 
 /// The shared read buffer's size: one read takes at most this much from a socket.
 const READ_BUFFER: usize = 64 * 1024;
+/// Most socket events taken from the poll at once.
+const EVENTS: usize = 1024;
 
 /// An upgraded plain-TCP connection handed to its shard's reader.
 pub struct Adoption {
@@ -66,10 +71,16 @@ impl Adopter {
 }
 
 /// Starts shard `shard`'s reader on its runtime.
-pub fn start(shard: ShardId, hub: Hub, runtime: &Handle, config: WebSocketConfig) -> Adopter {
+pub fn start(
+    shard: ShardId,
+    hub: Hub,
+    runtime: &Handle,
+    config: WebSocketConfig,
+) -> io::Result<Adopter> {
     let (adopter, adoptions) = flume::unbounded();
-    drop(runtime.spawn(Reader::new(shard, hub, config).run(adoptions)));
-    Adopter(adopter)
+    let (reader, poll) = Reader::new(shard, hub, config)?;
+    drop(runtime.spawn(reader.run(poll, adoptions)));
+    Ok(Adopter(adopter))
 }
 
 /// How often the heartbeats and close deadlines are checked: an eighth of the shortest of them,
@@ -81,14 +92,19 @@ fn tick_period(ping_interval: Duration, idle_timeout: Duration) -> Duration {
 
 struct Reader {
     conns: HashMap<ConnId, Box<Conn>>,
+    /// Where the sockets are registered (the poll itself is in `run`).
+    registry: Registry,
+    /// Connections that asked besides their sockets' events (a close, a turn cut short).
     ready: Arc<ReadyQueue>,
-    /// The connections woken since the last turn (a spare, swapped with the queue's).
+    /// The connections to poll this turn.
     woken: Vec<ConnId>,
     shared: Shared,
 }
 
 impl Reader {
-    fn new(shard: ShardId, hub: Hub, config: WebSocketConfig) -> Self {
+    fn new(shard: ShardId, hub: Hub, config: WebSocketConfig) -> io::Result<(Self, Poll)> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
         let shared = Shared {
             hub,
             shard,
@@ -96,12 +112,23 @@ impl Reader {
             scratch: WebSocketContext::new(Role::Server, Some(config)),
             config,
             commands: Vec::new(),
+            ready: Arc::default(),
             now: Instant::now(),
         };
-        Self { conns: HashMap::new(), ready: Arc::default(), woken: Vec::new(), shared }
+        let ready = Arc::clone(&shared.ready);
+        let reader = Self { conns: HashMap::new(), registry, ready, woken: Vec::new(), shared };
+        Ok((reader, poll))
     }
 
-    async fn run(mut self, adoptions: flume::Receiver<Adoption>) {
+    async fn run(mut self, poll: Poll, adoptions: flume::Receiver<Adoption>) {
+        // SAFETY: the fd is the poll's own epoll fd, which `mio::Poll` owns and keeps open, the same
+        // one, for as long as it lives; the `AsyncFd` owns the poll, so it outlives its registration.
+        let registered = unsafe { AsyncFd::register_with_interest(poll, Interest::READABLE) };
+        let mut poll = match registered {
+            Ok(poll) => poll,
+            Err(err) => return tracing::error!(%err, "the shard's reader cannot poll its sockets"),
+        };
+        let mut events = Events::with_capacity(EVENTS);
         let settings = self.shared.hub.settings();
         let period = tick_period(settings.ping_interval, settings.idle_timeout);
         let mut tick = tokio::time::interval(period);
@@ -111,7 +138,19 @@ impl Reader {
         loop {
             tokio::select! {
                 biased;
-                () = ready.notify.notified() => self.poll_woken().await,
+                polled = poll.readable_mut() => {
+                    let Ok(mut guard) = polled else { return };
+                    let polled = guard.get_inner_mut().poll(&mut events, Some(Duration::ZERO));
+                    if polled.is_err() || events.is_empty() {
+                        guard.clear_ready();
+                    }
+                    self.woken.extend(events.iter().map(|event| event.token().0 as ConnId));
+                    self.poll_woken().await;
+                }
+                () = ready.notify.notified() => {
+                    self.ready.swap(&mut self.woken);
+                    self.poll_woken().await;
+                }
                 adoption = adoptions.recv_async(), if adopting => match adoption {
                     Ok(adoption) => self.adopt(adoption).await,
                     Err(_) => adopting = false,
@@ -124,16 +163,15 @@ impl Reader {
     async fn adopt(&mut self, adoption: Adoption) {
         let Adoption { conn, user, lane, socket, read_ahead, auth, held } = adoption;
         let shared = &mut self.shared;
-        match tokio::net::TcpStream::from_std(socket) {
-            Ok(socket) => lane.attach(socket),
-            Err(err) => {
-                tracing::warn!(conn, %err, "cannot register the socket with its shard");
-                shared.hub.router().command(shared.shard, Command::Unregister { conn }).await;
-                return;
-            }
+        let mut socket = mio::net::TcpStream::from_std(socket);
+        let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
+        if let Err(err) = self.registry.register(&mut socket, Token(conn as usize), interest) {
+            tracing::warn!(conn, %err, "cannot register the socket with its shard");
+            shared.hub.router().command(shared.shard, Command::Unregister { conn }).await;
+            return;
         }
-        let wake = Arc::new(ConnWake::new(conn, Arc::clone(&self.ready)));
-        let mut connection = Box::new(Conn::new(conn, user, lane, wake, auth, held, shared));
+        lane.attach(socket, Arc::clone(&shared.ready), conn);
+        let mut connection = Box::new(Conn::new(conn, user, lane, auth, held, shared));
         shared.now = Instant::now();
         let ended = connection.take_in(&read_ahead, shared);
         self.conns.insert(conn, connection);
@@ -145,7 +183,6 @@ impl Reader {
 
     async fn poll_woken(&mut self) {
         let mut woken = std::mem::take(&mut self.woken);
-        self.ready.swap(&mut woken);
         self.shared.now = Instant::now();
         for conn in woken.drain(..) {
             self.poll_conn(conn).await;
@@ -157,9 +194,7 @@ impl Reader {
     /// the shard.
     async fn poll_conn(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
-        let waker = Waker::from(Arc::clone(&conn.wake));
-        conn.wake.unqueue();
-        let ended = conn.poll(&mut Context::from_waker(&waker), &mut self.shared);
+        let ended = conn.poll(&mut self.shared);
         let shard_gone = !self.shared.send_commands().await;
         let ended = ended.or_else(|| shard_gone.then(|| Ended::Gone("shard stopped".into())));
         if let Some(ended) = ended {
@@ -204,6 +239,8 @@ struct Shared {
     config: WebSocketConfig,
     /// Commands for the shard, gathered while connections are polled, sent after.
     commands: Vec<Command>,
+    /// Where a connection asks to be polled again (its turn was cut short).
+    ready: Arc<ReadyQueue>,
     /// The time of this turn.
     now: Instant,
 }

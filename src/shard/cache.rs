@@ -60,9 +60,9 @@ impl Connection {
 
 impl Connection {
     /// Asks whoever reads the connection to close it (once; the first reason wins).
-    pub fn ask_to_close(&mut self, reason: CloseReason) {
+    pub fn ask_to_close(&mut self, reason: &'static CloseReason) {
         if let Some(closer) = self.closer.take() {
-            let _ = closer.send(reason);
+            let _ = closer.send(*reason);
         } else if let Outbox::Lane(lane) = &self.outbox {
             lane.request_close(reason);
         }

@@ -286,7 +286,7 @@ impl Shard {
     }
 
     /// Removes a connection; `close` tells its session why when the shard is the one evicting it.
-    fn remove(&mut self, conn: ConnId, close: Option<CloseReason>) {
+    fn remove(&mut self, conn: ConnId, close: Option<&'static CloseReason>) {
         let Some((mut connection, left)) = self.cache.remove(conn) else {
             return;
         };
@@ -330,7 +330,7 @@ impl Shard {
         self.shutting_down = true;
         for conn in self.cache.conn_ids() {
             if let Some(connection) = self.cache.get_mut(conn) {
-                connection.ask_to_close(close::SHUTTING_DOWN);
+                connection.ask_to_close(&close::SHUTTING_DOWN);
             }
         }
     }
@@ -353,7 +353,7 @@ impl Shard {
             for conn in full {
                 if self.cache.get(conn).is_some() {
                     metrics::incr(&self.counters().slow_consumer_evictions);
-                    self.remove(conn, Some(close::SLOW_CONSUMER));
+                    self.remove(conn, Some(&close::SLOW_CONSUMER));
                 }
             }
         }

@@ -101,7 +101,7 @@ impl Shard {
         match self.limits.check(&user, Instant::now()) {
             Verdict::Flooding => {
                 tracing::warn!(target: "audit", event = "rate_limit_close", %user, %remote);
-                self.remove(conn, Some(close::FLOODING));
+                self.remove(conn, Some(&close::FLOODING));
                 return None;
             }
             Verdict::Refused => {
