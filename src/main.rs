@@ -15,7 +15,30 @@ use wsbroker::Server;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's option numbers (`mi_option_e` in its v3 `mimalloc.h`, which `libmimalloc-sys` builds
+/// by default; the crate names only the older ones).
+#[cfg(not(feature = "system-allocator"))]
+mod mi_option {
+    pub const PURGE_DELAY: i32 = 15;
+}
+
+/// Has mimalloc give freed memory back to the OS at once (in 64 KiB pieces): an idle connection is a
+/// few hundred bytes that stay, among the kilobytes its upgrade used for a moment. By default it waits
+/// a second, and purges only when it allocates again, which an idle server hardly does, so that memory
+/// stays in the process (docs/benchmarks.md measures it). Transparent huge pages, which would also
+/// keep it (2 MiB at a time), are off at build time (`mimalloc`'s `no_thp`). Set before anything else
+/// runs; the delay is read whenever memory is freed.
+#[cfg(not(feature = "system-allocator"))]
+fn return_freed_memory_promptly() {
+    // SAFETY: `mi_option_set` only stores an integer in mimalloc's option table.
+    unsafe {
+        libmimalloc_sys::mi_option_set(mi_option::PURGE_DELAY, 0);
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(not(feature = "system-allocator"))]
+    return_freed_memory_promptly();
     let config = Config::parse();
     if let Err(message) = init_logging(&config) {
         eprintln!("wsbroker: {message}");

@@ -22,7 +22,7 @@ use super::wire::Wire;
 use super::Shared;
 use crate::close::{self, CloseReason};
 use crate::lane::{self, Lane};
-use crate::mailbox::{Command, ConnId};
+use crate::mailbox::Command;
 use crate::metrics;
 use crate::protocol::{self, UserId};
 use crate::session::heartbeat::{Beat, Heartbeat};
@@ -36,13 +36,13 @@ const READS_PER_TURN: usize = 4;
 /// A ping frame with no payload.
 const PING: [u8; 2] = [0x89, 0x00];
 
+/// One connection (its id is the reader's key, and `Shared::conn` during its turn).
 pub struct Conn {
-    pub conn: ConnId,
     pub user: UserId,
     pub lane: Arc<Lane>,
     heartbeat: Heartbeat,
     /// The start of a frame not yet read whole (empty, with no allocation, between frames).
-    partial: Vec<u8>,
+    partial: Box<[u8]>,
     /// tungstenite's state of this connection, only while a fragmented message is under way.
     own: Option<Box<WebSocketContext>>,
     closing: Option<Box<Closing>>,
@@ -61,7 +61,6 @@ struct Closing {
 
 impl Conn {
     pub fn new(
-        conn: ConnId,
         user: UserId,
         lane: Arc<Lane>,
         auth: Option<Box<SessionAuth>>,
@@ -69,15 +68,15 @@ impl Conn {
         shared: &Shared,
     ) -> Self {
         let peer = Peer {
-            conn,
+            conn: shared.conn,
             user: &user,
             shard: shared.shard,
             hub: &shared.hub,
             auth: auth.as_deref(),
         };
         let heartbeat = peer.heartbeat();
-        let (partial, own, closing) = (Vec::new(), None, None);
-        Self { conn, user, lane, heartbeat, partial, own, closing, auth, _held: held }
+        let (partial, own, closing) = (Box::default(), None, None);
+        Self { user, lane, heartbeat, partial, own, closing, auth, _held: held }
     }
 
     /// Acts on a close the shard asked for, writes what the lane left, and reads what has
@@ -111,7 +110,7 @@ impl Conn {
             }
         }
         // More may be waiting, and no new event will say so: come back after the others.
-        shared.ready.push(self.conn);
+        shared.ready.push(shared.conn);
         None
     }
 
@@ -137,16 +136,12 @@ impl Conn {
     pub fn take_in(&mut self, read: &[u8], shared: &mut Shared) -> Option<Ended> {
         if self.partial.is_empty() {
             let (used, ended) = self.frames(read, shared);
-            self.partial.extend_from_slice(&read[used..]);
+            self.partial = read[used..].into();
             return ended;
         }
-        let mut input = std::mem::take(&mut self.partial);
-        input.extend_from_slice(read);
+        let input = [&self.partial[..], read].concat();
         let (used, ended) = self.frames(&input, shared);
-        if used < input.len() {
-            input.drain(..used);
-            self.partial = input;
-        }
+        self.partial = input[used..].into();
         ended
     }
 
@@ -232,7 +227,7 @@ impl Conn {
 
     fn on_message(&mut self, message: Message, shared: &mut Shared) -> Option<Ended> {
         let peer = Peer {
-            conn: self.conn,
+            conn: shared.conn,
             user: &self.user,
             shard: shared.shard,
             hub: &shared.hub,
@@ -269,7 +264,7 @@ impl Conn {
             return None;
         }
         if !reason.drain {
-            shared.commands.push(Command::Unregister { conn: self.conn });
+            shared.commands.push(Command::Unregister { conn: shared.conn });
         }
         let settings = shared.hub.settings();
         let grace = if reason.drain { settings.shutdown_timeout } else { CLOSE_GRACE };
@@ -311,7 +306,7 @@ impl Conn {
                 self.start_close(close::IDLE_TIMEOUT, shared)
             }
             Beat::TokenExpired => {
-                let (user, conn) = (&self.user, self.conn);
+                let (user, conn) = (&self.user, shared.conn);
                 tracing::warn!(target: "audit", event = "token_expired", %user, conn);
                 self.start_close(close::TOKEN_EXPIRED, shared)
             }

@@ -113,6 +113,7 @@ impl Reader {
             config,
             commands: Vec::new(),
             ready: Arc::default(),
+            conn: 0,
             now: Instant::now(),
         };
         let ready = Arc::clone(&shared.ready);
@@ -171,8 +172,8 @@ impl Reader {
             return;
         }
         lane.attach(socket, Arc::clone(&shared.ready), conn);
-        let mut connection = Box::new(Conn::new(conn, user, lane, auth, held, shared));
-        shared.now = Instant::now();
+        (shared.conn, shared.now) = (conn, Instant::now());
+        let mut connection = Box::new(Conn::new(user, lane, auth, held, shared));
         let ended = connection.take_in(&read_ahead, shared);
         self.conns.insert(conn, connection);
         match ended {
@@ -194,6 +195,7 @@ impl Reader {
     /// the shard.
     async fn poll_conn(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
+        self.shared.conn = id;
         let ended = conn.poll(&mut self.shared);
         let shard_gone = !self.shared.send_commands().await;
         let ended = ended.or_else(|| shard_gone.then(|| Ended::Gone("shard stopped".into())));
@@ -207,6 +209,7 @@ impl Reader {
         self.shared.now = Instant::now();
         let mut ended = Vec::new();
         for (id, conn) in &mut self.conns {
+            self.shared.conn = *id;
             if let Some(why) = conn.beat(&mut self.shared) {
                 ended.push((*id, why));
             }
@@ -241,6 +244,8 @@ struct Shared {
     commands: Vec<Command>,
     /// Where a connection asks to be polled again (its turn was cut short).
     ready: Arc<ReadyQueue>,
+    /// The connection whose turn it is.
+    conn: ConnId,
     /// The time of this turn.
     now: Instant,
 }

@@ -24,3 +24,4 @@ mod shutdown;
 mod store;
 mod streams;
 mod tls;
+mod wire;
