@@ -4,7 +4,8 @@
 //! The map, top to bottom; a module imports only those below it (ARCHITECTURE.md draws it):
 //! - [`server`]: binds the port, starts the shards and the broker, accepts, shuts down gracefully.
 //! - [`http`]: routes each request: the WebSocket upgrade, the REST API, health and metrics.
-//! - [`session`]: one task per WebSocket connection; reads client frames, writes queued frames.
+//! - [`reader`]: each shard's reader of its plain-TCP connections, one task for all of them.
+//! - [`session`]: one task per TLS connection; reads client frames, writes queued frames.
 //! - [`shard`]: N threads, each the single owner of its slice of the connection cache.
 //! - [`hub`]: the handle a shard, session or handler holds: router, broker, metrics, settings.
 //! - [`cluster`]: the Redis implementation of the broker seam and its relay thread.

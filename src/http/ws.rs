@@ -1,13 +1,13 @@
-//! The WebSocket upgrade: validates the request, registers the connection, then hands the socket to a
-//! session.
+//! The WebSocket upgrade: validates the request, registers the connection, then hands the socket to
+//! its shard's reader (plain TCP) or to a session (TLS).
 //!
-//! Owns: the handshake checks and the per-connection WebSocket configuration. Must not: read or write
-//! frames (the session does) or touch the cache (the shard registers the connection).
+//! Owns: the handshake checks. Must not: read or write frames (the reader or the session does) or
+//! touch the cache (the shard registers the connection).
 //!
 //! The connection is registered, with the rooms its URL names, *before* the `101` goes out, so a client
 //! that holds a `101` is already a member that every publisher can reach. After the upgrade the socket
-//! moves to its shard's thread, where its session is spawned as a task of its own (the task is the
-//! session's future alone, see `session::footprint`).
+//! moves to its shard's thread: into the lane its reader polls, or into a session spawned as a task of
+//! its own (the task is the session's future alone, see `session::footprint`).
 
 use hyper::body::Incoming;
 use hyper::header::{

@@ -1,9 +1,11 @@
-//! A session: the task that serves one WebSocket connection, reading and writing its socket.
+//! A session: the task that serves one WebSocket connection over TLS (or with `--fast-path false`),
+//! reading and writing its socket. Plain-TCP connections have no task: their shard's reader
+//! (`reader`) reads them and their lane is written by the shard.
 //!
 //! Owns: the socket, the receiving end of the connection's outbox, its heartbeat. It parses client
 //! frames (refusing bad ones itself) and hands valid requests to its shard; it writes whatever the shard
-//! queued, in batches with one flush each. On a lane (the fast path) the shard writes the socket and
-//! the session writes only what the kernel left queued, and its own frames.
+//! queued, in batches with one flush each. What a message calls for (`react`) and the heartbeat are
+//! shared with the reader.
 //! May touch: its shard's command inbox, its own counters. Must not: touch the cache; when the
 //! connection ends, for any reason, it tells the shard with `Unregister`. It names no HTTP type: the
 //! upgrade code that runs it holds the connection's admission slot.
