@@ -14,12 +14,13 @@ use bytes::Bytes;
 pub(super) struct Frames {
     /// `None` only when the queue is empty (`rest` is empty then too).
     first: Option<Bytes>,
-    rest: VecDeque<Bytes>,
+    /// Boxed: nearly always absent, and a lane is in every connection.
+    rest: Option<Box<VecDeque<Bytes>>>,
 }
 
 impl Frames {
     pub fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
+        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |rest| rest.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -30,7 +31,7 @@ impl Frames {
         if self.first.is_none() {
             self.first = Some(frame);
         } else {
-            self.rest.push_back(frame);
+            self.rest.get_or_insert_default().push_back(frame);
         }
     }
 
@@ -39,19 +40,19 @@ impl Frames {
     }
 
     pub fn pop_front(&mut self) {
-        self.first = self.rest.pop_front();
-        if self.rest.is_empty() && self.rest.capacity() > 0 {
-            self.rest = VecDeque::new();
+        self.first = self.rest.as_mut().and_then(|rest| rest.pop_front());
+        if self.rest.as_ref().is_some_and(|rest| rest.is_empty()) {
+            self.rest = None;
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Bytes> {
-        self.first.iter().chain(self.rest.iter())
+        self.first.iter().chain(self.rest.iter().flat_map(|rest| rest.iter()))
     }
 
     /// Keeps the first frame (when `keep_first`) and drops the rest.
     pub fn truncate(&mut self, keep_first: bool) {
-        self.rest = VecDeque::new();
+        self.rest = None;
         if !keep_first {
             self.first = None;
         }
@@ -76,9 +77,9 @@ mod tests {
             frames.pop_front();
         }
         assert!(frames.is_empty());
-        assert_eq!(frames.rest.capacity(), 0, "the deque was freed once drained");
+        assert!(frames.rest.is_none(), "the deque was freed once drained");
         frames.push_back(Bytes::from_static(b"a"));
-        assert_eq!(frames.rest.capacity(), 0, "one frame lives inline");
+        assert!(frames.rest.is_none(), "one frame lives inline");
         frames.push_back(Bytes::from_static(b"b"));
         frames.truncate(true);
         assert_eq!((frames.len(), frames.front_mut().map(|f| f[0])), (1, Some(b'a')));

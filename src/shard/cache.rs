@@ -129,7 +129,11 @@ impl LocalCache {
     }
 
     pub fn insert(&mut self, conn: ConnId, connection: Connection) {
-        self.users.entry(connection.user.clone()).or_default().push(conn);
+        // Exact capacities: nearly every user has one connection, and a `Vec`'s first growth
+        // would hold four.
+        let conns = self.users.entry(connection.user.clone()).or_default();
+        conns.reserve_exact(1);
+        conns.push(conn);
         self.conns.insert(conn, Box::new(connection));
     }
 
@@ -156,7 +160,13 @@ impl LocalCache {
         if connection.rooms.contains(room) {
             return None;
         }
+        // The room's name is shared with the room's entry when it has one, so the connection keeps
+        // no copy of its own; and the list holds exactly its rooms (most connections have one).
+        let room =
+            self.rooms.get_key_value(room).map_or_else(|| room.clone(), |(known, _)| known.clone());
+        connection.rooms.reserve_exact(1);
         connection.rooms.push(room.clone());
+        let room = &room;
         let room_new_here = !self.rooms.contains_key(room);
         let members = self.rooms.entry(room.clone()).or_default();
         members.conns.insert(conn, connection.outbox.clone());
