@@ -2,6 +2,7 @@
 # Where an idle connection's memory goes: the broker's live heap per connection, by allocation site.
 #
 #   scripts/heapprofile.sh [CONNS]      # default 2,000 idle connections, in rooms of 20
+#   REDIS_URL=redis://127.0.0.1:6379 scripts/heapprofile.sh   # the same in cluster mode (one instance)
 #
 # Builds the broker with the system allocator (`--features system-allocator`: valgrind's massif sees
 # malloc only, not mimalloc) into target/heap, runs it under massif, opens CONNS idle connections
@@ -22,7 +23,9 @@ started_ms=$(date +%s%3N)
 broker_bin="valgrind --tool=massif --time-unit=ms --detailed-freq=1 --max-snapshots=400 --depth=40 \
   --threshold=0.3 --massif-out-file=$out target/heap/release/wsbroker"
 log=$(mktemp)
-$broker_bin --listen 127.0.0.1:0 --log-level info --rate-limit 0 --database-url none >"$log" 2>&1 &
+cluster=()
+[ -n "${REDIS_URL:-}" ] && cluster=(--redis-url "$REDIS_URL" --instance-id heap)
+$broker_bin --listen 127.0.0.1:0 --log-level info --rate-limit 0 --database-url none "${cluster[@]}" >"$log" 2>&1 &
 broker_pid=$!
 trap stop_broker EXIT
 for _ in $(seq 600); do grep -q "listening on" "$log" && break; sleep 0.1; done
