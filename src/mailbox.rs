@@ -1,9 +1,9 @@
-//! The mailbox: the vocabulary that sessions, shards, the hub and the relay exchange.
+//! The mailbox: the vocabulary that readers, sessions, shards, the hub and the relay exchange.
 //!
-//! Owns: the message types that cross a channel between two owners (a session and its shard, a shard
-//! and the others, the HTTP API or the relay and the shards), and the answers to queries. Plain data.
-//! Must not: import any of the modules that send or receive these messages (session, shard, hub,
-//! router, cluster, http). It sits below all of them, so they talk through it as peers, the way
+//! Owns: the message types that cross a channel between two owners (a reader or session and its
+//! shard, a shard and the others, the HTTP API or the relay and the shards), and the answers to
+//! queries. Plain data. Must not: import any of the modules that send or receive these messages
+//! (reader, session, shard, hub, router, cluster, http). It sits below all of them, so they talk through it as peers, the way
 //! rumqttd's connections and router share their event types.
 
 use std::net::SocketAddr;
@@ -52,7 +52,7 @@ pub enum Target {
     All,
 }
 
-/// From a session to its shard.
+/// From a connection's reader or session to its shard.
 #[derive(Debug)]
 pub enum Command {
     /// A new connection; the sender is answered once it is visible to publishers (`false`: refused).
@@ -63,7 +63,7 @@ pub enum Command {
         conn: ConnId,
         request: ClientRequest,
     },
-    /// The session verified a `refresh`: the new token's permissions replace the old ones, and the
+    /// The reader or session verified a `refresh`: the new token's permissions replace the old ones, and the
     /// client gets its ack in order with the connection's other replies.
     Reauthorize {
         conn: ConnId,
@@ -309,7 +309,7 @@ pub enum Query {
 /// The receiving ends of a shard's two inboxes.
 #[derive(Debug)]
 pub struct Inbox {
-    /// From the shard's sessions; bounded, so a flooding client is slowed by TCP backpressure.
+    /// From the shard's reader and sessions; bounded, so a flooding client is slowed by TCP backpressure.
     pub commands: flume::Receiver<Command>,
     /// From everyone else; unbounded, so shards never wait on each other and cannot deadlock.
     pub deliveries: flume::Receiver<Delivery>,

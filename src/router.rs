@@ -15,7 +15,7 @@ use crate::directory::{RoomDirectory, ShardId, ShardSet};
 use crate::mailbox::{Command, Delivery, Inbox, Target};
 use crate::protocol::{Frame, UserId};
 
-/// Capacity of a shard's command inbox: how far sessions may run ahead of their shard.
+/// Capacity of a shard's command inbox: how far readers and sessions may run ahead of their shard.
 const COMMAND_INBOX: usize = 4096;
 
 /// The sending ends of one shard's inboxes.

@@ -1,7 +1,7 @@
 //! A shard task: the single owner of its slice of the connection cache.
 //!
 //! Owns: a [`LocalCache`] (connections, users, room memberships, metadata) and this shard's bit in the
-//! room directory. Everyone else talks to it through two inboxes: `commands` from its sessions
+//! room directory. Everyone else talks to it through two inboxes: `commands` from its reader and sessions
 //! (bounded: a flooding client is slowed by TCP backpressure) and `deliveries` from other shards and
 //! the HTTP API (unbounded: shards never wait on each other, so they cannot deadlock).
 //! May touch: the directory (its own bit), the outboxes of its own connections (`try_send` only), the
@@ -285,7 +285,8 @@ impl Shard {
         self.send_presence(room, user.clone(), status);
     }
 
-    /// Removes a connection; `close` tells its session why when the shard is the one evicting it.
+    /// Removes a connection; `close` tells its reader or session why when the shard is the one
+    /// evicting it.
     fn remove(&mut self, conn: ConnId, close: Option<&'static CloseReason>) {
         let Some((mut connection, left)) = self.cache.remove(conn) else {
             return;
