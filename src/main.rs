@@ -27,9 +27,13 @@ mod mi_option {
 /// a second, and purges only when it allocates again, which an idle server hardly does, so that memory
 /// stays in the process (docs/benchmarks.md measures it). Transparent huge pages, which would also
 /// keep it (2 MiB at a time), are off at build time (`mimalloc`'s `no_thp`). Set before anything else
-/// runs; the delay is read whenever memory is freed.
+/// runs; the delay is read whenever memory is freed. `MIMALLOC_PURGE_DELAY` in the environment wins.
 #[cfg(not(feature = "system-allocator"))]
 fn return_freed_memory_promptly() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        // mimalloc read the operator's own setting; it stands.
+        return;
+    }
     // SAFETY: `mi_option_set` only stores an integer in mimalloc's option table.
     unsafe {
         libmimalloc_sys::mi_option_set(mi_option::PURGE_DELAY, 0);
