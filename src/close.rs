@@ -5,6 +5,10 @@
 //! Ranges: 1000-1015 are RFC 6455 codes used with their standard meaning; 4000-4099 are the broker's
 //! own (the connection misbehaved or its credentials ran out). Later codes are added to those ranges.
 
+/// How long a close (other than shutdown's, bounded by `--shutdown-timeout`) may take to reach a
+/// client before the socket is dropped.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Why the server closes a connection, and whether queued frames go out first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseReason {

@@ -6,7 +6,7 @@
 //! frames of one batch go out in one `writev`. Only what the kernel does not take stays queued; the
 //! shard's reader (`reader`) writes it when the socket is writable again, and its own frames (replies,
 //! pings, pongs, the close) go through [`Lane::write_own`] behind whatever is queued.
-//! The reader also reads the socket through the lane ([`Lane::poll_read`]): the socket is one.
+//! The reader also reads the socket through the lane ([`Lane::read`]): the socket is one.
 //! May touch: nothing else. Must not: decide anything about the connection; a full queue is
 //! reported to the shard, which evicts.
 //!
@@ -112,13 +112,14 @@ impl Lane {
             // Not upgraded yet: the reader writes the queue once it has attached the socket.
             return false;
         }
-        if let Err(err) = state.write_queued() {
-            if err.kind() != io::ErrorKind::WouldBlock {
+        match state.write_now() {
+            Ok(emptied) => !emptied,
+            Err(err) => {
                 // The reader sees the same error on its next read, and ends the connection.
                 tracing::trace!(%err, "a lane's write failed");
+                !state.queue.is_empty()
             }
         }
-        !state.queue.is_empty()
     }
 
     /// Puts the upgraded connection's socket in, registered with its shard's reader, which is told
@@ -133,11 +134,7 @@ impl Lane {
     /// The reader's part: writes what stays queued, as far as the kernel takes it now. `true` once
     /// nothing is left; `false` when the rest waits for the socket's next writable event.
     pub fn drain(&self) -> io::Result<bool> {
-        match self.state().write_queued() {
-            Ok(()) => Ok(true),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(err) => Err(err),
-        }
+        self.state().write_now()
     }
 
     /// The shard asks the connection's reader to close it (the first request wins).
@@ -171,10 +168,7 @@ impl Lane {
         state.socket()?;
         state.queue.push_back(Bytes::copy_from_slice(wire));
         state.queued_bytes += wire.len();
-        match state.write_queued() {
-            Err(err) if err.kind() != io::ErrorKind::WouldBlock => Err(err),
-            _ => Ok(()),
-        }
+        state.write_now().map(drop)
     }
 
     /// Takes no more pushes. `discard`: drops what is queued, except a frame already written in
@@ -216,6 +210,16 @@ impl State {
         self.socket
             .as_ref()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no socket on this lane"))
+    }
+
+    /// [`State::write_queued`] as far as the kernel takes it now: `true` once the queue is empty,
+    /// `false` when the rest waits for the socket's writable event.
+    fn write_now(&mut self) -> io::Result<bool> {
+        match self.write_queued() {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 
     /// Writes queued frames until the queue is empty (`Ok`) or the kernel takes no more

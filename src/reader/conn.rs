@@ -3,14 +3,13 @@
 //!
 //! Owns: the connection's read state and close handshake. Bytes are split into frames by their
 //! header (tungstenite's `FrameHeader`), and each whole frame goes through tungstenite's protocol
-//! state: the reader's shared one, or the connection's own while a fragmented message or its close is
-//! under way. So an idle connection holds no parser state and no buffer.
+//! state: the reader's shared one, or the connection's own while a fragmented message is under way.
+//! So an idle connection holds no parser state and no buffer.
 //! May touch: its lane, the commands gathered for its shard. Must not: await (the reader sends the
 //! commands after the turn).
 
 use std::io::{self, Cursor};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -23,18 +22,13 @@ use super::Shared;
 use crate::close::{self, CloseReason};
 use crate::lane::{self, Lane};
 use crate::mailbox::Command;
-use crate::metrics;
-use crate::protocol::{self, UserId};
-use crate::session::heartbeat::{Beat, Heartbeat};
-use crate::session::react::{Ended, Peer, Reaction, ReadFailure};
+use crate::protocol::UserId;
+use crate::session::heartbeat::Heartbeat;
+use crate::session::react::{Due, Ended, Peer, Reaction, ReadFailure};
 use crate::session::SessionAuth;
 
-/// How long a close (other than shutdown's) may take to reach a client before the socket is dropped.
-const CLOSE_GRACE: Duration = Duration::from_secs(3);
 /// Reads in one turn (each up to the shared buffer) before the connection lets the others go first.
 const READS_PER_TURN: usize = 4;
-/// A ping frame with no payload.
-const PING: [u8; 2] = [0x89, 0x00];
 
 /// One connection (its id is the reader's key, and `Shared::conn` during its turn).
 pub struct Conn {
@@ -67,14 +61,7 @@ impl Conn {
         held: Option<Box<dyn Send>>,
         shared: &Shared,
     ) -> Self {
-        let peer = Peer {
-            conn: shared.conn,
-            user: &user,
-            shard: shared.shard,
-            hub: &shared.hub,
-            auth: auth.as_deref(),
-        };
-        let heartbeat = peer.heartbeat();
+        let heartbeat = peer(&user, auth.as_deref(), shared).heartbeat();
         let (partial, own, closing) = (Box::default(), None, None);
         Self { user, lane, heartbeat, partial, own, closing, auth, _held: held }
     }
@@ -226,14 +213,9 @@ impl Conn {
     }
 
     fn on_message(&mut self, message: Message, shared: &mut Shared) -> Option<Ended> {
-        let peer = Peer {
-            conn: shared.conn,
-            user: &self.user,
-            shard: shared.shard,
-            hub: &shared.hub,
-            auth: self.auth.as_deref(),
-        };
-        match peer.react(message, &mut self.heartbeat) {
+        let reaction =
+            peer(&self.user, self.auth.as_deref(), shared).react(message, &mut self.heartbeat);
+        match reaction {
             Reaction::Command(command) => {
                 shared.commands.push(command);
                 None
@@ -267,11 +249,11 @@ impl Conn {
             shared.commands.push(Command::Unregister { conn: shared.conn });
         }
         let settings = shared.hub.settings();
-        let grace = if reason.drain { settings.shutdown_timeout } else { CLOSE_GRACE };
+        let grace = if reason.drain { settings.shutdown_timeout } else { close::GRACE };
         let deadline = shared.now + grace;
         self.closing = Some(Box::new(Closing { reason, deadline, sent: false }));
         if reason.drain {
-            // The close goes out once the queue is written (`poll_write`, which runs next: a
+            // The close goes out once the queue is written (`write_queued`, which runs next: a
             // draining close is asked for by the shard, and seen at the start of a turn).
             return None;
         }
@@ -285,9 +267,7 @@ impl Conn {
         let reason = closing.reason;
         self.lane.close(!reason.drain);
         let close = CloseFrame { code: CloseCode::from(reason.code), reason: reason.reason.into() };
-        let frame = WsFrame::close(Some(close));
-        let mut wire = Vec::with_capacity(frame.len());
-        frame.format(&mut wire).expect("a Vec takes any frame");
+        let wire = encoded(Message::Close(Some(close)));
         self.lane.write_own(&wire).err().map(|_| Ended::Closed(reason))
     }
 
@@ -300,21 +280,29 @@ impl Conn {
         if now < self.heartbeat.deadline() {
             return None;
         }
-        match self.heartbeat.due(now) {
-            Beat::Idle => {
-                metrics::incr(&shared.hub.metrics().shard(shared.shard).idle_evictions);
-                self.start_close(close::IDLE_TIMEOUT, shared)
-            }
-            Beat::TokenExpired => {
-                let (user, conn) = (&self.user, shared.conn);
-                tracing::warn!(target: "audit", event = "token_expired", %user, conn);
-                self.start_close(close::TOKEN_EXPIRED, shared)
-            }
-            Beat::Ping => self.write_own(&PING),
-            Beat::TokenExpiring(expires_at) => {
-                self.write_own(&lane::encode(&protocol::token_expiring_frame(expires_at)).0)
-            }
-            Beat::Wait => None,
+        let beat = self.heartbeat.due(now);
+        match peer(&self.user, self.auth.as_deref(), shared).due(beat) {
+            Due::Close(reason) => self.start_close(reason, shared),
+            Due::Send(message) => self.write_own(&encoded(message)),
+            Due::Nothing => None,
         }
     }
+}
+
+/// Who the connection whose turn it is speaks as.
+fn peer<'a>(user: &'a UserId, auth: Option<&'a SessionAuth>, shared: &'a Shared) -> Peer<'a> {
+    Peer { conn: shared.conn, user, shard: shared.shard, hub: &shared.hub, auth }
+}
+
+/// A server frame (unmasked) as it goes on the wire, encoded by tungstenite.
+fn encoded(message: Message) -> Vec<u8> {
+    let frame = match message {
+        Message::Text(text) => return lane::encode(&text).0.into(),
+        Message::Ping(payload) => WsFrame::ping(payload),
+        Message::Close(close) => WsFrame::close(close),
+        other => unreachable!("the reader sends no {other:?} of its own"),
+    };
+    let mut wire = Vec::with_capacity(frame.len());
+    frame.format(&mut wire).expect("a Vec takes any frame");
+    wire
 }

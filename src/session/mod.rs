@@ -15,7 +15,7 @@ pub mod react;
 mod write;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
@@ -30,17 +30,13 @@ use crate::close::{self, CloseReason};
 use crate::directory::ShardId;
 use crate::hub::Hub;
 use crate::mailbox::{Command, ConnId};
-use crate::metrics::{self, ShardCounters};
-use crate::protocol::{self, Frame, UserId};
+use crate::protocol::{Frame, UserId};
 use crate::transport::Stream;
 use heartbeat::{Beat, Heartbeat};
-use react::{Ended, Peer, Reaction, ReadFailure};
+use react::{Due, Ended, Peer, Reaction, ReadFailure};
 use write::write_batch;
 
 pub type Socket = WebSocketStream<Stream>;
-
-/// How long a close (other than shutdown's) may take to reach a client before the socket is dropped.
-const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
 /// Everything a session needs besides its socket.
 #[derive(Debug)]
@@ -75,10 +71,6 @@ pub fn websocket_config(settings: &crate::Config) -> WebSocketConfig {
 }
 
 impl Session {
-    fn counters(&self) -> &ShardCounters {
-        self.hub.metrics().shard(self.shard)
-    }
-
     fn peer(&self) -> Peer<'_> {
         let (conn, user, shard, hub) = (self.conn, &self.user, self.shard, &self.hub);
         Peer { conn, user, shard, hub, auth: self.auth.as_deref() }
@@ -152,23 +144,13 @@ impl Session {
 
     /// Acts on what the heartbeat timer found due; `Some` when the session must end.
     async fn on_beat(&mut self, socket: &mut Socket, beat: Beat) -> Option<Ended> {
-        let message = match beat {
-            Beat::Idle => {
-                metrics::incr(&self.counters().idle_evictions);
-                return Some(self.close(socket, close::IDLE_TIMEOUT).await);
+        match self.peer().due(beat) {
+            Due::Close(reason) => Some(self.close(socket, reason).await),
+            Due::Send(message) => {
+                socket.send(message).await.err().map(|err| Ended::Gone(err.to_string()))
             }
-            Beat::TokenExpired => {
-                let (user, conn) = (&self.user, self.conn);
-                tracing::warn!(target: "audit", event = "token_expired", %user, conn);
-                return Some(self.close(socket, close::TOKEN_EXPIRED).await);
-            }
-            Beat::Ping => Message::Ping(Default::default()),
-            Beat::TokenExpiring(expires_at) => {
-                Message::Text(protocol::token_expiring_frame(expires_at))
-            }
-            Beat::Wait => return None,
-        };
-        socket.send(message).await.err().map(|err| Ended::Gone(err.to_string()))
+            Due::Nothing => None,
+        }
     }
 
     /// Handles one client message; `Some` when the session must end.
@@ -221,7 +203,7 @@ impl Session {
         if !reason.drain {
             self.unregister().await;
         }
-        let grace = if reason.drain { self.hub.settings().shutdown_timeout } else { CLOSE_GRACE };
+        let grace = if reason.drain { self.hub.settings().shutdown_timeout } else { close::GRACE };
         let outbox = &self.outbox;
         let counters = self.hub.metrics().shard(self.shard);
         let closing = async {

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::heartbeat::{Heartbeat, TokenClock};
+use super::heartbeat::{Beat, Heartbeat, TokenClock};
 use super::SessionAuth;
 use crate::auth::AuthError;
 use crate::close::{self, CloseReason};
@@ -60,6 +60,16 @@ impl std::fmt::Display for Ended {
     }
 }
 
+/// What the heartbeat's beat calls for.
+#[derive(Debug)]
+pub enum Due {
+    /// Close the connection (idle, or its token expired).
+    Close(CloseReason),
+    /// Send this frame (a ping, the token's expiry notice).
+    Send(Message),
+    Nothing,
+}
+
 /// What a read error means for the connection.
 #[derive(Debug)]
 pub enum ReadFailure {
@@ -91,6 +101,26 @@ impl Peer<'_> {
     /// The limits a client frame is parsed with.
     pub fn limits(&self) -> Limits {
         Limits { max_content_chars: self.hub.settings().max_content }
+    }
+
+    /// What a beat of the heartbeat calls for; counts the idle eviction and audits the expiry.
+    pub fn due(&self, beat: Beat) -> Due {
+        match beat {
+            Beat::Idle => {
+                metrics::incr(&self.counters().idle_evictions);
+                Due::Close(close::IDLE_TIMEOUT)
+            }
+            Beat::TokenExpired => {
+                let (user, conn) = (self.user, self.conn);
+                tracing::warn!(target: "audit", event = "token_expired", %user, conn);
+                Due::Close(close::TOKEN_EXPIRED)
+            }
+            Beat::Ping => Due::Send(Message::Ping(Default::default())),
+            Beat::TokenExpiring(expires_at) => {
+                Due::Send(Message::Text(protocol::token_expiring_frame(expires_at)))
+            }
+            Beat::Wait => Due::Nothing,
+        }
     }
 
     /// What a client message calls for. A `refresh` that passes moves the token's deadlines in
