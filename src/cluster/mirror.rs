@@ -1,8 +1,8 @@
 //! The relay's mirror of local presence and the subscriptions that follow from it.
 //!
 //! Owns: which users are online on this instance and who is in which room, as the shards last
-//! reported it, and the rule that turns a batch of changes into channels to subscribe to and to
-//! leave. Plain data, no I/O: the relay applies what this decides, and rebuilds Redis from the
+//! reported it, and the rule that turns a batch of changes into room channels to subscribe to and to
+//! leave (users need none: messages for them come on the instance's own channel). Plain data, no I/O: the relay applies what this decides, and rebuilds Redis from the
 //! mirror after any reconnect. Must not: talk to Redis or the shards.
 
 use std::collections::{HashMap, HashSet};
@@ -25,23 +25,6 @@ pub enum Mirrored {
     /// The user came online here (`true`) or went offline.
     User(UserId, bool),
     Room(Membership, Room, UserId),
-}
-
-/// A subscription a change may have made needed or unneeded.
-#[derive(Debug)]
-pub enum Interest {
-    User(UserId),
-    Room(Room),
-}
-
-impl Mirrored {
-    /// The subscription this change may have touched.
-    pub fn interest(&self) -> Interest {
-        match self {
-            Self::User(user, _) => Interest::User(user.clone()),
-            Self::Room(_, room, _) => Interest::Room(room.clone()),
-        }
-    }
 }
 
 impl Mirror {
@@ -72,29 +55,26 @@ impl Mirror {
         }
     }
 
-    /// Every channel the mirror needs: the global one, one per local user, one per local room.
-    pub fn wanted_channels(&self, names: &Names) -> Vec<String> {
-        let mut wanted = vec![names.global_channel()];
-        wanted.extend(self.users.iter().map(|user| names.user_channel(user)));
+    /// Every channel the mirror needs: the global one, the instance's (`me`), one per local room.
+    pub fn wanted_channels(&self, names: &Names, me: &str) -> Vec<String> {
+        let mut wanted = vec![names.global_channel(), names.instance_channel(me)];
         wanted.extend(self.rooms.keys().map(|room| names.room_channel(room)));
         wanted
     }
 
     /// Channels to subscribe to and to leave, given what the mirror needs now (after the whole
-    /// batch of changes) and what is `subscribed`. Each channel is decided once, in linear time.
+    /// batch of changes, which touched `rooms`) and what is `subscribed`. Each channel is decided
+    /// once, in linear time.
     pub fn subscription_changes(
         &self,
-        interests: &[Interest],
+        rooms: &[Room],
         subscribed: &HashSet<String>,
         names: &Names,
     ) -> (Vec<String>, Vec<String>) {
         let (mut subscribe, mut unsubscribe) = (Vec::new(), Vec::new());
-        let mut decided = HashSet::with_capacity(interests.len());
-        for interest in interests {
-            let (channel, wanted) = match interest {
-                Interest::User(user) => (names.user_channel(user), self.users.contains(user)),
-                Interest::Room(room) => (names.room_channel(room), self.rooms.contains_key(room)),
-            };
+        let mut decided = HashSet::with_capacity(rooms.len());
+        for room in rooms {
+            let (channel, wanted) = (names.room_channel(room), self.rooms.contains_key(room));
             let listening = subscribed.contains(&channel);
             if wanted == listening || !decided.insert(channel.clone()) {
                 continue;
@@ -131,10 +111,15 @@ mod tests {
         changes: Vec<LocalChange>,
         subscribed: &[&str],
     ) -> (Vec<String>, Vec<String>) {
-        let interests: Vec<Interest> =
-            changes.into_iter().map(|c| mirror.apply(c).interest()).collect();
+        let rooms: Vec<Room> = changes
+            .into_iter()
+            .filter_map(|change| match mirror.apply(change) {
+                Mirrored::Room(_, room, _) => Some(room),
+                Mirrored::User(..) => None,
+            })
+            .collect();
         let subscribed = subscribed.iter().map(|s| s.to_string()).collect();
-        mirror.subscription_changes(&interests, &subscribed, &names())
+        mirror.subscription_changes(&rooms, &subscribed, &names())
     }
 
     #[test]
@@ -164,14 +149,14 @@ mod tests {
     }
 
     #[test]
-    fn a_user_channel_follows_the_users_first_and_last_connection() {
+    fn users_coming_and_going_touch_no_subscription_and_are_mirrored() {
         let mut mirror = Mirror::default();
-        let online = vec![LocalChange::UserOnline("a".into())];
-        assert_eq!(run(&mut mirror, online, &[]), (vec!["p:user:a".to_owned()], vec![]));
+        let online = vec![LocalChange::UserOnline("a".into()), LocalChange::UserOnline("b".into())];
+        assert_eq!(run(&mut mirror, online, &[]), (vec![], vec![]));
         let offline = vec![LocalChange::UserOffline("a".into())];
-        assert_eq!(run(&mut mirror, offline, &["p:user:a"]), (vec![], vec!["p:user:a".to_owned()]));
-        let mut wanted = mirror.wanted_channels(&names());
-        wanted.sort();
-        assert_eq!(wanted, vec!["p:global".to_owned()]);
+        assert_eq!(run(&mut mirror, offline, &[]), (vec![], vec![]));
+        assert_eq!(mirror.users, HashSet::from(["b".into()]));
+        let wanted = mirror.wanted_channels(&names(), "n1");
+        assert_eq!(wanted, ["p:global", "p:instance:n1"]);
     }
 }

@@ -109,9 +109,28 @@ if kind == 'user' or #keys == 0 then return {} end
 return redis.call('SUNION', unpack(keys))
 ";
 
+/// ARGV[3] me, ARGV[4] the payload (`<sender>\n<frame>`), then the users. Publishes the payload, addressed
+/// to the users online there, on the channel of each other live instance where one of them is online.
+const DIRECT: &str = r"
+local me, payload = ARGV[3], ARGV[4]
+for _, id in ipairs(live) do
+  if id ~= me then
+    local set, found = p .. ':i:' .. id .. ':users', {}
+    for i = 5, #ARGV do
+      if redis.call('SISMEMBER', set, ARGV[i]) == 1 then found[#found + 1] = ARGV[i] end
+    end
+    if #found > 0 then
+      redis.call('PUBLISH', p .. ':instance:' .. id, table.concat(found, '\n') .. '\n\n' .. payload)
+    end
+  end
+end
+return 0
+";
+
 /// The scripts, loaded once per instance.
 pub struct Scripts {
     memberships: Script,
+    direct: Script,
     heartbeat: Script,
     query: Script,
 }
@@ -157,6 +176,7 @@ impl Presence {
             memberships: script(MEMBERSHIPS),
             heartbeat: script(HEARTBEAT),
             query: script(QUERY),
+            direct: script(DIRECT),
         };
         let names = Names::new(prefix);
         Self {
@@ -187,6 +207,23 @@ impl Presence {
             invocation.arg(kind).arg(room.as_ref()).arg(user.as_ref());
         }
         invocation.invoke_async(conn).await
+    }
+
+    /// Loads the direct script, which pipelines run by hash (after every connect).
+    pub async fn load_scripts(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
+        let _: String = self.scripts.direct.prepare_invoke().load_async(conn).await?;
+        Ok(())
+    }
+
+    /// Adds to `pipe` (its reply ignored) the publishing of `payload` to the other instances where
+    /// any of `users` is online, addressed to those of them online there.
+    pub fn add_direct(&self, pipe: &mut redis::Pipeline, users: &[UserId], payload: &[u8]) {
+        pipe.cmd("EVALSHA").arg(self.scripts.direct.get_hash()).arg(0);
+        pipe.arg(&self.prefix).arg(self.live_window_ms).arg(&self.me).arg(payload);
+        for user in users {
+            pipe.arg(user.as_ref());
+        }
+        pipe.ignore();
     }
 
     /// Renews this instance and reaps stale ones: whether this instance's records survived, and the

@@ -4,9 +4,11 @@
 //!
 //! A message on a channel is `<instance id>\n<frame>`: the frame exactly as local clients get it, so
 //! a receiving instance checks the sender, wraps the bytes and fans them out without decoding JSON.
+//! A message for users goes to the channel of each instance where one of them is online, addressed:
+//! `<user>\n<user>...\n\n<instance id>\n<frame>` (user ids hold no control characters).
 
 use crate::mailbox::Target;
-use crate::protocol::Frame;
+use crate::protocol::{Frame, UserId};
 
 /// Names under one prefix (`--redis-prefix`), so several clusters can share a Redis.
 #[derive(Debug, Clone)]
@@ -23,35 +25,33 @@ impl Names {
         format!("{}:room:{room}", self.prefix)
     }
 
-    pub fn user_channel(&self, user: &str) -> String {
-        format!("{}:user:{user}", self.prefix)
+    /// The channel of one instance: messages for the users online there.
+    pub fn instance_channel(&self, instance: &str) -> String {
+        format!("{}:instance:{instance}", self.prefix)
     }
 
     pub fn global_channel(&self) -> String {
         format!("{}:global", self.prefix)
     }
 
-    /// The channels a publish to `target` goes to.
-    pub fn channels_of(&self, target: &Target) -> Vec<String> {
+    /// Where a publish to `target` goes.
+    pub fn route_of<'a>(&self, target: &'a Target) -> Route<'a> {
         match target {
-            Target::Room(room) => vec![self.room_channel(room)],
-            Target::User(user) => vec![self.user_channel(user)],
-            Target::Users(users) => users.iter().map(|user| self.user_channel(user)).collect(),
-            Target::All => vec![self.global_channel()],
+            Target::Room(room) => Route::Channel(self.room_channel(room)),
+            Target::User(user) => Route::Users(std::slice::from_ref(user)),
+            Target::Users(users) => Route::Users(users),
+            Target::All => Route::Channel(self.global_channel()),
         }
     }
 
-    /// Who a message on `channel` is for; `None` for a channel that is not ours.
+    /// Who a message on a room or the global `channel` is for; `None` for any other channel.
     pub fn target_of(&self, channel: &str) -> Option<Target> {
         let rest = channel.strip_prefix(self.prefix.as_str())?.strip_prefix(':')?;
         if rest == "global" {
             return Some(Target::All);
         }
-        if let Some(room) = rest.strip_prefix("room:") {
-            return crate::protocol::validate_room(room).ok().map(Target::Room);
-        }
-        let user = rest.strip_prefix("user:")?;
-        crate::protocol::validate_user(user).ok().map(Target::User)
+        let room = rest.strip_prefix("room:")?;
+        crate::protocol::validate_room(room).ok().map(Target::Room)
     }
 
     /// Hash of a room's stream: its last `seq` and its `epoch`.
@@ -80,6 +80,14 @@ impl Names {
     }
 }
 
+/// Where a publish goes: one channel, or the instances where these users are online (the
+/// direct script, [`super::presence::Presence::add_direct`], finds them).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    Channel(String),
+    Users(&'a [UserId]),
+}
+
 /// `<instance>\n<frame>`.
 pub fn encode_payload(instance: &str, frame: &Frame) -> Vec<u8> {
     let mut payload = Vec::with_capacity(instance.len() + 1 + frame.len());
@@ -94,6 +102,19 @@ pub fn decode_numbered(header: &str) -> Option<(&str, u64, &str)> {
     let mut parts = header.splitn(3, '#');
     let (sender, seq, epoch) = (parts.next()?, parts.next()?, parts.next()?);
     Some((sender, seq.parse().ok()?, epoch))
+}
+
+/// The users an addressed payload is for (at least one, each valid), and the payload after them.
+pub fn decode_addressed(payload: &[u8]) -> Option<(Target, &[u8])> {
+    let split = payload.windows(2).position(|pair| pair == b"\n\n")?;
+    let list = std::str::from_utf8(&payload[..split]).ok()?;
+    let users: Vec<UserId> =
+        list.split('\n').map(crate::protocol::validate_user).collect::<Result<_, _>>().ok()?;
+    let target = match <[UserId; 1]>::try_from(users) {
+        Ok([user]) => Target::User(user),
+        Err(users) => Target::Users(users),
+    };
+    Some((target, &payload[split + 2..]))
 }
 
 /// The header (the sender, for a numbered message with its place) and frame of a payload; `None`
@@ -112,20 +133,32 @@ mod tests {
     #[test]
     fn channels_name_their_target_and_foreign_ones_are_ignored() {
         let names = Names::new("wsb");
-        for target in [Target::Room("lobby".into()), Target::User("alice".into()), Target::All] {
-            let channels = names.channels_of(&target);
-            assert_eq!(channels.len(), 1);
-            assert_eq!(
-                format!("{:?}", names.target_of(&channels[0]).unwrap()),
-                format!("{target:?}")
-            );
+        for target in [Target::Room("lobby".into()), Target::All] {
+            let Route::Channel(channel) = names.route_of(&target) else { panic!("{target:?}") };
+            assert_eq!(format!("{:?}", names.target_of(&channel).unwrap()), format!("{target:?}"));
         }
-        assert_eq!(
-            names.channels_of(&Target::Users(vec!["a".into(), "b".into()])),
-            ["wsb:user:a", "wsb:user:b"]
-        );
+        let users: Vec<UserId> = vec!["a".into(), "b".into()];
+        assert_eq!(names.route_of(&Target::Users(users.clone())), Route::Users(&users));
+        assert_eq!(names.route_of(&Target::User("a".into())), Route::Users(&users[..1]));
+        assert!(names.target_of(&names.instance_channel("n1")).is_none(), "addressed, not named");
         assert!(names.target_of("other:room:lobby").is_none());
         assert!(names.target_of("wsb:room:").is_none(), "an invalid room name");
+    }
+
+    #[test]
+    fn addressed_payloads_name_their_users_before_the_payload() {
+        let (target, rest) = decode_addressed(b"alice\nbob smith\n\nnode-1\n{}").unwrap();
+        assert_eq!(
+            format!("{target:?}"),
+            format!("{:?}", Target::Users(vec!["alice".into(), "bob smith".into()]))
+        );
+        assert_eq!(rest, b"node-1\n{}");
+        let (target, rest) = decode_addressed(b"alice\n\nnode-1\n{\"a\":\"\n\n\"}").unwrap();
+        assert_eq!(format!("{target:?}"), format!("{:?}", Target::User("alice".into())));
+        assert_eq!(rest, b"node-1\n{\"a\":\"\n\n\"}", "only the first blank line ends the list");
+        assert!(decode_addressed(b"\n\nnode-1\n{}").is_none(), "no user");
+        assert!(decode_addressed(b"alice\nnode-1\n{}").is_none(), "no end of the list");
+        assert!(decode_addressed(b"\xff\n\nnode-1\n{}").is_none(), "not UTF-8");
     }
 
     #[test]

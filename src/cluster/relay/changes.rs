@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use super::{send_pipe, within, Exchange, Handover, Link, Ordered, Relay, CHANGE_BATCH};
 use crate::broker::{LocalChange, Question};
-use crate::cluster::mirror::{Interest, Mirrored};
+use crate::cluster::mirror::Mirrored;
 use crate::cluster::presence::{Lookup, Membership};
 use crate::cluster::wire;
 use crate::mailbox::{Delivery, Target};
@@ -72,23 +72,22 @@ impl Relay {
         batch: Vec<LocalChange>,
         link: &mut Link,
     ) -> Exchange<Vec<Told>> {
-        let mut interests: Vec<Interest> = Vec::with_capacity(batch.len());
+        let mut rooms: Vec<Room> = Vec::with_capacity(batch.len());
         let mut users = redis::pipe();
         let mut memberships = Vec::new();
         for change in batch {
-            let mirrored = self.mirror.apply(change);
-            interests.push(mirrored.interest());
-            match mirrored {
+            match self.mirror.apply(change) {
                 Mirrored::User(user, online) => {
                     self.presence.user_command(&mut users, &user, online)
                 }
                 Mirrored::Room(membership, room, user) => {
+                    rooms.push(room.clone());
                     memberships.push((membership, room, user))
                 }
             }
         }
         let (subscribe, unsubscribe) =
-            self.mirror.subscription_changes(&interests, &link.subscribed, self.names());
+            self.mirror.subscription_changes(&rooms, &link.subscribed, self.names());
         if !subscribe.is_empty() {
             within("subscribe", link.sink.subscribe(&subscribe)).await?;
             self.reset_streams(&subscribe);

@@ -123,6 +123,8 @@ pub struct Relay {
     tuning: Tuning,
     mirror: Mirror,
     handover: Option<Handover>,
+    /// This instance's channel, where messages for its users arrive.
+    own_channel: String,
 }
 
 type Exchange<T> = Result<T, Stop>;
@@ -167,9 +169,20 @@ impl Relay {
         inputs: Inputs,
         tuning: Tuning,
     ) -> Self {
-        let mirror = Mirror::default();
-        let handover = None;
-        Self { router, counters, client, presence, streams, inputs, tuning, mirror, handover }
+        let (mirror, handover) = (Mirror::default(), None);
+        let own_channel = presence.names.instance_channel(&presence.me);
+        Self {
+            router,
+            counters,
+            client,
+            presence,
+            streams,
+            inputs,
+            tuning,
+            mirror,
+            handover,
+            own_channel,
+        }
     }
 
     fn names(&self) -> &Names {
@@ -220,7 +233,8 @@ impl Relay {
         let (sink, messages) = pubsub.split();
         let mut link = Link { conn, sink, subscribed: HashSet::new() };
         within("load scripts", self.streams.load_scripts(&mut link.conn)).await?;
-        let wanted = self.mirror.wanted_channels(self.names());
+        within("load scripts", self.presence.load_scripts(&mut link.conn)).await?;
+        let wanted = self.mirror.wanted_channels(self.names(), &self.presence.me);
         within("subscribe", link.sink.subscribe(&wanted)).await?;
         link.subscribed.extend(wanted);
         self.register_mirror(&mut link.conn).await?;
@@ -274,9 +288,12 @@ impl Relay {
     /// A message from another instance: fanned out here exactly as a local publish is. A numbered
     /// room message (this instance's own too) goes to the room's home shard, which fans it out.
     fn on_incoming(&self, channel: &str, payload: &[u8]) {
-        let (Some(target), Some((header, frame))) =
-            (self.names().target_of(channel), wire::decode_payload(payload))
-        else {
+        let (target, payload) = if channel == self.own_channel {
+            wire::decode_addressed(payload).map_or((None, payload), |(t, rest)| (Some(t), rest))
+        } else {
+            (self.names().target_of(channel), payload)
+        };
+        let (Some(target), Some((header, frame))) = (target, wire::decode_payload(payload)) else {
             return tracing::debug!(channel, "ignored a message that is not ours");
         };
         if let (Target::Room(room), Some((sender, first, epoch))) =

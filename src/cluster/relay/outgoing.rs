@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 
 use super::{within, Exchange, Outgoing, Relay};
-use crate::cluster::wire;
+use crate::cluster::wire::{self, Route};
 use crate::directory::ShardId;
 use crate::mailbox::{Delivery, ToSequence};
 use crate::protocol::{self, Room};
@@ -45,8 +45,11 @@ impl Relay {
             match outgoing {
                 Outgoing::Publish { target, frame } => {
                     let payload = wire::encode_payload(&self.presence.me, &frame);
-                    for channel in self.names().channels_of(&target) {
-                        pipe.publish(channel, &payload).ignore();
+                    match self.names().route_of(&target) {
+                        Route::Channel(channel) => {
+                            pipe.publish(channel, payload).ignore();
+                        }
+                        Route::Users(users) => self.presence.add_direct(&mut pipe, users, &payload),
                     }
                 }
                 Outgoing::Stamp { item, home } => stamps.add(item, home),
