@@ -51,7 +51,7 @@ fn local_delivery(c: &mut Criterion) {
 fn route_to_shards(c: &mut Criterion) {
     let mut config = Config::with_listen("127.0.0.1:0".parse().expect("an address"));
     config.shards = Some(4);
-    let (hub, inboxes) = Hub::new(config);
+    let (hub, mut inboxes) = Hub::new(config);
     for shard in 0..4 {
         let rooms: Vec<Transition> = (0..10_000)
             .map(|r| Transition { room: Arc::from(format!("room-{r}")), present: true })
@@ -68,7 +68,7 @@ fn route_to_shards(c: &mut Criterion) {
                 Instant::now(),
                 Some(0),
             );
-            for inbox in &inboxes[1..] {
+            for inbox in &mut inboxes[1..] {
                 inbox.deliveries.try_recv().expect("one delivery per shard");
             }
         });

@@ -81,7 +81,7 @@ async fn connected_broker(port: u16) -> (RedisBroker, Arc<RelayCounters>, Vec<In
 /// Cluster room messages: each is numbered by the stamp script (HINCRBY, XADD to the capped
 /// stream, PUBLISH), pipelined by the relay; the home shard hears each seq back.
 async fn stamp_all(port: u16, messages: u64) -> (u64, u64, Duration) {
-    let (broker, _counters, inboxes) = connected_broker(port).await;
+    let (broker, _counters, mut inboxes) = connected_broker(port).await;
     let data = RawValue::from_string(format!(r#"{{"content":"{}"}}"#, "x".repeat(100))).unwrap();
     let item = || ToSequence {
         room: "bench".into(),
@@ -93,18 +93,18 @@ async fn stamp_all(port: u16, messages: u64) -> (u64, u64, Duration) {
         origin: Origin::Connection { shard: 0, conn: 1, acked: false },
     };
     let mut tally = Tally::default();
-    let deliveries = inboxes[0].deliveries.clone();
+    let deliveries = &mut inboxes[0].deliveries;
     let start = Instant::now();
     for sent in 0..messages {
         while sent - tally.answered() >= IN_FLIGHT {
-            tally.count(deliveries.recv_async().await.unwrap());
+            tally.count(deliveries.recv().await.unwrap());
         }
         if broker.stamp(item(), 0).is_err() {
             tally.refused += 1;
         }
     }
     while tally.answered() < messages {
-        tally.count(deliveries.recv_async().await.unwrap());
+        tally.count(deliveries.recv().await.unwrap());
     }
     (tally.numbered, tally.refused, start.elapsed())
 }

@@ -237,13 +237,14 @@ mod tests {
     /// A broker that records whether the shard already had the message when it was handed over.
     #[derive(Debug)]
     struct AfterLocal {
-        deliveries: flume::Receiver<Delivery>,
+        inbox: Arc<std::sync::Mutex<crate::mailbox::Inbox>>,
         local_first: Arc<AtomicBool>,
     }
 
     impl Broker for AfterLocal {
         fn publish(&self, _target: &Target, _frame: &Frame) {
-            self.local_first.store(!self.deliveries.is_empty(), Ordering::SeqCst);
+            let delivered = !self.inbox.lock().unwrap().deliveries.is_empty();
+            self.local_first.store(delivered, Ordering::SeqCst);
         }
         fn local_change(&self, _change: LocalChange) {}
         fn decides_presence(&self) -> bool {
@@ -277,10 +278,10 @@ mod tests {
     fn an_http_publish_reaches_the_local_shards_before_the_other_instances() {
         let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
         config.shards = Some(1);
-        let (router, inboxes) = Router::new(1);
+        let (router, mut inboxes) = Router::new(1);
         let local_first = Arc::new(AtomicBool::new(false));
-        let deliveries = inboxes[0].deliveries.clone();
-        let broker = Box::new(AfterLocal { deliveries, local_first: Arc::clone(&local_first) });
+        let inbox = Arc::new(std::sync::Mutex::new(inboxes.remove(0)));
+        let broker = Box::new(AfterLocal { inbox, local_first: Arc::clone(&local_first) });
         let metrics = Metrics::new(1);
         let hub = Hub::from_parts(Parts { settings: config, router, broker, store: None, metrics });
         hub.publish(

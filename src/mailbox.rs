@@ -312,7 +312,7 @@ pub struct Inbox {
     /// From the shard's reader and sessions; bounded, so a flooding client is slowed by TCP backpressure.
     pub commands: flume::Receiver<Command>,
     /// From everyone else; unbounded, so shards never wait on each other and cannot deadlock.
-    pub deliveries: flume::Receiver<Delivery>,
+    pub deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
 }
 
 /// A user as a presence query reports it.

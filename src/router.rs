@@ -11,8 +11,10 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::mpsc;
+
 use crate::directory::{RoomDirectory, ShardId, ShardSet};
-use crate::mailbox::{Command, Delivery, Inbox, Target};
+use crate::mailbox::{Command, ConnId, Delivery, Inbox, Target};
 use crate::protocol::{Frame, UserId};
 
 /// Capacity of a shard's command inbox: how far readers and sessions may run ahead of their shard.
@@ -22,7 +24,7 @@ const COMMAND_INBOX: usize = 4096;
 #[derive(Debug)]
 struct ShardLink {
     commands: flume::Sender<Command>,
-    deliveries: flume::Sender<Delivery>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
 }
 
 #[derive(Debug)]
@@ -48,7 +50,7 @@ impl Router {
         let (links, inboxes): (Vec<ShardLink>, Vec<Inbox>) = (0..count)
             .map(|_| {
                 let (commands, commands_rx) = flume::bounded(COMMAND_INBOX);
-                let (deliveries, deliveries_rx) = flume::unbounded();
+                let (deliveries, deliveries_rx) = mpsc::unbounded_channel();
                 let inbox = Inbox { commands: commands_rx, deliveries: deliveries_rx };
                 (ShardLink { commands, deliveries }, inbox)
             })
@@ -73,6 +75,11 @@ impl Router {
     /// Sends a command, waiting while the shard's inbox is full; `false` once the shard has stopped.
     pub async fn command(&self, shard: ShardId, command: Command) -> bool {
         self.0.shards[shard].commands.send_async(command).await.is_ok()
+    }
+
+    /// Tells `shard` that connection `conn` is gone (its reader, session or upgrade ended).
+    pub async fn unregister(&self, shard: ShardId, conn: ConnId) {
+        self.command(shard, Command::Unregister { conn }).await;
     }
 
     /// Hands a delivery to a shard without waiting.

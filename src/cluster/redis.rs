@@ -28,7 +28,7 @@ const QUESTION_QUEUE: usize = 1024;
 #[derive(Debug)]
 pub struct RedisBroker {
     outgoing: flume::Sender<Outgoing>,
-    changes: flume::Sender<Ordered>,
+    changes: tokio::sync::mpsc::UnboundedSender<Ordered>,
     questions: flume::Sender<Question>,
     counters: Arc<RelayCounters>,
 }
@@ -63,7 +63,7 @@ impl RedisBroker {
             return Err("--relay-batch and --relay-queue must be at least 1".into());
         }
         let (outgoing, outgoing_rx) = flume::bounded(config.relay_queue);
-        let (changes, changes_rx) = flume::unbounded();
+        let (changes, changes_rx) = tokio::sync::mpsc::unbounded_channel();
         let (questions, questions_rx) = flume::bounded(QUESTION_QUEUE);
         let inputs = Inputs { outgoing: outgoing_rx, changes: changes_rx, questions: questions_rx };
         let tuning = Tuning {
@@ -133,7 +133,7 @@ impl Broker for RedisBroker {
 
     fn read_stream(&self, request: ReplayRequest, home: ShardId) -> Result<(), ReplayRequest> {
         let read = Ordered::Read { request: Box::new(request), home };
-        self.changes.send(read).map_err(|gone| match gone.into_inner() {
+        self.changes.send(read).map_err(|gone| match gone.0 {
             Ordered::Read { request, .. } => *request,
             _ => unreachable!("a read was sent"),
         })
@@ -152,7 +152,7 @@ impl Broker for RedisBroker {
     fn when_subscribed(&self, shard: ShardId, then: Delivery) -> Option<Delivery> {
         match self.changes.send(Ordered::Notify { shard, then }) {
             Ok(()) => None,
-            Err(gone) => match gone.into_inner() {
+            Err(gone) => match gone.0 {
                 Ordered::Notify { then, .. } => Some(then),
                 _ => unreachable!("a notice was sent"),
             },

@@ -31,7 +31,7 @@ use crate::auth::Permissions;
 use crate::close::CloseReason;
 use crate::config::Config;
 use crate::lane::Lane;
-use crate::mailbox::{Command, Outbox, Registration};
+use crate::mailbox::{Outbox, Registration};
 use crate::protocol::{self, Frame, Room, Since, UserId};
 use crate::reader::Adoption;
 use crate::rooms::{self, Verdict};
@@ -194,7 +194,7 @@ async fn hand_over(
             Ok(detached) => detached,
             Err(err) => {
                 tracing::debug!(conn, %err, "upgrade failed");
-                hub.router().command(shard, Command::Unregister { conn }).await;
+                hub.router().unregister(shard, conn).await;
                 return;
             }
         };
@@ -203,7 +203,7 @@ async fn hand_over(
                 let held = ticket.map(|ticket| ticket as Box<dyn Send>);
                 let adoption = Adoption { conn, user, lane, socket, read_ahead, auth, held };
                 if access.reader.adopt(adoption).is_err() {
-                    hub.router().command(shard, Command::Unregister { conn }).await;
+                    hub.router().unregister(shard, conn).await;
                 }
             }
             ReadBy::Session(outbox, closer) => {

@@ -27,6 +27,7 @@ use mio::{Events, Poll, Registry, Token};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::runtime::Handle;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
@@ -61,12 +62,12 @@ pub struct Adoption {
 
 /// Where connections are handed to one shard's reader.
 #[derive(Debug, Clone)]
-pub struct Adopter(flume::Sender<Adoption>);
+pub struct Adopter(tokio::sync::mpsc::UnboundedSender<Adoption>);
 
 impl Adopter {
     /// Hands the connection over; it comes back when the reader has stopped.
     pub fn adopt(&self, adoption: Adoption) -> Result<(), Box<Adoption>> {
-        self.0.send(adoption).map_err(|refused| Box::new(refused.into_inner()))
+        self.0.send(adoption).map_err(|refused| Box::new(refused.0))
     }
 }
 
@@ -77,7 +78,7 @@ pub fn start(
     runtime: &Handle,
     config: WebSocketConfig,
 ) -> io::Result<Adopter> {
-    let (adopter, adoptions) = flume::unbounded();
+    let (adopter, adoptions) = tokio::sync::mpsc::unbounded_channel();
     let (reader, poll) = Reader::new(shard, hub, config)?;
     drop(runtime.spawn(reader.run(poll, adoptions)));
     Ok(Adopter(adopter))
@@ -118,7 +119,7 @@ impl Reader {
         Ok((reader, poll))
     }
 
-    async fn run(mut self, poll: Poll, adoptions: flume::Receiver<Adoption>) {
+    async fn run(mut self, poll: Poll, mut adoptions: UnboundedReceiver<Adoption>) {
         // SAFETY: the fd is the poll's own epoll fd, which `mio::Poll` owns and keeps open, the same
         // one, for as long as it lives; the `AsyncFd` owns the poll, so it outlives its registration.
         let registered = unsafe { AsyncFd::register_with_interest(poll, Interest::READABLE) };
@@ -149,9 +150,9 @@ impl Reader {
                     ready.swap(&mut self.woken);
                     self.poll_woken().await;
                 }
-                adoption = adoptions.recv_async(), if adopting => match adoption {
-                    Ok(adoption) => self.adopt(adoption).await,
-                    Err(_) => adopting = false,
+                adoption = adoptions.recv(), if adopting => match adoption {
+                    Some(adoption) => self.adopt(adoption).await,
+                    None => adopting = false,
                 },
                 _ = tick.tick() => self.on_tick().await,
             }
@@ -165,7 +166,7 @@ impl Reader {
         let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
         if let Err(err) = self.registry.register(&mut socket, Token(conn as usize), interest) {
             tracing::warn!(conn, %err, "cannot register the socket with its shard");
-            shared.hub.router().command(shared.shard, Command::Unregister { conn }).await;
+            shared.hub.router().unregister(shared.shard, conn).await;
             return;
         }
         lane.attach(socket, Arc::clone(&shared.ready), conn);
@@ -223,7 +224,7 @@ impl Reader {
         conn.lane.detach();
         tracing::debug!(conn = id, user = %conn.user, %ended, "connection ended");
         let (hub, shard) = (&self.shared.hub, self.shared.shard);
-        hub.router().command(shard, Command::Unregister { conn: id }).await;
+        hub.router().unregister(shard, id).await;
         drop(conn);
     }
 }

@@ -29,7 +29,7 @@ use crate::auth::Authenticator;
 use crate::close::{self, CloseReason};
 use crate::directory::ShardId;
 use crate::hub::Hub;
-use crate::mailbox::{Command, ConnId};
+use crate::mailbox::ConnId;
 use crate::protocol::{Frame, UserId};
 use crate::transport::Stream;
 use heartbeat::{Beat, Heartbeat};
@@ -89,7 +89,7 @@ impl Session {
 
     /// Removes the connection from the cache (its shard ignores a second request).
     pub async fn unregister(&self) {
-        self.hub.router().command(self.shard, Command::Unregister { conn: self.conn }).await;
+        self.hub.router().unregister(self.shard, self.conn).await;
     }
 
     async fn serve(&mut self, socket: &mut Socket) -> Ended {

@@ -119,7 +119,7 @@ impl Shard {
     }
 
     /// Runs until shut down and every connection is gone.
-    pub async fn run(mut self, inbox: Inbox) {
+    pub async fn run(mut self, mut inbox: Inbox) {
         loop {
             let deadline = [self.presence.next_deadline(), self.unheard.next_deadline()];
             let deadline = deadline.into_iter().flatten().min();
@@ -131,12 +131,12 @@ impl Shard {
             };
             let first = tokio::select! {
                 biased;
-                Ok(delivery) = inbox.deliveries.recv_async() => Step::Delivery(delivery),
+                Some(delivery) = inbox.deliveries.recv() => Step::Delivery(delivery),
                 Ok(command) = inbox.commands.recv_async() => Step::Command(command),
                 () = window_end => Step::Due,
                 else => break,
             };
-            self.run_batch(first, &inbox);
+            self.run_batch(first, &mut inbox);
             if self.shutting_down && self.cache.is_empty() {
                 break;
             }
@@ -144,7 +144,7 @@ impl Shard {
     }
 
     /// Handles `first` and whatever else is waiting (up to a batch), then commits and flushes.
-    fn run_batch(&mut self, first: Step, inbox: &Inbox) {
+    fn run_batch(&mut self, first: Step, inbox: &mut Inbox) {
         let mut next = Some(first);
         for _ in 0..BATCH {
             match next.take() {
@@ -169,7 +169,7 @@ impl Shard {
         self.finish_batch();
     }
 
-    fn drain_deliveries(&mut self, inbox: &Inbox) {
+    fn drain_deliveries(&mut self, inbox: &mut Inbox) {
         while let Ok(delivery) = inbox.deliveries.try_recv() {
             self.on_delivery(delivery);
         }

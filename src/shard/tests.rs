@@ -85,13 +85,13 @@ fn a_registration_with_rooms_is_confirmed_only_after_the_commit() {
 
 #[test]
 fn a_delivery_waiting_before_a_leave_reaches_the_leaving_member() {
-    let (mut shard, inbox, hub) = one_shard();
+    let (mut shard, mut inbox, hub) = one_shard();
     let carol = register(&mut shard, 1, "carol", &["r"], 16);
     shard.finish_batch();
     carol.next_json();
     let frame = protocol::presence_event_frame("r", "someone", PresenceStatus::Join);
     hub.router().route(Target::Room(Room::from("r")), frame, Instant::now(), None);
-    shard.run_batch(Step::Command(request(1, "l", Action::Leave(Room::from("r")))), &inbox);
+    shard.run_batch(Step::Command(request(1, "l", Action::Leave(Room::from("r")))), &mut inbox);
     assert_eq!(carol.next_json().unwrap()["data"]["user"], "someone", "delivered before the leave");
     assert_eq!(carol.next_json().unwrap()["type"], "ack");
     assert!(hub.directory().shards_of("r").is_empty(), "the room emptied and left the directory");
@@ -195,7 +195,7 @@ fn room_chat(room: &Room, sender: &UserId, conn: ConnId) -> ToSequence {
 
 #[test]
 fn a_room_message_ack_never_overtakes_its_fan_out_held_for_a_commit() {
-    let (mut home, inboxes, _hub, room, sender) = two_shards();
+    let (mut home, mut inboxes, _hub, room, sender) = two_shards();
     // A member joins in the same batch as the message: the home holds its output for the commit.
     let member = register(&mut home, 1, "member", &[room.as_ref()], 16);
     home.on_delivery(Delivery::Sequence(Box::new(room_chat(&room, &sender, 7))));
@@ -209,7 +209,7 @@ fn a_room_message_ack_never_overtakes_its_fan_out_held_for_a_commit() {
 
 #[test]
 fn a_commit_told_to_the_room_home_reaches_the_sender_after_the_home_output() {
-    let (mut home, inboxes, _hub, room, sender) = two_shards();
+    let (mut home, mut inboxes, _hub, room, sender) = two_shards();
     let _member = register(&mut home, 1, "member", &[room.as_ref()], 16);
     let (user, id) = (sender.clone(), "m1".to_owned());
     let stored = Delivery::Stored { conn: 7, user, room: Some(room), id, seq: Some(1) };
@@ -261,7 +261,7 @@ impl crate::broker::Broker for Numbering {
 
 #[test]
 fn in_cluster_mode_an_ack_waits_until_the_home_heard_its_message_back() {
-    let (mut home, inboxes, _hub, room, sender) = two_shards_with(Box::new(Numbering));
+    let (mut home, mut inboxes, _hub, room, sender) = two_shards_with(Box::new(Numbering));
     let member = register(&mut home, 1, "member", &[room.as_ref()], 16);
     home.finish_batch();
     let epoch: Arc<str> = Arc::from("e1");

@@ -86,7 +86,8 @@ struct Handover {
 #[derive(Debug)]
 pub struct Inputs {
     pub outgoing: flume::Receiver<Outgoing>,
-    pub changes: flume::Receiver<Ordered>,
+    /// A tokio queue, not flume's: a connect storm fills it, and its blocks are freed once drained.
+    pub changes: tokio::sync::mpsc::UnboundedReceiver<Ordered>,
     pub questions: flume::Receiver<Question>,
 }
 
@@ -266,9 +267,9 @@ impl Relay {
                     }
                     None => Err(Stop::Lost("the subscription connection closed".into())),
                 },
-                change = self.inputs.changes.recv_async() => match change {
-                    Ok(change) => self.apply_changes(change, &mut link).await,
-                    Err(_) => Err(Stop::Finished),
+                change = self.inputs.changes.recv() => match change {
+                    Some(change) => self.apply_changes(change, &mut link).await,
+                    None => Err(Stop::Finished),
                 },
                 outgoing = self.inputs.outgoing.recv_async() => match outgoing {
                     Ok(first) => self.publish_batch(first, &mut link.conn).await,
@@ -331,8 +332,8 @@ impl Relay {
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => return Ok(()),
-                change = self.inputs.changes.recv_async() => {
-                    match change.map_err(|_| Stop::Finished)? {
+                change = self.inputs.changes.recv() => {
+                    match change.ok_or(Stop::Finished)? {
                         Ordered::Change(change) => self.apply_offline(change),
                         Ordered::Notify { shard, then } => self.router.deliver(shard, then),
                         Ordered::Read { request, home } => {
