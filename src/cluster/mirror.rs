@@ -1,7 +1,8 @@
 //! The relay's mirror of local presence and the subscriptions that follow from it.
 //!
-//! Owns: which users are online on this instance and who is in which room, as the shards last
-//! reported it, and the rule that turns a batch of changes into room channels to subscribe to and to
+//! Owns: how many users are online on this instance and who is in which room, as the shards last
+//! reported it (which users are online is asked of the shards when it must be written again: user
+//! presence announces nothing, so rewriting it from a later answer is exact), and the rule that turns a batch of changes into room channels to subscribe to and to
 //! leave (users need none: messages for them come on the instance's own channel). Plain data, no I/O: the relay applies what this decides, and rebuilds Redis from the
 //! mirror after any reconnect. Must not: talk to Redis or the shards.
 
@@ -15,7 +16,8 @@ use crate::protocol::{Room, UserId};
 /// Local presence as the relay last heard it from the shards.
 #[derive(Debug, Default)]
 pub struct Mirror {
-    pub users: HashSet<UserId>,
+    /// Users online here (each user's first connection and last one are reported once).
+    pub users: usize,
     pub rooms: HashMap<Room, HashSet<UserId>>,
 }
 
@@ -32,11 +34,11 @@ impl Mirror {
     pub fn apply(&mut self, change: LocalChange) -> Mirrored {
         match change {
             LocalChange::UserOnline(user) => {
-                self.users.insert(user.clone());
+                self.users += 1;
                 Mirrored::User(user, true)
             }
             LocalChange::UserOffline(user) => {
-                self.users.remove(&user);
+                self.users = self.users.saturating_sub(1);
                 Mirrored::User(user, false)
             }
             LocalChange::Joined { room, user } => {
@@ -155,7 +157,7 @@ mod tests {
         assert_eq!(run(&mut mirror, online, &[]), (vec![], vec![]));
         let offline = vec![LocalChange::UserOffline("a".into())];
         assert_eq!(run(&mut mirror, offline, &[]), (vec![], vec![]));
-        assert_eq!(mirror.users, HashSet::from(["b".into()]));
+        assert_eq!(mirror.users, 1, "b");
         let wanted = mirror.wanted_channels(&names(), "n1");
         assert_eq!(wanted, ["p:global", "p:instance:n1"]);
     }

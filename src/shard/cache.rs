@@ -74,13 +74,12 @@ impl Connection {
     }
 }
 
-/// The local members of one room.
+/// The local members of one room. Which users are in it is not kept a second time: whether a user
+/// is, is asked of the user's few connections (presence fires on its first and last one).
 #[derive(Debug, Default)]
 struct RoomMembers {
     /// Each member's outbox, cloned here so fan-out is one map walk.
     conns: HashMap<ConnId, Outbox>,
-    /// How many of each user's connections are in the room (presence fires on 0 <-> 1).
-    users: HashMap<UserId, u32>,
 }
 
 /// What a successful join changed.
@@ -156,6 +155,8 @@ impl LocalCache {
 
     /// Adds `conn` to `room`; `None` if the connection is unknown or already a member.
     pub fn join(&mut self, conn: ConnId, room: &Room) -> Option<Joined> {
+        let user = self.conns.get(&conn)?.user.clone();
+        let user_joined = !self.user_in(&user, room);
         let connection = self.conns.get_mut(&conn)?;
         if connection.rooms.contains(room) {
             return None;
@@ -170,9 +171,15 @@ impl LocalCache {
         let room_new_here = !self.rooms.contains_key(room);
         let members = self.rooms.entry(room.clone()).or_default();
         members.conns.insert(conn, connection.outbox.clone());
-        let count = members.users.entry(connection.user.clone()).or_insert(0);
-        *count += 1;
-        Some(Joined { user_joined: *count == 1, room_new_here })
+        Some(Joined { user_joined, room_new_here })
+    }
+
+    /// Whether any connection of `user` here is in `room`: one lookup per connection of the user.
+    fn user_in(&self, user: &str, room: &str) -> bool {
+        let (Some(conns), Some(members)) = (self.users.get(user), self.rooms.get(room)) else {
+            return false;
+        };
+        conns.iter().any(|conn| members.conns.contains_key(conn))
     }
 
     /// Removes `conn` from `room`; `None` if it was not a member.
@@ -187,16 +194,11 @@ impl LocalCache {
     fn remove_member(&mut self, conn: ConnId, user: &UserId, room: Room) -> Option<Left> {
         let members = self.rooms.get_mut(&room)?;
         members.conns.remove(&conn)?;
-        let count = members.users.get_mut(user).expect("a member's user is counted in its room");
-        *count -= 1;
-        let user_left = *count == 0;
-        if user_left {
-            members.users.remove(user);
-        }
         let room_empty_here = members.conns.is_empty();
         if room_empty_here {
             self.rooms.remove(&room);
         }
+        let user_left = room_empty_here || !self.user_in(user, &room);
         Some(Left { room, user_left, room_empty_here })
     }
 
@@ -260,7 +262,11 @@ impl LocalCache {
             return Vec::new();
         };
         let away = |user: &UserId| self.user_status(user, now, away_after) == UserStatus::Away;
-        members.users.keys().map(|user| (user.clone(), away(user))).collect()
+        let mut users: Vec<&UserId> =
+            members.conns.keys().filter_map(|conn| self.conns.get(conn)).map(|c| &c.user).collect();
+        users.sort_unstable();
+        users.dedup();
+        users.into_iter().map(|user| (user.clone(), away(user))).collect()
     }
 
     /// Online while any connection has been active within `away_after`, away when all are idle.
@@ -316,6 +322,12 @@ mod tests {
         assert_eq!(cache.join(2, &room), Some(Joined { user_joined: false, room_new_here: false }));
         assert_eq!(cache.join(2, &room), None, "joining twice changes nothing");
         assert_eq!(cache.join(3, &room), Some(Joined { user_joined: true, room_new_here: false }));
+        let users = cache.room_users("r", now, Duration::from_secs(30));
+        assert_eq!(
+            users,
+            [(Arc::from("alice"), false), (Arc::from("bob"), false)],
+            "each user once"
+        );
         let left = cache.leave(1, &room).unwrap();
         assert!(!left.user_left && !left.room_empty_here);
         let (_, left) = cache.remove(2).unwrap();

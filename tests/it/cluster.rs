@@ -257,4 +257,12 @@ async fn without_redis_rooms_refuse_messages_others_go_on_locally_and_the_cluste
     assert_ne!(healed["epoch"], before["epoch"], "a new stream");
     bob.send(chat("lobby", "back")).await;
     assert_eq!(chats_until(&mut alice, "back").await, ["healed"], "the refused one never came");
+    // a wrote its online users again (asked of its shards), so a message for one of them is routed
+    // to a again.
+    let online = b.get("/api/v1/chat/online").await.1;
+    assert_eq!(online["users"], json!(["alice", "anna", "bob"]), "{online}");
+    let (status, _) =
+        b.post("/api/v1/chat/users/anna/messages", json!({"data": {"content": "direct"}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(anna.recv_type("notification").await["data"]["content"], "direct");
 }

@@ -211,7 +211,7 @@ impl Relay {
     /// with a reaped instance.
     pub(super) async fn heartbeat(&mut self, link: &mut Link) -> Exchange<()> {
         let (survived, gone) = within("heartbeat", self.presence.heartbeat(&mut link.conn)).await?;
-        if !survived && !self.mirror.users.is_empty() {
+        if !survived && self.mirror.users > 0 {
             tracing::warn!(instance = %self.presence.me, "redis lost this instance's presence: registering again");
             self.register_mirror(&mut link.conn).await?;
         }

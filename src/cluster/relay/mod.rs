@@ -1,8 +1,9 @@
 //! The Redis relay: one thread that alone talks to Redis for this instance.
 //!
 //! Owns: the Redis connections (one multiplexed for commands and publishes, one for subscriptions),
-//! the channel subscriptions, and the mirror of local presence (which users are online here, who is in
-//! which room) from which subscriptions and Redis presence are rebuilt after any reconnect.
+//! the channel subscriptions, and the mirror of local presence (how many users are online here, who
+//! is in which room) from which subscriptions and Redis presence are rebuilt after any reconnect
+//! (with the online users asked of the shards).
 //! May touch: the shards only through its [`Router`], to fan incoming messages out like local ones;
 //! the relay counters. Must not: touch a shard's cache, or make a shard or session wait (its inputs are a
 //! bounded queue fed with `try_send`, an unbounded queue of presence changes, and questions).
@@ -28,7 +29,7 @@ use super::streams::{RoomStreams, FRAME_SEPARATOR};
 use super::wire::{self, Names};
 use crate::broker::{LocalChange, Question};
 use crate::directory::ShardId;
-use crate::mailbox::{Delivery, ReplayRequest, Target, ToSequence};
+use crate::mailbox::{Delivery, Query, ReplayRequest, Target, ToSequence};
 use crate::metrics::RelayCounters;
 use crate::protocol::Frame;
 use crate::router::Router;
@@ -243,14 +244,32 @@ impl Relay {
         Ok((link, messages))
     }
 
-    /// Writes the mirror to Redis as this instance's whole presence.
+    /// Writes the mirror, and the users the shards have online now, to Redis as this instance's
+    /// whole presence. The changes still queued follow, so each user ends as its last change says
+    /// (with none online as far as the applied changes go, the queued ones are all there is to say).
     async fn register_mirror(&self, conn: &mut MultiplexedConnection) -> Exchange<()> {
-        let users = self.mirror.users.iter().map(|user| user.as_ref());
+        let online = if self.mirror.users == 0 { Vec::new() } else { self.online_here().await? };
+        let users = online.iter().map(|user| user.as_ref());
         let rooms =
             self.mirror.rooms.iter().map(|(room, members)| {
                 (room.as_ref(), members.iter().map(|u| u.as_ref()).collect())
             });
         within("register presence", self.presence.register(conn, users, rooms)).await
+    }
+
+    /// The users online on this instance, from its shards.
+    async fn online_here(&self) -> Exchange<Vec<crate::protocol::UserId>> {
+        let asked = (0..self.router.shard_count()).map(|shard| {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.router.deliver(shard, Delivery::Query(Query::OnlineUsers(reply)));
+            answer
+        });
+        let answers = futures_util::future::join_all(asked.collect::<Vec<_>>());
+        let answers = tokio::time::timeout(EXCHANGE_TIMEOUT, answers).await;
+        let answers =
+            answers.map_err(|_| Stop::Lost("the shards did not say who is online".into()))?;
+        // A shard that has stopped has nobody online.
+        Ok(answers.into_iter().flat_map(Result::unwrap_or_default).collect())
     }
 
     async fn serve(&mut self, mut link: Link, mut messages: PubSubStream) -> Stop {
