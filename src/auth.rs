@@ -30,7 +30,7 @@ pub enum AuthError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permissions {
     /// `None`: any room. `Some`: only rooms matching one of the patterns (`*` suffix wildcard).
-    rooms: Option<Vec<String>>,
+    rooms: Option<Box<[String]>>,
     /// `role: admin`: any room, and the HTTP publish endpoints.
     pub admin: bool,
 }
@@ -122,7 +122,11 @@ impl Authenticator {
             .map_err(|err| AuthError::Invalid(format!("sub: {err}")))?;
         let admin = claims.role.as_deref() == Some("admin");
         let expires_at = UNIX_EPOCH + Duration::from_secs(claims.exp);
-        Ok(Identity { user, permissions: Permissions { rooms: claims.rooms, admin }, expires_at })
+        Ok(Identity {
+            user,
+            permissions: Permissions { rooms: claims.rooms.map(Vec::into_boxed_slice), admin },
+            expires_at,
+        })
     }
 }
 

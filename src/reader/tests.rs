@@ -8,7 +8,7 @@ fn an_idle_connections_pieces_stay_within_their_allocation_classes() {
     let sizes = [
         ("the reader's connection", std::mem::size_of::<super::conn::Conn>(), 128),
         ("the lane (in its Arc)", std::mem::size_of::<crate::lane::Lane>() + arc_header, 128),
-        ("the cache's entry", std::mem::size_of::<crate::shard::cache::Connection>(), 160),
+        ("the cache's entry", std::mem::size_of::<crate::shard::cache::Connection>(), 128),
     ];
     for (what, size, class) in sizes {
         assert!(size <= class, "{what} grew to {size} bytes, over the {class}-byte class");

@@ -197,8 +197,11 @@ impl Shard {
             self.hub.broker().local_change(LocalChange::UserOnline(user.clone()));
             self.note_presence(&user, true);
         }
-        let connection =
-            Connection { remote, permissions, ..Connection::new(user, outbox, closer) };
+        let connection = Connection {
+            remote: remote.into(),
+            permissions,
+            ..Connection::new(user, outbox, closer)
+        };
         self.cache.insert(conn, connection);
         metrics::incr(&self.counters().connections_opened);
         let joins_rooms = !rooms.is_empty();

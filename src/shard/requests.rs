@@ -93,7 +93,7 @@ impl Shard {
 
     /// The user and address of a cached connection, for the rules and the audit log.
     fn who(&self, conn: ConnId) -> Option<(UserId, std::net::SocketAddr)> {
-        self.cache.get(conn).map(|connection| (connection.user.clone(), connection.remote))
+        self.cache.get(conn).map(|connection| (connection.user.clone(), connection.remote.into()))
     }
 
     fn chat(&mut self, conn: ConnId, id: Option<&str>, chat: Chat) -> Option<Frame> {
