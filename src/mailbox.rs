@@ -287,10 +287,19 @@ pub enum Origin {
     Waiting(oneshot::Sender<Option<u64>>),
 }
 
+/// Who is online on a shard, and who is in each of its rooms.
+#[derive(Debug, Default)]
+pub struct LocalPresence {
+    pub users: Vec<UserId>,
+    pub rooms: Vec<(Room, Vec<UserId>)>,
+}
+
 /// A read of a shard's cache, answered on a oneshot.
 #[derive(Debug)]
 pub enum Query {
     OnlineUsers(oneshot::Sender<Vec<UserId>>),
+    /// The shard's online users and each of its rooms with its users (for the cluster's presence).
+    Presence(oneshot::Sender<LocalPresence>),
     /// Users in the room, each with whether it is away.
     RoomUsers {
         room: Room,

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::auth::Permissions;
 use crate::close::CloseReason;
-use crate::mailbox::{ConnId, ConnInfo, Outbox, UserStatus};
+use crate::mailbox::{ConnId, ConnInfo, LocalPresence, Outbox, UserStatus};
 use crate::protocol::{Room, UserId};
 
 /// What the cache knows of one connection.
@@ -277,6 +277,23 @@ impl LocalCache {
         self.users.keys().cloned().collect()
     }
 
+    /// Every online user, and every room with its users (each once).
+    pub fn presence(&self) -> LocalPresence {
+        let rooms = self.rooms.keys().map(|room| (room.clone(), self.users_in(room))).collect();
+        LocalPresence { users: self.online_users(), rooms }
+    }
+
+    /// The users in `room`, each once, sorted.
+    fn users_in(&self, room: &str) -> Vec<UserId> {
+        let members = self.rooms.get(room).map(|members| &members.conns);
+        let conns = members.into_iter().flat_map(HashMap::keys);
+        let mut users: Vec<UserId> =
+            conns.filter_map(|conn| self.conns.get(conn)).map(|c| c.user.clone()).collect();
+        users.sort_unstable();
+        users.dedup();
+        users
+    }
+
     /// The users in `room`, each with whether it is away (no client frame for `away_after`).
     pub fn room_users(
         &self,
@@ -284,15 +301,8 @@ impl LocalCache {
         now: Instant,
         away_after: Duration,
     ) -> Vec<(UserId, bool)> {
-        let Some(members) = self.rooms.get(room) else {
-            return Vec::new();
-        };
         let away = |user: &UserId| self.user_status(user, now, away_after) == UserStatus::Away;
-        let mut users: Vec<&UserId> =
-            members.conns.keys().filter_map(|conn| self.conns.get(conn)).map(|c| &c.user).collect();
-        users.sort_unstable();
-        users.dedup();
-        users.into_iter().map(|user| (user.clone(), away(user))).collect()
+        self.users_in(room).into_iter().map(|user| (user.clone(), away(&user))).collect()
     }
 
     /// Online while any connection has been active within `away_after`, away when all are idle.

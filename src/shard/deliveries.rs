@@ -58,6 +58,7 @@ impl Shard {
         let away_after = self.hub.settings().away_after;
         let _ = match query {
             Query::OnlineUsers(reply) => reply.send(self.cache.online_users()).map_err(drop),
+            Query::Presence(reply) => reply.send(self.cache.presence()).map_err(drop),
             Query::RoomUsers { room, reply } => {
                 reply.send(self.cache.room_users(&room, now, away_after)).map_err(drop)
             }

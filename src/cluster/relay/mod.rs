@@ -1,9 +1,9 @@
 //! The Redis relay: one thread that alone talks to Redis for this instance.
 //!
 //! Owns: the Redis connections (one multiplexed for commands and publishes, one for subscriptions),
-//! the channel subscriptions, and the mirror of local presence (how many users are online here, who
-//! is in which room) from which subscriptions and Redis presence are rebuilt after any reconnect
-//! (with the online users asked of the shards).
+//! the channel subscriptions, and the mirror of local presence (how many users are online here and
+//! in each room) from which subscriptions are rebuilt after any reconnect; Redis presence is
+//! rebuilt from what the shards answer then.
 //! May touch: the shards only through its [`Router`], to fan incoming messages out like local ones;
 //! the relay counters. Must not: touch a shard's cache, or make a shard or session wait (its inputs are a
 //! bounded queue fed with `try_send`, an unbounded queue of presence changes, and questions).
@@ -15,7 +15,7 @@
 mod changes;
 mod outgoing;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,9 +29,9 @@ use super::streams::{RoomStreams, FRAME_SEPARATOR};
 use super::wire::{self, Names};
 use crate::broker::{LocalChange, Question};
 use crate::directory::ShardId;
-use crate::mailbox::{Delivery, Query, ReplayRequest, Target, ToSequence};
+use crate::mailbox::{Delivery, LocalPresence, Query, ReplayRequest, Target, ToSequence};
 use crate::metrics::RelayCounters;
-use crate::protocol::Frame;
+use crate::protocol::{Frame, Room, UserId};
 use crate::router::Router;
 
 /// Longest any single Redis exchange may take before the connection counts as lost.
@@ -244,32 +244,42 @@ impl Relay {
         Ok((link, messages))
     }
 
-    /// Writes the mirror, and the users the shards have online now, to Redis as this instance's
-    /// whole presence. The changes still queued follow, so each user ends as its last change says
-    /// (with none online as far as the applied changes go, the queued ones are all there is to say).
+    /// Writes who the shards have online and in which rooms now to Redis as this instance's whole
+    /// presence. The change queue waits meanwhile, and the changes still in it follow, so each user
+    /// ends as its last change says. With nobody here as far as the applied changes go, the queued
+    /// ones are all there is to say.
     async fn register_mirror(&self, conn: &mut MultiplexedConnection) -> Exchange<()> {
-        let online = if self.mirror.users == 0 { Vec::new() } else { self.online_here().await? };
-        let users = online.iter().map(|user| user.as_ref());
-        let rooms =
-            self.mirror.rooms.iter().map(|(room, members)| {
-                (room.as_ref(), members.iter().map(|u| u.as_ref()).collect())
-            });
+        let nobody = self.mirror.users == 0 && self.mirror.rooms.is_empty();
+        let here = if nobody { LocalPresence::default() } else { self.presence_here().await? };
+        let users = here.users.iter().map(|user| user.as_ref());
+        let rooms = here.rooms.iter().map(|(room, members)| {
+            (room.as_ref(), members.iter().map(|user| user.as_ref()).collect())
+        });
         within("register presence", self.presence.register(conn, users, rooms)).await
     }
 
-    /// The users online on this instance, from its shards.
-    async fn online_here(&self) -> Exchange<Vec<crate::protocol::UserId>> {
+    /// Who is online on this instance and in each of its rooms, from its shards.
+    async fn presence_here(&self) -> Exchange<LocalPresence> {
         let asked = (0..self.router.shard_count()).map(|shard| {
             let (reply, answer) = tokio::sync::oneshot::channel();
-            self.router.deliver(shard, Delivery::Query(Query::OnlineUsers(reply)));
+            self.router.deliver(shard, Delivery::Query(Query::Presence(reply)));
             answer
         });
         let answers = futures_util::future::join_all(asked.collect::<Vec<_>>());
         let answers = tokio::time::timeout(EXCHANGE_TIMEOUT, answers).await;
         let answers =
-            answers.map_err(|_| Stop::Lost("the shards did not say who is online".into()))?;
-        // A shard that has stopped has nobody online.
-        Ok(answers.into_iter().flat_map(Result::unwrap_or_default).collect())
+            answers.map_err(|_| Stop::Lost("the shards did not say who is here".into()))?;
+        let mut here = LocalPresence::default();
+        let mut rooms: HashMap<Room, Vec<UserId>> = HashMap::new();
+        // A shard that has stopped has nobody.
+        for answer in answers.into_iter().flatten() {
+            here.users.extend(answer.users);
+            for (room, users) in answer.rooms {
+                rooms.entry(room).or_default().extend(users);
+            }
+        }
+        here.rooms = rooms.into_iter().collect();
+        Ok(here)
     }
 
     async fn serve(&mut self, mut link: Link, mut messages: PubSubStream) -> Stop {
