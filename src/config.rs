@@ -245,6 +245,11 @@ pub struct Config {
     #[arg(long, env = "MAX_CONNS_PER_IP", default_value_t = 0)]
     pub max_conns_per_ip: usize,
 
+    /// Most WebSocket connections open at once for one user on this instance (over it: 429); 0 for
+    /// no cap. Bounds what one token can hold, and the cost of a user's fan-out and presence checks.
+    #[arg(long, env = "MAX_CONNS_PER_USER", default_value_t = 100)]
+    pub max_conns_per_user: usize,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -14,7 +14,9 @@ use tokio::sync::oneshot;
 use crate::broker::{Broker, Question, Standalone};
 use crate::config::Config;
 use crate::directory::{RoomDirectory, ShardId};
-use crate::mailbox::{Command, ConnInfo, Delivery, Inbox, Query, Registration, Target, UserStatus};
+use crate::mailbox::{
+    Command, ConnInfo, Delivery, Enrolment, Inbox, Query, Registration, Target, UserStatus,
+};
 use crate::metrics::Metrics;
 use crate::protocol::{Frame, Room, UserId};
 use crate::router::Router;
@@ -109,11 +111,14 @@ impl Hub {
         self.router().directory()
     }
 
-    /// Registers a connection with its shard; `false` when refused (shutting down).
-    pub async fn register(&self, shard: ShardId, registration: Registration) -> bool {
+    /// Registers a connection with its shard, which accepts or refuses it.
+    pub async fn register(&self, shard: ShardId, registration: Registration) -> Enrolment {
         let (registered, answer) = oneshot::channel();
         let command = Command::Register(Box::new(registration), registered);
-        self.router().command(shard, command).await && answer.await.unwrap_or(false)
+        if !self.router().command(shard, command).await {
+            return Enrolment::ShuttingDown;
+        }
+        answer.await.unwrap_or(Enrolment::ShuttingDown)
     }
 
     /// Publishes from outside any shard (the HTTP API): every shard with recipients gets it, then

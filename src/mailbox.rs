@@ -52,13 +52,24 @@ pub enum Target {
     All,
 }
 
+/// A shard's answer to a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enrolment {
+    /// The connection is visible to publishers and in its URL's rooms: answer `101`.
+    Accepted,
+    /// The shard is shutting down.
+    ShuttingDown,
+    /// Its user already has `--max-conns-per-user` connections on this instance.
+    UserFull,
+}
+
 /// From a connection's reader or session to its shard.
 #[derive(Debug)]
 pub enum Command {
-    /// A new connection; the sender is answered once it is visible to publishers (`false`: refused).
+    /// A new connection; the sender is answered once it is visible to publishers, or refused.
     /// Boxed: it is rare and large, and every command (and every session's pending send) is as big as
     /// the largest variant.
-    Register(Box<Registration>, oneshot::Sender<bool>),
+    Register(Box<Registration>, oneshot::Sender<Enrolment>),
     Request {
         conn: ConnId,
         request: ClientRequest,
@@ -155,7 +166,7 @@ pub enum Delivery {
     },
     /// Cluster mode: the instance listens to the rooms a new connection joined from its URL, so
     /// its registration is confirmed (the HTTP side answers `101`).
-    Registered(oneshot::Sender<bool>),
+    Registered(oneshot::Sender<Enrolment>),
     /// An HTTP publish's message is committed: the room's home answers with its seq once its
     /// fan-out of the message is out.
     Numbered {

@@ -31,7 +31,7 @@ use crate::auth::Permissions;
 use crate::close::CloseReason;
 use crate::config::Config;
 use crate::lane::Lane;
-use crate::mailbox::{Outbox, Registration};
+use crate::mailbox::{Enrolment, Outbox, Registration};
 use crate::protocol::{self, Frame, Room, Since, UserId};
 use crate::reader::Adoption;
 use crate::rooms::{self, Verdict};
@@ -182,8 +182,14 @@ async fn hand_over(
         remote,
         permissions,
     };
-    if !app.hub.register(shard, registration).await {
-        return Err(Box::new(shutting_down()));
+    match app.hub.register(shard, registration).await {
+        Enrolment::Accepted => {}
+        Enrolment::ShuttingDown => return Err(Box::new(shutting_down())),
+        Enrolment::UserFull => {
+            tracing::warn!(target: "audit", event = "connection_refused", %user, %remote, refusal = "UserFull");
+            let message = "too many connections for this user";
+            return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", message));
+        }
     }
     let on_upgrade = hyper::upgrade::on(request);
     let access = app.shards[shard].clone();

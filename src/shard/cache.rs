@@ -267,6 +267,11 @@ impl LocalCache {
         self.conns.keys().copied().collect()
     }
 
+    /// How many connections `user` has here.
+    pub fn connections_of(&self, user: &str) -> usize {
+        self.users.get(user).map_or(0, |conns| conns.len())
+    }
+
     /// Whether `user` has any connection here.
     pub fn has_user(&self, user: &str) -> bool {
         self.users.contains_key(user)

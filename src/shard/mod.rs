@@ -38,7 +38,7 @@ use crate::broker::LocalChange;
 use crate::close::{self, CloseReason};
 use crate::directory::{ShardId, Transition};
 use crate::hub::Hub;
-use crate::mailbox::{Command, ConnId, Delivery, Inbox, Registration, Target};
+use crate::mailbox::{Command, ConnId, Delivery, Enrolment, Inbox, Registration, Target};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::{Frame, PresenceStatus, Room, UserId};
 use crate::store::ops::Write;
@@ -186,11 +186,17 @@ impl Shard {
         }
     }
 
-    fn register(&mut self, registration: Registration, registered: oneshot::Sender<bool>) {
+    fn register(&mut self, registration: Registration, registered: oneshot::Sender<Enrolment>) {
         let Registration { conn, user, rooms, since, outbox, closer, remote, permissions } =
             registration;
         if self.shutting_down {
-            let _ = registered.send(false);
+            let _ = registered.send(Enrolment::ShuttingDown);
+            return;
+        }
+        // A user's connections are all on this shard, so the count is exact without a lock.
+        let cap = self.hub.settings().max_conns_per_user;
+        if cap > 0 && self.cache.connections_of(&user) >= cap {
+            let _ = registered.send(Enrolment::UserFull);
             return;
         }
         if !self.cache.has_user(&user) {
@@ -375,7 +381,7 @@ impl Shard {
                 Held::Route { target, frame, accepted_at, from } => {
                     self.hub.router().route(target, frame, accepted_at, Some(from))
                 }
-                Held::Registered(registered) => drop(registered.send(true)),
+                Held::Registered(registered) => drop(registered.send(Enrolment::Accepted)),
                 Held::Deliver { shard, delivery } if shard == self.id => self.on_delivery(delivery),
                 Held::Deliver { shard, delivery } => self.hub.router().deliver(shard, delivery),
                 Held::Numbered { reply, seq } => drop(reply.send(Some(seq))),

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::directory::ShardId;
 use crate::lane::{self, Lane, Pushed};
-use crate::mailbox::{ConnId, Delivery, Outbox, Target};
+use crate::mailbox::{ConnId, Delivery, Enrolment, Outbox, Target};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::Frame;
 
@@ -30,7 +30,7 @@ pub enum Held {
     /// A publish to route to the other shards that have recipients.
     Route { target: Target, frame: Frame, accepted_at: Instant, from: ShardId },
     /// A registration to confirm, which lets the HTTP side answer `101`.
-    Registered(oneshot::Sender<bool>),
+    Registered(oneshot::Sender<Enrolment>),
     /// A delivery to a shard (this one included): a resume's request, which must find this one in
     /// the directory, or a room message's fan-out and its ack, which must not overtake the rest.
     Deliver { shard: ShardId, delivery: Delivery },

@@ -16,7 +16,7 @@ use super::output::Held;
 use super::Shard;
 use crate::auth::Permissions;
 use crate::close;
-use crate::mailbox::{ConnId, Delivery, Origin, Target, ToSequence};
+use crate::mailbox::{ConnId, Delivery, Enrolment, Origin, Target, ToSequence};
 use crate::protocol::{
     self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, Since, UserId,
     GLOBAL_ROOM,
@@ -304,11 +304,11 @@ impl Shard {
     }
 
     /// Lets the HTTP side answer `101`, after the batch's directory commit when one is pending.
-    pub(super) fn confirm_registration(&mut self, registered: oneshot::Sender<bool>) {
+    pub(super) fn confirm_registration(&mut self, registered: oneshot::Sender<Enrolment>) {
         if self.out.holding() {
             self.out.hold(Held::Registered(registered));
         } else {
-            let _ = registered.send(true);
+            let _ = registered.send(Enrolment::Accepted);
         }
     }
 

@@ -17,7 +17,7 @@ use crate::protocol::{Action, ClientRequest, MessageType};
 struct Peer {
     frames: flume::Receiver<Frame>,
     closed: oneshot::Receiver<CloseReason>,
-    registered: oneshot::Receiver<bool>,
+    registered: oneshot::Receiver<Enrolment>,
 }
 
 impl Peer {
@@ -80,7 +80,7 @@ fn a_registration_with_rooms_is_confirmed_only_after_the_commit() {
     assert!(bob.registered.try_recv().is_err(), "the 101 must wait");
     shard.finish_batch();
     assert!(hub.directory().shards_of("lobby").contains(0));
-    assert_eq!(bob.registered.try_recv(), Ok(true));
+    assert_eq!(bob.registered.try_recv(), Ok(Enrolment::Accepted));
 }
 
 #[test]

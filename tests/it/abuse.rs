@@ -101,6 +101,36 @@ async fn a_connection_that_keeps_flooding_is_closed_1008() {
 }
 
 #[tokio::test]
+async fn a_user_over_its_connection_cap_is_refused_and_its_devices_keep_working() {
+    let server = start_server_with(|c| c.max_conns_per_user = 2).await;
+    let mut phone = server.member("alice", "r").await;
+    let mut laptop = server.member("alice", "r").await;
+    let refused = server.try_connect_from("/ws?user=alice&room=r", "127.0.0.1").await;
+    assert_eq!(refused.err(), Some(StatusCode::TOO_MANY_REQUESTS), "two per user at most");
+    let mut bob = server.member("bob", "r").await;
+    assert_eq!(
+        server.metric("wsbroker_connections_opened_total").await,
+        3,
+        "the refusal never reached the cache"
+    );
+    bob.send(json!({"type": "chat", "room": "r", "data": {"content": "hi"}})).await;
+    assert_eq!(phone.recv_type("chat").await["data"]["content"], "hi");
+    assert_eq!(laptop.recv_type("chat").await["data"]["content"], "hi");
+    drop(phone);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match server.try_connect_from("/ws?user=alice&room=r", "127.0.0.1").await {
+            Ok(_) => break,
+            Err(status) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the closed device's slot never came back: {status}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn connections_over_the_caps_are_refused_before_the_upgrade() {
     let server = start_server_with(|c| (c.max_connections, c.max_conns_per_ip) = (3, 2)).await;
     let first = server.try_connect_from("/ws?user=a", "127.0.0.1").await.unwrap();
