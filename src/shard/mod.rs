@@ -19,6 +19,7 @@ pub mod cache;
 mod coalesce;
 mod dedup;
 mod deliveries;
+mod enrol;
 mod fanout;
 mod limits;
 pub mod offload;
@@ -32,17 +33,15 @@ mod unheard;
 
 use std::time::Instant;
 
-use tokio::sync::oneshot;
-
 use crate::broker::LocalChange;
 use crate::close::{self, CloseReason};
 use crate::directory::{ShardId, Transition};
 use crate::hub::Hub;
-use crate::mailbox::{Command, ConnId, Delivery, Enrolment, Inbox, Registration, Target};
+use crate::mailbox::{Command, ConnId, Delivery, Enrolment, Inbox, Target};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::{Frame, PresenceStatus, Room, UserId};
 use crate::store::ops::Write;
-use cache::{Connection, LocalCache};
+use cache::LocalCache;
 use coalesce::Coalescer;
 use dedup::Dedup;
 use limits::{Policy, RateLimits};
@@ -183,52 +182,6 @@ impl Shard {
                 self.reauthorize(conn, id.as_deref(), permissions)
             }
             Command::Unregister { conn } => self.remove(conn, None),
-        }
-    }
-
-    fn register(&mut self, registration: Registration, registered: oneshot::Sender<Enrolment>) {
-        let Registration { conn, user, rooms, since, outbox, closer, remote, permissions } =
-            registration;
-        if self.shutting_down {
-            let _ = registered.send(Enrolment::ShuttingDown);
-            return;
-        }
-        // A user's connections are all on this shard, so the count is exact without a lock.
-        let cap = self.hub.settings().max_conns_per_user;
-        if cap > 0 && self.cache.connections_of(&user) >= cap {
-            let _ = registered.send(Enrolment::UserFull);
-            return;
-        }
-        if !self.cache.has_user(&user) {
-            self.hub.broker().local_change(LocalChange::UserOnline(user.clone()));
-            self.note_presence(&user, true);
-        }
-        let connection = Connection {
-            remote: remote.into(),
-            permissions,
-            ..Connection::new(user, outbox, closer)
-        };
-        self.cache.insert(conn, connection);
-        metrics::incr(&self.counters().connections_opened);
-        let joins_rooms = !rooms.is_empty();
-        for room in rooms {
-            self.join(conn, room);
-        }
-        for (room, since) in since {
-            self.join(conn, room.clone());
-            self.when_subscribed(conn, None, room, Some(since));
-        }
-        if joins_rooms {
-            // In cluster mode the `101` waits until this instance listens to the URL's rooms, so
-            // a message published anywhere after it reaches the new member.
-            let then = Delivery::Registered(registered);
-            if let Some(Delivery::Registered(now)) =
-                self.hub.broker().when_subscribed(self.id, then)
-            {
-                self.confirm_registration(now);
-            }
-        } else {
-            self.confirm_registration(registered);
         }
     }
 

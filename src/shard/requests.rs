@@ -7,16 +7,13 @@
 
 use std::time::Instant;
 
-use tokio::sync::oneshot;
-
 use super::dedup::Seen;
 use super::limits::Verdict;
 use super::offload::{resume_refusal, Deletion, History};
-use super::output::Held;
 use super::Shard;
 use crate::auth::Permissions;
 use crate::close;
-use crate::mailbox::{ConnId, Delivery, Enrolment, Origin, Target, ToSequence};
+use crate::mailbox::{ConnId, Delivery, Origin, Target, ToSequence};
 use crate::protocol::{
     self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, Since, UserId,
     GLOBAL_ROOM,
@@ -300,15 +297,6 @@ impl Shard {
             self.hub.broker().when_subscribed(self.id, then)
         {
             self.on_subscribed(conn, id, room, since);
-        }
-    }
-
-    /// Lets the HTTP side answer `101`, after the batch's directory commit when one is pending.
-    pub(super) fn confirm_registration(&mut self, registered: oneshot::Sender<Enrolment>) {
-        if self.out.holding() {
-            self.out.hold(Held::Registered(registered));
-        } else {
-            let _ = registered.send(Enrolment::Accepted);
         }
     }
 

@@ -10,7 +10,7 @@ use super::*;
 use crate::broker::LocalChange;
 use crate::config::Config;
 use crate::directory::ShardId;
-use crate::mailbox::{Origin, ToSequence};
+use crate::mailbox::{Origin, Registration, ToSequence};
 use crate::protocol;
 use crate::protocol::{Action, ClientRequest, MessageType};
 
