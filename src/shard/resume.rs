@@ -18,7 +18,8 @@ use super::stream::{Stream, Waiting};
 use super::Shard;
 use crate::mailbox::{ConnId, Delivery, Replay, ReplayRequest};
 use crate::protocol::{self, ErrorCode, Frame, Resumed, Room, Since};
-use crate::store::ops::{Answer, Read};
+use crate::store::ops::{Answer, Read, Write};
+use crate::store::Store;
 
 /// The most messages a resume reads from the store beyond the in-memory window.
 pub(super) const MAX_STORED_REPLAY: i64 = 1_000;
@@ -79,25 +80,18 @@ impl Shard {
     }
 
     /// Reads the messages after the resume point up to `upto` from the store, off the shard; the
-    /// answer is made here once they are back.
+    /// answer is made here once they are back. A room's messages go out before the writer commits
+    /// them, so one that has left the window may not be in the store yet: the read waits for every
+    /// write this home handed over so far (a barrier queued behind them).
     pub(super) fn read_stored(&self, request: ReplayRequest, upto: u64) {
         let (hub, shard) = (self.hub.clone(), self.id);
+        let committed = hub.store().map(|store| store.submit(Write::Barrier));
         tokio::spawn(async move {
-            let Some(store) = hub.store() else { return };
-            let (room, after) = (request.room.to_string(), request.since.seq as i64);
-            let limit = (upto as i64 - after).clamp(1, MAX_STORED_REPLAY);
-            let read = Read::History { room, before: None, after: Some(after), limit };
-            let stored = match store.read(read).await {
-                Ok(Answer::Messages(messages)) => Ok((
-                    upto,
-                    messages
-                        .iter()
-                        .filter_map(|m| {
-                            Some((m.stream.as_ref()?.0 as u64, super::offload::stored_frame(m)?))
-                        })
-                        .filter(|(seq, _)| *seq <= upto)
-                        .collect(),
-                )),
+            let stored = match (hub.store(), committed) {
+                (Some(store), Some(Ok(committed))) => match committed.await {
+                    Ok(_) => read_after(store, &request, upto).await,
+                    Err(_) => Err(()),
+                },
                 _ => Err(()),
             };
             hub.router()
@@ -213,4 +207,20 @@ pub(super) fn not_recovered(reason: &'static str, seq: u64, epoch: &str) -> Resu
 /// The window's frames after `seq`, in order.
 pub(super) fn after(window: &std::collections::VecDeque<(u64, Frame)>, seq: u64) -> Vec<Frame> {
     window.iter().filter(|(s, _)| *s > seq).map(|(_, frame)| frame.clone()).collect()
+}
+
+/// The stored messages of the request's room after its resume point, up to `upto`, with their seqs.
+async fn read_after(
+    store: &Store,
+    request: &ReplayRequest,
+    upto: u64,
+) -> Result<(u64, Vec<(u64, Frame)>), ()> {
+    let (room, after) = (request.room.to_string(), request.since.seq as i64);
+    let limit = (upto as i64 - after).clamp(1, MAX_STORED_REPLAY);
+    let read = Read::History { room, before: None, after: Some(after), limit };
+    let Ok(Answer::Messages(messages)) = store.read(read).await else { return Err(()) };
+    let numbered = messages
+        .iter()
+        .filter_map(|m| Some((m.stream.as_ref()?.0 as u64, super::offload::stored_frame(m)?)));
+    Ok((upto, numbered.filter(|(seq, _)| *seq <= upto).collect()))
 }
