@@ -103,6 +103,11 @@ for scenario in "${scenarios[@]}"; do
     # The same room of 5,000 with the broker's defaults: presence events on, coalesced per room.
     broadcast-5k-defaults) run "$scenario" "$out" --scenario broadcast-5k ;;
     idle-19k) run "$scenario" "$out" --scenario idle-19k --workers 2 --bind-ips 127.0.0.2-127.0.0.40 ;;
+    # The same connect storm without presence events: what the join frames cost the connect rate.
+    idle-19k-presence-off)
+      broker_flags=(--presence-events false)
+      run "$scenario" "$out" --scenario idle-19k --workers 2 --bind-ips 127.0.0.2-127.0.0.40
+      ;;
     saturation)
       for rate in "${saturation_rates[@]}"; do
         run "saturation @ $rate/s" "$results/$day-saturation-$rate.json" --scenario fanout-10k --rate "$rate" \
