@@ -7,7 +7,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{start_server_with, WAIT};
+use crate::common::{start_server_with, TestServer, WAIT};
 
 #[tokio::test]
 async fn an_upgrade_from_a_foreign_origin_is_refused() {
@@ -117,17 +117,7 @@ async fn a_user_over_its_connection_cap_is_refused_and_its_devices_keep_working(
     assert_eq!(phone.recv_type("chat").await["data"]["content"], "hi");
     assert_eq!(laptop.recv_type("chat").await["data"]["content"], "hi");
     drop(phone);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match server.try_connect_from("/ws?user=alice&room=r", "127.0.0.1").await {
-            Ok(_) => break,
-            Err(status) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "the closed device's slot never came back: {status}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    connects_again(&server, "/ws?user=alice&room=r", "the closed device's slot").await;
 }
 
 #[tokio::test]
@@ -146,15 +136,14 @@ async fn connections_over_the_caps_are_refused_before_the_upgrade() {
         "refusals never reached the cache"
     );
     drop(first);
+    connects_again(&server, "/ws?user=e", "the closed slot").await;
+}
+
+/// Retries a connection from 127.0.0.1 until a slot freed by a close is taken (within `WAIT`).
+async fn connects_again(server: &TestServer, path: &str, what: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match server.try_connect_from("/ws?user=e", "127.0.0.1").await {
-            Ok(_) => break,
-            Err(status) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "the closed slot never came back: {status}"
-            ),
-        }
+    while let Err(status) = server.try_connect_from(path, "127.0.0.1").await {
+        assert!(tokio::time::Instant::now() < deadline, "{what} never came back: {status}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
