@@ -2,9 +2,10 @@
 //!
 //! Owns: how many users are online on this instance and how many are in each room, as the shards
 //! last reported it (who they are is asked of the shards when the instance's presence must be
-//! written again), and the rule that turns a batch of changes into room channels to subscribe to and to
-//! leave (users need none: messages for them come on the instance's own channel). Plain data, no I/O: the relay applies what this decides, and rebuilds Redis from the
-//! mirror after any reconnect. Must not: talk to Redis or the shards.
+//! written again), and the rule that turns a batch of changes into room channels to subscribe to
+//! and to leave (users need none: messages for them come on the instance's own channel). Plain
+//! data, no I/O: the relay applies what this decides, and rebuilds its subscriptions from the mirror
+//! after any reconnect. Must not: talk to Redis or the shards.
 
 use std::collections::{HashMap, HashSet};
 

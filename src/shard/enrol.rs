@@ -27,7 +27,6 @@ impl Shard {
             let _ = registered.send(Enrolment::ShuttingDown);
             return;
         }
-        // A user's connections are all on this shard, so the count is exact without a lock.
         let cap = self.hub.settings().max_conns_per_user;
         if cap > 0 && self.cache.connections_of(&user) >= cap {
             let _ = registered.send(Enrolment::UserFull);

@@ -87,13 +87,12 @@ impl Shard {
         let (hub, shard) = (self.hub.clone(), self.id);
         let committed = hub.store().map(|store| store.submit(Write::Barrier));
         tokio::spawn(async move {
-            let stored = match (hub.store(), committed) {
-                (Some(store), Some(Ok(committed))) => match committed.await {
-                    Ok(_) => read_after(store, &request, upto).await,
-                    Err(_) => Err(()),
-                },
-                _ => Err(()),
-            };
+            let stored = async {
+                let store = hub.store().ok_or(())?;
+                committed.ok_or(())?.map_err(drop)?.await.map_err(drop)?;
+                read_after(store, &request, upto).await
+            }
+            .await;
             hub.router()
                 .deliver(shard, Delivery::ReplayLoaded { request: Box::new(request), stored });
         });

@@ -42,13 +42,17 @@ fn chat(room: &str, content: &str) -> Value {
     json!({"type": "chat", "room": room, "data": {"content": content}})
 }
 
-/// Receives chats until both `end-a` and `end-b` came; every other content, sorted.
-async fn chats_until_both_ends(client: &mut Client) -> Vec<String> {
-    let (mut seen, mut ends) = (Vec::new(), 0);
-    while ends < 2 {
-        let frame = client.recv_type("chat").await;
+/// Receives frames of type `kind` until every one of `ends` came; every other content, sorted.
+pub(crate) async fn contents_until_all(
+    client: &mut Client,
+    kind: &str,
+    ends: &[&str],
+) -> Vec<String> {
+    let (mut seen, mut ended) = (Vec::new(), 0);
+    while ended < ends.len() {
+        let frame = client.recv_type(kind).await;
         match frame["data"]["content"].as_str().unwrap() {
-            "end-a" | "end-b" => ends += 1,
+            end if ends.contains(&end) => ended += 1,
             content => seen.push(content.to_owned()),
         }
     }
@@ -56,11 +60,11 @@ async fn chats_until_both_ends(client: &mut Client) -> Vec<String> {
     seen
 }
 
-/// Receives chats until `last`; every content before it, in order.
-async fn chats_until(client: &mut Client, last: &str) -> Vec<String> {
+/// Receives frames of type `kind` until `last`; every content before it, in order.
+pub(crate) async fn contents_until(client: &mut Client, kind: &str, last: &str) -> Vec<String> {
     let mut seen = Vec::new();
     loop {
-        let frame = client.recv_type("chat").await;
+        let frame = client.recv_type(kind).await;
         let content = frame["data"]["content"].as_str().unwrap().to_owned();
         if content == last {
             return seen;
@@ -84,12 +88,12 @@ async fn room_global_and_direct_messages_cross_instances_exactly_once() {
     alice.send(chat("lobby", "end-a")).await;
     // Each publisher's messages keep their order, so both ends come after everything else.
     assert_eq!(
-        chats_until_both_ends(&mut alice).await,
+        contents_until_all(&mut alice, "chat", &["end-a", "end-b"]).await,
         ["from a", "from b"],
         "alice: each message once"
     );
     assert_eq!(
-        chats_until_both_ends(&mut bob).await,
+        contents_until_all(&mut bob, "chat", &["end-a", "end-b"]).await,
         ["from a", "from b"],
         "bob: each message once"
     );
@@ -256,7 +260,11 @@ async fn without_redis_rooms_refuse_messages_others_go_on_locally_and_the_cluste
     );
     assert_ne!(healed["epoch"], before["epoch"], "a new stream");
     bob.send(chat("lobby", "back")).await;
-    assert_eq!(chats_until(&mut alice, "back").await, ["healed"], "the refused one never came");
+    assert_eq!(
+        contents_until(&mut alice, "chat", "back").await,
+        ["healed"],
+        "the refused one never came"
+    );
     // a wrote its online users again (asked of its shards), so a message for one of them is routed
     // to a again.
     let online = b.get("/api/v1/chat/online").await.1;

@@ -4,40 +4,13 @@
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use crate::cluster::instance;
-use crate::common::{Client, TestServer};
+use crate::cluster::{contents_until, contents_until_all, instance};
+use crate::common::TestServer;
 use crate::redis_server::RedisServer;
 
 /// Waits until `server` sees exactly `users` online, cluster-wide.
 async fn wait_online(server: &TestServer, users: Value) {
     server.wait_get("/api/v1/chat/online", |_, answer| answer["users"] == users).await;
-}
-
-/// Receives notifications until `last`; every content before it, in order.
-async fn notifications_until(client: &mut Client, last: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    loop {
-        let frame = client.recv_type("notification").await;
-        let content = frame["data"]["content"].as_str().unwrap().to_owned();
-        if content == last {
-            return seen;
-        }
-        seen.push(content);
-    }
-}
-
-/// Receives notifications until every one of `ends` came; every other content, sorted.
-async fn notifications_until_all(client: &mut Client, ends: &[&str]) -> Vec<String> {
-    let (mut seen, mut ended) = (Vec::new(), 0);
-    while ended < ends.len() {
-        let frame = client.recv_type("notification").await;
-        match frame["data"]["content"].as_str().unwrap() {
-            end if ends.contains(&end) => ended += 1,
-            content => seen.push(content.to_owned()),
-        }
-    }
-    seen.sort();
-    seen
 }
 
 async fn to_user(server: &TestServer, user: &str, content: &str) {
@@ -73,10 +46,22 @@ async fn direct_messages_reach_every_device_once_and_only_the_instances_of_their
     to_users(&c, &["alice", "bob", "carol"], "end c").await;
 
     let both_ends = ["end a", "end c"];
-    assert_eq!(notifications_until_all(&mut alice_a, &both_ends).await, ["listed", "to alice"]);
-    assert_eq!(notifications_until_all(&mut alice_b, &both_ends).await, ["listed", "to alice"]);
-    assert_eq!(notifications_until_all(&mut bob, &both_ends).await, ["listed", "to bob"]);
-    assert_eq!(notifications_until_all(&mut carol, &both_ends).await, Vec::<String>::new());
+    assert_eq!(
+        contents_until_all(&mut alice_a, "notification", &both_ends).await,
+        ["listed", "to alice"]
+    );
+    assert_eq!(
+        contents_until_all(&mut alice_b, "notification", &both_ends).await,
+        ["listed", "to alice"]
+    );
+    assert_eq!(
+        contents_until_all(&mut bob, "notification", &both_ends).await,
+        ["listed", "to bob"]
+    );
+    assert_eq!(
+        contents_until_all(&mut carol, "notification", &both_ends).await,
+        Vec::<String>::new()
+    );
     // a published "listed" and "to bob" before "end a" through the same relay, so had either reached
     // c, it would be counted by now.
     assert_eq!(
@@ -93,8 +78,11 @@ async fn direct_messages_reach_every_device_once_and_only_the_instances_of_their
         let (probe, mark) = (format!("probe {round}"), format!("mark {round}"));
         to_user(&c, "alice", &probe).await;
         to_user(&c, "bob", &mark).await;
-        assert_eq!(notifications_until(&mut alice_a, &probe).await, Vec::<String>::new());
-        assert_eq!(notifications_until(&mut bob, &mark).await, Vec::<String>::new());
+        assert_eq!(
+            contents_until(&mut alice_a, "notification", &probe).await,
+            Vec::<String>::new()
+        );
+        assert_eq!(contents_until(&mut bob, "notification", &mark).await, Vec::<String>::new());
         if b.metric("wsbroker_relay_received_total").await == b_before + 1 {
             break;
         }
