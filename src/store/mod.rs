@@ -12,6 +12,7 @@
 //! production and clusters). `--database-url none` runs without a store.
 
 pub mod handle;
+mod jobs;
 pub mod migrations;
 pub mod ops;
 mod postgres;
@@ -25,7 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::protocol::{Room, UserId};
 
 pub use crate::config::{DatabaseUrl, StoreSettings};
-pub use handle::{Completion, Store, Unavailable};
+pub use handle::{Store, Unavailable};
+pub use jobs::Completion;
 
 /// Milliseconds since the Unix epoch: how every time is stored.
 pub type Millis = i64;

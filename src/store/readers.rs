@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::handle::ReadJob;
+use super::jobs::ReadJob;
 use super::ops;
 use super::{DatabaseUrl, Engine};
 use crate::metrics::StoreCounters;

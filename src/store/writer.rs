@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::handle::{Completion, Job};
+use super::jobs::{Completion, Job};
 use super::ops::{self, Outcome, Write};
 use super::{millis, DatabaseUrl, Engine, StoreError};
 use crate::mailbox::Delivery;
