@@ -184,11 +184,12 @@ pub enum Delivery {
     },
     /// A member asks the room's home for the messages after a seq (resume).
     Replay(Box<ReplayRequest>),
-    /// The store's part of a replay, back at the room's home: the messages up to a seq (`Err`: the
-    /// store could not say).
+    /// The store's part of a replay, back at the room's home: the messages up to `upto` (`Err`:
+    /// the store could not say).
     ReplayLoaded {
         request: Box<ReplayRequest>,
-        stored: Result<(u64, Vec<(u64, Frame)>), ()>,
+        upto: u64,
+        stored: Result<Vec<(u64, Frame)>, ()>,
     },
     /// Cluster mode: the broker's read of a room's stream for a resume, back at the room's home.
     StreamRead {

@@ -72,6 +72,15 @@ async fn access(
     }
 }
 
+/// Allowed once `write` is committed: the join's ack means the room (and the participant) exists
+/// for every request after it.
+async fn committed(store: &Store, write: Write) -> Verdict {
+    match store.write(write).await {
+        Ok(_) => Verdict::Allowed,
+        Err(unavailable) => unavailable.into(),
+    }
+}
+
 /// Whether `user` may join `room`; a join of a room nobody created creates it (public, or direct
 /// for its two users), and a first join of a public room makes the user a participant.
 pub async fn may_join(store: &Store, room: &Room, user: &str, admin: bool) -> Verdict {
@@ -88,15 +97,13 @@ pub async fn may_join(store: &Store, room: &Room, user: &str, admin: bool) -> Ve
         }
         (None, _) => {
             let (info, members) = born_by_joining(room, user);
-            store.note(Write::EnsureRoom { room: info, members });
-            Verdict::Allowed
+            committed(store, Write::EnsureRoom { room: info, members }).await
         }
         (Some(_), Some(_)) => Verdict::Allowed,
         (Some(info), None) if info.kind == RoomType::Public => {
             let at = millis(SystemTime::now());
             let (room, user) = (room.to_string(), user.to_owned());
-            store.note(Write::AddParticipant { room, user, role: Role::Member, at });
-            Verdict::Allowed
+            committed(store, Write::AddParticipant { room, user, role: Role::Member, at }).await
         }
         (Some(_), None) if admin => Verdict::Allowed,
         (Some(info), None) => {

@@ -14,7 +14,10 @@ impl Shard {
             Delivery::Publish { target, frame, accepted_at } => {
                 self.deliver_local(&target, &frame, accepted_at)
             }
-            Delivery::Reply { conn, frame } => self.reply(conn, frame),
+            Delivery::Reply { conn, frame } => {
+                self.reply(conn, frame);
+                self.answered(conn);
+            }
             Delivery::Stored { conn, user, room, id, seq } => {
                 self.on_committed(conn, user, room, id, seq)
             }
@@ -30,7 +33,7 @@ impl Shard {
                 self.deliver_room_message(&room, seq, &frame, accepted_at)
             }
             Delivery::Subscribed { conn, id, room, since } => {
-                self.on_subscribed(conn, id, room, since)
+                self.on_subscription(conn, id, room, since)
             }
             Delivery::StreamRead { request, read } => self.on_stream_read(*request, read),
             Delivery::Refused { conn, user, room, id } => self.on_refused(conn, &user, room, id),
@@ -39,7 +42,9 @@ impl Shard {
                 self.on_join_decided(conn, id, (room, since), decision)
             }
             Delivery::Replay(request) => self.replay(*request),
-            Delivery::ReplayLoaded { request, stored } => self.on_replay_loaded(*request, stored),
+            Delivery::ReplayLoaded { request, upto, stored } => {
+                self.on_replay_loaded(*request, upto, stored)
+            }
             Delivery::Replayed { conn, room, id, replay } => {
                 self.on_replayed(conn, room, id, replay)
             }

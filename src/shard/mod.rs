@@ -23,6 +23,7 @@ mod enrol;
 mod fanout;
 mod limits;
 pub mod offload;
+mod order;
 mod output;
 mod relayed;
 mod requests;
@@ -45,6 +46,7 @@ use cache::LocalCache;
 use coalesce::Coalescer;
 use dedup::Dedup;
 use limits::{Policy, RateLimits};
+use order::InOrder;
 use output::{Held, Output};
 use resume::Resuming;
 use stream::Streams;
@@ -73,6 +75,8 @@ pub struct Shard {
     dedup: Dedup,
     /// The streams of the rooms homed on this shard (their seq).
     streams: Streams,
+    /// Connections with an answer or a chat in flight, and the requests they hold back.
+    order: InOrder,
     /// Connections whose resume of a room is in flight: their live room messages are dropped.
     resuming: Resuming,
     /// The presence windows of the rooms homed on this shard.
@@ -106,6 +110,7 @@ impl Shard {
             pending,
             dedup,
             streams,
+            order: InOrder::default(),
             resuming,
             presence,
             unheard: Unheard::default(),
@@ -254,6 +259,7 @@ impl Shard {
             return;
         };
         metrics::incr(&self.counters().connections_closed);
+        self.order.forget(conn);
         if !self.resuming.is_empty() {
             self.forget_resumes(conn);
         }

@@ -112,9 +112,10 @@ impl Shard {
         &mut self,
         request: ReplayRequest,
         kept: StreamSlice,
-        stored: Result<(u64, Vec<(u64, Frame)>), ()>,
+        upto: u64,
+        stored: Result<Vec<(u64, Frame)>, ()>,
     ) {
-        let Ok((upto, stored)) = stored else {
+        let Ok(stored) = stored else {
             let (epoch, top) = kept.stream.unwrap_or_default();
             let replay = Replay::NotRecovered(not_recovered("no_history", top, &epoch));
             return self.send_replayed(request, replay);

@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::dedup::Seen;
 use super::limits::Verdict;
 use super::offload::{resume_refusal, Deletion, History};
+use super::order::Admit;
 use super::Shard;
 use crate::auth::Permissions;
 use crate::close;
@@ -38,10 +39,39 @@ impl Shard {
             return;
         }
         self.cache.touch(conn, Instant::now());
+        match self.order.admit(conn, request) {
+            Admit::Now(request) => self.take_request(conn, request),
+            Admit::Held => {}
+            Admit::Full(request) => {
+                let message = "too many requests waiting for an answer: slow down";
+                let refused =
+                    protocol::error_frame(request.id.as_deref(), ErrorCode::RateLimited, message);
+                self.reply(conn, refused);
+            }
+        }
+    }
+
+    fn take_request(&mut self, conn: ConnId, request: ClientRequest) {
         let ClientRequest { id, action } = request;
         if let Some(frame) = self.answer_request(conn, id.as_deref(), action) {
             self.reply(conn, frame);
         }
+    }
+
+    /// Takes the requests `conn` held back that may go now, in order.
+    fn take_held(&mut self, conn: ConnId) {
+        while let Some(request) = self.order.next(conn) {
+            if self.cache.get(conn).is_none() {
+                return self.order.forget(conn);
+            }
+            self.take_request(conn, request);
+        }
+    }
+
+    /// The answer `conn` waited for came (or will not come): its held requests go on.
+    pub(super) fn answered(&mut self, conn: ConnId) {
+        self.order.answered(conn);
+        self.take_held(conn);
     }
 
     /// The immediate answer to a request, if any (an offloaded one is answered later).
@@ -53,12 +83,14 @@ impl Shard {
             Action::History { room, limit, page } => {
                 let (user, admin) = self.who_asks(conn)?;
                 let id = id.map(str::to_owned);
+                self.order.awaits_answer(conn);
                 self.offload_history(conn, History { id, room, user, admin, limit, page });
                 None
             }
             Action::Delete { room, id: message, from } => {
                 let (user, admin) = self.who_asks(conn)?;
                 let id = id.map(str::to_owned);
+                self.order.awaits_answer(conn);
                 self.offload_delete(conn, Deletion { id, room, message, from, user, admin });
                 None
             }
@@ -68,6 +100,7 @@ impl Shard {
             }
             Action::Leave(room) => Some(not_member(id, &room)),
             Action::Presence { room, after } => {
+                self.order.awaits_answer(conn);
                 self.offload_presence(conn, id.map(str::to_owned), room, after);
                 None
             }
@@ -156,6 +189,9 @@ impl Shard {
             return answer;
         }
         let origin = Origin::Connection { shard: self.id, conn, acked: id.is_some() };
+        if id.is_some() && self.hub.store().is_some() {
+            self.order.chat_sent(conn);
+        }
         let Chat { id: message, data, at, .. } = chat;
         let kind = MessageType::Chat;
         self.send_home(ToSequence { room, id: message, sender: user, kind, data, at, origin });
@@ -200,6 +236,9 @@ impl Shard {
             let message = "the message store is unavailable; retry later";
             return Some(protocol::error_frame(id, ErrorCode::Unavailable, message));
         }
+        if id.is_some() {
+            self.order.chat_sent(conn);
+        }
         self.publish(room.map_or(Target::All, Target::Room), frame);
         None
     }
@@ -220,6 +259,8 @@ impl Shard {
         for conn in waiting {
             self.reply(conn, protocol::ack_frame(Some(&id), seq));
         }
+        self.order.chat_done(conn);
+        self.take_held(conn);
     }
 
     /// The room's home could not take a chat: its sender (and any retry) hears `unavailable`.
@@ -232,6 +273,8 @@ impl Shard {
         for conn in waiting {
             self.reply(conn, protocol::error_frame(Some(&id), ErrorCode::Unavailable, message));
         }
+        self.order.chat_done(conn);
+        self.take_held(conn);
     }
 
     /// A join, resuming after `since` when given (its ack then comes with the replay).
@@ -256,6 +299,7 @@ impl Shard {
         }
         if self.hub.store().is_some() && !self.cache.is_member(conn, &room) {
             let user = connection.user.clone();
+            self.order.awaits_answer(conn);
             self.offload_join(conn, id.map(str::to_owned), (room, since), user, admin);
             return None;
         }
@@ -293,11 +337,24 @@ impl Shard {
                 .insert(conn, super::resume::Floor::Pending);
         }
         let then = Delivery::Subscribed { conn, id, room, since };
-        if let Some(Delivery::Subscribed { conn, id, room, since }) =
-            self.hub.broker().when_subscribed(self.id, then)
-        {
-            self.on_subscribed(conn, id, room, since);
+        match self.hub.broker().when_subscribed(self.id, then) {
+            Some(Delivery::Subscribed { conn, id, room, since }) => {
+                self.on_subscribed(conn, id, room, since)
+            }
+            _ => self.order.awaits_answer(conn),
         }
+    }
+
+    /// The subscription a join waited for is confirmed.
+    pub(super) fn on_subscription(
+        &mut self,
+        conn: ConnId,
+        id: Option<String>,
+        room: Room,
+        since: Option<Since>,
+    ) {
+        self.order.answered(conn);
+        self.on_subscribed(conn, id, room, since);
     }
 
     /// The join is in effect everywhere: ack it, or resume.
@@ -309,7 +366,7 @@ impl Shard {
         since: Option<Since>,
     ) {
         if !self.cache.is_member(conn, &room) {
-            return;
+            return self.take_held(conn);
         }
         match since {
             Some(since) => self.resume(conn, id, room, since),
@@ -317,6 +374,7 @@ impl Shard {
                 if let Some(ack) = ack(id.as_deref()) {
                     self.reply(conn, ack);
                 }
+                self.take_held(conn);
             }
         }
     }
@@ -331,12 +389,17 @@ impl Shard {
     ) {
         match decision {
             Ok(()) if self.cache.get(conn).is_some() => {
+                // The join goes on (a subscription, a resume may still be waited for).
+                self.order.answered(conn);
                 if let Some(ack) = self.joined(conn, id, room, since) {
                     self.reply(conn, ack);
                 }
             }
             Ok(()) => {}
-            Err(refusal) => self.reply(conn, refusal),
+            Err(refusal) => {
+                self.reply(conn, refusal);
+                self.answered(conn);
+            }
         }
     }
 

@@ -43,6 +43,7 @@ impl Shard {
     /// find this shard (after the batch's directory commit).
     pub(super) fn resume(&mut self, conn: ConnId, id: Option<String>, room: Room, since: Since) {
         self.resuming.entry(room.clone()).or_default().insert(conn, Floor::Pending);
+        self.order.awaits_answer(conn);
         let kept = None;
         let request = ReplayRequest { room: room.clone(), since, shard: self.id, conn, id, kept };
         let home = self.hub.router().shard_of_user(&room);
@@ -72,6 +73,9 @@ impl Shard {
         } else if self.hub.store().is_some()
             && first_kept - 1 - since.seq <= MAX_STORED_REPLAY as u64
         {
+            if let Some(Stream::Ready(ready)) = self.streams.rooms.get_mut(&request.room) {
+                ready.pin(first_kept);
+            }
             return self.read_stored(request, first_kept - 1);
         } else {
             Replay::NotRecovered(not_recovered("too_old", last, &ready.epoch))
@@ -93,8 +97,10 @@ impl Shard {
                 read_after(store, &request, upto).await
             }
             .await;
-            hub.router()
-                .deliver(shard, Delivery::ReplayLoaded { request: Box::new(request), stored });
+            hub.router().deliver(
+                shard,
+                Delivery::ReplayLoaded { request: Box::new(request), upto, stored },
+            );
         });
     }
 
@@ -103,18 +109,20 @@ impl Shard {
     pub(super) fn on_replay_loaded(
         &mut self,
         mut request: ReplayRequest,
-        stored: Result<(u64, Vec<(u64, Frame)>), ()>,
+        upto: u64,
+        stored: Result<Vec<(u64, Frame)>, ()>,
     ) {
         if let Some(kept) = request.kept.take() {
-            return self.on_cluster_replay_loaded(request, *kept, stored);
+            return self.on_cluster_replay_loaded(request, *kept, upto, stored);
         }
-        let Some(Stream::Ready(ready)) = self.streams.rooms.get(&request.room) else { return };
+        let Some(Stream::Ready(ready)) = self.streams.rooms.get_mut(&request.room) else { return };
+        ready.unpin(upto + 1);
         let first_kept = ready.window.front().map_or(ready.last + 1, |(seq, _)| *seq);
         let (last, epoch) = (ready.last, ready.epoch.to_string());
         let replay = match stored {
             // Deleted messages leave gaps in what the store gives; the window must go on from
             // where the read stopped.
-            Ok((upto, stored)) if first_kept <= upto + 1 => {
+            Ok(stored) if first_kept <= upto + 1 => {
                 let mut frames: Vec<Frame> = stored.into_iter().map(|(_, frame)| frame).collect();
                 frames.extend(after(&ready.window, upto));
                 Replay::Recovered { frames, upto: last }
@@ -146,6 +154,7 @@ impl Shard {
     }
 
     /// At the member's shard: the join's answer, then the replayed messages; live ones follow.
+    /// The connection's held requests go on after it.
     pub(super) fn on_replayed(
         &mut self,
         conn: ConnId,
@@ -153,6 +162,11 @@ impl Shard {
         id: Option<String>,
         replay: Replay,
     ) {
+        self.tell_replayed(conn, room, id, replay);
+        self.answered(conn);
+    }
+
+    fn tell_replayed(&mut self, conn: ConnId, room: Room, id: Option<String>, replay: Replay) {
         let floors = self.resuming.get_mut(&room);
         let Some(floors) = floors.filter(|floors| floors.get(&conn) == Some(&Floor::Pending))
         else {
@@ -213,7 +227,7 @@ async fn read_after(
     store: &Store,
     request: &ReplayRequest,
     upto: u64,
-) -> Result<(u64, Vec<(u64, Frame)>), ()> {
+) -> Result<Vec<(u64, Frame)>, ()> {
     let (room, after) = (request.room.to_string(), request.since.seq as i64);
     let limit = (upto as i64 - after).clamp(1, MAX_STORED_REPLAY);
     let read = Read::History { room, before: None, after: Some(after), limit };
@@ -221,5 +235,5 @@ async fn read_after(
     let numbered = messages
         .iter()
         .filter_map(|m| Some((m.stream.as_ref()?.0 as u64, super::offload::stored_frame(m)?)));
-    Ok((upto, numbered.filter(|(seq, _)| *seq <= upto).collect()))
+    Ok(numbered.filter(|(seq, _)| *seq <= upto).collect())
 }

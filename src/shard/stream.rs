@@ -39,19 +39,44 @@ pub(super) struct Ready {
     pub last: u64,
     /// The last `--recovery-window` messages (seq, frame), for resumes.
     pub window: VecDeque<(u64, Frame)>,
+    /// Resumes reading the store for the part before the window: the first seq each needs the
+    /// window to keep until its read is back (so the window cannot slide past what it read).
+    pins: Vec<u64>,
 }
+
+/// The most messages a window keeps beyond `--recovery-window` for the reads pinning it; past it
+/// the window slides anyway and such a resume is answered `too_old`.
+const MAX_PINNED: usize = 10_000;
 
 impl Ready {
     fn new(epoch: Arc<str>, last: u64) -> Self {
-        Self { epoch, last, window: VecDeque::new() }
+        Self { epoch, last, window: VecDeque::new(), pins: Vec::new() }
     }
 
-    /// `seq` is the stream's last now; its frame is kept among the last `window`.
+    /// `seq` is the stream's last now; its frame is kept among the last `window` (and whatever a
+    /// read of the store in flight still needs).
     pub fn record(&mut self, seq: u64, frame: Frame, window: usize) {
         self.last = seq;
         self.window.push_back((seq, frame));
+        let pinned = self.pins.iter().min().copied().unwrap_or(u64::MAX);
         while self.window.len() > window {
+            let needed = self.window.front().is_some_and(|(first, _)| *first >= pinned);
+            if needed && self.window.len() <= window + MAX_PINNED {
+                break;
+            }
             self.window.pop_front();
+        }
+    }
+
+    /// A read of the store is under way for the messages before `seq`: keep `seq` on.
+    pub fn pin(&mut self, seq: u64) {
+        self.pins.push(seq);
+    }
+
+    /// That read is back.
+    pub fn unpin(&mut self, seq: u64) {
+        if let Some(at) = self.pins.iter().position(|pinned| *pinned == seq) {
+            self.pins.swap_remove(at);
         }
     }
 

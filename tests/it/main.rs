@@ -14,6 +14,7 @@ mod eviction;
 mod fast_path;
 mod handover;
 mod http_api;
+mod ordering;
 mod persistence;
 mod persistence_pg;
 mod postgres_server;

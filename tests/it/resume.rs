@@ -237,3 +237,41 @@ async fn a_client_resumes_its_rooms_on_the_connect_url() {
         "a bad since is refused"
     );
 }
+
+#[tokio::test]
+async fn with_a_store_a_resume_beyond_the_window_while_the_room_is_busy_is_recovered() {
+    // While the store is read for the part before the window, the window slides on: the resume
+    // must still be served (not `too_old`), every message once and in order.
+    let dir = TempDir::new("resume-busy");
+    let url = dir.sqlite();
+    let server = quiet(move |c| {
+        c.database_url = url;
+        c.recovery_window = 3;
+    })
+    .await;
+    let mut alice = server.member("alice", "r").await;
+    alice.send(chat("r", 0)).await;
+    let (first, epoch) = next_chat(&mut alice).await;
+    for n in 1..=200 {
+        alice.send(chat("r", n)).await;
+    }
+    let mut last = *seqs_until(&mut alice, "r", first + 200).await.last().unwrap();
+    for round in 0..15 {
+        let mut bob = server.connect("/ws?user=bob").await;
+        let since = last - 150;
+        bob.send(resume("r", since, &epoch)).await;
+        // A burst behind the resume, so the window slides while the store is read.
+        for n in 0..100 {
+            alice.send(chat("r", n)).await;
+        }
+        last += 100;
+        let answer = bob.recv_where(|f| f["id"] == "resume").await;
+        assert_eq!(answer["data"]["recovered"], true, "round {round}: {answer}");
+        assert_eq!(
+            seqs_until(&mut bob, "r", last).await,
+            (since + 1..=last).collect::<Vec<_>>(),
+            "round {round}: every message after the resume point, in order"
+        );
+        seqs_until(&mut alice, "r", last).await;
+    }
+}
