@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use wsbroker::broker::Broker;
 use wsbroker::cluster::redis::RedisBroker;
-use wsbroker::mailbox::{Delivery, Inbox, Origin, Target, ToSequence};
+use wsbroker::mailbox::{Delivery, Inbox, Origin, Stamp, Target, ToSequence};
 use wsbroker::metrics::RelayCounters;
 use wsbroker::protocol::{self, MessageType};
 use wsbroker::router::Router;
@@ -124,7 +124,7 @@ impl Tally {
 
     fn count(&mut self, delivery: Delivery) {
         match delivery {
-            Delivery::Stamped { stamped: Ok((seq, _)), .. } => {
+            Delivery::Stamped { stamped: Ok(Stamp { seq, .. }), .. } => {
                 assert_eq!(seq, self.last + 1, "seqs come back in order, without a gap");
                 self.last = seq;
                 self.numbered += 1;

@@ -132,8 +132,8 @@ pub enum Delivery {
     /// Cluster mode: the broker numbered a room message homed here (`Err`: it could not).
     Stamped {
         item: Box<ToSequence>,
-        /// The seq and epoch it was given.
-        stamped: Result<(u64, Arc<str>), ()>,
+        /// The seq and epoch it was given (`Err`: it could not be numbered).
+        stamped: Result<Stamp, ()>,
     },
     /// Cluster mode: a numbered room message from the cluster (this instance's own too), for the
     /// room's home, which keeps the window and fans it out here.
@@ -249,6 +249,16 @@ pub struct ToSequence {
     /// The envelope `timestamp`, in milliseconds since the Unix epoch.
     pub at: i64,
     pub origin: Origin,
+}
+
+/// A room message's place in its room's stream, as the cluster numbered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub seq: u64,
+    pub epoch: Arc<str>,
+    /// A resend of a message already numbered (same sender, room and id within `--dedup-window`,
+    /// on any instance): `seq` is the one it got then, and it was not published again.
+    pub again: bool,
 }
 
 /// A resume, on its way to the room's home shard.

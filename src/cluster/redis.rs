@@ -74,7 +74,12 @@ impl RedisBroker {
         };
         let presence = Presence::new(&config.redis_prefix, &me, config.presence_heartbeat);
         tracing::info!(instance = %presence.me, "cluster mode: relaying through redis");
-        let streams = RoomStreams::new(presence.names.clone(), &me, config.recovery_window);
+        let streams = RoomStreams::new(
+            presence.names.clone(),
+            &me,
+            config.recovery_window,
+            config.dedup_window,
+        );
         let scripts = (presence, streams);
         let relay = Relay::new((router, Arc::clone(&counters)), client, scripts, inputs, tuning);
         let runtime = tokio::runtime::Builder::new_current_thread()

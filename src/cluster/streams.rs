@@ -16,33 +16,69 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Script, Value};
 
 use super::wire::Names;
-use crate::mailbox::StreamSlice;
+use crate::mailbox::{Stamp, StreamSlice};
 use crate::protocol::{Frame, STAMP_MID, STAMP_TAIL};
 
 /// ARGV: 1 hash, 2 capped stream, 3 channel, 4 sender, 5 mid, 6 tail, 7 the epoch to start with
-/// when the stream is new, 8 the stream's cap, 9 how many messages, then each message's frame head.
-/// Numbers them in order, appends each to the capped stream and publishes them in one payload
-/// (frames separated by 0x1E, which valid JSON never holds raw). Returns `{first seq, epoch}`.
+/// when the stream is new, 8 the stream's cap, 9 how many messages, 10 the prefix of the room's
+/// sent-id keys, 11 how long a sent id is remembered (ms), then each message's frame head, then each
+/// message's sent id (`sender\nid`, or empty when the client gave no id).
+/// A message whose sent id is remembered is a resend: it keeps the seq it was given and is neither
+/// numbered nor published again. The others are numbered in order, appended to the capped stream
+/// and published in one payload (frames separated by 0x1E, which valid JSON never holds raw), and
+/// their ids remembered. Returns `{epoch, {seq, ...}}`, a resend's seq negated.
 const STAMP: &str = r"
 local n = tonumber(ARGV[9])
-local last = redis.call('HINCRBY', ARGV[1], 'seq', n)
+local seqs, fresh, firsts = {}, 0, {}
+for i = 1, n do
+  local sent = ARGV[11 + n + i]
+  local before = sent ~= '' and (firsts[sent] or redis.call('GET', ARGV[10] .. sent))
+  if before then
+    seqs[i] = before
+  else
+    fresh = fresh + 1
+    seqs[i] = false
+    if sent ~= '' then firsts[sent] = 'batch:' .. i end
+  end
+end
 local epoch = redis.call('HGET', ARGV[1], 'epoch')
 if not epoch then
   epoch = ARGV[7]
   redis.call('HSET', ARGV[1], 'epoch', epoch)
   redis.call('DEL', ARGV[2])
 end
-local first = last - n + 1
-local frames = {}
-for i = 1, n do
-  local seq = first + i - 1
-  frames[i] = ARGV[9 + i] .. seq .. ARGV[5] .. epoch .. ARGV[6]
+local out = {}
+if fresh > 0 then
+  local first = redis.call('HINCRBY', ARGV[1], 'seq', fresh) - fresh + 1
+  local frames, seq = {}, first
+  for i = 1, n do
+    if not seqs[i] then
+      out[i] = seq
+      frames[#frames + 1] = ARGV[11 + i] .. seq .. ARGV[5] .. epoch .. ARGV[6]
+      local sent = ARGV[11 + n + i]
+      if sent ~= '' then redis.call('SET', ARGV[10] .. sent, seq, 'PX', ARGV[11]) end
+      seq = seq + 1
+    end
+  end
+  local batch = table.concat(frames, '\30')
+  redis.call('XADD', ARGV[2], 'MAXLEN', '~', ARGV[8], first .. '-1', 'f', batch)
+  redis.call('PUBLISH', ARGV[3], ARGV[4] .. '#' .. first .. '#' .. epoch .. '\n' .. batch)
 end
-local batch = table.concat(frames, '\30')
-redis.call('XADD', ARGV[2], 'MAXLEN', '~', ARGV[8], first .. '-1', 'f', batch)
-redis.call('PUBLISH', ARGV[3], ARGV[4] .. '#' .. first .. '#' .. epoch .. '\n' .. batch)
-return {first, epoch}
+for i = 1, n do
+  if seqs[i] then
+    local at = string.match(seqs[i], '^batch:(%d+)$')
+    if at then out[i] = -out[tonumber(at)] else out[i] = -tonumber(seqs[i]) end
+  end
+end
+return {epoch, out}
 ";
+
+/// The stamps of one script call's messages, in order.
+pub fn stamps((epoch, seqs): (String, Vec<i64>)) -> Vec<Stamp> {
+    let epoch: std::sync::Arc<str> = epoch.into();
+    let stamp = |seq: i64| Stamp { seq: seq.unsigned_abs(), epoch: epoch.clone(), again: seq < 0 };
+    seqs.into_iter().map(stamp).collect()
+}
 
 /// What separates the frames of one numbered payload.
 pub const FRAME_SEPARATOR: char = '\x1e';
@@ -70,6 +106,8 @@ pub struct RoomStreams {
     me: String,
     /// How many recent messages a room's capped stream keeps at least (`--recovery-window`).
     cap: usize,
+    /// How long a sender's id is remembered in a room (`--dedup-window`), in milliseconds.
+    dedup_ms: u64,
     stamp: Script,
     read: Script,
 }
@@ -81,9 +119,10 @@ impl std::fmt::Debug for RoomStreams {
 }
 
 impl RoomStreams {
-    pub fn new(names: Names, me: &str, cap: usize) -> Self {
+    pub fn new(names: Names, me: &str, cap: usize, dedup_window: std::time::Duration) -> Self {
         let (stamp, read) = (Script::new(STAMP), Script::new(READ));
-        Self { names, me: me.to_owned(), cap: cap.max(1), stamp, read }
+        let dedup_ms = u64::try_from(dedup_window.as_millis()).unwrap_or(u64::MAX).max(1);
+        Self { names, me: me.to_owned(), cap: cap.max(1), dedup_ms, stamp, read }
     }
 
     /// Loads the stamp script, which pipelines run by hash (after every connect).
@@ -93,13 +132,14 @@ impl RoomStreams {
     }
 
     /// Adds to `pipe` the numbering and publishing of a room's messages, in order; its reply is
-    /// `(first seq, epoch)`. Each head is a frame up to its seq
-    /// ([`crate::protocol::room_message_parts`]).
+    /// read by [`stamps`]. Each head is a frame up to its seq
+    /// ([`crate::protocol::room_message_parts`]); each sent id is `sender\nid` for a chat whose
+    /// client gave the id (a resend of it is recognised), empty otherwise.
     pub fn add_stamp(
         &self,
         pipe: &mut redis::Pipeline,
         room: &str,
-        heads: &[String],
+        (heads, sent): (&[String], &[String]),
         new_epoch: &str,
     ) {
         pipe.cmd("EVALSHA").arg(self.stamp.get_hash()).arg(0);
@@ -112,7 +152,10 @@ impl RoomStreams {
             .arg(new_epoch)
             .arg(self.cap)
             .arg(heads.len())
-            .arg(heads);
+            .arg(self.names.sent_of(room))
+            .arg(self.dedup_ms)
+            .arg(heads)
+            .arg(sent);
     }
 
     /// Where the room's stream stands, and the messages after `after` that Redis still keeps.

@@ -59,6 +59,12 @@ impl Names {
         format!("{}:s:{room}", self.prefix)
     }
 
+    /// Prefix of the keys that remember, for `--dedup-window`, the seq a sender's id got in a room
+    /// (`<prefix>:sent:<room>:<sender>\n<id>`).
+    pub fn sent_of(&self, room: &str) -> String {
+        format!("{}:sent:{room}:", self.prefix)
+    }
+
     /// Capped Redis stream of a room's last numbered messages (entry id `<seq>-1`), for resumes.
     pub fn recent_of(&self, room: &str) -> String {
         format!("{}:sx:{room}", self.prefix)

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::resume::{after, not_recovered};
 use super::stream::{Ready, Stream};
 use super::Shard;
-use crate::mailbox::{Replay, ReplayRequest, StreamSlice, ToSequence};
+use crate::mailbox::{Replay, ReplayRequest, Stamp, StreamSlice, ToSequence};
 use crate::protocol::{self, Frame, Room};
 
 impl Shard {
@@ -26,9 +26,12 @@ impl Shard {
         }
     }
 
-    /// The broker numbered (or could not number) a message: store it, then tell its sender.
-    pub(super) fn on_stamped(&mut self, item: ToSequence, stamped: Result<(u64, Arc<str>), ()>) {
-        let Ok((seq, epoch)) = stamped else { return self.refuse_message(item) };
+    /// The broker numbered (or could not number) a message: store it, then tell its sender. A
+    /// resend (`again`) has the seq its first send got and was not published again; it is stored
+    /// all the same (a no-op when the first send was committed, the message itself when the
+    /// instance that took it first died before its commit) and acked the same way.
+    pub(super) fn on_stamped(&mut self, item: ToSequence, stamped: Result<Stamp, ()>) {
+        let Ok(Stamp { seq, epoch, .. }) = stamped else { return self.refuse_message(item) };
         if self.hub.store().is_some() {
             let message = super::stream::stored_message(&item, seq, &epoch);
             self.hand_to_store(message, item.origin, seq);

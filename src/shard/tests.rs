@@ -10,7 +10,7 @@ use super::*;
 use crate::broker::LocalChange;
 use crate::config::Config;
 use crate::directory::ShardId;
-use crate::mailbox::{Origin, Registration, ToSequence};
+use crate::mailbox::{Origin, Registration, Stamp, ToSequence};
 use crate::protocol;
 use crate::protocol::{Action, ClientRequest, MessageType};
 
@@ -265,7 +265,7 @@ fn in_cluster_mode_an_ack_waits_until_the_home_heard_its_message_back() {
     let member = register(&mut home, 1, "member", &[room.as_ref()], 16);
     home.finish_batch();
     let epoch: Arc<str> = Arc::from("e1");
-    let stamped = Ok((1, Arc::clone(&epoch)));
+    let stamped = Ok(Stamp { seq: 1, epoch: Arc::clone(&epoch), again: false });
     let item = Box::new(room_chat(&room, &sender, 7));
     home.on_delivery(Delivery::Stamped { item, stamped });
     home.finish_batch();

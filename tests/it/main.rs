@@ -6,6 +6,7 @@ mod auth;
 mod chaos;
 mod chat;
 mod cluster;
+mod cluster_dedup;
 mod cluster_direct;
 mod cluster_streams;
 mod common;

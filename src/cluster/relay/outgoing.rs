@@ -5,15 +5,15 @@
 //! (the other half does) or touch a shard except through the router.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
 use super::{within, Exchange, Outgoing, Relay};
+use crate::cluster::streams::stamps as stamps_of;
 use crate::cluster::wire::{self, Route};
 use crate::directory::ShardId;
-use crate::mailbox::{Delivery, ToSequence};
+use crate::mailbox::{Delivery, Origin, Stamp, ToSequence};
 use crate::protocol::{self, Room};
 
 impl Relay {
@@ -60,20 +60,21 @@ impl Relay {
                 .iter()
                 .map(|(item, _)| protocol::room_message_parts(unstamped(item)))
                 .collect();
-            self.streams.add_stamp(&mut pipe, room, &heads, &protocol::new_short_name());
+            let sent: Vec<String> = items.iter().map(|(item, _)| sent_id(item)).collect();
+            let new_epoch = protocol::new_short_name();
+            self.streams.add_stamp(&mut pipe, room, (&heads, &sent), &new_epoch);
         }
-        let sent = within("publish", pipe.query_async::<Vec<(u64, String)>>(conn)).await;
+        let sent = within("publish", pipe.query_async::<Vec<(String, Vec<i64>)>>(conn)).await;
         let counter = if sent.is_ok() { &self.counters.published } else { &self.counters.dropped };
         counter.fetch_add(count, Relaxed);
-        let firsts = match &sent {
-            Ok(firsts) => {
-                firsts.iter().map(|(seq, epoch)| Ok((*seq, Arc::from(epoch.as_str())))).collect()
-            }
-            Err(_) => vec![Err(()); stamps.rooms.len()],
+        let answers: Vec<Option<Vec<Stamp>>> = match &sent {
+            Ok(answers) => answers.iter().cloned().map(|answer| Some(stamps_of(answer))).collect(),
+            Err(_) => vec![None; stamps.rooms.len()],
         };
-        for ((_, items), first) in stamps.rooms.into_iter().zip(firsts) {
-            for ((item, home), seq) in items.into_iter().zip(0..) {
-                let stamped = first.clone().map(|(first, epoch)| (first + seq, epoch));
+        for ((_, items), answer) in stamps.rooms.into_iter().zip(answers) {
+            let mut answer = answer.into_iter().flatten();
+            for (item, home) in items {
+                let stamped = answer.next().ok_or(());
                 self.router.deliver(home, Delivery::Stamped { item, stamped });
             }
         }
@@ -100,6 +101,15 @@ impl RoomBatches {
             self.rooms.push((item.room.clone(), Vec::new()));
         }
         self.rooms[at].1.push((item, home));
+    }
+}
+
+/// What recognises a resend of `item`: its sender and the id its client gave (none when the
+/// client gave no id: the broker's own id is never sent twice).
+fn sent_id(item: &ToSequence) -> String {
+    match item.origin {
+        Origin::Connection { acked: true, .. } => format!("{}\n{}", item.sender, item.id),
+        _ => String::new(),
     }
 }
 
