@@ -222,6 +222,19 @@ impl Hub {
         self.ask_owner(user, ask).await.unwrap_or_default()
     }
 
+    /// Tells every shard to take no new chat; completes once each has acked every chat it took.
+    pub async fn quiesce(&self) {
+        let mut settled = Vec::new();
+        for shard in 0..self.router().shard_count() {
+            let (reply, answer) = oneshot::channel();
+            self.router().deliver(shard, Delivery::Quiesce(reply));
+            settled.push(answer);
+        }
+        for answer in settled {
+            let _ = answer.await;
+        }
+    }
+
     /// Tells every shard to close its connections with 1001 and stop.
     pub fn shutdown(&self) {
         for shard in 0..self.router().shard_count() {

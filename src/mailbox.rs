@@ -203,11 +203,10 @@ pub enum Delivery {
         id: Option<String>,
         replay: Replay,
     },
-    /// Where a room's stream stands in the store (epoch and last seq; `Ok(None)`: no message yet;
-    /// `Err`: the store could not say).
+    /// Where a room's stream stands in the store (`Err`: the store could not say).
     StreamLoaded {
         room: Room,
-        stream: Result<Option<(String, i64)>, ()>,
+        stream: Result<LoadedStream, ()>,
     },
     /// The store decided whether `conn` may join `room`: `Ok` joins it and acks `id`, `Err` answers
     /// with the error frame.
@@ -235,6 +234,10 @@ pub enum Delivery {
     },
     Query(Query),
     /// Close every connection with 1001, then stop once all are gone.
+    /// The first step of a graceful shutdown: take no new chat (`unavailable`: resend after
+    /// reconnecting), and answer once every chat already taken is acked (or refused), so the
+    /// connections close with nothing of theirs in flight.
+    Quiesce(oneshot::Sender<()>),
     Shutdown,
 }
 
@@ -249,6 +252,15 @@ pub struct ToSequence {
     /// The envelope `timestamp`, in milliseconds since the Unix epoch.
     pub at: i64,
     pub origin: Origin,
+}
+
+/// A room's stream as the store has it.
+#[derive(Debug)]
+pub struct LoadedStream {
+    /// The epoch and seq of its newest message; `None`: no message yet.
+    pub newest: Option<(String, i64)>,
+    /// The ids its senders used within `--dedup-window` before this start: (sender, id, seq).
+    pub sent: Vec<(String, String, i64)>,
 }
 
 /// A room message's place in its room's stream, as the cluster numbered it.

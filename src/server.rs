@@ -4,8 +4,10 @@
 //! and stop shards). Must not: handle requests itself; each accepted socket is served by hyper with
 //! [`http::handle`].
 //!
-//! Shutdown: stop accepting, fail `/readyz`, tell every shard to close its connections with 1001 after
-//! flushing their queues, then wait for the shards to empty, at most `--shutdown-timeout`.
+//! Shutdown: stop accepting, fail `/readyz`, tell every shard to take no new chat and wait until each
+//! has acked every chat it took (`Delivery::Quiesce`), then tell every shard to close its connections
+//! with 1001 after flushing their queues, and wait for the shards to empty, each wait at most
+//! `--shutdown-timeout`.
 
 use std::future::Future;
 use std::io;
@@ -189,9 +191,13 @@ impl Server {
         app.start_draining();
         let open = app.hub.metrics().connections_open();
         tracing::info!(open, "shutting down: closing connections");
+        let timeout = app.hub.settings().shutdown_timeout;
+        // Every chat taken is acked before the connections close, so no client resends one that
+        // is already stored and delivered.
+        let settled = tokio::time::timeout(timeout, app.hub.quiesce()).await.is_ok();
+        tracing::info!(settled, "chats in flight acked");
         app.hub.broker().begin_handover();
         app.hub.shutdown();
-        let timeout = app.hub.settings().shutdown_timeout;
         let all_closed = tokio::time::timeout(timeout, async {
             for shard in shards {
                 let _ = shard.stopped.await;

@@ -53,6 +53,7 @@ impl Shard {
             }
             Delivery::Kick { user, room } => self.kick(&user, &room),
             Delivery::Query(query) => self.answer(query),
+            Delivery::Quiesce(settled) => self.quiesce(settled),
             Delivery::Shutdown => self.shut_down(),
         }
     }

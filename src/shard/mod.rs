@@ -28,6 +28,7 @@ mod output;
 mod relayed;
 mod requests;
 mod resume;
+mod sent;
 mod stream;
 pub mod thread;
 mod unheard;
@@ -84,6 +85,10 @@ pub struct Shard {
     /// Cluster mode: answers to senders waiting for their message to be heard here.
     unheard: Unheard,
     shutting_down: bool,
+    /// A graceful shutdown's first step is under way: new chats are refused.
+    quiescing: bool,
+    /// Told once no chat of this shard's connections waits for its ack any more.
+    settled: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Shard {
@@ -115,6 +120,8 @@ impl Shard {
             presence,
             unheard: Unheard::default(),
             shutting_down,
+            quiescing: false,
+            settled: None,
         }
     }
 
@@ -295,6 +302,19 @@ impl Shard {
         }
     }
 
+    fn quiesce(&mut self, settled: tokio::sync::oneshot::Sender<()>) {
+        self.quiescing = true;
+        self.settled = Some(settled);
+    }
+
+    /// Tells the shutdown once every chat taken is acked (called once the batch's acks are
+    /// written).
+    fn tell_if_settled(&mut self) {
+        if self.settled.is_some() && !self.order.chats_in_flight() {
+            let _ = self.settled.take().map(|settled| settled.send(()));
+        }
+    }
+
     fn shut_down(&mut self) {
         self.shutting_down = true;
         for conn in self.cache.conn_ids() {
@@ -317,7 +337,8 @@ impl Shard {
             self.release_held();
             let full = self.out.take_full();
             if full.is_empty() && self.pending.is_empty() {
-                return self.out.write_lanes(self.hub.metrics().shard(self.id));
+                self.out.write_lanes(self.hub.metrics().shard(self.id));
+                return self.tell_if_settled();
             }
             for conn in full {
                 if self.cache.get(conn).is_some() {

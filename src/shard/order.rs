@@ -115,6 +115,11 @@ impl InOrder {
         Some(request)
     }
 
+    /// Whether a chat of any connection is still waiting for its ack.
+    pub(super) fn chats_in_flight(&self) -> bool {
+        self.conns.values().any(|waits| waits.chats > 0)
+    }
+
     /// `conn` is gone.
     pub(super) fn forget(&mut self, conn: ConnId) {
         self.conns.remove(&conn);

@@ -143,6 +143,10 @@ impl Shard {
         if let Some(room) = chat.room.as_ref().filter(|room| !self.cache.is_member(conn, room)) {
             return Some(not_member(id, room));
         }
+        if self.quiescing {
+            let message = "the broker is shutting down; resend after reconnecting";
+            return Some(protocol::error_frame(id, ErrorCode::Unavailable, message));
+        }
         match chat.room.clone() {
             Some(room) => self.chat_send_home(conn, id, user, room, chat),
             _ if self.hub.store().is_none() => {
@@ -189,7 +193,7 @@ impl Shard {
             return answer;
         }
         let origin = Origin::Connection { shard: self.id, conn, acked: id.is_some() };
-        if id.is_some() && self.hub.store().is_some() {
+        if id.is_some() {
             self.order.chat_sent(conn);
         }
         let Chat { id: message, data, at, .. } = chat;

@@ -14,15 +14,17 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use super::output::Held;
+use super::sent::SentBefore;
 use super::Shard;
-use crate::mailbox::{Delivery, Origin, ReplayRequest, ToSequence};
+use crate::mailbox::{Delivery, LoadedStream, Origin, ReplayRequest, ToSequence};
 use crate::protocol::{self, Frame, Published, Room};
 use crate::store::ops::{Answer, Read, Write};
-use crate::store::{time_of, Completion, NewMessage};
+use crate::store::{millis, time_of, Completion, NewMessage};
 
 /// Where a room's stream stands on its home shard.
 #[derive(Debug)]
@@ -42,6 +44,8 @@ pub(super) struct Ready {
     /// Resumes reading the store for the part before the window: the first seq each needs the
     /// window to keep until its read is back (so the window cannot slide past what it read).
     pins: Vec<u64>,
+    /// The ids its senders used before this start, within `--dedup-window` (with a store).
+    pub sent_before: SentBefore,
 }
 
 /// The most messages a window keeps beyond `--recovery-window` for the reads pinning it; past it
@@ -50,7 +54,8 @@ const MAX_PINNED: usize = 10_000;
 
 impl Ready {
     fn new(epoch: Arc<str>, last: u64) -> Self {
-        Self { epoch, last, window: VecDeque::new(), pins: Vec::new() }
+        let sent_before = SentBefore::default();
+        Self { epoch, last, window: VecDeque::new(), pins: Vec::new(), sent_before }
     }
 
     /// `seq` is the stream's last now; its frame is kept among the last `window` (and whatever a
@@ -167,8 +172,11 @@ impl Shard {
         let (hub, shard) = (self.hub.clone(), self.id);
         tokio::spawn(async move {
             let Some(store) = hub.store() else { return };
-            let stream = match store.read(Read::Stream { room: room.to_string() }).await {
-                Ok(Answer::Stream(found)) => Ok(found),
+            let window = hub.settings().dedup_window;
+            let sent_since = millis(std::time::SystemTime::now() - window);
+            let read = Read::Stream { room: room.to_string(), sent_since };
+            let stream = match store.read(read).await {
+                Ok(Answer::Stream { newest, sent }) => Ok(LoadedStream { newest, sent }),
                 _ => Err(()),
             };
             hub.router().deliver(shard, Delivery::StreamLoaded { room, stream });
@@ -177,29 +185,32 @@ impl Shard {
 
     /// The stream is read: the waiting messages are stamped in order (or refused when the store
     /// could not be read; the next message tries again).
-    pub(super) fn on_stream_loaded(
-        &mut self,
-        room: Room,
-        stream: Result<Option<(String, i64)>, ()>,
-    ) {
+    pub(super) fn on_stream_loaded(&mut self, room: Room, stream: Result<LoadedStream, ()>) {
         let Some(Stream::Loading(waiting)) = self.streams.rooms.remove(&room) else { return };
-        let ready = match stream {
-            Ok(Some((epoch, last))) => Ready::new(Arc::from(epoch), last as u64),
-            Ok(None) => Ready::new(new_epoch(), 0),
-            Err(()) => {
-                waiting.into_iter().for_each(|waiting| self.refuse(waiting));
-                return;
-            }
+        let Ok(LoadedStream { newest, sent }) = stream else {
+            waiting.into_iter().for_each(|waiting| self.refuse(waiting));
+            return;
         };
+        let mut ready = match newest {
+            Some((epoch, last)) => Ready::new(Arc::from(epoch), last as u64),
+            None => Ready::new(new_epoch(), 0),
+        };
+        let until = Instant::now() + self.hub.settings().dedup_window;
+        ready.sent_before = SentBefore::new(sent, until);
         self.streams.rooms.insert(room, Stream::Ready(ready));
         waiting.into_iter().for_each(|waiting| self.run_waiting(waiting));
     }
 
-    /// Numbers the message, encodes it once, hands it to the store and publishes it.
+    /// Numbers the message, encodes it once, hands it to the store and publishes it; a resend of
+    /// one stored before this start is acked with its seq instead, and goes nowhere.
     fn stamp(&mut self, item: ToSequence) {
-        let Some(Stream::Ready(ready)) = self.streams.rooms.get(&item.room) else {
+        let Some(Stream::Ready(ready)) = self.streams.rooms.get_mut(&item.room) else {
             unreachable!("stamped only once the stream is ready")
         };
+        if let Some(seq) = ready.sent_before.seq_of(&item, Instant::now()) {
+            let ToSequence { room, id, sender, origin, .. } = item;
+            return self.tell_stamped(origin, &room, id, &sender, seq);
+        }
         let (seq, epoch) = (ready.last + 1, Arc::clone(&ready.epoch));
         let frame = protocol::room_message_frame(Published {
             kind: item.kind,

@@ -27,9 +27,12 @@ pub enum Read {
         after: Option<i64>,
         limit: i64,
     },
-    /// Where a room's stream stands: the epoch and seq of its newest stored message.
+    /// Where a room's stream stands: the epoch and seq of its newest stored message, and the ids
+    /// its senders used since `sent_since` (the newest [`MAX_SENT`]), so a resend after a restart
+    /// is recognised.
     Stream {
         room: String,
+        sent_since: Millis,
     },
     /// A room, and the role in it of `user` (when a participant).
     Access {
@@ -61,8 +64,11 @@ pub enum Answer {
     Rooms(Vec<RoomInfo>),
     Participants(Vec<Participant>),
     LastSeen(Option<Millis>),
-    /// `None`: the room has no message with a seq yet.
-    Stream(Option<(String, i64)>),
+    /// `newest`: `None` when the room has no message with a seq yet; `sent`: (sender, id, seq).
+    Stream {
+        newest: Option<(String, i64)>,
+        sent: Vec<(String, String, i64)>,
+    },
 }
 
 pub(super) fn role_of(
@@ -88,7 +94,7 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
         Read::History { room, after: Some(after), limit, .. } => {
             after_seq(engine, room, *after, *limit)
         }
-        Read::Stream { room } => stream(engine, room),
+        Read::Stream { room, sent_since } => stream(engine, room, *sent_since),
         Read::Access { room, user } => access(engine, room, user),
         Read::Rooms { user, after, limit } => rooms(engine, user, after.as_deref(), *limit),
         Read::Participants { room } => {
@@ -111,14 +117,26 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
 }
 
 /// The epoch and seq of the room's newest numbered message.
-fn stream(engine: &mut dyn Engine, room: &str) -> Result<Answer, StoreError> {
+/// The most sent ids a stream's load reads back.
+pub const MAX_SENT: i64 = 4096;
+
+fn stream(engine: &mut dyn Engine, room: &str, sent_since: Millis) -> Result<Answer, StoreError> {
     let rows = engine.query(
         "SELECT epoch, seq FROM chat_messages WHERE room = ?1 AND seq IS NOT NULL \
          ORDER BY seq DESC LIMIT 1",
         &[text(room)],
     )?;
-    let newest = rows.first().map(|row| Ok((row[0].text()?, row[1].int()?)));
-    newest.transpose().map(Answer::Stream)
+    let newest = rows.first().map(|row| Ok((row[0].text()?, row[1].int()?))).transpose()?;
+    let rows = engine.query(
+        "SELECT sender, id, seq FROM chat_messages WHERE room = ?1 AND seq IS NOT NULL \
+         AND created_at >= ?2 ORDER BY seq DESC LIMIT ?3",
+        &[text(room), int(sent_since), int(MAX_SENT)],
+    )?;
+    let sent = rows
+        .iter()
+        .map(|row| Ok((row[0].text()?, row[1].text()?, row[2].int()?)))
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Answer::Stream { newest, sent })
 }
 
 fn access(engine: &mut dyn Engine, room: &str, user: &str) -> Result<Answer, StoreError> {

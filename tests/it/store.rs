@@ -187,7 +187,9 @@ fn messages_are_stored_once_and_paged(engine: &mut dyn Engine) {
 
 fn streams_keep_their_seq_and_epoch(engine: &mut dyn Engine) {
     let epoch: Arc<str> = Arc::from("e1");
-    assert_eq!(read(engine, Read::Stream { room: "numbered".into() }), Answer::Stream(None));
+    let stream = |sent_since| Read::Stream { room: "numbered".into(), sent_since };
+    let empty = Answer::Stream { newest: None, sent: Vec::new() };
+    assert_eq!(read(engine, stream(0)), empty);
     let writes = (1..=5)
         .map(|seq| {
             let stream = Some((seq, Arc::clone(&epoch)));
@@ -198,9 +200,18 @@ fn streams_keep_their_seq_and_epoch(engine: &mut dyn Engine) {
         })
         .collect();
     commit(engine, writes);
+    let sent = |seqs: std::ops::RangeInclusive<i64>| -> Vec<(String, String, i64)> {
+        seqs.rev().map(|seq| ("alice".to_owned(), format!("s{seq}"), seq)).collect()
+    };
+    let newest = Some(("e1".into(), 5));
     assert_eq!(
-        read(engine, Read::Stream { room: "numbered".into() }),
-        Answer::Stream(Some(("e1".into(), 5)))
+        read(engine, stream(0)),
+        Answer::Stream { newest: newest.clone(), sent: sent(1..=5) }
+    );
+    assert_eq!(
+        read(engine, stream(1_004)),
+        Answer::Stream { newest, sent: sent(4..=5) },
+        "the ids sent since a time, newest first"
     );
     let after = Read::History { room: "numbered".into(), before: None, after: Some(3), limit: 10 };
     let Answer::Messages(page) = read(engine, after) else { panic!("not messages") };
