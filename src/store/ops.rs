@@ -4,6 +4,8 @@
 //! Owns: the SQL of every write and the rules that need the database (a room name taken, who may
 //! delete a message). Must not: open connections, batch or retry; the writer and the readers do.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 
 use super::reads::role_of;
@@ -97,10 +99,26 @@ fn int(value: i64) -> Value {
 }
 
 /// Applies `batch` inside the open transaction: consecutive messages go in as one insert.
+///
+/// Rows that other instances' writers may take at the same time are locked in one order, so two
+/// batches never wait for each other in a cycle (a deadlock, in PostgreSQL): the rooms the batch
+/// creates first, by id; then the participants it adds, by room and user; the presence rows last,
+/// by user. None of it changes what a write of the batch finds: a room's row is inserted for the
+/// first write that creates it (that write adds its members in its place); rooms are never
+/// deleted, and a participant is added by no other write (REST and joins add to rooms they found);
+/// a participant some other write of the batch also adds or removes stays in its place; presence
+/// rows are read by no write.
 pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+    let created = create_rooms_in_order(engine, batch)?;
+    let mut early = add_participants_in_order(engine, batch)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut index = 0;
     while index < batch.len() {
+        if let Some(outcome) = early.remove(&index) {
+            outcomes.push(outcome);
+            index += 1;
+            continue;
+        }
         let run: Vec<&NewMessage> = batch[index..]
             .iter()
             .map_while(|write| match write {
@@ -109,7 +127,20 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
             })
             .collect();
         if run.is_empty() {
-            outcomes.push(apply_one(engine, &batch[index])?);
+            outcomes.push(match &batch[index] {
+                Write::CreateRoom { room, members } => {
+                    add_members(engine, room, members, true, created.get(&room.id) == Some(&index))?
+                }
+                Write::EnsureRoom { room, members } => add_members(
+                    engine,
+                    room,
+                    members,
+                    false,
+                    created.get(&room.id) == Some(&index),
+                )?,
+                Write::Presence { .. } => Outcome::Done,
+                write => apply_one(engine, write)?,
+            });
             index += 1;
         } else {
             engine.insert_messages(&run)?;
@@ -117,14 +148,83 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
             index += run.len();
         }
     }
+    let mut presence: Vec<&Write> =
+        batch.iter().filter(|write| matches!(write, Write::Presence { .. })).collect();
+    presence.sort_by_key(|write| match write {
+        Write::Presence { user, .. } => user.as_str(),
+        _ => "",
+    });
+    for write in presence {
+        apply_one(engine, write)?;
+    }
     Ok(outcomes)
+}
+
+/// Adds the participants of `batch`'s `AddParticipant`s, by room and user, but for a pair that
+/// another write of the batch touches too; their outcomes by index.
+fn add_participants_in_order(
+    engine: &mut dyn Engine,
+    batch: &[Write],
+) -> Result<HashMap<usize, Outcome>, StoreError> {
+    let touched_otherwise = |room: &str, user: &str| {
+        batch.iter().any(|write| match write {
+            Write::RemoveParticipant { room: r, user: u } => r == room && u == user,
+            Write::CreateRoom { room: r, members } | Write::EnsureRoom { room: r, members } => {
+                r.id == room && (r.created_by == user || members.iter().any(|m| m == user))
+            }
+            _ => false,
+        })
+    };
+    let mut adds: Vec<(usize, &str, &str, Role, Millis)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(index, write)| match write {
+            Write::AddParticipant { room, user, role, at } => {
+                Some((index, room.as_str(), user.as_str(), *role, *at))
+            }
+            _ => None,
+        })
+        .filter(|(_, room, user, ..)| !touched_otherwise(room, user))
+        .collect();
+    adds.sort_by(|a, b| (a.1, a.2, a.0).cmp(&(b.1, b.2, b.0)));
+    let mut outcomes = HashMap::new();
+    for (index, room, user, role, at) in adds {
+        outcomes.insert(index, add_participant(engine, room, user, role, at)?);
+    }
+    Ok(outcomes)
+}
+
+/// Inserts the rows of the rooms `batch` creates, by id; for each room it inserted, the index of
+/// the write that created it (the first in the batch to create it).
+fn create_rooms_in_order(
+    engine: &mut dyn Engine,
+    batch: &[Write],
+) -> Result<HashMap<String, usize>, StoreError> {
+    let mut first: Vec<(&RoomInfo, usize)> = Vec::new();
+    for (index, write) in batch.iter().enumerate() {
+        if let Write::CreateRoom { room, .. } | Write::EnsureRoom { room, .. } = write {
+            if !first.iter().any(|(known, _)| known.id == room.id) {
+                first.push((room, index));
+            }
+        }
+    }
+    first.sort_by(|(a, _), (b, _)| a.id.cmp(&b.id));
+    let mut created = HashMap::new();
+    for (room, index) in first {
+        if insert_room(engine, room)? {
+            created.insert(room.id.clone(), index);
+        }
+    }
+    Ok(created)
 }
 
 fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreError> {
     match write {
         Write::Message(message) => engine.insert_messages(&[message]).map(|()| Outcome::Done),
-        Write::CreateRoom { room, members } => create_room(engine, room, members, true),
-        Write::EnsureRoom { room, members } => create_room(engine, room, members, false),
+        // Their rows are inserted first, in order, by `apply`.
+        Write::CreateRoom { .. } | Write::EnsureRoom { .. } => {
+            unreachable!("apply creates rooms itself")
+        }
         Write::AddParticipant { room, user, role, at } => {
             add_participant(engine, room, user, *role, *at)
         }
@@ -161,12 +261,8 @@ fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreErr
     }
 }
 
-fn create_room(
-    engine: &mut dyn Engine,
-    room: &RoomInfo,
-    members: &[String],
-    creator_owns: bool,
-) -> Result<Outcome, StoreError> {
+/// Inserts the room's row unless it exists; whether it did.
+fn insert_room(engine: &mut dyn Engine, room: &RoomInfo) -> Result<bool, StoreError> {
     let inserted = engine.execute(
         "INSERT INTO chat_rooms (id, type, created_at, created_by, metadata) \
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
@@ -178,7 +274,20 @@ fn create_room(
             Value::Text(room.metadata.clone()),
         ],
     )?;
-    if inserted == 0 {
+    Ok(inserted > 0)
+}
+
+/// A room's creation past its row: its creator (`creator_owns`: as the owner) and members become
+/// participants when this write `inserted` the row; a room that existed is `Exists` (for
+/// `creator_owns`) or left as it is.
+fn add_members(
+    engine: &mut dyn Engine,
+    room: &RoomInfo,
+    members: &[String],
+    creator_owns: bool,
+    inserted: bool,
+) -> Result<Outcome, StoreError> {
+    if !inserted {
         return Ok(if creator_owns { Outcome::Exists } else { Outcome::Done });
     }
     if creator_owns {
