@@ -87,7 +87,18 @@ impl Shard {
     /// subscription is confirmed), and the answer is made when it is back.
     pub(super) fn read_cluster_stream(&mut self, request: ReplayRequest) {
         if let Err(request) = self.hub.broker().read_stream(request, self.id) {
+            self.without_position(&request.room);
             self.unrecoverable(request, "no_history", 0, "");
+        }
+    }
+
+    /// A resume of `room` is answered with no position (Redis could not be read): unless this home
+    /// knows the stream, the first message it hears is told as a new stream (`epoch_changed`)
+    /// before it, so the member learns where the live messages stand.
+    fn without_position(&mut self, room: &Room) {
+        if !self.streams.rooms.contains_key(room) {
+            let unknown = Stream::Ready(Ready::heard_from(Arc::from(""), 1));
+            self.streams.rooms.insert(room.clone(), unknown);
         }
     }
 
@@ -104,7 +115,10 @@ impl Shard {
                 request.kept = Some(Box::new(kept));
                 return self.read_stored(request, upto);
             }
-            Err(()) => Replay::NotRecovered(not_recovered("no_history", 0, "")),
+            Err(()) => {
+                self.without_position(&request.room);
+                Replay::NotRecovered(not_recovered("no_history", 0, ""))
+            }
         };
         self.send_replayed(request, replay);
     }

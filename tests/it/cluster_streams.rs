@@ -2,6 +2,7 @@
 //! with the publish; a join's ack that holds for messages published anywhere right after it; and a
 //! client that drops from one instance and resumes on another.
 
+use hyper::StatusCode;
 use serde_json::{json, Value};
 
 use crate::cluster::{instance_with, wait_room};
@@ -177,4 +178,42 @@ async fn a_client_dropped_on_one_instance_resumes_on_the_other_and_misses_nothin
     );
     let ahead = dave.request(resume("r", 99, &epoch)).await;
     assert_eq!(ahead["data"]["code"], "bad_request", "a seq in the future: {ahead}");
+}
+
+#[tokio::test]
+async fn a_resume_answered_without_a_position_while_redis_is_down_hears_of_the_new_epoch() {
+    let mut redis = RedisServer::start().await;
+    let (a, b) = two_instances(&redis).await;
+    let mut bob = b.member("bob", "quiet").await;
+    bob.send(numbered("quiet", "m1", "before")).await;
+    let (seq, epoch, _) = chats(&mut bob, "quiet", 1).await.remove(0);
+    redis.stop();
+    a.wait_get("/readyz", |status, _| status == StatusCode::SERVICE_UNAVAILABLE).await;
+    // No member of the room on a: its home knows nothing of the stream, and cannot ask Redis.
+    let mut alice = a.connect("/ws?user=alice").await;
+    let answer = alice.request(resume("quiet", seq, &epoch)).await;
+    assert_eq!(
+        answer["data"],
+        json!({"recovered": false, "reason": "no_history", "seq": 0, "epoch": ""}),
+        "{answer}"
+    );
+    redis.restart().await;
+    a.wait_get("/readyz", |status, _| status == StatusCode::OK).await;
+    b.wait_get("/readyz", |status, _| status == StatusCode::OK).await;
+    let (status, _) = a
+        .post(
+            "/api/v1/chat/rooms/quiet/messages",
+            json!({"type": "chat", "data": {"content": "after"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let notice = alice.recv_where(|f| f["type"] == "joined" || f["type"] == "chat").await;
+    assert_eq!(
+        (notice["type"].clone(), notice["data"]["reason"].clone()),
+        (json!("joined"), json!("epoch_changed")),
+        "the hole is told before the first message of the stream alice has no position in: {notice}"
+    );
+    let after = alice.recv_type("chat").await;
+    assert_eq!(after["data"]["content"], "after");
+    assert_eq!(notice["data"]["epoch"], after["epoch"], "the notice names the new stream");
 }
