@@ -111,3 +111,19 @@ async fn refresh_without_authentication_is_a_bad_request() {
         client.request(json!({"type": "refresh", "id": "r", "data": {"token": "x.y.z"}})).await;
     assert_eq!(reply["data"]["code"], "bad_request", "{reply}");
 }
+
+#[tokio::test]
+async fn a_join_sent_right_after_a_refresh_is_judged_by_the_new_token() {
+    let server = server().await;
+    let (old, _) = token_for("alice", 600, json!({"rooms": ["lobby"]}));
+    let mut alice = connect(&server, &old, "lobby").await;
+    let refused = alice.request(json!({"type": "join", "room": "extra", "id": "j0"})).await;
+    assert_eq!(refused["data"]["code"], "forbidden", "{refused}");
+    let (fresh, _) = token_for("alice", 600, json!({"rooms": ["lobby", "extra"]}));
+    alice.send(json!({"type": "refresh", "id": "r1", "data": {"token": fresh}})).await;
+    alice.send(json!({"type": "join", "room": "extra", "id": "j1"})).await;
+    let first = alice.recv_where(|f| f["id"] == "r1" || f["id"] == "j1").await;
+    assert_eq!(first, json!({"type": "ack", "id": "r1"}));
+    let joined = alice.recv_where(|f| f["id"] == "j1").await;
+    assert_eq!(joined["type"], "ack", "the join waited for the refresh: {joined}");
+}
