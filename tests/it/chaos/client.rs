@@ -41,7 +41,8 @@ pub(super) struct View {
     pub(super) resyncing: bool,
     /// The resume of the current connection was answered.
     pub(super) answered: bool,
-    pub(super) ids: HashSet<String>,
+    /// The id of each message seen, with the epoch it came in.
+    pub(super) ids: HashMap<String, Option<String>>,
 }
 
 #[derive(Default)]
@@ -55,6 +56,8 @@ pub(super) struct Report {
     pub(super) violations: Vec<String>,
     pub(super) resumes: u64,
     pub(super) refused: u64,
+    /// Chats sent again with the same id after a drop, for want of an answer.
+    pub(super) resent: u64,
 }
 
 impl Report {
@@ -106,7 +109,12 @@ impl Report {
         view.epoch = epoch.map(str::to_owned);
         view.last = seq;
         if let Some(id) = frame["id"].as_str() {
-            view.ids.insert(id.to_owned());
+            let first = view.ids.insert(id.to_owned(), view.epoch.clone());
+            // Twice in one stream is a duplicate; a stream that started again (told) may carry a
+            // resend that Redis no longer recognised.
+            if first.is_some_and(|first| first == view.epoch) {
+                self.violations.push(format!("{room}: {id} twice (seq {seq})"));
+            }
         }
     }
 
@@ -136,7 +144,7 @@ pub(super) fn finished(report: &Report, rooms: &[String], shared: &Shared) -> bo
     let Some(ends) = ends.as_ref() else { return false };
     ends.iter().enumerate().all(|(i, end)| {
         let room = format!("room-{i}");
-        !rooms.contains(&room) || report.rooms.get(&room).is_some_and(|v| v.ids.contains(end))
+        !rooms.contains(&room) || report.rooms.get(&room).is_some_and(|v| v.ids.contains_key(end))
     })
 }
 
@@ -204,6 +212,16 @@ pub(super) async fn client(n: usize, rooms: Vec<String>, shared: Arc<Shared>) ->
             for room in &rooms {
                 let view = report.rooms.entry(room.clone()).or_default();
                 view.answered = false;
+            }
+            // Every chat without an answer goes again, with its id, on whatever instance this is.
+            let unanswered: Vec<(String, String)> =
+                report.sent.iter().map(|(id, room)| (id.clone(), room.clone())).collect();
+            for (id, room) in unanswered {
+                let content = id.rsplit('-').next().unwrap_or_default().to_owned();
+                let chat =
+                    json!({"type": "chat", "id": id, "room": room, "data": {"content": content}});
+                report.resent += 1;
+                let _ = ws.send(Message::text(chat.to_string())).await;
             }
         }
         let chaos = shared.chaos.load(SeqCst);

@@ -1,10 +1,12 @@
-//! Chaos: 50 clients in 5 rooms of a two-instance cluster keep publishing, and each drops and
-//! resumes with `since` at random moments, on either instance. One instance is killed (its clients
-//! move to the other); in the second run Redis is restarted too.
+//! Chaos: 50 clients in 5 rooms of a two-instance cluster on one PostgreSQL keep publishing, and
+//! each drops and resumes with `since` at random moments, on either instance, and resends every
+//! chat it has no answer for (same id), wherever it lands. One instance is restarted gracefully
+//! (SIGTERM), the other killed (SIGKILL) and started again; in the second run Redis is restarted
+//! too.
 //!
 //! At the end every client must have every message of each of its rooms once and in seq order, or
 //! have been told `recovered:false`; that count must be zero without a Redis restart, and every
-//! acked message must have reached every member. `CHAOS_SECONDS` makes it longer
+//! acked message must have reached every member and be stored once. `CHAOS_SECONDS` makes it longer
 //! (`scripts/chaos.sh`); the summary is printed.
 
 use std::collections::{HashMap, HashSet};
@@ -15,6 +17,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::common::{spawn_broker, BrokerProcess, TestServer};
+use crate::postgres_server::PostgresServer;
 use crate::redis_server::RedisServer;
 
 const CLIENTS: usize = 50;
@@ -28,31 +31,65 @@ use client::{client, Report, Shared};
 
 struct Run {
     redis: RedisServer,
+    _postgres: PostgresServer,
+    database: String,
     brokers: Vec<(BrokerProcess, TestServer)>,
 }
 
-async fn start_cluster() -> Run {
-    let redis = RedisServer::start().await;
+/// Instance `id` of the run's cluster, once it is ready.
+async fn start_instance(
+    redis: &RedisServer,
+    database: &str,
+    id: &str,
+) -> (BrokerProcess, TestServer) {
     let url = redis.url();
+    let args = ["--redis-url", &url, "--instance-id", id, "--database-url", database];
+    let more = [
+        "--recovery-window",
+        "1000",
+        "--rate-limit",
+        "0",
+        "--presence-heartbeat",
+        "1s",
+        "--shards",
+        "2",
+    ];
+    let (process, server) = spawn_broker(&[&args[..], &more[..]].concat()).await;
+    server.wait_get("/readyz", |status, _| status == 200).await;
+    (process, server)
+}
+
+async fn start_cluster() -> Run {
+    let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
+    let database = postgres.database("chaos").await;
     let mut brokers = Vec::new();
     for id in ["a", "b"] {
-        let args = [
-            "--redis-url",
-            &url,
-            "--instance-id",
-            id,
-            "--database-url",
-            "none",
-            "--recovery-window",
-            "1000",
-        ];
-        let more = ["--rate-limit", "0", "--presence-heartbeat", "1s", "--shards", "2"];
-        brokers.push(spawn_broker(&[&args[..], &more[..]].concat()).await);
+        brokers.push(start_instance(&redis, &database, id).await);
     }
-    for (_, server) in &brokers {
-        server.wait_get("/readyz", |status, _| status == 200).await;
+    Run { redis, _postgres: postgres, database, brokers }
+}
+
+impl Run {
+    /// Stops instance `at` (gracefully: SIGTERM and its exit; or SIGKILL), its clients moving to
+    /// the others, then starts it again under the same id, where clients may go again.
+    async fn restart(&mut self, at: usize, graceful: bool, shared: &Shared) {
+        let (mut process, server) = self.brokers.remove(at);
+        shared.live.lock().unwrap().retain(|addr| *addr != server.addr);
+        if graceful {
+            let pid = process.0.id().to_string();
+            let status = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+            assert!(status.unwrap().success());
+        } else {
+            let _ = process.0.kill();
+        }
+        let exited = tokio::task::spawn_blocking(move || process.0.wait());
+        let status = tokio::time::timeout(SETTLE, exited).await.expect("the instance exited");
+        assert!(!graceful || status.unwrap().unwrap().success(), "a graceful stop exits 0");
+        let id = if at == 0 { "a" } else { "b" };
+        let started = start_instance(&self.redis, &self.database, id).await;
+        shared.live.lock().unwrap().push(started.1.addr);
+        self.brokers.insert(at, started);
     }
-    Run { redis, brokers }
 }
 
 #[derive(Debug)]
@@ -66,14 +103,19 @@ struct Summary {
     reasons: Vec<(String, u64)>,
     violations: Vec<String>,
     lost_acked: usize,
+    /// Acked messages not stored exactly once.
+    unstored: usize,
+    /// Chats sent again (same id) after a drop.
+    resent: u64,
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} clients, {} messages delivered, {} acked, {} resumes, {} refused while Redis was away, \
-             {} not recovered {:?}, {} violations, {} acked messages lost",
+            "{} clients, {} messages delivered, {} acked, {} resumes, {} refused unavailable, \
+             {} not recovered {:?}, {} violations, {} acked messages lost, {} resent, \
+             {} acked not stored once",
             self.clients,
             self.delivered,
             self.acked,
@@ -82,13 +124,15 @@ impl std::fmt::Display for Summary {
             self.not_recovered,
             self.reasons,
             self.violations.len(),
-            self.lost_acked
+            self.lost_acked,
+            self.resent,
+            self.unstored
         )
     }
 }
 
-/// Runs the chaos for `seconds`: the second instance is killed at 40 %, Redis restarted at 60 %
-/// when asked.
+/// Runs the chaos for `seconds`: the first instance is stopped gracefully and started again at
+/// 20 %, the second killed and started again at 40 %, Redis restarted at 60 % when asked.
 async fn chaos(seconds: u64, restart_redis: bool) -> Summary {
     let mut run = start_cluster().await;
     let live = run.brokers.iter().map(|(_, server)| server.addr).collect();
@@ -115,11 +159,10 @@ async fn chaos(seconds: u64, restart_redis: bool) -> Summary {
     shared.publishing.store(true, SeqCst);
     shared.phase.send_replace(1);
     let duration = Duration::from_secs(seconds);
-    tokio::time::sleep(duration * 2 / 5).await;
-    shared.live.lock().unwrap().truncate(1);
-    let (mut killed, _) = run.brokers.pop().unwrap();
-    let _ = killed.0.kill();
-    let _ = killed.0.wait();
+    tokio::time::sleep(duration / 5).await;
+    run.restart(0, true, &shared).await;
+    tokio::time::sleep(duration / 5).await;
+    run.restart(1, false, &shared).await;
     if restart_redis {
         tokio::time::sleep(duration / 5).await;
         run.redis.stop();
@@ -156,7 +199,39 @@ async fn chaos(seconds: u64, restart_redis: bool) -> Summary {
             tokio::time::timeout(SETTLE * 2, client).await.expect("a client finished").unwrap(),
         );
     }
-    summarize(&reports, &rooms)
+    let mut summary = summarize(&reports, &rooms);
+    summary.unstored = unstored(&run.brokers[0].1, &reports).await;
+    summary
+}
+
+/// The ids of every message stored in `room`, over the history API, page by page.
+async fn stored_ids(server: &TestServer, room: &str) -> Vec<String> {
+    let (mut ids, mut before) = (Vec::new(), None::<String>);
+    loop {
+        let cursor = before.as_ref().map(|b| format!("&before={b}")).unwrap_or_default();
+        let path = format!("/api/v1/chat/rooms/{room}/messages?limit=100{cursor}");
+        let (status, page) = server.get(&path).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        let messages = page["messages"].as_array().unwrap();
+        ids.extend(messages.iter().map(|m| m["id"].as_str().unwrap().to_owned()));
+        match page["next_before"].as_str() {
+            Some(next) => before = Some(next.to_owned()),
+            None => return ids,
+        }
+    }
+}
+
+/// How many acked messages are not stored exactly once.
+async fn unstored(server: &TestServer, reports: &[Report]) -> usize {
+    let acked: HashSet<&(String, String)> = reports.iter().flat_map(|r| r.acked.iter()).collect();
+    let mut wrong = 0;
+    for room in 0..ROOMS {
+        let room = format!("room-{room}");
+        let stored = stored_ids(server, &room).await;
+        let count = |id: &str| stored.iter().filter(|s| *s == id).count();
+        wrong += acked.iter().filter(|(r, id)| *r == room && count(id) != 1).count();
+    }
+    wrong
 }
 
 fn summarize(reports: &[Report], rooms: &dyn Fn(usize) -> Vec<String>) -> Summary {
@@ -166,7 +241,7 @@ fn summarize(reports: &[Report], rooms: &dyn Fn(usize) -> Vec<String>) -> Summar
         for room in rooms(n) {
             let Some(view) = report.rooms.get(&room) else { continue };
             let missing =
-                acked.iter().filter(|(r, id)| *r == room && !view.ids.contains(id)).count();
+                acked.iter().filter(|(r, id)| *r == room && !view.ids.contains_key(id)).count();
             if report.not_recovered == 0 {
                 lost_acked += missing;
             }
@@ -190,6 +265,8 @@ fn summarize(reports: &[Report], rooms: &dyn Fn(usize) -> Vec<String>) -> Summar
         },
         violations: reports.iter().flat_map(|r| r.violations.iter().cloned()).collect(),
         lost_acked,
+        unstored: 0,
+        resent: reports.iter().map(|r| r.resent).sum(),
     }
 }
 
@@ -207,6 +284,7 @@ async fn chaos_random_resumes_and_a_killed_instance_lose_nothing() {
     assert!(first.is_empty(), "once each, in seq order: {first:?}");
     assert_eq!(summary.not_recovered, 0, "every resume recovered: {summary}");
     assert_eq!(summary.lost_acked, 0, "every acked message reached every member: {summary}");
+    assert_eq!(summary.unstored, 0, "every acked message is stored once: {summary}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,4 +296,5 @@ async fn chaos_with_a_redis_restart_keeps_order_and_says_what_it_could_not_recov
     assert!(first.is_empty(), "once each, in seq order: {first:?}");
     assert!(summary.not_recovered > 0, "Redis lost the streams, and the clients were told");
     assert_eq!(summary.lost_acked, 0, "clients never told lost nothing acked: {summary}");
+    assert_eq!(summary.unstored, 0, "every acked message is stored once: {summary}");
 }
