@@ -21,6 +21,7 @@ mod dedup;
 mod deliveries;
 mod enrol;
 mod fanout;
+mod join;
 mod limits;
 pub mod offload;
 mod order;

@@ -1,7 +1,7 @@
 //! One chaos client: connects to a live instance, joins its rooms, publishes, drops and resumes with
 //! `since` at random, and records what it saw of each room (and what breaks the rules).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
