@@ -119,8 +119,9 @@ async fn member(
     let _ = next_json(&mut socket).await;
 }
 
-/// A publisher in every room sends `count` messages into each and waits for every ack.
-async fn publish(addr: SocketAddr, rooms: usize, count: u64) {
+/// A publisher in every room sends `count` messages into each and waits for every ack. The ids
+/// start with `tag`: the same id again would be a resend, acked and not delivered.
+async fn publish(addr: SocketAddr, rooms: usize, count: u64, tag: &str) {
     let mut publisher = connect(addr, 41, "/ws?user=publisher").await;
     for room in 0..rooms {
         let join = json!({"type": "join", "room": format!("r{room}"), "id": format!("j{room}")});
@@ -136,7 +137,7 @@ async fn publish(addr: SocketAddr, rooms: usize, count: u64) {
     for window in (0..total).collect::<Vec<_>>().chunks(100) {
         for n in window {
             let room = format!("r{}", n % rooms);
-            let chat = json!({"type": "chat", "id": format!("m{n}"), "room": room, "data": {"content": "x"}});
+            let chat = json!({"type": "chat", "id": format!("{tag}{n}"), "room": room, "data": {"content": "x"}});
             publisher.send(Message::text(chat.to_string())).await.unwrap();
         }
         let mut acked = 0;
@@ -180,11 +181,11 @@ async fn storm(conns: usize) -> Duration {
         tokio::spawn(member(n, rooms, first, again.clone(), done_tx.clone(), Arc::clone(&gate)));
     }
     wait_for(&mut done, 0, conns).await;
-    publish(broker.1, rooms, 1).await;
+    publish(broker.1, rooms, 1, "before-").await;
     wait_for(&mut done, 1, conns).await;
     broker.stop();
     let broker = Broker::start(&db);
-    publish(broker.1, rooms, MISSED).await;
+    publish(broker.1, rooms, MISSED, "missed-").await;
     let started = Instant::now();
     again_tx.send(Some(broker.1)).unwrap();
     wait_for(&mut done, 2, conns).await;
