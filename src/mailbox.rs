@@ -117,9 +117,18 @@ pub enum Delivery {
         conn: ConnId,
         frame: Frame,
     },
-    /// A chat of `user` sent on `conn` is in (committed, with a store): ack it, with its seq when
-    /// it has one (and any retry waiting for it). A room's home that gets it for a user of another
-    /// shard passes it on after its own output, so the ack follows the message's fan-out.
+    /// The writer committed a chat of `user` sent on `conn`: told to the shard its completion
+    /// names, a room message's home (which passes the ack on as `Stored` after its own fan-out of
+    /// the message, and in cluster mode once it heard it back) or a global chat's sender's shard.
+    Committed {
+        conn: ConnId,
+        user: UserId,
+        room: Option<Room>,
+        id: String,
+        seq: Option<u64>,
+    },
+    /// At the sender's shard: a chat of `user` sent on `conn` is in (committed with a store,
+    /// numbered without one): ack it, with its seq when it has one (and any retry waiting for it).
     Stored {
         conn: ConnId,
         user: UserId,

@@ -72,6 +72,12 @@ impl Router {
         shard_of_user(user, self.shard_count())
     }
 
+    /// The home shard of `room`: the one that numbers its messages and coalesces its presence
+    /// (the same hash as a user's shard, of the room's name).
+    pub fn home_of(&self, room: &str) -> ShardId {
+        shard_of_user(room, self.shard_count())
+    }
+
     /// Sends a command, waiting while the shard's inbox is full; `false` once the shard has stopped.
     pub async fn command(&self, shard: ShardId, command: Command) -> bool {
         self.0.shards[shard].commands.send_async(command).await.is_ok()

@@ -180,7 +180,7 @@ async fn publish_to_home(
         at: message.created_at,
         origin: Origin::Waiting(reply),
     };
-    let home = app.hub.router().shard_of_user(&room);
+    let home = app.hub.router().home_of(&room);
     app.hub.router().deliver(home, Delivery::Sequence(Box::new(item)));
     seq.await.ok().flatten().ok_or_else(unavailable)
 }

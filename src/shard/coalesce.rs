@@ -128,7 +128,7 @@ impl Shard {
     /// Hands a presence change to the room's home shard (this one, or another); after the batch's
     /// directory commit when one is pending, so the event reaches the joiner too.
     pub(super) fn send_presence(&mut self, room: Room, user: UserId, status: PresenceStatus) {
-        let home = self.hub.router().shard_of_user(&room);
+        let home = self.hub.router().home_of(&room);
         self.deliver_after_commit(
             home,
             Delivery::PresenceChange { room, user, status, members: None },

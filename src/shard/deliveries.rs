@@ -18,8 +18,11 @@ impl Shard {
                 self.reply(conn, frame);
                 self.answered(conn);
             }
-            Delivery::Stored { conn, user, room, id, seq } => {
+            Delivery::Committed { conn, user, room, id, seq } => {
                 self.on_committed(conn, user, room, id, seq)
+            }
+            Delivery::Stored { conn, user, room, id, seq } => {
+                self.on_stored(conn, &user, room, id, seq)
             }
             Delivery::Numbered { room, reply, seq } => self.on_numbered(room, reply, seq),
             Delivery::Registered(registered) => self.confirm_registration(registered),

@@ -14,7 +14,7 @@ use super::order::Admit;
 use super::Shard;
 use crate::auth::Permissions;
 use crate::close;
-use crate::mailbox::{ConnId, Origin, Target, ToSequence};
+use crate::mailbox::{ConnId, Delivery, Origin, Target, ToSequence};
 use crate::protocol::{
     self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, UserId, GLOBAL_ROOM,
 };
@@ -243,6 +243,29 @@ impl Shard {
         }
         self.publish(room.map_or(Target::All, Target::Room), frame);
         None
+    }
+
+    /// A chat is in (committed, or numbered without a store), told to the room's home (or to a
+    /// global chat's sender's shard): its sender's shard acks it (`Delivery::Stored`), after this
+    /// home's fan-out of it (and, in cluster mode, once this home has heard it, [`super::unheard`]).
+    pub(super) fn on_committed(
+        &mut self,
+        conn: ConnId,
+        user: UserId,
+        room: Option<Room>,
+        id: String,
+        seq: Option<u64>,
+    ) {
+        let owner = self.hub.router().shard_of_user(&user);
+        let waits = match (&room, seq) {
+            (Some(room), Some(seq)) => self.awaits_hearing(room, seq).then(|| (room.clone(), seq)),
+            _ => None,
+        };
+        let stored = Delivery::Stored { conn, user, room, id, seq };
+        match waits {
+            Some((room, seq)) => self.unheard.park(room, seq, owner, stored),
+            None => self.release_answer(owner, stored),
+        }
     }
 
     /// A chat of `user` is in: ack it (with its seq) to its connection and every retry that waited.

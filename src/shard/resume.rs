@@ -46,7 +46,7 @@ impl Shard {
         self.order.awaits_answer(conn);
         let kept = None;
         let request = ReplayRequest { room: room.clone(), since, shard: self.id, conn, id, kept };
-        let home = self.hub.router().shard_of_user(&room);
+        let home = self.hub.router().home_of(&room);
         self.deliver_after_commit(home, Delivery::Replay(Box::new(request)));
     }
 

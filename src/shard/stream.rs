@@ -126,7 +126,7 @@ fn new_epoch() -> Arc<str> {
 impl Shard {
     /// Hands a room message to its room's home shard (this one, or another).
     pub(super) fn send_home(&mut self, item: ToSequence) {
-        let home = self.hub.router().shard_of_user(&item.room);
+        let home = self.hub.router().home_of(&item.room);
         if home == self.id {
             self.sequence(item);
         } else {

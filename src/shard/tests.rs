@@ -212,8 +212,8 @@ fn a_commit_told_to_the_room_home_reaches_the_sender_after_the_home_output() {
     let (mut home, mut inboxes, _hub, room, sender) = two_shards();
     let _member = register(&mut home, 1, "member", &[room.as_ref()], 16);
     let (user, id) = (sender.clone(), "m1".to_owned());
-    let stored = Delivery::Stored { conn: 7, user, room: Some(room), id, seq: Some(1) };
-    home.on_delivery(stored);
+    let committed = Delivery::Committed { conn: 7, user, room: Some(room), id, seq: Some(1) };
+    home.on_delivery(committed);
     assert!(inboxes[1].deliveries.is_empty(), "held with the home's pending output");
     home.finish_batch();
     let passed_on = inboxes[1].deliveries.try_recv().expect("passed on to the sender's shard");

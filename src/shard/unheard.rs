@@ -1,5 +1,5 @@
 //! Cluster mode, at a room's home: the answers to a room message's sender (its ack, an HTTP
-//! publish's seq) wait until this home has heard the message back from Redis and fanned it out
+//! publish's seq; [`Shard::on_committed`] hands them here) wait until this home has heard the message back from Redis and fanned it out
 //! here, so an answer never overtakes its message on this instance.
 //!
 //! Owns: the answers waiting, per room, in arrival order. Must not: hold one forever. A seq heard
@@ -14,8 +14,8 @@ use tokio::sync::oneshot;
 use super::stream::Stream;
 use super::Shard;
 use crate::directory::ShardId;
-use crate::mailbox::{ConnId, Delivery};
-use crate::protocol::{Room, UserId};
+use crate::mailbox::Delivery;
+use crate::protocol::Room;
 
 /// The longest an answer waits for its message to be heard.
 const UNHEARD_LIMIT: Duration = Duration::from_secs(2);
@@ -35,7 +35,7 @@ pub struct Unheard {
 }
 
 impl Unheard {
-    fn park(&mut self, room: Room, seq: u64, shard: ShardId, answer: Delivery) {
+    pub(super) fn park(&mut self, room: Room, seq: u64, shard: ShardId, answer: Delivery) {
         let until = Instant::now() + UNHEARD_LIMIT;
         self.rooms.entry(room).or_default().push(Waiting { seq, shard, answer, until });
     }
@@ -74,33 +74,11 @@ impl Unheard {
 impl Shard {
     /// Whether an answer about `room`'s message `seq` must wait here: cluster mode, this is the
     /// room's home, and it has not heard that seq yet.
-    fn awaits_hearing(&self, room: &Room, seq: u64) -> bool {
-        if !self.hub.broker().numbers_rooms() || self.hub.router().shard_of_user(room) != self.id {
+    pub(super) fn awaits_hearing(&self, room: &Room, seq: u64) -> bool {
+        if !self.hub.broker().numbers_rooms() || self.hub.router().home_of(room) != self.id {
             return false;
         }
         !matches!(self.streams.rooms.get(room), Some(Stream::Ready(ready)) if ready.last >= seq)
-    }
-
-    /// A chat is in (committed, or stamped without a store): its sender's shard acks it, after
-    /// this home's fan-out of it (and, in cluster mode, once this home has heard it).
-    pub(super) fn on_committed(
-        &mut self,
-        conn: ConnId,
-        user: UserId,
-        room: Option<Room>,
-        id: String,
-        seq: Option<u64>,
-    ) {
-        let owner = self.hub.router().shard_of_user(&user);
-        let waits = match (&room, seq) {
-            (Some(room), Some(seq)) => self.awaits_hearing(room, seq).then(|| (room.clone(), seq)),
-            _ => None,
-        };
-        let stored = Delivery::Stored { conn, user, room, id, seq };
-        match waits {
-            Some((room, seq)) => self.unheard.park(room, seq, owner, stored),
-            None => self.release_answer(owner, stored),
-        }
     }
 
     /// An HTTP publish's message is in: answered with its seq, after this home's fan-out of it.
@@ -118,7 +96,7 @@ impl Shard {
     }
 
     /// Sends an answer on (it waited enough): to its shard after this one's pending output.
-    fn release_answer(&mut self, shard: ShardId, answer: Delivery) {
+    pub(super) fn release_answer(&mut self, shard: ShardId, answer: Delivery) {
         match answer {
             Delivery::Stored { conn, user, room, id, seq } if shard == self.id => {
                 self.on_stored(conn, &user, room, id, seq)

@@ -14,7 +14,7 @@ use crate::protocol::{Room, UserId};
 /// What happens once a write is committed.
 #[derive(Debug)]
 pub enum Completion {
-    /// A chat: `shard` is told (`Delivery::Stored`). For a room message that is the room's home,
+    /// A chat: `shard` is told (`Delivery::Committed`). For a room message that is the room's home,
     /// which passes the ack on to the sender's shard only after its own fan-out of the message, so
     /// the ack cannot overtake the delivery.
     Shard {

@@ -163,7 +163,7 @@ impl Writer {
     fn complete(&self, done: Completion, outcome: Outcome) {
         match done {
             Completion::Shard { shard, conn, user, room, id, seq } => {
-                let stored = Delivery::Stored { conn, user, room, id, seq };
+                let stored = Delivery::Committed { conn, user, room, id, seq };
                 self.router.deliver(shard, stored);
             }
             Completion::Sequenced { home, room, reply, seq } => {

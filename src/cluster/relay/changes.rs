@@ -109,7 +109,7 @@ impl Relay {
     fn reset_streams(&self, channels: &[String]) {
         for channel in channels {
             if let Some(Target::Room(room)) = self.names().target_of(channel) {
-                let home = self.router.shard_of_user(&room);
+                let home = self.router.home_of(&room);
                 self.router.deliver(home, Delivery::StreamReset { room });
             }
         }
@@ -177,7 +177,7 @@ impl Relay {
             Membership::Leave => PresenceStatus::Leave,
         };
         let (room, user) = (room.clone(), user.clone());
-        let home = self.router.shard_of_user(&room);
+        let home = self.router.home_of(&room);
         self.router.deliver(home, Delivery::PresenceChange { room, user, status, members });
     }
 

@@ -329,7 +329,7 @@ impl Relay {
         if let (Target::Room(room), Some((sender, first, epoch))) =
             (&target, wire::decode_numbered(header))
         {
-            let (epoch, home) = (Arc::<str>::from(epoch), self.router.shard_of_user(room));
+            let (epoch, home) = (Arc::<str>::from(epoch), self.router.home_of(room));
             for (frame, seq) in frame.as_str().split(FRAME_SEPARATOR).zip(first..) {
                 if sender != self.presence.me {
                     self.counters.received.fetch_add(1, Relaxed);
