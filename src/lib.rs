@@ -1,25 +1,29 @@
 //! wsbroker: a sharded WebSocket chat broker whose connection state is owned by shard threads,
 //! not shared behind locks (ARCHITECTURE.md says exactly what is lock-free and what is not).
 //!
-//! The map, top to bottom; a module imports only those below it (ARCHITECTURE.md draws it):
+//! The map, top to bottom; a module imports only those below it (`../shared/tools/import-cycles`
+//! checks the files, this order is the modules'; ARCHITECTURE.md draws it):
 //! - [`server`]: binds the port, starts the shards and the broker, accepts, shuts down gracefully.
 //! - [`http`]: routes each request: the WebSocket upgrade, the REST API, health and metrics.
 //! - [`reader`]: each shard's reader of its plain-TCP connections, one task for all of them.
-//! - [`session`]: one task per TLS connection; reads client frames, writes queued frames.
+//! - [`session`]: one task per TLS connection; reads client frames, writes queued frames; the
+//!   reaction to a client frame that the reader shares.
 //! - [`shard`]: N threads, each the single owner of its slice of the connection cache.
-//! - [`hub`]: the handle a shard, session or handler holds: router, broker, metrics, settings.
+//! - [`hub`]: the handle a shard, session or handler holds: router, broker, store, metrics, settings.
 //! - [`cluster`]: the Redis implementation of the broker seam and its relay thread.
 //! - [`broker`]: the seam between instances (`Broker`, standalone); beside the hub, below it.
-//! - [`router`]: the way into every shard's inboxes, and which shards a target reaches.
-//! - [`directory`]: the copy-on-write `room -> shards` snapshot that publishers read without locks.
 //! - [`rooms`]: the room rules (public, private, direct): who may join, read, manage.
-//! - [`store`]: messages, rooms and participants on disk (SQLite or PostgreSQL), writer and readers.
-//! - [`mailbox`]: the messages sessions, shards, the hub and the relay exchange.
-//! - [`protocol`]: the wire contract; every server frame is encoded there, once.
+//! - [`store`]: messages, rooms and participants on disk (SQLite or PostgreSQL), writer and readers;
+//!   hands a commit's outcome back through the router.
+//! - [`router`]: the way into every shard's inboxes, and which shards a target reaches.
+//! - [`mailbox`]: the messages sessions, shards, the hub, the store and the relay exchange.
+//! - [`auth`]: JWT verification and the room permissions a token grants.
+//! - [`config`]: the flags (the shard count is bounded by the directory's width).
+//! - [`directory`]: the copy-on-write `room -> shards` snapshot that publishers read without locks.
 //! - [`lane`]: a plain-TCP connection's socket as its shard writes it, frames encoded once.
 //! - [`transport`]: plain TCP or TLS under HTTP and WebSocket, movable between runtimes.
-//! - [`auth`]: JWT verification and the room permissions a token grants.
-//! - [`close`]: the close codes; [`metrics`]: counters; [`config`]: flags.
+//! - [`close`]: the close codes; [`metrics`]: counters.
+//! - [`protocol`]: the wire contract; every server frame is encoded there, once.
 
 pub(crate) mod auth;
 pub mod broker;
