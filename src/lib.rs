@@ -9,6 +9,7 @@
 //! - [`session`]: one task per TLS connection; reads client frames, writes queued frames; the
 //!   reaction to a client frame that the reader shares.
 //! - [`shard`]: N threads, each the single owner of its slice of the connection cache.
+//! - [`messages`]: the message service: history and deletes with their rules (REST and WebSocket).
 //! - [`hub`]: the handle a shard, session or handler holds: router, broker, store, metrics, settings.
 //! - [`cluster`]: the Redis implementation of the broker seam and its relay thread.
 //! - [`broker`]: the seam between instances (`Broker`, standalone); beside the hub, below it.
@@ -35,6 +36,7 @@ pub(crate) mod http;
 pub mod hub;
 pub mod lane;
 pub mod mailbox;
+pub(crate) mod messages;
 pub mod metrics;
 pub mod protocol;
 pub(crate) mod reader;

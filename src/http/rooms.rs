@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 use super::{error, json, App, Body};
 use crate::auth::Identity;
 use crate::mailbox::Delivery;
+use crate::messages::{self, Deletion, History, NotDeleted};
 use crate::protocol::{self, Frame, Next, Page, Room, UserId, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::rooms::{self, Verdict};
-use crate::shard::offload::{self, Deletion, History, NotDeleted};
 use crate::store::ops::{Answer, Outcome, Read, Write};
 use crate::store::{millis, time_of, Role, RoomInfo, RoomType, Store};
 
@@ -336,7 +336,7 @@ async fn history(app: &App, room: &str, caller: &Caller, query: Option<&str>) ->
     };
     let user = caller.user.clone().unwrap_or_else(|| UserId::from(""));
     let request = History { id: None, room: room.clone(), user, admin: caller.admin, limit, page };
-    match offload::history_page(&app.hub, &request).await {
+    match messages::read_history(&app.hub, &request).await {
         Ok((frames, next)) => {
             let messages: Vec<&RawValue> = frames.iter().filter_map(raw).collect();
             let mut answer = json!({ "room": room, "messages": messages });
@@ -382,7 +382,7 @@ async fn delete(
     let from = query_param(query, "from");
     let request =
         Deletion { id: None, room, message: id.to_owned(), from, user, admin: caller.admin };
-    match offload::delete_message(&app.hub, &request).await {
+    match messages::delete_message(&app.hub, &request).await {
         Ok(()) => json(StatusCode::OK, &json!({ "id": id, "deleted": true })),
         Err(why) => {
             let status = match why {

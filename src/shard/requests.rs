@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use super::dedup::Seen;
 use super::limits::Verdict;
-use super::offload::{Deletion, History};
 use super::order::Admit;
 use super::Shard;
 use crate::auth::Permissions;
 use crate::close;
 use crate::mailbox::{ConnId, Delivery, Origin, Target, ToSequence};
+use crate::messages::{Deletion, History};
 use crate::protocol::{
     self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, UserId, GLOBAL_ROOM,
 };

@@ -234,6 +234,6 @@ async fn read_after(
     let Ok(Answer::Messages(messages)) = store.read(read).await else { return Err(()) };
     let numbered = messages
         .iter()
-        .filter_map(|m| Some((m.stream.as_ref()?.0 as u64, super::offload::stored_frame(m)?)));
+        .filter_map(|m| Some((m.stream.as_ref()?.0 as u64, crate::messages::stored_frame(m)?)));
     Ok(numbered.filter(|(seq, _)| *seq <= upto).collect())
 }

@@ -1,0 +1,132 @@
+//! The message service: a room's history and the deletion of a message, with their rules, shared by
+//! the REST API and the WebSocket requests (a shard offloads those to it).
+//!
+//! Owns: nothing; the store keeps the messages, [`crate::rooms`] says who may read a room. May
+//! touch: the hub (the store, and the room to tell of a deletion). Must not: touch a shard's cache;
+//! a shard's answer goes back to it as a delivery.
+
+use std::time::SystemTime;
+
+use crate::hub::Hub;
+use crate::mailbox::Target;
+use crate::protocol::{self, ErrorCode, Frame, MessageType, Next, Page, Published, Room, UserId};
+use crate::rooms::{self, Verdict};
+use crate::store::ops::{Answer, Outcome, Read, Write};
+use crate::store::{millis, time_of, StoredMessage};
+
+/// A stored message as the envelope it went out as.
+pub fn stored_frame(message: &StoredMessage) -> Option<Frame> {
+    let kind = MessageType::parse_published(&message.kind)?;
+    let data = serde_json::value::RawValue::from_string(message.data.clone()).ok()?;
+    let at = time_of(message.created_at);
+    let (id, room, from) = (message.id.as_str(), message.room.as_deref(), message.sender.as_str());
+    let stream = message.stream.as_ref().map(|(seq, epoch)| (*seq as u64, epoch.as_str()));
+    Some(protocol::room_message_frame(Published { kind, id, room, from, data: &data, at, stream }))
+}
+
+/// A `history` request.
+#[derive(Debug)]
+pub struct History {
+    pub id: Option<String>,
+    pub room: Room,
+    pub user: UserId,
+    pub admin: bool,
+    pub limit: i64,
+    pub page: Page,
+}
+
+/// A page of `room`'s history for `user`: the envelopes, oldest first, and the cursor of the next
+/// page. The rules of WebSocket `history` and of the REST endpoint alike.
+pub async fn read_history(hub: &Hub, request: &History) -> Result<(Vec<Frame>, Next), Verdict> {
+    let store = hub.store().ok_or(Verdict::NotFound)?;
+    let user = Some(request.user.as_ref()).filter(|user| !user.is_empty());
+    match rooms::may_read(store, &request.room, user, request.admin).await {
+        Verdict::Allowed => {}
+        verdict => return Err(verdict),
+    }
+    let (before, after) = match request.page {
+        Page::Before(before) => (before, None),
+        Page::After(after) => (None, Some(after)),
+    };
+    let read =
+        Read::History { room: request.room.to_string(), before, after, limit: request.limit };
+    let Ok(Answer::Messages(messages)) = store.read(read).await else {
+        return Err(Verdict::Unavailable);
+    };
+    let frames: Vec<Frame> = messages.iter().filter_map(stored_frame).collect();
+    let full = messages.len() as i64 == request.limit;
+    let next = match request.page {
+        Page::Before(_) => Next::Before(messages.first().filter(|_| full).map(|m| m.pos)),
+        Page::After(_) => Next::After(messages.last().and_then(|m| m.stream.as_ref()).map(|s| s.0)),
+    };
+    Ok((frames, next))
+}
+
+/// A `delete` request.
+#[derive(Debug)]
+pub struct Deletion {
+    pub id: Option<String>,
+    pub room: Room,
+    pub message: String,
+    pub from: Option<String>,
+    pub user: UserId,
+    pub admin: bool,
+}
+
+/// Why a delete did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotDeleted {
+    Forbidden,
+    /// Several senders used the id in the room, and the request named none of them.
+    Ambiguous,
+    NotFound,
+    Unavailable,
+}
+
+impl NotDeleted {
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Self::Forbidden => ErrorCode::Forbidden,
+            Self::Ambiguous => ErrorCode::Conflict,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::Unavailable => ErrorCode::Unavailable,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Forbidden => {
+                "only its author, the room's owner or moderators, or an admin may delete it"
+            }
+            Self::Ambiguous => "several senders used this id here: name the sender with from",
+            Self::NotFound => "no such message in this room",
+            Self::Unavailable => "the message store is unavailable; retry later",
+        }
+    }
+}
+
+/// Soft-deletes a stored message if the caller may (its author, the room's owner or a moderator,
+/// an admin), and tells the room with `message_deleted`. The rules of WebSocket `delete` and of
+/// `DELETE .../messages/{id}` alike.
+pub async fn delete_message(hub: &Hub, request: &Deletion) -> Result<(), NotDeleted> {
+    let store = hub.store().ok_or(NotDeleted::NotFound)?;
+    let write = Write::Delete {
+        room: request.room.to_string(),
+        id: request.message.clone(),
+        sender: request.from.clone(),
+        caller: request.user.to_string(),
+        admin: request.admin,
+        at: millis(SystemTime::now()),
+    };
+    match store.write(write).await {
+        Ok(Outcome::Deleted { sender }) => {
+            let frame = protocol::message_deleted_frame(&request.room, &request.message, &sender);
+            hub.publish(Target::Room(request.room.clone()), frame);
+            Ok(())
+        }
+        Ok(Outcome::Forbidden) => Err(NotDeleted::Forbidden),
+        Ok(Outcome::Ambiguous) => Err(NotDeleted::Ambiguous),
+        Ok(_) => Err(NotDeleted::NotFound),
+        Err(_) => Err(NotDeleted::Unavailable),
+    }
+}
