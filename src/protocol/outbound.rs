@@ -277,12 +277,26 @@ pub fn message_deleted_frame(room: &str, id: &str, from: &str) -> Frame {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resumed {
     Recovered,
-    /// `reason` (`too_old`, `epoch_changed`, `no_history`), and where the stream stands now.
+    /// Why, and where the stream stands now.
     NotRecovered {
-        reason: &'static str,
+        reason: Unrecovered,
         seq: u64,
         epoch: String,
     },
+}
+
+/// Why a resume (or the live stream) could not be carried on; serialized as its wire code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unrecovered {
+    /// The messages after the resume point are no longer kept (window, Redis, store).
+    TooOld,
+    /// The stream started again under another name (its history is in the store, if anywhere).
+    EpochChanged,
+    /// Where the stream stands could not be read (the store or Redis is unreachable).
+    NoHistory,
+    /// Cluster mode: the instance missed messages of the room (a resume fills the hole).
+    Interrupted,
 }
 
 /// The answer to a resuming join: `{"type":"ack","id":...,"room":r,"data":{"recovered":...}}`, or
@@ -292,7 +306,7 @@ pub fn resumed_frame(id: Option<&str>, room: &str, resumed: &Resumed) -> Frame {
     struct Data<'a> {
         recovered: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<&'a str>,
+        reason: Option<Unrecovered>,
         #[serde(skip_serializing_if = "Option::is_none")]
         seq: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -301,7 +315,7 @@ pub fn resumed_frame(id: Option<&str>, room: &str, resumed: &Resumed) -> Frame {
     let data = match resumed {
         Resumed::Recovered => Data { recovered: true, reason: None, seq: None, epoch: None },
         Resumed::NotRecovered { reason, seq, epoch } => {
-            Data { recovered: false, reason: Some(reason), seq: Some(*seq), epoch: Some(epoch) }
+            Data { recovered: false, reason: Some(*reason), seq: Some(*seq), epoch: Some(epoch) }
         }
     };
     let kind = if id.is_some() { MessageType::Ack } else { MessageType::Joined };

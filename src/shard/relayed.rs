@@ -16,7 +16,7 @@ use super::resume::{after, not_recovered};
 use super::stream::{Ready, Stream};
 use super::Shard;
 use crate::mailbox::{Replay, ReplayRequest, Stamp, StreamSlice, ToSequence};
-use crate::protocol::{self, Frame, Room};
+use crate::protocol::{self, Frame, Room, Unrecovered};
 
 impl Shard {
     /// Hands a room message homed here to the broker to number; refused at once when it cannot.
@@ -51,11 +51,11 @@ impl Shard {
                 Stream::Ready(ready) if ready.epoch == epoch && seq == ready.last + 1 => None,
                 Stream::Ready(ready) if ready.epoch == epoch => {
                     *ready = Ready::heard_from(Arc::clone(&epoch), seq);
-                    Some("interrupted")
+                    Some(Unrecovered::Interrupted)
                 }
                 stream => {
                     *stream = Stream::Ready(Ready::heard_from(Arc::clone(&epoch), seq));
-                    Some("epoch_changed")
+                    Some(Unrecovered::EpochChanged)
                 }
             },
             Entry::Vacant(vacant) => {
@@ -73,7 +73,7 @@ impl Shard {
         self.fan_out_room(&room, seq, frame);
         // After the fan-out, so no answer about `seq` overtakes it. A new epoch: what waited for
         // the old stream will not be heard now.
-        let upto = if hole == Some("epoch_changed") { u64::MAX } else { seq };
+        let upto = if hole == Some(Unrecovered::EpochChanged) { u64::MAX } else { seq };
         self.release_heard(&room, upto);
     }
 
@@ -88,7 +88,7 @@ impl Shard {
     pub(super) fn read_cluster_stream(&mut self, request: ReplayRequest) {
         if let Err(request) = self.hub.broker().read_stream(request, self.id) {
             self.without_position(&request.room);
-            self.unrecoverable(request, "no_history", 0, "");
+            self.unrecoverable(request, Unrecovered::NoHistory, 0, "");
         }
     }
 
@@ -117,7 +117,7 @@ impl Shard {
             }
             Err(()) => {
                 self.without_position(&request.room);
-                Replay::NotRecovered(not_recovered("no_history", 0, ""))
+                Replay::NotRecovered(not_recovered(Unrecovered::NoHistory, 0, ""))
             }
         };
         self.send_replayed(request, replay);
@@ -134,7 +134,7 @@ impl Shard {
     ) {
         let Ok(stored) = stored else {
             let (epoch, top) = kept.stream.unwrap_or_default();
-            let replay = Replay::NotRecovered(not_recovered("no_history", top, &epoch));
+            let replay = Replay::NotRecovered(not_recovered(Unrecovered::NoHistory, top, &epoch));
             return self.send_replayed(request, replay);
         };
         // Redis's part is checked as a resume from where the store's part ends.
@@ -149,7 +149,7 @@ impl Shard {
             Ok(other) => other,
             Err((kept, _)) => {
                 let (epoch, top) = kept.stream.unwrap_or_default();
-                Replay::NotRecovered(not_recovered("too_old", top, &epoch))
+                Replay::NotRecovered(not_recovered(Unrecovered::TooOld, top, &epoch))
             }
         };
         self.send_replayed(rest, replay);
@@ -164,10 +164,10 @@ impl Shard {
     ) -> Result<Replay, (StreamSlice, u64)> {
         let since = &request.since;
         let Some((epoch, top)) = slice.stream.clone() else {
-            return Ok(Replay::NotRecovered(not_recovered("no_history", 0, "")));
+            return Ok(Replay::NotRecovered(not_recovered(Unrecovered::NoHistory, 0, "")));
         };
         if since.epoch != epoch {
-            return Ok(Replay::NotRecovered(not_recovered("epoch_changed", top, &epoch)));
+            return Ok(Replay::NotRecovered(not_recovered(Unrecovered::EpochChanged, top, &epoch)));
         }
         if since.seq > top {
             return Ok(Replay::Ahead { seq: top });
@@ -179,7 +179,7 @@ impl Shard {
             if stored && kept - 1 - since.seq <= super::resume::MAX_STORED_REPLAY as u64 {
                 return Err((slice, kept - 1));
             }
-            return Ok(Replay::NotRecovered(not_recovered("too_old", top, &epoch)));
+            return Ok(Replay::NotRecovered(not_recovered(Unrecovered::TooOld, top, &epoch)));
         }
         let mut frames: Vec<Frame> = slice.messages.into_iter().map(|(_, frame)| frame).collect();
         let mut upto = top;
@@ -187,7 +187,7 @@ impl Shard {
             if *heard.epoch == *epoch && heard.last > top {
                 let first_heard = heard.window.front().map_or(heard.last + 1, |(seq, _)| *seq);
                 if first_heard > top + 1 {
-                    return Ok(Replay::NotRecovered(not_recovered("too_old", heard.last, &epoch)));
+                    return Ok(Replay::NotRecovered(not_recovered(Unrecovered::TooOld, heard.last, &epoch)));
                 }
                 frames.extend(after(&heard.window, top));
                 upto = heard.last;

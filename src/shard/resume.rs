@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use super::stream::{Stream, Waiting};
 use super::Shard;
 use crate::mailbox::{ConnId, Delivery, Replay, ReplayRequest};
-use crate::protocol::{self, ErrorCode, Frame, Resumed, Room, Since};
+use crate::protocol::{self, ErrorCode, Frame, Resumed, Room, Since, Unrecovered};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::Store;
 
@@ -64,7 +64,7 @@ impl Shard {
         let (since, last) = (&request.since, ready.last);
         let first_kept = ready.window.front().map_or(last + 1, |(seq, _)| *seq);
         let replay = if since.epoch != *ready.epoch {
-            let resumed = not_recovered("epoch_changed", last, &ready.epoch);
+            let resumed = not_recovered(Unrecovered::EpochChanged, last, &ready.epoch);
             Replay::NotRecovered(resumed)
         } else if since.seq > last {
             Replay::Ahead { seq: last }
@@ -78,7 +78,7 @@ impl Shard {
             }
             return self.read_stored(request, first_kept - 1);
         } else {
-            Replay::NotRecovered(not_recovered("too_old", last, &ready.epoch))
+            Replay::NotRecovered(not_recovered(Unrecovered::TooOld, last, &ready.epoch))
         };
         self.send_replayed(request, replay);
     }
@@ -127,8 +127,8 @@ impl Shard {
                 frames.extend(after(&ready.window, upto));
                 Replay::Recovered { frames, upto: last }
             }
-            Ok(_) => Replay::NotRecovered(not_recovered("too_old", last, &epoch)),
-            Err(()) => Replay::NotRecovered(not_recovered("no_history", last, &epoch)),
+            Ok(_) => Replay::NotRecovered(not_recovered(Unrecovered::TooOld, last, &epoch)),
+            Err(()) => Replay::NotRecovered(not_recovered(Unrecovered::NoHistory, last, &epoch)),
         };
         self.send_replayed(request, replay);
     }
@@ -137,7 +137,7 @@ impl Shard {
     pub(super) fn unrecoverable(
         &mut self,
         request: ReplayRequest,
-        reason: &'static str,
+        reason: Unrecovered,
         seq: u64,
         epoch: &str,
     ) {
@@ -213,7 +213,7 @@ impl Shard {
     }
 }
 
-pub(super) fn not_recovered(reason: &'static str, seq: u64, epoch: &str) -> Resumed {
+pub(super) fn not_recovered(reason: Unrecovered, seq: u64, epoch: &str) -> Resumed {
     Resumed::NotRecovered { reason, seq, epoch: epoch.to_owned() }
 }
 

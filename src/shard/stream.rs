@@ -22,7 +22,7 @@ use super::output::Held;
 use super::sent::SentBefore;
 use super::Shard;
 use crate::mailbox::{Delivery, LoadedStream, Origin, ReplayRequest, ToSequence};
-use crate::protocol::{self, Frame, Published, Room};
+use crate::protocol::{self, Frame, Published, Room, Unrecovered};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::{millis, time_of, Completion, NewMessage};
 
@@ -322,7 +322,7 @@ impl Shard {
     fn refuse(&mut self, waiting: Waiting) {
         match waiting {
             Waiting::Message(item) => self.refuse_message(item),
-            Waiting::Resume(request) => self.unrecoverable(request, "no_history", 0, ""),
+            Waiting::Resume(request) => self.unrecoverable(request, Unrecovered::NoHistory, 0, ""),
         }
     }
 
