@@ -129,7 +129,7 @@ impl Tally {
                 self.last = seq;
                 self.numbered += 1;
             }
-            Delivery::Stamped { stamped: Err(()), .. } => self.refused += 1,
+            Delivery::Stamped { stamped: Err(_), .. } => self.refused += 1,
             _ => {}
         }
     }

@@ -142,7 +142,7 @@ pub enum Delivery {
     Stamped {
         item: Box<ToSequence>,
         /// The seq and epoch it was given (`Err`: it could not be numbered).
-        stamped: Result<Stamp, ()>,
+        stamped: Result<Stamp, Unanswered>,
     },
     /// Cluster mode: a numbered room message from the cluster (this instance's own too), for the
     /// room's home, which keeps the window and fans it out here.
@@ -198,12 +198,12 @@ pub enum Delivery {
     ReplayLoaded {
         request: Box<ReplayRequest>,
         upto: u64,
-        stored: Result<Vec<(u64, Frame)>, ()>,
+        stored: Result<Vec<(u64, Frame)>, Unanswered>,
     },
     /// Cluster mode: the broker's read of a room's stream for a resume, back at the room's home.
     StreamRead {
         request: Box<ReplayRequest>,
-        read: Result<StreamSlice, ()>,
+        read: Result<StreamSlice, Unanswered>,
     },
     /// The home's answer to a replay, at the member's shard: ack the join, send the messages.
     Replayed {
@@ -215,7 +215,7 @@ pub enum Delivery {
     /// Where a room's stream stands in the store (`Err`: the store could not say).
     StreamLoaded {
         room: Room,
-        stream: Result<LoadedStream, ()>,
+        stream: Result<LoadedStream, Unanswered>,
     },
     /// The store decided whether `conn` may join `room`: `Ok` joins it and acks `id`, `Err` answers
     /// with the error frame.
@@ -261,6 +261,16 @@ pub struct ToSequence {
     /// The envelope `timestamp`, in milliseconds since the Unix epoch.
     pub at: i64,
     pub origin: Origin,
+}
+
+/// Why an answer a shard waited for off its thread is missing: the backend asked could not be
+/// reached, or did not answer in time (its cause is logged where it happened).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unanswered {
+    #[error("the message store is unavailable")]
+    Store,
+    #[error("redis is unavailable")]
+    Redis,
 }
 
 /// A room's stream as the store has it.

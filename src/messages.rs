@@ -100,7 +100,7 @@ impl NotDeleted {
             }
             Self::Ambiguous => "several senders used this id here: name the sender with from",
             Self::NotFound => "no such message in this room",
-            Self::Unavailable => "the message store is unavailable; retry later",
+            Self::Unavailable => protocol::STORE_UNAVAILABLE,
         }
     }
 }

@@ -200,8 +200,7 @@ async fn read_body(app: &App, request: Request<Incoming>) -> Result<PublishBody,
 
 /// The answer while the store cannot take a message.
 fn unavailable() -> Refusal {
-    let message = "the message store is unavailable; retry later";
-    Refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message.into())
+    Refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", protocol::STORE_UNAVAILABLE.into())
 }
 
 /// The frame of a publish, encoded once, and the message to store.

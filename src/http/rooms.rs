@@ -65,8 +65,7 @@ fn refused(room: &str, verdict: Verdict) -> Response<Body> {
 }
 
 fn unavailable() -> Response<Body> {
-    let message = "the message store is unavailable; retry later";
-    error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", protocol::STORE_UNAVAILABLE)
 }
 
 /// Routes `/api/v1/chat/rooms/{path}`.

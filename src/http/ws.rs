@@ -153,7 +153,7 @@ async fn check_room_types(
                 return Err(refuse(StatusCode::FORBIDDEN, "forbidden", &why));
             }
             Verdict::NotFound | Verdict::Unavailable => {
-                let message = "the message store is unavailable; retry later";
+                let message = protocol::STORE_UNAVAILABLE;
                 return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message));
             }
         }

@@ -171,6 +171,9 @@ pub struct ClientRequest {
     pub action: Action,
 }
 
+/// The message of every `unavailable` error about the store, over WebSocket and REST alike.
+pub const STORE_UNAVAILABLE: &str = "the message store is unavailable; retry later";
+
 /// Most users in one answer to a presence query; a bigger room's answer comes in pages.
 pub const PRESENCE_PAGE: usize = 1000;
 

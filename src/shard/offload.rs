@@ -18,9 +18,7 @@ fn refusal(id: Option<&str>, room: &str, verdict: Verdict) -> Frame {
         Verdict::Allowed => unreachable!("only refusals are answered with an error"),
         Verdict::Forbidden(why) => (ErrorCode::Forbidden, why),
         Verdict::NotFound => (ErrorCode::NotFound, format!("no room {room}")),
-        Verdict::Unavailable => {
-            (ErrorCode::Unavailable, "the message store is unavailable; retry later".to_owned())
-        }
+        Verdict::Unavailable => (ErrorCode::Unavailable, protocol::STORE_UNAVAILABLE.to_owned()),
     };
     protocol::error_frame(id, code, &message)
 }

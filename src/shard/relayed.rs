@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::resume::{after, not_recovered};
 use super::stream::{Ready, Stream};
 use super::Shard;
-use crate::mailbox::{Replay, ReplayRequest, Stamp, StreamSlice, ToSequence};
+use crate::mailbox::{Replay, ReplayRequest, Stamp, StreamSlice, ToSequence, Unanswered};
 use crate::protocol::{self, Frame, Room, Unrecovered};
 
 impl Shard {
@@ -30,7 +30,7 @@ impl Shard {
     /// resend (`again`) has the seq its first send got and was not published again; it is stored
     /// all the same (a no-op when the first send was committed, the message itself when the
     /// instance that took it first died before its commit) and acked the same way.
-    pub(super) fn on_stamped(&mut self, item: ToSequence, stamped: Result<Stamp, ()>) {
+    pub(super) fn on_stamped(&mut self, item: ToSequence, stamped: Result<Stamp, Unanswered>) {
         let Ok(Stamp { seq, epoch, .. }) = stamped else { return self.refuse_message(item) };
         if self.hub.store().is_some() {
             let message = super::stream::stored_message(&item, seq, &epoch);
@@ -107,7 +107,7 @@ impl Shard {
     pub(super) fn on_stream_read(
         &mut self,
         mut request: ReplayRequest,
-        read: Result<StreamSlice, ()>,
+        read: Result<StreamSlice, Unanswered>,
     ) {
         let replay = match read.map(|slice| self.cluster_replay(&request, slice)) {
             Ok(Ok(replay)) => replay,
@@ -115,7 +115,7 @@ impl Shard {
                 request.kept = Some(Box::new(kept));
                 return self.read_stored(request, upto);
             }
-            Err(()) => {
+            Err(Unanswered::Store | Unanswered::Redis) => {
                 self.without_position(&request.room);
                 Replay::NotRecovered(not_recovered(Unrecovered::NoHistory, 0, ""))
             }
@@ -130,7 +130,7 @@ impl Shard {
         request: ReplayRequest,
         kept: StreamSlice,
         upto: u64,
-        stored: Result<Vec<(u64, Frame)>, ()>,
+        stored: Result<Vec<(u64, Frame)>, Unanswered>,
     ) {
         let Ok(stored) = stored else {
             let (epoch, top) = kept.stream.unwrap_or_default();
@@ -187,7 +187,11 @@ impl Shard {
             if *heard.epoch == *epoch && heard.last > top {
                 let first_heard = heard.window.front().map_or(heard.last + 1, |(seq, _)| *seq);
                 if first_heard > top + 1 {
-                    return Ok(Replay::NotRecovered(not_recovered(Unrecovered::TooOld, heard.last, &epoch)));
+                    return Ok(Replay::NotRecovered(not_recovered(
+                        Unrecovered::TooOld,
+                        heard.last,
+                        &epoch,
+                    )));
                 }
                 frames.extend(after(&heard.window, top));
                 upto = heard.last;

@@ -235,7 +235,7 @@ impl Shard {
         let store = self.hub.store().expect("checked by the caller");
         if store.accept(Write::Message(message), done).is_err() {
             self.dedup.forget(&user, room, message_id);
-            let message = "the message store is unavailable; retry later";
+            let message = protocol::STORE_UNAVAILABLE;
             return Some(protocol::error_frame(id, ErrorCode::Unavailable, message));
         }
         if id.is_some() {
@@ -294,7 +294,7 @@ impl Shard {
         if waiting.is_empty() {
             waiting.push(conn);
         }
-        let message = "the message store is unavailable; retry later";
+        let message = protocol::STORE_UNAVAILABLE;
         for conn in waiting {
             self.reply(conn, protocol::error_frame(Some(&id), ErrorCode::Unavailable, message));
         }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use super::stream::{Stream, Waiting};
 use super::Shard;
-use crate::mailbox::{ConnId, Delivery, Replay, ReplayRequest};
+use crate::mailbox::{ConnId, Delivery, Replay, ReplayRequest, Unanswered};
 use crate::protocol::{self, ErrorCode, Frame, Resumed, Room, Since, Unrecovered};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::Store;
@@ -92,8 +92,13 @@ impl Shard {
         let committed = hub.store().map(|store| store.submit(Write::Barrier));
         tokio::spawn(async move {
             let stored = async {
-                let store = hub.store().ok_or(())?;
-                committed.ok_or(())?.map_err(drop)?.await.map_err(drop)?;
+                let store = hub.store().ok_or(Unanswered::Store)?;
+                let unavailable = |_| Unanswered::Store;
+                committed
+                    .ok_or(Unanswered::Store)?
+                    .map_err(unavailable)?
+                    .await
+                    .map_err(unavailable)?;
                 read_after(store, &request, upto).await
             }
             .await;
@@ -110,7 +115,7 @@ impl Shard {
         &mut self,
         mut request: ReplayRequest,
         upto: u64,
-        stored: Result<Vec<(u64, Frame)>, ()>,
+        stored: Result<Vec<(u64, Frame)>, Unanswered>,
     ) {
         if let Some(kept) = request.kept.take() {
             return self.on_cluster_replay_loaded(request, *kept, upto, stored);
@@ -128,7 +133,7 @@ impl Shard {
                 Replay::Recovered { frames, upto: last }
             }
             Ok(_) => Replay::NotRecovered(not_recovered(Unrecovered::TooOld, last, &epoch)),
-            Err(()) => Replay::NotRecovered(not_recovered(Unrecovered::NoHistory, last, &epoch)),
+            Err(_) => Replay::NotRecovered(not_recovered(Unrecovered::NoHistory, last, &epoch)),
         };
         self.send_replayed(request, replay);
     }
@@ -227,11 +232,13 @@ async fn read_after(
     store: &Store,
     request: &ReplayRequest,
     upto: u64,
-) -> Result<Vec<(u64, Frame)>, ()> {
+) -> Result<Vec<(u64, Frame)>, Unanswered> {
     let (room, after) = (request.room.to_string(), request.since.seq as i64);
     let limit = (upto as i64 - after).clamp(1, MAX_STORED_REPLAY);
     let read = Read::History { room, before: None, after: Some(after), limit };
-    let Ok(Answer::Messages(messages)) = store.read(read).await else { return Err(()) };
+    let Ok(Answer::Messages(messages)) = store.read(read).await else {
+        return Err(Unanswered::Store);
+    };
     let numbered = messages
         .iter()
         .filter_map(|m| Some((m.stream.as_ref()?.0 as u64, crate::messages::stored_frame(m)?)));

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use super::output::Held;
 use super::sent::SentBefore;
 use super::Shard;
-use crate::mailbox::{Delivery, LoadedStream, Origin, ReplayRequest, ToSequence};
+use crate::mailbox::{Delivery, LoadedStream, Origin, ReplayRequest, ToSequence, Unanswered};
 use crate::protocol::{self, Frame, Published, Room, Unrecovered};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::{millis, time_of, Completion, NewMessage};
@@ -177,7 +177,7 @@ impl Shard {
             let read = Read::Stream { room: room.to_string(), sent_since };
             let stream = match store.read(read).await {
                 Ok(Answer::Stream { newest, sent }) => Ok(LoadedStream { newest, sent }),
-                _ => Err(()),
+                _ => Err(Unanswered::Store),
             };
             hub.router().deliver(shard, Delivery::StreamLoaded { room, stream });
         });
@@ -185,7 +185,11 @@ impl Shard {
 
     /// The stream is read: the waiting messages are stamped in order (or refused when the store
     /// could not be read; the next message tries again).
-    pub(super) fn on_stream_loaded(&mut self, room: Room, stream: Result<LoadedStream, ()>) {
+    pub(super) fn on_stream_loaded(
+        &mut self,
+        room: Room,
+        stream: Result<LoadedStream, Unanswered>,
+    ) {
         let Some(Stream::Loading(waiting)) = self.streams.rooms.remove(&room) else { return };
         let Ok(LoadedStream { newest, sent }) = stream else {
             waiting.into_iter().for_each(|waiting| self.refuse(waiting));

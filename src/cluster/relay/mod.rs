@@ -29,7 +29,9 @@ use super::streams::{RoomStreams, FRAME_SEPARATOR};
 use super::wire::{self, Names};
 use crate::broker::{LocalChange, Question};
 use crate::directory::ShardId;
-use crate::mailbox::{Delivery, LocalPresence, Query, ReplayRequest, Target, ToSequence};
+use crate::mailbox::{
+    Delivery, LocalPresence, Query, ReplayRequest, Target, ToSequence, Unanswered,
+};
 use crate::metrics::RelayCounters;
 use crate::protocol::{Frame, Room, UserId};
 use crate::router::Router;
@@ -366,7 +368,7 @@ impl Relay {
                         Ordered::Change(change) => self.apply_offline(change),
                         Ordered::Notify { shard, then } => self.router.deliver(shard, then),
                         Ordered::Read { request, home } => {
-                            self.router.deliver(home, Delivery::StreamRead { request, read: Err(()) })
+                            self.router.deliver(home, Delivery::StreamRead { request, read: Err(Unanswered::Redis) })
                         }
                         // Redis is away: there is no cluster presence to keep or hand over.
                         Ordered::HoldChanges => {}
@@ -375,7 +377,7 @@ impl Relay {
                 }
                 outgoing = self.inputs.outgoing.recv_async() => {
                     if let Outgoing::Stamp { item, home } = outgoing.map_err(|_| Stop::Finished)? {
-                        self.router.deliver(home, Delivery::Stamped { item, stamped: Err(()) });
+                        self.router.deliver(home, Delivery::Stamped { item, stamped: Err(Unanswered::Redis) });
                     }
                     self.counters.dropped.fetch_add(1, Relaxed);
                 }

@@ -13,7 +13,7 @@ use super::{within, Exchange, Outgoing, Relay};
 use crate::cluster::streams::stamps as stamps_of;
 use crate::cluster::wire::{self, Route};
 use crate::directory::ShardId;
-use crate::mailbox::{Delivery, Origin, Stamp, ToSequence};
+use crate::mailbox::{Delivery, Origin, Stamp, ToSequence, Unanswered};
 use crate::protocol::{self, Room};
 
 impl Relay {
@@ -74,7 +74,7 @@ impl Relay {
         for ((_, items), answer) in stamps.rooms.into_iter().zip(answers) {
             let mut answer = answer.into_iter().flatten();
             for (item, home) in items {
-                let stamped = answer.next().ok_or(());
+                let stamped = answer.next().ok_or(Unanswered::Redis);
                 self.router.deliver(home, Delivery::Stamped { item, stamped });
             }
         }
