@@ -180,11 +180,9 @@ async fn with_a_store_a_resume_beyond_the_window_and_across_a_restart_reads_the_
     assert_eq!(refused["data"]["code"], "bad_request", "a since for a room carol may not join");
 }
 
-#[tokio::test]
-async fn with_a_store_a_resume_right_after_a_burst_misses_none_not_yet_committed() {
-    // Room messages go out before the writer commits them, so when a burst has pushed some out of
-    // a window of 3, they may not be in the store yet: the resume must wait for them, not skip them.
-    let dir = TempDir::new("resume-burst");
+/// A broker on a SQLite file in `dir` with a window of 3, and alice in room `r` with her first
+/// message's seq and epoch.
+async fn stored_window_of_3(dir: &TempDir) -> (TestServer, Client, u64, String) {
     let url = dir.sqlite();
     let server = quiet(move |c| {
         c.database_url = url;
@@ -194,6 +192,15 @@ async fn with_a_store_a_resume_right_after_a_burst_misses_none_not_yet_committed
     let mut alice = server.member("alice", "r").await;
     alice.send(chat("r", 0)).await;
     let (first, epoch) = next_chat(&mut alice).await;
+    (server, alice, first, epoch)
+}
+
+#[tokio::test]
+async fn with_a_store_a_resume_right_after_a_burst_misses_none_not_yet_committed() {
+    // Room messages go out before the writer commits them, so when a burst has pushed some out of
+    // a window of 3, they may not be in the store yet: the resume must wait for them, not skip them.
+    let dir = TempDir::new("resume-burst");
+    let (server, mut alice, first, epoch) = stored_window_of_3(&dir).await;
     for round in 1..=20u64 {
         let last = first + round * 300;
         for n in 0..300 {
@@ -243,15 +250,7 @@ async fn with_a_store_a_resume_beyond_the_window_while_the_room_is_busy_is_recov
     // While the store is read for the part before the window, the window slides on: the resume
     // must still be served (not `too_old`), every message once and in order.
     let dir = TempDir::new("resume-busy");
-    let url = dir.sqlite();
-    let server = quiet(move |c| {
-        c.database_url = url;
-        c.recovery_window = 3;
-    })
-    .await;
-    let mut alice = server.member("alice", "r").await;
-    alice.send(chat("r", 0)).await;
-    let (first, epoch) = next_chat(&mut alice).await;
+    let (server, mut alice, first, epoch) = stored_window_of_3(&dir).await;
     for n in 1..=200 {
         alice.send(chat("r", n)).await;
     }
