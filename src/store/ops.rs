@@ -4,7 +4,7 @@
 //! Owns: the SQL of every write and the rules that need the database (a room name taken, who may
 //! delete a message). Must not: open connections, batch or retry; the writer and the readers do.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 
@@ -166,15 +166,20 @@ fn add_participants_in_order(
     engine: &mut dyn Engine,
     batch: &[Write],
 ) -> Result<HashMap<usize, Outcome>, StoreError> {
-    let touched_otherwise = |room: &str, user: &str| {
-        batch.iter().any(|write| match write {
-            Write::RemoveParticipant { room: r, user: u } => r == room && u == user,
-            Write::CreateRoom { room: r, members } | Write::EnsureRoom { room: r, members } => {
-                r.id == room && (r.created_by == user || members.iter().any(|m| m == user))
+    // The pairs some other write of the batch adds or removes, found in one pass.
+    let mut touched: HashSet<(&str, &str)> = HashSet::new();
+    for write in batch {
+        match write {
+            Write::RemoveParticipant { room, user } => {
+                touched.insert((room, user));
             }
-            _ => false,
-        })
-    };
+            Write::CreateRoom { room, members } | Write::EnsureRoom { room, members } => {
+                touched.insert((&room.id, &room.created_by));
+                touched.extend(members.iter().map(|member| (room.id.as_str(), member.as_str())));
+            }
+            _ => {}
+        }
+    }
     let mut adds: Vec<(usize, &str, &str, Role, Millis)> = batch
         .iter()
         .enumerate()
@@ -184,7 +189,7 @@ fn add_participants_in_order(
             }
             _ => None,
         })
-        .filter(|(_, room, user, ..)| !touched_otherwise(room, user))
+        .filter(|(_, room, user, ..)| !touched.contains(&(*room, *user)))
         .collect();
     adds.sort_by(|a, b| (a.1, a.2, a.0).cmp(&(b.1, b.2, b.0)));
     let mut outcomes = HashMap::new();
@@ -200,17 +205,15 @@ fn create_rooms_in_order(
     engine: &mut dyn Engine,
     batch: &[Write],
 ) -> Result<HashMap<String, usize>, StoreError> {
-    let mut first: Vec<(&RoomInfo, usize)> = Vec::new();
+    // By id (a BTreeMap iterates in order), each with the first write that creates it.
+    let mut first: BTreeMap<&str, (&RoomInfo, usize)> = BTreeMap::new();
     for (index, write) in batch.iter().enumerate() {
         if let Write::CreateRoom { room, .. } | Write::EnsureRoom { room, .. } = write {
-            if !first.iter().any(|(known, _)| known.id == room.id) {
-                first.push((room, index));
-            }
+            first.entry(&room.id).or_insert((room, index));
         }
     }
-    first.sort_by(|(a, _), (b, _)| a.id.cmp(&b.id));
     let mut created = HashMap::new();
-    for (room, index) in first {
+    for (room, index) in first.into_values() {
         if insert_room(engine, room)? {
             created.insert(room.id.clone(), index);
         }
