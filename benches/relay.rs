@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
-use wsbroker::broker::Broker;
+use wsbroker::broker::{Broker, Numbering, Sequencer};
 use wsbroker::cluster::redis::RedisBroker;
 use wsbroker::mailbox::{Delivery, Inbox, Origin, Stamp, Target, ToSequence};
 use wsbroker::metrics::RelayCounters;
@@ -99,7 +99,7 @@ async fn stamp_all(port: u16, messages: u64) -> (u64, u64, Duration) {
         while sent - tally.answered() >= IN_FLIGHT {
             tally.count(deliveries.recv().await.unwrap());
         }
-        if broker.stamp(item(), 0).is_err() {
+        if let Numbering::Refused(_) = broker.stamp(item(), 0) {
             tally.refused += 1;
         }
     }

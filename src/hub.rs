@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::broker::{Broker, Question, Standalone};
+use crate::broker::{Broker, Coverage, PresenceManager, Question, Seams, Sequencer};
 use crate::config::Config;
 use crate::directory::{RoomDirectory, ShardId};
 use crate::mailbox::{
-    Command, ConnInfo, Delivery, Enrolment, Inbox, Query, Registration, Target, UserStatus,
+    Command, ConnInfo, Delivery, Enrolment, Inbox, Origin, Query, Registration, Target, ToSequence,
+    UserStatus,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{Frame, Room, UserId};
@@ -27,8 +28,8 @@ struct HubInner {
     router: Router,
     metrics: Metrics,
     settings: Config,
-    /// The other instances (or nobody, standalone).
-    broker: Box<dyn Broker>,
+    /// The other instances (or nobody, standalone): fan-out, presence, numbering.
+    seams: Seams,
     /// `None` with `--database-url none`.
     store: Option<Store>,
 }
@@ -38,7 +39,7 @@ struct HubInner {
 pub struct Parts {
     pub settings: Config,
     pub router: Router,
-    pub broker: Box<dyn Broker>,
+    pub seams: Seams,
     pub store: Option<Store>,
     pub metrics: Metrics,
 }
@@ -46,28 +47,6 @@ pub struct Parts {
 /// A cheap handle (one `Arc`) to the shards, the broker, the metrics and the settings.
 #[derive(Debug, Clone)]
 pub struct Hub(Arc<HubInner>);
-
-/// How much of the cluster a presence answer covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coverage {
-    /// A single instance: the answer is complete.
-    Instance,
-    /// Every live instance.
-    Cluster,
-    /// Cluster mode, but Redis did not answer: only this instance's connections.
-    Partial,
-}
-
-impl Coverage {
-    /// The `partial` field of an HTTP answer: absent for a single instance.
-    pub fn partial(self) -> Option<bool> {
-        match self {
-            Self::Instance => None,
-            Self::Cluster => Some(false),
-            Self::Partial => Some(true),
-        }
-    }
-}
 
 /// How long a presence question waits for Redis before answering locally.
 const QUESTION_TIMEOUT: Duration = Duration::from_secs(2);
@@ -77,13 +56,13 @@ impl Hub {
     pub fn new(settings: Config) -> (Self, Vec<Inbox>) {
         let (router, inboxes) = Router::new(settings.shard_count());
         let metrics = Metrics::new(router.shard_count());
-        let parts = Parts { settings, router, broker: Box::new(Standalone), store: None, metrics };
+        let parts = Parts { settings, router, seams: Seams::standalone(), store: None, metrics };
         (Self::from_parts(parts), inboxes)
     }
 
     pub fn from_parts(parts: Parts) -> Self {
-        let Parts { settings, router, broker, store, metrics } = parts;
-        Self(Arc::new(HubInner { router, metrics, settings, broker, store }))
+        let Parts { settings, router, seams, store, metrics } = parts;
+        Self(Arc::new(HubInner { router, metrics, settings, seams, store }))
     }
 
     pub fn settings(&self) -> &Config {
@@ -94,8 +73,19 @@ impl Hub {
         &self.0.metrics
     }
 
+    /// Carries publishes to the other instances.
     pub fn broker(&self) -> &dyn Broker {
-        self.0.broker.as_ref()
+        self.0.seams.broker.as_ref()
+    }
+
+    /// Presence across the instances.
+    pub fn presence(&self) -> &dyn PresenceManager {
+        self.0.seams.presence.as_ref()
+    }
+
+    /// Numbers each room's messages.
+    pub fn sequencer(&self) -> &dyn Sequencer {
+        self.0.seams.sequencer.as_ref()
     }
 
     /// The message store (`None` without persistence).
@@ -128,15 +118,24 @@ impl Hub {
         self.broker().publish(&target, &frame);
     }
 
-    /// Asks the cluster; `Err` says how much the local answer covers instead.
+    /// Publishes into a room from outside any shard (the HTTP API): the room's home numbers,
+    /// encodes, stores and fans it out, as a member's chat. Answers its seq once it is in (`None`:
+    /// the home refused it).
+    pub async fn publish_in_room(&self, item: impl FnOnce(Origin) -> ToSequence) -> Option<u64> {
+        let (reply, seq) = oneshot::channel();
+        let item = item(Origin::Waiting(reply));
+        let home = self.router().home_of(&item.room);
+        self.router().deliver(home, Delivery::Sequence(Box::new(item)));
+        seq.await.ok().flatten()
+    }
+
+    /// Asks the presence manager about the other instances; `Err`: it did not answer in time.
     async fn ask_cluster<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Question,
     ) -> Result<T, Coverage> {
         let (reply, answer) = oneshot::channel();
-        if !self.broker().ask(make(reply)) {
-            return Err(Coverage::Instance);
-        }
+        self.presence().ask(make(reply));
         match tokio::time::timeout(QUESTION_TIMEOUT, answer).await {
             Ok(Ok(value)) => Ok(value),
             _ => Err(Coverage::Partial),
@@ -175,7 +174,7 @@ impl Hub {
         let local: Vec<UserId> =
             self.ask_all(Query::OnlineUsers).await.into_iter().flatten().collect();
         let (mut users, coverage) = match self.ask_cluster(Question::OnlineUsers).await {
-            Ok(cluster) => (local.into_iter().chain(cluster).collect(), Coverage::Cluster),
+            Ok(cluster) => (local.into_iter().chain(cluster).collect(), self.presence().coverage()),
             Err(coverage) => (local, coverage),
         };
         users.sort_unstable();
@@ -193,7 +192,7 @@ impl Hub {
             match self.ask_cluster(|reply| Question::RoomUsers(room.clone(), reply)).await {
                 Ok(cluster) => {
                     users.extend(cluster.into_iter().map(|user| (user, false)));
-                    Coverage::Cluster
+                    self.presence().coverage()
                 }
                 Err(coverage) => coverage,
             };
@@ -207,12 +206,12 @@ impl Hub {
     pub async fn user_status(&self, user: &UserId) -> (UserStatus, Coverage) {
         let ask = |reply| Query::UserStatus { user: user.clone(), reply };
         let local = self.ask_owner(user, ask).await.unwrap_or(UserStatus::Offline);
-        if local != UserStatus::Offline && self.broker().decides_presence() {
-            return (local, Coverage::Cluster);
+        if local != UserStatus::Offline {
+            return (local, self.presence().coverage());
         }
         match self.ask_cluster(|reply| Question::UserOnline(user.clone(), reply)).await {
-            Ok(true) => (UserStatus::Online, Coverage::Cluster),
-            Ok(false) => (local, Coverage::Cluster),
+            Ok(true) => (UserStatus::Online, self.presence().coverage()),
+            Ok(false) => (local, self.presence().coverage()),
             Err(coverage) => (local, coverage),
         }
     }
@@ -248,9 +247,8 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use crate::broker::LocalChange;
+    use crate::broker::Standalone;
     use crate::directory::ShardId;
-    use crate::mailbox::{ReplayRequest, ToSequence};
 
     /// A broker that records whether the shard already had the message when it was handed over.
     #[derive(Debug)]
@@ -264,31 +262,11 @@ mod tests {
             let delivered = !self.inbox.lock().unwrap().deliveries.is_empty();
             self.local_first.store(delivered, Ordering::SeqCst);
         }
-        fn local_change(&self, _change: LocalChange) {}
-        fn decides_presence(&self) -> bool {
-            false
-        }
-        fn ask(&self, _question: Question) -> bool {
-            false
-        }
         fn is_ready(&self) -> bool {
             true
         }
-        fn numbers_rooms(&self) -> bool {
-            false
-        }
-        fn stamp(&self, item: ToSequence, _home: ShardId) -> Result<(), ToSequence> {
-            Err(item)
-        }
-        fn read_stream(&self, request: ReplayRequest, _: ShardId) -> Result<(), ReplayRequest> {
-            Err(request)
-        }
         fn when_subscribed(&self, _shard: ShardId, then: Delivery) -> Option<Delivery> {
             Some(then)
-        }
-        fn begin_handover(&self) {}
-        fn finish_handover(&self, _: Duration) -> tokio::sync::oneshot::Receiver<()> {
-            tokio::sync::oneshot::channel().1
         }
     }
 
@@ -299,9 +277,11 @@ mod tests {
         let (router, mut inboxes) = Router::new(1);
         let local_first = Arc::new(AtomicBool::new(false));
         let inbox = Arc::new(std::sync::Mutex::new(inboxes.remove(0)));
-        let broker = Box::new(AfterLocal { inbox, local_first: Arc::clone(&local_first) });
+        let broker = Arc::new(AfterLocal { inbox, local_first: Arc::clone(&local_first) });
+        let standalone = Arc::new(Standalone);
+        let seams = Seams { broker, presence: standalone.clone(), sequencer: standalone };
         let metrics = Metrics::new(1);
-        let hub = Hub::from_parts(Parts { settings: config, router, broker, store: None, metrics });
+        let hub = Hub::from_parts(Parts { settings: config, router, seams, store: None, metrics });
         hub.publish(
             Target::All,
             crate::protocol::reply_frame(crate::protocol::MessageType::Ack, None),

@@ -10,9 +10,10 @@
 //!   reaction to a client frame that the reader shares.
 //! - [`shard`]: N threads, each the single owner of its slice of the connection cache.
 //! - [`messages`]: the message service: history and deletes with their rules (REST and WebSocket).
-//! - [`hub`]: the handle a shard, session or handler holds: router, broker, store, metrics, settings.
-//! - [`cluster`]: the Redis implementation of the broker seam and its relay thread.
-//! - [`broker`]: the seam between instances (`Broker`, standalone); beside the hub, below it.
+//! - [`hub`]: the handle a shard, session or handler holds: router, seams, store, metrics, settings.
+//! - [`cluster`]: the Redis implementation of the seams between instances, and its relay thread.
+//! - [`broker`]: the seams between instances (`Broker` for fan-out, `PresenceManager`, `Sequencer`),
+//!   each with its standalone implementation.
 //! - [`rooms`]: the room rules (public, private, direct): who may join, read, manage.
 //! - [`store`]: messages, rooms and participants on disk (SQLite or PostgreSQL), writer and readers;
 //!   hands a commit's outcome back through the router.

@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
-use crate::broker::{Broker, Standalone};
+use crate::broker::Seams;
 use crate::cluster::redis::RedisBroker;
 use crate::config::Config;
 use crate::http::{self, App, ShardAccess};
@@ -130,18 +130,18 @@ impl Server {
         let (router, inboxes) = Router::new(config.shard_count());
         let metrics = Metrics::new(router.shard_count());
         let store = open_store(&config, &router, &metrics)?;
-        let broker: Box<dyn Broker> = match &config.redis_url {
+        let seams = match &config.redis_url {
             Some(url) => {
                 let counters = Arc::clone(&metrics.relay);
                 let broker = RedisBroker::start(&config, url, router.clone(), counters);
-                Box::new(broker.map_err(StartError::Config)?)
+                Seams::all_in_one(Arc::new(broker.map_err(StartError::Config)?))
             }
-            None => Box::new(Standalone),
+            None => Seams::standalone(),
         };
         let addr = config.listen;
         let listener = listen(addr, config.socket_send_buffer)
             .map_err(|source| StartError::Listen { addr, source })?;
-        let hub = Hub::from_parts(Parts { settings: config, router, broker, store, metrics });
+        let hub = Hub::from_parts(Parts { settings: config, router, seams, store, metrics });
         let shards = thread::start_all(&hub, inboxes)
             .map_err(|source| StartError::Threads { what: "the shard threads", source })?;
         let config = session::websocket_config(hub.settings());
@@ -196,7 +196,7 @@ impl Server {
         // is already stored and delivered.
         let settled = tokio::time::timeout(timeout, app.hub.quiesce()).await.is_ok();
         tracing::info!(settled, "chats in flight acked");
-        app.hub.broker().begin_handover();
+        app.hub.presence().begin_handover();
         app.hub.shutdown();
         let all_closed = tokio::time::timeout(timeout, async {
             for shard in shards {
@@ -206,7 +206,7 @@ impl Server {
         .await
         .is_ok();
         let grace = app.hub.settings().handover;
-        let handed = app.hub.broker().finish_handover(grace);
+        let handed = app.hub.presence().finish_handover(grace);
         let handed = tokio::time::timeout(grace + Duration::from_secs(5), handed).await;
         tracing::info!(handed_over = matches!(handed, Ok(Ok(()))), "presence handed over");
         if let Some(store) = app.hub.store() {

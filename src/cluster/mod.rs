@@ -1,4 +1,4 @@
-//! The cluster: the Redis implementation of the [`crate::broker::Broker`] seam (`--redis-url`).
+//! The cluster: the Redis implementation of the seams in [`crate::broker`] (`--redis-url`).
 //!
 //! Owns: the Redis broker ([`redis::RedisBroker`]), the relay thread behind it, the presence scripts
 //! and the wire names. May touch: the shards only through the [`crate::router::Router`] it is given,

@@ -1,5 +1,6 @@
-//! The Redis broker: the [`Broker`] that shards and the HTTP API call in cluster mode (`--redis-url`),
-//! and the start of the relay thread behind it.
+//! The Redis implementation of the three seams (`Broker`, `PresenceManager`, `Sequencer`) that
+//! shards and the HTTP API call in cluster mode (`--redis-url`), and the start of the relay thread
+//! behind them.
 //!
 //! Owns: the sending ends of the relay's inputs and the readiness flag. Must not: wait. A publish is a
 //! `try_send` into a bounded queue (full: dropped for the other instances and counted); presence
@@ -14,7 +15,9 @@ use tokio::sync::oneshot;
 use super::presence::Presence;
 use super::relay::{Inputs, Ordered, Outgoing, Relay, Tuning};
 use super::streams::RoomStreams;
-use crate::broker::{Broker, LocalChange, Question};
+use crate::broker::{
+    Announce, Broker, Coverage, LocalChange, Numbering, PresenceManager, Question, Sequencer,
+};
 use crate::config::Config;
 use crate::directory::ShardId;
 use crate::mailbox::{Delivery, ReplayRequest, Target, ToSequence};
@@ -102,46 +105,36 @@ impl Broker for RedisBroker {
         }
     }
 
-    fn local_change(&self, change: LocalChange) {
-        // Fails only once the relay thread is gone, when there is nobody left to tell.
-        let _ = self.changes.send(Ordered::Change(change));
-    }
-
-    fn decides_presence(&self) -> bool {
-        true
-    }
-
-    fn ask(&self, question: Question) -> bool {
-        // A full queue drops the question; the asker then answers locally, marked partial.
-        let _ = self.questions.try_send(question);
-        true
-    }
-
     fn is_ready(&self) -> bool {
         self.counters.redis_up.load(Relaxed) == 1
     }
 
-    fn numbers_rooms(&self) -> bool {
-        true
+    fn when_subscribed(&self, shard: ShardId, then: Delivery) -> Option<Delivery> {
+        match self.changes.send(Ordered::Notify { shard, then }) {
+            Ok(()) => None,
+            Err(gone) => match gone.0 {
+                Ordered::Notify { then, .. } => Some(then),
+                _ => unreachable!("a notice was sent"),
+            },
+        }
+    }
+}
+
+impl PresenceManager for RedisBroker {
+    /// The relay subscribes to the rooms joined, and announces a change once it is the cluster's.
+    fn local_change(&self, change: LocalChange) -> Announce {
+        // Fails only once the relay thread is gone, when there is nobody left to tell.
+        let _ = self.changes.send(Ordered::Change(change));
+        Announce::ByManager
     }
 
-    fn stamp(&self, item: ToSequence, home: ShardId) -> Result<(), ToSequence> {
-        let outgoing = Outgoing::Stamp { item: Box::new(item), home };
-        self.outgoing.try_send(outgoing).map_err(|refused| match refused.into_inner() {
-            Outgoing::Stamp { item, .. } => {
-                self.counters.dropped.fetch_add(1, Relaxed);
-                *item
-            }
-            Outgoing::Publish { .. } => unreachable!("a stamp was sent"),
-        })
+    fn ask(&self, question: Question) {
+        // A full queue drops the question; the asker then answers locally, marked partial.
+        let _ = self.questions.try_send(question);
     }
 
-    fn read_stream(&self, request: ReplayRequest, home: ShardId) -> Result<(), ReplayRequest> {
-        let read = Ordered::Read { request: Box::new(request), home };
-        self.changes.send(read).map_err(|gone| match gone.0 {
-            Ordered::Read { request, .. } => *request,
-            _ => unreachable!("a read was sent"),
-        })
+    fn coverage(&self) -> Coverage {
+        Coverage::Cluster
     }
 
     fn begin_handover(&self) {
@@ -153,13 +146,32 @@ impl Broker for RedisBroker {
         let _ = self.changes.send(Ordered::HandOver { grace, done });
         handed
     }
+}
 
-    fn when_subscribed(&self, shard: ShardId, then: Delivery) -> Option<Delivery> {
-        match self.changes.send(Ordered::Notify { shard, then }) {
-            Ok(()) => None,
+impl Sequencer for RedisBroker {
+    /// A script numbers the message and publishes it, atomically.
+    fn stamp(&self, item: ToSequence, home: ShardId) -> Numbering<ToSequence> {
+        let outgoing = Outgoing::Stamp { item: Box::new(item), home };
+        match self.outgoing.try_send(outgoing) {
+            Ok(()) => Numbering::Taken,
+            Err(refused) => match refused.into_inner() {
+                Outgoing::Stamp { item, .. } => {
+                    self.counters.dropped.fetch_add(1, Relaxed);
+                    Numbering::Refused(*item)
+                }
+                Outgoing::Publish { .. } => unreachable!("a stamp was sent"),
+            },
+        }
+    }
+
+    /// Read in order with the subscriptions, so after the member's.
+    fn read_stream(&self, request: ReplayRequest, home: ShardId) -> Numbering<ReplayRequest> {
+        let read = Ordered::Read { request: Box::new(request), home };
+        match self.changes.send(read) {
+            Ok(()) => Numbering::Taken,
             Err(gone) => match gone.0 {
-                Ordered::Notify { then, .. } => Some(then),
-                _ => unreachable!("a notice was sent"),
+                Ordered::Read { request, .. } => Numbering::Refused(*request),
+                _ => unreachable!("a read was sent"),
             },
         }
     }

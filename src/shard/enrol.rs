@@ -33,7 +33,7 @@ impl Shard {
             return;
         }
         if !self.cache.has_user(&user) {
-            self.hub.broker().local_change(LocalChange::UserOnline(user.clone()));
+            self.hub.presence().local_change(LocalChange::UserOnline(user.clone()));
             self.note_presence(&user, true);
         }
         let connection = Connection {

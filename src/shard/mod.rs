@@ -36,7 +36,7 @@ mod unheard;
 
 use std::time::Instant;
 
-use crate::broker::LocalChange;
+use crate::broker::{Announce, LocalChange};
 use crate::close::{self, CloseReason};
 use crate::directory::{ShardId, Transition};
 use crate::hub::Hub;
@@ -221,10 +221,9 @@ impl Shard {
                 .get(conn)
                 .map(|c| c.user.clone())
                 .expect("a joined connection is cached");
-            self.hub
-                .broker()
-                .local_change(LocalChange::Joined { room: room.clone(), user: user.clone() });
-            self.announce(room, &user, PresenceStatus::Join);
+            let change = LocalChange::Joined { room: room.clone(), user: user.clone() };
+            let announce = self.hub.presence().local_change(change);
+            self.announce(room, &user, PresenceStatus::Join, announce);
         }
     }
 
@@ -244,17 +243,16 @@ impl Shard {
             self.out.start_holding();
         }
         if left.user_left {
-            self.hub
-                .broker()
-                .local_change(LocalChange::Left { room: left.room.clone(), user: user.clone() });
-            self.announce(left.room, user, PresenceStatus::Leave);
+            let change = LocalChange::Left { room: left.room.clone(), user: user.clone() };
+            let announce = self.hub.presence().local_change(change);
+            self.announce(left.room, user, PresenceStatus::Leave, announce);
         }
     }
 
-    /// Tells the room that `user` came or went (unless presence events are off, or the cluster
-    /// broker decides them because the user may be in the room on another instance too).
-    fn announce(&mut self, room: Room, user: &UserId, status: PresenceStatus) {
-        if !self.hub.settings().presence_events || self.hub.broker().decides_presence() {
+    /// Tells the room that `user` came or went (unless presence events are off, or the presence
+    /// manager tells it because the user may be in the room on another instance too).
+    fn announce(&mut self, room: Room, user: &UserId, status: PresenceStatus, by: Announce) {
+        if !self.hub.settings().presence_events || by == Announce::ByManager {
             return;
         }
         self.send_presence(room, user.clone(), status);
@@ -280,7 +278,7 @@ impl Shard {
         if !self.cache.has_user(&connection.user) {
             self.limits.forget(&connection.user);
             self.note_presence(&connection.user, false);
-            self.hub.broker().local_change(LocalChange::UserOffline(connection.user));
+            self.hub.presence().local_change(LocalChange::UserOffline(connection.user));
         }
     }
 

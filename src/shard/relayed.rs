@@ -1,9 +1,10 @@
-//! A room's stream in cluster mode, on the room's home shard: the broker numbers the messages
-//! (a script in Redis, atomically with the publish), the home fans out what comes back.
+//! A room's stream numbered by a sequencer that takes the work (Redis, in cluster mode), on the
+//! room's home shard: the sequencer numbers the messages (a script in Redis, atomically with the
+//! publish), the home fans out what comes back.
 //!
 //! Owns: per room homed here, the stream as this instance has heard it since it listens to the
 //! room (epoch, last seq, the window of recent messages), and the answer to a resume from the
-//! broker's read plus that window. Must not: number a message itself in cluster mode.
+//! sequencer's read plus that window. Must not: number a message itself.
 //!
 //! Every instance hears a room's messages in seq order on one Redis channel, its own included, and
 //! only from there fans them out, so its members get them in seq order. A hole in what the home
@@ -19,13 +20,6 @@ use crate::mailbox::{Replay, ReplayRequest, Stamp, StreamSlice, ToSequence, Unan
 use crate::protocol::{self, Frame, Room, Unrecovered};
 
 impl Shard {
-    /// Hands a room message homed here to the broker to number; refused at once when it cannot.
-    pub(super) fn stamp_in_cluster(&mut self, item: ToSequence) {
-        if let Err(item) = self.hub.broker().stamp(item, self.id) {
-            self.refuse_message(item);
-        }
-    }
-
     /// The broker numbered (or could not number) a message: store it, then tell its sender. A
     /// resend (`again`) has the seq its first send got and was not published again; it is stored
     /// all the same (a no-op when the first send was committed, the message itself when the
@@ -83,13 +77,10 @@ impl Shard {
         self.release_heard(room, u64::MAX);
     }
 
-    /// A resume at the room's home: the broker reads the room's stream (after the member's
-    /// subscription is confirmed), and the answer is made when it is back.
-    pub(super) fn read_cluster_stream(&mut self, request: ReplayRequest) {
-        if let Err(request) = self.hub.broker().read_stream(request, self.id) {
-            self.without_position(&request.room);
-            self.unrecoverable(request, Unrecovered::NoHistory, 0, "");
-        }
+    /// The sequencer could not take a resume's read: answered with no history.
+    pub(super) fn no_stream_read(&mut self, request: ReplayRequest) {
+        self.without_position(&request.room);
+        self.unrecoverable(request, Unrecovered::NoHistory, 0, "");
     }
 
     /// A resume of `room` is answered with no position (Redis could not be read): unless this home

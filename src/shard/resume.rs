@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use super::stream::{Stream, Waiting};
 use super::Shard;
+use crate::broker::Numbering;
 use crate::mailbox::{ConnId, Delivery, Replay, ReplayRequest, Unanswered};
 use crate::protocol::{self, ErrorCode, Frame, Resumed, Room, Since, Unrecovered};
 use crate::store::ops::{Answer, Read, Write};
@@ -50,13 +51,17 @@ impl Shard {
         self.deliver_after_commit(home, Delivery::Replay(Box::new(request)));
     }
 
-    /// At the room's home: the messages after the resume point, from the window (or the store).
+    /// At the room's home: the messages after the resume point, from the window (or the store), or
+    /// from the sequencer's read (`relayed.rs` takes its answer).
     pub(super) fn replay(&mut self, request: ReplayRequest) {
-        if self.hub.broker().numbers_rooms() {
-            return self.read_cluster_stream(request);
+        match self.hub.sequencer().read_stream(request, self.id) {
+            Numbering::Here(request) => {
+                let room = request.room.clone();
+                self.stream_ready(&room, Waiting::Resume(request));
+            }
+            Numbering::Taken => {}
+            Numbering::Refused(request) => self.no_stream_read(request),
         }
-        let room = request.room.clone();
-        self.stream_ready(&room, Waiting::Resume(request));
     }
 
     pub(super) fn answer_replay(&mut self, request: ReplayRequest) {

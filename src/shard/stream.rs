@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use super::output::Held;
 use super::sent::SentBefore;
 use super::Shard;
+use crate::broker::Numbering;
 use crate::mailbox::{Delivery, LoadedStream, Origin, ReplayRequest, ToSequence, Unanswered};
 use crate::protocol::{self, Frame, Published, Room, Unrecovered};
 use crate::store::ops::{Answer, Read, Write};
@@ -134,13 +135,17 @@ impl Shard {
         }
     }
 
-    /// A room message homed here: stamped now, or once the room's stream is read from the store.
+    /// A room message homed here, handed to the sequencer: numbered here (now, or once the room's
+    /// stream is read from the store), or by the sequencer (`relayed.rs` takes its answer).
     pub(super) fn sequence(&mut self, item: ToSequence) {
-        if self.hub.broker().numbers_rooms() {
-            return self.stamp_in_cluster(item);
+        match self.hub.sequencer().stamp(item, self.id) {
+            Numbering::Here(item) => {
+                let room = item.room.clone();
+                self.stream_ready(&room, Waiting::Message(item));
+            }
+            Numbering::Taken => {}
+            Numbering::Refused(item) => self.refuse_message(item),
         }
-        let room = item.room.clone();
-        self.stream_ready(&room, Waiting::Message(item));
     }
 
     /// Runs `waiting` on the room's stream now if it is ready (creating it when there is no store),

@@ -7,10 +7,10 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::broker::LocalChange;
+use crate::broker::{Numbering, Seams, Sequencer};
 use crate::config::Config;
 use crate::directory::ShardId;
-use crate::mailbox::{Origin, Registration, Stamp, ToSequence};
+use crate::mailbox::{Origin, Registration, ReplayRequest, Stamp, ToSequence};
 use crate::protocol;
 use crate::protocol::{Action, ClientRequest, MessageType};
 
@@ -162,17 +162,15 @@ fn an_answer_computed_off_the_shard_goes_through_its_output_and_a_full_outbox_ev
 
 /// Two shards; `room` is homed on shard 0 and `user` lives on shard 1.
 fn two_shards() -> (Shard, Vec<Inbox>, Hub, Room, UserId) {
-    two_shards_with(Box::new(crate::broker::Standalone))
+    two_shards_with(Seams::standalone())
 }
 
-fn two_shards_with(
-    broker: Box<dyn crate::broker::Broker>,
-) -> (Shard, Vec<Inbox>, Hub, Room, UserId) {
+fn two_shards_with(seams: Seams) -> (Shard, Vec<Inbox>, Hub, Room, UserId) {
     let mut settings = Config::with_listen("127.0.0.1:0".parse().unwrap());
     settings.shards = Some(2);
     let (router, inboxes) = crate::router::Router::new(2);
     let metrics = crate::metrics::Metrics::new(2);
-    let hub = Hub::from_parts(crate::hub::Parts { settings, router, broker, store: None, metrics });
+    let hub = Hub::from_parts(crate::hub::Parts { settings, router, seams, store: None, metrics });
     let router = hub.router();
     let named = |n: usize, shard: usize| {
         (0..).map(|i| format!("{n}-{i}")).find(|name| router.shard_of_user(name) == shard).unwrap()
@@ -210,6 +208,10 @@ fn a_room_message_ack_never_overtakes_its_fan_out_held_for_a_commit() {
 #[test]
 fn a_commit_told_to_the_room_home_reaches_the_sender_after_the_home_output() {
     let (mut home, mut inboxes, _hub, room, sender) = two_shards();
+    // The home numbers the message first (seq 1), as it does before any commit of it.
+    home.on_delivery(Delivery::Sequence(Box::new(room_chat(&room, &sender, 6))));
+    home.finish_batch();
+    while inboxes[1].deliveries.try_recv().is_ok() {}
     let _member = register(&mut home, 1, "member", &[room.as_ref()], 16);
     let (user, id) = (sender.clone(), "m1".to_owned());
     let committed = Delivery::Committed { conn: 7, user, room: Some(room), id, seq: Some(1) };
@@ -220,48 +222,24 @@ fn a_commit_told_to_the_room_home_reaches_the_sender_after_the_home_output() {
     assert!(matches!(passed_on, Delivery::Stored { conn: 7, seq: Some(1), .. }));
 }
 
-/// A broker that numbers rooms (as the cluster's does) and sends nothing anywhere: the test hands
-/// the shard what Redis would (`Stamped`, `Sequenced`) itself.
+/// A sequencer that takes every message (as the cluster's does) and sends nothing anywhere: the
+/// test hands the shard what Redis would (`Stamped`, `Sequenced`) itself.
 #[derive(Debug)]
-struct Numbering;
+struct Takes;
 
-impl crate::broker::Broker for Numbering {
-    fn publish(&self, _target: &Target, _frame: &Frame) {}
-    fn local_change(&self, _change: LocalChange) {}
-    fn decides_presence(&self) -> bool {
-        true
+impl Sequencer for Takes {
+    fn stamp(&self, _item: ToSequence, _home: ShardId) -> Numbering<ToSequence> {
+        Numbering::Taken
     }
-    fn ask(&self, _question: crate::broker::Question) -> bool {
-        false
-    }
-    fn is_ready(&self) -> bool {
-        true
-    }
-    fn numbers_rooms(&self) -> bool {
-        true
-    }
-    fn stamp(&self, _item: ToSequence, _home: ShardId) -> Result<(), ToSequence> {
-        Ok(())
-    }
-    fn read_stream(
-        &self,
-        request: crate::mailbox::ReplayRequest,
-        _home: ShardId,
-    ) -> Result<(), crate::mailbox::ReplayRequest> {
-        Err(request)
-    }
-    fn when_subscribed(&self, _shard: ShardId, then: Delivery) -> Option<Delivery> {
-        Some(then)
-    }
-    fn begin_handover(&self) {}
-    fn finish_handover(&self, _grace: std::time::Duration) -> oneshot::Receiver<()> {
-        oneshot::channel().1
+    fn read_stream(&self, request: ReplayRequest, _home: ShardId) -> Numbering<ReplayRequest> {
+        Numbering::Refused(request)
     }
 }
 
 #[test]
 fn in_cluster_mode_an_ack_waits_until_the_home_heard_its_message_back() {
-    let (mut home, mut inboxes, _hub, room, sender) = two_shards_with(Box::new(Numbering));
+    let (mut home, mut inboxes, _hub, room, sender) =
+        two_shards_with(Seams { sequencer: Arc::new(Takes), ..Seams::standalone() });
     let member = register(&mut home, 1, "member", &[room.as_ref()], 16);
     home.finish_batch();
     let epoch: Arc<str> = Arc::from("e1");

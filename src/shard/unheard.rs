@@ -1,6 +1,8 @@
-//! Cluster mode, at a room's home: the answers to a room message's sender (its ack, an HTTP
-//! publish's seq; [`Shard::on_committed`] hands them here) wait until this home has heard the message back from Redis and fanned it out
-//! here, so an answer never overtakes its message on this instance.
+//! At a room's home whose sequencer takes the numbering (Redis, in cluster mode): the answers to a
+//! room message's sender (its ack, an HTTP publish's seq; [`Shard::on_committed`] hands them here)
+//! wait until this home has heard the message back from the sequencer and fanned it out here, so an
+//! answer never overtakes its message on this instance. A home that numbers itself has always
+//! heard what it numbered, so nothing waits there.
 //!
 //! Owns: the answers waiting, per room, in arrival order. Must not: hold one forever. A seq heard
 //! at or past it, a new epoch, a fresh subscription, or `UNHEARD_LIMIT` releases it (the last for
@@ -72,10 +74,11 @@ impl Unheard {
 }
 
 impl Shard {
-    /// Whether an answer about `room`'s message `seq` must wait here: cluster mode, this is the
-    /// room's home, and it has not heard that seq yet.
+    /// Whether an answer about `room`'s message `seq` must wait here: this is the room's home, and
+    /// its stream has not reached that seq yet (a home that numbers has reached every seq it gave;
+    /// with a sequencer, the home hears each numbered message back).
     pub(super) fn awaits_hearing(&self, room: &Room, seq: u64) -> bool {
-        if !self.hub.broker().numbers_rooms() || self.hub.router().home_of(room) != self.id {
+        if self.hub.router().home_of(room) != self.id {
             return false;
         }
         !matches!(self.streams.rooms.get(room), Some(Stream::Ready(ready)) if ready.last >= seq)
