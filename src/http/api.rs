@@ -3,7 +3,9 @@
 //!
 //! Owns: the request and response bodies of `/api/v1/chat/...` publishes and presence. Must not:
 //! encode a frame more than once per publish, or read the cache other than through the hub's
-//! queries. A publish, with a store, is answered 202 only after it is committed.
+//! queries. Every publish goes through the hub: into a room, to the room's home shard, which
+//! encodes it (`Hub::publish_in_room`); to users or everyone, encoded here (`Hub::publish`). With a
+//! store, it is answered 202 only after it is committed.
 
 use std::net::SocketAddr;
 
@@ -17,11 +19,10 @@ use std::time::SystemTime;
 
 use super::rooms::{self, Caller};
 use super::{error, json, unauthorized, App, Body};
-use crate::hub::Coverage;
+use crate::broker::Coverage;
 use serde_json::json;
-use tokio::sync::oneshot;
 
-use crate::mailbox::{Delivery, Origin, Target, ToSequence, UserStatus};
+use crate::mailbox::{Target, ToSequence, UserStatus};
 use crate::protocol::{self, Frame, Limits, MessageType, Room, UserId, GLOBAL_ROOM};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::{millis, time_of, NewMessage, RoomInfo, RoomType};
@@ -129,21 +130,13 @@ async fn publish(
     let outcome = async {
         let body = read_body(app, request).await?;
         let target = target(&body)?;
-        let (id, frame, message) = encode_publish(app, &body, &target)?;
-        if let (Target::Room(room), Some(store)) = (&target, app.hub.store()) {
-            let info = RoomInfo {
-                id: room.to_string(),
-                kind: RoomType::Public,
-                created_at: message.created_at,
-                created_by: message.sender.to_string(),
-                metadata: None,
-            };
-            store.note(Write::EnsureRoom { room: info, members: Vec::new() });
-        }
-        if let Target::Room(room) = &target {
-            let seq = publish_to_home(app, room.clone(), &body, message).await?;
+        let publish = Publish::parse(app, body)?;
+        let id = publish.id.clone();
+        if let Target::Room(room) = target {
+            let seq = publish_in_room(app, room, publish).await?;
             return Ok::<_, Refusal>(json!({ "id": id, "seq": seq }));
         }
+        let (frame, message) = publish.encode(&target);
         let Some(store) = app.hub.store() else {
             app.hub.publish(target, frame);
             return Ok(json!({ "id": id }));
@@ -159,30 +152,23 @@ async fn publish(
     }
 }
 
-/// A publish into a room goes to the room's home shard, which numbers, stores and publishes it;
-/// the answer (its seq) comes once it is in.
-async fn publish_to_home(
-    app: &App,
-    room: Room,
-    body: &PublishBody,
-    message: NewMessage,
-) -> Result<u64, Refusal> {
-    let (reply, seq) = oneshot::channel();
-    let data = body.data.clone().ok_or_else(|| Refusal::bad("missing data"))?;
-    let kind =
-        MessageType::parse_published(message.kind).ok_or_else(|| Refusal::bad("bad type"))?;
-    let item = ToSequence {
-        room: room.clone(),
-        id: message.id,
-        sender: message.sender,
-        kind,
-        data,
-        at: message.created_at,
-        origin: Origin::Waiting(reply),
-    };
-    let home = app.hub.router().home_of(&room);
-    app.hub.router().deliver(home, Delivery::Sequence(Box::new(item)));
-    seq.await.ok().flatten().ok_or_else(unavailable)
+/// A publish into a room goes to the room's home shard through the hub; the home numbers, encodes
+/// (once), stores and publishes it, and the answer (its seq) comes once it is in.
+async fn publish_in_room(app: &App, room: Room, publish: Publish) -> Result<u64, Refusal> {
+    let Publish { id, kind, from, data, at } = publish;
+    if let Some(store) = app.hub.store() {
+        let created_by = from.to_string();
+        let info = RoomInfo {
+            id: room.to_string(),
+            kind: RoomType::Public,
+            created_at: millis(at),
+            created_by,
+            metadata: None,
+        };
+        store.note(Write::EnsureRoom { room: info, members: Vec::new() });
+    }
+    let item = |origin| ToSequence { room, id, sender: from, kind, data, at: millis(at), origin };
+    app.hub.publish_in_room(item).await.ok_or_else(unavailable)
 }
 
 async fn read_body(app: &App, request: Request<Incoming>) -> Result<PublishBody, Refusal> {
@@ -203,43 +189,50 @@ fn unavailable() -> Refusal {
     Refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", protocol::STORE_UNAVAILABLE.into())
 }
 
-/// The frame of a publish, encoded once, and the message to store.
-fn encode_publish(
-    app: &App,
-    body: &PublishBody,
-    target: &Target,
-) -> Result<(String, Frame, NewMessage), Refusal> {
-    let name = body.kind.as_deref().unwrap_or("notification");
-    let kind = MessageType::parse_published(name).ok_or_else(|| {
-        Refusal(StatusCode::BAD_REQUEST, "unknown_type", format!("cannot publish type {name}"))
-    })?;
-    let from = body.from.as_deref().unwrap_or("system");
-    protocol::validate_user(from).map_err(Refusal::bad)?;
-    let limits = Limits { max_content_chars: app.hub.settings().max_content };
-    let data = protocol::chat_data(body.data.as_deref(), limits).map_err(|(code, message)| {
-        Refusal(StatusCode::BAD_REQUEST, code.as_str(), message.into())
-    })?;
-    let id = protocol::new_message_id();
-    let (room, metadata) = match target {
-        Target::Room(room) => (Some(room.clone()), None),
-        Target::All => (Some(Room::from(GLOBAL_ROOM)), None),
-        Target::User(user) => (None, Some(serde_json::json!({ "to": [user] }).to_string())),
-        Target::Users(users) => (None, Some(serde_json::json!({ "to": users }).to_string())),
-    };
-    let at = SystemTime::now();
-    let frame_room = room.as_deref().filter(|room| *room != GLOBAL_ROOM);
-    let frame = protocol::message_frame_at(kind, &id, frame_room, from, data, at);
-    let message = NewMessage {
-        id: id.clone(),
-        room,
-        sender: UserId::from(from),
-        kind: kind.as_str(),
-        data: data.get().into(),
-        created_at: millis(at),
-        metadata,
-        stream: None,
-    };
-    Ok((id, frame, message))
+/// A publish's checked message, not encoded yet.
+struct Publish {
+    id: String,
+    kind: MessageType,
+    from: UserId,
+    data: Box<RawValue>,
+    at: SystemTime,
+}
+
+impl Publish {
+    fn parse(app: &App, body: PublishBody) -> Result<Self, Refusal> {
+        let name = body.kind.as_deref().unwrap_or("notification");
+        let kind = MessageType::parse_published(name).ok_or_else(|| {
+            Refusal(StatusCode::BAD_REQUEST, "unknown_type", format!("cannot publish type {name}"))
+        })?;
+        let from = body.from.as_deref().unwrap_or("system");
+        protocol::validate_user(from).map_err(Refusal::bad)?;
+        let limits = Limits { max_content_chars: app.hub.settings().max_content };
+        let data =
+            protocol::chat_data(body.data.as_deref(), limits).map_err(|(code, message)| {
+                Refusal(StatusCode::BAD_REQUEST, code.as_str(), message.into())
+            })?;
+        let (data, from) = (data.to_owned(), UserId::from(from));
+        Ok(Self { id: protocol::new_message_id(), kind, from, data, at: SystemTime::now() })
+    }
+
+    /// The frame of a publish to users or everyone, encoded once, and the message to store.
+    fn encode(self, target: &Target) -> (Frame, NewMessage) {
+        let (room, metadata) = match target {
+            Target::Room(room) => (Some(room.clone()), None),
+            Target::All => (Some(Room::from(GLOBAL_ROOM)), None),
+            Target::User(user) => (None, Some(serde_json::json!({ "to": [user] }).to_string())),
+            Target::Users(users) => (None, Some(serde_json::json!({ "to": users }).to_string())),
+        };
+        let Self { id, kind, from, data, at } = self;
+        let frame_room = room.as_deref().filter(|room| *room != GLOBAL_ROOM);
+        let frame = protocol::message_frame_at(kind, &id, frame_room, &from, &data, at);
+        let data = data.get().into();
+        let created_at = millis(at);
+        let kind = kind.as_str();
+        let message =
+            NewMessage { id, room, sender: from, kind, data, created_at, metadata, stream: None };
+        (frame, message)
+    }
 }
 
 async fn online(app: &App) -> Response<Body> {
