@@ -5,14 +5,15 @@
 //! touch: the hub (the store, and the room to tell of a deletion). Must not: touch a shard's cache;
 //! a shard's answer goes back to it as a delivery.
 
+use crate::protocol::{millis, time_of};
 use std::time::SystemTime;
 
 use crate::hub::Hub;
 use crate::mailbox::Target;
 use crate::protocol::{self, ErrorCode, Frame, MessageType, Next, Page, Published, Room, UserId};
-use crate::rooms::{self, Verdict};
+use crate::rooms::{self, Access};
 use crate::store::ops::{Answer, Outcome, Read, Write};
-use crate::store::{millis, time_of, StoredMessage};
+use crate::store::StoredMessage;
 
 /// A stored message as the envelope it went out as.
 pub fn stored_frame(message: &StoredMessage) -> Option<Frame> {
@@ -37,12 +38,12 @@ pub struct History {
 
 /// A page of `room`'s history for `user`: the envelopes, oldest first, and the cursor of the next
 /// page. The rules of WebSocket `history` and of the REST endpoint alike.
-pub async fn read_history(hub: &Hub, request: &History) -> Result<(Vec<Frame>, Next), Verdict> {
-    let store = hub.store().ok_or(Verdict::NotFound)?;
+pub async fn read_history(hub: &Hub, request: &History) -> Result<(Vec<Frame>, Next), Access> {
+    let store = hub.store().ok_or(Access::NotFound)?;
     let user = Some(request.user.as_ref()).filter(|user| !user.is_empty());
     match rooms::may_read(store, &request.room, user, request.admin).await {
-        Verdict::Allowed => {}
-        verdict => return Err(verdict),
+        Access::Allowed => {}
+        access => return Err(access),
     }
     let (before, after) = match request.page {
         Page::Before(before) => (before, None),
@@ -51,7 +52,7 @@ pub async fn read_history(hub: &Hub, request: &History) -> Result<(Vec<Frame>, N
     let read =
         Read::History { room: request.room.to_string(), before, after, limit: request.limit };
     let Ok(Answer::Messages(messages)) = store.read(read).await else {
-        return Err(Verdict::Unavailable);
+        return Err(Access::Unavailable);
     };
     let frames: Vec<Frame> = messages.iter().filter_map(stored_frame).collect();
     let full = messages.len() as i64 == request.limit;

@@ -8,15 +8,16 @@
 //! - private: participants only (and admins).
 //! - direct: `dm:<a>:<b>` with `a < b`, exactly those two; joining it by name creates it.
 
+use crate::protocol::millis;
 use std::time::SystemTime;
 
-use crate::protocol::{self, Room};
+use crate::protocol::{self, ErrorCode, Room};
 use crate::store::ops::{Answer, Read, Write};
-use crate::store::{millis, Role, RoomInfo, RoomType, Store, Unavailable};
+use crate::store::{Role, RoomInfo, RoomType, Store, Unavailable};
 
-/// What a join or a read may do.
+/// Whether a join, a read or a change of a room is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Access {
     Allowed,
     /// Not for this user: the reason, for the error message.
     Forbidden(String),
@@ -25,7 +26,21 @@ pub enum Verdict {
     Unavailable,
 }
 
-impl From<Unavailable> for Verdict {
+impl Access {
+    /// A refusal's error code and message (`None`: allowed), for WebSocket and HTTP alike.
+    pub fn refusal(self, room: &str) -> Option<(ErrorCode, String)> {
+        match self {
+            Self::Allowed => None,
+            Self::Forbidden(why) => Some((ErrorCode::Forbidden, why)),
+            Self::NotFound => Some((ErrorCode::NotFound, format!("no room {room}"))),
+            Self::Unavailable => {
+                Some((ErrorCode::Unavailable, protocol::STORE_UNAVAILABLE.to_owned()))
+            }
+        }
+    }
+}
+
+impl From<Unavailable> for Access {
     fn from(_: Unavailable) -> Self {
         Self::Unavailable
     }
@@ -60,7 +75,7 @@ fn born_by_joining(room: &str, user: &str) -> (RoomInfo, Vec<String>) {
 }
 
 /// The room and `user`'s role in it.
-async fn access(
+async fn room_and_role(
     store: &Store,
     room: &str,
     user: &str,
@@ -74,71 +89,71 @@ async fn access(
 
 /// Allowed once `write` is committed: the join's ack means the room (and the participant) exists
 /// for every request after it.
-async fn committed(store: &Store, write: Write) -> Verdict {
+async fn committed(store: &Store, write: Write) -> Access {
     match store.write(write).await {
-        Ok(_) => Verdict::Allowed,
+        Ok(_) => Access::Allowed,
         Err(unavailable) => unavailable.into(),
     }
 }
 
 /// Whether `user` may join `room`; a join of a room nobody created creates it (public, or direct
 /// for its two users), and a first join of a public room makes the user a participant.
-pub async fn may_join(store: &Store, room: &Room, user: &str, admin: bool) -> Verdict {
-    let (info, role) = match access(store, room, user).await {
+pub async fn may_join(store: &Store, room: &Room, user: &str, admin: bool) -> Access {
+    let (info, role) = match room_and_role(store, room, user).await {
         Ok(found) => found,
         Err(unavailable) => return unavailable.into(),
     };
     match (info, role) {
         (None, _) if room.starts_with("dm:") && direct_pair(room).is_none() => {
-            Verdict::Forbidden(format!("direct rooms are named dm:<a>:<b> with a < b, not {room}"))
+            Access::Forbidden(format!("direct rooms are named dm:<a>:<b> with a < b, not {room}"))
         }
         (None, _) if direct_pair(room).is_some_and(|(a, b)| user != a && user != b) && !admin => {
-            Verdict::Forbidden(format!("{room} is a direct room of two other users"))
+            Access::Forbidden(format!("{room} is a direct room of two other users"))
         }
         (None, _) => {
             let (info, members) = born_by_joining(room, user);
             committed(store, Write::EnsureRoom { room: info, members }).await
         }
-        (Some(_), Some(_)) => Verdict::Allowed,
+        (Some(_), Some(_)) => Access::Allowed,
         (Some(info), None) if info.kind == RoomType::Public => {
             let at = millis(SystemTime::now());
             let (room, user) = (room.to_string(), user.to_owned());
             committed(store, Write::AddParticipant { room, user, role: Role::Member, at }).await
         }
-        (Some(_), None) if admin => Verdict::Allowed,
+        (Some(_), None) if admin => Access::Allowed,
         (Some(info), None) => {
-            Verdict::Forbidden(format!("{} is a {} room", info.id, info.kind.as_str()))
+            Access::Forbidden(format!("{} is a {} room", info.id, info.kind.as_str()))
         }
     }
 }
 
 /// Whether `user` may read `room` (its history, its participants): any existing public room,
 /// private and direct ones for participants and admins.
-pub async fn may_read(store: &Store, room: &str, user: Option<&str>, admin: bool) -> Verdict {
-    let (info, role) = match access(store, room, user.unwrap_or_default()).await {
+pub async fn may_read(store: &Store, room: &str, user: Option<&str>, admin: bool) -> Access {
+    let (info, role) = match room_and_role(store, room, user.unwrap_or_default()).await {
         Ok(found) => found,
         Err(unavailable) => return unavailable.into(),
     };
     match (info, role) {
-        (None, _) => Verdict::NotFound,
+        (None, _) => Access::NotFound,
         (Some(info), None) if info.kind != RoomType::Public && !admin => {
-            Verdict::Forbidden(format!("{} is a {} room", info.id, info.kind.as_str()))
+            Access::Forbidden(format!("{} is a {} room", info.id, info.kind.as_str()))
         }
-        _ => Verdict::Allowed,
+        _ => Access::Allowed,
     }
 }
 
 /// Whether `user` may add or remove participants of `room`: its owner, or an admin.
-pub async fn may_manage(store: &Store, room: &str, user: Option<&str>, admin: bool) -> Verdict {
-    let (info, role) = match access(store, room, user.unwrap_or_default()).await {
+pub async fn may_manage(store: &Store, room: &str, user: Option<&str>, admin: bool) -> Access {
+    let (info, role) = match room_and_role(store, room, user.unwrap_or_default()).await {
         Ok(found) => found,
         Err(unavailable) => return unavailable.into(),
     };
     match (info, role) {
-        (None, _) => Verdict::NotFound,
-        (Some(_), Some(Role::Owner)) => Verdict::Allowed,
-        (Some(_), _) if admin => Verdict::Allowed,
-        (Some(info), _) => Verdict::Forbidden(format!("only the owner of {} may", info.id)),
+        (None, _) => Access::NotFound,
+        (Some(_), Some(Role::Owner)) => Access::Allowed,
+        (Some(_), _) if admin => Access::Allowed,
+        (Some(info), _) => Access::Forbidden(format!("only the owner of {} may", info.id)),
     }
 }
 

@@ -7,9 +7,9 @@
 //! encodes it (`Hub::publish_in_room`); to users or everyone, encoded here (`Hub::publish`). With a
 //! store, it is answered 202 only after it is committed.
 
+use crate::protocol::{millis, time_of};
 use std::net::SocketAddr;
 
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -18,14 +18,16 @@ use serde_json::value::RawValue;
 use std::time::SystemTime;
 
 use super::rooms::{self, Caller};
-use super::{error, json, unauthorized, App, Body};
+use super::{
+    bad_request, error, json, read_json, refusal, store_unavailable, unauthorized, App, Body,
+};
 use crate::broker::Coverage;
 use serde_json::json;
 
 use crate::mailbox::{Target, ToSequence, UserStatus};
-use crate::protocol::{self, Frame, Limits, MessageType, Room, UserId, GLOBAL_ROOM};
+use crate::protocol::{self, ErrorCode, Frame, Limits, MessageType, Room, UserId, GLOBAL_ROOM};
 use crate::store::ops::{Answer, Read, Write};
-use crate::store::{millis, time_of, NewMessage, RoomInfo, RoomType};
+use crate::store::{NewMessage, RoomInfo, RoomType};
 
 /// Routes `/api/v1/chat/{path}`. With authentication on, every call needs a valid token and the
 /// publish endpoints an admin one; admin publishes are audited.
@@ -85,39 +87,33 @@ struct PublishBody {
     users: Option<Vec<String>>,
 }
 
-/// A refused publish: the status and the JSON error to answer with.
-struct Refusal(StatusCode, &'static str, String);
+/// A refused publish: the JSON error to answer with (boxed: it is large beside a publish).
+type Refusal = Box<Response<Body>>;
 
-impl Refusal {
-    fn bad(message: impl Into<String>) -> Self {
-        Self(StatusCode::BAD_REQUEST, "bad_request", message.into())
-    }
-
-    fn into_response(self) -> Response<Body> {
-        error(self.0, self.1, &self.2)
-    }
+fn bad(message: impl AsRef<str>) -> Refusal {
+    Box::new(bad_request(message.as_ref()))
 }
 
 async fn publish_room(app: &App, room: &str, request: Request<Incoming>) -> Response<Body> {
     let target = if room == GLOBAL_ROOM {
         Ok(Target::All)
     } else {
-        protocol::validate_room(room).map(Target::Room).map_err(Refusal::bad)
+        protocol::validate_room(room).map(Target::Room).map_err(bad)
     };
     publish(app, request, |_| target).await
 }
 
 async fn publish_user(app: &App, user: &str, request: Request<Incoming>) -> Response<Body> {
-    let target = protocol::validate_user(user).map(Target::User).map_err(Refusal::bad);
+    let target = protocol::validate_user(user).map(Target::User).map_err(bad);
     publish(app, request, |_| target).await
 }
 
 async fn publish_users(app: &App, request: Request<Incoming>) -> Response<Body> {
     publish(app, request, |body| {
-        let names = body.users.as_deref().ok_or_else(|| Refusal::bad("missing users"))?;
+        let names = body.users.as_deref().ok_or_else(|| bad("missing users"))?;
         let users: Result<Vec<UserId>, _> =
             names.iter().map(|u| protocol::validate_user(u)).collect();
-        users.map(Target::Users).map_err(Refusal::bad)
+        users.map(Target::Users).map_err(bad)
     })
     .await
 }
@@ -128,7 +124,7 @@ async fn publish(
     target: impl FnOnce(&PublishBody) -> Result<Target, Refusal>,
 ) -> Response<Body> {
     let outcome = async {
-        let body = read_body(app, request).await?;
+        let body = read_json(app, request).await?;
         let target = target(&body)?;
         let publish = Publish::parse(app, body)?;
         let id = publish.id.clone();
@@ -141,14 +137,14 @@ async fn publish(
             app.hub.publish(target, frame);
             return Ok(json!({ "id": id }));
         };
-        let committed = store.submit(Write::Message(message)).map_err(|_| unavailable())?;
+        let committed = store.submit(Write::Message(message)).map_err(|_| store_unavailable())?;
         app.hub.publish(target, frame);
-        committed.await.map_err(|_| unavailable())?;
+        committed.await.map_err(|_| store_unavailable())?;
         Ok(json!({ "id": id }))
     };
     match outcome.await {
         Ok(answer) => json(StatusCode::ACCEPTED, &answer),
-        Err(refusal) => refusal.into_response(),
+        Err(refused) => *refused,
     }
 }
 
@@ -168,25 +164,7 @@ async fn publish_in_room(app: &App, room: Room, publish: Publish) -> Result<u64,
         store.note(Write::EnsureRoom { room: info, members: Vec::new() });
     }
     let item = |origin| ToSequence { room, id, sender: from, kind, data, at: millis(at), origin };
-    app.hub.publish_in_room(item).await.ok_or_else(unavailable)
-}
-
-async fn read_body(app: &App, request: Request<Incoming>) -> Result<PublishBody, Refusal> {
-    let limit = app.hub.settings().max_frame;
-    let collected = Limited::new(request.into_body(), limit).collect().await.map_err(|_| {
-        Refusal(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is over {limit} bytes"),
-        )
-    })?;
-    serde_json::from_slice(&collected.to_bytes())
-        .map_err(|err| Refusal::bad(format!("invalid JSON body: {err}")))
-}
-
-/// The answer while the store cannot take a message.
-fn unavailable() -> Refusal {
-    Refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", protocol::STORE_UNAVAILABLE.into())
+    app.hub.publish_in_room(item).await.ok_or_else(|| Box::new(store_unavailable()))
 }
 
 /// A publish's checked message, not encoded yet.
@@ -202,15 +180,13 @@ impl Publish {
     fn parse(app: &App, body: PublishBody) -> Result<Self, Refusal> {
         let name = body.kind.as_deref().unwrap_or("notification");
         let kind = MessageType::parse_published(name).ok_or_else(|| {
-            Refusal(StatusCode::BAD_REQUEST, "unknown_type", format!("cannot publish type {name}"))
+            Box::new(refusal(ErrorCode::UnknownType, &format!("cannot publish type {name}")))
         })?;
         let from = body.from.as_deref().unwrap_or("system");
-        protocol::validate_user(from).map_err(Refusal::bad)?;
+        protocol::validate_user(from).map_err(bad)?;
         let limits = Limits { max_content_chars: app.hub.settings().max_content };
-        let data =
-            protocol::chat_data(body.data.as_deref(), limits).map_err(|(code, message)| {
-                Refusal(StatusCode::BAD_REQUEST, code.as_str(), message.into())
-            })?;
+        let data = protocol::chat_data(body.data.as_deref(), limits)
+            .map_err(|(code, message)| refusal(code, message))?;
         let (data, from) = (data.to_owned(), UserId::from(from));
         Ok(Self { id: protocol::new_message_id(), kind, from, data, at: SystemTime::now() })
     }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -25,6 +25,7 @@ use tokio::runtime::Handle;
 
 use crate::auth::{self, AuthError, Authenticator, Identity};
 use crate::hub::Hub;
+use crate::protocol::{self, ErrorCode};
 use crate::reader::Adopter;
 use crate::session::SessionAuth;
 
@@ -177,6 +178,49 @@ pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> 
 /// The answer to a missing or invalid token.
 pub fn unauthorized() -> Response<Body> {
     error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid token is required")
+}
+
+/// The HTTP status of an error code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::Forbidden | ErrorCode::NotMember => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::BadRequest | ErrorCode::UnknownType | ErrorCode::ContentTooLong => {
+            StatusCode::BAD_REQUEST
+        }
+    }
+}
+
+/// The error answer of `code`, with the status it maps to.
+pub fn refusal(code: ErrorCode, message: &str) -> Response<Body> {
+    error(status_of(code), code.as_str(), message)
+}
+
+/// The answer while the message store cannot take or answer a request.
+pub fn store_unavailable() -> Response<Body> {
+    refusal(ErrorCode::Unavailable, protocol::STORE_UNAVAILABLE)
+}
+
+pub fn bad_request(message: &str) -> Response<Body> {
+    refusal(ErrorCode::BadRequest, message)
+}
+
+/// A request's JSON body, at most `--max-frame` bytes.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    app: &App,
+    request: Request<Incoming>,
+) -> Result<T, Response<Body>> {
+    let limit = app.hub.settings().max_frame;
+    let collected = Limited::new(request.into_body(), limit).collect().await.map_err(|_| {
+        let message = format!("the body is over {limit} bytes");
+        error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &message)
+    })?;
+    serde_json::from_slice(&collected.to_bytes())
+        .map_err(|err| bad_request(&format!("invalid JSON body: {err}")))
 }
 
 /// `{"error":{"code":...,"message":...}}` with `status`.

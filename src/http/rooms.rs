@@ -4,23 +4,23 @@
 //! (who may read, join, manage) and from the store's operations (who may delete), the same ones the
 //! WebSocket requests use. Must not: touch the cache, except to tell a removed participant's shard.
 
+use crate::protocol::{millis, time_of};
 use std::time::SystemTime;
 
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::{error, json, App, Body};
+use super::{bad_request, error, json, read_json, refusal, store_unavailable, App, Body};
 use crate::auth::Identity;
 use crate::mailbox::Delivery;
 use crate::messages::{self, Deletion, History, NotDeleted};
 use crate::protocol::{self, Frame, Next, Page, Room, UserId, HISTORY_DEFAULT, HISTORY_MAX};
-use crate::rooms::{self, Verdict};
+use crate::rooms::{self, Access};
 use crate::store::ops::{Answer, Outcome, Read, Write};
-use crate::store::{millis, time_of, Role, RoomInfo, RoomType, Store};
+use crate::store::{Role, RoomInfo, RoomType, Store};
 
 /// Who is calling: the token's `sub` with authentication on, `?user=` with it off.
 #[derive(Debug)]
@@ -50,22 +50,10 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-fn bad(message: &str) -> Response<Body> {
-    error(StatusCode::BAD_REQUEST, "bad_request", message)
-}
-
 /// The answer to a refusal of the room rules.
-fn refused(room: &str, verdict: Verdict) -> Response<Body> {
-    match verdict {
-        Verdict::Allowed => unreachable!("only refusals are answered with an error"),
-        Verdict::Forbidden(why) => error(StatusCode::FORBIDDEN, "forbidden", &why),
-        Verdict::NotFound => error(StatusCode::NOT_FOUND, "not_found", &format!("no room {room}")),
-        Verdict::Unavailable => unavailable(),
-    }
-}
-
-fn unavailable() -> Response<Body> {
-    error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", protocol::STORE_UNAVAILABLE)
+fn refused(room: &str, access: Access) -> Response<Body> {
+    let (code, message) = access.refusal(room).expect("only refusals are answered with an error");
+    refusal(code, &message)
 }
 
 /// Routes `/api/v1/chat/rooms/{path}`.
@@ -111,11 +99,11 @@ fn room_json(room: &RoomInfo) -> Value {
 async fn list(store: &Store, caller: &Caller, query: Option<&str>) -> Response<Body> {
     let limit = match page_limit(query) {
         Ok(limit) => limit,
-        Err(message) => return bad(message),
+        Err(message) => return bad_request(message),
     };
     let after = query_param(query, "after");
     let read = Read::Rooms { user: caller.name().to_owned(), after, limit };
-    let Ok(Answer::Rooms(found)) = store.read(read).await else { return unavailable() };
+    let Ok(Answer::Rooms(found)) = store.read(read).await else { return store_unavailable() };
     let next_after =
         found.last().filter(|_| found.len() as i64 == limit).map(|room| room.id.clone());
     let rooms: Vec<Value> = found.iter().map(room_json).collect();
@@ -143,19 +131,6 @@ struct NewRoom {
     members: Vec<String>,
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(
-    app: &App,
-    request: Request<Incoming>,
-) -> Result<T, Response<Body>> {
-    let limit = app.hub.settings().max_frame;
-    let collected = Limited::new(request.into_body(), limit).collect().await.map_err(|_| {
-        error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is too large")
-    })?;
-    serde_json::from_slice(&collected.to_bytes())
-        .map_err(|err| bad(&format!("invalid JSON body: {err}")))
-}
-
-/// `POST /rooms` `{name, type, members?}`: 201, the creator owns it; 409 when the name is taken.
 async fn create(
     app: &App,
     store: &Store,
@@ -163,7 +138,7 @@ async fn create(
     request: Request<Incoming>,
 ) -> Response<Body> {
     let Some(creator) = caller.user.clone() else {
-        return bad("name yourself: a token, or ?user= with authentication off");
+        return bad_request("name yourself: a token, or ?user= with authentication off");
     };
     let body: NewRoom = match read_json(app, request).await {
         Ok(body) => body,
@@ -171,7 +146,7 @@ async fn create(
     };
     let (name, members) = match new_room_name(&creator, &body) {
         Ok(named) => named,
-        Err(message) => return bad(&message),
+        Err(message) => return bad_request(&message),
     };
     let kind = RoomType::parse(&body.kind).expect("checked by new_room_name");
     let created_at = millis(SystemTime::now());
@@ -187,7 +162,7 @@ async fn create(
         Ok(Outcome::Exists) => {
             error(StatusCode::CONFLICT, "conflict", &format!("the room name {name} is taken"))
         }
-        _ => unavailable(),
+        _ => store_unavailable(),
     }
 }
 
@@ -221,13 +196,13 @@ fn new_room_name(creator: &str, body: &NewRoom) -> Result<(Room, Vec<String>), S
 /// `GET /rooms/{room}/participants`.
 async fn participants(store: &Store, room: &str, caller: &Caller) -> Response<Body> {
     match rooms::may_read(store, room, caller.user.as_deref(), caller.admin).await {
-        Verdict::Allowed => {}
-        verdict => return refused(room, verdict),
+        Access::Allowed => {}
+        access => return refused(room, access),
     }
     let Ok(Answer::Participants(found)) =
         store.read(Read::Participants { room: room.into() }).await
     else {
-        return unavailable();
+        return store_unavailable();
     };
     let participants: Vec<Value> = found
         .iter()
@@ -254,13 +229,13 @@ async fn add_participant(
     caller: &Caller,
     request: Request<Incoming>,
 ) -> Response<Body> {
-    let Ok(user) = protocol::validate_user(user) else { return bad("not a valid user id") };
+    let Ok(user) = protocol::validate_user(user) else { return bad_request("not a valid user id") };
     match rooms::may_manage(store, room, caller.user.as_deref(), caller.admin).await {
-        Verdict::Allowed => {}
-        verdict => return refused(room, verdict),
+        Access::Allowed => {}
+        access => return refused(room, access),
     }
     if rooms::direct_pair(room).is_some() {
-        return bad("a direct room has exactly its two participants");
+        return bad_request("a direct room has exactly its two participants");
     }
     let has_body = request.headers().get(hyper::header::CONTENT_LENGTH).is_some_and(|l| l != "0");
     let body: NewParticipant = if has_body {
@@ -274,7 +249,7 @@ async fn add_participant(
     let role = match body.role.as_deref().map(Role::parse) {
         None => Role::Member,
         Some(Some(role @ (Role::Member | Role::Moderator))) => role,
-        Some(_) => return bad("role must be member or moderator"),
+        Some(_) => return bad_request("role must be member or moderator"),
     };
     let at = millis(SystemTime::now());
     let write = Write::AddParticipant { room: room.into(), user: user.to_string(), role, at };
@@ -282,8 +257,8 @@ async fn add_participant(
         Ok(Outcome::Done) => {
             json(StatusCode::CREATED, &json!({ "room": room, "user": user, "role": role.as_str() }))
         }
-        Ok(_) => refused(room, Verdict::NotFound),
-        Err(_) => unavailable(),
+        Ok(_) => refused(room, Access::NotFound),
+        Err(_) => store_unavailable(),
     }
 }
 
@@ -298,12 +273,12 @@ async fn remove_participant(
 ) -> Response<Body> {
     let (Ok(user), Ok(room_name)) = (protocol::validate_user(user), protocol::validate_room(room))
     else {
-        return bad("not a valid user id or room name");
+        return bad_request("not a valid user id or room name");
     };
     if caller.user.as_deref() != Some(&*user) {
         match rooms::may_manage(store, room, caller.user.as_deref(), caller.admin).await {
-            Verdict::Allowed => {}
-            verdict => return refused(room, verdict),
+            Access::Allowed => {}
+            access => return refused(room, access),
         }
     }
     match store.write(Write::RemoveParticipant { room: room.into(), user: user.to_string() }).await
@@ -317,21 +292,23 @@ async fn remove_participant(
                 .expect("a valid response")
         }
         Ok(_) => error(StatusCode::NOT_FOUND, "not_found", "not a participant of this room"),
-        Err(_) => unavailable(),
+        Err(_) => store_unavailable(),
     }
 }
 
 /// `GET /rooms/{room}/messages?limit=&before=` (the newest `limit` before the cursor) or
 /// `?after=<seq>` (the oldest `limit` after the seq), oldest first either way.
 async fn history(app: &App, room: &str, caller: &Caller, query: Option<&str>) -> Response<Body> {
-    let Ok(room) = protocol::validate_room(room) else { return bad("not a valid room name") };
+    let Ok(room) = protocol::validate_room(room) else {
+        return bad_request("not a valid room name");
+    };
     let limit = match page_limit(query) {
         Ok(limit) => limit,
-        Err(message) => return bad(message),
+        Err(message) => return bad_request(message),
     };
     let page = match history_cursor(query) {
         Ok(page) => page,
-        Err(message) => return bad(message),
+        Err(message) => return bad_request(message),
     };
     let user = caller.user.clone().unwrap_or_else(|| UserId::from(""));
     let request = History { id: None, room: room.clone(), user, admin: caller.admin, limit, page };
@@ -345,7 +322,7 @@ async fn history(app: &App, room: &str, caller: &Caller, query: Option<&str>) ->
             }
             json(StatusCode::OK, &answer)
         }
-        Err(verdict) => refused(&room, verdict),
+        Err(access) => refused(&room, access),
     }
 }
 
@@ -374,9 +351,11 @@ async fn delete(
     caller: &Caller,
     query: Option<&str>,
 ) -> Response<Body> {
-    let Ok(room) = protocol::validate_room(room) else { return bad("not a valid room name") };
+    let Ok(room) = protocol::validate_room(room) else {
+        return bad_request("not a valid room name");
+    };
     let Some(user) = caller.user.clone() else {
-        return bad("name yourself: a token, or ?user= with authentication off");
+        return bad_request("name yourself: a token, or ?user= with authentication off");
     };
     let from = query_param(query, "from");
     let request =

@@ -34,7 +34,7 @@ use crate::lane::Lane;
 use crate::mailbox::{Enrolment, Outbox, Registration};
 use crate::protocol::{self, Frame, Room, Since, UserId};
 use crate::reader::Adoption;
-use crate::rooms::{self, Verdict};
+use crate::rooms::{self, Access};
 use crate::session::{websocket_config, Session, SessionAuth};
 use crate::transport::Stream;
 
@@ -147,12 +147,12 @@ async fn check_room_types(
     let Some(store) = app.hub.store() else { return Ok(()) };
     for room in rooms {
         match rooms::may_join(store, room, user, admin).await {
-            Verdict::Allowed => {}
-            Verdict::Forbidden(why) => {
+            Access::Allowed => {}
+            Access::Forbidden(why) => {
                 tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
                 return Err(refuse(StatusCode::FORBIDDEN, "forbidden", &why));
             }
-            Verdict::NotFound | Verdict::Unavailable => {
+            Access::NotFound | Access::Unavailable => {
                 let message = protocol::STORE_UNAVAILABLE;
                 return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message));
             }

@@ -5,7 +5,7 @@
 //! Must not: encode anything but through `outbound`, or know who sent the frame beyond its user id.
 
 use std::borrow::Cow;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -114,8 +114,8 @@ pub fn parse_client_frame(
 fn chat(id: Option<String>, room: Option<Room>, user: &str, data: &RawValue) -> Chat {
     let id = id.unwrap_or_else(new_message_id);
     let at = SystemTime::now();
-    let millis = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let at = UNIX_EPOCH + std::time::Duration::from_millis(millis as u64);
+    let millis = super::millis(at);
+    let at = super::time_of(millis);
     // A room chat is encoded by its room's home shard, with its seq.
     let frame =
         room.is_none().then(|| message_frame_at(MessageType::Chat, &id, None, user, data, at));

@@ -18,7 +18,7 @@ pub use outbound::{
 };
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -230,7 +230,7 @@ impl Chat {
     /// The chat's frame as `from` sent it, without a seq.
     pub fn frame(&self, from: &str) -> Frame {
         self.frame.clone().unwrap_or_else(|| {
-            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.at as u64);
+            let at = time_of(self.at);
             let room = self.room.as_deref();
             message_frame_at(MessageType::Chat, &self.id, room, from, &self.data, at)
         })
@@ -316,3 +316,16 @@ pub fn format_rfc3339(time: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Milliseconds since the Unix epoch: how the envelope's timestamp, the store and Redis keep a time.
+pub type Millis = i64;
+
+/// `time` as [`Millis`].
+pub fn millis(time: SystemTime) -> Millis {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// [`Millis`] back as a time.
+pub fn time_of(millis: Millis) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+}

@@ -10,7 +10,7 @@ use super::requests::ack;
 use super::Shard;
 use crate::mailbox::{ConnId, Delivery};
 use crate::protocol::{self, ErrorCode, Frame, Room, Since};
-use crate::rooms::Verdict as RoomVerdict;
+use crate::rooms::Access;
 
 impl Shard {
     /// A join, resuming after `since` when given (its ack then comes with the replay).
@@ -28,7 +28,7 @@ impl Shard {
             let (user, remote) = self.who(conn)?;
             tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
             if since.is_some() {
-                return Some(resume_refusal(id, &room, RoomVerdict::Forbidden(String::new())));
+                return Some(resume_refusal(id, &room, Access::Forbidden(String::new())));
             }
             let message = format!("not allowed to join room {room}");
             return Some(protocol::error_frame(id, ErrorCode::Forbidden, &message));

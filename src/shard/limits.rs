@@ -15,7 +15,7 @@ const FLOOD_WINDOW: Duration = Duration::from_secs(60);
 
 /// What to do with one chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Pace {
     Allowed,
     /// Over the limit: refuse it.
     Refused,
@@ -52,10 +52,10 @@ impl RateLimits {
     }
 
     /// Takes a token for one chat message of `user` at `now`.
-    pub fn check(&mut self, user: &UserId, now: Instant) -> Verdict {
+    pub fn check(&mut self, user: &UserId, now: Instant) -> Pace {
         let policy = self.policy;
         if policy.rate <= 0.0 {
-            return Verdict::Allowed;
+            return Pace::Allowed;
         }
         let budget = self.users.entry(user.clone()).or_insert_with(|| UserBudget {
             tokens: policy.burst,
@@ -68,16 +68,16 @@ impl RateLimits {
         budget.updated = now;
         if budget.tokens >= 1.0 {
             budget.tokens -= 1.0;
-            return Verdict::Allowed;
+            return Pace::Allowed;
         }
         if now.saturating_duration_since(budget.window_started) > FLOOD_WINDOW {
             (budget.refused, budget.window_started) = (0, now);
         }
         budget.refused += 1;
         if budget.refused >= policy.flood_close_after {
-            Verdict::Flooding
+            Pace::Flooding
         } else {
-            Verdict::Refused
+            Pace::Refused
         }
     }
 
@@ -98,17 +98,17 @@ mod tests {
     #[test]
     fn a_burst_passes_then_the_rate_refills() {
         let (mut limits, user, start) = (limits(), UserId::from("u"), Instant::now());
-        assert!((0..20).all(|_| limits.check(&user, start) == Verdict::Allowed));
-        assert_eq!(limits.check(&user, start), Verdict::Refused);
+        assert!((0..20).all(|_| limits.check(&user, start) == Pace::Allowed));
+        assert_eq!(limits.check(&user, start), Pace::Refused);
         assert_eq!(
             limits.check(&user, start + Duration::from_millis(100)),
-            Verdict::Allowed,
+            Pace::Allowed,
             "one token per 100 ms"
         );
-        assert_eq!(limits.check(&user, start + Duration::from_millis(100)), Verdict::Refused);
+        assert_eq!(limits.check(&user, start + Duration::from_millis(100)), Pace::Refused);
         assert_eq!(
             limits.check(&UserId::from("other"), start),
-            Verdict::Allowed,
+            Pace::Allowed,
             "budgets are per user"
         );
     }
@@ -119,16 +119,16 @@ mod tests {
         for _ in 0..20 {
             limits.check(&user, start);
         }
-        assert_eq!(limits.check(&user, start), Verdict::Refused);
-        assert_eq!(limits.check(&user, start), Verdict::Refused);
-        assert_eq!(limits.check(&user, start), Verdict::Flooding);
+        assert_eq!(limits.check(&user, start), Pace::Refused);
+        assert_eq!(limits.check(&user, start), Pace::Refused);
+        assert_eq!(limits.check(&user, start), Pace::Flooding);
         let later = start + FLOOD_WINDOW + Duration::from_secs(1);
         for _ in 0..20 {
             limits.check(&user, later);
         }
         assert_eq!(
             limits.check(&user, later),
-            Verdict::Refused,
+            Pace::Refused,
             "the count starts again after a minute"
         );
     }
@@ -137,7 +137,7 @@ mod tests {
     fn a_zero_rate_limits_nothing() {
         let mut limits = RateLimits::new(Policy { rate: 0.0, burst: 0.0, flood_close_after: 1 });
         assert!(
-            (0..1000).all(|_| limits.check(&UserId::from("u"), Instant::now()) == Verdict::Allowed)
+            (0..1000).all(|_| limits.check(&UserId::from("u"), Instant::now()) == Pace::Allowed)
         );
     }
 }

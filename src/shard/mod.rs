@@ -286,7 +286,7 @@ impl Shard {
     fn note_presence(&self, user: &UserId, online: bool) {
         if let Some(store) = self.hub.store() {
             let connections = i64::from(online);
-            let at = crate::store::millis(std::time::SystemTime::now());
+            let at = crate::protocol::millis(std::time::SystemTime::now());
             store.note(Write::Presence { user: user.to_string(), online, connections, at });
         }
     }

@@ -10,23 +10,18 @@ use crate::hub::Hub;
 use crate::mailbox::{ConnId, Delivery};
 use crate::messages::{delete_message, read_history, Deletion, History};
 use crate::protocol::{self, ErrorCode, Frame, MessageType, Room, Since, UserId};
-use crate::rooms::{self, Verdict};
+use crate::rooms::{self, Access};
 
 /// The error frame answering a refused read or join.
-fn refusal(id: Option<&str>, room: &str, verdict: Verdict) -> Frame {
-    let (code, message) = match verdict {
-        Verdict::Allowed => unreachable!("only refusals are answered with an error"),
-        Verdict::Forbidden(why) => (ErrorCode::Forbidden, why),
-        Verdict::NotFound => (ErrorCode::NotFound, format!("no room {room}")),
-        Verdict::Unavailable => (ErrorCode::Unavailable, protocol::STORE_UNAVAILABLE.to_owned()),
-    };
+fn refusal(id: Option<&str>, room: &str, access: Access) -> Frame {
+    let (code, message) = access.refusal(room).expect("only refusals are answered with an error");
     protocol::error_frame(id, code, &message)
 }
 
 /// A refused resume is a bad request (a room the client may not join has no stream for it).
-pub fn resume_refusal(id: Option<&str>, room: &str, verdict: Verdict) -> Frame {
-    match verdict {
-        Verdict::Unavailable => refusal(id, room, verdict),
+pub fn resume_refusal(id: Option<&str>, room: &str, access: Access) -> Frame {
+    match access {
+        Access::Unavailable => refusal(id, room, access),
         _ => {
             let message = format!("since names room {room}, which this user may not join");
             protocol::error_frame(id, ErrorCode::BadRequest, &message)
@@ -75,9 +70,9 @@ impl Shard {
         tokio::spawn(async move {
             let Some(store) = hub.store() else { return };
             let decision = match rooms::may_join(store, &room, &user, admin).await {
-                Verdict::Allowed => Ok(()),
-                verdict if since.is_some() => Err(resume_refusal(id.as_deref(), &room, verdict)),
-                verdict => Err(refusal(id.as_deref(), &room, verdict)),
+                Access::Allowed => Ok(()),
+                access if since.is_some() => Err(resume_refusal(id.as_deref(), &room, access)),
+                access => Err(refusal(id.as_deref(), &room, access)),
             };
             let decided = Delivery::JoinDecided { conn, id, room, since, decision };
             hub.router().deliver(shard, decided);
@@ -108,7 +103,7 @@ async fn history(hub: &Hub, request: &History) -> Frame {
     let (id, room) = (request.id.as_deref(), &request.room);
     match read_history(hub, request).await {
         Ok((frames, next)) => protocol::history_frame(id, room, &frames, next),
-        Err(verdict) => refusal(id, room, verdict),
+        Err(access) => refusal(id, room, access),
     }
 }
 

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use super::dedup::Seen;
-use super::limits::Verdict;
+use super::limits::Pace;
 use super::order::Admit;
 use super::Shard;
 use crate::auth::Permissions;
@@ -127,16 +127,16 @@ impl Shard {
     fn chat(&mut self, conn: ConnId, id: Option<&str>, chat: Chat) -> Option<Frame> {
         let (user, remote) = self.who(conn)?;
         match self.limits.check(&user, Instant::now()) {
-            Verdict::Flooding => {
+            Pace::Flooding => {
                 tracing::warn!(target: "audit", event = "rate_limit_close", %user, %remote);
                 self.remove(conn, Some(&close::FLOODING));
                 return None;
             }
-            Verdict::Refused => {
+            Pace::Refused => {
                 let message = "too many messages: slow down";
                 return Some(protocol::error_frame(id, ErrorCode::RateLimited, message));
             }
-            Verdict::Allowed => {}
+            Pace::Allowed => {}
         }
         if let Some(room) = chat.room.as_ref().filter(|room| !self.cache.is_member(conn, room)) {
             return Some(not_member(id, room));

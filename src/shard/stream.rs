@@ -12,6 +12,7 @@
 //! keep their order, so the seq order holds at every member. The sender's shard acks (with the seq)
 //! once the home says the message is in: committed with a store, stamped without one.
 
+use crate::protocol::{millis, time_of};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,7 +26,7 @@ use crate::broker::Numbering;
 use crate::mailbox::{Delivery, LoadedStream, Origin, ReplayRequest, ToSequence, Unanswered};
 use crate::protocol::{self, Frame, Published, Room, Unrecovered};
 use crate::store::ops::{Answer, Read, Write};
-use crate::store::{millis, time_of, Completion, NewMessage};
+use crate::store::{Completion, NewMessage};
 
 /// Where a room's stream stands on its home shard.
 #[derive(Debug)]

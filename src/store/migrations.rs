@@ -7,7 +7,8 @@
 //! One SQL text serves both engines. The one word they spell differently, an auto-incrementing
 //! integer key, is written `{{serial}}` and filled in per engine.
 
-use super::{millis, Engine, StoreError, Value};
+use super::{Engine, StoreError, Value};
+use crate::protocol::millis;
 
 /// Every migration: its version and its SQL.
 pub const MIGRATIONS: &[(i64, &str)] = &[

@@ -21,26 +21,11 @@ pub mod reads;
 mod sqlite;
 mod writer;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use crate::protocol::{Room, UserId};
+use crate::protocol::{Millis, Room, UserId};
 
 pub use crate::config::{DatabaseUrl, StoreSettings};
 pub use handle::{Store, Unavailable};
 pub use jobs::Completion;
-
-/// Milliseconds since the Unix epoch: how every time is stored.
-pub type Millis = i64;
-
-/// `time` as [`Millis`].
-pub fn millis(time: SystemTime) -> Millis {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// [`Millis`] back as a time.
-pub fn time_of(millis: Millis) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))
-}
 
 /// Why the store could not do something.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -4,13 +4,14 @@
 //! Owns: the SQL of every write and the rules that need the database (a room name taken, who may
 //! delete a message). Must not: open connections, batch or retry; the writer and the readers do.
 
+use crate::protocol::Millis;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 
 use super::reads::role_of;
 pub use super::reads::{read, Answer, Read};
-use super::{Engine, Millis, NewMessage, Role, RoomInfo, StoreError, Value};
+use super::{Engine, NewMessage, Role, RoomInfo, StoreError, Value};
 
 /// A change, applied by the writer in a batch transaction.
 #[derive(Debug, Clone)]

@@ -4,9 +4,8 @@
 //! Owns: the SQL of every read and how a row becomes a value. Must not: write; the writer applies
 //! [`super::ops::Write`]s, the readers answer these.
 
-use super::{
-    Engine, Millis, Participant, Role, RoomInfo, RoomType, StoreError, StoredMessage, Value,
-};
+use super::{Engine, Participant, Role, RoomInfo, RoomType, StoreError, StoredMessage, Value};
+use crate::protocol::Millis;
 
 fn text(value: impl Into<String>) -> Value {
     Value::Text(Some(value.into()))

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::jobs::{Completion, Job};
 use super::ops::{self, Outcome, Write};
-use super::{millis, DatabaseUrl, Engine, StoreError};
+use super::{DatabaseUrl, Engine, StoreError};
 use crate::mailbox::Delivery;
 use crate::metrics::StoreCounters;
+use crate::protocol::millis;
 use crate::router::Router;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);

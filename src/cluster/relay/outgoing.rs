@@ -5,7 +5,6 @@
 //! (the other half does) or touch a shard except through the router.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
@@ -115,7 +114,7 @@ fn sent_id(item: &ToSequence) -> String {
 
 /// A room message as it is published, before it has its place in the stream.
 fn unstamped(item: &ToSequence) -> protocol::Published<'_> {
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(item.at).unwrap_or(0));
+    let at = protocol::time_of(item.at);
     protocol::Published {
         kind: item.kind,
         id: &item.id,

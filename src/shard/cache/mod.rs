@@ -9,7 +9,7 @@
 //! user's first / last connection in a room" is decided here, locally.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::auth::Permissions;
 use crate::close::CloseReason;
 use crate::mailbox::{ConnId, ConnInfo, LocalPresence, Outbox, UserStatus};
-use crate::protocol::{Room, UserId};
+use crate::protocol::{self, Room, UserId};
 
 /// What the cache knows of one connection.
 #[derive(Debug)]
@@ -32,7 +32,7 @@ pub struct Connection {
     pub closer: Option<Box<oneshot::Sender<CloseReason>>>,
     /// When it connected, in milliseconds since the Unix epoch (8 bytes, not a `SystemTime`'s 16:
     /// it keeps the whole entry in a smaller allocation class).
-    pub connected_at_ms: u64,
+    pub connected_at_ms: protocol::Millis,
     /// The client's address, for the audit log.
     pub remote: Remote,
     /// Which rooms it may join.
@@ -66,9 +66,7 @@ impl From<Remote> for SocketAddr {
 impl Connection {
     /// A connection of `user` that is in no room yet, active now, with no restrictions.
     pub fn new(user: UserId, outbox: Outbox, closer: Option<oneshot::Sender<CloseReason>>) -> Self {
-        let connected_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        let connected_at_ms = protocol::millis(SystemTime::now());
         let last_activity = Instant::now();
         let (remote, permissions) =
             (Remote::from(SocketAddr::from(([0, 0, 0, 0], 0))), Permissions::unrestricted());
@@ -330,7 +328,7 @@ impl LocalCache {
             let idle_for = now.saturating_duration_since(c.last_activity);
             Some(ConnInfo {
                 conn: *conn,
-                connected_at: UNIX_EPOCH + Duration::from_millis(c.connected_at_ms),
+                connected_at: protocol::time_of(c.connected_at_ms),
                 idle_for,
                 rooms: c.rooms.to_vec(),
             })
