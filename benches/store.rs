@@ -74,7 +74,7 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
             stream: Some(((n / ROOMS) as i64 + 1, Arc::clone(&epoch))),
         };
         while store
-            .accept(Write::Message(message.clone()), wsbroker::store::Completion::None)
+            .write(Write::Message(message.clone()), wsbroker::store::Completion::None)
             .is_err()
         {
             std::thread::sleep(Duration::from_micros(200));

@@ -123,7 +123,7 @@ impl Hub {
     /// the home refused it).
     pub async fn publish_in_room(&self, item: impl FnOnce(Origin) -> ToSequence) -> Option<u64> {
         let (reply, seq) = oneshot::channel();
-        let item = item(Origin::Waiting(reply));
+        let item = item(Origin::Reply(reply));
         let home = self.router().home_of(&item.room);
         self.router().deliver(home, Delivery::Sequence(Box::new(item)));
         seq.await.ok().flatten()

@@ -6,8 +6,9 @@
 //! - [`server`]: binds the port, starts the shards and the broker, accepts, shuts down gracefully.
 //! - [`http`]: routes each request: the WebSocket upgrade, the REST API, health and metrics.
 //! - [`reader`]: each shard's reader of its plain-TCP connections, one task for all of them.
-//! - [`session`]: one task per TLS connection; reads client frames, writes queued frames; the
-//!   reaction to a client frame that the reader shares.
+//! - [`session`]: one task per TLS connection; reads client frames, writes queued frames.
+//! - [`peer`]: a client connection as the reader and a session both see it: what a client frame
+//!   calls for, the heartbeat, the token's enforcement.
 //! - [`shard`]: N threads, each the single owner of its slice of the connection cache.
 //! - [`messages`]: the message service: history and deletes with their rules (REST and WebSocket).
 //! - [`hub`]: the handle a shard, session or handler holds: router, seams, store, metrics, settings.
@@ -15,7 +16,7 @@
 //! - [`broker`]: the seams between instances (`Broker` for fan-out, `PresenceManager`, `Sequencer`),
 //!   each with its standalone implementation.
 //! - [`rooms`]: the room rules (public, private, direct): who may join, read, manage.
-//! - [`store`]: messages, rooms and participants on disk (SQLite or PostgreSQL), writer and readers;
+//! - [`store`]: messages, rooms and participants on disk (SQLite or PostgreSQL), writer and read pool;
 //!   hands a commit's outcome back through the router.
 //! - [`router`]: the way into every shard's inboxes, and which shards a target reaches.
 //! - [`mailbox`]: the messages sessions, shards, the hub, the store and the relay exchange.
@@ -39,6 +40,7 @@ pub mod lane;
 pub mod mailbox;
 pub(crate) mod messages;
 pub mod metrics;
+pub(crate) mod peer;
 pub mod protocol;
 pub(crate) mod reader;
 pub(crate) mod rooms;

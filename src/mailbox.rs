@@ -337,7 +337,7 @@ pub enum Origin {
     /// gave an id, so it gets an ack.
     Connection { shard: ShardId, conn: ConnId, acked: bool },
     /// An HTTP publish waits for the message's seq (`None`: refused).
-    Waiting(oneshot::Sender<Option<u64>>),
+    Reply(oneshot::Sender<Option<u64>>),
 }
 
 /// Who is online on a shard, and who is in each of its rooms.

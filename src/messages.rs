@@ -119,7 +119,7 @@ pub async fn delete_message(hub: &Hub, request: &Deletion) -> Result<(), NotDele
         admin: request.admin,
         at: millis(SystemTime::now()),
     };
-    match store.write(write).await {
+    match store.write_and_wait(write).await {
         Ok(Outcome::Deleted { sender }) => {
             let frame = protocol::message_deleted_frame(&request.room, &request.message, &sender);
             hub.publish(Target::Room(request.room.clone()), frame);

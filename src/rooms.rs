@@ -90,7 +90,7 @@ async fn room_and_role(
 /// Allowed once `write` is committed: the join's ack means the room (and the participant) exists
 /// for every request after it.
 async fn committed(store: &Store, write: Write) -> Access {
-    match store.write(write).await {
+    match store.write_and_wait(write).await {
         Ok(_) => Access::Allowed,
         Err(unavailable) => unavailable.into(),
     }

@@ -28,12 +28,12 @@ use crate::config::Config;
 use crate::http::{self, App, ShardAccess};
 use crate::hub::{Hub, Parts};
 use crate::metrics::Metrics;
+use crate::peer;
 use crate::reader;
 use crate::router::Router;
-use crate::session;
 use crate::shard::thread::{self, ShardThread};
 use crate::store::{DatabaseUrl, Store};
-use crate::transport::{self, MovableTcp, Stream};
+use crate::transport::{self, MovableTcp, Transport};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +144,7 @@ impl Server {
         let hub = Hub::from_parts(Parts { settings: config, router, seams, store, metrics });
         let shards = thread::start_all(&hub, inboxes)
             .map_err(|source| StartError::Threads { what: "the shard threads", source })?;
-        let config = session::websocket_config(hub.settings());
+        let config = peer::websocket_config(hub.settings());
         let access = shards.iter().enumerate().map(|(id, shard)| {
             let reader = reader::start(id, hub.clone(), &shard.runtime, config)?;
             Ok(ShardAccess { runtime: shard.runtime.clone(), reader })
@@ -230,10 +230,10 @@ async fn serve_http(
     let handshake_timeout = app.hub.settings().handshake_timeout;
     let tcp = MovableTcp::new(stream);
     let stream = match tls {
-        None => Stream::Plain(tcp),
+        None => Transport::Plain(tcp),
         Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
         {
-            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+            Ok(Ok(tls)) => Transport::Tls(Box::new(tls)),
             Ok(Err(err)) => return tracing::debug!(%remote, %err, "TLS handshake failed"),
             Err(_) => return tracing::debug!(%remote, "TLS handshake timed out"),
         },

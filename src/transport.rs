@@ -6,8 +6,8 @@
 //!
 //! A connection is accepted (and its TLS handshake done) on the HTTP runtime, then its WebSocket
 //! session runs on its shard's thread. A socket is registered with one runtime's reactor, so moving
-//! it means taking the TCP socket out ([`Stream::detach`]) and registering it on the new thread
-//! ([`Stream::attach`]); the TLS session around it stays as it is.
+//! it means taking the TCP socket out ([`Transport::detach`]) and registering it on the new thread
+//! ([`Transport::attach`]); the TLS session around it stays as it is.
 
 use std::io;
 use std::path::Path;
@@ -73,12 +73,12 @@ impl MovableTcp {
 /// What HTTP and WebSocket run over: plain TCP or TLS. (After the upgrade a plain-TCP socket on
 /// the fast path leaves it for the lane its shard writes.)
 #[derive(Debug)]
-pub enum Stream {
+pub enum Transport {
     Plain(MovableTcp),
     Tls(Box<TlsStream<MovableTcp>>),
 }
 
-impl Stream {
+impl Transport {
     fn tcp(&mut self) -> &mut MovableTcp {
         match self {
             Self::Plain(tcp) => tcp,
@@ -87,7 +87,7 @@ impl Stream {
     }
 
     /// Takes the TCP socket out of the current runtime's reactor, leaving the stream unusable until
-    /// [`Stream::attach`].
+    /// [`Transport::attach`].
     pub fn detach(&mut self) -> io::Result<std::net::TcpStream> {
         self.tcp().detach()
     }
@@ -126,7 +126,7 @@ impl AsyncWrite for MovableTcp {
     }
 }
 
-impl AsyncRead for Stream {
+impl AsyncRead for Transport {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -139,7 +139,7 @@ impl AsyncRead for Stream {
     }
 }
 
-impl AsyncWrite for Stream {
+impl AsyncWrite for Transport {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -137,7 +137,8 @@ async fn publish(
             app.hub.publish(target, frame);
             return Ok(json!({ "id": id }));
         };
-        let committed = store.submit(Write::Message(message)).map_err(|_| store_unavailable())?;
+        let committed =
+            store.write_awaitable(Write::Message(message)).map_err(|_| store_unavailable())?;
         app.hub.publish(target, frame);
         committed.await.map_err(|_| store_unavailable())?;
         Ok(json!({ "id": id }))
@@ -161,7 +162,7 @@ async fn publish_in_room(app: &App, room: Room, publish: Publish) -> Result<u64,
             created_by,
             metadata: None,
         };
-        store.note(Write::EnsureRoom { room: info, members: Vec::new() });
+        store.write_unawaited(Write::EnsureRoom { room: info, members: Vec::new() });
     }
     let item = |origin| ToSequence { room, id, sender: from, kind, data, at: millis(at), origin };
     app.hub.publish_in_room(item).await.ok_or_else(|| Box::new(store_unavailable()))

@@ -25,9 +25,9 @@ use tokio::runtime::Handle;
 
 use crate::auth::{self, AuthError, Authenticator, Identity};
 use crate::hub::Hub;
+use crate::peer::PeerAuth;
 use crate::protocol::{self, ErrorCode};
 use crate::reader::Adopter;
-use crate::session::SessionAuth;
 
 pub type Body = Full<Bytes>;
 
@@ -87,9 +87,9 @@ impl App {
     }
 
     /// The verifier and expiry a session needs for `refresh` and its token deadline.
-    fn session_auth(&self, identity: Option<&Identity>) -> Option<Box<SessionAuth>> {
+    fn session_auth(&self, identity: Option<&Identity>) -> Option<Box<PeerAuth>> {
         let authenticator = Arc::clone(self.auth.as_ref()?);
-        Some(Box::new(SessionAuth { authenticator, expires_at: identity?.expires_at }))
+        Some(Box::new(PeerAuth { authenticator, expires_at: identity?.expires_at }))
     }
 
     pub fn start_draining(&self) {

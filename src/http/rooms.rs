@@ -157,7 +157,7 @@ async fn create(
         created_by: creator.to_string(),
         metadata: None,
     };
-    match store.write(Write::CreateRoom { room: room.clone(), members }).await {
+    match store.write_and_wait(Write::CreateRoom { room: room.clone(), members }).await {
         Ok(Outcome::Done) => json(StatusCode::CREATED, &json!({ "room": room_json(&room) })),
         Ok(Outcome::Exists) => {
             error(StatusCode::CONFLICT, "conflict", &format!("the room name {name} is taken"))
@@ -253,7 +253,7 @@ async fn add_participant(
     };
     let at = millis(SystemTime::now());
     let write = Write::AddParticipant { room: room.into(), user: user.to_string(), role, at };
-    match store.write(write).await {
+    match store.write_and_wait(write).await {
         Ok(Outcome::Done) => {
             json(StatusCode::CREATED, &json!({ "room": room, "user": user, "role": role.as_str() }))
         }
@@ -281,7 +281,9 @@ async fn remove_participant(
             access => return refused(room, access),
         }
     }
-    match store.write(Write::RemoveParticipant { room: room.into(), user: user.to_string() }).await
+    match store
+        .write_and_wait(Write::RemoveParticipant { room: room.into(), user: user.to_string() })
+        .await
     {
         Ok(Outcome::Done) => {
             let shard = app.hub.router().shard_of_user(&user);

@@ -32,11 +32,12 @@ use crate::close::CloseReason;
 use crate::config::Config;
 use crate::lane::Lane;
 use crate::mailbox::{Enrolment, Outbox, Registration};
+use crate::peer::{websocket_config, PeerAuth};
 use crate::protocol::{self, Frame, Room, Since, UserId};
 use crate::reader::Adoption;
 use crate::rooms::{self, Access};
-use crate::session::{websocket_config, Session, SessionAuth};
-use crate::transport::Stream;
+use crate::session::Session;
+use crate::transport::Transport;
 
 /// An early answer instead of the `101` (boxed: it is rare, and large next to the happy path).
 type Refusal = Box<Response<Body>>;
@@ -47,7 +48,7 @@ struct Admitted {
     permissions: Permissions,
     rooms: Vec<Room>,
     since: Vec<(Room, Since)>,
-    auth: Option<Box<SessionAuth>>,
+    auth: Option<Box<PeerAuth>>,
     /// The connection's admission slot, held for as long as its session runs.
     ticket: Option<Box<Ticket>>,
 }
@@ -263,11 +264,11 @@ fn refused(refusal: AdmissionRefusal) -> Response<Body> {
 
 /// A connection taken out of hyper: its stream, the TCP socket detached from the HTTP runtime's
 /// reactor, and any bytes the client sent right after its request.
-type Detached = (Stream, std::net::TcpStream, Vec<u8>);
+type Detached = (Transport, std::net::TcpStream, Vec<u8>);
 
 fn detach(upgraded: Upgraded) -> Result<Detached, String> {
     let parts = upgraded
-        .downcast::<TokioIo<Stream>>()
+        .downcast::<TokioIo<Transport>>()
         .map_err(|_| "the upgraded connection is not ours")?;
     let mut stream = parts.io.into_inner();
     let socket = stream.detach().map_err(|err| err.to_string())?;

@@ -22,10 +22,10 @@ use super::Shared;
 use crate::close::{self, CloseReason};
 use crate::lane::{self, Lane};
 use crate::mailbox::Command;
+use crate::peer::heartbeat::Heartbeat;
+use crate::peer::PeerAuth;
+use crate::peer::{Due, Ended, Peer, Reaction, ReadFailure};
 use crate::protocol::UserId;
-use crate::session::heartbeat::Heartbeat;
-use crate::session::react::{Due, Ended, Peer, Reaction, ReadFailure};
-use crate::session::SessionAuth;
 
 /// Reads in one turn (each up to the shared buffer) before the connection lets the others go first.
 const READS_PER_TURN: usize = 4;
@@ -40,7 +40,7 @@ pub struct Conn {
     /// tungstenite's state of this connection, only while a fragmented message is under way.
     own: Option<Box<WebSocketContext>>,
     closing: Option<Box<Closing>>,
-    auth: Option<Box<SessionAuth>>,
+    auth: Option<Box<PeerAuth>>,
     /// The admission slot, dropped with the connection.
     _held: Option<Box<dyn Send>>,
 }
@@ -57,7 +57,7 @@ impl Conn {
     pub fn new(
         user: UserId,
         lane: Arc<Lane>,
-        auth: Option<Box<SessionAuth>>,
+        auth: Option<Box<PeerAuth>>,
         held: Option<Box<dyn Send>>,
         shared: &Shared,
     ) -> Self {
@@ -290,7 +290,7 @@ impl Conn {
 }
 
 /// Who the connection whose turn it is speaks as.
-fn peer<'a>(user: &'a UserId, auth: Option<&'a SessionAuth>, shared: &'a Shared) -> Peer<'a> {
+fn peer<'a>(user: &'a UserId, auth: Option<&'a PeerAuth>, shared: &'a Shared) -> Peer<'a> {
     Peer { conn: shared.conn, user, shard: shared.shard, hub: &shared.hub, auth }
 }
 

@@ -35,9 +35,9 @@ use crate::directory::ShardId;
 use crate::hub::Hub;
 use crate::lane::{Lane, ReadyQueue};
 use crate::mailbox::{Command, ConnId};
+use crate::peer::Ended;
+use crate::peer::PeerAuth;
 use crate::protocol::UserId;
-use crate::session::react::Ended;
-use crate::session::SessionAuth;
 use conn::Conn;
 
 /// The shared read buffer's size: one read takes at most this much from a socket.
@@ -55,7 +55,7 @@ pub struct Adoption {
     pub socket: std::net::TcpStream,
     /// Bytes the client sent right after its upgrade request.
     pub read_ahead: Vec<u8>,
-    pub auth: Option<Box<SessionAuth>>,
+    pub auth: Option<Box<PeerAuth>>,
     /// The connection's admission slot, dropped when the connection ends.
     pub held: Option<Box<dyn Send>>,
 }

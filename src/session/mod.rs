@@ -4,39 +4,33 @@
 //!
 //! Owns: the socket, the receiving end of the connection's outbox, its heartbeat. It parses client
 //! frames (refusing bad ones itself) and hands valid requests to its shard; it writes whatever the shard
-//! queued, in batches with one flush each. What a message calls for (`react`) and the heartbeat are
-//! shared with the reader.
+//! queued, in batches with one flush each. What a message calls for and the heartbeat are
+//! shared with the reader (`peer`).
 //! May touch: its shard's command inbox, its own counters. Must not: touch the cache; when the
 //! connection ends, for any reason, it tells the shard with `Unregister`. It names no HTTP type: the
 //! upgrade code that runs it holds the connection's admission slot.
 
-pub mod heartbeat;
-pub mod react;
 mod write;
-
-use std::sync::Arc;
-use std::time::SystemTime;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::auth::Authenticator;
 use crate::close::{self, CloseReason};
 use crate::directory::ShardId;
 use crate::hub::Hub;
 use crate::mailbox::ConnId;
+use crate::peer::heartbeat::{Beat, Heartbeat};
+use crate::peer::{Due, Ended, Peer, PeerAuth, Reaction, ReadFailure};
 use crate::protocol::{Frame, UserId};
-use crate::transport::Stream;
-use heartbeat::{Beat, Heartbeat};
-use react::{Due, Ended, Peer, Reaction, ReadFailure};
+use crate::transport::Transport;
 use write::write_batch;
 
-pub type Socket = WebSocketStream<Stream>;
+pub type Socket = WebSocketStream<Transport>;
 
 /// Everything a session needs besides its socket.
 #[derive(Debug)]
@@ -50,24 +44,7 @@ pub struct Session {
     pub outbox: flume::Receiver<Frame>,
     pub closer: oneshot::Receiver<CloseReason>,
     /// With authentication on. Boxed: an idle session without it carries only a null pointer.
-    pub auth: Option<Box<SessionAuth>>,
-}
-
-/// What a session needs to enforce its token: the verifier for `refresh`, and the connect token's expiry.
-#[derive(Debug)]
-pub struct SessionAuth {
-    pub authenticator: Arc<Authenticator>,
-    pub expires_at: SystemTime,
-}
-
-/// Every connection's WebSocket settings (buffers and limits), from the flags.
-pub fn websocket_config(settings: &crate::Config) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(settings.ws_read_buffer)
-        .write_buffer_size(settings.ws_write_buffer)
-        .max_write_buffer_size(settings.ws_write_buffer + 2 * settings.max_frame + 128 * 1024)
-        .max_message_size(Some(settings.max_frame))
-        .max_frame_size(Some(settings.max_frame))
+    pub auth: Option<Box<PeerAuth>>,
 }
 
 impl Session {
@@ -236,7 +213,7 @@ mod footprint {
         let (hub, _inboxes) = Hub::new(crate::Config::with_listen("127.0.0.1:0".parse().unwrap()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let stream = Stream::Plain(crate::transport::MovableTcp::new(client));
+        let stream = Transport::Plain(crate::transport::MovableTcp::new(client));
         let role = tokio_tungstenite::tungstenite::protocol::Role::Server;
         let socket = WebSocketStream::from_raw_socket(stream, role, None).await;
         let ((_sender, outbox), (_close, closer)) = (flume::bounded(1), oneshot::channel());

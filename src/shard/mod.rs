@@ -287,7 +287,12 @@ impl Shard {
         if let Some(store) = self.hub.store() {
             let connections = i64::from(online);
             let at = crate::protocol::millis(std::time::SystemTime::now());
-            store.note(Write::Presence { user: user.to_string(), online, connections, at });
+            store.write_unawaited(Write::Presence {
+                user: user.to_string(),
+                online,
+                connections,
+                at,
+            });
         }
     }
 

@@ -14,7 +14,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use super::resume::{after, not_recovered};
-use super::stream::{Ready, Stream};
+use super::stream::{Ready, RoomStream};
 use super::Shard;
 use crate::mailbox::{Replay, ReplayRequest, Stamp, StreamSlice, ToSequence, Unanswered};
 use crate::protocol::{self, Frame, Room, Unrecovered};
@@ -41,23 +41,23 @@ impl Shard {
         let window = self.hub.settings().recovery_window;
         let hole = match self.streams.rooms.entry(room.clone()) {
             Entry::Occupied(mut heard) => match heard.get_mut() {
-                Stream::Ready(ready) if ready.epoch == epoch && seq <= ready.last => return,
-                Stream::Ready(ready) if ready.epoch == epoch && seq == ready.last + 1 => None,
-                Stream::Ready(ready) if ready.epoch == epoch => {
+                RoomStream::Ready(ready) if ready.epoch == epoch && seq <= ready.last => return,
+                RoomStream::Ready(ready) if ready.epoch == epoch && seq == ready.last + 1 => None,
+                RoomStream::Ready(ready) if ready.epoch == epoch => {
                     *ready = Ready::heard_from(Arc::clone(&epoch), seq);
                     Some(Unrecovered::Interrupted)
                 }
                 stream => {
-                    *stream = Stream::Ready(Ready::heard_from(Arc::clone(&epoch), seq));
+                    *stream = RoomStream::Ready(Ready::heard_from(Arc::clone(&epoch), seq));
                     Some(Unrecovered::EpochChanged)
                 }
             },
             Entry::Vacant(vacant) => {
-                vacant.insert(Stream::Ready(Ready::heard_from(Arc::clone(&epoch), seq)));
+                vacant.insert(RoomStream::Ready(Ready::heard_from(Arc::clone(&epoch), seq)));
                 None
             }
         };
-        if let Some(Stream::Ready(ready)) = self.streams.rooms.get_mut(&room) {
+        if let Some(RoomStream::Ready(ready)) = self.streams.rooms.get_mut(&room) {
             ready.record(seq, frame.clone(), window);
         }
         if let Some(reason) = hole {
@@ -88,7 +88,7 @@ impl Shard {
     /// before it, so the member learns where the live messages stand.
     fn without_position(&mut self, room: &Room) {
         if !self.streams.rooms.contains_key(room) {
-            let unknown = Stream::Ready(Ready::heard_from(Arc::from(""), 1));
+            let unknown = RoomStream::Ready(Ready::heard_from(Arc::from(""), 1));
             self.streams.rooms.insert(room.clone(), unknown);
         }
     }
@@ -174,7 +174,7 @@ impl Shard {
         }
         let mut frames: Vec<Frame> = slice.messages.into_iter().map(|(_, frame)| frame).collect();
         let mut upto = top;
-        if let Some(Stream::Ready(heard)) = self.streams.rooms.get(&request.room) {
+        if let Some(RoomStream::Ready(heard)) = self.streams.rooms.get(&request.room) {
             if *heard.epoch == *epoch && heard.last > top {
                 let first_heard = heard.window.front().map_or(heard.last + 1, |(seq, _)| *seq);
                 if first_heard > top + 1 {

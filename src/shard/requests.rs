@@ -233,7 +233,7 @@ impl Shard {
             stream: None,
         };
         let store = self.hub.store().expect("checked by the caller");
-        if store.accept(Write::Message(message), done).is_err() {
+        if store.write(Write::Message(message), done).is_err() {
             self.dedup.forget(&user, room, message_id);
             let message = protocol::STORE_UNAVAILABLE;
             return Some(protocol::error_frame(id, ErrorCode::Unavailable, message));

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use super::stream::{Stream, Waiting};
+use super::stream::{Queued, RoomStream};
 use super::Shard;
 use crate::broker::Numbering;
 use crate::mailbox::{ConnId, Delivery, Replay, ReplayRequest, Unanswered};
@@ -57,7 +57,7 @@ impl Shard {
         match self.hub.sequencer().read_stream(request, self.id) {
             Numbering::Here(request) => {
                 let room = request.room.clone();
-                self.stream_ready(&room, Waiting::Resume(request));
+                self.stream_ready(&room, Queued::Resume(request));
             }
             Numbering::Taken => {}
             Numbering::Refused(request) => self.no_stream_read(request),
@@ -65,7 +65,7 @@ impl Shard {
     }
 
     pub(super) fn answer_replay(&mut self, request: ReplayRequest) {
-        let Some(Stream::Ready(ready)) = self.streams.rooms.get(&request.room) else { return };
+        let Some(RoomStream::Ready(ready)) = self.streams.rooms.get(&request.room) else { return };
         let (since, last) = (&request.since, ready.last);
         let first_kept = ready.window.front().map_or(last + 1, |(seq, _)| *seq);
         let replay = if since.epoch != *ready.epoch {
@@ -78,7 +78,7 @@ impl Shard {
         } else if self.hub.store().is_some()
             && first_kept - 1 - since.seq <= MAX_STORED_REPLAY as u64
         {
-            if let Some(Stream::Ready(ready)) = self.streams.rooms.get_mut(&request.room) {
+            if let Some(RoomStream::Ready(ready)) = self.streams.rooms.get_mut(&request.room) {
                 ready.pin(first_kept);
             }
             return self.read_stored(request, first_kept - 1);
@@ -94,7 +94,7 @@ impl Shard {
     /// write this home handed over so far (a barrier queued behind them).
     pub(super) fn read_stored(&self, request: ReplayRequest, upto: u64) {
         let (hub, shard) = (self.hub.clone(), self.id);
-        let committed = hub.store().map(|store| store.submit(Write::Barrier));
+        let committed = hub.store().map(|store| store.write_awaitable(Write::Barrier));
         tokio::spawn(async move {
             let stored = async {
                 let store = hub.store().ok_or(Unanswered::Store)?;
@@ -125,7 +125,9 @@ impl Shard {
         if let Some(kept) = request.kept.take() {
             return self.on_cluster_replay_loaded(request, *kept, upto, stored);
         }
-        let Some(Stream::Ready(ready)) = self.streams.rooms.get_mut(&request.room) else { return };
+        let Some(RoomStream::Ready(ready)) = self.streams.rooms.get_mut(&request.room) else {
+            return;
+        };
         ready.unpin(upto + 1);
         let first_kept = ready.window.front().map_or(ready.last + 1, |(seq, _)| *seq);
         let (last, epoch) = (ready.last, ready.epoch.to_string());

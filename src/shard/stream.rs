@@ -30,9 +30,9 @@ use crate::store::{Completion, NewMessage};
 
 /// Where a room's stream stands on its home shard.
 #[derive(Debug)]
-pub(super) enum Stream {
+pub(super) enum RoomStream {
     /// Read from the store; the messages and resumes that came meanwhile wait, in order.
-    Loading(Vec<Waiting>),
+    Loading(Vec<Queued>),
     Ready(Ready),
 }
 
@@ -109,7 +109,7 @@ pub(super) fn stored_message(item: &ToSequence, seq: u64, epoch: &Arc<str>) -> N
 
 /// What waits for a stream being read from the store.
 #[derive(Debug)]
-pub(super) enum Waiting {
+pub(super) enum Queued {
     Message(ToSequence),
     Resume(ReplayRequest),
 }
@@ -117,7 +117,7 @@ pub(super) enum Waiting {
 /// The streams of the rooms homed on one shard.
 #[derive(Debug, Default)]
 pub struct Streams {
-    pub(super) rooms: HashMap<Room, Stream>,
+    pub(super) rooms: HashMap<Room, RoomStream>,
 }
 
 /// A new stream's name: it starts again from seq 1.
@@ -142,7 +142,7 @@ impl Shard {
         match self.hub.sequencer().stamp(item, self.id) {
             Numbering::Here(item) => {
                 let room = item.room.clone();
-                self.stream_ready(&room, Waiting::Message(item));
+                self.stream_ready(&room, Queued::Message(item));
             }
             Numbering::Taken => {}
             Numbering::Refused(item) => self.refuse_message(item),
@@ -151,25 +151,27 @@ impl Shard {
 
     /// Runs `waiting` on the room's stream now if it is ready (creating it when there is no store),
     /// or queues it while the stream is read from the store.
-    pub(super) fn stream_ready(&mut self, room: &Room, waiting: Waiting) {
+    pub(super) fn stream_ready(&mut self, room: &Room, waiting: Queued) {
         match self.streams.rooms.get_mut(room) {
-            Some(Stream::Ready(_)) => {}
-            Some(Stream::Loading(queue)) => return queue.push(waiting),
+            Some(RoomStream::Ready(_)) => {}
+            Some(RoomStream::Loading(queue)) => return queue.push(waiting),
             None if self.hub.store().is_some() => {
-                self.streams.rooms.insert(room.clone(), Stream::Loading(vec![waiting]));
+                self.streams.rooms.insert(room.clone(), RoomStream::Loading(vec![waiting]));
                 return self.load_stream(room.clone());
             }
             None => {
-                self.streams.rooms.insert(room.clone(), Stream::Ready(Ready::new(new_epoch(), 0)));
+                self.streams
+                    .rooms
+                    .insert(room.clone(), RoomStream::Ready(Ready::new(new_epoch(), 0)));
             }
         }
         self.run_waiting(waiting);
     }
 
-    fn run_waiting(&mut self, waiting: Waiting) {
+    fn run_waiting(&mut self, waiting: Queued) {
         match waiting {
-            Waiting::Message(item) => self.stamp(item),
-            Waiting::Resume(request) => self.answer_replay(request),
+            Queued::Message(item) => self.stamp(item),
+            Queued::Resume(request) => self.answer_replay(request),
         }
     }
 
@@ -180,9 +182,9 @@ impl Shard {
             let Some(store) = hub.store() else { return };
             let window = hub.settings().dedup_window;
             let sent_since = millis(std::time::SystemTime::now() - window);
-            let read = Read::Stream { room: room.to_string(), sent_since };
+            let read = Read::StreamHead { room: room.to_string(), sent_since };
             let stream = match store.read(read).await {
-                Ok(Answer::Stream { newest, sent }) => Ok(LoadedStream { newest, sent }),
+                Ok(Answer::StreamHead { newest, sent }) => Ok(LoadedStream { newest, sent }),
                 _ => Err(Unanswered::Store),
             };
             hub.router().deliver(shard, Delivery::StreamLoaded { room, stream });
@@ -196,7 +198,7 @@ impl Shard {
         room: Room,
         stream: Result<LoadedStream, Unanswered>,
     ) {
-        let Some(Stream::Loading(waiting)) = self.streams.rooms.remove(&room) else { return };
+        let Some(RoomStream::Loading(waiting)) = self.streams.rooms.remove(&room) else { return };
         let Ok(LoadedStream { newest, sent }) = stream else {
             waiting.into_iter().for_each(|waiting| self.refuse(waiting));
             return;
@@ -207,14 +209,14 @@ impl Shard {
         };
         let until = Instant::now() + self.hub.settings().dedup_window;
         ready.sent_before = SentBefore::new(sent, until);
-        self.streams.rooms.insert(room, Stream::Ready(ready));
+        self.streams.rooms.insert(room, RoomStream::Ready(ready));
         waiting.into_iter().for_each(|waiting| self.run_waiting(waiting));
     }
 
     /// Numbers the message, encodes it once, hands it to the store and publishes it; a resend of
     /// one stored before this start is acked with its seq instead, and goes nowhere.
     fn stamp(&mut self, item: ToSequence) {
-        let Some(Stream::Ready(ready)) = self.streams.rooms.get_mut(&item.room) else {
+        let Some(RoomStream::Ready(ready)) = self.streams.rooms.get_mut(&item.room) else {
             unreachable!("stamped only once the stream is ready")
         };
         if let Some(seq) = ready.sent_before.seq_of(&item, Instant::now()) {
@@ -244,7 +246,7 @@ impl Shard {
             }
         };
         let window = self.hub.settings().recovery_window;
-        if let Some(Stream::Ready(ready)) = self.streams.rooms.get_mut(&room) {
+        if let Some(RoomStream::Ready(ready)) = self.streams.rooms.get_mut(&room) {
             ready.record(seq, frame.clone(), window);
         }
         self.fan_out_room(&room, seq, frame);
@@ -259,12 +261,12 @@ impl Shard {
         let Some(store) = self.hub.store() else { return false };
         let sent_by = match &origin {
             Origin::Connection { shard, conn, .. } => Some((*shard, *conn)),
-            Origin::Waiting(_) => None,
+            Origin::Reply(_) => None,
         };
         let room = message.room.clone().expect("a room message");
         let (id, sender) = (message.id.clone(), message.sender.clone());
         let done = self.completion(origin, &room, &id, &sender, seq);
-        let Err(refused) = store.offer(Write::Message(message), done) else { return true };
+        let Err(refused) = store.write(Write::Message(message), done) else { return true };
         match (sent_by, refused) {
             (Some((shard, conn)), _) => self.tell_refused(shard, conn, &room, &id, &sender),
             (None, Completion::Sequenced { reply, .. }) => drop(reply.send(None)),
@@ -293,7 +295,7 @@ impl Shard {
                 seq: Some(seq),
             },
             Origin::Connection { .. } => Completion::None,
-            Origin::Waiting(reply) => {
+            Origin::Reply(reply) => {
                 Completion::Sequenced { home: self.id, room: room.clone(), reply, seq }
             }
         }
@@ -315,7 +317,7 @@ impl Shard {
                 self.on_committed(conn, user, room, id, seq);
             }
             Origin::Connection { .. } => {}
-            Origin::Waiting(reply) => self.on_numbered(room.clone(), reply, seq),
+            Origin::Reply(reply) => self.on_numbered(room.clone(), reply, seq),
         }
     }
 
@@ -329,10 +331,10 @@ impl Shard {
     }
 
     /// The stream could not be read: a waiting message is refused, a waiting resume not recovered.
-    fn refuse(&mut self, waiting: Waiting) {
+    fn refuse(&mut self, waiting: Queued) {
         match waiting {
-            Waiting::Message(item) => self.refuse_message(item),
-            Waiting::Resume(request) => self.unrecoverable(request, Unrecovered::NoHistory, 0, ""),
+            Queued::Message(item) => self.refuse_message(item),
+            Queued::Resume(request) => self.unrecoverable(request, Unrecovered::NoHistory, 0, ""),
         }
     }
 
@@ -342,7 +344,7 @@ impl Shard {
             Origin::Connection { shard, conn, .. } => {
                 self.tell_refused(shard, conn, &item.room, &item.id, &item.sender)
             }
-            Origin::Waiting(reply) => drop(reply.send(None)),
+            Origin::Reply(reply) => drop(reply.send(None)),
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::stream::Stream;
+use super::stream::RoomStream;
 use super::Shard;
 use crate::directory::ShardId;
 use crate::mailbox::Delivery;
@@ -23,7 +23,7 @@ use crate::protocol::Room;
 const UNHEARD_LIMIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
-struct Waiting {
+struct Parked {
     seq: u64,
     shard: ShardId,
     answer: Delivery,
@@ -33,19 +33,19 @@ struct Waiting {
 /// The answers waiting on one home shard.
 #[derive(Debug, Default)]
 pub struct Unheard {
-    rooms: HashMap<Room, Vec<Waiting>>,
+    rooms: HashMap<Room, Vec<Parked>>,
 }
 
 impl Unheard {
     pub(super) fn park(&mut self, room: Room, seq: u64, shard: ShardId, answer: Delivery) {
         let until = Instant::now() + UNHEARD_LIMIT;
-        self.rooms.entry(room).or_default().push(Waiting { seq, shard, answer, until });
+        self.rooms.entry(room).or_default().push(Parked { seq, shard, answer, until });
     }
 
     /// The answers of `room` whose message is at or before `upto` (all of them: `u64::MAX`).
     fn heard(&mut self, room: &Room, upto: u64) -> Vec<(ShardId, Delivery)> {
         let Some(waiting) = self.rooms.get_mut(room) else { return Vec::new() };
-        let (done, left): (Vec<Waiting>, Vec<Waiting>) =
+        let (done, left): (Vec<Parked>, Vec<Parked>) =
             waiting.drain(..).partition(|w| w.seq <= upto);
         if left.is_empty() {
             self.rooms.remove(room);
@@ -81,7 +81,7 @@ impl Shard {
         if self.hub.router().home_of(room) != self.id {
             return false;
         }
-        !matches!(self.streams.rooms.get(room), Some(Stream::Ready(ready)) if ready.last >= seq)
+        !matches!(self.streams.rooms.get(room), Some(RoomStream::Ready(ready)) if ready.last >= seq)
     }
 
     /// An HTTP publish's message is in: answered with its seq, after this home's fan-out of it.

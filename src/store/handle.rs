@@ -1,7 +1,7 @@
-//! The store handle: what shards, sessions and handlers hold to reach the writer and the readers.
+//! The store handle: what shards, sessions and handlers hold to reach the writer and the read pool.
 //!
-//! Owns: the sending ends of the writer's queue and the readers' queue. Must not: wait to hand a
-//! chat over: [`Store::accept`] is a `try_send`, refused at once when the queue is full or the
+//! Owns: the sending ends of the writer's queue and the read pool' queue. Must not: wait to hand a
+//! chat over: [`Store::write`] is a `try_send`, refused at once when the queue is full or the
 //! database is down, so "acked" always means "stored and delivered".
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::jobs::{Completion, Job, ReadJob};
 use super::ops::{Answer, Outcome, Read, Write};
 use super::writer::{Tuning, Writer};
-use super::{migrations, readers, DatabaseUrl, StoreError, StoreSettings};
+use super::{migrations, read_pool, DatabaseUrl, StoreError, StoreSettings};
 use crate::metrics::StoreCounters;
 use crate::router::Router;
 
@@ -22,7 +22,7 @@ use crate::router::Router;
 #[error("the message store is unavailable")]
 pub struct Unavailable;
 
-/// A cheap, cloneable handle to the writer and the readers.
+/// A cheap, cloneable handle to the writer and the read pool.
 #[derive(Debug, Clone)]
 pub struct Store {
     writes: flume::Sender<Job>,
@@ -31,7 +31,7 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the database, brings its schema up to date, and starts the writer and the readers.
+    /// Opens the database, brings its schema up to date, and starts the writer and the read pool.
     /// Completions of chats go to their shards through `router`.
     pub fn start(
         url: &DatabaseUrl,
@@ -57,7 +57,8 @@ impl Store {
             .name("wsbroker-writer".into())
             .spawn(move || writer.run())
             .map_err(spawn_error)?;
-        readers::start(settings.readers.max(1), url, &read_jobs, &counters).map_err(spawn_error)?;
+        read_pool::start(settings.readers.max(1), url, &read_jobs, &counters)
+            .map_err(spawn_error)?;
         Ok(Self { writes, reads, counters })
     }
 
@@ -66,13 +67,10 @@ impl Store {
         self.counters.up.load(Relaxed) == 1
     }
 
-    /// Hands a write to the writer without waiting; refused when the store is down or full.
-    pub fn accept(&self, write: Write, done: Completion) -> Result<(), Unavailable> {
-        self.offer(write, done).map_err(|_| Unavailable)
-    }
-
-    /// [`Store::accept`], handing the completion back when refused, so its owner can be told.
-    pub fn offer(&self, write: Write, done: Completion) -> Result<(), Completion> {
+    /// Hands a write to the writer without waiting; refused when the store is down or full, with
+    /// the completion handed back so its owner can be told. Every other way to write goes
+    /// through this one.
+    pub fn write(&self, write: Write, done: Completion) -> Result<(), Completion> {
         if !self.is_up() {
             self.counters.refused.fetch_add(1, Relaxed);
             return Err(done);
@@ -86,29 +84,29 @@ impl Store {
     }
 
     /// A write nobody waits for (presence, a room created by a join); refused ones are counted.
-    pub fn note(&self, write: Write) {
-        let _ = self.accept(write, Completion::None);
+    pub fn write_unawaited(&self, write: Write) {
+        let _ = self.write(write, Completion::None);
     }
 
     /// Hands a write over; the returned future completes with its commit.
-    pub fn submit(
+    pub fn write_awaitable(
         &self,
         write: Write,
     ) -> Result<impl std::future::Future<Output = Result<Outcome, Unavailable>>, Unavailable> {
         let (reply, answer) = oneshot::channel();
-        self.accept(write, Completion::Reply(reply))?;
+        self.write(write, Completion::Reply(reply)).map_err(|_| Unavailable)?;
         Ok(async move { answer.await.map_err(|_| Unavailable)?.map_err(|_| Unavailable) })
     }
 
     /// Hands a write over and waits for its commit.
-    pub async fn write(&self, write: Write) -> Result<Outcome, Unavailable> {
-        self.submit(write)?.await
+    pub async fn write_and_wait(&self, write: Write) -> Result<Outcome, Unavailable> {
+        self.write_awaitable(write)?.await
     }
 
     /// Waits until every write handed over so far is committed (at shutdown); `false` when the
     /// store is down or it took longer than `timeout`.
     pub async fn flush(&self, timeout: Duration) -> bool {
-        let Ok(committed) = self.submit(Write::Barrier) else { return false };
+        let Ok(committed) = self.write_awaitable(Write::Barrier) else { return false };
         matches!(tokio::time::timeout(timeout, committed).await, Ok(Ok(_)))
     }
 

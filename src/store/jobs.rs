@@ -1,7 +1,7 @@
 //! The store's job vocabulary: a write and who to tell when it is committed, a read and where its
-//! answer goes. The handle sends these; the writer and the readers take them.
+//! answer goes. The handle sends these; the writer and the read pool take them.
 //!
-//! Owns: the types only. Must not: import the handle, the writer or the readers (they import this).
+//! Owns: the types only. Must not: import the handle, the writer or the read pool (they import this).
 
 use tokio::sync::oneshot;
 

@@ -2,7 +2,7 @@
 //!
 //! Owns: the [`Engine`] contract (one database connection, used by one thread at a time), the chat
 //! operations written once on top of it ([`ops`]), the migrations, and the two threads' worth of
-//! ownership around it: the writer ([`writer`]) alone writes, the readers ([`readers`]) alone read.
+//! ownership around it: the writer ([`writer`]) alone writes, the read pool ([`read_pool`]) alone reads.
 //! Everyone else holds a [`Store`] handle and sends them typed messages.
 //! May touch: the router, to hand a commit's outcome back to the shard that asked. Must not: make a
 //! shard or a session wait: a message is handed over with `try_send` into a bounded queue, and a
@@ -16,7 +16,7 @@ mod jobs;
 pub mod migrations;
 pub mod ops;
 mod postgres;
-mod readers;
+mod read_pool;
 pub mod reads;
 mod sqlite;
 mod writer;

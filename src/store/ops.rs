@@ -2,7 +2,7 @@
 //! transaction (the reads are in [`super::reads`], re-exported here).
 //!
 //! Owns: the SQL of every write and the rules that need the database (a room name taken, who may
-//! delete a message). Must not: open connections, batch or retry; the writer and the readers do.
+//! delete a message). Must not: open connections, batch or retry; the writer and the read pool do.
 
 use crate::protocol::Millis;
 use std::collections::{BTreeMap, HashMap, HashSet};

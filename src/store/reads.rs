@@ -2,7 +2,7 @@
 //! the rooms a user sees, participants, last seen, and where a room's stream stands.
 //!
 //! Owns: the SQL of every read and how a row becomes a value. Must not: write; the writer applies
-//! [`super::ops::Write`]s, the readers answer these.
+//! [`super::ops::Write`]s, the read pool answer these.
 
 use super::{Engine, Participant, Role, RoomInfo, RoomType, StoreError, StoredMessage, Value};
 use crate::protocol::Millis;
@@ -29,7 +29,7 @@ pub enum Read {
     /// Where a room's stream stands: the epoch and seq of its newest stored message, and the ids
     /// its senders used since `sent_since` (the newest [`MAX_SENT`]), so a resend after a restart
     /// is recognised.
-    Stream {
+    StreamHead {
         room: String,
         sent_since: Millis,
     },
@@ -64,7 +64,7 @@ pub enum Answer {
     Participants(Vec<Participant>),
     LastSeen(Option<Millis>),
     /// `newest`: `None` when the room has no message with a seq yet; `sent`: (sender, id, seq).
-    Stream {
+    StreamHead {
         newest: Option<(String, i64)>,
         sent: Vec<(String, String, i64)>,
     },
@@ -93,7 +93,7 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
         Read::History { room, after: Some(after), limit, .. } => {
             after_seq(engine, room, *after, *limit)
         }
-        Read::Stream { room, sent_since } => stream(engine, room, *sent_since),
+        Read::StreamHead { room, sent_since } => stream(engine, room, *sent_since),
         Read::Access { room, user } => access(engine, room, user),
         Read::Rooms { user, after, limit } => rooms(engine, user, after.as_deref(), *limit),
         Read::Participants { room } => {
@@ -135,7 +135,7 @@ fn stream(engine: &mut dyn Engine, room: &str, sent_since: Millis) -> Result<Ans
         .iter()
         .map(|row| Ok((row[0].text()?, row[1].text()?, row[2].int()?)))
         .collect::<Result<_, StoreError>>()?;
-    Ok(Answer::Stream { newest, sent })
+    Ok(Answer::StreamHead { newest, sent })
 }
 
 fn access(engine: &mut dyn Engine, room: &str, user: &str) -> Result<Answer, StoreError> {

@@ -1,6 +1,6 @@
 //! The SQLite engine (rusqlite, SQLite compiled in): the default store, one file, no server.
 //!
-//! Owns: one connection to the file. The file is in WAL mode, so the readers read while the writer
+//! Owns: one connection to the file. The file is in WAL mode, so the read pool read while the writer
 //! writes; `synchronous = FULL`, so a commit has reached the disk when it returns (an ack after a
 //! commit survives a power cut). Must not: be shared between threads (each owner opens its own).
 

@@ -187,8 +187,8 @@ fn messages_are_stored_once_and_paged(engine: &mut dyn Engine) {
 
 fn streams_keep_their_seq_and_epoch(engine: &mut dyn Engine) {
     let epoch: Arc<str> = Arc::from("e1");
-    let stream = |sent_since| Read::Stream { room: "numbered".into(), sent_since };
-    let empty = Answer::Stream { newest: None, sent: Vec::new() };
+    let stream = |sent_since| Read::StreamHead { room: "numbered".into(), sent_since };
+    let empty = Answer::StreamHead { newest: None, sent: Vec::new() };
     assert_eq!(read(engine, stream(0)), empty);
     let writes = (1..=5)
         .map(|seq| {
@@ -206,11 +206,11 @@ fn streams_keep_their_seq_and_epoch(engine: &mut dyn Engine) {
     let newest = Some(("e1".into(), 5));
     assert_eq!(
         read(engine, stream(0)),
-        Answer::Stream { newest: newest.clone(), sent: sent(1..=5) }
+        Answer::StreamHead { newest: newest.clone(), sent: sent(1..=5) }
     );
     assert_eq!(
         read(engine, stream(1_004)),
-        Answer::Stream { newest, sent: sent(4..=5) },
+        Answer::StreamHead { newest, sent: sent(4..=5) },
         "the ids sent since a time, newest first"
     );
     let after = Read::History { room: "numbered".into(), before: None, after: Some(3), limit: 10 };

@@ -1,4 +1,4 @@
-//! The readers: a small pool of threads, each with its own database connection, answering reads.
+//! The read pool: a few threads, each with its own database connection, answering reads.
 //!
 //! Owns: the read connections. Takes questions from one shared bounded queue, so a slow query
 //! holds up one reader, never the writer. Must not: write.

@@ -1,23 +1,27 @@
-//! What a client's WebSocket message calls for: the reaction that a session and a shard's reader share.
+//! A client connection as both of its readers see it (a shard's reader for plain TCP, a session for
+//! TLS): what a client's WebSocket message calls for, the heartbeat, the token's enforcement.
 //!
 //! Owns: the mapping from a client message to a command for the shard, a reply, or nothing, and from a
 //! read error to the close it deserves; the checks of a `refresh` token. Plain functions over a
 //! [`Peer`]: no I/O, no await. Must not: write to the socket or send the command (the caller does both).
 
+pub mod heartbeat;
+
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::heartbeat::{Beat, Heartbeat, TokenClock};
-use super::SessionAuth;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Authenticator};
 use crate::close::{self, CloseReason};
 use crate::directory::ShardId;
 use crate::hub::Hub;
 use crate::mailbox::{Command, ConnId};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Limits, UserId};
+use heartbeat::{Beat, Heartbeat, TokenClock};
 
 /// Who sent a message: the connection, its user and shard, and its token's verifier.
 #[derive(Clone, Copy)]
@@ -26,7 +30,7 @@ pub struct Peer<'a> {
     pub user: &'a UserId,
     pub shard: ShardId,
     pub hub: &'a Hub,
-    pub auth: Option<&'a SessionAuth>,
+    pub auth: Option<&'a PeerAuth>,
 }
 
 /// What a client message calls for.
@@ -164,7 +168,7 @@ impl Peer<'_> {
         heartbeat: &mut Heartbeat,
     ) -> Result<Command, Frame> {
         let reject = |code, message: &str| protocol::error_frame(id.as_deref(), code, message);
-        let Some(SessionAuth { authenticator, .. }) = self.auth else {
+        let Some(PeerAuth { authenticator, .. }) = self.auth else {
             return Err(reject(
                 ErrorCode::BadRequest,
                 "authentication is off: there is no token to refresh",
@@ -212,4 +216,22 @@ impl Peer<'_> {
         }
         heartbeat
     }
+}
+
+/// What a connection (read by a shard's reader or a session) needs to enforce its token: the
+/// verifier for `refresh`, and the connect token's expiry.
+#[derive(Debug)]
+pub struct PeerAuth {
+    pub authenticator: Arc<Authenticator>,
+    pub expires_at: SystemTime,
+}
+
+/// Every connection's WebSocket settings (buffers and limits), from the flags.
+pub fn websocket_config(settings: &crate::Config) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(settings.ws_read_buffer)
+        .write_buffer_size(settings.ws_write_buffer)
+        .max_write_buffer_size(settings.ws_write_buffer + 2 * settings.max_frame + 128 * 1024)
+        .max_message_size(Some(settings.max_frame))
+        .max_frame_size(Some(settings.max_frame))
 }
