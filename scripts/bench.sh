@@ -5,6 +5,8 @@
 #   scripts/bench.sh                          # every scenario
 #   scripts/bench.sh fanout-10k idle-19k      # some of them
 #   DURATION=20 scripts/bench.sh fanout-10k   # shorter runs than the scenario's own
+#   scripts/bench.sh today                    # the scenarios behind docs/benchmarks.md's first table
+#                                             # (every target), then rewrites that table
 #   scripts/bench.sh reference                # fanout-10k and broadcast-5k against the broker, the
 #                                             # broker with --fast-path false (X-queued) and the bare
 #                                             # reference server, with the CPU ratios
@@ -63,10 +65,15 @@ run_cluster() {
   kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
 }
 
-# `reference` stands for the four runs the CPU ratio is computed from, in this order.
+# `reference` stands for the four runs the CPU ratio is computed from, in this order; `today` for
+# the runs behind every target (scripts/bench_table.py's TARGETS names their rows).
 expanded=()
+write_today=""
 for scenario in "${scenarios[@]}"; do
-  if [ "$scenario" = reference ]; then
+  if [ "$scenario" = today ]; then
+    write_today=1
+    expanded+=(fanout-10k fanout-10k-reference broadcast-5k idle-19k saturation cluster-100k)
+  elif [ "$scenario" = reference ]; then
     expanded+=(fanout-10k fanout-10k-queued fanout-10k-reference broadcast-5k broadcast-5k-queued broadcast-5k-reference)
   else
     expanded+=("$scenario")
@@ -150,3 +157,8 @@ done
 
 python3 scripts/bench_table.py $(for s in "${scenarios[@]}"; do echo "$results/$day-$s.json"; done)
 python3 scripts/bench_table.py --ratios $(for s in "${scenarios[@]}"; do echo "$results/$day-$s.json"; done)
+if [ -n "$write_today" ]; then
+  python3 scripts/bench_table.py --today docs/benchmarks.md "$(git rev-parse --short HEAD)" \
+    $(for s in "${scenarios[@]}"; do echo "$results/$day-$s.json"; done)
+  echo "docs/benchmarks.md: the table of today rewritten" >&2
+fi
