@@ -96,6 +96,7 @@ pub fn parse_client_frame(
             Action::Presence { room: require_room(room)?, after }
         }
         "ping" => Action::Ping,
+        "active" => Action::Active,
         "refresh" => {
             let token =
                 refresh_token(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;

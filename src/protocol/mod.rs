@@ -208,6 +208,16 @@ pub enum Action {
         from: Option<String>,
     },
     Ping,
+    /// The person is there (typing, looking at the page): marks the user present, not away.
+    Active,
+}
+
+impl Action {
+    /// Whether the frame means a person is there: what it does, not a query or a heartbeat. Only
+    /// these count against `--away-after` (docs/protocol.md, "presence").
+    pub fn shows_presence(&self) -> bool {
+        !matches!(self, Self::Presence { .. } | Self::History { .. } | Self::Ping)
+    }
 }
 
 /// A chat as the session accepted it: encoded once for every recipient, and what the store keeps.

@@ -36,7 +36,9 @@ impl Shard {
         if self.cache.get(conn).is_none() {
             return;
         }
-        self.cache.touch(conn, Instant::now());
+        if request.action.shows_presence() {
+            self.cache.touch(conn, Instant::now());
+        }
         match self.order.admit(conn, request) {
             Admit::Now(request) => self.take_request(conn, request),
             Admit::Held => {}
@@ -103,6 +105,7 @@ impl Shard {
                 None
             }
             Action::Ping => Some(protocol::reply_frame(MessageType::Pong, id)),
+            Action::Active => ack(id),
         }
     }
 

@@ -201,22 +201,23 @@ async fn presence_query_lists_users_and_who_is_away() {
     let list = alice.request(query.clone()).await;
     assert_eq!(list["room"], "r");
     assert_eq!(list["data"], json!({"users": ["alice", "bob"], "away": []}));
+    // Alice keeps asking, which is no sign of a person: both go away.
     let deadline = tokio::time::Instant::now() + common::WAIT;
     loop {
         let list = alice.request(query.clone()).await;
-        if list["data"]["away"] == json!(["bob"]) {
+        if list["data"]["away"] == json!(["alice", "bob"]) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "bob never became away: {list}");
+        assert!(tokio::time::Instant::now() < deadline, "they never became away: {list}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    bob.request(json!({"type": "ping", "id": "wake"})).await;
+    bob.request(json!({"type": "ping", "id": "heartbeat"})).await;
+    let list = alice.request(query.clone()).await;
+    assert_eq!(list["data"]["away"], json!(["alice", "bob"]), "a ping is not a person: {list}");
+    assert_eq!(bob.request(json!({"type": "active", "id": "here"})).await["type"], "ack");
     let list = alice.request(query).await;
     assert_eq!(list["data"]["users"], json!(["alice", "bob"]));
-    assert!(
-        !list["data"]["away"].as_array().unwrap().contains(&json!("bob")),
-        "bob is back: {list}"
-    );
+    assert_eq!(list["data"]["away"], json!(["alice"]), "bob is back: {list}");
 }
 
 #[tokio::test]
