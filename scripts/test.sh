@@ -14,6 +14,8 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+# The client library's tests need Node >= 20 (its WebSocket, behind --experimental-websocket).
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update -qq
@@ -53,6 +55,9 @@ echo "== the bare reference server (loadgen reference-server) under the smoke sc
 start_reference
 target/release/loadgen --url "$broker_url" --scenario smoke --assert-clean
 stop_broker
+echo "== the JavaScript client library in Node, against real brokers (debug build)"
+cargo build --bin wsbroker
+node --experimental-websocket --test tests/js/
 echo "== the web page in a real browser (Chromium driven by Playwright)"
 python3 tests/browser/test_chat.py
 echo "== concurrency test (release)"

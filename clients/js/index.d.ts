@@ -1,0 +1,99 @@
+// Types of the wsbroker client (index.js). No build step: the module is plain JavaScript.
+
+export type State = "idle" | "connecting" | "joining" | "live" | "reconnecting" | "closed";
+
+/** Where a client stands in a room's stream: the last message it has, and the stream's name. */
+export interface Since {
+  seq: number;
+  epoch: string;
+}
+
+/** A frame as the broker sends it (docs/protocol.md): one JSON envelope. */
+export interface Frame {
+  id?: string;
+  type: string;
+  room?: string;
+  from?: string;
+  data?: any;
+  timestamp?: string;
+  seq?: number;
+  epoch?: string;
+}
+
+export interface OutboxStore {
+  load(): Array<{ id: string; room: string; data: object }>;
+  save(chats: Array<{ id: string; room: string; data: object }>): void;
+}
+
+export interface ClientOptions {
+  /** The broker's WebSocket endpoint, such as "wss://chat.example.com/ws". */
+  url: string;
+  /** The user to connect as, with authentication off. */
+  user?: string;
+  /** A JWT, with authentication on. */
+  token?: string;
+  /** Asked for a new token when the broker says the current one expires soon, or closed 4001. */
+  refreshToken?: () => Promise<string>;
+  /** A WebSocket constructor (browsers and Node with --experimental-websocket have one). */
+  WebSocket?: new (url: string) => WebSocket;
+  /** Where unacked chats are kept across page reloads (see storageOutbox). */
+  outboxStore?: OutboxStore;
+  /** First reconnect delay (doubled each attempt, with jitter), default 500 ms. */
+  backoffMs?: number;
+  /** Longest reconnect delay, default 30 s. */
+  maxBackoffMs?: number;
+  /** How often an idle connection is checked, default 15 s. */
+  pingIntervalMs?: number;
+  /** How long the broker may stay silent while something is owed before the connection is
+   * presumed dead and replaced, default 10 s. */
+  answerTimeoutMs?: number;
+}
+
+export interface Events {
+  state: { state: State; retryInMs: number };
+  message: Frame;
+  acked: { id: string; room: string; seq?: number };
+  failed: { id: string; room: string; data: object; code: string; message: string };
+  deleted: { room: string; id: string; from: string };
+  presence: { room: string; joined: string[]; left: string[]; users?: string[] };
+  reset: { room: string; reason: string; seq: number; epoch: string };
+  removed: { room: string; code: string; message: string };
+  frame: Frame;
+}
+
+/** Codes that end a chat or an operation; any other error is retried. */
+export const FINAL_CODES: Set<string>;
+
+export class Emitter<E = Events> {
+  on<K extends keyof E>(event: K, handler: (detail: E[K]) => void): () => void;
+  off<K extends keyof E>(event: K, handler: (detail: E[K]) => void): void;
+  emit<K extends keyof E>(event: K, detail: E[K]): void;
+}
+
+export class Members {
+  apply(frame: Frame): { room: string; joined: string[]; left: string[] } | null;
+  of(room: string): string[];
+  isAway(room: string, user: string): boolean;
+  forget(room: string): void;
+}
+
+export class Client extends Emitter<Events> {
+  constructor(options: ClientOptions);
+  readonly state: State;
+  readonly members: Members;
+  readonly outbox: { chats: Map<string, { id: string; room: string; data: object }> };
+  connect(): void;
+  close(): void;
+  /** Sends a chat; returns its id. It is acked once, or "failed" for a reason retrying cannot change. */
+  send(room: string, data: object, id?: string): string;
+  join(room: string): Promise<Frame>;
+  leave(room: string): Promise<Frame>;
+  delete(room: string, id: string, from: string): Promise<Frame>;
+  presence(room: string): Promise<{ users: string[]; away: string[]; next_after?: string }>;
+  history(room: string, page?: { limit?: number; before?: string; after?: number }): Promise<{ messages: Frame[]; next_before: string | null }>;
+  rooms(): Map<string, Since | null>;
+  /** Marks the user present (not away) without sending anything else; dropped while offline. */
+  active(): void;
+}
+
+export function storageOutbox(storage: Storage, key?: string): OutboxStore;

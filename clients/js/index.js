@@ -1,0 +1,381 @@
+// The wsbroker client: one connection that comes back by itself, resumes every room it joined where
+// it left off (docs/protocol.md, "Room streams and resuming"), and delivers each chat exactly once:
+// a chat stays in the outbox until its ack and is resent with the same id after a reconnect, which
+// the broker's dedup turns into one delivery. Runs in browsers and in Node >= 20 (pass a WebSocket
+// constructor, such as the `ws` package's or Node's with --experimental-websocket).
+//
+// Events: "state" { state, retryInMs }, "message" (a chat or notification frame, each once),
+// "acked" { id, room, seq }, "failed" { id, room, data, code, message }, "deleted" { room, id, from },
+// "presence" { room, joined, left }, "reset" { room, reason, seq, epoch } (reload the room's
+// history: what was missed cannot be replayed), "removed" { room, code, message } (a room it may no
+// longer join), "frame" (every frame, as sent).
+
+import { Emitter } from "./emitter.js";
+import { Members } from "./members.js";
+import { Outbox } from "./outbox.js";
+
+export { Emitter } from "./emitter.js";
+export { Members } from "./members.js";
+export { storageOutbox } from "./outbox.js";
+
+/** Errors that end a chat or an operation: retrying cannot help. Any other code is retried. */
+export const FINAL_CODES = new Set([
+  "bad_request", "unknown_type", "content_too_long", "not_member", "forbidden", "unauthorized",
+  "not_found", "conflict", "muted", "banned", "too_large", "quota_exceeded",
+]);
+
+const REPLIES = new Set(["ack", "error", "pong", "presence", "history"]);
+
+export class Client extends Emitter {
+  state = "idle";
+  members = new Members();
+  #options;
+  #socket = null;
+  #attempt = 0;
+  #timers = new Set();
+  #heartbeat = null;
+  #rooms = new Map(); // room -> { since: { seq, epoch } | null }
+  #inFlight = new Map(); // request or chat id -> { chat } | { operation }
+  #answerBy = Infinity; // when the connection is presumed dead if nothing answers
+  #token;
+  #stopped = false;
+
+  /**
+   * @param {object} options url (ws://host/ws), user or token, WebSocket, outboxStore,
+   *   refreshToken (async () => a new token), backoffMs, maxBackoffMs, pingIntervalMs,
+   *   answerTimeoutMs.
+   */
+  constructor(options) {
+    super();
+    this.#options = {
+      WebSocket: globalThis.WebSocket,
+      backoffMs: 500,
+      maxBackoffMs: 30_000,
+      pingIntervalMs: 15_000,
+      answerTimeoutMs: 10_000,
+      ...options,
+    };
+    this.#token = options.token ?? null;
+    this.outbox = new Outbox(options.outboxStore);
+  }
+
+  connect() {
+    this.#stopped = false;
+    this.#open();
+  }
+
+  close() {
+    this.#stopped = true;
+    this.#clearTimers();
+    const socket = this.#socket;
+    this.#socket = null;
+    socket?.close(1000);
+    this.#setState("closed");
+  }
+
+  /** Sends a chat (`data` is the message's data object); returns its id. Delivered exactly once,
+   * or reported "failed" with a reason that retrying cannot change. */
+  send(room, data, id = newId()) {
+    this.outbox.addChat(id, room, data);
+    if (this.state === "live") this.#sendChat(this.outbox.chats.get(id));
+    return id;
+  }
+
+  join(room) {
+    return this.#operation({ type: "join", room }).then((reply) => {
+      this.#rooms.set(room, this.#rooms.get(room) ?? { since: null });
+      return reply;
+    });
+  }
+
+  leave(room) {
+    this.#rooms.delete(room);
+    this.members.forget(room);
+    return this.#operation({ type: "leave", room });
+  }
+
+  /** Deletes message `id` (sent by `from`); queued while offline, never turned into a resend. */
+  delete(room, id, from) {
+    return this.#operation({ type: "delete", room, data: { id, from } });
+  }
+
+  presence(room) {
+    return this.#operation({ type: "presence", room }).then((reply) => {
+      this.members.apply(reply);
+      return reply.data;
+    });
+  }
+
+  history(room, page = {}) {
+    return this.#operation({ type: "history", room, data: page }).then((reply) => reply.data);
+  }
+
+  /** Tells the broker its user is there (typing, reading) though sending nothing: only chats,
+   * joins, leaves, deletes and this keep a user from showing as away. Dropped while offline. */
+  active() {
+    if (this.state === "live") this.#socket?.send(JSON.stringify({ type: "active" }));
+  }
+
+  /** The rooms this client is in, with where it stands in each stream. */
+  rooms() {
+    return new Map([...this.#rooms].map(([room, { since }]) => [room, since]));
+  }
+
+  #operation(frame) {
+    return new Promise((resolve, reject) => {
+      const operation = this.outbox.addOperation(frame, resolve, reject);
+      if (this.state === "live") this.#sendOperation(operation);
+    });
+  }
+
+  #open() {
+    this.#setState(this.#attempt === 0 ? "connecting" : "reconnecting");
+    const url = new URL(this.#options.url);
+    if (this.#token) url.searchParams.set("token", this.#token);
+    else url.searchParams.set("user", this.#options.user);
+    let socket;
+    try {
+      socket = new this.#options.WebSocket(url.href);
+    } catch {
+      return this.#retry();
+    }
+    this.#socket = socket;
+    // A broker that accepts the connection but never answers (hung) is left for another try.
+    this.#after(this.#options.answerTimeoutMs, () => {
+      if (socket === this.#socket && socket.readyState === 0) this.#dropped(socket, 4998, true);
+    });
+    socket.onopen = () => this.#opened(socket);
+    socket.onmessage = (event) => this.#onFrame(socket, event.data);
+    socket.onclose = (event) => this.#dropped(socket, event.code);
+    socket.onerror = () => {};
+  }
+
+  async #opened(socket) {
+    this.#setState("joining");
+    this.#startHeartbeat(socket);
+    const rejoins = [...this.#rooms.keys()].map((room) => this.#rejoin(socket, room));
+    await Promise.all(rejoins);
+    if (socket !== this.#socket) return;
+    this.#attempt = 0;
+    this.#setState("live");
+    for (const owed of this.outbox.inOrder()) {
+      if (owed.chat) this.#sendChat(owed.chat);
+      else this.#sendOperation(owed.operation);
+    }
+  }
+
+  /** Joins `room` again on a new connection, resuming after the last message seen. */
+  #rejoin(socket, room) {
+    const since = this.#rooms.get(room)?.since;
+    const frame = since ? { type: "join", room, data: { since } } : { type: "join", room };
+    return new Promise((resolve) => {
+      const id = newId();
+      const operation = { frame: { ...frame, id }, resolve, reject: resolve, sent: true, rejoin: true };
+      this.#inFlight.set(id, { operation });
+      this.#transmit(socket, operation.frame);
+    }).then((reply) => {
+      if (reply?.type === "ack") return this.#resumed(room, reply.data);
+      const code = reply?.data?.code;
+      if (FINAL_CODES.has(code)) {
+        this.#rooms.delete(room);
+        this.emit("removed", { room, code, message: reply.data.message });
+      }
+    });
+  }
+
+  #resumed(room, answer) {
+    if (!answer || answer.recovered !== false) return;
+    const known = this.#rooms.get(room);
+    if (known) known.since = { seq: answer.seq, epoch: answer.epoch };
+    this.emit("reset", { room, reason: answer.reason, seq: answer.seq, epoch: answer.epoch });
+  }
+
+  #sendChat(chat) {
+    const frame = { type: "chat", room: chat.room, id: chat.id, data: chat.data };
+    this.#inFlight.set(chat.id, { chat });
+    this.#transmit(this.#socket, frame);
+  }
+
+  #sendOperation(operation) {
+    const id = operation.frame.id ?? newId();
+    operation.frame = { ...operation.frame, id };
+    operation.sent = true;
+    this.#inFlight.set(id, { operation });
+    this.#transmit(this.#socket, operation.frame);
+  }
+
+  #transmit(socket, frame) {
+    if (!socket || socket.readyState !== 1) return;
+    socket.send(JSON.stringify(frame));
+    this.#answerBy = Math.min(this.#answerBy, Date.now() + this.#options.answerTimeoutMs);
+  }
+
+  #onFrame(socket, text) {
+    if (socket !== this.#socket) return;
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    // Heard from: the broker is alive, whatever it answers.
+    this.#answerBy = this.#inFlight.size ? Date.now() + this.#options.answerTimeoutMs : Infinity;
+    this.emit("frame", frame);
+    if (frame.id !== undefined && REPLIES.has(frame.type) && this.#inFlight.has(frame.id)) {
+      return this.#answered(frame);
+    }
+    switch (frame.type) {
+      case "chat":
+      case "notification":
+        return this.#message(frame);
+      case "message_deleted":
+        return this.emit("deleted", { room: frame.room, id: frame.data?.id, from: frame.data?.from });
+      case "presence": {
+        const change = this.members.apply(frame);
+        if (change) this.emit("presence", change);
+        return;
+      }
+      case "joined":
+        return this.#joinedWhileLive(frame);
+      case "system":
+        if (frame.data?.event === "token_expiring") this.#refresh();
+    }
+  }
+
+  /** A message, once: one at or below the room's last seq (same stream) was seen already. */
+  #message(frame) {
+    const known = frame.room && typeof frame.seq === "number" ? this.#rooms.get(frame.room) : null;
+    if (known) {
+      const since = known.since;
+      if (since && since.epoch === frame.epoch && frame.seq <= since.seq) return;
+      known.since = { seq: frame.seq, epoch: frame.epoch };
+    }
+    this.emit("message", frame);
+  }
+
+  /** Cluster mode: the instance missed messages of a room while this connection stayed up. */
+  #joinedWhileLive(frame) {
+    const { reason, seq, epoch } = frame.data ?? {};
+    if (reason === "interrupted" && this.#socket) return this.#rejoin(this.#socket, frame.room);
+    const known = this.#rooms.get(frame.room);
+    if (known) known.since = { seq: seq - 1, epoch };
+    this.emit("reset", { room: frame.room, reason, seq: seq - 1, epoch });
+  }
+
+  #answered(frame) {
+    const owed = this.#inFlight.get(frame.id);
+    this.#inFlight.delete(frame.id);
+    if (this.#inFlight.size === 0) this.#answerBy = Infinity;
+    const code = frame.type === "error" ? frame.data?.code : null;
+    if (owed.chat) return this.#chatAnswered(owed.chat, frame, code);
+    const { operation } = owed;
+    if (operation.rejoin) return operation.resolve(frame);
+    if (code && !FINAL_CODES.has(code)) return this.#later(() => this.#sendOperation(operation), frame);
+    this.outbox.removeOperation(operation);
+    if (code && !(operation.resent && alreadyDone(operation.frame.type, code))) {
+      return operation.reject(Object.assign(new Error(frame.data?.message ?? code), { code }));
+    }
+    operation.resolve(frame);
+  }
+
+  #chatAnswered(chat, frame, code) {
+    if (code && !FINAL_CODES.has(code)) return this.#later(() => this.#sendChat(chat), frame);
+    this.outbox.removeChat(chat.id);
+    if (code) {
+      const message = frame.data?.message ?? code;
+      return this.emit("failed", { id: chat.id, room: chat.room, data: chat.data, code, message });
+    }
+    this.emit("acked", { id: chat.id, room: chat.room, seq: frame.seq ?? frame.data?.seq });
+  }
+
+  /** Retries after the broker's hint, or the backoff; the item stays owed meanwhile. */
+  #later(again, frame) {
+    const hint = frame.data?.retry_after_ms;
+    const delay = typeof hint === "number" ? hint : this.#backoff(1);
+    this.#after(delay, () => this.state === "live" && again());
+  }
+
+  async #refresh() {
+    if (!this.#options.refreshToken) return;
+    const token = await this.#options.refreshToken();
+    const reply = await this.#operation({ type: "refresh", data: { token } }).catch(() => null);
+    if (reply) this.#token = token;
+  }
+
+  #startHeartbeat(socket) {
+    clearInterval(this.#heartbeat);
+    this.#answerBy = Infinity;
+    const every = Math.min(this.#options.pingIntervalMs, this.#options.answerTimeoutMs / 2);
+    this.#heartbeat = setInterval(() => {
+      if (socket !== this.#socket) return;
+      if (Date.now() > this.#answerBy) return this.#dropped(socket, 4999, true);
+      if (this.#inFlight.size === 0 && this.#answerBy === Infinity) {
+        const id = newId();
+        this.#inFlight.set(id, { operation: { frame: { type: "ping", id }, resolve() {}, rejoin: true } });
+        this.#transmit(socket, { type: "ping", id });
+      }
+    }, every);
+  }
+
+  /** The connection is gone (or presumed dead: `hung`); what was in flight is owed again. */
+  #dropped(socket, code, hung = false) {
+    if (socket !== this.#socket) return;
+    this.#socket = null;
+    clearInterval(this.#heartbeat);
+    if (hung) socket.close();
+    for (const owed of this.#inFlight.values()) {
+      if (owed.operation?.rejoin) owed.operation.resolve(null);
+      else if (owed.operation) owed.operation.resent = true;
+    }
+    this.#inFlight.clear();
+    if (this.#stopped) return this.#setState("closed");
+    if (code === 4001 && this.#options.refreshToken) {
+      return this.#options.refreshToken().then((token) => {
+        this.#token = token;
+        this.#retry();
+      }, () => this.#retry());
+    }
+    this.#retry();
+  }
+
+  #retry() {
+    this.#attempt += 1;
+    const delay = this.#backoff(this.#attempt);
+    this.#setState("reconnecting", delay);
+    this.#after(delay, () => !this.#stopped && this.#open());
+  }
+
+  /** Exponential, capped, with jitter: between half and all of the step. */
+  #backoff(attempt) {
+    const step = Math.min(this.#options.maxBackoffMs, this.#options.backoffMs * 2 ** (attempt - 1));
+    return Math.round(step / 2 + (Math.random() * step) / 2);
+  }
+
+  #after(ms, run) {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      run();
+    }, ms);
+    this.#timers.add(timer);
+  }
+
+  #clearTimers() {
+    clearInterval(this.#heartbeat);
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+  }
+
+  #setState(state, retryInMs = 0) {
+    this.state = state;
+    this.emit("state", { state, retryInMs });
+  }
+}
+
+/** A resent operation whose first send may have landed: its "already so" answer is a success. */
+function alreadyDone(type, code) {
+  return (type === "delete" && code === "not_found") || (type === "leave" && code === "not_member");
+}
+
+function newId() {
+  return globalThis.crypto.randomUUID();
+}

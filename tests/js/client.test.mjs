@@ -1,0 +1,158 @@
+// The client library against a real broker: hangs, crashes and restarts with chats in flight, an
+// offline delete, a stream that cannot be resumed, a token refresh, a reconnect storm.
+// Run by scripts/test.sh: node --experimental-websocket --test tests/js/
+
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { after, test } from "node:test";
+
+import { Client } from "../../clients/js/index.js";
+import { Broker, once } from "./broker.mjs";
+
+const QUICK = { backoffMs: 50, maxBackoffMs: 500, pingIntervalMs: 200, answerTimeoutMs: 1000 };
+const brokers = [];
+after(() => Promise.all(brokers.map((broker) => broker.stop())));
+
+async function broker(args) {
+  const started = await Broker.start(args);
+  brokers.push(started);
+  return started;
+}
+
+async function client(broker, user, options = {}) {
+  const made = new Client({ url: broker.url, user, ...QUICK, ...options });
+  made.connect();
+  await once(made, "state", ({ state }) => state === "live");
+  return made;
+}
+
+/** The contents of `room`'s chats `client` receives, in order, as they come. */
+function received(client, room) {
+  const contents = [];
+  client.on("message", (frame) => frame.room === room && contents.push(frame.data.content));
+  return contents;
+}
+
+async function until(check, what) {
+  const deadline = Date.now() + 15_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`not so within 15 s: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test("chats sent while the broker hangs, is killed and restarts are each delivered once, in order", async () => {
+  const server = await broker(["--rate-limit", "0"]);
+  const alice = await client(server, "alice");
+  const bob = await client(server, "bob");
+  await alice.join("lobby");
+  await bob.join("lobby");
+  const got = received(bob, "lobby");
+  const acked = [];
+  alice.on("acked", ({ id }) => acked.push(id));
+  const failed = [];
+  alice.on("failed", (failure) => failed.push(failure));
+  const sent = [];
+  for (let i = 0; i < 5; i++) sent.push(alice.send("lobby", { content: `m${i}` }));
+  await until(() => acked.length === 5, "the first five acked");
+  server.hang();
+  for (let i = 5; i < 10; i++) sent.push(alice.send("lobby", { content: `m${i}` }));
+  await once(alice, "state", ({ state }) => state === "reconnecting");
+  await server.kill();
+  await server.restart();
+  await until(() => acked.length === 10, "every chat acked");
+  await until(() => got.length >= 10, "bob has every chat");
+  assert.deepEqual(failed, []);
+  assert.deepEqual([...acked].sort(), [...sent].sort(), "each chat acked once");
+  assert.deepEqual(got, sent.map((_, i) => `m${i}`), "bob got each once, in order");
+  const stored = (await server.history("lobby")).map((message) => message.data.content);
+  assert.deepEqual(stored, got, "stored once each");
+  assert.equal(alice.outbox.chats.size, 0);
+  alice.close();
+  bob.close();
+});
+
+test("a delete made while offline is sent on reconnect, never as a resend", async () => {
+  const server = await broker();
+  const alice = await client(server, "alice");
+  await alice.join("lobby");
+  const id = alice.send("lobby", { content: "to delete" });
+  await once(alice, "acked", (ack) => ack.id === id);
+  await server.kill();
+  await once(alice, "state", ({ state }) => state === "reconnecting");
+  const deleted = alice.delete("lobby", id, "alice");
+  const told = once(alice, "deleted", (gone) => gone.id === id);
+  await server.restart();
+  await deleted;
+  await told;
+  assert.deepEqual(await server.history("lobby"), [], "deleted, and not sent again");
+  alice.close();
+});
+
+test("a stream that cannot be resumed is told as a reset, with where it stands", async () => {
+  const server = await broker(["--database-url", "none"]);
+  const alice = await client(server, "alice");
+  await alice.join("lobby");
+  const id = alice.send("lobby", { content: "before" });
+  await once(alice, "message", (frame) => frame.id === id);
+  const before = alice.rooms().get("lobby");
+  await server.kill();
+  const reset = once(alice, "reset", (told) => told.room === "lobby");
+  await server.restart();
+  const told = await reset;
+  assert.equal(told.reason, "epoch_changed");
+  assert.notEqual(told.epoch, before.epoch, "a new stream");
+  const next = alice.send("lobby", { content: "after" });
+  const frame = await once(alice, "message", (message) => message.id === next);
+  assert.equal(frame.seq, 1, "numbered in the new stream, and delivered");
+  alice.close();
+});
+
+function token(secret, sub, seconds) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const body = `${part({ alg: "HS256", typ: "JWT" })}.${part({ sub, exp: Math.floor(Date.now() / 1000) + seconds })}`;
+  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
+}
+
+test("a token about to expire is refreshed through the callback, on the same connection", async () => {
+  const secret = "a-secret-for-the-js-tests-0123456789";
+  const server = await broker(["--auth-enabled", "--jwt-secret", secret, "--jwt-leeway", "0s"]);
+  let refreshed = 0;
+  const refreshToken = async () => {
+    refreshed += 1;
+    return token(secret, "alice", 3600);
+  };
+  const expiresAt = Date.now() + 2000;
+  const alice = await client(server, undefined, { token: token(secret, "alice", 2), refreshToken });
+  const states = [];
+  alice.on("state", ({ state }) => states.push(state));
+  await alice.join("lobby");
+  await until(() => refreshed === 1, "the callback was asked");
+  // Past the first token's expiry: without the refresh the broker closes 4001 at this point.
+  await new Promise((resolve) => setTimeout(resolve, expiresAt + 1000 - Date.now()));
+  const id = alice.send("lobby", { content: "still here" });
+  await once(alice, "acked", (ack) => ack.id === id);
+  assert.deepEqual(states, [], "never dropped");
+  alice.close();
+});
+
+test("500 clients dropped at once all come back and resume", async () => {
+  const server = await broker(["--rate-limit", "0"]);
+  const clients = [];
+  for (let i = 0; i < 500; i++) {
+    clients.push(new Client({ url: server.url, user: `u${i}`, ...QUICK, answerTimeoutMs: 5000, maxBackoffMs: 2000 }));
+  }
+  await Promise.all(clients.map(async (c) => {
+    c.connect();
+    await c.join("storm");
+  }));
+  const listener = clients[0];
+  const got = received(listener, "storm");
+  await server.kill();
+  await server.restart();
+  await until(() => clients.every((c) => c.state === "live"), "every client live again");
+  const ids = clients.slice(1, 51).map((c, i) => c.send("storm", { content: `s${i}` }));
+  await until(() => got.length === ids.length, "the listener got the 50 chats sent after the storm");
+  assert.equal(new Set(got).size, ids.length, "each once");
+  clients.forEach((c) => c.close());
+});
