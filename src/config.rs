@@ -184,6 +184,11 @@ pub struct Config {
     #[arg(long, env = "RETENTION_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub retention_interval: Duration,
 
+    /// A public room created at start when missing, which the web page opens for a newcomer
+    /// (`""`: none).
+    #[arg(long, env = "DEFAULT_ROOM", default_value = "lobby")]
+    pub default_room: String,
+
     /// Messages kept in memory per room for resumes (`join` with `since`); older ones come from
     /// the store, when there is one.
     #[arg(long, env = "RECOVERY_WINDOW", default_value_t = 100)]

@@ -29,10 +29,12 @@ use crate::http::{self, App, ShardAccess};
 use crate::hub::{Hub, Parts};
 use crate::metrics::Metrics;
 use crate::peer;
+use crate::protocol;
 use crate::reader;
 use crate::router::Router;
 use crate::shard::thread::{self, ShardThread};
-use crate::store::{DatabaseUrl, Store};
+use crate::store::ops::Write;
+use crate::store::{DatabaseUrl, RoomInfo, RoomType, Store};
 use crate::transport::{self, MovableTcp, Transport};
 
 /// Why the broker could not start.
@@ -80,10 +82,31 @@ fn open_store(
         let start = || Store::start(&config.database_url, &settings, router.clone(), counters);
         scope.spawn(start).join().expect("opening the store does not panic")
     });
-    started.map(Some).map_err(|err| StartError::Database {
+    let store = started.map_err(|err| StartError::Database {
         database: config.database_url.describe(),
         reason: err.to_string(),
-    })
+    })?;
+    ensure_default_room(config, &store)?;
+    Ok(Some(store))
+}
+
+/// Creates `--default-room` (public, by `system`) when it is missing; an existing room is left as
+/// it is.
+fn ensure_default_room(config: &Config, store: &Store) -> Result<(), StartError> {
+    if config.default_room.is_empty() {
+        return Ok(());
+    }
+    let name = protocol::validate_room(&config.default_room)
+        .map_err(|why| StartError::Config(format!("--default-room: {why}")))?;
+    let room = RoomInfo {
+        id: name.to_string(),
+        kind: RoomType::Public,
+        created_at: protocol::millis(std::time::SystemTime::now()),
+        created_by: "system".into(),
+        metadata: None,
+    };
+    store.write_unawaited(Write::EnsureRoom { room, members: Vec::new() });
+    Ok(())
 }
 
 /// A bound, running broker.

@@ -2,38 +2,30 @@
 // participants to what the broker sends.
 
 import { Api, reason } from "./api.js";
-import { Connection } from "./connection.js";
+import { Client, storageOutbox } from "./client.js";
 import { Messages } from "./messages.js";
-import { People, directRoom, renderOnline, renderRooms } from "./rooms.js";
+import { People, directRoom, renderOnline, renderRooms, roomName } from "./rooms.js";
 import { $, clock } from "./view.js";
 
 const session = { user: null, token: null };
-const outgoing = new Map(); // id -> { room, content }: the user's messages not yet acked
 let config = { auth: false };
 let api;
-let connection;
+let client;
 let messages;
 let people;
 let current = sessionStorage.getItem("wsbroker.current");
 let joined = new Set(JSON.parse(sessionStorage.getItem("wsbroker.rooms") || "[]"));
 let older = null;
 let loading = null; // frames of the room that arrive while its history loads
-const streams = new Map(); // room -> { seq, epoch } of the last room message seen, for resuming
-
-// Notes the newest place in a room's stream this page has seen.
-function seen(message) {
-  if (!message.room || typeof message.seq !== "number") return;
-  const known = streams.get(message.room);
-  if (!known || known.epoch !== message.epoch || message.seq > known.seq) {
-    streams.set(message.room, { seq: message.seq, epoch: message.epoch });
-  }
-}
+let renewal = null; // the pending answer to the library's request for a new token
 
 function showSigninError(text) {
   $("signin-error").textContent = text;
   $("connection").textContent = text;
   $("connection").className = "state down";
 }
+
+const MAX_CONTENT = 4096;
 
 // The `sub` of a JWT, for showing who is signed in (the broker verifies the token, not the page).
 function subjectOf(token) {
@@ -92,70 +84,108 @@ async function signIn() {
 function wsUrl() {
   const url = new URL("/ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  if (session.token) url.searchParams.set("token", session.token);
-  else url.searchParams.set("user", session.user);
   return url.href;
 }
 
+// The page is the client library's first user: it reconnects, resumes every room, and delivers
+// each chat once; the page shows what it says.
 function start() {
   $("signin").hidden = true;
   $("chat").hidden = false;
   $("me").textContent = `signed in as ${session.user}`;
   api = new Api(session);
-  messages = new Messages({ me: session.user, onRetry: resend, onDelete: remove, onOlder: loadOlder });
+  messages = new Messages({ me: session.user, onDismiss: dismiss, onDelete: remove, onOlder: loadOlder });
   people = new People();
-  connection = new Connection(wsUrl);
-  connection.addEventListener("state", (event) => showState(event.detail));
-  connection.addEventListener("open", onLive);
-  connection.addEventListener("frame", (event) => onFrame(event.detail));
+  client = new Client({
+    url: wsUrl(),
+    user: session.token ? undefined : session.user,
+    token: session.token ?? undefined,
+    outboxStore: storageOutbox(sessionStorage, `wsbroker.outbox.${session.user}`),
+    refreshToken: askForToken,
+  });
+  client.on("state", showState);
+  client.on("message", onMessage);
+  client.on("acked", ({ id }) => messages.acked(id));
+  client.on("failed", ({ id, code, message }) => messages.failed(id, why(code, message)));
+  client.on("deleted", ({ room, id, from }) => room === current && messages.deleted(id, from));
+  client.on("presence", onPresence);
+  client.on("reset", ({ room }) => room === current && openRoom(current));
+  client.on("removed", ({ room }) => forget(room));
+  client.on("frame", (frame) => {
+    if (frame.type === "system" && frame.data?.event === "token_expiring") showExpiry(frame.data.expires_at);
+  });
   wireControls();
-  connection.start();
-  setInterval(refreshOnline, 10000);
+  for (const room of joined) client.join(room).catch(() => forget(room));
+  client.connect();
+  // A newcomer lands in the default room, as in any chat app, instead of an empty page.
+  if (!current && joined.size === 0 && config.default_room) current = config.default_room;
+  if (current) openRoom(current);
+  setInterval(() => {
+    refreshOnline();
+    refreshPresence();
+  }, 10000);
+  // Typing or coming back to the page shows the person is there (queries do not), at most every 10 s.
+  let told = 0;
+  const here = () => {
+    if (Date.now() - told < 10000) return;
+    told = Date.now();
+    client.active();
+  };
+  $("message").addEventListener("input", here);
+  document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && here());
 }
 
-// "live" only once the rooms are joined again: a chat sent before its room's join is acked
-// would be refused `not_member`.
-function showState({ state, retryIn }) {
+// Who of the open room's members is away now (a query, so it keeps nobody present).
+async function refreshPresence() {
+  if (!current || client.state !== "live") return;
+  const room = current;
+  const presence = await client.presence(room).catch(() => null);
+  if (presence && room === current) people.present(presence.users, presence.away);
+}
+
+// "live" only once the rooms are joined again (the library says so), so a chat is never refused
+// `not_member` on the way back.
+function showState({ state, retryInMs }) {
   const status = $("connection");
-  const text = { connecting: "connecting…", live: "joining rooms…", closed: "closed" }[state];
-  status.textContent = text || (retryIn > 0 ? `reconnecting in ${retryIn} s` : "reconnecting…");
-  status.className = "state down";
+  const text = { connecting: "connecting…", joining: "joining rooms…", live: "live", closed: "closed" }[state];
+  const seconds = Math.ceil(retryInMs / 1000);
+  status.textContent = text || (seconds > 0 ? `reconnecting in ${seconds} s` : "reconnecting…");
+  status.className = state === "live" ? "state live" : "state down";
+  if (state === "live") {
+    refreshRooms();
+    refreshOnline();
+  }
 }
 
-// Connected (again): every room of this page is resumed where the page left it (the broker sends
-// what was missed), or reloaded when it cannot be.
-async function onLive() {
-  for (const room of joined) {
-    const since = streams.get(room);
-    const reply = since
-      ? await connection.request({ type: "join", room, data: { since } })
-      : await connection.request({ type: "join", room });
-    const recovered = since && reply.type === "ack" && reply.data && reply.data.recovered;
-    if (room === current && !recovered) await openRoom(current);
-  }
-  if (connection.isLive()) {
-    $("connection").textContent = "live";
-    $("connection").className = "state live";
-  }
-  refreshRooms();
-  refreshOnline();
+// A reason a person can act on, for a chat the broker will not take.
+function why(code, message) {
+  if (code === "content_too_long") return "too long: shorten it and send again";
+  if (code === "not_member") return "you are not in this room any more";
+  if (code === "forbidden") return `not allowed: ${message}`;
+  return `${code}: ${message}`;
+}
+
+function forget(room) {
+  joined.delete(room);
+  sessionStorage.setItem("wsbroker.rooms", JSON.stringify([...joined]));
 }
 
 async function refreshRooms() {
-  const result = await api.rooms();
-  if (result.ok) renderRooms(result.answer.rooms, current, openRoom);
+  const result = await api.rooms().catch(() => ({ ok: false }));
+  if (result.ok) renderRooms(result.answer.rooms, current, openRoom, session.user);
 }
 
 async function refreshOnline() {
-  if (!connection.isLive()) return;
-  const result = await api.online();
+  if (client.state !== "live") return;
+  const result = await api.online().catch(() => ({ ok: false }));
   if (result.ok) renderOnline(result.answer.users, session.user, (user) => openRoom(directRoom(session.user, user)));
 }
 
 async function openRoom(room) {
-  const reply = await connection.request({ type: "join", room });
-  if (reply.type === "error") {
-    $("create-error").textContent = `cannot join ${room}: ${reply.data.code}: ${reply.data.message}`;
+  try {
+    await client.join(room);
+  } catch (error) {
+    $("create-error").textContent = `cannot join ${room}: ${error.code}: ${error.message}`;
     return;
   }
   joined.add(room);
@@ -163,21 +193,22 @@ async function openRoom(room) {
   sessionStorage.setItem("wsbroker.current", room);
   current = room;
   loading = [];
-  $("room-title").textContent = room;
+  $("room-title").textContent = roomName(room, session.user);
   $("composer").hidden = false;
   $("room-actions").hidden = false;
   messages.reset();
-  const page = await api.history(room);
+  const page = await api.history(room).catch(() => ({ ok: false }));
   if (page.ok) {
-    for (const message of page.answer.messages) {
-      messages.append(message, "sent");
-      seen(message);
-    }
+    for (const message of page.answer.messages) messages.append(message, "sent");
     older = page.answer.next_before;
+  }
+  // Chats of this room still on their way (sent before a reload or while offline).
+  for (const chat of client.outbox.chats.values()) {
+    if (chat.room === room) messages.append(own(chat.id, chat.data.content), "pending");
   }
   const arrived = loading;
   loading = null;
-  for (const frame of arrived) onFrame(frame);
+  for (const frame of arrived) onMessage(frame);
   await loadPeople(room);
   refreshRooms();
   $("message").focus();
@@ -186,15 +217,14 @@ async function openRoom(room) {
 async function loadPeople(room) {
   const result = await api.participants(room);
   people.reset(result.ok ? result.answer.participants.map((p) => p.user) : []);
-  const presence = await connection.request({ type: "presence", room });
-  if (presence.type === "presence" && room === current) people.present(presence.data.users, presence.data.away);
+  await refreshPresence();
 }
 
 async function loadOlder() {
   if (!older || !current) return;
   const cursor = older;
   older = null;
-  const page = await api.history(current, cursor);
+  const page = await api.history(current, cursor).catch(() => ({ ok: false }));
   if (page.ok) {
     messages.prepend(page.answer.messages);
     older = page.answer.next_before;
@@ -203,71 +233,62 @@ async function loadOlder() {
   }
 }
 
-function onFrame(frame) {
+function onMessage(frame) {
   if (loading && frame.room === current) {
     loading.push(frame);
     return;
   }
-  const mine = frame.id !== undefined && outgoing.has(frame.id);
-  switch (frame.type) {
-    case "chat":
-    case "notification":
-      seen(frame);
-      if (frame.room === current) messages.append(frame, mine && frame.from === session.user ? "pending" : "sent");
-      break;
-    case "ack":
-      if (mine) {
-        outgoing.delete(frame.id);
-        messages.acked(frame.id);
-      }
-      break;
-    case "error":
-      if (mine) messages.failed(frame.id, frame.data.code);
-      break;
-    case "presence": {
-      // One join/leave, or a coalesced batch of them.
-      const data = frame.data || {};
-      const joined = data.event === "batch" ? data.joined : data.status === "join" ? [data.user] : [];
-      const left = data.event === "batch" ? data.left : data.status === "leave" ? [data.user] : [];
-      if (frame.room === current) joined.forEach((user) => people.joined(user));
-      if (frame.room === current) left.forEach((user) => people.left(user));
-      if (joined.length + left.length > 0) refreshOnline();
-      break;
-    }
-    case "message_deleted":
-      if (frame.room === current) messages.deleted(frame.data.id, frame.data.from);
-      break;
-    case "system":
-      if (frame.data && frame.data.event === "token_expiring") showExpiry(frame.data.expires_at);
-      break;
-  }
+  // Whoever just wrote is there, whatever the last presence answer said.
+  if (frame.room === current && frame.from) people.active(frame.from);
+  const mine = frame.from === session.user && client.outbox.chats.has(frame.id);
+  if (frame.room === current) messages.append(frame, mine ? "pending" : "sent");
+}
+
+// One join/leave, or a coalesced batch of them.
+function onPresence({ room, joined: came, left }) {
+  if (room === current) came.forEach((user) => people.joined(user));
+  if (room === current) left.forEach((user) => people.left(user));
+  if (came.length + left.length > 0) refreshOnline();
+}
+
+function own(id, content) {
+  return { id, from: session.user, data: { content }, timestamp: new Date().toISOString() };
 }
 
 function send() {
   const box = $("message");
   const content = box.value;
   if (!content.trim() || !current) return;
+  const length = [...content].length;
+  if (length > MAX_CONTENT) {
+    $("composer-error").textContent = `Too long: ${length} characters, at most ${MAX_CONTENT}.`;
+    return;
+  }
+  $("composer-error").textContent = "";
   box.value = "";
-  const id = crypto.randomUUID();
-  outgoing.set(id, { room: current, content });
-  messages.append({ id, from: session.user, data: { content }, timestamp: new Date().toISOString() }, "pending");
-  transmit(id);
+  const id = client.send(current, { content });
+  messages.append(own(id, content), "pending");
+  box.scrollIntoView({ block: "nearest" });
 }
 
-function transmit(id) {
-  const { room, content } = outgoing.get(id);
-  if (!connection.send({ type: "chat", room, id, data: { content } })) messages.failed(id, "disconnected");
-}
-
-function resend(id) {
-  if (!outgoing.has(id)) outgoing.set(id, { room: current, content: messages.content(id) });
-  messages.pending(id);
-  transmit(id);
+function dismiss(id) {
+  messages.remove(id);
 }
 
 async function remove(id) {
-  const reply = await connection.request({ type: "delete", room: current, data: { id, from: session.user } });
-  if (reply.type === "error") messages.failed(id, reply.data.code);
+  try {
+    await client.delete(current, id, session.user);
+  } catch (error) {
+    messages.deleteFailed(id, `${error.code}: ${error.message}`);
+  }
+}
+
+// The library asks for a new token when the broker says this one runs out: the banner asks the
+// person, and the answer goes back to the library.
+function askForToken() {
+  return new Promise((resolve) => {
+    renewal = resolve;
+  });
 }
 
 function showExpiry(expiresAt) {
@@ -275,18 +296,15 @@ function showExpiry(expiresAt) {
   $("expiry").hidden = false;
 }
 
-async function renew() {
+function renew() {
   const token = $("expiry-token").value.trim();
-  if (!token) return;
-  const reply = await connection.request({ type: "refresh", data: { token } });
-  if (reply.type === "ack") {
-    session.token = token;
-    sessionStorage.setItem("wsbroker.token", token);
-    $("expiry").hidden = true;
-    $("expiry-token").value = "";
-  } else {
-    $("expiry-text").textContent = `The new token was refused: ${reply.data.message}`;
-  }
+  if (!token || !renewal) return;
+  renewal(token);
+  renewal = null;
+  session.token = token;
+  sessionStorage.setItem("wsbroker.token", token);
+  $("expiry").hidden = true;
+  $("expiry-token").value = "";
 }
 
 function wireControls() {
@@ -302,9 +320,8 @@ function wireControls() {
   });
   $("leave").addEventListener("click", async () => {
     if (!current) return;
-    await connection.request({ type: "leave", room: current });
-    joined.delete(current);
-    sessionStorage.setItem("wsbroker.rooms", JSON.stringify([...joined]));
+    await client.leave(current).catch(() => {});
+    forget(current);
     sessionStorage.removeItem("wsbroker.current");
     current = null;
     messages.reset();
@@ -319,7 +336,8 @@ function wireControls() {
     const name = $("create-name").value.trim();
     if (!name) return;
     const result = await api.createRoom(name, $("create-type").value);
-    if (!result.ok) {
+    // A room of that name exists already: join it (a public one lets anyone in).
+    if (!result.ok && result.status !== 409) {
       $("create-error").textContent = reason(result);
       return;
     }

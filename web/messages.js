@@ -1,12 +1,13 @@
-// The open room's messages: history pages, live messages, the user's own as pending until acked,
-// failures with their reason and a retry, and deletes.
+// The open room's messages: history pages, live messages, the user's own as pending until acked
+// (the client library resends them until they are), failures with a reason a person can act on,
+// and deletes.
 
-import { $, el, button, clear, clock } from "./view.js";
+import { $, el, button, clear, clock, fullDate } from "./view.js";
 
 export class Messages {
-  constructor({ me, onRetry, onDelete, onOlder }) {
+  constructor({ me, onDismiss, onDelete, onOlder }) {
     this.me = me;
-    this.onRetry = onRetry;
+    this.onDismiss = onDismiss;
     this.onDelete = onDelete;
     this.onOlder = onOlder;
     this.list = $("messages");
@@ -29,8 +30,12 @@ export class Messages {
   render(message, state = "sent") {
     const item = el("li", state);
     item.dataset.id = message.id;
+    item.dataset.day = new Date(message.timestamp).toDateString();
     item.dataset.from = message.from;
-    item.append(el("span", "from", message.from), el("span", "time", clock(message.timestamp)));
+    const time = el("time", "time", clock(message.timestamp));
+    time.dateTime = message.timestamp;
+    time.title = fullDate(message.timestamp);
+    item.append(el("span", "from", message.from), time);
     const content = message.data && typeof message.data.content === "string" ? message.data.content : "";
     item.append(el("span", "text", content));
     const status = el("span", "status");
@@ -47,7 +52,7 @@ export class Messages {
     if (state === "pending") status.textContent = "pending";
     if (state === "failed") {
       status.textContent = `not sent: ${why}`;
-      status.append(button("Retry", () => this.onRetry(item.dataset.id)));
+      status.append(button("Dismiss", () => this.onDismiss(item.dataset.id)));
     }
     if (state === "sent" && item.dataset.from === this.me && !item.classList.contains("deleted")) {
       status.textContent = "sent";
@@ -64,6 +69,7 @@ export class Messages {
     this.byKey.set(key, item);
     const atBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;
     this.list.append(item);
+    this.markDays(item);
     if (atBottom || message.from === this.me) item.scrollIntoView({ block: "end" });
     return item;
   }
@@ -79,6 +85,7 @@ export class Messages {
       this.byKey.set(key, item);
       this.list.insertBefore(item, first);
     }
+    for (const item of this.list.children) this.markDays(item);
     this.list.scrollTop += this.list.scrollHeight - before;
   }
 
@@ -92,15 +99,33 @@ export class Messages {
     if (item) this.setState(item, "failed", why);
   }
 
-  pending(id) {
+  remove(id) {
     const item = this.byKey.get(this.key(this.me, id));
-    if (item) this.setState(item, "pending");
+    if (!item) return;
+    this.byKey.delete(this.key(this.me, id));
+    item.remove();
   }
 
-  content(id) {
+  // A delete the broker refused: the message stays as it is, with why.
+  deleteFailed(id, why) {
     const item = this.byKey.get(this.key(this.me, id));
-    return item ? item.querySelector(".text").textContent : "";
+    if (item) item.querySelector(".status").textContent = `not deleted: ${why}`;
   }
+
+  // The first message of a day carries the day's date above it (the others, none).
+  markDays(item) {
+    const previous = item.previousElementSibling;
+    const first = !previous || previous.dataset.day !== item.dataset.day;
+    const line = item.querySelector(".day");
+    if (first && !line) {
+      const date = new Date(item.querySelector("time").dateTime);
+      const day = el("span", "day", date.toLocaleDateString([], { dateStyle: "full" }));
+      day.setAttribute("role", "separator");
+      item.prepend(day);
+    }
+    if (!first && line) line.remove();
+  }
+
 
   deleted(id, from) {
     const item = this.byKey.get(this.key(from, id));

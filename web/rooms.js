@@ -8,12 +8,20 @@ export function directRoom(me, other) {
   return `dm:${a}:${b}`;
 }
 
-export function renderRooms(rooms, current, onOpen) {
+// A room as a person calls it: a direct room by the other person's name.
+export function roomName(room, me) {
+  const pair = /^dm:([^:]+):([^:]+)$/.exec(room);
+  if (!pair) return room;
+  return pair[1] === me ? pair[2] : pair[1];
+}
+
+export function renderRooms(rooms, current, onOpen, me) {
   const list = $("room-list");
   clear(list);
   for (const room of rooms) {
     const item = el("li", room.id === current ? "current" : "");
-    const label = room.type === "public" ? room.id : `${room.id} (${room.type})`;
+    const name = roomName(room.id, me);
+    const label = room.type === "public" ? name : room.type === "direct" ? `${name} (direct)` : `${name} (${room.type})`;
     item.append(button(label, () => onOpen(room.id), "room-name"));
     list.append(item);
   }
@@ -48,6 +56,13 @@ export class People {
   }
 
   joined(user) {
+    this.status.set(user, "online");
+    this.render();
+  }
+
+  // A member who just wrote is online, even if the last answer said away.
+  active(user) {
+    if (this.status.get(user) === "online") return;
     this.status.set(user, "online");
     this.render();
   }

@@ -16,7 +16,11 @@ const FILES: &[(&str, &str, &str)] = &[
     ("style.css", "text/css; charset=utf-8", include_str!("../../web/style.css")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../web/app.js")),
     ("api.js", "text/javascript; charset=utf-8", include_str!("../../web/api.js")),
-    ("connection.js", "text/javascript; charset=utf-8", include_str!("../../web/connection.js")),
+    // The client library (clients/js), which the page is built on.
+    ("client.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/index.js")),
+    ("emitter.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/emitter.js")),
+    ("members.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/members.js")),
+    ("outbox.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/outbox.js")),
     ("messages.js", "text/javascript; charset=utf-8", include_str!("../../web/messages.js")),
     ("rooms.js", "text/javascript; charset=utf-8", include_str!("../../web/rooms.js")),
     ("view.js", "text/javascript; charset=utf-8", include_str!("../../web/view.js")),
@@ -25,8 +29,11 @@ const FILES: &[(&str, &str, &str)] = &[
 /// `GET /`, `/chat` and `/web/{file}` (404 for any other file name).
 pub fn serve<B>(app: &App, request: &Request<B>, file: &str) -> Response<Body> {
     if file == "config.json" {
-        let auth = app.hub.settings().auth_enabled;
-        return with_headers(json(StatusCode::OK, &serde_json::json!({ "auth": auth })), request);
+        let settings = app.hub.settings();
+        let (auth, room) = (settings.auth_enabled, &settings.default_room);
+        let stored = app.hub.store().is_some() && !room.is_empty();
+        let config = serde_json::json!({ "auth": auth, "default_room": stored.then_some(room) });
+        return with_headers(json(StatusCode::OK, &config), request);
     }
     match FILES.iter().find(|(name, _, _)| *name == file) {
         Some((_, content_type, text)) => {

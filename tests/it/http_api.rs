@@ -209,6 +209,6 @@ async fn the_web_page_is_served_from_the_binary_with_a_strict_content_security_p
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
     assert!(!body.contains("innerHTML"), "content goes in as text only");
     let (_, _, config) = get_raw(server.addr, "/web/config.json").await;
-    assert_eq!(config, r#"{"auth":false}"#);
+    assert_eq!(config, r#"{"auth":false,"default_room":null}"#, "no store, so no default room");
     assert_eq!(get_raw(server.addr, "/web/secret.txt").await.0, StatusCode::NOT_FOUND);
 }

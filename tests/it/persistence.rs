@@ -335,3 +335,20 @@ async fn a_direct_room_is_for_its_two_users() {
     let (_, people) = server.get("/api/v1/chat/rooms/dm:alice:bob/participants?user=bob").await;
     assert_eq!(people["participants"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_fresh_broker_has_its_default_public_room_and_the_page_opens_it() {
+    let dir = TempDir::new("default-room");
+    let server = stored_server(&dir).await;
+    let lobby = |_: StatusCode, rooms: &Value| {
+        rooms["rooms"].as_array().is_some_and(|r| r.iter().any(|room| room["id"] == "lobby"))
+    };
+    let rooms = server.wait_get("/api/v1/chat/rooms?user=newcomer", lobby).await;
+    let room = rooms["rooms"].as_array().unwrap().iter().find(|r| r["id"] == "lobby").unwrap();
+    assert_eq!(room["type"], "public");
+    let (_, config) = server.get("/web/config.json").await;
+    assert_eq!(config["default_room"], "lobby");
+    let mut newcomer = server.connect("/ws?user=newcomer").await;
+    let joined = newcomer.request(json!({"type": "join", "room": "lobby", "id": "j"})).await;
+    assert_eq!(joined["type"], "ack", "anyone may join it: {joined}");
+}
