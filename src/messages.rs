@@ -5,13 +5,14 @@
 //! touch: the hub (the store, and the room to tell of a deletion). Must not: touch a shard's cache;
 //! a shard's answer goes back to it as a delivery.
 
-use crate::protocol::{millis, time_of};
 use std::time::SystemTime;
 
 use crate::hub::Hub;
 use crate::mailbox::Target;
-use crate::protocol::{self, ErrorCode, Frame, MessageType, Next, Page, Published, Room, UserId};
-use crate::rooms::{self, Access};
+use crate::protocol::{
+    self, millis, time_of, ErrorCode, Frame, MessageType, Next, Page, Published, Room, UserId,
+};
+use crate::rooms::{self, Access, Added};
 use crate::store::ops::{Answer, Outcome, Read, Write};
 use crate::store::StoredMessage;
 
@@ -104,6 +105,16 @@ impl NotDeleted {
             Self::Unavailable => protocol::STORE_UNAVAILABLE,
         }
     }
+}
+
+/// Tells the users a room was added for (`room_added`), on every instance.
+pub fn tell_added(hub: &Hub, added: &Added) {
+    if added.users.is_empty() {
+        return;
+    }
+    let frame = protocol::room_added_frame(&added.room, added.kind.as_str(), &added.by);
+    let users = added.users.iter().map(|user| UserId::from(user.as_str())).collect();
+    hub.publish(Target::Users(users), frame);
 }
 
 /// Soft-deletes a stored message if the caller may (its author, the room's owner or a moderator,

@@ -8,10 +8,9 @@
 //! - private: participants only (and admins).
 //! - direct: `dm:<a>:<b>` with `a < b`, exactly those two; joining it by name creates it.
 
-use crate::protocol::millis;
 use std::time::SystemTime;
 
-use crate::protocol::{self, ErrorCode, Room};
+use crate::protocol::{self, millis, ErrorCode, Room};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::{Role, RoomInfo, RoomType, Store, Unavailable};
 
@@ -96,13 +95,49 @@ async fn committed(store: &Store, write: Write) -> Access {
     }
 }
 
+/// Users someone else made participants of a room (the other user of a direct room a join
+/// created, the members named when a room is created, a participant added): they are told with
+/// `room_added`, so the room shows up for them without a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    pub room: Room,
+    pub kind: RoomType,
+    pub by: String,
+    pub users: Vec<String>,
+}
+
 /// Whether `user` may join `room`; a join of a room nobody created creates it (public, or direct
-/// for its two users), and a first join of a public room makes the user a participant.
-pub async fn may_join(store: &Store, room: &Room, user: &str, admin: bool) -> Access {
+/// for its two users), and a first join of a public room makes the user a participant. A direct
+/// room created so comes with its other user, to tell.
+pub async fn may_join(
+    store: &Store,
+    room: &Room,
+    user: &str,
+    admin: bool,
+) -> (Access, Option<Added>) {
     let (info, role) = match room_and_role(store, room, user).await {
         Ok(found) => found,
-        Err(unavailable) => return unavailable.into(),
+        Err(unavailable) => return (unavailable.into(), None),
     };
+    if info.is_none() && direct_pair(room).is_some() {
+        let access = may_join_as(store, room, user, admin, (None, role)).await;
+        let (kind, by) = (RoomType::Direct, user.to_owned());
+        let users = direct_pair(room).map(|(a, b)| if a == user { b } else { a }).into_iter();
+        let users: Vec<String> = users.filter(|other| *other != user).map(str::to_owned).collect();
+        let added =
+            (access == Access::Allowed).then(|| Added { room: room.clone(), kind, by, users });
+        return (access, added);
+    }
+    (may_join_as(store, room, user, admin, (info, role)).await, None)
+}
+
+async fn may_join_as(
+    store: &Store,
+    room: &Room,
+    user: &str,
+    admin: bool,
+    (info, role): (Option<RoomInfo>, Option<Role>),
+) -> Access {
     match (info, role) {
         (None, _) if room.starts_with("dm:") && direct_pair(room).is_none() => {
             Access::Forbidden(format!("direct rooms are named dm:<a>:<b> with a < b, not {room}"))

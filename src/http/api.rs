@@ -7,25 +7,24 @@
 //! encodes it (`Hub::publish_in_room`); to users or everyone, encoded here (`Hub::publish`). With a
 //! store, it is answered 202 only after it is committed.
 
-use crate::protocol::{millis, time_of};
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use serde_json::value::RawValue;
-
-use std::time::SystemTime;
 
 use super::rooms::{self, Caller};
 use super::{
     bad_request, error, json, read_json, refusal, store_unavailable, unauthorized, App, Body,
 };
 use crate::broker::Coverage;
-use serde_json::json;
-
 use crate::mailbox::{Target, ToSequence, UserStatus};
-use crate::protocol::{self, ErrorCode, Frame, Limits, MessageType, Room, UserId, GLOBAL_ROOM};
+use crate::protocol::{
+    self, millis, time_of, ErrorCode, Frame, Limits, MessageType, Room, UserId, GLOBAL_ROOM,
+};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::{NewMessage, RoomInfo, RoomType};
 

@@ -4,7 +4,6 @@
 //! (who may read, join, manage) and from the store's operations (who may delete), the same ones the
 //! WebSocket requests use. Must not: touch the cache, except to tell a removed participant's shard.
 
-use crate::protocol::{millis, time_of};
 use std::time::SystemTime;
 
 use hyper::body::Incoming;
@@ -17,8 +16,10 @@ use super::{bad_request, error, json, read_json, refusal, store_unavailable, App
 use crate::auth::Identity;
 use crate::mailbox::Delivery;
 use crate::messages::{self, Deletion, History, NotDeleted};
-use crate::protocol::{self, Frame, Next, Page, Room, UserId, HISTORY_DEFAULT, HISTORY_MAX};
-use crate::rooms::{self, Access};
+use crate::protocol::{
+    self, millis, time_of, Frame, Next, Page, Room, UserId, HISTORY_DEFAULT, HISTORY_MAX,
+};
+use crate::rooms::{self, Access, Added};
 use crate::store::ops::{Answer, Outcome, Read, Write};
 use crate::store::{Role, RoomInfo, RoomType, Store};
 
@@ -157,8 +158,14 @@ async fn create(
         created_by: creator.to_string(),
         metadata: None,
     };
-    match store.write_and_wait(Write::CreateRoom { room: room.clone(), members }).await {
-        Ok(Outcome::Done) => json(StatusCode::CREATED, &json!({ "room": room_json(&room) })),
+    let write = Write::CreateRoom { room: room.clone(), members: members.clone() };
+    match store.write_and_wait(write).await {
+        Ok(Outcome::Done) => {
+            let users = members.into_iter().filter(|member| **member != *creator).collect();
+            let added = Added { room: name.clone(), kind, by: creator.to_string(), users };
+            messages::tell_added(&app.hub, &added);
+            json(StatusCode::CREATED, &json!({ "room": room_json(&room) }))
+        }
         Ok(Outcome::Exists) => {
             error(StatusCode::CONFLICT, "conflict", &format!("the room name {name} is taken"))
         }
@@ -255,10 +262,24 @@ async fn add_participant(
     let write = Write::AddParticipant { room: room.into(), user: user.to_string(), role, at };
     match store.write_and_wait(write).await {
         Ok(Outcome::Done) => {
+            if let (Some(by), Ok(name)) = (&caller.user, protocol::validate_room(room)) {
+                let (kind, users) = (added_kind(store, room).await, vec![user.to_string()]);
+                let added = Added { room: name, kind, by: by.to_string(), users };
+                messages::tell_added(&app.hub, &added);
+            }
             json(StatusCode::CREATED, &json!({ "room": room, "user": user, "role": role.as_str() }))
         }
         Ok(_) => refused(room, Access::NotFound),
         Err(_) => store_unavailable(),
+    }
+}
+
+/// The type of `room`, for telling someone it was added for them (private when it cannot be read).
+async fn added_kind(store: &Store, room: &str) -> RoomType {
+    let read = Read::Access { room: room.to_owned(), user: String::new() };
+    match store.read(read).await {
+        Ok(Answer::Access { room: Some(info), .. }) => info.kind,
+        _ => RoomType::Private,
     }
 }
 

@@ -32,6 +32,7 @@ use crate::close::CloseReason;
 use crate::config::Config;
 use crate::lane::Lane;
 use crate::mailbox::{Enrolment, Outbox, Registration};
+use crate::messages;
 use crate::peer::{websocket_config, PeerAuth};
 use crate::protocol::{self, Frame, Room, Since, UserId};
 use crate::reader::Adoption;
@@ -147,8 +148,13 @@ async fn check_room_types(
 ) -> Result<(), Refusal> {
     let Some(store) = app.hub.store() else { return Ok(()) };
     for room in rooms {
-        match rooms::may_join(store, room, user, admin).await {
-            Access::Allowed => {}
+        let (access, added) = rooms::may_join(store, room, user, admin).await;
+        match access {
+            Access::Allowed => {
+                if let Some(added) = added {
+                    messages::tell_added(&app.hub, &added);
+                }
+            }
             Access::Forbidden(why) => {
                 tracing::warn!(target: "audit", event = "forbidden_join", %user, %remote, %room);
                 return Err(refuse(StatusCode::FORBIDDEN, "forbidden", &why));

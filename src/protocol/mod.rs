@@ -13,8 +13,8 @@ pub use inbound::{chat_data, history_page, parse_client_frame, Limits};
 pub use outbound::{
     ack_frame, error_frame, history_frame, message_deleted_frame, message_frame, message_frame_at,
     presence_batch_frame, presence_event_frame, presence_list_frame, reply_frame, resumed_frame,
-    room_message_frame, room_message_parts, token_expiring_frame, Next, PresenceStatus, Published,
-    Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
+    room_added_frame, room_message_frame, room_message_parts, token_expiring_frame, Next,
+    PresenceStatus, Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
 };
 
 use std::sync::Arc;
@@ -74,6 +74,8 @@ pub enum MessageType {
     MessageDeleted,
     /// The answer to a join without an id that resumed a stream.
     Joined,
+    /// To a user: someone else made them a participant of a room (a direct room, a private one).
+    RoomAdded,
     Notification,
     System,
     Error,
@@ -97,6 +99,7 @@ impl MessageType {
             Self::History => "history",
             Self::MessageDeleted => "message_deleted",
             Self::Joined => "joined",
+            Self::RoomAdded => "room_added",
             Self::Presence => "presence",
             Self::Ack => "ack",
             Self::Notification => "notification",

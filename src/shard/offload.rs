@@ -8,7 +8,7 @@
 use super::Shard;
 use crate::hub::Hub;
 use crate::mailbox::{ConnId, Delivery};
-use crate::messages::{delete_message, read_history, Deletion, History};
+use crate::messages::{delete_message, read_history, tell_added, Deletion, History};
 use crate::protocol::{self, ErrorCode, Frame, MessageType, Room, Since, UserId};
 use crate::rooms::{self, Access};
 
@@ -69,7 +69,11 @@ impl Shard {
         let (hub, shard) = (self.hub.clone(), self.id);
         tokio::spawn(async move {
             let Some(store) = hub.store() else { return };
-            let decision = match rooms::may_join(store, &room, &user, admin).await {
+            let (access, added) = rooms::may_join(store, &room, &user, admin).await;
+            if let Some(added) = added {
+                tell_added(&hub, &added);
+            }
+            let decision = match access {
                 Access::Allowed => Ok(()),
                 access if since.is_some() => Err(resume_refusal(id.as_deref(), &room, access)),
                 access => Err(refusal(id.as_deref(), &room, access)),

@@ -12,7 +12,6 @@
 //! keep their order, so the seq order holds at every member. The sender's shard acks (with the seq)
 //! once the home says the message is in: committed with a store, stamped without one.
 
-use crate::protocol::{millis, time_of};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +23,7 @@ use super::sent::SentBefore;
 use super::Shard;
 use crate::broker::Numbering;
 use crate::mailbox::{Delivery, LoadedStream, Origin, ReplayRequest, ToSequence, Unanswered};
-use crate::protocol::{self, Frame, Published, Room, Unrecovered};
+use crate::protocol::{self, millis, time_of, Frame, Published, Room, Unrecovered};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::{Completion, NewMessage};
 

@@ -23,6 +23,7 @@ mod presence_storm;
 mod redis_server;
 mod refresh;
 mod resume;
+mod room_added;
 mod seams;
 mod shutdown;
 mod store;
