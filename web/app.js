@@ -18,6 +18,7 @@ let joined = new Set(JSON.parse(sessionStorage.getItem("wsbroker.rooms") || "[]"
 let older = null;
 let loading = null; // frames of the room that arrive while its history loads
 let renewal = null; // the pending answer to the library's request for a new token
+let cameBack = false; // the connection dropped since the room was last loaded
 
 function showSigninError(text) {
   $("signin-error").textContent = text;
@@ -111,6 +112,14 @@ function start() {
   client.on("presence", onPresence);
   client.on("reset", ({ room }) => room === current && openRoom(current));
   client.on("removed", ({ room }) => forget(room));
+  // A conversation someone opened with this user, or a room they were added to: listed at once,
+  // and a direct one joined in the background so its messages arrive (and mark it unread).
+  client.on("room_added", ({ room, type }) => {
+    if (type === "direct" && !joined.has(room)) {
+      client.join(room).then(() => remember(room), () => {});
+    }
+    refreshRooms();
+  });
   client.on("frame", (frame) => {
     if (frame.type === "system" && frame.data?.event === "token_expiring") showExpiry(frame.data.expires_at);
   });
@@ -151,9 +160,13 @@ function showState({ state, retryInMs }) {
   const seconds = Math.ceil(retryInMs / 1000);
   status.textContent = text || (seconds > 0 ? `reconnecting in ${seconds} s` : "reconnecting…");
   status.className = state === "live" ? "state live" : "state down";
+  if (state === "reconnecting") cameBack = true;
   if (state === "live") {
     refreshRooms();
     refreshOnline();
+    // A resume replays missed messages but not deletions made meanwhile (yet): reload the room.
+    if (cameBack && current) openRoom(current);
+    cameBack = false;
   }
 }
 
@@ -165,14 +178,27 @@ function why(code, message) {
   return `${code}: ${message}`;
 }
 
+function remember(room) {
+  joined.add(room);
+  sessionStorage.setItem("wsbroker.rooms", JSON.stringify([...joined]));
+}
+
 function forget(room) {
   joined.delete(room);
   sessionStorage.setItem("wsbroker.rooms", JSON.stringify([...joined]));
 }
 
+const unread = new Set(); // rooms with messages not seen since they were last open
+
 async function refreshRooms() {
   const result = await api.rooms().catch(() => ({ ok: false }));
-  if (result.ok) renderRooms(result.answer.rooms, current, openRoom, session.user);
+  if (result.ok) renderRooms(result.answer.rooms, current, openRoom, session.user, unread);
+}
+
+function markUnread(room) {
+  if (unread.has(room)) return;
+  unread.add(room);
+  refreshRooms();
 }
 
 async function refreshOnline() {
@@ -181,15 +207,19 @@ async function refreshOnline() {
   if (result.ok) renderOnline(result.answer.users, session.user, (user) => openRoom(directRoom(session.user, user)));
 }
 
+let opening = 0; // the latest openRoom: an earlier one still loading gives way to it
+
 async function openRoom(room) {
+  const mine = ++opening;
   try {
     await client.join(room);
   } catch (error) {
     $("create-error").textContent = `cannot join ${room}: ${error.code}: ${error.message}`;
     return;
   }
-  joined.add(room);
-  sessionStorage.setItem("wsbroker.rooms", JSON.stringify([...joined]));
+  if (mine !== opening) return;
+  remember(room);
+  unread.delete(room);
   sessionStorage.setItem("wsbroker.current", room);
   current = room;
   loading = [];
@@ -198,6 +228,7 @@ async function openRoom(room) {
   $("room-actions").hidden = false;
   messages.reset();
   const page = await api.history(room).catch(() => ({ ok: false }));
+  if (mine !== opening) return;
   if (page.ok) {
     for (const message of page.answer.messages) messages.append(message, "sent");
     older = page.answer.next_before;
@@ -215,7 +246,7 @@ async function openRoom(room) {
 }
 
 async function loadPeople(room) {
-  const result = await api.participants(room);
+  const result = await api.participants(room).catch(() => ({ ok: false }));
   people.reset(result.ok ? result.answer.participants.map((p) => p.user) : []);
   await refreshPresence();
 }
@@ -240,6 +271,7 @@ function onMessage(frame) {
   }
   // Whoever just wrote is there, whatever the last presence answer said.
   if (frame.room === current && frame.from) people.active(frame.from);
+  if (frame.room && frame.room !== current) markUnread(frame.room);
   const mine = frame.from === session.user && client.outbox.chats.has(frame.id);
   if (frame.room === current) messages.append(frame, mine ? "pending" : "sent");
 }
@@ -335,7 +367,7 @@ function wireControls() {
     event.preventDefault();
     const name = $("create-name").value.trim();
     if (!name) return;
-    const result = await api.createRoom(name, $("create-type").value);
+    const result = await api.createRoom(name, $("create-type").value).catch(() => ({ ok: false, status: 0, answer: {} }));
     // A room of that name exists already: join it (a public one lets anyone in).
     if (!result.ok && result.status !== 409) {
       $("create-error").textContent = reason(result);

@@ -15,14 +15,19 @@ export function roomName(room, me) {
   return pair[1] === me ? pair[2] : pair[1];
 }
 
-export function renderRooms(rooms, current, onOpen, me) {
+export function renderRooms(rooms, current, onOpen, me, unread = new Set()) {
   const list = $("room-list");
   clear(list);
   for (const room of rooms) {
     const item = el("li", room.id === current ? "current" : "");
     const name = roomName(room.id, me);
     const label = room.type === "public" ? name : room.type === "direct" ? `${name} (direct)` : `${name} (${room.type})`;
-    item.append(button(label, () => onOpen(room.id), "room-name"));
+    const open = button(label, () => onOpen(room.id), "room-name");
+    if (unread.has(room.id)) {
+      open.classList.add("unread");
+      open.append(el("span", "badge", " • new"));
+    }
+    item.append(open);
     list.append(item);
   }
 }

@@ -58,6 +58,7 @@ export interface Events {
   presence: { room: string; joined: string[]; left: string[]; users?: string[] };
   reset: { room: string; reason: string; seq: number; epoch: string };
   removed: { room: string; code: string; message: string };
+  room_added: { room: string; type: "public" | "private" | "direct"; by: string };
   frame: Frame;
 }
 

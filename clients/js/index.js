@@ -8,7 +8,8 @@
 // "acked" { id, room, seq }, "failed" { id, room, data, code, message }, "deleted" { room, id, from },
 // "presence" { room, joined, left }, "reset" { room, reason, seq, epoch } (reload the room's
 // history: what was missed cannot be replayed), "removed" { room, code, message } (a room it may no
-// longer join), "frame" (every frame, as sent).
+// longer join), "room_added" { room, type, by } (someone made this user a participant of a room:
+// a direct conversation, a private room), "frame" (every frame, as sent).
 
 import { Emitter } from "./emitter.js";
 import { Members } from "./members.js";
@@ -237,6 +238,8 @@ export class Client extends Emitter {
       }
       case "joined":
         return this.#joinedWhileLive(frame);
+      case "room_added":
+        return this.emit("room_added", { room: frame.room, type: frame.data?.type, by: frame.data?.by });
       case "system":
         if (frame.data?.event === "token_expiring") this.#refresh();
     }

@@ -263,7 +263,7 @@ def chat_pair(browser, broker):
     alice, bob = browser.new_context().new_page(), browser.new_context().new_page()
     errors = []
     for page in (alice, bob):
-        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.on("pageerror", lambda err: errors.append(err.stack or str(err)))
     sign_in(alice, broker.origin, "alice")
     alice.get_by_label("New room").fill("lobby")
     alice.get_by_role("button", name="Create").click()
@@ -315,10 +315,47 @@ def test_a_delete_made_while_offline_deletes_when_back_and_never_resends(browser
         message(alice, "to be deleted").get_by_role("button", name="Delete").click()
         expect(message(alice, "to be deleted").locator(".status")).not_to_contain_text("not sent")
         broker.start()
-        expect(message(bob, "message deleted")).to_be_visible(timeout=20000)
-        expect(message(alice, "message deleted")).to_be_visible()
+        # bob sees it deleted live, or gone from the room he reloads after reconnecting.
+        expect(message(bob, "to be deleted")).to_have_count(0, timeout=20000)
+        expect(message(alice, "to be deleted")).to_have_count(0, timeout=20000)
         bob.reload()
         expect(message(bob, "to be deleted")).to_have_count(0)
+        assert not errors, f"the page threw: {errors}"
+    finally:
+        broker.close()
+
+
+def test_a_direct_message_shows_up_for_its_recipient_without_a_reload(browser):
+    broker = Broker()
+    try:
+        alice, bob, errors = chat_pair(browser, broker)
+        alice.locator("#online-list").get_by_role("button", name="Message bob").click()
+        expect(alice.locator("#room-title")).to_have_text("bob")
+        say(alice, "psst, bob")
+        expect(message(alice, "psst, bob").locator(".status")).to_contain_text("sent")
+        conversation = bob.locator("#room-list").get_by_role("button", name="alice (direct)")
+        expect(conversation).to_contain_text("new", timeout=5000)
+        conversation.click()
+        expect(bob.locator("#room-title")).to_have_text("alice")
+        expect(message(bob, "psst, bob")).to_be_visible()
+        assert not errors, f"the page threw: {errors}"
+    finally:
+        broker.close()
+
+
+def test_a_message_deleted_while_a_page_was_offline_is_gone_when_it_is_back(browser):
+    broker = Broker()
+    try:
+        alice, bob, errors = chat_pair(browser, broker)
+        say(alice, "soon gone")
+        expect(message(bob, "soon gone")).to_be_visible()
+        bob.context.set_offline(True)
+        expect(bob.locator("#connection")).to_contain_text("reconnecting", timeout=20000)
+        message(alice, "soon gone").get_by_role("button", name="Delete").click()
+        expect(message(alice, "message deleted")).to_be_visible()
+        bob.context.set_offline(False)
+        expect(bob.locator("#connection")).to_have_text("live", timeout=20000)
+        expect(message(bob, "soon gone")).to_have_count(0, timeout=10000)
         assert not errors, f"the page threw: {errors}"
     finally:
         broker.close()
