@@ -5,6 +5,7 @@ mod abuse;
 mod auth;
 mod chaos;
 mod chat;
+mod client_rust;
 mod cluster;
 mod cluster_dedup;
 mod cluster_direct;

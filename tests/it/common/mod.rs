@@ -64,8 +64,12 @@ impl Drop for BrokerProcess {
 pub async fn spawn_broker(args: &[&str]) -> (BrokerProcess, TestServer) {
     use std::io::{BufRead, BufReader};
     assert!(args.contains(&"--database-url"), "a test broker names its database: {args:?}");
+    // A test that restarts the broker on the same address names it (`--listen`).
+    let listen: &[&str] =
+        if args.contains(&"--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsbroker"))
-        .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
+        .args(listen)
+        .args(["--log-format", "text"])
         .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
