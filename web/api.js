@@ -41,6 +41,12 @@ export class Api {
     return this.call("GET", `rooms/${encodeURIComponent(room)}/messages`, { params: { limit: 100, before } });
   }
 
+  // Stops being a participant of `room` (the page's "Leave room").
+  leave(room) {
+    const user = encodeURIComponent(this.session.user);
+    return this.call("DELETE", `rooms/${encodeURIComponent(room)}/participants/${user}`);
+  }
+
   participants(room) {
     return this.call("GET", `rooms/${encodeURIComponent(room)}/participants`);
   }

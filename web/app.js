@@ -108,7 +108,7 @@ function start() {
   client.on("message", onMessage);
   client.on("acked", ({ id }) => messages.acked(id));
   client.on("failed", ({ id, code, message }) => messages.failed(id, why(code, message)));
-  client.on("deleted", ({ room, id, from }) => room === current && messages.deleted(id, from));
+  client.on("deleted", onDeleted);
   client.on("presence", onPresence);
   client.on("reset", ({ room }) => room === current && openRoom(current));
   client.on("removed", ({ room }) => forget(room));
@@ -239,7 +239,7 @@ async function openRoom(room) {
   }
   const arrived = loading;
   loading = null;
-  for (const frame of arrived) onMessage(frame);
+  for (const frame of arrived) (frame.type === "message_deleted" ? onDeleted(frame.data) : onMessage(frame));
   await loadPeople(room);
   refreshRooms();
   $("message").focus();
@@ -247,6 +247,7 @@ async function openRoom(room) {
 
 async function loadPeople(room) {
   const result = await api.participants(room).catch(() => ({ ok: false }));
+  if (room !== current) return;
   people.reset(result.ok ? result.answer.participants.map((p) => p.user) : []);
   await refreshPresence();
 }
@@ -276,10 +277,19 @@ function onMessage(frame) {
   if (frame.room === current) messages.append(frame, mine ? "pending" : "sent");
 }
 
+// A deletion in the room being loaded waits for its history, like a message.
+function onDeleted(deleted) {
+  if (deleted.room !== current) return;
+  if (loading) return loading.push({ type: "message_deleted", room: deleted.room, data: deleted });
+  messages.deleted(deleted.id, deleted.from);
+}
+
 // One join/leave, or a coalesced batch of them.
 function onPresence({ room, joined: came, left }) {
   if (room === current) came.forEach((user) => people.joined(user));
   if (room === current) left.forEach((user) => people.left(user));
+  // A leave is a disconnect or a member who left the room: the participants say which.
+  if (room === current && left.length > 0) loadPeople(room);
   if (came.length + left.length > 0) refreshOnline();
 }
 
@@ -352,7 +362,10 @@ function wireControls() {
   });
   $("leave").addEventListener("click", async () => {
     if (!current) return;
-    await client.leave(current).catch(() => {});
+    const room = current;
+    // No longer a participant (its connections leave the room at once), and not rejoined later.
+    await api.leave(room).catch(() => {});
+    await client.leave(room).catch(() => {});
     forget(current);
     sessionStorage.removeItem("wsbroker.current");
     current = null;

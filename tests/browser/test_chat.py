@@ -5,6 +5,7 @@ Run by scripts/test.sh. Prints "N passed, N failed" and exits non-zero when anyt
 """
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -258,20 +259,27 @@ def test_with_auth_on_a_page_without_a_token_cannot_connect_and_says_why(browser
         broker.close()
 
 
-def chat_pair(browser, broker):
-    """alice and bob signed in, both in the room `lobby`."""
-    alice, bob = browser.new_context().new_page(), browser.new_context().new_page()
-    errors = []
-    for page in (alice, bob):
-        page.on("pageerror", lambda err: errors.append(err.stack or str(err)))
-    sign_in(alice, broker.origin, "alice")
-    alice.get_by_label("New room").fill("lobby")
-    alice.get_by_role("button", name="Create").click()
-    expect(alice.locator("#room-title")).to_have_text("lobby")
-    sign_in(bob, broker.origin, "bob")
-    bob.locator("#room-list").get_by_role("button", name="lobby").click()
-    expect(bob.locator("#room-title")).to_have_text("lobby")
-    return alice, bob, errors
+@contextlib.contextmanager
+def chatting(browser, *flags):
+    """A broker of its own, with alice and bob signed in and both in `lobby`; at the end, no page
+    may have thrown."""
+    broker = Broker(*flags)
+    try:
+        alice, bob = browser.new_context().new_page(), browser.new_context().new_page()
+        errors = []
+        for page in (alice, bob):
+            page.on("pageerror", lambda err: errors.append(err.stack or str(err)))
+        sign_in(alice, broker.origin, "alice")
+        alice.get_by_label("New room").fill("lobby")
+        alice.get_by_role("button", name="Create").click()
+        expect(alice.locator("#room-title")).to_have_text("lobby")
+        sign_in(bob, broker.origin, "bob")
+        bob.locator("#room-list").get_by_role("button", name="lobby").click()
+        expect(bob.locator("#room-title")).to_have_text("lobby")
+        yield broker, alice, bob
+        assert not errors, f"the page threw: {errors}"
+    finally:
+        broker.close()
 
 
 def say(page, text):
@@ -281,9 +289,7 @@ def say(page, text):
 
 
 def test_a_message_sent_while_the_broker_hangs_is_delivered_once_after_its_restart(browser):
-    broker = Broker()
-    try:
-        alice, bob, errors = chat_pair(browser, broker)
+    with chatting(browser) as (broker, alice, bob):
         say(alice, "before the hang")
         expect(message(alice, "before the hang").locator(".status")).to_contain_text("sent")
         broker.hang()
@@ -298,15 +304,10 @@ def test_a_message_sent_while_the_broker_hangs_is_delivered_once_after_its_resta
         bob.reload()
         expect(message(bob, "during the hang")).to_have_count(1)
         expect(message(bob, "before the hang")).to_have_count(1)
-        assert not errors, f"the page threw: {errors}"
-    finally:
-        broker.close()
 
 
 def test_a_delete_made_while_offline_deletes_when_back_and_never_resends(browser):
-    broker = Broker()
-    try:
-        alice, bob, errors = chat_pair(browser, broker)
+    with chatting(browser) as (broker, alice, bob):
         say(alice, "to be deleted")
         expect(message(alice, "to be deleted").locator(".status")).to_contain_text("sent")
         expect(message(bob, "to be deleted")).to_be_visible()
@@ -320,15 +321,10 @@ def test_a_delete_made_while_offline_deletes_when_back_and_never_resends(browser
         expect(message(alice, "to be deleted")).to_have_count(0, timeout=20000)
         bob.reload()
         expect(message(bob, "to be deleted")).to_have_count(0)
-        assert not errors, f"the page threw: {errors}"
-    finally:
-        broker.close()
 
 
 def test_a_direct_message_shows_up_for_its_recipient_without_a_reload(browser):
-    broker = Broker()
-    try:
-        alice, bob, errors = chat_pair(browser, broker)
+    with chatting(browser) as (broker, alice, bob):
         alice.locator("#online-list").get_by_role("button", name="Message bob").click()
         expect(alice.locator("#room-title")).to_have_text("bob")
         say(alice, "psst, bob")
@@ -338,15 +334,10 @@ def test_a_direct_message_shows_up_for_its_recipient_without_a_reload(browser):
         conversation.click()
         expect(bob.locator("#room-title")).to_have_text("alice")
         expect(message(bob, "psst, bob")).to_be_visible()
-        assert not errors, f"the page threw: {errors}"
-    finally:
-        broker.close()
 
 
 def test_a_message_deleted_while_a_page_was_offline_is_gone_when_it_is_back(browser):
-    broker = Broker()
-    try:
-        alice, bob, errors = chat_pair(browser, broker)
+    with chatting(browser) as (broker, alice, bob):
         say(alice, "soon gone")
         expect(message(bob, "soon gone")).to_be_visible()
         bob.context.set_offline(True)
@@ -356,9 +347,25 @@ def test_a_message_deleted_while_a_page_was_offline_is_gone_when_it_is_back(brow
         bob.context.set_offline(False)
         expect(bob.locator("#connection")).to_have_text("live", timeout=20000)
         expect(message(bob, "soon gone")).to_have_count(0, timeout=10000)
-        assert not errors, f"the page threw: {errors}"
-    finally:
-        broker.close()
+
+
+def test_a_member_who_leaves_the_room_is_no_longer_listed(browser):
+    with chatting(browser) as (_broker, alice, bob):
+        expect(alice.locator("#participants li", has_text="bob")).to_contain_text("online")
+        bob.get_by_role("button", name="Leave room").click()
+        expect(bob.locator("#room-title")).to_have_text("Pick a room")
+        expect(alice.locator("#participants li", has_text="bob")).to_have_count(0, timeout=5000)
+
+
+def test_on_a_phone_the_message_box_stays_in_view_after_sending(browser):
+    with chatting(browser, "--rate-limit", "0") as (_broker, alice, _bob):
+        alice.set_viewport_size({"width": 390, "height": 640})
+        box = alice.get_by_role("textbox", name="Message", exact=True)
+        for n in range(25):
+            say(alice, f"line {n} from a phone")
+            expect(box).to_be_in_viewport()
+        expect(message(alice, "line 24 from a phone").locator(".status")).to_contain_text("sent")
+        expect(box).to_be_in_viewport()
 
 
 def main():
