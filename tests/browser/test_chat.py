@@ -368,6 +368,28 @@ def test_on_a_phone_the_message_box_stays_in_view_after_sending(browser):
         expect(box).to_be_in_viewport()
 
 
+def call(broker, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{broker.origin}/api/v1/chat/{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    return urllib.request.urlopen(request, timeout=5).status
+
+
+def test_a_chat_that_cannot_be_sent_says_why_and_can_be_dismissed(browser):
+    with chatting(browser) as (broker, alice, bob):
+        team = {"name": "team", "type": "private", "members": ["bob"]}
+        assert call(broker, "POST", "rooms?user=alice", team) == 201
+        bob.locator("#room-list").get_by_role("button", name="team (private)").click()
+        expect(bob.locator("#room-title")).to_have_text("team")
+        assert call(broker, "DELETE", "rooms/team/participants/bob?user=alice") == 204
+        say(bob, "am I still here?")
+        failed = message(bob, "am I still here?")
+        expect(failed.locator(".status")).to_contain_text("not in this room", timeout=5000)
+        expect(failed.get_by_role("button", name="Retry")).to_have_count(0)
+        failed.get_by_role("button", name="Dismiss").click()
+        expect(failed).to_have_count(0)
+
+
 def main():
     tests = [value for name, value in sorted(globals().items()) if name.startswith("test_")]
     passed, failed = 0, 0
