@@ -221,15 +221,18 @@ async function openRoom(room) {
   remember(room);
   unread.delete(room);
   sessionStorage.setItem("wsbroker.current", room);
+  const again = room === current; // a reload of the room on show (after a reconnect or a reset)
   current = room;
   loading = [];
   $("room-title").textContent = roomName(room, session.user);
   $("composer").hidden = false;
   $("room-actions").hidden = false;
-  messages.reset();
+  if (!again) messages.reset();
   const page = await api.history(room).catch(() => ({ ok: false }));
   if (mine !== opening) return;
+  // A reload whose history cannot be read (no store) keeps what is on show.
   if (page.ok) {
+    messages.reset();
     for (const message of page.answer.messages) messages.append(message, "sent");
     older = page.answer.next_before;
   }
@@ -381,8 +384,9 @@ function wireControls() {
     const name = $("create-name").value.trim();
     if (!name) return;
     const result = await api.createRoom(name, $("create-type").value).catch(() => ({ ok: false, status: 0, answer: {} }));
-    // A room of that name exists already: join it (a public one lets anyone in).
-    if (!result.ok && result.status !== 409) {
+    // A room of that name exists already (409), or the server keeps no rooms (404, run without a
+    // store): join it by name (a public one lets anyone in).
+    if (!result.ok && result.status !== 409 && result.status !== 404) {
       $("create-error").textContent = reason(result);
       return;
     }

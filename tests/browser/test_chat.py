@@ -58,8 +58,8 @@ class Broker:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self):
-        database = f"sqlite://{self.dir}/chat.db"
-        args = [BROKER, "--listen", f"127.0.0.1:{self.port}", "--database-url", database, *self.flags]
+        database = [] if "--database-url" in self.flags else ["--database-url", f"sqlite://{self.dir}/chat.db"]
+        args = [BROKER, "--listen", f"127.0.0.1:{self.port}", *database, *self.flags]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 15
         for line in self.process.stdout:
@@ -274,7 +274,8 @@ def chatting(browser, *flags):
         alice.get_by_role("button", name="Create").click()
         expect(alice.locator("#room-title")).to_have_text("lobby")
         sign_in(bob, broker.origin, "bob")
-        bob.locator("#room-list").get_by_role("button", name="lobby").click()
+        bob.get_by_label("New room").fill("lobby")
+        bob.get_by_role("button", name="Create").click()
         expect(bob.locator("#room-title")).to_have_text("lobby")
         yield broker, alice, bob
         assert not errors, f"the page threw: {errors}"
@@ -388,6 +389,22 @@ def test_a_chat_that_cannot_be_sent_says_why_and_can_be_dismissed(browser):
         expect(failed.get_by_role("button", name="Retry")).to_have_count(0)
         failed.get_by_role("button", name="Dismiss").click()
         expect(failed).to_have_count(0)
+
+
+def test_a_room_whose_stream_started_again_is_reloaded_and_goes_on(browser):
+    # Without a store a restart starts every room's stream again: the resume gets
+    # recovered:false (epoch_changed), the page reloads the room and chats on.
+    with chatting(browser, "--database-url", "none", "--default-room", "") as (broker, alice, bob):
+        say(alice, "before the restart")
+        expect(message(bob, "before the restart")).to_be_visible()
+        broker.kill()
+        broker.start()
+        expect(bob.locator("#connection")).to_have_text("live", timeout=20000)
+        expect(alice.locator("#connection")).to_have_text("live", timeout=20000)
+        say(alice, "after the restart")
+        expect(message(bob, "after the restart")).to_have_count(1, timeout=10000)
+        expect(message(alice, "after the restart").locator(".status")).to_contain_text("sent")
+        expect(message(bob, "before the restart")).to_be_visible()  # kept: no history to reload
 
 
 def main():
