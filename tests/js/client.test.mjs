@@ -156,3 +156,18 @@ test("500 clients dropped at once all come back and resume", async () => {
   assert.equal(new Set(got).size, ids.length, "each once");
   clients.forEach((c) => c.close());
 });
+
+test("a conversation someone opens with this user is told to it, and joining it delivers its messages", async () => {
+  const server = await broker(["--rate-limit", "0"]);
+  const alice = await client(server, "alice");
+  const bob = await client(server, "bob");
+  const added = once(bob, "room_added", (told) => told.room === "dm:alice:bob");
+  await alice.join("dm:alice:bob");
+  assert.deepEqual(await added, { room: "dm:alice:bob", type: "direct", by: "alice" });
+  await bob.join("dm:alice:bob");
+  const id = alice.send("dm:alice:bob", { content: "psst" });
+  const frame = await once(bob, "message", (message) => message.id === id);
+  assert.equal(frame.data.content, "psst");
+  alice.close();
+  bob.close();
+});
