@@ -36,6 +36,7 @@ export class Client extends Emitter {
   #timers = new Set();
   #heartbeat = null;
   #rooms = new Map(); // room -> { since: { seq, epoch } | null }
+  #joining = new Set(); // rooms whose join is asked and not answered: their chats wait for it
   #inFlight = new Map(); // request or chat id -> { chat } | { operation }
   #answerBy = Infinity; // when the connection is presumed dead if nothing answers
   #token;
@@ -78,15 +79,28 @@ export class Client extends Emitter {
    * or reported "failed" with a reason that retrying cannot change. */
   send(room, data, id = newId()) {
     this.outbox.addChat(id, room, data);
-    if (this.state === "live") this.#sendChat(this.outbox.chats.get(id));
+    if (this.#maySend(room)) this.#sendChat(this.outbox.chats.get(id));
     return id;
   }
 
   join(room) {
-    return this.#operation({ type: "join", room }).then((reply) => {
-      this.#rooms.set(room, this.#rooms.get(room) ?? { since: null });
-      return reply;
-    });
+    this.#joining.add(room);
+    const answered = () => this.#joining.delete(room);
+    return this.#operation({ type: "join", room }).then(
+      (reply) => {
+        answered();
+        this.#rooms.set(room, this.#rooms.get(room) ?? { since: null });
+        // The chats that waited for this join (sent before it, or owed from before a reload).
+        for (const owed of this.outbox.inOrder()) {
+          if (owed.chat?.room === room && this.#maySend(room)) this.#sendChat(owed.chat);
+        }
+        return reply;
+      },
+      (error) => {
+        answered();
+        throw error;
+      },
+    );
   }
 
   leave(room) {
@@ -160,9 +174,15 @@ export class Client extends Emitter {
     this.#attempt = 0;
     this.#setState("live");
     for (const owed of this.outbox.inOrder()) {
-      if (owed.chat) this.#sendChat(owed.chat);
-      else this.#sendOperation(owed.operation);
+      if (!owed.chat) this.#sendOperation(owed.operation);
+      else if (this.#maySend(owed.chat.room)) this.#sendChat(owed.chat);
     }
+  }
+
+  /** Live, and the room's join (if one is asked) answered: a chat would not be refused `not_member`
+   * for coming too early. */
+  #maySend(room) {
+    return this.state === "live" && !this.#joining.has(room);
   }
 
   /** Joins `room` again on a new connection, resuming after the last message seen. */

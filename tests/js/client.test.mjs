@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { after, test } from "node:test";
 
-import { Client } from "../../clients/js/index.js";
+import { Client, storageOutbox } from "../../clients/js/index.js";
 import { Broker, once } from "./broker.mjs";
 
 const QUICK = { backoffMs: 50, maxBackoffMs: 500, pingIntervalMs: 200, answerTimeoutMs: 1000 };
@@ -169,5 +169,33 @@ test("a conversation someone opens with this user is told to it, and joining it 
   const frame = await once(bob, "message", (message) => message.id === id);
   assert.equal(frame.data.content, "psst");
   alice.close();
+  bob.close();
+});
+
+test("a chat owed when its client goes away is sent by the next client on the same storage, once", async () => {
+  const server = await broker(["--rate-limit", "0"]);
+  const bob = await client(server, "bob");
+  await bob.join("lobby");
+  const got = received(bob, "lobby");
+  const kept = new Map(); // a Storage, as sessionStorage is for the page
+  const storage = { getItem: (key) => kept.get(key) ?? null, setItem: (key, value) => kept.set(key, value) };
+  const first = await client(server, "alice", { outboxStore: storageOutbox(storage) });
+  await first.join("lobby");
+  await server.kill();
+  await once(first, "state", ({ state }) => state === "reconnecting");
+  const id = first.send("lobby", { content: "owed across a reload" });
+  first.close(); // the page goes away with the chat unacked
+  await server.restart();
+  await until(() => bob.state === "live", "bob back in the room"); // he has no seq to resume from
+  const second = new Client({ url: server.url, user: "alice", ...QUICK, outboxStore: storageOutbox(storage) });
+  assert.deepEqual([...second.outbox.chats.keys()], [id], "the chat is still owed");
+  const acked = once(second, "acked", (ack) => ack.id === id);
+  second.connect();
+  await second.join("lobby");
+  await acked;
+  await until(() => got.includes("owed across a reload"), "bob got it");
+  assert.equal(got.filter((content) => content === "owed across a reload").length, 1);
+  assert.deepEqual(JSON.parse(kept.get("wsbroker.outbox")), [], "nothing owed any more");
+  second.close();
   bob.close();
 });
