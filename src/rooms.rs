@@ -119,16 +119,15 @@ pub async fn may_join(
         Ok(found) => found,
         Err(unavailable) => return (unavailable.into(), None),
     };
-    if info.is_none() && direct_pair(room).is_some() {
-        let access = may_join_as(store, room, user, admin, (None, role)).await;
-        let (kind, by) = (RoomType::Direct, user.to_owned());
-        let users = direct_pair(room).map(|(a, b)| if a == user { b } else { a }).into_iter();
-        let users: Vec<String> = users.filter(|other| *other != user).map(str::to_owned).collect();
-        let added =
-            (access == Access::Allowed).then(|| Added { room: room.clone(), kind, by, users });
-        return (access, added);
-    }
-    (may_join_as(store, room, user, admin, (info, role)).await, None)
+    let born_direct = if info.is_none() { direct_pair(room) } else { None };
+    let access = may_join_as(store, room, user, admin, (info, role)).await;
+    let added = born_direct.filter(|_| access == Access::Allowed).map(|(a, b)| Added {
+        room: room.clone(),
+        kind: RoomType::Direct,
+        by: user.to_owned(),
+        users: [a, b].into_iter().filter(|member| *member != user).map(str::to_owned).collect(),
+    });
+    (access, added)
 }
 
 async fn may_join_as(
@@ -178,17 +177,20 @@ pub async fn may_read(store: &Store, room: &str, user: Option<&str>, admin: bool
     }
 }
 
-/// Whether `user` may add or remove participants of `room`: its owner, or an admin.
-pub async fn may_manage(store: &Store, room: &str, user: Option<&str>, admin: bool) -> Access {
-    let (info, role) = match room_and_role(store, room, user.unwrap_or_default()).await {
-        Ok(found) => found,
-        Err(unavailable) => return unavailable.into(),
-    };
+/// The room, when `user` may add or remove its participants: its owner, or an admin; else the
+/// refusal.
+pub async fn may_manage(
+    store: &Store,
+    room: &str,
+    user: Option<&str>,
+    admin: bool,
+) -> Result<RoomInfo, Access> {
+    let (info, role) = room_and_role(store, room, user.unwrap_or_default()).await?;
     match (info, role) {
-        (None, _) => Access::NotFound,
-        (Some(_), Some(Role::Owner)) => Access::Allowed,
-        (Some(_), _) if admin => Access::Allowed,
-        (Some(info), _) => Access::Forbidden(format!("only the owner of {} may", info.id)),
+        (None, _) => Err(Access::NotFound),
+        (Some(info), Some(Role::Owner)) => Ok(info),
+        (Some(info), _) if admin => Ok(info),
+        (Some(info), _) => Err(Access::Forbidden(format!("only the owner of {} may", info.id))),
     }
 }
 

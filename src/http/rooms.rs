@@ -132,6 +132,7 @@ struct NewRoom {
     members: Vec<String>,
 }
 
+/// `POST /rooms` `{name, type, members?}`: 201, the creator owns it; 409 when the name is taken.
 async fn create(
     app: &App,
     store: &Store,
@@ -237,10 +238,10 @@ async fn add_participant(
     request: Request<Incoming>,
 ) -> Response<Body> {
     let Ok(user) = protocol::validate_user(user) else { return bad_request("not a valid user id") };
-    match rooms::may_manage(store, room, caller.user.as_deref(), caller.admin).await {
-        Access::Allowed => {}
-        access => return refused(room, access),
-    }
+    let info = match rooms::may_manage(store, room, caller.user.as_deref(), caller.admin).await {
+        Ok(info) => info,
+        Err(access) => return refused(room, access),
+    };
     if rooms::direct_pair(room).is_some() {
         return bad_request("a direct room has exactly its two participants");
     }
@@ -263,7 +264,7 @@ async fn add_participant(
     match store.write_and_wait(write).await {
         Ok(Outcome::Done) => {
             if let (Some(by), Ok(name)) = (&caller.user, protocol::validate_room(room)) {
-                let (kind, users) = (added_kind(store, room).await, vec![user.to_string()]);
+                let (kind, users) = (info.kind, vec![user.to_string()]);
                 let added = Added { room: name, kind, by: by.to_string(), users };
                 messages::tell_added(&app.hub, &added);
             }
@@ -271,15 +272,6 @@ async fn add_participant(
         }
         Ok(_) => refused(room, Access::NotFound),
         Err(_) => store_unavailable(),
-    }
-}
-
-/// The type of `room`, for telling someone it was added for them (private when it cannot be read).
-async fn added_kind(store: &Store, room: &str) -> RoomType {
-    let read = Read::Access { room: room.to_owned(), user: String::new() };
-    match store.read(read).await {
-        Ok(Answer::Access { room: Some(info), .. }) => info.kind,
-        _ => RoomType::Private,
     }
 }
 
@@ -297,9 +289,9 @@ async fn remove_participant(
         return bad_request("not a valid user id or room name");
     };
     if caller.user.as_deref() != Some(&*user) {
-        match rooms::may_manage(store, room, caller.user.as_deref(), caller.admin).await {
-            Access::Allowed => {}
-            access => return refused(room, access),
+        let manages = rooms::may_manage(store, room, caller.user.as_deref(), caller.admin).await;
+        if let Err(access) = manages {
+            return refused(room, access);
         }
     }
     match store
