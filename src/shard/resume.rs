@@ -55,10 +55,7 @@ impl Shard {
     /// from the sequencer's read (`relayed.rs` takes its answer).
     pub(super) fn replay(&mut self, request: ReplayRequest) {
         match self.hub.sequencer().read_stream(request, self.id) {
-            Numbering::Here(request) => {
-                let room = request.room.clone();
-                self.stream_ready(&room, Queued::Resume(request));
-            }
+            Numbering::Here(request) => self.stream_ready(Queued::Resume(request)),
             Numbering::Taken => {}
             Numbering::Refused(request) => self.no_stream_read(request),
         }

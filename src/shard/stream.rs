@@ -113,6 +113,15 @@ pub(super) enum Queued {
     Resume(ReplayRequest),
 }
 
+impl Queued {
+    fn room(&self) -> &Room {
+        match self {
+            Self::Message(item) => &item.room,
+            Self::Resume(request) => &request.room,
+        }
+    }
+}
+
 /// The streams of the rooms homed on one shard.
 #[derive(Debug, Default)]
 pub struct Streams {
@@ -139,29 +148,25 @@ impl Shard {
     /// stream is read from the store), or by the sequencer (`relayed.rs` takes its answer).
     pub(super) fn sequence(&mut self, item: ToSequence) {
         match self.hub.sequencer().stamp(item, self.id) {
-            Numbering::Here(item) => {
-                let room = item.room.clone();
-                self.stream_ready(&room, Queued::Message(item));
-            }
+            Numbering::Here(item) => self.stream_ready(Queued::Message(item)),
             Numbering::Taken => {}
             Numbering::Refused(item) => self.refuse_message(item),
         }
     }
 
-    /// Runs `waiting` on the room's stream now if it is ready (creating it when there is no store),
-    /// or queues it while the stream is read from the store.
-    pub(super) fn stream_ready(&mut self, room: &Room, waiting: Queued) {
-        match self.streams.rooms.get_mut(room) {
+    /// Runs `waiting` on its room's stream now if it is ready (creating it when there is no
+    /// store), or queues it while the stream is read from the store.
+    pub(super) fn stream_ready(&mut self, waiting: Queued) {
+        let room = waiting.room().clone();
+        match self.streams.rooms.get_mut(&room) {
             Some(RoomStream::Ready(_)) => {}
             Some(RoomStream::Loading(queue)) => return queue.push(waiting),
             None if self.hub.store().is_some() => {
                 self.streams.rooms.insert(room.clone(), RoomStream::Loading(vec![waiting]));
-                return self.load_stream(room.clone());
+                return self.load_stream(room);
             }
             None => {
-                self.streams
-                    .rooms
-                    .insert(room.clone(), RoomStream::Ready(Ready::new(new_epoch(), 0)));
+                self.streams.rooms.insert(room, RoomStream::Ready(Ready::new(new_epoch(), 0)));
             }
         }
         self.run_waiting(waiting);
