@@ -129,10 +129,9 @@ function start() {
   // A newcomer lands in the default room, as in any chat app, instead of an empty page.
   if (!current && joined.size === 0 && config.default_room) current = config.default_room;
   if (current) openRoom(current);
-  setInterval(() => {
-    refreshOnline();
-    refreshPresence();
-  }, 10000);
+  // Users who share no room with this one send no presence events here (until the user-level
+  // stream lands): the Online list asks for them now and then; the rest follows events.
+  setInterval(refreshOnline, 10000);
   // Typing or coming back to the page shows the person is there (queries do not), at most every 10 s.
   let told = 0;
   const here = () => {
@@ -144,7 +143,8 @@ function start() {
   document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && here());
 }
 
-// Who of the open room's members is away now (a query, so it keeps nobody present).
+// Who of the open room's members is there and who is away, once on opening it (a query, so it keeps
+// nobody present); presence events keep it up to date after that.
 async function refreshPresence() {
   if (!current || client.state !== "live") return;
   const room = current;
@@ -287,9 +287,11 @@ function onDeleted(deleted) {
   messages.deleted(deleted.id, deleted.from);
 }
 
-// One join/leave, or a coalesced batch of them.
-function onPresence({ room, joined: came, left }) {
+// One join/leave/away/back, or a coalesced batch of them.
+function onPresence({ room, joined: came, away, back, left }) {
   if (room === current) came.forEach((user) => people.joined(user));
+  if (room === current) away.forEach((user) => people.away(user));
+  if (room === current) back.forEach((user) => people.active(user));
   if (room === current) left.forEach((user) => people.left(user));
   // A leave is a disconnect or a member who left the room: the participants say which.
   if (room === current && left.length > 0) loadPeople(room);

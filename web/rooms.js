@@ -65,7 +65,12 @@ export class People {
     this.render();
   }
 
-  // A member who just wrote is online, even if the last answer said away.
+  away(user) {
+    if (this.status.has(user)) this.status.set(user, "away");
+    this.render();
+  }
+
+  // A member who came back, or just wrote, is online.
   active(user) {
     if (this.status.get(user) === "online") return;
     this.status.set(user, "online");

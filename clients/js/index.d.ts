@@ -55,7 +55,7 @@ export interface Events {
   acked: { id: string; room: string; seq?: number };
   failed: { id: string; room: string; data: object; code: string; message: string };
   deleted: { room: string; id: string; from: string };
-  presence: { room: string; joined: string[]; left: string[]; users?: string[] };
+  presence: PresenceChange;
   reset: { room: string; reason: string; seq: number; epoch: string };
   removed: { room: string; code: string; message: string };
   room_added: { room: string; type: "public" | "private" | "direct"; by: string };
@@ -71,8 +71,18 @@ export class Emitter<E = Events> {
   emit<K extends keyof E>(event: K, detail: E[K]): void;
 }
 
+/** A room's presence change; `users` only for a query's answer (the whole list). */
+export interface PresenceChange {
+  room: string;
+  joined: string[];
+  away: string[];
+  back: string[];
+  left: string[];
+  users?: string[];
+}
+
 export class Members {
-  apply(frame: Frame): { room: string; joined: string[]; left: string[] } | null;
+  apply(frame: Frame): PresenceChange | null;
   of(room: string): string[];
   isAway(room: string, user: string): boolean;
   forget(room: string): void;

@@ -6,7 +6,7 @@
 //
 // Events: "state" { state, retryInMs }, "message" (a chat or notification frame, each once),
 // "acked" { id, room, seq }, "failed" { id, room, data, code, message }, "deleted" { room, id, from },
-// "presence" { room, joined, left }, "reset" { room, reason, seq, epoch } (reload the room's
+// "presence" { room, joined, away, back, left }, "reset" { room, reason, seq, epoch } (reload the room's
 // history: what was missed cannot be replayed), "removed" { room, code, message } (a room it may no
 // longer join), "room_added" { room, type, by } (someone made this user a participant of a room:
 // a direct conversation, a private room), "frame" (every frame, as sent).

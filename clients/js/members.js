@@ -1,25 +1,34 @@
-// A room's members as its presence frames tell them: a single change (`user`/`status`), a
-// coalesced batch (`joined`/`left`), or a `presence` query's answer (`users`/`away`).
+// A room's members as its presence frames tell them: a single change (`user`/`status`: join,
+// leave, away, back), a coalesced batch (`joined`/`away`/`back`/`left`), or a `presence` query's
+// answer (`users`/`away`).
 
 export class Members {
   #present = new Map(); // room -> Map(user -> { away })
 
-  /** Applies a presence frame; returns the change as { room, joined, left }, or null. */
+  /** Applies a presence frame; returns the change as { room, joined, left, away, back }, or null. */
   apply(frame) {
     const data = frame.data ?? {};
     if (!frame.room) return null;
     if (Array.isArray(data.users)) {
       const away = new Set(data.away ?? []);
       this.#present.set(frame.room, new Map(data.users.map((user) => [user, { away: away.has(user) }])));
-      return { room: frame.room, joined: [], left: [], users: data.users };
+      return { room: frame.room, joined: [], left: [], away: [], back: [], users: data.users };
     }
     const batch = data.event === "batch";
-    const joined = batch ? data.joined ?? [] : data.status === "join" ? [data.user] : [];
-    const left = batch ? data.left ?? [] : data.status === "leave" ? [data.user] : [];
+    const listed = (list, status) => (batch ? data[list] ?? [] : data.status === status ? [data.user] : []);
+    const change = {
+      room: frame.room,
+      joined: listed("joined", "join"),
+      away: listed("away", "away"),
+      back: listed("back", "back"),
+      left: listed("left", "leave"),
+    };
     const room = this.#room(frame.room);
-    for (const user of joined) room.set(user, { away: false });
-    for (const user of left) room.delete(user);
-    return { room: frame.room, joined, left };
+    for (const user of change.joined) room.set(user, { away: false });
+    for (const user of change.away) room.set(user, { away: true });
+    for (const user of change.back) room.set(user, { away: false });
+    for (const user of change.left) room.delete(user);
+    return change;
   }
 
   /** The users in `room`, sorted. */

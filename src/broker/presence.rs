@@ -22,16 +22,22 @@ pub enum LocalChange {
     Joined { room: Room, user: UserId },
     /// The user's last connection in the room on this instance left it.
     Left { room: Room, user: UserId },
+    /// None of the user's connections here showed a person there for `--away-after`; `rooms` are
+    /// their rooms here, where it is told.
+    WentAway { user: UserId, rooms: Vec<Room> },
+    /// The user, told away, showed a person there again on this instance.
+    CameBack { user: UserId, rooms: Vec<Room> },
 }
 
-/// Who tells a room that a user joined or left it, after a [`LocalChange`].
+/// Who tells a room that a user joined, left, went away or came back, after a [`LocalChange`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Announce {
     /// This instance's change is the room's: the shard that made it tells the room's home now.
     Here,
     /// The manager tells the room's home on the instance where the change became the cluster's
-    /// (the user's first connection anywhere joined, or its last one anywhere left) with
-    /// `Delivery::PresenceChange`; that home publishes it, to every instance.
+    /// (the user's first connection anywhere joined, or its last one anywhere left; it went away
+    /// here and is away on every other instance too, or came back here from being away everywhere)
+    /// with `Delivery::PresenceChange`; that home publishes it, to every instance.
     ByManager,
 }
 

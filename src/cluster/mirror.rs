@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use super::presence::Membership;
 use super::wire::Names;
 use crate::broker::LocalChange;
-use crate::protocol::{Room, UserId};
+use crate::protocol::{PresenceStatus, Room, UserId};
 
 /// Local presence as the relay last heard it from the shards: counts, since each user's first
 /// and last connection here, and its first and last in a room, are reported once.
@@ -30,6 +30,13 @@ pub enum Mirrored {
     /// The user came online here (`true`) or went offline.
     User(UserId, bool),
     Room(Membership, Room, UserId),
+    /// The user went away here (`Away`) or came back (`Back`); told in its rooms here when the
+    /// cluster's view changed. The mirror keeps no count of it.
+    Activity {
+        user: UserId,
+        status: PresenceStatus,
+        rooms: Vec<Room>,
+    },
 }
 
 impl Mirror {
@@ -56,6 +63,12 @@ impl Mirror {
                     }
                 }
                 Mirrored::Room(Membership::Leave, room, user)
+            }
+            LocalChange::WentAway { user, rooms } => {
+                Mirrored::Activity { user, status: PresenceStatus::Away, rooms }
+            }
+            LocalChange::CameBack { user, rooms } => {
+                Mirrored::Activity { user, status: PresenceStatus::Back, rooms }
             }
         }
     }
@@ -120,7 +133,7 @@ mod tests {
             .into_iter()
             .filter_map(|change| match mirror.apply(change) {
                 Mirrored::Room(_, room, _) => Some(room),
-                Mirrored::User(..) => None,
+                Mirrored::User(..) | Mirrored::Activity { .. } => None,
             })
             .collect();
         let subscribed = subscribed.iter().map(|s| s.to_string()).collect();

@@ -4,7 +4,7 @@
 //! Owns: the Lua scripts and the calls that run them. Must not: keep state; the relay owns the mirror
 //! of local presence and calls these with it.
 //!
-//! Each instance writes only its own sets (`<p>:i:<id>:users`, `:rooms`, `:r:<room>`) and its score in
+//! Each instance writes only its own sets (`<p>:i:<id>:users`, `:rooms`, `:r:<room>`, `:away`) and its score in
 //! `<p>:instances` (Redis `TIME`, in ms, so instance clocks do not matter). A reader counts only
 //! instances whose score is within two heartbeat periods. The scripts run atomically, so of two
 //! instances racing to add the same user to a room exactly one sees it first and announces `join`.
@@ -15,7 +15,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Script};
 
 use super::wire::Names;
-use crate::protocol::{Room, UserId};
+use crate::protocol::{PresenceStatus, Room, UserId};
 
 /// Live instances, for the scripts below: ARGV[1] prefix, ARGV[2] live window in ms.
 const LIVE: &str = r"
@@ -64,6 +64,33 @@ end
 return answers
 ";
 
+/// A batch of this instance's users going away (`a`) or coming back (`b`): ARGV[3] me, ARGV[4] ttl
+/// ms, then per change ARGV[i] `a` or `b`, ARGV[i+1] user. Per change the answer is 1 when the
+/// cluster's view changed with it: no other live instance has the user online and not away (so
+/// it was away everywhere before a `b`, and is after an `a`); else 0.
+const ACTIVITY: &str = r"
+local me, ttl = ARGV[3], ARGV[4]
+local mine = p .. ':i:' .. me .. ':away'
+local answers = {}
+for i = 5, #ARGV, 2 do
+  local user = ARGV[i + 1]
+  if ARGV[i] == 'a' then
+    redis.call('SADD', mine, user)
+    redis.call('PEXPIRE', mine, ttl)
+  else
+    redis.call('SREM', mine, user)
+  end
+  local answer = 1
+  for _, id in ipairs(live) do
+    local base = p .. ':i:' .. id
+    if id ~= me and redis.call('SISMEMBER', base .. ':users', user) == 1
+      and redis.call('SISMEMBER', base .. ':away', user) == 0 then answer = 0; break end
+  end
+  answers[#answers + 1] = answer
+end
+return answers
+";
+
 /// ARGV[3] me, ARGV[4] ttl ms. Renews this instance; reaps stale ones. Returns whether this
 /// instance's user set exists (0: Redis lost it, register again), then `room, user` pairs that left
 /// the cluster with a reaped instance.
@@ -73,6 +100,7 @@ redis.call('ZADD', p .. ':instances', now, me)
 local mine = p .. ':i:' .. me
 local exists = redis.call('PEXPIRE', mine .. ':users', ttl)
 redis.call('PEXPIRE', mine .. ':rooms', ttl)
+redis.call('PEXPIRE', mine .. ':away', ttl)
 for _, room in ipairs(redis.call('SMEMBERS', mine .. ':rooms')) do
   redis.call('PEXPIRE', mine .. ':r:' .. room, ttl)
 end
@@ -91,7 +119,7 @@ for _, dead in ipairs(stale) do
     end
     redis.call('DEL', base .. ':r:' .. room)
   end
-  redis.call('DEL', base .. ':rooms', base .. ':users')
+  redis.call('DEL', base .. ':rooms', base .. ':users', base .. ':away')
 end
 return gone
 ";
@@ -130,6 +158,7 @@ return 0
 /// The scripts, loaded once per instance.
 pub struct Scripts {
     memberships: Script,
+    activity: Script,
     direct: Script,
     heartbeat: Script,
     query: Script,
@@ -146,6 +175,15 @@ impl std::fmt::Debug for Scripts {
 pub enum Membership {
     Join,
     Leave,
+}
+
+impl From<Membership> for PresenceStatus {
+    fn from(membership: Membership) -> Self {
+        match membership {
+            Membership::Join => Self::Join,
+            Membership::Leave => Self::Leave,
+        }
+    }
 }
 
 /// Presence calls for one instance.
@@ -174,6 +212,7 @@ impl Presence {
         let script = |body: &str| Script::new(&format!("{LIVE}{body}"));
         let scripts = Scripts {
             memberships: script(MEMBERSHIPS),
+            activity: script(ACTIVITY),
             heartbeat: script(HEARTBEAT),
             query: script(QUERY),
             direct: script(DIRECT),
@@ -207,6 +246,23 @@ impl Presence {
             invocation.arg(kind).arg(room.as_ref()).arg(user.as_ref());
         }
         invocation.invoke_async(conn).await
+    }
+
+    /// Applies a batch of this instance's users going away (`Away`) or coming back (`Back`), in
+    /// one script call. Per change, in order: whether the cluster's view of the user changed.
+    pub async fn apply_activity(
+        &self,
+        conn: &mut MultiplexedConnection,
+        changes: &[(UserId, PresenceStatus)],
+    ) -> RedisResult<Vec<bool>> {
+        let mut invocation = self.scripts.activity.prepare_invoke();
+        invocation.arg(&self.prefix).arg(self.live_window_ms).arg(&self.me).arg(self.ttl_ms);
+        for (user, status) in changes {
+            invocation.arg(if *status == PresenceStatus::Away { "a" } else { "b" });
+            invocation.arg(user.as_ref());
+        }
+        let answers: Vec<i64> = invocation.invoke_async(conn).await?;
+        Ok(answers.into_iter().map(|answer| answer == 1).collect())
     }
 
     /// Loads the direct script, which pipelines run by hash (after every connect).
@@ -274,6 +330,8 @@ impl Presence {
             redis::cmd("SMEMBERS").arg(&rooms_key).query_async(conn).await?;
         let mut pipe = redis::pipe();
         pipe.del(&users_key).ignore().del(&rooms_key).ignore();
+        // Who was away is not kept: the users count as there until they go away again.
+        pipe.del(self.names.away_of(&self.me)).ignore();
         for room in &old_rooms {
             pipe.del(self.names.room_members_of(&self.me, room)).ignore();
         }
@@ -294,13 +352,13 @@ impl Presence {
         pipe.query_async::<()>(conn).await
     }
 
-    /// Marks this instance online or offline for `user` (its user set).
+    /// Marks this instance online or offline for `user` (its user set; offline, not away either).
     pub fn user_command(&self, pipe: &mut redis::Pipeline, user: &str, online: bool) {
         let key = self.names.users_of(&self.me);
         if online {
             pipe.sadd(&key, user).ignore().pexpire(&key, self.ttl_ms as i64).ignore();
         } else {
-            pipe.srem(&key, user).ignore();
+            pipe.srem(&key, user).ignore().srem(self.names.away_of(&self.me), user).ignore();
         }
     }
 }

@@ -76,6 +76,11 @@ impl Names {
     }
 
     /// Set of the rooms with members on `instance`.
+    /// The users of `instance` that it told away.
+    pub fn away_of(&self, instance: &str) -> String {
+        format!("{}:i:{instance}:away", self.prefix)
+    }
+
     pub fn rooms_of(&self, instance: &str) -> String {
         format!("{}:i:{instance}:rooms", self.prefix)
     }

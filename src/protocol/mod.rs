@@ -14,7 +14,7 @@ pub use outbound::{
     ack_frame, error_frame, history_frame, message_deleted_frame, message_frame, message_frame_at,
     presence_batch_frame, presence_event_frame, presence_list_frame, reply_frame, resumed_frame,
     room_added_frame, room_message_frame, room_message_parts, token_expiring_frame, Next,
-    PresenceStatus, Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
+    PresenceBatch, PresenceStatus, Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
 };
 
 use std::sync::Arc;

@@ -166,15 +166,19 @@ pub fn token_expiring_frame(expires_at: SystemTime) -> Frame {
     data_frame(MessageType::System, None, None, data)
 }
 
-/// Whether a user came into a room or went from it.
+/// Whether a user came into a room or went from it, or, staying, went away or came back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PresenceStatus {
     Join,
     Leave,
+    /// None of the user's connections showed a person there for `--away-after`.
+    Away,
+    /// The user, away, showed they are there again.
+    Back,
 }
 
-/// `{"type":"presence","room":r,"data":{"user":u,"status":"join|leave"}}`, sent to the room.
+/// `{"type":"presence","room":r,"data":{"user":u,"status":"join|leave|away|back"}}`, sent to the room.
 pub fn presence_event_frame(room: &str, user: &str, status: PresenceStatus) -> Frame {
     #[derive(Serialize)]
     struct EventData<'a> {
@@ -184,16 +188,28 @@ pub fn presence_event_frame(room: &str, user: &str, status: PresenceStatus) -> F
     presence_frame(None, room, EventData { user, status })
 }
 
-/// `{"type":"presence","room":r,"data":{"event":"batch","joined":[...],"left":[...]}}`: the joins
-/// and leaves of one coalescing window, sent to the room.
-pub fn presence_batch_frame(room: &str, joined: &[UserId], left: &[UserId]) -> Frame {
+/// The changes of one coalescing window, each list sorted; a user is in at most one of `joined`
+/// and `left`, and of `away` and `back`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct PresenceBatch {
+    pub joined: Vec<UserId>,
+    pub left: Vec<UserId>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub away: Vec<UserId>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub back: Vec<UserId>,
+}
+
+/// `{"type":"presence","room":r,"data":{"event":"batch","joined":[...],"left":[...]}}` (with
+/// `"away"` and `"back"` when not empty): one coalescing window's changes, sent to the room.
+pub fn presence_batch_frame(room: &str, batch: &PresenceBatch) -> Frame {
     #[derive(Serialize)]
     struct BatchData<'a> {
         event: &'static str,
-        joined: &'a [UserId],
-        left: &'a [UserId],
+        #[serde(flatten)]
+        batch: &'a PresenceBatch,
     }
-    presence_frame(None, room, BatchData { event: "batch", joined, left })
+    presence_frame(None, room, BatchData { event: "batch", batch })
 }
 
 /// `{"type":"presence","room":r,"data":{"users":[...],"away":[...]}}`, the answer to a presence query.

@@ -5,9 +5,10 @@
 //! Owns: per room homed here, its member count as presence sees it (users, not connections) and its
 //! coalescing window. Must not: send anything itself; the shard publishes what it returns.
 //!
-//! The first change in a window goes out at once, as a `join`/`leave` event. The further ones within
-//! `--presence-coalesce` go out at the window's end as one `batch` frame (and a new window opens); a
-//! user who joins and leaves inside one window appears in neither list. Rooms with more than
+//! The first change in a window goes out at once, as a `join`/`leave`/`away`/`back` event. The
+//! further ones within `--presence-coalesce` go out at the window's end as one `batch` frame (and a
+//! new window opens); a user who joins and leaves (or goes away and comes back) inside one window
+//! appears in neither list, and one who leaves is in neither `away` nor `back`. Rooms with more than
 //! `--presence-max-members` members send no events.
 
 use std::cmp::Reverse;
@@ -16,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use super::Shard;
 use crate::mailbox::{Delivery, Target};
-use crate::protocol::{self, PresenceStatus, Room, UserId};
+use crate::protocol::{self, PresenceBatch, PresenceStatus, Room, UserId};
 
 /// What a room's members are told.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Told {
     Event(UserId, PresenceStatus),
-    Batch { joined: Vec<UserId>, left: Vec<UserId> },
+    Batch(PresenceBatch),
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +32,48 @@ struct RoomPresence {
     open_until: Option<Instant>,
     joined: BTreeSet<UserId>,
     left: BTreeSet<UserId>,
+    away: BTreeSet<UserId>,
+    back: BTreeSet<UserId>,
+}
+
+impl RoomPresence {
+    /// Keeps a change for the window's batch: one that undoes a kept change cancels it.
+    fn keep(&mut self, user: &UserId, status: PresenceStatus) {
+        let (undone, added) = match status {
+            PresenceStatus::Join => (&mut self.left, &mut self.joined),
+            PresenceStatus::Leave => (&mut self.joined, &mut self.left),
+            PresenceStatus::Away => (&mut self.back, &mut self.away),
+            PresenceStatus::Back => (&mut self.away, &mut self.back),
+        };
+        if !undone.remove(user) {
+            added.insert(user.clone());
+        }
+        if status == PresenceStatus::Leave {
+            // Gone from the room: whether it was there says nothing any more.
+            self.away.remove(user);
+            self.back.remove(user);
+        }
+    }
+
+    fn is_quiet(&self) -> bool {
+        [&self.joined, &self.left, &self.away, &self.back].iter().all(|set| set.is_empty())
+    }
+
+    fn clear(&mut self) {
+        for set in [&mut self.joined, &mut self.left, &mut self.away, &mut self.back] {
+            set.clear();
+        }
+    }
+
+    fn take(&mut self) -> PresenceBatch {
+        let take = |set: &mut BTreeSet<UserId>| std::mem::take(set).into_iter().collect();
+        PresenceBatch {
+            joined: take(&mut self.joined),
+            left: take(&mut self.left),
+            away: take(&mut self.away),
+            back: take(&mut self.back),
+        }
+    }
 }
 
 /// The coalescing windows of the rooms homed on one shard.
@@ -48,8 +91,8 @@ impl Coalescer {
         Self { window, max_members, rooms, deadlines }
     }
 
-    /// `user` joined or left `room` (`members`: the room's size after it, when the caller knows it
-    /// better than the count kept here). What to tell now, if anything.
+    /// `user` joined, left, went away from or came back to `room` (`members`: the room's size after
+    /// it, when the caller knows it better than the count kept here). What to tell now, if anything.
     pub fn change(
         &mut self,
         room: &Room,
@@ -63,21 +106,15 @@ impl Coalescer {
         presence.members = members.unwrap_or(match status {
             PresenceStatus::Join => before + 1,
             PresenceStatus::Leave => before.saturating_sub(1),
+            PresenceStatus::Away | PresenceStatus::Back => before,
         });
         if before.max(presence.members) > self.max_members {
-            presence.joined.clear();
-            presence.left.clear();
+            presence.clear();
             return None;
         }
         match presence.open_until {
             Some(until) if until > now => {
-                let (undone, added) = match status {
-                    PresenceStatus::Join => (&mut presence.left, &mut presence.joined),
-                    PresenceStatus::Leave => (&mut presence.joined, &mut presence.left),
-                };
-                if !undone.remove(user) {
-                    added.insert(user.clone());
-                }
+                presence.keep(user, status);
                 None
             }
             _ => {
@@ -102,18 +139,17 @@ impl Coalescer {
             if presence.open_until != Some(at) {
                 continue;
             }
-            if presence.joined.is_empty() && presence.left.is_empty() {
+            if presence.is_quiet() {
                 presence.open_until = None;
                 if presence.members == 0 {
                     self.rooms.remove(&room);
                 }
                 continue;
             }
-            let joined = std::mem::take(&mut presence.joined).into_iter().collect();
-            let left = std::mem::take(&mut presence.left).into_iter().collect();
+            let batch = presence.take();
             presence.open_until = Some(now + self.window);
             self.deadlines.push(Reverse((now + self.window, room.clone())));
-            told.push((room, Told::Batch { joined, left }));
+            told.push((room, Told::Batch(batch)));
         }
         told
     }
@@ -158,7 +194,7 @@ impl Shard {
     pub(super) fn tell(&mut self, room: Room, told: Told) {
         let frame = match told {
             Told::Event(user, status) => protocol::presence_event_frame(&room, &user, status),
-            Told::Batch { joined, left } => protocol::presence_batch_frame(&room, &joined, &left),
+            Told::Batch(batch) => protocol::presence_batch_frame(&room, &batch),
         };
         self.publish(Target::Room(room), frame);
     }
@@ -187,7 +223,9 @@ mod tests {
         assert_eq!(presence.next_deadline(), Some(t0 + WINDOW));
         assert!(presence.due(t0 + WINDOW / 2).is_empty(), "not before the window ends");
         let batch = presence.due(t0 + WINDOW);
-        let expected = Told::Batch { joined: ids(&["b", "d"]), left: ids(&["a"]) };
+        let changes =
+            PresenceBatch { joined: ids(&["b", "d"]), left: ids(&["a"]), ..Default::default() };
+        let expected = Told::Batch(changes);
         assert_eq!(batch, vec![(room.clone(), expected)], "c joined and left: in neither list");
         assert!(presence.due(t0 + WINDOW * 2).is_empty(), "a quiet window sends nothing");
         let after = presence.change(&room, &"e".into(), Join, None, t0 + WINDOW * 3);
@@ -210,6 +248,25 @@ mod tests {
         assert_eq!(told, None, "the room had more than 2 members before this leave");
         let told = presence.change(&big, &"c".into(), Leave, Some(1), t0 + WINDOW * 4);
         assert_eq!(told, Some(Told::Event("c".into(), Leave)), "small again");
+    }
+
+    #[test]
+    fn away_and_back_are_batched_without_changing_the_size() {
+        use PresenceStatus::{Away, Back};
+        let (mut presence, room, t0) = (Coalescer::new(WINDOW, 3), Room::from("r"), Instant::now());
+        assert!(presence.change(&room, &"a".into(), Join, None, t0).is_some());
+        assert_eq!(presence.change(&room, &"b".into(), Join, None, t0), None);
+        for (user, status) in [("a", Away), ("b", Away), ("b", Back), ("a", Back), ("a", Away)] {
+            assert_eq!(presence.change(&room, &user.into(), status, None, t0), None);
+        }
+        for status in [Join, Away, Leave] {
+            assert_eq!(presence.change(&room, &"c".into(), status, None, t0), None);
+        }
+        let changes =
+            PresenceBatch { joined: ids(&["b"]), away: ids(&["a"]), ..Default::default() };
+        assert_eq!(presence.due(t0 + WINDOW), vec![(room.clone(), Told::Batch(changes))]);
+        let told = presence.change(&room, &"b".into(), Away, None, t0 + WINDOW * 3);
+        assert_eq!(told, Some(Told::Event("b".into(), Away)), "still 2 members: away adds none");
     }
 
     #[test]

@@ -32,7 +32,9 @@ impl Shard {
             let _ = registered.send(Enrolment::UserFull);
             return;
         }
-        if !self.cache.has_user(&user) {
+        if self.cache.has_user(&user) {
+            self.connected_again(&user);
+        } else {
             self.hub.presence().local_change(LocalChange::UserOnline(user.clone()));
             self.note_presence(&user, true);
         }

@@ -15,6 +15,7 @@
 //!   at its end; any output produced after the batch's first transition is held until that commit, so a
 //!   client never learns it joined (ack, presence event, 101 response) before publishers can find it.
 
+mod away;
 pub mod cache;
 mod coalesce;
 mod dedup;
@@ -44,6 +45,7 @@ use crate::mailbox::{Command, ConnId, Delivery, Enrolment, Inbox, Target};
 use crate::metrics::{self, ShardCounters};
 use crate::protocol::{Frame, PresenceStatus, Room, UserId};
 use crate::store::ops::Write;
+use away::AwaySweep;
 use cache::LocalCache;
 use coalesce::Coalescer;
 use dedup::Dedup;
@@ -58,7 +60,7 @@ use unheard::Unheard;
 const BATCH: usize = 256;
 
 /// One message taken from an inbox, or a deadline reached (a presence window that ended, an
-/// answer that waited its longest for its message to be heard).
+/// answer that waited its longest for its message to be heard, a look for users gone away).
 enum Step {
     Delivery(Delivery),
     Command(Command),
@@ -83,6 +85,8 @@ pub struct Shard {
     resuming: Resuming,
     /// The presence windows of the rooms homed on this shard.
     presence: Coalescer,
+    /// When it next looks for users gone away (`None`: nobody is told).
+    away_sweep: Option<AwaySweep>,
     /// Cluster mode: answers to senders waiting for their message to be heard here.
     unheard: Unheard,
     shutting_down: bool,
@@ -106,6 +110,7 @@ impl Shard {
         let pending = Vec::new();
         let (streams, resuming) = (Streams::default(), Resuming::default());
         let presence = Coalescer::new(settings.presence_coalesce, settings.presence_max_members);
+        let away_sweep = AwaySweep::new(settings.away_after, settings.presence_events);
         let shutting_down = false;
         Self {
             id,
@@ -119,6 +124,7 @@ impl Shard {
             order: InOrder::default(),
             resuming,
             presence,
+            away_sweep,
             unheard: Unheard::default(),
             shutting_down,
             quiescing: false,
@@ -133,7 +139,8 @@ impl Shard {
     /// Runs until shut down and every connection is gone.
     pub async fn run(mut self, mut inbox: Inbox) {
         loop {
-            let deadline = [self.presence.next_deadline(), self.unheard.next_deadline()];
+            let away = self.away_sweep.as_ref().map(AwaySweep::next_deadline);
+            let deadline = [self.presence.next_deadline(), self.unheard.next_deadline(), away];
             let deadline = deadline.into_iter().flatten().min();
             let window_end = async {
                 match deadline {
@@ -164,6 +171,7 @@ impl Shard {
                 Some(Step::Due) => {
                     self.presence_due();
                     self.release_overdue();
+                    self.away_due(Instant::now());
                 }
                 Some(Step::Command(command)) => {
                     self.drain_deliveries(inbox);

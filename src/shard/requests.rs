@@ -37,7 +37,7 @@ impl Shard {
             return;
         }
         if request.action.shows_presence() {
-            self.cache.touch(conn, Instant::now());
+            self.shows_presence(conn);
         }
         match self.order.admit(conn, request) {
             Admit::Now(request) => self.take_request(conn, request),

@@ -358,6 +358,17 @@ def test_a_member_who_leaves_the_room_is_no_longer_listed(browser):
         expect(alice.locator("#participants li", has_text="bob")).to_have_count(0, timeout=5000)
 
 
+def test_away_and_back_follow_presence_live(browser):
+    with chatting(browser, "--away-after", "1500ms") as (_broker, alice, bob):
+        bob_there = alice.locator("#participants li", has_text="bob")
+        expect(bob_there).to_contain_text("online")
+        # Nobody asks: the page polls no presence; the broker tells the room bob went away.
+        expect(bob_there).to_contain_text("away", timeout=5000)
+        # Typing without sending shows a person there: the room is told bob is back.
+        bob.get_by_role("textbox", name="Message", exact=True).fill("typing…")
+        expect(bob_there).to_contain_text("online", timeout=5000)
+
+
 def test_on_a_phone_the_message_box_stays_in_view_after_sending(browser):
     with chatting(browser, "--rate-limit", "0") as (_broker, alice, _bob):
         alice.set_viewport_size({"width": 390, "height": 640})

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod auth;
+mod away;
 mod chaos;
 mod chat;
 mod client_rust;

@@ -199,3 +199,31 @@ test("a chat owed when its client goes away is sent by the next client on the sa
   second.close();
   bob.close();
 });
+
+test("a member's away and back are told live and kept in the room's members", async () => {
+  const server = await broker(["--away-after", "400ms", "--rate-limit", "0"]);
+  const alice = await client(server, "alice");
+  const bob = await client(server, "bob");
+  await alice.join("r");
+  await bob.join("r");
+  await alice.presence("r");
+  const changes = [];
+  alice.on("presence", (change) => changes.push(change));
+  // Alice keeps showing she is there; bob says nothing, and is told away without anyone asking.
+  const keepActive = setInterval(() => alice.active(), 100);
+  try {
+    await until(() => alice.members.isAway("r", "bob"), "bob away");
+    assert.equal(alice.members.isAway("r", "alice"), false);
+    const back = once(alice, "presence", (change) => change.back.includes("bob"));
+    bob.active();
+    await back;
+    assert.equal(alice.members.isAway("r", "bob"), false);
+    assert.deepEqual(alice.members.of("r"), ["alice", "bob"]);
+    const told = changes.flatMap((change) => [...change.away.map((u) => `${u} away`), ...change.back.map((u) => `${u} back`)]);
+    assert.deepEqual(told.filter((line) => line.startsWith("bob")), ["bob away", "bob back"]);
+  } finally {
+    clearInterval(keepActive);
+  }
+  alice.close();
+  bob.close();
+});

@@ -14,10 +14,11 @@ use crate::cluster::mirror::Mirrored;
 use crate::cluster::presence::{Lookup, Membership};
 use crate::cluster::wire;
 use crate::mailbox::{Delivery, Target};
-use crate::protocol::{self, PresenceStatus, Room, UserId};
+use crate::protocol::{self, PresenceBatch, PresenceStatus, Room, UserId};
 
-/// A join or leave that was the first or last in the cluster, with the room's size after it.
-type Told = (Membership, Room, UserId, Option<usize>);
+/// A change that was the cluster's (a join or leave the first or last anywhere, an away or back
+/// the user's everywhere), with the room's size after it when known.
+type Told = (PresenceStatus, Room, UserId, Option<usize>);
 
 impl Relay {
     /// Applies `first` and the changes already waiting: subscribes to what became needed, writes the
@@ -47,8 +48,8 @@ impl Relay {
             }
         }
         let told = self.apply_local_changes(changes, link).await?;
-        for (membership, room, user, members) in told {
-            self.tell_home(membership, &room, &user, members);
+        for (status, room, user, members) in told {
+            self.tell_home(status, &room, &user, members);
         }
         for step in waiting {
             match step {
@@ -65,8 +66,7 @@ impl Relay {
         Ok(())
     }
 
-    /// Applies local changes; returns the joins and leaves that were the first or last in the
-    /// cluster, with the room's size after each when known.
+    /// Applies local changes; returns those that were the cluster's (see [`Told`]).
     async fn apply_local_changes(
         &mut self,
         batch: Vec<LocalChange>,
@@ -74,7 +74,7 @@ impl Relay {
     ) -> Exchange<Vec<Told>> {
         let mut rooms: Vec<Room> = Vec::with_capacity(batch.len());
         let mut users = redis::pipe();
-        let mut memberships = Vec::new();
+        let (mut memberships, mut activity) = (Vec::new(), Vec::new());
         for change in batch {
             match self.mirror.apply(change) {
                 Mirrored::User(user, online) => {
@@ -84,6 +84,7 @@ impl Relay {
                     rooms.push(room.clone());
                     memberships.push((membership, room, user))
                 }
+                Mirrored::Activity { user, status, rooms } => activity.push((user, status, rooms)),
             }
         }
         let (subscribe, unsubscribe) =
@@ -94,7 +95,8 @@ impl Relay {
             link.subscribed.extend(subscribe);
         }
         send_pipe("user presence", &users, &mut link.conn).await?;
-        let told = self.write_memberships(&memberships, &mut link.conn).await?;
+        let mut told = self.write_memberships(&memberships, &mut link.conn).await?;
+        told.extend(self.write_activity(activity, &mut link.conn).await?);
         if !unsubscribe.is_empty() {
             within("unsubscribe", link.sink.unsubscribe(&unsubscribe)).await?;
             for channel in &unsubscribe {
@@ -130,7 +132,27 @@ impl Relay {
         let answers = within("room presence", answers).await?;
         let told = memberships.iter().zip(answers).filter(|(_, answer)| *answer >= 1);
         let told = told.map(|((membership, room, user), answer)| {
-            (*membership, room.clone(), user.clone(), usize::try_from(answer - 1).ok())
+            ((*membership).into(), room.clone(), user.clone(), usize::try_from(answer - 1).ok())
+        });
+        Ok(told.collect())
+    }
+
+    /// Runs the batch's aways and backs in one script call: those that changed the cluster's view
+    /// of the user, once per room of the user here.
+    async fn write_activity(
+        &self,
+        changes: Vec<(UserId, PresenceStatus, Vec<Room>)>,
+        conn: &mut MultiplexedConnection,
+    ) -> Exchange<Vec<Told>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users: Vec<(UserId, PresenceStatus)> =
+            changes.iter().map(|(user, status, _)| (user.clone(), *status)).collect();
+        let answers = within("away and back", self.presence.apply_activity(conn, &users)).await?;
+        let told = changes.into_iter().zip(answers).filter(|(_, changed)| *changed);
+        let told = told.flat_map(|((user, status, rooms), _)| {
+            rooms.into_iter().map(move |room| (status, room, user.clone(), None))
         });
         Ok(told.collect())
     }
@@ -142,15 +164,16 @@ impl Relay {
         let Some(Handover { held, finish }) = self.handover.take() else { return Ok(()) };
         let told = self.apply_local_changes(held, link).await?;
         let mut left: HashMap<Room, Vec<UserId>> = HashMap::new();
-        for (membership, room, user, _) in told {
-            if membership == Membership::Leave && self.tuning.presence_events {
+        for (status, room, user, _) in told {
+            if status == PresenceStatus::Leave && self.tuning.presence_events {
                 left.entry(room).or_default().push(user);
             }
         }
         let mut pipe = redis::pipe();
         for (room, mut users) in left {
             users.sort_unstable();
-            let frame = protocol::presence_batch_frame(&room, &[], &users);
+            let batch = PresenceBatch { left: users, ..PresenceBatch::default() };
+            let frame = protocol::presence_batch_frame(&room, &batch);
             let payload = wire::encode_payload(&self.presence.me, &frame);
             pipe.publish(self.names().room_channel(&room), payload).ignore();
         }
@@ -161,10 +184,10 @@ impl Relay {
         Ok(())
     }
 
-    /// A cluster-wide join or leave, for the room's home shard (when presence events are on).
+    /// A cluster-wide change, for the room's home shard (when presence events are on).
     pub(super) fn tell_home(
         &self,
-        membership: Membership,
+        status: PresenceStatus,
         room: &Room,
         user: &UserId,
         members: Option<usize>,
@@ -172,10 +195,6 @@ impl Relay {
         if !self.tuning.presence_events {
             return;
         }
-        let status = match membership {
-            Membership::Join => PresenceStatus::Join,
-            Membership::Leave => PresenceStatus::Leave,
-        };
         let (room, user) = (room.clone(), user.clone());
         let home = self.router.home_of(&room);
         self.router.deliver(home, Delivery::PresenceChange { room, user, status, members });
@@ -221,7 +240,7 @@ impl Relay {
             else {
                 continue;
             };
-            self.tell_home(Membership::Leave, &room, &user, None);
+            self.tell_home(PresenceStatus::Leave, &room, &user, None);
         }
         Ok(())
     }

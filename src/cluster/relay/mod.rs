@@ -350,10 +350,18 @@ impl Relay {
 }
 
 impl Relay {
-    /// A local change while Redis is away: the mirror follows, join/leave are announced here.
+    /// A local change while Redis is away: the mirror follows, the change is announced here.
     fn apply_offline(&mut self, change: LocalChange) {
-        if let Mirrored::Room(membership, room, user) = self.mirror.apply(change) {
-            self.tell_home(membership, &room, &user, None);
+        match self.mirror.apply(change) {
+            Mirrored::Room(membership, room, user) => {
+                self.tell_home(membership.into(), &room, &user, None)
+            }
+            Mirrored::Activity { user, status, rooms } => {
+                for room in rooms {
+                    self.tell_home(status, &room, &user, None);
+                }
+            }
+            Mirrored::User(..) => {}
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Connection {
     pub permissions: Permissions,
     /// The last client frame the shard saw from this connection (drives `away`).
     pub last_activity: Instant,
+    /// Its user was told away (marked on each of the user's connections), and not back since.
+    pub away: bool,
     /// Exactly its rooms (most connections have one or two; a join or leave makes a new list).
     pub rooms: Box<[Room]>,
 }
@@ -78,6 +80,7 @@ impl Connection {
             remote,
             permissions,
             last_activity,
+            away: false,
             rooms: Box::default(),
         }
     }
@@ -225,11 +228,65 @@ impl LocalCache {
         Some(Left { room, user_left, room_empty_here })
     }
 
-    /// Records a client frame from `conn` at `now`.
-    pub fn touch(&mut self, conn: ConnId, now: Instant) {
-        if let Some(connection) = self.conns.get_mut(&conn) {
-            connection.last_activity = now;
+    /// Records a client frame from `conn` at `now` that shows a person there. When its user was
+    /// told away, it no longer is: its rooms here, to tell them it is back.
+    pub fn touch(&mut self, conn: ConnId, now: Instant) -> Option<(UserId, Vec<Room>)> {
+        let connection = self.conns.get_mut(&conn)?;
+        connection.last_activity = now;
+        // A user's connections are marked together: one unmarked, none is.
+        if !connection.away {
+            return None;
         }
+        let user = connection.user.clone();
+        self.back(&user)
+    }
+
+    /// Clears `user`'s away mark: its rooms here when it had one.
+    pub fn back(&mut self, user: &UserId) -> Option<(UserId, Vec<Room>)> {
+        let conns = self.users.get(user)?;
+        let mut was_away = false;
+        for conn in conns.iter() {
+            if let Some(connection) = self.conns.get_mut(conn) {
+                was_away |= std::mem::replace(&mut connection.away, false);
+            }
+        }
+        was_away.then(|| (user.clone(), self.rooms_of(user)))
+    }
+
+    /// Marks away, and returns with their rooms here, the users none of whose connections showed a
+    /// person there for `away_after` and who were not told away yet.
+    pub fn newly_away(&mut self, now: Instant, away_after: Duration) -> Vec<(UserId, Vec<Room>)> {
+        let idle = |c: &Connection| {
+            !c.away && now.saturating_duration_since(c.last_activity) >= away_after
+        };
+        let users = self.users.iter().filter(|(_, conns)| {
+            conns.iter().filter_map(|conn| self.conns.get(conn)).map(Box::as_ref).all(idle)
+        });
+        let gone: Vec<UserId> = users.map(|(user, _)| user.clone()).collect();
+        let mut told = Vec::with_capacity(gone.len());
+        for user in gone {
+            for conn in self.users[&user].iter() {
+                if let Some(connection) = self.conns.get_mut(conn) {
+                    connection.away = true;
+                }
+            }
+            let rooms = self.rooms_of(&user);
+            told.push((user, rooms));
+        }
+        told
+    }
+
+    /// The rooms any connection of `user` here is in, each once.
+    fn rooms_of(&self, user: &str) -> Vec<Room> {
+        let conns = self.users.get(user).map(AsRef::as_ref).unwrap_or_default();
+        let mut rooms: Vec<Room> = conns
+            .iter()
+            .filter_map(|conn| self.conns.get(conn))
+            .flat_map(|c| c.rooms.iter().cloned())
+            .collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        rooms
     }
 
     pub fn is_member(&self, conn: ConnId, room: &str) -> bool {

@@ -61,3 +61,26 @@ fn a_user_is_away_only_when_all_its_connections_are_idle() {
     assert_eq!(cache.user_status("alice", later, away_after), UserStatus::Online);
     assert_eq!(cache.user_status("nobody", later, away_after), UserStatus::Offline);
 }
+
+#[test]
+fn a_user_is_told_away_once_with_its_rooms_and_back_on_its_next_sign() {
+    let start = Instant::now();
+    let away_after = Duration::from_secs(30);
+    let mut cache = LocalCache::default();
+    cache.insert(1, connection("alice", start));
+    cache.insert(2, connection("alice", start + Duration::from_secs(20)));
+    cache.insert(3, connection("bob", start));
+    cache.join(1, &Arc::from("a")).unwrap();
+    cache.join(2, &Arc::from("b")).unwrap();
+    cache.join(2, &Arc::from("a")).unwrap();
+    let later = start + Duration::from_secs(31);
+    let away = cache.newly_away(later, away_after);
+    assert_eq!(away, vec![(UserId::from("bob"), vec![])], "alice's second is active: not away");
+    assert!(cache.newly_away(later, away_after).is_empty(), "told once");
+    let later = start + Duration::from_secs(51);
+    let rooms = vec![Room::from("a"), Room::from("b")];
+    assert_eq!(cache.newly_away(later, away_after), vec![(UserId::from("alice"), rooms.clone())]);
+    assert_eq!(cache.touch(1, later), Some((UserId::from("alice"), rooms)), "back, in both rooms");
+    assert_eq!(cache.touch(2, later), None, "back already");
+    assert_eq!(cache.back(&UserId::from("bob")), Some((UserId::from("bob"), vec![])));
+}

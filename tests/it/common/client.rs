@@ -69,7 +69,7 @@ impl Client {
     }
 
     /// The changes of the next presence event (skipping presence query answers): one for a
-    /// `join`/`leave` event, the lists of a coalesced `batch`, as `(user, "join"|"leave")`.
+    /// single event, the lists of a coalesced `batch`, as `(user, "join"|"leave"|"away"|"back")`.
     pub async fn next_presence_changes(&mut self) -> Vec<(String, String)> {
         loop {
             let frame = self.recv_type("presence").await;
@@ -80,7 +80,8 @@ impl Client {
         }
     }
 
-    /// Skips presence events until one tells that `user` did `status` (`join` or `leave`).
+    /// Skips presence events until one tells that `user` did `status` (`join`, `leave`, `away`,
+    /// `back`).
     pub async fn recv_presence_change(&mut self, user: &str, status: &str) {
         let wanted = (user.to_owned(), status.to_owned());
         while !self.next_presence_changes().await.contains(&wanted) {}
@@ -109,7 +110,8 @@ impl Client {
     }
 }
 
-/// The joins and leaves a presence frame tells (none for a query answer).
+/// The changes a presence frame tells (none for a query answer), in the order a client applies a
+/// batch: joins, aways, backs, leaves.
 pub fn presence_changes(frame: &Value) -> Vec<(String, String)> {
     let data = &frame["data"];
     if let (Some(user), Some(status)) = (data["user"].as_str(), data["status"].as_str()) {
@@ -120,6 +122,8 @@ pub fn presence_changes(frame: &Value) -> Vec<(String, String)> {
         users.map(|user| (user.to_owned(), status.to_owned())).collect()
     };
     let mut changes = named(&data["joined"], "join");
+    changes.extend(named(&data["away"], "away"));
+    changes.extend(named(&data["back"], "back"));
     changes.extend(named(&data["left"], "leave"));
     changes
 }
