@@ -72,6 +72,7 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
             created_at: 1_700_000_000_000 + n as i64,
             metadata: None,
             stream: Some(((n / ROOMS) as i64 + 1, Arc::clone(&epoch))),
+            target: None,
         };
         while store
             .write(Write::Message(message.clone()), wsbroker::store::Completion::None)

@@ -180,6 +180,11 @@ pub struct Config {
     #[arg(long, env = "RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
     pub retention: Duration,
 
+    /// How long after sending its author may edit a message: a duration, `unlimited`, or 0 (editing
+    /// is off).
+    #[arg(long, env = "EDIT_WINDOW", default_value = "unlimited", value_parser = parse_edit_window)]
+    pub edit_window: Duration,
+
     /// How often the retention job runs.
     #[arg(long, env = "RETENTION_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub retention_interval: Duration,
@@ -332,6 +337,14 @@ pub struct StoreSettings {
     pub retention_every: Duration,
 }
 
+/// `--edit-window`: `unlimited` (no limit), or a duration (0: editing is off).
+fn parse_edit_window(text: &str) -> Result<Duration, humantime::DurationError> {
+    if text == "unlimited" {
+        return Ok(Duration::MAX);
+    }
+    humantime::parse_duration(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +352,9 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_contract() {
         let config = Config::parse_from(["wsbroker"]);
+        assert_eq!(config.edit_window, Duration::MAX, "editing has no time limit");
+        let off = Config::parse_from(["wsbroker", "--edit-window", "0"]);
+        assert!(off.edit_window.is_zero(), "editing off");
         assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(config.send_buffer, 256);
         assert_eq!(config.max_frame, 65_536);

@@ -10,7 +10,9 @@
 //! - [`peer`]: a client connection as the reader and a session both see it: what a client frame
 //!   calls for, the heartbeat, the token's enforcement.
 //! - [`shard`]: N threads, each the single owner of its slice of the connection cache.
-//! - [`messages`]: the message service: history and deletes with their rules (REST and WebSocket).
+//! - [`events`]: room events, the changes to a stored message (edits, deletions) with their rules,
+//!   numbered in the room's stream like messages.
+//! - [`messages`]: the message service: history with its rules (REST and WebSocket).
 //! - [`hub`]: the handle a shard, session or handler holds: router, seams, store, metrics, settings.
 //! - [`cluster`]: the Redis implementation of the seams between instances, and its relay thread.
 //! - [`broker`]: the seams between instances (`Broker` for fan-out, `PresenceManager`, `Sequencer`),
@@ -34,6 +36,7 @@ pub(crate) mod close;
 pub mod cluster;
 pub mod config;
 pub mod directory;
+pub(crate) mod events;
 pub(crate) mod http;
 pub mod hub;
 pub mod lane;

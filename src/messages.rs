@@ -1,29 +1,37 @@
-//! The message service: a room's history and the deletion of a message, with their rules, shared by
-//! the REST API and the WebSocket requests (a shard offloads those to it).
+//! The message service: a room's history with its rules, shared by the REST API and the WebSocket
+//! requests (a shard offloads those to it), and telling users of a room they were added to.
+//! Changes to a message (edits, deletions) are [`crate::events`].
 //!
 //! Owns: nothing; the store keeps the messages, [`crate::rooms`] says who may read a room. May
 //! touch: the hub (the store, and the room to tell of a deletion). Must not: touch a shard's cache;
 //! a shard's answer goes back to it as a delivery.
 
-use std::time::SystemTime;
-
 use crate::hub::Hub;
 use crate::mailbox::Target;
-use crate::protocol::{
-    self, millis, time_of, ErrorCode, Frame, MessageType, Next, Page, Published, Room, UserId,
-};
+use crate::protocol::{self, time_of, Frame, MessageType, Next, Page, Published, Room, UserId};
 use crate::rooms::{self, Access, Added};
-use crate::store::ops::{Answer, Outcome, Read, Write};
+use crate::store::ops::{Answer, Read};
 use crate::store::StoredMessage;
 
 /// A stored message as the envelope it went out as.
 pub fn stored_frame(message: &StoredMessage) -> Option<Frame> {
-    let kind = MessageType::parse_published(&message.kind)?;
+    let kind = MessageType::parse_stored(&message.kind)?;
     let data = serde_json::value::RawValue::from_string(message.data.clone()).ok()?;
     let at = time_of(message.created_at);
     let (id, room, from) = (message.id.as_str(), message.room.as_deref(), message.sender.as_str());
     let stream = message.stream.as_ref().map(|(seq, epoch)| (*seq as u64, epoch.as_str()));
-    Some(protocol::room_message_frame(Published { kind, id, room, from, data: &data, at, stream }))
+    let edited_at = message.edited_at.map(time_of);
+    let data = &data;
+    Some(protocol::room_message_frame(Published {
+        kind,
+        id,
+        room,
+        from,
+        data,
+        at,
+        stream,
+        edited_at,
+    }))
 }
 
 /// A `history` request.
@@ -64,49 +72,6 @@ pub async fn read_history(hub: &Hub, request: &History) -> Result<(Vec<Frame>, N
     Ok((frames, next))
 }
 
-/// A `delete` request.
-#[derive(Debug)]
-pub struct Deletion {
-    pub id: Option<String>,
-    pub room: Room,
-    pub message: String,
-    pub from: Option<String>,
-    pub user: UserId,
-    pub admin: bool,
-}
-
-/// Why a delete did not happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotDeleted {
-    Forbidden,
-    /// Several senders used the id in the room, and the request named none of them.
-    Ambiguous,
-    NotFound,
-    Unavailable,
-}
-
-impl NotDeleted {
-    pub fn code(self) -> ErrorCode {
-        match self {
-            Self::Forbidden => ErrorCode::Forbidden,
-            Self::Ambiguous => ErrorCode::Conflict,
-            Self::NotFound => ErrorCode::NotFound,
-            Self::Unavailable => ErrorCode::Unavailable,
-        }
-    }
-
-    pub fn message(self) -> &'static str {
-        match self {
-            Self::Forbidden => {
-                "only its author, the room's owner or moderators, or an admin may delete it"
-            }
-            Self::Ambiguous => "several senders used this id here: name the sender with from",
-            Self::NotFound => "no such message in this room",
-            Self::Unavailable => protocol::STORE_UNAVAILABLE,
-        }
-    }
-}
-
 /// Tells the users a room was added for (`room_added`), on every instance.
 pub fn tell_added(hub: &Hub, added: &Added) {
     if added.users.is_empty() {
@@ -115,30 +80,4 @@ pub fn tell_added(hub: &Hub, added: &Added) {
     let frame = protocol::room_added_frame(&added.room, added.kind.as_str(), &added.by);
     let users = added.users.iter().map(|user| UserId::from(user.as_str())).collect();
     hub.publish(Target::Users(users), frame);
-}
-
-/// Soft-deletes a stored message if the caller may (its author, the room's owner or a moderator,
-/// an admin), and tells the room with `message_deleted`. The rules of WebSocket `delete` and of
-/// `DELETE .../messages/{id}` alike.
-pub async fn delete_message(hub: &Hub, request: &Deletion) -> Result<(), NotDeleted> {
-    let store = hub.store().ok_or(NotDeleted::NotFound)?;
-    let write = Write::Delete {
-        room: request.room.to_string(),
-        id: request.message.clone(),
-        sender: request.from.clone(),
-        caller: request.user.to_string(),
-        admin: request.admin,
-        at: millis(SystemTime::now()),
-    };
-    match store.write_and_wait(write).await {
-        Ok(Outcome::Deleted { sender }) => {
-            let frame = protocol::message_deleted_frame(&request.room, &request.message, &sender);
-            hub.publish(Target::Room(request.room.clone()), frame);
-            Ok(())
-        }
-        Ok(Outcome::Forbidden) => Err(NotDeleted::Forbidden),
-        Ok(Outcome::Ambiguous) => Err(NotDeleted::Ambiguous),
-        Ok(_) => Err(NotDeleted::NotFound),
-        Err(_) => Err(NotDeleted::Unavailable),
-    }
 }

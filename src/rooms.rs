@@ -194,6 +194,23 @@ pub async fn may_manage(
     }
 }
 
+/// Whether `user` may see what moderators see of `room` (an edited message's earlier versions):
+/// its owners and moderators, and admins.
+pub async fn may_moderate(store: &Store, room: &str, user: Option<&str>, admin: bool) -> Access {
+    let (info, role) = match room_and_role(store, room, user.unwrap_or_default()).await {
+        Ok(found) => found,
+        Err(unavailable) => return unavailable.into(),
+    };
+    match (info, role) {
+        (None, _) => Access::NotFound,
+        (Some(_), Some(Role::Owner | Role::Moderator)) => Access::Allowed,
+        (Some(_), _) if admin => Access::Allowed,
+        (Some(info), _) => {
+            Access::Forbidden(format!("only the owners and moderators of {} may", info.id))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,6 @@ let joined = new Set(JSON.parse(sessionStorage.getItem("wsbroker.rooms") || "[]"
 let older = null;
 let loading = null; // frames of the room that arrive while its history loads
 let renewal = null; // the pending answer to the library's request for a new token
-let cameBack = false; // the connection dropped since the room was last loaded
 
 function showSigninError(text) {
   $("signin-error").textContent = text;
@@ -95,7 +94,7 @@ function start() {
   $("chat").hidden = false;
   $("me").textContent = `signed in as ${session.user}`;
   api = new Api(session);
-  messages = new Messages({ me: session.user, onDismiss: dismiss, onDelete: remove, onOlder: loadOlder });
+  messages = new Messages({ me: session.user, onDismiss: dismiss, onDelete: remove, onEdit: edit, onOlder: loadOlder });
   people = new People();
   client = new Client({
     url: wsUrl(),
@@ -109,6 +108,7 @@ function start() {
   client.on("acked", ({ id }) => messages.acked(id));
   client.on("failed", ({ id, code, message }) => messages.failed(id, why(code, message)));
   client.on("deleted", onDeleted);
+  client.on("edited", onEdited);
   client.on("presence", onPresence);
   client.on("reset", ({ room }) => room === current && openRoom(current));
   client.on("removed", ({ room }) => forget(room));
@@ -160,13 +160,9 @@ function showState({ state, retryInMs }) {
   const seconds = Math.ceil(retryInMs / 1000);
   status.textContent = text || (seconds > 0 ? `reconnecting in ${seconds} s` : "reconnecting…");
   status.className = state === "live" ? "state live" : "state down";
-  if (state === "reconnecting") cameBack = true;
   if (state === "live") {
     refreshRooms();
     refreshOnline();
-    // A resume replays missed messages but not deletions made meanwhile (yet): reload the room.
-    if (cameBack && current) openRoom(current);
-    cameBack = false;
   }
 }
 
@@ -235,6 +231,9 @@ async function openRoom(room) {
     messages.reset();
     for (const message of page.answer.messages) messages.append(message, "sent");
     older = page.answer.next_before;
+    // A resume after a drop starts after what is on show.
+    const newest = page.answer.messages.at(-1);
+    if (newest) client.seen(room, newest);
   }
   // Chats of this room still on their way (sent before a reload or while offline).
   for (const chat of client.outbox.chats.values()) {
@@ -242,7 +241,11 @@ async function openRoom(room) {
   }
   const arrived = loading;
   loading = null;
-  for (const frame of arrived) (frame.type === "message_deleted" ? onDeleted(frame.data) : onMessage(frame));
+  for (const { type, event, frame } of arrived) {
+    if (type === "deleted") onDeleted(event);
+    else if (type === "edited") onEdited(event);
+    else onMessage(frame);
+  }
   await loadPeople(room);
   refreshRooms();
   $("message").focus();
@@ -270,7 +273,7 @@ async function loadOlder() {
 
 function onMessage(frame) {
   if (loading && frame.room === current) {
-    loading.push(frame);
+    loading.push({ type: "message", frame });
     return;
   }
   // Whoever just wrote is there, whatever the last presence answer said.
@@ -280,11 +283,18 @@ function onMessage(frame) {
   if (frame.room === current) messages.append(frame, mine ? "pending" : "sent");
 }
 
-// A deletion in the room being loaded waits for its history, like a message.
+// A deletion or an edit in the room being loaded waits for its history, like a message (one the
+// history already shows changes nothing).
 function onDeleted(deleted) {
   if (deleted.room !== current) return;
-  if (loading) return loading.push({ type: "message_deleted", room: deleted.room, data: deleted });
+  if (loading) return loading.push({ type: "deleted", event: deleted });
   messages.deleted(deleted.id, deleted.from);
+}
+
+function onEdited(edited) {
+  if (edited.room !== current) return;
+  if (loading) return loading.push({ type: "edited", event: edited });
+  messages.edited(edited.id, edited.from, edited.content, edited.at);
 }
 
 // One join/leave/away/back, or a coalesced batch of them.
@@ -320,6 +330,15 @@ function send() {
 
 function dismiss(id) {
   messages.remove(id);
+}
+
+async function edit(id, content) {
+  if ([...content].length > MAX_CONTENT) return messages.editFailed(id, why("content_too_long"));
+  try {
+    await client.edit(current, id, content);
+  } catch (error) {
+    messages.editFailed(id, why(error.code, error.message));
+  }
 }
 
 async function remove(id) {

@@ -1,14 +1,15 @@
 // The open room's messages: history pages, live messages, the user's own as pending until acked
 // (the client library resends them until they are), failures with a reason a person can act on,
-// and deletes.
+// deletes and edits.
 
 import { $, el, button, clear, clock, fullDate } from "./view.js";
 
 export class Messages {
-  constructor({ me, onDismiss, onDelete, onOlder }) {
+  constructor({ me, onDismiss, onDelete, onEdit, onOlder }) {
     this.me = me;
     this.onDismiss = onDismiss;
     this.onDelete = onDelete;
+    this.onEdit = onEdit;
     this.onOlder = onOlder;
     this.list = $("messages");
     this.byKey = new Map();
@@ -38,6 +39,7 @@ export class Messages {
     item.append(el("span", "from", message.from), time);
     const content = message.data && typeof message.data.content === "string" ? message.data.content : "";
     item.append(el("span", "text", content));
+    if (message.edited_at) item.append(editedMark(message.edited_at));
     const status = el("span", "status");
     item.append(status);
     this.setState(item, state);
@@ -56,8 +58,48 @@ export class Messages {
     }
     if (state === "sent" && item.dataset.from === this.me && !item.classList.contains("deleted")) {
       status.textContent = "sent";
+      status.append(button("Edit", () => this.startEdit(item)));
       status.append(button("Delete", () => this.onDelete(item.dataset.id)));
     }
+  }
+
+  // The author's own message becomes a box with its content: Enter saves, Escape gives up.
+  startEdit(item) {
+    if (item.querySelector("input.edit")) return;
+    const text = item.querySelector(".text");
+    const box = document.createElement("input");
+    box.className = "edit";
+    box.value = text.textContent;
+    box.setAttribute("aria-label", "Edit message");
+    text.hidden = true;
+    text.after(box);
+    box.focus();
+    const done = () => {
+      box.remove();
+      text.hidden = false;
+    };
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") done();
+      if (event.key !== "Enter") return;
+      const content = box.value;
+      done();
+      if (content !== text.textContent) this.onEdit(item.dataset.id, content);
+    });
+  }
+
+  // An edit of a message shown here, by its author: the new content, marked edited.
+  edited(id, from, content, at) {
+    const item = this.byKey.get(this.key(from, id));
+    if (!item || item.classList.contains("deleted")) return;
+    item.querySelector(".text").textContent = content;
+    item.querySelector(".edited")?.remove();
+    item.querySelector(".text").after(editedMark(at));
+  }
+
+  // An edit the broker refused: the message stays as it was, with why.
+  editFailed(id, why) {
+    const item = this.byKey.get(this.key(this.me, id));
+    if (item) item.querySelector(".status").prepend(`not edited: ${why} `);
   }
 
   // Shows a message once (a live copy of one already shown changes nothing: the ack decides).
@@ -132,6 +174,14 @@ export class Messages {
     if (!item) return;
     item.classList.add("deleted");
     item.querySelector(".text").textContent = "message deleted";
+    item.querySelector(".edited")?.remove();
     clear(item.querySelector(".status"));
   }
+}
+
+// "(edited)", with the edit's full date on hover.
+function editedMark(at) {
+  const mark = el("span", "edited", "(edited)");
+  mark.title = `edited ${fullDate(at)}`;
+  return mark;
 }

@@ -55,6 +55,7 @@ export interface Events {
   acked: { id: string; room: string; seq?: number };
   failed: { id: string; room: string; data: object; code: string; message: string };
   deleted: { room: string; id: string; from: string };
+  edited: { room: string; id: string; from: string; content: string; at: string };
   presence: PresenceChange;
   reset: { room: string; reason: string; seq: number; epoch: string };
   removed: { room: string; code: string; message: string };
@@ -100,6 +101,11 @@ export class Client extends Emitter<Events> {
   join(room: string): Promise<Frame>;
   leave(room: string): Promise<Frame>;
   delete(room: string, id: string, from: string): Promise<Frame>;
+  /** Tells the client the newest message of `room` its user was shown otherwise (a history page's
+   * last), so a resume starts after it. */
+  seen(room: string, message: { seq?: number; epoch?: string }): void;
+  /** Replaces the content of this user's own message `id`; queued while offline. */
+  edit(room: string, id: string, content: string): Promise<Frame>;
   presence(room: string): Promise<{ users: string[]; away: string[]; next_after?: string }>;
   history(room: string, page?: { limit?: number; before?: string; after?: number }): Promise<{ messages: Frame[]; next_before: string | null }>;
   rooms(): Map<string, Since | null>;

@@ -6,6 +6,8 @@
 //
 // Events: "state" { state, retryInMs }, "message" (a chat or notification frame, each once),
 // "acked" { id, room, seq }, "failed" { id, room, data, code, message }, "deleted" { room, id, from },
+// "edited" { room, id, from, content, at } (deletions and edits are numbered in the room's stream
+// like messages: a resume replays those missed, each once),
 // "presence" { room, joined, away, back, left }, "reset" { room, reason, seq, epoch } (reload the room's
 // history: what was missed cannot be replayed), "removed" { room, code, message } (a room it may no
 // longer join), "room_added" { room, type, by } (someone made this user a participant of a room:
@@ -26,6 +28,8 @@ export const FINAL_CODES = new Set([
 ]);
 
 const REPLIES = new Set(["ack", "error", "pong", "presence", "history"]);
+// The epoch of a resume from no known position: no stream has it (epochs are 12 hex digits).
+const UNKNOWN_EPOCH = "unknown";
 
 export class Client extends Emitter {
   state = "idle";
@@ -114,6 +118,11 @@ export class Client extends Emitter {
     return this.#operation({ type: "delete", room, data: { id, from } });
   }
 
+  /** Replaces the content of this user's own message `id`; queued while offline. */
+  edit(room, id, content) {
+    return this.#operation({ type: "edit", room, data: { id, content } });
+  }
+
   presence(room) {
     return this.#operation({ type: "presence", room }).then((reply) => {
       this.members.apply(reply);
@@ -129,6 +138,15 @@ export class Client extends Emitter {
    * joins, leaves, deletes and this keep a user from showing as away. Dropped while offline. */
   active() {
     if (this.state === "live") this.#socket?.send(JSON.stringify({ type: "active" }));
+  }
+
+  /** Tells the client the newest message of `room` its user was shown otherwise (a history page's
+   * last, with its `seq` and `epoch`), so a resume starts after it. */
+  seen(room, { seq, epoch }) {
+    const known = this.#rooms.get(room);
+    if (!known || typeof seq !== "number" || !epoch) return;
+    if (known.since && known.since.epoch === epoch && known.since.seq >= seq) return;
+    known.since = { seq, epoch };
   }
 
   /** The rooms this client is in, with where it stands in each stream. */
@@ -185,10 +203,12 @@ export class Client extends Emitter {
     return this.state === "live" && !this.#joining.has(room);
   }
 
-  /** Joins `room` again on a new connection, resuming after the last message seen. */
+  /** Joins `room` again on a new connection, resuming after the last message seen. With none seen
+   * (nothing came since the join, and `seen` was not told of any), anything may have been missed:
+   * a position no stream has gets `recovered:false` and the stream's position, told as "reset". */
   #rejoin(socket, room) {
-    const since = this.#rooms.get(room)?.since;
-    const frame = since ? { type: "join", room, data: { since } } : { type: "join", room };
+    const since = this.#rooms.get(room)?.since ?? { seq: 0, epoch: UNKNOWN_EPOCH };
+    const frame = { type: "join", room, data: { since } };
     return new Promise((resolve) => {
       const id = newId();
       const operation = { frame: { ...frame, id }, resolve, reject: resolve, sent: true, rejoin: true };
@@ -248,9 +268,15 @@ export class Client extends Emitter {
     switch (frame.type) {
       case "chat":
       case "notification":
-        return this.#message(frame);
+        return this.#once(frame) && this.emit("message", frame);
       case "message_deleted":
+        if (!this.#once(frame)) return;
         return this.emit("deleted", { room: frame.room, id: frame.data?.id, from: frame.data?.from });
+      case "message_edited": {
+        if (!this.#once(frame)) return;
+        const { id, content } = frame.data ?? {};
+        return this.emit("edited", { room: frame.room, id, from: frame.from, content, at: frame.timestamp });
+      }
       case "presence": {
         const change = this.members.apply(frame);
         if (change) this.emit("presence", change);
@@ -265,15 +291,16 @@ export class Client extends Emitter {
     }
   }
 
-  /** A message, once: one at or below the room's last seq (same stream) was seen already. */
-  #message(frame) {
+  /** Whether a message or room event is new: one at or below the room's last seq (same stream)
+   * was seen already. A new one moves the room's resume point. */
+  #once(frame) {
     const known = frame.room && typeof frame.seq === "number" ? this.#rooms.get(frame.room) : null;
     if (known) {
       const since = known.since;
-      if (since && since.epoch === frame.epoch && frame.seq <= since.seq) return;
+      if (since && since.epoch === frame.epoch && frame.seq <= since.seq) return false;
       known.since = { seq: frame.seq, epoch: frame.epoch };
     }
-    this.emit("message", frame);
+    return true;
   }
 
   /** Cluster mode: the instance missed messages of a room while this connection stayed up. */

@@ -16,10 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::rooms::{self, Caller};
+use super::caller::Caller;
 use super::{
     bad_request, error, json, read_json, refusal, store_unavailable, unauthorized, App, Body,
 };
+use super::{messages, rooms};
 use crate::broker::Coverage;
 use crate::mailbox::{Target, ToSequence, UserStatus};
 use crate::protocol::{
@@ -64,7 +65,12 @@ pub async fn route(
                 Ok(caller) => caller,
                 Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
             };
-            rooms::route(app, request, method, rest, &caller).await
+            match rest {
+                [room, "messages", more @ ..] => {
+                    messages::route(app, request, room, more, &caller).await
+                }
+                rest => rooms::route(app, request, method, rest, &caller).await,
+            }
         }
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     };
@@ -205,8 +211,17 @@ impl Publish {
         let data = data.get().into();
         let created_at = millis(at);
         let kind = kind.as_str();
-        let message =
-            NewMessage { id, room, sender: from, kind, data, created_at, metadata, stream: None };
+        let message = NewMessage {
+            id,
+            room,
+            sender: from,
+            kind,
+            data,
+            created_at,
+            metadata,
+            stream: None,
+            target: None,
+        };
         (frame, message)
     }
 }

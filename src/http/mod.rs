@@ -6,6 +6,8 @@
 
 mod admission;
 mod api;
+mod caller;
+mod messages;
 mod rooms;
 mod web;
 mod ws;

@@ -1,61 +1,25 @@
-//! The REST endpoints of rooms, participants and stored messages (`/api/v1/chat/rooms...`).
+//! The REST endpoints of rooms and participants (`/api/v1/chat/rooms...`; a room's messages are
+//! [`super::messages`]).
 //!
 //! Owns: their request and response bodies and status codes. The rules come from [`crate::rooms`]
-//! (who may read, join, manage) and from the store's operations (who may delete), the same ones the
-//! WebSocket requests use. Must not: touch the cache, except to tell a removed participant's shard.
+//! (who may read, join, manage), the same ones the WebSocket requests use. Must not: touch the
+//! cache, except to tell a removed participant's shard.
 
 use std::time::SystemTime;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::{bad_request, error, json, read_json, refusal, store_unavailable, App, Body};
-use crate::auth::Identity;
+use super::caller::{page_limit, query_param, refused, Caller};
+use super::{bad_request, error, json, read_json, store_unavailable, App, Body};
 use crate::mailbox::Delivery;
-use crate::messages::{self, Deletion, History, NotDeleted};
-use crate::protocol::{
-    self, millis, time_of, Frame, Next, Page, Room, UserId, HISTORY_DEFAULT, HISTORY_MAX,
-};
+use crate::messages;
+use crate::protocol::{self, millis, time_of, Room};
 use crate::rooms::{self, Access, Added};
 use crate::store::ops::{Answer, Outcome, Read, Write};
 use crate::store::{Role, RoomInfo, RoomType, Store};
-
-/// Who is calling: the token's `sub` with authentication on, `?user=` with it off.
-#[derive(Debug)]
-pub struct Caller {
-    pub user: Option<UserId>,
-    pub admin: bool,
-}
-
-impl Caller {
-    pub fn of(identity: Option<Identity>, query: Option<&str>) -> Result<Self, &'static str> {
-        if let Some(identity) = identity {
-            return Ok(Self { user: Some(identity.user), admin: identity.permissions.admin });
-        }
-        let user =
-            query_param(query, "user").map(|user| protocol::validate_user(&user)).transpose()?;
-        Ok(Self { user, admin: false })
-    }
-
-    fn name(&self) -> &str {
-        self.user.as_deref().unwrap_or_default()
-    }
-}
-
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
-}
-
-/// The answer to a refusal of the room rules.
-fn refused(room: &str, access: Access) -> Response<Body> {
-    let (code, message) = access.refusal(room).expect("only refusals are answered with an error");
-    refusal(code, &message)
-}
 
 /// Routes `/api/v1/chat/rooms/{path}`.
 pub async fn route(
@@ -81,8 +45,6 @@ pub async fn route(
         (&Method::DELETE, [room, "participants", user]) => {
             remove_participant(app, store, room, user, caller).await
         }
-        (&Method::GET, [room, "messages"]) => history(app, room, caller, query).await,
-        (&Method::DELETE, [room, "messages", id]) => delete(app, room, id, caller, query).await,
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
 }
@@ -109,18 +71,6 @@ async fn list(store: &Store, caller: &Caller, query: Option<&str>) -> Response<B
         found.last().filter(|_| found.len() as i64 == limit).map(|room| room.id.clone());
     let rooms: Vec<Value> = found.iter().map(room_json).collect();
     json(StatusCode::OK, &json!({ "rooms": rooms, "next_after": next_after }))
-}
-
-/// `limit=` of a page: 1 to 100, 50 when absent.
-fn page_limit(query: Option<&str>) -> Result<i64, &'static str> {
-    match query_param(query, "limit") {
-        None => Ok(HISTORY_DEFAULT),
-        Some(limit) => limit
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=HISTORY_MAX).contains(limit))
-            .ok_or("limit must be 1 to 100"),
-    }
 }
 
 #[derive(Deserialize)]
@@ -308,83 +258,5 @@ async fn remove_participant(
         }
         Ok(_) => error(StatusCode::NOT_FOUND, "not_found", "not a participant of this room"),
         Err(_) => store_unavailable(),
-    }
-}
-
-/// `GET /rooms/{room}/messages?limit=&before=` (the newest `limit` before the cursor) or
-/// `?after=<seq>` (the oldest `limit` after the seq), oldest first either way.
-async fn history(app: &App, room: &str, caller: &Caller, query: Option<&str>) -> Response<Body> {
-    let Ok(room) = protocol::validate_room(room) else {
-        return bad_request("not a valid room name");
-    };
-    let limit = match page_limit(query) {
-        Ok(limit) => limit,
-        Err(message) => return bad_request(message),
-    };
-    let page = match history_cursor(query) {
-        Ok(page) => page,
-        Err(message) => return bad_request(message),
-    };
-    let user = caller.user.clone().unwrap_or_else(|| UserId::from(""));
-    let request = History { id: None, room: room.clone(), user, admin: caller.admin, limit, page };
-    match messages::read_history(&app.hub, &request).await {
-        Ok((frames, next)) => {
-            let messages: Vec<&RawValue> = frames.iter().filter_map(raw).collect();
-            let mut answer = json!({ "room": room, "messages": messages });
-            match next {
-                Next::Before(pos) => answer["next_before"] = json!(pos.map(|pos| pos.to_string())),
-                Next::After(seq) => answer["next_after"] = json!(seq),
-            }
-            json(StatusCode::OK, &answer)
-        }
-        Err(access) => refused(&room, access),
-    }
-}
-
-/// `before=<cursor>` or `after=<seq>` (not both).
-fn history_cursor(query: Option<&str>) -> Result<Page, &'static str> {
-    let before = query_param(query, "before").as_deref().map(protocol::parse_cursor).transpose()?;
-    let after = query_param(query, "after")
-        .map(|after| after.parse::<i64>().ok().filter(|seq| *seq >= 0).ok_or("after must be a seq"))
-        .transpose()?;
-    match (before, after) {
-        (Some(_), Some(_)) => Err("give before or after, not both"),
-        (_, Some(after)) => Ok(Page::After(after)),
-        (before, None) => Ok(Page::Before(before)),
-    }
-}
-
-fn raw(frame: &Frame) -> Option<&RawValue> {
-    serde_json::from_str(frame.as_str()).ok()
-}
-
-/// `DELETE /rooms/{room}/messages/{id}?from=`: soft-deletes and tells the room.
-async fn delete(
-    app: &App,
-    room: &str,
-    id: &str,
-    caller: &Caller,
-    query: Option<&str>,
-) -> Response<Body> {
-    let Ok(room) = protocol::validate_room(room) else {
-        return bad_request("not a valid room name");
-    };
-    let Some(user) = caller.user.clone() else {
-        return bad_request("name yourself: a token, or ?user= with authentication off");
-    };
-    let from = query_param(query, "from");
-    let request =
-        Deletion { id: None, room, message: id.to_owned(), from, user, admin: caller.admin };
-    match messages::delete_message(&app.hub, &request).await {
-        Ok(()) => json(StatusCode::OK, &json!({ "id": id, "deleted": true })),
-        Err(why) => {
-            let status = match why {
-                NotDeleted::Forbidden => StatusCode::FORBIDDEN,
-                NotDeleted::Ambiguous => StatusCode::CONFLICT,
-                NotDeleted::NotFound => StatusCode::NOT_FOUND,
-                NotDeleted::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            error(status, why.code().as_str(), why.message())
-        }
     }
 }

@@ -83,6 +83,11 @@ pub fn parse_client_frame(
                 delete_target(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
             Action::Delete { room: require_room(room)?, id: message, from }
         }
+        "edit" => {
+            let (message, content) =
+                edit_data(envelope.data, limits).map_err(|(code, msg)| reject(code, msg))?;
+            Action::Edit { room: require_room(room)?, id: message, content }
+        }
         "join" => {
             match resume_point(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))? {
                 Some(since) => Action::Resume { room: require_room(room)?, since },
@@ -207,6 +212,30 @@ fn delete_target(data: Option<&RawValue>) -> Result<(String, Option<String>), &'
     Ok((target.id.into_owned(), target.from.map(Cow::into_owned)))
 }
 
+/// The `data` of `edit`: `{"id": "<message id>", "content": "<the new content>"}`.
+#[derive(Deserialize)]
+struct EditData<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    content: Cow<'a, str>,
+}
+
+fn edit_data(
+    data: Option<&RawValue>,
+    limits: Limits,
+) -> Result<(String, String), (ErrorCode, &'static str)> {
+    let bad = |message| (ErrorCode::BadRequest, message);
+    let data = data.ok_or(bad("missing data"))?;
+    let edit: EditData<'_> = serde_json::from_str(data.get())
+        .map_err(|_| bad("data must be {\"id\": message id, \"content\": string}"))?;
+    if edit.id.is_empty() || edit.id.chars().count() > MAX_NAME_CHARS {
+        return Err(bad("data.id must be a message id of 1-128 characters"));
+    }
+    check_content(&edit.content, limits)?;
+    Ok((edit.id.into_owned(), edit.content.into_owned()))
+}
+
 /// The envelope of a client frame and its `id`, checked for length.
 fn envelope_of(text: &str) -> Result<(IncomingEnvelope<'_>, Option<String>), Rejection> {
     let envelope: IncomingEnvelope<'_> = serde_json::from_str(text).map_err(|err| {
@@ -242,11 +271,18 @@ pub fn chat_data(
     }
     let checked: ChatData<'_> = serde_json::from_str(data.get())
         .map_err(|_| (ErrorCode::BadRequest, "data.content must be a string"))?;
-    let too_long = checked.content.is_some_and(|c| c.chars().count() > limits.max_content_chars);
-    if too_long {
-        return Err((ErrorCode::ContentTooLong, "data.content is longer than the content limit"));
+    if let Some(content) = checked.content {
+        check_content(&content, limits)?;
     }
     Ok(data)
+}
+
+/// A `data.content` within the content limit.
+fn check_content(content: &str, limits: Limits) -> Result<(), (ErrorCode, &'static str)> {
+    if content.chars().count() > limits.max_content_chars {
+        return Err((ErrorCode::ContentTooLong, "data.content is longer than the content limit"));
+    }
+    Ok(())
 }
 
 /// How deeply `json` nests objects and arrays; brackets inside strings do not count.

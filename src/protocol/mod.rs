@@ -11,10 +11,10 @@ mod outbound;
 
 pub use inbound::{chat_data, history_page, parse_client_frame, Limits};
 pub use outbound::{
-    ack_frame, error_frame, history_frame, message_deleted_frame, message_frame, message_frame_at,
-    presence_batch_frame, presence_event_frame, presence_list_frame, reply_frame, resumed_frame,
-    room_added_frame, room_message_frame, room_message_parts, token_expiring_frame, Next,
-    PresenceBatch, PresenceStatus, Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
+    ack_frame, error_frame, history_frame, message_frame, message_frame_at, presence_batch_frame,
+    presence_event_frame, presence_list_frame, reply_frame, resumed_frame, room_added_frame,
+    room_message_frame, room_message_parts, token_expiring_frame, Next, PresenceBatch,
+    PresenceStatus, Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
 };
 
 use std::sync::Arc;
@@ -70,8 +70,10 @@ pub enum MessageType {
     Ack,
     /// A page of stored messages (the answer to `history`).
     History,
-    /// A stored message was deleted.
+    /// A stored message was deleted (a room event, numbered in the room's stream).
     MessageDeleted,
+    /// A stored message's content was edited by its author (a room event).
+    MessageEdited,
     /// The answer to a join without an id that resumed a stream.
     Joined,
     /// To a user: someone else made them a participant of a room (a direct room, a private one).
@@ -93,11 +95,26 @@ impl MessageType {
         }
     }
 
+    /// The types a stored row may have: the published ones and the room events.
+    pub fn parse_stored(name: &str) -> Option<Self> {
+        match name {
+            "message_edited" => Some(Self::MessageEdited),
+            "message_deleted" => Some(Self::MessageDeleted),
+            _ => Self::parse_published(name),
+        }
+    }
+
+    /// Whether a frame of this type changes a message rather than being one (a room event).
+    pub fn is_room_event(self) -> bool {
+        matches!(self, Self::MessageEdited | Self::MessageDeleted)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Chat => "chat",
             Self::History => "history",
             Self::MessageDeleted => "message_deleted",
+            Self::MessageEdited => "message_edited",
             Self::Joined => "joined",
             Self::RoomAdded => "room_added",
             Self::Presence => "presence",
@@ -209,6 +226,12 @@ pub enum Action {
         room: Room,
         id: String,
         from: Option<String>,
+    },
+    /// Replace the content of one's own stored message.
+    Edit {
+        room: Room,
+        id: String,
+        content: String,
     },
     Ping,
     /// The person is there (typing, looking at the page): marks the user present, not away.

@@ -25,6 +25,9 @@ pub struct Envelope<'a, D: Serialize> {
     pub data: Option<D>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<&'a str>,
+    /// When a stored message's content was last edited (history only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<&'a str>,
     /// A room message's place in its room's stream (`None` for everything else).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
@@ -67,7 +70,7 @@ pub fn message_frame_at(
     data: &RawValue,
     at: SystemTime,
 ) -> Frame {
-    room_message_frame(Published { kind, id, room, from, data, at, stream: None })
+    room_message_frame(Published { kind, id, room, from, data, at, stream: None, edited_at: None })
 }
 
 /// What a published message's envelope is made of.
@@ -81,12 +84,15 @@ pub struct Published<'a> {
     pub at: SystemTime,
     /// `(seq, epoch)` of a message in a room's stream.
     pub stream: Option<(u64, &'a str)>,
+    /// When its content was last edited (a message read back from the store).
+    pub edited_at: Option<SystemTime>,
 }
 
 /// A published message, with its place in the room's stream when it has one.
 pub fn room_message_frame(message: Published<'_>) -> Frame {
-    let Published { kind, id, room, from, data, at, stream } = message;
+    let Published { kind, id, room, from, data, at, stream, edited_at } = message;
     let timestamp = super::format_rfc3339(at);
+    let edited_at = edited_at.map(super::format_rfc3339);
     let (seq, epoch) = (stream.map(|(seq, _)| seq), stream.map(|(_, epoch)| epoch));
     encode(&Envelope {
         id: Some(id),
@@ -95,6 +101,7 @@ pub fn room_message_frame(message: Published<'_>) -> Frame {
         from: Some(from),
         data: Some(data),
         timestamp: Some(&timestamp),
+        edited_at: edited_at.as_deref(),
         seq,
         epoch,
     })
@@ -135,12 +142,14 @@ fn data_frame<D: Serialize>(
     data: D,
 ) -> Frame {
     let (from, timestamp, seq, epoch) = (None, None, None, None);
-    encode(&Envelope { id, kind, room, from, data: Some(data), timestamp, seq, epoch })
+    let data = Some(data);
+    encode(&Envelope { id, kind, room, from, data, timestamp, edited_at: None, seq, epoch })
 }
 
 fn bare_frame(kind: MessageType, id: Option<&str>, seq: Option<u64>) -> Frame {
     let (room, from, timestamp, epoch) = (None, None, None, None);
-    encode::<()>(&Envelope { id, kind, room, from, data: None, timestamp, seq, epoch })
+    let (data, edited_at) = (None, None);
+    encode::<()>(&Envelope { id, kind, room, from, data, timestamp, edited_at, seq, epoch })
 }
 
 /// `{"type":"error","id":...,"data":{"code":...,"message":...}}`.
@@ -241,6 +250,7 @@ fn presence_frame<D: Serialize>(id: Option<&str>, room: &str, data: D) -> Frame 
         from: None,
         data: Some(data),
         timestamp,
+        edited_at: None,
         seq: None,
         epoch: None,
     })
@@ -289,16 +299,6 @@ pub fn room_added_frame(room: &str, kind: &str, by: &str) -> Frame {
         by: &'a str,
     }
     data_frame(MessageType::RoomAdded, None, Some(room), Added { kind, by })
-}
-
-/// `{"type":"message_deleted","room":r,"data":{"id":...,"from":...}}`, sent to the room.
-pub fn message_deleted_frame(room: &str, id: &str, from: &str) -> Frame {
-    #[derive(Serialize)]
-    struct Deleted<'a> {
-        id: &'a str,
-        from: &'a str,
-    }
-    data_frame(MessageType::MessageDeleted, None, Some(room), Deleted { id, from })
 }
 
 /// How a resume went: every message after `since` follows, or the client must reload.

@@ -6,10 +6,11 @@
 //! with the rest and a full outbox still evicts. Must not: touch the shard's cache.
 
 use super::Shard;
+use crate::events::{self, Deletion, Edit};
 use crate::hub::Hub;
 use crate::mailbox::{ConnId, Delivery};
-use crate::messages::{delete_message, read_history, tell_added, Deletion, History};
-use crate::protocol::{self, ErrorCode, Frame, MessageType, Room, Since, UserId};
+use crate::messages::{read_history, tell_added, History};
+use crate::protocol::{self, ErrorCode, Frame, Room, Since, UserId};
 use crate::rooms::{self, Access};
 
 /// The error frame answering a refused read or join.
@@ -92,14 +93,30 @@ impl Shard {
         });
     }
 
-    /// Deletes a stored message if the user may, and tells the room.
-    pub(super) fn offload_delete(&self, conn: ConnId, request: Deletion) {
+    /// Deletes or edits a stored message if the user may (a room event: the room is told).
+    pub(super) fn offload_change(&self, conn: ConnId, change: Change) {
         let (hub, shard) = (self.hub.clone(), self.id);
         tokio::spawn(async move {
-            let frame = delete(&hub, request).await;
+            let (id, changed) = match &change {
+                Change::Delete(request) => {
+                    (&request.id, events::delete_message(&hub, request).await)
+                }
+                Change::Edit(request) => (&request.id, events::edit_message(&hub, request).await),
+            };
+            let frame = match changed {
+                Ok(seq) => protocol::ack_frame(id.as_deref(), Some(seq)),
+                Err(why) => protocol::error_frame(id.as_deref(), why.code(), why.message()),
+            };
             hub.router().deliver(shard, Delivery::Reply { conn, frame });
         });
     }
+}
+
+/// A change to a stored message a connection asked for.
+#[derive(Debug)]
+pub(super) enum Change {
+    Delete(Deletion),
+    Edit(Edit),
 }
 
 /// A WebSocket `history`: the page, or the error.
@@ -108,14 +125,5 @@ async fn history(hub: &Hub, request: &History) -> Frame {
     match read_history(hub, request).await {
         Ok((frames, next)) => protocol::history_frame(id, room, &frames, next),
         Err(access) => refusal(id, room, access),
-    }
-}
-
-/// A WebSocket `delete`: its ack, or the error.
-async fn delete(hub: &Hub, request: Deletion) -> Frame {
-    let id = request.id.as_deref();
-    match delete_message(hub, &request).await {
-        Ok(()) => protocol::reply_frame(MessageType::Ack, id),
-        Err(why) => protocol::error_frame(id, why.code(), why.message()),
     }
 }

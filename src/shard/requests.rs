@@ -9,12 +9,14 @@ use std::time::Instant;
 
 use super::dedup::Seen;
 use super::limits::Pace;
+use super::offload::Change;
 use super::order::Admit;
 use super::Shard;
 use crate::auth::Permissions;
 use crate::close;
+use crate::events::{Deletion, Edit};
 use crate::mailbox::{ConnId, Delivery, Origin, Target, ToSequence};
-use crate::messages::{Deletion, History};
+use crate::messages::History;
 use crate::protocol::{
     self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, UserId, GLOBAL_ROOM,
 };
@@ -91,7 +93,17 @@ impl Shard {
                 let (user, admin) = self.who_asks(conn)?;
                 let id = id.map(str::to_owned);
                 self.order.awaits_answer(conn);
-                self.offload_delete(conn, Deletion { id, room, message, from, user, admin });
+                self.offload_change(
+                    conn,
+                    Change::Delete(Deletion { id, room, message, from, user, admin }),
+                );
+                None
+            }
+            Action::Edit { room, id: message, content } => {
+                let (user, _) = self.who_asks(conn)?;
+                let id = id.map(str::to_owned);
+                self.order.awaits_answer(conn);
+                self.offload_change(conn, Change::Edit(Edit { id, room, message, content, user }));
                 None
             }
             Action::Leave(room) if self.cache.is_member(conn, &room) => {
@@ -234,6 +246,7 @@ impl Shard {
             created_at: at,
             metadata: None,
             stream: None,
+            target: None,
         };
         let store = self.hub.store().expect("checked by the caller");
         if store.write(Write::Message(message), done).is_err() {

@@ -231,7 +231,8 @@ pub(super) fn after(window: &std::collections::VecDeque<(u64, Frame)>, seq: u64)
     window.iter().filter(|(s, _)| *s > seq).map(|(_, frame)| frame.clone()).collect()
 }
 
-/// The stored messages of the request's room after its resume point, up to `upto`, with their seqs.
+/// The stored messages and room events of the request's room after its resume point, up to
+/// `upto`, with their seqs.
 async fn read_after(
     store: &Store,
     request: &ReplayRequest,
@@ -239,7 +240,7 @@ async fn read_after(
 ) -> Result<Vec<(u64, Frame)>, Unanswered> {
     let (room, after) = (request.room.to_string(), request.since.seq as i64);
     let limit = (upto as i64 - after).clamp(1, MAX_STORED_REPLAY);
-    let read = Read::History { room, before: None, after: Some(after), limit };
+    let read = Read::Stream { room, after, limit };
     let Ok(Answer::Messages(messages)) = store.read(read).await else {
         return Err(Unanswered::Store);
     };

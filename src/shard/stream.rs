@@ -103,7 +103,17 @@ pub(super) fn stored_message(item: &ToSequence, seq: u64, epoch: &Arc<str>) -> N
         created_at: item.at,
         metadata: None,
         stream: Some((seq as i64, Arc::clone(epoch))),
+        target: item.kind.is_room_event().then(|| event_target(&item.data)).flatten(),
     }
+}
+
+/// The message a room event changes: its data's `id`.
+fn event_target(data: &serde_json::value::RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Target {
+        id: String,
+    }
+    serde_json::from_str::<Target>(data.get()).ok().map(|target| target.id)
 }
 
 /// What waits for a stream being read from the store.
@@ -236,6 +246,7 @@ impl Shard {
             data: &item.data,
             at: time_of(item.at),
             stream: Some((seq, &epoch)),
+            edited_at: None,
         });
         let message = self.hub.store().map(|_| stored_message(&item, seq, &epoch));
         let ToSequence { room, id, sender, origin, .. } = item;

@@ -189,7 +189,8 @@ pub struct NewMessage {
     /// `None` for messages to users rather than a room; `_global` for messages to everyone.
     pub room: Option<Room>,
     pub sender: UserId,
-    /// The envelope `type` (`chat`, `notification`, `system`).
+    /// The envelope `type` (`chat`, `notification`, `system`; `message_edited`,
+    /// `message_deleted` for a room event).
     pub kind: &'static str,
     /// The envelope `data`, as JSON.
     pub data: Box<str>,
@@ -199,6 +200,8 @@ pub struct NewMessage {
     pub metadata: Option<String>,
     /// A room message's place in its room's stream, and the stream's name.
     pub stream: Option<(i64, std::sync::Arc<str>)>,
+    /// A room event: the id of the message it changes (the writer applies the change with it).
+    pub target: Option<String>,
 }
 
 /// A message as stored.
@@ -215,6 +218,8 @@ pub struct StoredMessage {
     pub deleted_at: Option<Millis>,
     /// `(seq, epoch)` of a message in its room's stream.
     pub stream: Option<(i64, String)>,
+    /// When its content was last edited.
+    pub edited_at: Option<Millis>,
 }
 
 /// A room as stored.

@@ -1,16 +1,16 @@
 //! The chat writes, written once over any [`Engine`]: what a write does inside the writer's
 //! transaction (the reads are in [`super::reads`], re-exported here).
 //!
-//! Owns: the SQL of every write and the rules that need the database (a room name taken, who may
-//! delete a message). Must not: open connections, batch or retry; the writer and the read pool do.
+//! Owns: the SQL of every write and the rules that need the database (a room name taken, what a
+//! room event changes in its message). Must not: open connections, batch or retry; the writer and
+//! the read pool do.
 
 use crate::protocol::Millis;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 
-use super::reads::role_of;
-pub use super::reads::{read, Answer, Read};
+pub use super::reads::{read, Answer, Found, Read};
 use super::{Engine, NewMessage, Role, RoomInfo, StoreError, Value};
 
 /// A change, applied by the writer in a batch transaction.
@@ -37,15 +37,6 @@ pub enum Write {
         room: String,
         user: String,
     },
-    /// Soft-deletes a message, if `caller` may (see [`Outcome`]).
-    Delete {
-        room: String,
-        id: String,
-        sender: Option<String>,
-        caller: String,
-        admin: bool,
-        at: Millis,
-    },
     Presence {
         user: String,
         online: bool,
@@ -69,14 +60,6 @@ pub enum Outcome {
     Exists,
     /// A room, message or participant that is not there.
     NotFound,
-    /// `Delete`: the caller is not the author, an owner or moderator of the room, or an admin.
-    Forbidden,
-    /// `Delete` without a sender, where several senders used the id in the room.
-    Ambiguous,
-    /// `Delete`: done; the author of the deleted message.
-    Deleted {
-        sender: String,
-    },
     Purged(u64),
 }
 
@@ -84,6 +67,15 @@ pub enum Outcome {
 struct Content<'a> {
     #[serde(borrow)]
     content: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The `data` of a room event: the message it changes (`id`, by `from` when another user deleted
+/// it) and, for an edit, the new content.
+#[derive(Deserialize)]
+struct EventData {
+    id: String,
+    from: Option<String>,
+    content: Option<String>,
 }
 
 /// `data.content` of a message's data, for the `content` column.
@@ -145,6 +137,7 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
             index += 1;
         } else {
             engine.insert_messages(&run)?;
+            apply_events(engine, &run)?;
             outcomes.extend(run.iter().map(|_| Outcome::Done));
             index += run.len();
         }
@@ -224,7 +217,10 @@ fn create_rooms_in_order(
 
 fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreError> {
     match write {
-        Write::Message(message) => engine.insert_messages(&[message]).map(|()| Outcome::Done),
+        Write::Message(message) => {
+            engine.insert_messages(&[message])?;
+            apply_events(engine, &[message]).map(|()| Outcome::Done)
+        }
         // Their rows are inserted first, in order, by `apply`.
         Write::CreateRoom { .. } | Write::EnsureRoom { .. } => {
             unreachable!("apply creates rooms itself")
@@ -238,9 +234,6 @@ fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreErr
                 &[text(room), text(user)],
             )?;
             Ok(if removed == 0 { Outcome::NotFound } else { Outcome::Done })
-        }
-        Write::Delete { room, id, sender, caller, admin, at } => {
-            delete(engine, room, id, sender.as_deref(), caller, *admin, *at)
         }
         Write::Presence { user, online, connections, at } => {
             let status = if *online { "online" } else { "offline" };
@@ -259,6 +252,10 @@ fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreErr
                 "DELETE FROM chat_messages WHERE pos IN \
                  (SELECT pos FROM chat_messages WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
                 &[int(*before), int(*limit)],
+            )?;
+            engine.execute(
+                "DELETE FROM chat_message_versions WHERE replaced_at < ?1",
+                &[int(*before)],
             )?;
             Ok(Outcome::Purged(purged))
         }
@@ -322,42 +319,72 @@ fn add_participant(
     Ok(Outcome::Done)
 }
 
-fn delete(
-    engine: &mut dyn Engine,
-    room: &str,
-    id: &str,
-    sender: Option<&str>,
-    caller: &str,
-    admin: bool,
-    at: Millis,
-) -> Result<Outcome, StoreError> {
-    let found = engine.query(
-        "SELECT pos, sender FROM chat_messages WHERE room = ?1 AND id = ?2 AND deleted_at IS NULL",
-        &[text(room), text(id)],
-    )?;
-    let mut candidates: Vec<(i64, String)> =
-        found.iter().map(|row| Ok((row[0].int()?, row[1].text()?))).collect::<Result<_, _>>()?;
-    if let Some(sender) = sender {
-        candidates.retain(|(_, s)| s == sender);
-    } else if candidates.len() > 1 {
-        match candidates.iter().position(|(_, s)| s == caller) {
-            Some(own) => candidates = vec![candidates.swap_remove(own)],
-            None => return Ok(Outcome::Ambiguous),
+/// Applies what the room events among `messages` change in their messages, each message's events
+/// in order. The messages are locked by room, author and id, so two writers' batches never wait
+/// for each other in a cycle.
+fn apply_events(engine: &mut dyn Engine, messages: &[&NewMessage]) -> Result<(), StoreError> {
+    let mut events: Vec<(&NewMessage, EventData)> = messages
+        .iter()
+        .filter(|message| message.target.is_some())
+        .filter_map(|message| Some((*message, serde_json::from_str(&message.data).ok()?)))
+        .collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let author = |(event, data): &(&NewMessage, EventData)| {
+        (event.room.clone(), data.from.clone().unwrap_or_else(|| event.sender.to_string()))
+    };
+    events.sort_by_cached_key(|event| (author(event), event.1.id.clone()));
+    for event in &events {
+        let (room, author) = author(event);
+        let (event, data) = event;
+        let key = [text(room.as_deref().unwrap_or_default()), text(author), text(&data.id)];
+        let at = int(event.created_at);
+        match (event.kind, &data.content) {
+            ("message_edited", Some(content)) => edit(engine, &key, content, at)?,
+            ("message_deleted", _) => {
+                engine.execute(
+                    "UPDATE chat_messages SET deleted_at = ?4, updated_at = ?4 \
+                     WHERE room = ?1 AND sender = ?2 AND id = ?3 AND target IS NULL \
+                     AND deleted_at IS NULL",
+                    &[key[0].clone(), key[1].clone(), key[2].clone(), at],
+                )?;
+            }
+            _ => {}
         }
     }
-    let Some((pos, author)) = candidates.into_iter().next() else { return Ok(Outcome::NotFound) };
-    if !admin && author != caller && !moderates(engine, room, caller)? {
-        return Ok(Outcome::Forbidden);
-    }
-    engine.execute(
-        "UPDATE chat_messages SET deleted_at = ?1, updated_at = ?1 WHERE pos = ?2",
-        &[int(at), int(pos)],
-    )?;
-    Ok(Outcome::Deleted { sender: author })
+    Ok(())
 }
 
-/// Whether `user` is an owner or moderator of `room`.
-fn moderates(engine: &mut dyn Engine, room: &str, user: &str) -> Result<bool, StoreError> {
-    let role = role_of(engine, room, user)?;
-    Ok(matches!(role, Some(Role::Owner | Role::Moderator)))
+/// Replaces the content of the message `key` (room, author, id), unless deleted, keeping the data
+/// it replaces as a version.
+fn edit(
+    engine: &mut dyn Engine,
+    key: &[Value; 3],
+    content: &str,
+    at: Value,
+) -> Result<(), StoreError> {
+    const MESSAGE: &str = "room = ?1 AND sender = ?2 AND id = ?3 AND target IS NULL \
+                           AND deleted_at IS NULL";
+    let params =
+        |more: &[Value]| key.iter().cloned().chain(more.iter().cloned()).collect::<Vec<_>>();
+    let rows = engine.query(&format!("SELECT data FROM chat_messages WHERE {MESSAGE}"), key)?;
+    let Some(old) = rows.first().map(|row| row[0].text()).transpose()? else { return Ok(()) };
+    let mut data: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&old).unwrap_or_default();
+    data.insert("content".into(), serde_json::Value::String(content.to_owned()));
+    let new = serde_json::Value::Object(data).to_string();
+    engine.execute(
+        "INSERT INTO chat_message_versions (room, sender, id, data, replaced_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        &params(&[text(old), at.clone()]),
+    )?;
+    engine.execute(
+        &format!(
+            "UPDATE chat_messages SET data = ?4, content = ?5, edited_at = ?6, updated_at = ?6 \
+             WHERE {MESSAGE}"
+        ),
+        &params(&[text(new), text(content), at]),
+    )?;
+    Ok(())
 }

@@ -131,11 +131,11 @@ impl Engine for Postgres {
     fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<(), StoreError> {
         let statement = self.statement(
             "INSERT INTO chat_messages (id, room, sender, message_type, content, data, \
-             created_at, updated_at, metadata, seq, epoch) \
-             SELECT id, room, sender, kind, content, data, at, at, metadata, seq, epoch FROM UNNEST \
-             (?1::text[], ?2::text[], ?3::text[], ?4::text[], ?5::text[], ?6::text[], ?7::bigint[], \
-             ?8::text[], ?9::bigint[], ?10::text[]) \
-             AS m (id, room, sender, kind, content, data, at, metadata, seq, epoch) \
+             created_at, updated_at, metadata, seq, epoch, target) \
+             SELECT id, room, sender, kind, content, data, at, at, metadata, seq, epoch, target \
+             FROM UNNEST (?1::text[], ?2::text[], ?3::text[], ?4::text[], ?5::text[], ?6::text[], \
+             ?7::bigint[], ?8::text[], ?9::bigint[], ?10::text[], ?11::text[]) \
+             AS m (id, room, sender, kind, content, data, at, metadata, seq, epoch, target) \
              ON CONFLICT (room, sender, id) DO NOTHING",
         )?;
         let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
@@ -151,8 +151,11 @@ impl Engine for Postgres {
             messages.iter().map(|m| m.stream.as_ref().map(|s| s.0)).collect();
         let epochs: Vec<Option<&str>> =
             messages.iter().map(|m| m.stream.as_ref().map(|s| s.1.as_ref())).collect();
-        let params: [&(dyn ToSql + Sync); 10] =
-            [&ids, &rooms, &senders, &kinds, &contents, &data, &times, &metadata, &seqs, &epochs];
+        let targets: Vec<Option<&str>> = messages.iter().map(|m| m.target.as_deref()).collect();
+        let params: [&(dyn ToSql + Sync); 11] = [
+            &ids, &rooms, &senders, &kinds, &contents, &data, &times, &metadata, &seqs, &epochs,
+            &targets,
+        ];
         self.client.execute(&statement, &params).map_err(unavailable)?;
         Ok(())
     }

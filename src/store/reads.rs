@@ -1,5 +1,6 @@
-//! The reads, written once over any [`Engine`]: history pages, a room and a user's role in it,
-//! the rooms a user sees, participants, last seen, and where a room's stream stands.
+//! The reads, written once over any [`Engine`]: history pages, a room's stream for a resume, the
+//! message an edit or delete is about, its earlier versions, a room and a user's role in it, the
+//! rooms a user sees, participants, last seen, and where a room's stream stands.
 //!
 //! Owns: the SQL of every read and how a row becomes a value. Must not: write; the writer applies
 //! [`super::ops::Write`]s, the read pool answer these.
@@ -19,12 +20,33 @@ fn int(value: i64) -> Value {
 #[derive(Debug, Clone)]
 pub enum Read {
     /// The newest `limit` messages of a room before position `before` (all when `None`), not
-    /// deleted; with `after`, the oldest `limit` whose seq is above it instead.
+    /// deleted; with `after`, the oldest `limit` whose seq is above it instead. No room events.
     History {
         room: String,
         before: Option<i64>,
         after: Option<i64>,
         limit: i64,
+    },
+    /// A resume's replay: the oldest `limit` messages and room events whose seq is above `after`,
+    /// in seq order; deleted messages are left out (their deletion is in it).
+    Stream {
+        room: String,
+        after: i64,
+        limit: i64,
+    },
+    /// The message `id` of `room` (sent by `sender`, when named) that an edit or delete is about,
+    /// and whether `caller` is an owner or moderator of the room.
+    Target {
+        room: String,
+        id: String,
+        sender: Option<String>,
+        caller: String,
+    },
+    /// The contents an edit replaced, oldest first.
+    Versions {
+        room: String,
+        sender: String,
+        id: String,
     },
     /// Where a room's stream stands: the epoch and seq of its newest stored message, and the ids
     /// its senders used since `sent_since` (the newest [`MAX_SENT`]), so a resend after a restart
@@ -61,6 +83,9 @@ pub enum Answer {
         role: Option<Role>,
     },
     Rooms(Vec<RoomInfo>),
+    Target(Found),
+    /// Each replaced `data`, with when it was replaced.
+    Versions(Vec<(String, Millis)>),
     Participants(Vec<Participant>),
     LastSeen(Option<Millis>),
     /// `newest`: `None` when the room has no message with a seq yet; `sent`: (sender, id, seq).
@@ -68,6 +93,20 @@ pub enum Answer {
         newest: Option<(String, i64)>,
         sent: Vec<(String, String, i64)>,
     },
+}
+
+/// The message an edit or delete is about, as [`Read::Target`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    Message {
+        author: String,
+        created_at: Millis,
+        caller_moderates: bool,
+    },
+    NotFound,
+    /// Several senders used the id in the room, and the read named none of them (nor is one the
+    /// caller).
+    Ambiguous,
 }
 
 pub(super) fn role_of(
@@ -91,7 +130,20 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
             history(engine, room, *before, *limit)
         }
         Read::History { room, after: Some(after), limit, .. } => {
-            after_seq(engine, room, *after, *limit)
+            after_seq(engine, room, *after, *limit, "AND target IS NULL")
+        }
+        Read::Stream { room, after, limit } => after_seq(engine, room, *after, *limit, ""),
+        Read::Target { room, id, sender, caller } => {
+            target(engine, room, id, sender.as_deref(), caller).map(Answer::Target)
+        }
+        Read::Versions { room, sender, id } => {
+            let rows = engine.query(
+                "SELECT data, replaced_at FROM chat_message_versions \
+                 WHERE room = ?1 AND sender = ?2 AND id = ?3 ORDER BY replaced_at",
+                &[text(room), text(sender), text(id)],
+            )?;
+            let versions = rows.iter().map(|row| Ok((row[0].text()?, row[1].int()?)));
+            versions.collect::<Result<_, StoreError>>().map(Answer::Versions)
         }
         Read::StreamHead { room, sent_since } => stream(engine, room, *sent_since),
         Read::Access { room, user } => access(engine, room, user),
@@ -170,9 +222,11 @@ fn history(
     limit: i64,
 ) -> Result<Answer, StoreError> {
     let rows = engine.query(
-        "SELECT pos, id, room, sender, message_type, data, created_at, deleted_at, seq, epoch \
-         FROM chat_messages WHERE room = ?1 AND pos < ?2 AND deleted_at IS NULL \
-         ORDER BY pos DESC LIMIT ?3",
+        &format!(
+            "SELECT {MESSAGE_COLUMNS} FROM chat_messages \
+             WHERE room = ?1 AND pos < ?2 AND deleted_at IS NULL AND target IS NULL \
+             ORDER BY pos DESC LIMIT ?3"
+        ),
         &[text(room), int(before.unwrap_or(i64::MAX)), int(limit)],
     )?;
     let mut messages: Vec<StoredMessage> =
@@ -181,20 +235,59 @@ fn history(
     Ok(Answer::Messages(messages))
 }
 
-/// The oldest `limit` messages of `room` whose seq is above `after`, not deleted, in seq order.
+/// The columns [`message_of`] reads, in its order.
+const MESSAGE_COLUMNS: &str =
+    "pos, id, room, sender, message_type, data, created_at, deleted_at, seq, epoch, edited_at";
+
+/// The oldest `limit` rows of `room` whose seq is above `after`, not deleted, in seq order, as
+/// `only` narrows them further.
 fn after_seq(
     engine: &mut dyn Engine,
     room: &str,
     after: i64,
     limit: i64,
+    only: &str,
 ) -> Result<Answer, StoreError> {
     let rows = engine.query(
-        "SELECT pos, id, room, sender, message_type, data, created_at, deleted_at, seq, epoch \
-         FROM chat_messages WHERE room = ?1 AND seq > ?2 AND deleted_at IS NULL \
-         ORDER BY seq LIMIT ?3",
+        &format!(
+            "SELECT {MESSAGE_COLUMNS} FROM chat_messages \
+             WHERE room = ?1 AND seq > ?2 AND deleted_at IS NULL {only} ORDER BY seq LIMIT ?3"
+        ),
         &[text(room), int(after), int(limit)],
     )?;
     rows.iter().map(|row| message_of(row)).collect::<Result<_, _>>().map(Answer::Messages)
+}
+
+/// The message (not a room event, not deleted) `id` of `room`: by `sender` when named, else the
+/// only one with that id, or the caller's own among several.
+fn target(
+    engine: &mut dyn Engine,
+    room: &str,
+    id: &str,
+    sender: Option<&str>,
+    caller: &str,
+) -> Result<Found, StoreError> {
+    let found = engine.query(
+        "SELECT sender, created_at FROM chat_messages \
+         WHERE room = ?1 AND id = ?2 AND deleted_at IS NULL AND target IS NULL",
+        &[text(room), text(id)],
+    )?;
+    let mut candidates: Vec<(String, Millis)> =
+        found.iter().map(|row| Ok((row[0].text()?, row[1].int()?))).collect::<Result<_, _>>()?;
+    if let Some(sender) = sender {
+        candidates.retain(|(s, _)| s == sender);
+    } else if candidates.len() > 1 {
+        match candidates.iter().position(|(s, _)| s == caller) {
+            Some(own) => candidates = vec![candidates.swap_remove(own)],
+            None => return Ok(Found::Ambiguous),
+        }
+    }
+    let Some((author, created_at)) = candidates.into_iter().next() else {
+        return Ok(Found::NotFound);
+    };
+    let role = role_of(engine, room, caller)?;
+    let caller_moderates = matches!(role, Some(Role::Owner | Role::Moderator));
+    Ok(Found::Message { author, created_at, caller_moderates })
 }
 
 fn message_of(row: &[Value]) -> Result<StoredMessage, StoreError> {
@@ -211,6 +304,7 @@ fn message_of(row: &[Value]) -> Result<StoredMessage, StoreError> {
             (Some(seq), Some(epoch)) => Some((seq, epoch)),
             _ => None,
         },
+        edited_at: row[10].opt_int()?,
     })
 }
 

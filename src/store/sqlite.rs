@@ -108,8 +108,8 @@ impl Engine for Sqlite {
             .conn
             .prepare_cached(
                 "INSERT INTO chat_messages (id, room, sender, message_type, content, data, \
-                 created_at, updated_at, metadata, seq, epoch) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10) \
+                 created_at, updated_at, metadata, seq, epoch, target) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11) \
                  ON CONFLICT (room, sender, id) DO NOTHING",
             )
             .map_err(unavailable)?;
@@ -128,6 +128,7 @@ impl Engine for Sqlite {
                     message.metadata,
                     message.stream.as_ref().map(|(seq, _)| *seq),
                     message.stream.as_ref().map(|(_, epoch)| epoch.as_ref()),
+                    message.target,
                 ])
                 .map_err(unavailable)?;
         }

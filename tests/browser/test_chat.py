@@ -350,6 +350,35 @@ def test_a_message_deleted_while_a_page_was_offline_is_gone_when_it_is_back(brow
         expect(message(bob, "soon gone")).to_have_count(0, timeout=10000)
 
 
+def edit(page, old, new):
+    message(page, old).get_by_role("button", name="Edit").click()
+    box = page.get_by_role("textbox", name="Edit message")
+    box.fill(new)
+    box.press("Enter")
+
+
+def test_an_edit_shows_for_everyone_live_after_a_reload_and_after_being_offline(browser):
+    with chatting(browser) as (broker, alice, bob):
+        say(alice, "helo wrld")
+        expect(message(alice, "helo wrld").locator(".status")).to_contain_text("sent")
+        expect(message(bob, "helo wrld")).to_be_visible()
+        expect(message(bob, "helo wrld").get_by_role("button", name="Edit")).to_have_count(0)
+        edit(alice, "helo wrld", "hello world")
+        expect(message(bob, "hello world")).to_contain_text("(edited)")
+        expect(message(bob, "helo wrld")).to_have_count(0)
+        bob.reload()
+        expect(bob.locator("#connection")).to_have_text("live", timeout=10000)
+        expect(message(bob, "hello world")).to_contain_text("(edited)")
+        # Offline while alice edits again: the resume brings the edit, without reloading the room.
+        bob.context.set_offline(True)
+        expect(bob.locator("#connection")).to_contain_text("reconnecting", timeout=20000)
+        edit(alice, "hello world", "hello, whole world")
+        expect(message(alice, "hello, whole world")).to_contain_text("(edited)")
+        bob.context.set_offline(False)
+        expect(bob.locator("#connection")).to_have_text("live", timeout=20000)
+        expect(message(bob, "hello, whole world")).to_contain_text("(edited)", timeout=10000)
+
+
 def test_a_member_who_leaves_the_room_is_no_longer_listed(browser):
     with chatting(browser) as (_broker, alice, bob):
         expect(alice.locator("#participants li", has_text="bob")).to_contain_text("online")

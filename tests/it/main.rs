@@ -13,6 +13,7 @@ mod cluster_direct;
 mod cluster_streams;
 mod common;
 mod concurrency;
+mod edits;
 mod eviction;
 mod fast_path;
 mod handover;

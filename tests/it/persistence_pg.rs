@@ -117,6 +117,36 @@ async fn in_a_cluster_each_message_is_stored_once_and_history_is_shared() {
 }
 
 #[tokio::test]
+async fn in_a_cluster_edits_and_deletions_reach_every_instance_in_order_and_are_stored_once() {
+    let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
+    let url = postgres.database("cluster_edits").await;
+    let instance = |id| on_postgres(&redis, &url, id, |c| c.rate_limit = 0.0);
+    let (a, b) = (instance("a").await, instance("b").await);
+    let mut alice = a.member("alice", "shared").await;
+    let mut bob = b.member("bob", "shared").await;
+    a.wait_get("/api/v1/chat/rooms/shared/online", |_, v| v["users"] == json!(["alice", "bob"]))
+        .await;
+    assert_eq!(alice.request(chat("shared", "m1")).await["seq"], 1);
+    assert_eq!(bob.request(chat("shared", "m2")).await["seq"], 2);
+    let edit = |id: &str, content: &str| json!({"type": "edit", "room": "shared", "id": "e", "data": {"id": id, "content": content}});
+    assert_eq!(bob.request(edit("m1", "bob's words")).await["data"]["code"], "forbidden");
+    assert_eq!(alice.request(edit("m1", "edited on a")).await["seq"], 3);
+    let told = bob.recv_where(|f| f["type"] == "message_edited").await;
+    assert_eq!((told["seq"].as_u64(), &told["data"]["content"]), (Some(3), &json!("edited on a")));
+    let delete = json!({"type": "delete", "room": "shared", "id": "d", "data": {"id": "m2"}});
+    assert_eq!(bob.request(delete).await["seq"], 4);
+    let told = alice.recv_where(|f| f["type"] == "message_deleted").await;
+    assert_eq!((told["seq"].as_u64(), &told["data"]["id"]), (Some(4), &json!("m2")));
+    for server in [&a, &b] {
+        let (_, page) = server.get("/api/v1/chat/rooms/shared/messages").await;
+        let messages = page["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 1, "m2 is deleted, events are no messages: {page}");
+        assert_eq!(messages[0]["data"]["content"], "edited on a");
+        assert!(messages[0]["edited_at"].is_string(), "{page}");
+    }
+}
+
+#[tokio::test]
 async fn in_a_cluster_a_resume_beyond_what_redis_keeps_reads_the_rest_from_the_store() {
     let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
     let url = postgres.database("cluster_resume").await;

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use serde_json::json;
 use wsbroker::store::migrations::{self, MIGRATIONS};
-use wsbroker::store::ops::{self, Answer, Outcome, Read, Write};
+use wsbroker::store::ops::{self, Answer, Found, Outcome, Read, Write};
 use wsbroker::store::{DatabaseUrl, Engine, NewMessage, Role, RoomInfo, RoomType, Value};
 
 use crate::common::TempDir;
@@ -24,6 +25,7 @@ fn message(room: &str, sender: &str, id: &str, at: i64) -> NewMessage {
         created_at: at,
         metadata: None,
         stream: None,
+        target: None,
     }
 }
 
@@ -57,13 +59,13 @@ fn history(
 fn conformance(url: &DatabaseUrl) {
     let mut engine = url.connect().expect("open the database");
     let engine = engine.as_mut();
-    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![1, 2, 3]);
+    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![1, 2, 3, 4]);
     assert!(migrations::migrate(engine, migrations::latest()).unwrap().is_empty(), "idempotent");
     transactions_are_all_or_nothing(engine);
     rooms_and_participants(engine);
     messages_are_stored_once_and_paged(engine);
     streams_keep_their_seq_and_epoch(engine);
-    deletes_follow_the_rules(engine);
+    targets_and_room_events(engine);
     retention_and_presence(engine);
 }
 
@@ -223,49 +225,104 @@ fn streams_keep_their_seq_and_epoch(engine: &mut dyn Engine) {
     );
 }
 
-fn deletes_follow_the_rules(engine: &mut dyn Engine) {
-    let delete = |id: &str, sender: Option<&str>, caller: &str, admin: bool| Write::Delete {
-        room: "team".into(),
-        id: id.into(),
-        sender: sender.map(Into::into),
-        caller: caller.into(),
-        admin,
-        at: 50,
+/// A room event in `team`: `kind` by `sender` about `data`'s message, at `seq`.
+fn event(kind: &'static str, sender: &str, seq: i64, data: serde_json::Value) -> Write {
+    let target = data["id"].as_str().map(str::to_owned);
+    Write::Message(NewMessage {
+        kind,
+        data: data.to_string().into(),
+        stream: Some((seq, Arc::from("t1"))),
+        target,
+        ..message("team", sender, &format!("event{seq}"), 50 + seq)
+    })
+}
+
+/// What `Read::Target` finds of message `id` in `team`.
+fn target(engine: &mut dyn Engine, id: &str, sender: Option<&str>, caller: &str) -> Found {
+    let (room, id, caller, sender) =
+        ("team".into(), id.into(), caller.into(), sender.map(Into::into));
+    let Answer::Target(found) = read(engine, Read::Target { room, id, sender, caller }) else {
+        panic!("not a target")
+    };
+    found
+}
+
+fn versions(engine: &mut dyn Engine, sender: &str, id: &str) -> Answer {
+    read(engine, Read::Versions { room: "team".into(), sender: sender.into(), id: id.into() })
+}
+
+fn targets_and_room_events(engine: &mut dyn Engine) {
+    let numbered = |sender: &str, id: &str, seq: i64| {
+        Write::Message(NewMessage {
+            stream: Some((seq, Arc::from("t1"))),
+            ..message("team", sender, id, 20 + seq)
+        })
     };
     commit(
         engine,
-        vec![
-            Write::Message(message("team", "bob", "hello", 20)),
-            Write::Message(message("team", "carol", "dup", 21)),
-            Write::Message(message("team", "dave", "dup", 22)),
-        ],
+        vec![numbered("bob", "hello", 1), numbered("carol", "dup", 2), numbered("dave", "dup", 3)],
     );
-    let outcomes = commit(
+    let found = |author: &str, created_at, caller_moderates| Found::Message {
+        author: author.into(),
+        created_at,
+        caller_moderates,
+    };
+    assert_eq!(target(engine, "hello", None, "mallory"), found("bob", 21, false));
+    assert_eq!(target(engine, "hello", None, "alice"), found("bob", 21, true), "alice owns team");
+    assert_eq!(target(engine, "nothing", None, "bob"), Found::NotFound);
+    assert_eq!(target(engine, "dup", None, "mallory"), Found::Ambiguous, "two senders used it");
+    assert_eq!(target(engine, "dup", Some("carol"), "mallory"), found("carol", 22, false));
+    assert_eq!(target(engine, "dup", None, "dave"), found("dave", 23, false), "the caller's own");
+
+    commit(
         engine,
         vec![
-            delete("hello", None, "mallory", false),
-            delete("nothing", None, "bob", false),
-            delete("dup", None, "mallory", false),
-            delete("dup", Some("carol"), "carol", false),
-            delete("dup", None, "alice", false),
-            delete("hello", None, "bob", false),
-            delete("hello", None, "bob", false),
+            event("message_edited", "bob", 4, json!({"id": "hello", "content": "hello, edited"})),
+            event("message_deleted", "alice", 5, json!({"id": "dup", "from": "carol"})),
+            event("message_edited", "bob", 6, json!({"id": "hello", "content": "hello again"})),
+            event("message_edited", "carol", 7, json!({"id": "dup", "content": "too late"})),
         ],
     );
+    let Answer::Messages(listed) =
+        read(engine, Read::History { room: "team".into(), before: None, after: None, limit: 10 })
+    else {
+        panic!("not messages")
+    };
+    let shown: Vec<(&str, &str, Option<i64>)> =
+        listed.iter().map(|m| (m.sender.as_str(), m.data.as_str(), m.edited_at)).collect();
     assert_eq!(
-        outcomes,
-        [
-            Outcome::Forbidden,
-            Outcome::NotFound,
-            Outcome::Ambiguous,
-            Outcome::Deleted { sender: "carol".into() },
-            Outcome::Deleted { sender: "dave".into() },
-            Outcome::Deleted { sender: "bob".into() },
-            Outcome::NotFound,
-        ],
-        "the author, the owner (alice) and nobody else; an ambiguous id needs its sender"
+        shown,
+        [("bob", r#"{"content":"hello again"}"#, Some(56)), ("dave", r#"{"content":"dup"}"#, None)],
+        "the current content, no events, carol's deleted message left out"
     );
-    assert!(history(engine, "team", None, 10).is_empty(), "deleted messages are left out");
+    assert_eq!(target(engine, "dup", None, "mallory"), found("dave", 23, false), "one dup is left");
+    let replaced = vec![
+        (r#"{"content":"hello"}"#.to_owned(), 54),
+        (r#"{"content":"hello, edited"}"#.to_owned(), 56),
+    ];
+    assert_eq!(versions(engine, "bob", "hello"), Answer::Versions(replaced), "oldest first");
+    assert_eq!(
+        versions(engine, "carol", "dup"),
+        Answer::Versions(vec![]),
+        "a deleted one is not edited"
+    );
+
+    let Answer::Messages(replay) =
+        read(engine, Read::Stream { room: "team".into(), after: 0, limit: 10 })
+    else {
+        panic!("not messages")
+    };
+    let seqs: Vec<(i64, &str)> =
+        replay.iter().map(|m| (m.stream.as_ref().unwrap().0, m.kind.as_str())).collect();
+    let kinds = [
+        (1, "chat"),
+        (3, "chat"),
+        (4, "message_edited"),
+        (5, "message_deleted"),
+        (6, "message_edited"),
+        (7, "message_edited"),
+    ];
+    assert_eq!(seqs, kinds, "a replay holds the events in seq order, not the deleted message");
 }
 
 fn retention_and_presence(engine: &mut dyn Engine) {
@@ -280,7 +337,7 @@ fn retention_and_presence(engine: &mut dyn Engine) {
     assert_eq!(
         outcomes[0],
         Outcome::Purged(30 + 3),
-        "created before 40: m0..m29 and the three in team"
+        "created before 40: m0..m29 and the three messages in team"
     );
     assert_eq!(history(engine, "paged", None, 100).first().unwrap().1, "m30");
     assert_eq!(read(engine, Read::LastSeen { user: "alice".into() }), Answer::LastSeen(Some(78)));
@@ -300,7 +357,7 @@ fn upgrades_in_place(url: &DatabaseUrl) {
     assert!(engine.query("SELECT COUNT(*) FROM chat_presence", &[]).is_err(), "not there yet");
     let mut engine = url.connect().unwrap();
     let engine = engine.as_mut();
-    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![2, 3]);
+    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![2, 3, 4]);
     assert_eq!(migrations::current_version(engine).unwrap(), MIGRATIONS.len() as i64);
     assert_eq!(history(engine, "old", None, 10).len(), 1, "the old data is still there");
     assert_eq!(

@@ -227,3 +227,81 @@ test("a member's away and back are told live and kept in the room's members", as
   alice.close();
   bob.close();
 });
+
+test("an edit and a deletion made while a client cannot connect reach it once when it is back", async () => {
+  const server = await broker(["--rate-limit", "0"]);
+  // Bob's connections go where the gate says: the broker, or a port nobody listens on.
+  const gate = { open: true, sockets: [] };
+  class Gated extends globalThis.WebSocket {
+    constructor(url, ...rest) {
+      super(gate.open ? url : "ws://127.0.0.1:1/ws", ...rest);
+      gate.sockets.push(this);
+    }
+  }
+  const alice = await client(server, "alice");
+  const bob = await client(server, "bob", { WebSocket: Gated });
+  await alice.join("r");
+  await bob.join("r");
+  const changes = [];
+  bob.on("edited", ({ id, content, from }) => changes.push(`edited ${id} by ${from}: ${content}`));
+  bob.on("deleted", ({ id, from }) => changes.push(`deleted ${id} of ${from}`));
+  const got = received(bob, "r");
+  const first = alice.send("r", { content: "helo" });
+  const second = alice.send("r", { content: "oops" });
+  await until(() => got.length === 2, "bob has both");
+  gate.open = false;
+  gate.sockets.at(-1).close();
+  await once(bob, "state", ({ state }) => state === "reconnecting");
+  await alice.edit("r", first, "hello");
+  await alice.delete("r", second, "alice");
+  const third = alice.send("r", { content: "still here" });
+  await until(() => !alice.outbox.chats.has(third), "the third acked");
+  gate.open = true;
+  await until(() => got.length === 3, "bob is back and has the third");
+  assert.deepEqual(changes, [`edited ${first} by alice: hello`, `deleted ${second} of alice`]);
+  assert.deepEqual(got, ["helo", "oops", "still here"], "each message once, the changes in between");
+  await assert.rejects(bob.edit("r", first, "not mine"), { code: "forbidden" });
+  alice.close();
+  bob.close();
+});
+
+test("a client that saw nothing of a room before a drop is told to reload it, and seen() makes it resume", async () => {
+  const server = await broker(["--rate-limit", "0"]);
+  const gate = { open: true, sockets: [] };
+  class Gated extends globalThis.WebSocket {
+    constructor(url, ...rest) {
+      super(gate.open ? url : "ws://127.0.0.1:1/ws", ...rest);
+      gate.sockets.push(this);
+    }
+  }
+  const alice = await client(server, "alice");
+  const bob = await client(server, "bob", { WebSocket: Gated });
+  await alice.join("quiet");
+  await bob.join("quiet");
+  const drop = async () => {
+    gate.open = false;
+    gate.sockets.at(-1).close();
+    await once(bob, "state", ({ state }) => state === "reconnecting");
+  };
+  await drop();
+  alice.send("quiet", { content: "while bob was away" });
+  const reset = once(bob, "reset", (told) => told.room === "quiet");
+  gate.open = true;
+  const told = await reset;
+  assert.equal(told.seq, 1, "where the stream stands: reload up to it");
+  // Shown the history (as a page does), then dropped again: a resume from there, no reset.
+  const [newest] = await server.history("quiet");
+  bob.seen("quiet", newest);
+  const resets = [];
+  bob.on("reset", (reset) => resets.push(reset));
+  const got = received(bob, "quiet");
+  await until(() => bob.state === "live", "bob live");
+  await drop();
+  alice.send("quiet", { content: "second" });
+  gate.open = true;
+  await until(() => got.length === 1, "the second replayed");
+  assert.deepEqual(got, ["second"]);
+  assert.deepEqual(resets, []);
+  alice.close();
+  bob.close();
+});

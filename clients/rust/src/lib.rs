@@ -77,7 +77,8 @@ pub enum Event {
     Joined { room: String },
     /// A room may not (or no longer) be joined.
     Refused { room: String, code: String },
-    /// A room or global message, each once.
+    /// A room or global message, or a room event (`message_edited`, `message_deleted`: its `type`
+    /// says), each once.
     Message(Value),
     /// A chat is stored and delivered.
     Acked { id: String, room: String, seq: Option<u64> },

@@ -229,7 +229,7 @@ impl State {
         match frame["type"].as_str().unwrap_or_default() {
             "ack" | "error" if rejoining.remove(&id) => self.rejoined(&id, &frame),
             "ack" | "error" if self.outbox.contains_key(&id) => self.answered(id, &frame),
-            "chat" | "notification" => self.deliver(frame),
+            "chat" | "notification" | "message_edited" | "message_deleted" => self.deliver(frame),
             "joined" => return self.hole(socket, &frame, rejoining).await,
             _ => {}
         }

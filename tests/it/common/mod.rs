@@ -201,6 +201,10 @@ impl TestServer {
         http(self.addr, Method::POST, path, Some(body.to_string())).await
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        http(self.addr, Method::PATCH, path, Some(body.to_string())).await
+    }
+
     /// `DELETE path`; the JSON answer, or `Null` for an empty one (204).
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         let (status, text) = http_text(self.addr, Method::DELETE, path, None).await;
