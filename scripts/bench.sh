@@ -7,6 +7,7 @@
 #   DURATION=20 scripts/bench.sh fanout-10k   # shorter runs than the scenario's own
 #   scripts/bench.sh today                    # the scenarios behind docs/benchmarks.md's first table
 #                                             # (every target), then rewrites that table
+#   scripts/bench.sh fanout-10k fanout-10k-typing  # chat latency without and with typing traffic
 #   scripts/bench.sh reference                # fanout-10k and broadcast-5k against the broker, the
 #                                             # broker with --fast-path false (X-queued) and the bare
 #                                             # reference server, with the CPU ratios
@@ -96,6 +97,11 @@ for scenario in "${scenarios[@]}"; do
     fanout-10k-queued)
       broker_flags=(--fast-path false)
       run "$scenario" "$out" --scenario fanout-10k
+      ;;
+    # fanout-10k with typing traffic: every member that does not publish (9,900) sends a typing
+    # start or stop every 5 s (docs/benchmarks.md compares its chat latency with fanout-10k's).
+    fanout-10k-typing)
+      run "$scenario" "$out" --scenario fanout-10k --typing-every 5
       ;;
     broadcast-5k-queued)
       broker_flags=(--presence-events false --fast-path false)

@@ -66,6 +66,15 @@ pub struct Config {
     #[arg(long, env = "PRESENCE_MAX_MEMBERS", default_value_t = 1000)]
     pub presence_max_members: usize,
 
+    /// A room's first typing change in a window goes out at once; the further ones within this long
+    /// go out at its end as one `batch` frame. 0 sends each change at once.
+    #[arg(long, env = "TYPING_COALESCE", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub typing_coalesce: Duration,
+
+    /// A typer who sends no `typing` for this long is told to have stopped.
+    #[arg(long, env = "TYPING_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub typing_timeout: Duration,
+
     /// A user with no client frame for this long shows as away in presence.
     #[arg(long, env = "AWAY_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
     pub away_after: Duration,

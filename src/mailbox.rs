@@ -236,6 +236,12 @@ pub enum Delivery {
         status: PresenceStatus,
         members: Option<usize>,
     },
+    /// To the room's home shard: `user` started (or renewed) or stopped typing in `room`.
+    Typing {
+        room: Room,
+        user: UserId,
+        typing: bool,
+    },
     /// `user` is no longer a participant of `room`: every connection of it leaves the room.
     Kick {
         user: UserId,

@@ -110,6 +110,7 @@ function start() {
   client.on("deleted", onDeleted);
   client.on("edited", onEdited);
   client.on("presence", onPresence);
+  client.on("typing", ({ room }) => room === current && showTypers());
   client.on("reset", ({ room }) => room === current && openRoom(current));
   client.on("removed", ({ room }) => forget(room));
   // A conversation someone opened with this user, or a room they were added to: listed at once,
@@ -140,6 +141,7 @@ function start() {
     client.active();
   };
   $("message").addEventListener("input", here);
+  $("message").addEventListener("input", typed);
   document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && here());
 }
 
@@ -218,7 +220,9 @@ async function openRoom(room) {
   unread.delete(room);
   sessionStorage.setItem("wsbroker.current", room);
   const again = room === current; // a reload of the room on show (after a reconnect or a reset)
+  if (!again) stoppedTyping();
   current = room;
+  showTypers();
   loading = [];
   $("room-title").textContent = roomName(room, session.user);
   $("composer").hidden = false;
@@ -312,6 +316,30 @@ function own(id, content) {
   return { id, from: session.user, data: { content }, timestamp: new Date().toISOString() };
 }
 
+// Who else is typing in the open room.
+function showTypers() {
+  const others = client.typers.of(current).filter((user) => user !== session.user);
+  const names = others.length > 3 ? `${others.length} people` : others.join(" and ");
+  $("typing").textContent = others.length === 0 ? "" : `${names} ${others.length === 1 ? "is" : "are"} typing…`;
+}
+
+// Typing tells the room at most every 2 s (the broker stops a typer quiet for 5 s); an emptied box
+// or a sent message stops it.
+let typingSince = 0;
+function typed() {
+  if (!current) return;
+  if (!$("message").value) return stoppedTyping();
+  if (Date.now() - typingSince < 2000) return;
+  typingSince = Date.now();
+  client.typing(current, true);
+}
+
+function stoppedTyping() {
+  if (typingSince === 0 || !current) return;
+  typingSince = 0;
+  client.typing(current, false);
+}
+
 function send() {
   const box = $("message");
   const content = box.value;
@@ -323,6 +351,7 @@ function send() {
   }
   $("composer-error").textContent = "";
   box.value = "";
+  stoppedTyping();
   const id = client.send(current, { content });
   messages.append(own(id, content), "pending");
   box.scrollIntoView({ block: "nearest" });

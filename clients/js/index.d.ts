@@ -57,6 +57,8 @@ export interface Events {
   deleted: { room: string; id: string; from: string };
   edited: { room: string; id: string; from: string; content: string; at: string };
   presence: PresenceChange;
+  /** `typing`: who is typing in the room now, after the change. */
+  typing: { room: string; started: string[]; stopped: string[]; typing: string[] };
   reset: { room: string; reason: string; seq: number; epoch: string };
   removed: { room: string; code: string; message: string };
   room_added: { room: string; type: "public" | "private" | "direct"; by: string };
@@ -82,6 +84,12 @@ export interface PresenceChange {
   users?: string[];
 }
 
+export class Typers {
+  apply(frame: Frame): { room: string; started: string[]; stopped: string[]; typing: string[] } | null;
+  of(room: string): string[];
+  forget(room: string): void;
+}
+
 export class Members {
   apply(frame: Frame): PresenceChange | null;
   of(room: string): string[];
@@ -93,6 +101,7 @@ export class Client extends Emitter<Events> {
   constructor(options: ClientOptions);
   readonly state: State;
   readonly members: Members;
+  readonly typers: Typers;
   readonly outbox: { chats: Map<string, { id: string; room: string; data: object }> };
   connect(): void;
   close(): void;
@@ -104,6 +113,8 @@ export class Client extends Emitter<Events> {
   /** Tells the client the newest message of `room` its user was shown otherwise (a history page's
    * last), so a resume starts after it. */
   seen(room: string, message: { seq?: number; epoch?: string }): void;
+  /** Tells `room` its user is typing (again every few seconds while it goes on), or stopped. */
+  typing(room: string, typing?: boolean): void;
   /** Replaces the content of this user's own message `id`; queued while offline. */
   edit(room: string, id: string, content: string): Promise<Frame>;
   presence(room: string): Promise<{ users: string[]; away: string[]; next_after?: string }>;

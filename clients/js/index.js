@@ -8,7 +8,7 @@
 // "acked" { id, room, seq }, "failed" { id, room, data, code, message }, "deleted" { room, id, from },
 // "edited" { room, id, from, content, at } (deletions and edits are numbered in the room's stream
 // like messages: a resume replays those missed, each once),
-// "presence" { room, joined, away, back, left }, "reset" { room, reason, seq, epoch } (reload the room's
+// "presence" { room, joined, away, back, left }, "typing" { room, started, stopped, typing }, "reset" { room, reason, seq, epoch } (reload the room's
 // history: what was missed cannot be replayed), "removed" { room, code, message } (a room it may no
 // longer join), "room_added" { room, type, by } (someone made this user a participant of a room:
 // a direct conversation, a private room), "frame" (every frame, as sent).
@@ -16,9 +16,11 @@
 import { Emitter } from "./emitter.js";
 import { Members } from "./members.js";
 import { Outbox } from "./outbox.js";
+import { Typers } from "./typing.js";
 
 export { Emitter } from "./emitter.js";
 export { Members } from "./members.js";
+export { Typers } from "./typing.js";
 export { storageOutbox } from "./outbox.js";
 
 /** Errors that end a chat or an operation: retrying cannot help. Any other code is retried. */
@@ -34,6 +36,7 @@ const UNKNOWN_EPOCH = "unknown";
 export class Client extends Emitter {
   state = "idle";
   members = new Members();
+  typers = new Typers();
   #options;
   #socket = null;
   #attempt = 0;
@@ -110,6 +113,7 @@ export class Client extends Emitter {
   leave(room) {
     this.#rooms.delete(room);
     this.members.forget(room);
+    this.typers.forget(room);
     return this.#operation({ type: "leave", room });
   }
 
@@ -132,6 +136,13 @@ export class Client extends Emitter {
 
   history(room, page = {}) {
     return this.#operation({ type: "history", room, data: page }).then((reply) => reply.data);
+  }
+
+  /** Tells `room` its user is typing (call again every few seconds while it goes on), or stopped.
+   * Dropped while offline: nobody needs to know one was typing a minute ago. */
+  typing(room, typing = true) {
+    if (this.state !== "live") return;
+    this.#socket?.send(JSON.stringify({ type: "typing", room, data: { typing } }));
   }
 
   /** Tells the broker its user is there (typing, reading) though sending nothing: only chats,
@@ -280,6 +291,11 @@ export class Client extends Emitter {
       case "presence": {
         const change = this.members.apply(frame);
         if (change) this.emit("presence", change);
+        return;
+      }
+      case "typing": {
+        const change = this.typers.apply(frame);
+        if (change) this.emit("typing", change);
         return;
       }
       case "joined":

@@ -71,6 +71,10 @@ pub struct Args {
     /// each must reach every connection once.
     #[arg(long, default_value_t = 0)]
     pub globals: u64,
+    /// Each connection that does not publish sends `typing` this often (seconds; starts and stops
+    /// alternating, staggered over the period); 0: no typing traffic.
+    #[arg(long, default_value_t = 0.0)]
+    pub typing_every: f64,
     /// Bytes of `data.content` in each message.
     #[arg(long)]
     pub payload: Option<usize>,
@@ -123,6 +127,8 @@ pub struct Plan {
     pub reconnect_storm: bool,
     /// Global messages sent over the run (by worker 0, from one extra connection in no room).
     pub globals: u64,
+    /// Seconds between two `typing` frames of each connection that does not publish (0: none).
+    pub typing_every: f64,
 }
 
 struct Preset {
@@ -173,6 +179,7 @@ impl Plan {
             worker: 0,
             reconnect_storm: args.scenario == Some(Scenario::ReconnectStorm),
             globals: args.globals,
+            typing_every: args.typing_every,
         };
         if plan.publishers > plan.conns {
             return Err(format!(

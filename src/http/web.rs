@@ -21,6 +21,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("emitter.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/emitter.js")),
     ("members.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/members.js")),
     ("outbox.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/outbox.js")),
+    ("typing.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/typing.js")),
     ("messages.js", "text/javascript; charset=utf-8", include_str!("../../web/messages.js")),
     ("rooms.js", "text/javascript; charset=utf-8", include_str!("../../web/rooms.js")),
     ("view.js", "text/javascript; charset=utf-8", include_str!("../../web/view.js")),

@@ -102,6 +102,11 @@ pub fn parse_client_frame(
         }
         "ping" => Action::Ping,
         "active" => Action::Active,
+        "typing" => {
+            let typing =
+                typing_data(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
+            Action::Typing { room: require_room(room)?, typing }
+        }
         "refresh" => {
             let token =
                 refresh_token(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
@@ -234,6 +239,19 @@ fn edit_data(
     }
     check_content(&edit.content, limits)?;
     Ok((edit.id.into_owned(), edit.content.into_owned()))
+}
+
+/// The `data` of `typing`: none or `{"typing": true}` starts (or goes on), `{"typing": false}`
+/// stops.
+fn typing_data(data: Option<&RawValue>) -> Result<bool, &'static str> {
+    #[derive(Deserialize)]
+    struct TypingData {
+        typing: Option<bool>,
+    }
+    let Some(data) = data else { return Ok(true) };
+    let data: TypingData =
+        serde_json::from_str(data.get()).map_err(|_| "data must be {\"typing\": true or false}")?;
+    Ok(data.typing.unwrap_or(true))
 }
 
 /// The envelope of a client frame and its `id`, checked for length.

@@ -13,8 +13,8 @@ pub use inbound::{chat_data, history_page, parse_client_frame, Limits};
 pub use outbound::{
     ack_frame, error_frame, history_frame, message_frame, message_frame_at, presence_batch_frame,
     presence_event_frame, presence_list_frame, reply_frame, resumed_frame, room_added_frame,
-    room_message_frame, room_message_parts, token_expiring_frame, Next, PresenceBatch,
-    PresenceStatus, Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
+    room_message_frame, room_message_parts, token_expiring_frame, typing_batch_frame, typing_frame,
+    Next, PresenceBatch, PresenceStatus, Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
 };
 
 use std::sync::Arc;
@@ -74,6 +74,8 @@ pub enum MessageType {
     MessageDeleted,
     /// A stored message's content was edited by its author (a room event).
     MessageEdited,
+    /// Who started or stopped typing in a room (never stored, never numbered).
+    Typing,
     /// The answer to a join without an id that resumed a stream.
     Joined,
     /// To a user: someone else made them a participant of a room (a direct room, a private one).
@@ -115,6 +117,7 @@ impl MessageType {
             Self::History => "history",
             Self::MessageDeleted => "message_deleted",
             Self::MessageEdited => "message_edited",
+            Self::Typing => "typing",
             Self::Joined => "joined",
             Self::RoomAdded => "room_added",
             Self::Presence => "presence",
@@ -236,6 +239,11 @@ pub enum Action {
     Ping,
     /// The person is there (typing, looking at the page): marks the user present, not away.
     Active,
+    /// The user started (or goes on) typing in the room, or stopped.
+    Typing {
+        room: Room,
+        typing: bool,
+    },
 }
 
 impl Action {

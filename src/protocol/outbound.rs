@@ -221,6 +221,28 @@ pub fn presence_batch_frame(room: &str, batch: &PresenceBatch) -> Frame {
     presence_frame(None, room, BatchData { event: "batch", batch })
 }
 
+/// `{"type":"typing","room":r,"data":{"user":u,"typing":true|false}}`, sent to the room.
+pub fn typing_frame(room: &str, user: &str, typing: bool) -> Frame {
+    #[derive(Serialize)]
+    struct Change<'a> {
+        user: &'a str,
+        typing: bool,
+    }
+    data_frame(MessageType::Typing, None, Some(room), Change { user, typing })
+}
+
+/// `{"type":"typing","room":r,"data":{"event":"batch","started":[...],"stopped":[...]}}`: one
+/// coalescing window's typing changes.
+pub fn typing_batch_frame(room: &str, started: &[UserId], stopped: &[UserId]) -> Frame {
+    #[derive(Serialize)]
+    struct Batch<'a> {
+        event: &'static str,
+        started: &'a [UserId],
+        stopped: &'a [UserId],
+    }
+    data_frame(MessageType::Typing, None, Some(room), Batch { event: "batch", started, stopped })
+}
+
 /// `{"type":"presence","room":r,"data":{"users":[...],"away":[...]}}`, the answer to a presence query.
 /// With `next_after` when more users follow: ask again with `"data":{"after":<it>}`.
 pub fn presence_list_frame(

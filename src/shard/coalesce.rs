@@ -154,6 +154,11 @@ impl Coalescer {
         told
     }
 
+    /// How many members `room` has, as presence counts them (0 for a room it knows nothing of).
+    pub fn members(&self, room: &str) -> usize {
+        self.rooms.get(room).map_or(0, |presence| presence.members)
+    }
+
     /// When the next window ends, if one is open.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.peek().map(|Reverse((at, _))| *at)

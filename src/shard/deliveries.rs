@@ -54,6 +54,7 @@ impl Shard {
             Delivery::PresenceChange { room, user, status, members } => {
                 self.on_presence(room, user, status, members)
             }
+            Delivery::Typing { room, user, typing } => self.on_typing(room, user, typing),
             Delivery::Kick { user, room } => self.kick(&user, &room),
             Delivery::Query(query) => self.answer(query),
             Delivery::Quiesce(settled) => self.quiesce(settled),

@@ -1,5 +1,5 @@
 //! Per-user chat rate limits: a token bucket per user, and the count of refusals that ends a
-//! flooding connection.
+//! flooding connection; and when each user last sent `typing`.
 //!
 //! Owns: one bucket per user who has chatted, on the shard that owns the user (users are pinned, so
 //! all of a user's connections on this instance share it). Plain data, no I/O, no locks. Must not:
@@ -44,11 +44,36 @@ struct UserBudget {
 pub struct RateLimits {
     policy: Policy,
     users: HashMap<UserId, UserBudget>,
+    /// When each user last sent a `typing` that was acted on.
+    typing: HashMap<UserId, Instant>,
 }
 
 impl RateLimits {
     pub fn new(policy: Policy) -> Self {
-        Self { policy, users: HashMap::new() }
+        Self { policy, users: HashMap::new(), typing: HashMap::new() }
+    }
+
+    /// Whether a `typing` of `user` at `now` is acted on: not within
+    /// [`super::typing::MIN_INTERVAL`] of its last one.
+    pub fn allow_typing(&mut self, user: &UserId, now: Instant) -> bool {
+        match self.typing.get_mut(user) {
+            Some(last) if now.saturating_duration_since(*last) < super::typing::MIN_INTERVAL => {
+                false
+            }
+            Some(last) => {
+                *last = now;
+                true
+            }
+            None => {
+                self.typing.insert(user.clone(), now);
+                true
+            }
+        }
+    }
+
+    /// Whether `user` sent `typing` within `timeout` (so may still be typing somewhere).
+    pub fn typed_lately(&self, user: &str, now: Instant, timeout: Duration) -> bool {
+        self.typing.get(user).is_some_and(|last| now.saturating_duration_since(*last) < timeout)
     }
 
     /// Takes a token for one chat message of `user` at `now`.
@@ -84,6 +109,7 @@ impl RateLimits {
     /// Drops the budget of a user with no connection left here.
     pub fn forget(&mut self, user: &str) {
         self.users.remove(user);
+        self.typing.remove(user);
     }
 }
 

@@ -33,6 +33,7 @@ mod resume;
 mod sent;
 mod stream;
 pub mod thread;
+mod typing;
 mod unheard;
 
 use std::time::Instant;
@@ -54,13 +55,15 @@ use order::InOrder;
 use output::{Held, Output};
 use resume::Resuming;
 use stream::Streams;
+use typing::Typers;
 use unheard::Unheard;
 
 /// The most inbox messages handled before the batch is committed and flushed.
 const BATCH: usize = 256;
 
 /// One message taken from an inbox, or a deadline reached (a presence window that ended, an
-/// answer that waited its longest for its message to be heard, a look for users gone away).
+/// answer that waited its longest for its message to be heard, a look for users gone away, a
+/// typer's end).
 enum Step {
     Delivery(Delivery),
     Command(Command),
@@ -87,6 +90,8 @@ pub struct Shard {
     presence: Coalescer,
     /// When it next looks for users gone away (`None`: nobody is told).
     away_sweep: Option<AwaySweep>,
+    /// The typers of the rooms homed on this shard.
+    typers: Typers,
     /// Cluster mode: answers to senders waiting for their message to be heard here.
     unheard: Unheard,
     shutting_down: bool,
@@ -111,6 +116,7 @@ impl Shard {
         let (streams, resuming) = (Streams::default(), Resuming::default());
         let presence = Coalescer::new(settings.presence_coalesce, settings.presence_max_members);
         let away_sweep = AwaySweep::new(settings.away_after, settings.presence_events);
+        let typers = Typers::new(settings.typing_timeout, settings.typing_coalesce);
         let shutting_down = false;
         Self {
             id,
@@ -125,6 +131,7 @@ impl Shard {
             resuming,
             presence,
             away_sweep,
+            typers,
             unheard: Unheard::default(),
             shutting_down,
             quiescing: false,
@@ -140,7 +147,12 @@ impl Shard {
     pub async fn run(mut self, mut inbox: Inbox) {
         loop {
             let away = self.away_sweep.as_ref().map(AwaySweep::next_deadline);
-            let deadline = [self.presence.next_deadline(), self.unheard.next_deadline(), away];
+            let deadline = [
+                self.presence.next_deadline(),
+                self.unheard.next_deadline(),
+                away,
+                self.typers.next_deadline(),
+            ];
             let deadline = deadline.into_iter().flatten().min();
             let window_end = async {
                 match deadline {
@@ -172,6 +184,7 @@ impl Shard {
                     self.presence_due();
                     self.release_overdue();
                     self.away_due(Instant::now());
+                    self.typing_due();
                 }
                 Some(Step::Command(command)) => {
                     self.drain_deliveries(inbox);
@@ -246,6 +259,9 @@ impl Shard {
     }
 
     fn after_leave(&mut self, left: cache::Left, user: &UserId) {
+        if left.user_left {
+            self.stop_typing(user, &left.room);
+        }
         if left.room_empty_here {
             self.pending.push(Transition { room: left.room.clone(), present: false });
             self.out.start_holding();

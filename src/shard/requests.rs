@@ -118,6 +118,12 @@ impl Shard {
             }
             Action::Ping => Some(protocol::reply_frame(MessageType::Pong, id)),
             Action::Active => ack(id),
+            Action::Typing { room, typing } if self.cache.is_member(conn, &room) => {
+                let (user, _) = self.who_asks(conn)?;
+                self.typing(user, room, typing);
+                ack(id)
+            }
+            Action::Typing { room, .. } => Some(not_member(id, &room)),
         }
     }
 

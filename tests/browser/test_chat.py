@@ -379,6 +379,16 @@ def test_an_edit_shows_for_everyone_live_after_a_reload_and_after_being_offline(
         expect(message(bob, "hello, whole world")).to_contain_text("(edited)", timeout=10000)
 
 
+def test_who_is_typing_shows_while_they_type_and_goes_when_they_send(browser):
+    with chatting(browser) as (_broker, alice, bob):
+        bob.get_by_role("textbox", name="Message", exact=True).fill("I am writing")
+        expect(alice.locator("#typing")).to_have_text("bob is typing…", timeout=5000)
+        expect(bob.locator("#typing")).to_have_text("")
+        bob.get_by_role("textbox", name="Message", exact=True).press("Enter")
+        expect(message(alice, "I am writing")).to_be_visible()
+        expect(alice.locator("#typing")).to_have_text("", timeout=5000)
+
+
 def test_a_member_who_leaves_the_room_is_no_longer_listed(browser):
     with chatting(browser) as (_broker, alice, bob):
         expect(alice.locator("#participants li", has_text="bob")).to_contain_text("online")

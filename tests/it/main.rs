@@ -32,4 +32,5 @@ mod shutdown;
 mod store;
 mod streams;
 mod tls;
+mod typing;
 mod wire;

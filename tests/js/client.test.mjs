@@ -305,3 +305,21 @@ test("a client that saw nothing of a room before a drop is told to reload it, an
   alice.close();
   bob.close();
 });
+
+test("who is typing is kept per room from the broker's typing events", async () => {
+  const server = await broker(["--rate-limit", "0", "--typing-coalesce", "0"]);
+  const alice = await client(server, "alice");
+  const bob = await client(server, "bob");
+  await alice.join("r");
+  await bob.join("r");
+  const started = once(alice, "typing", (change) => change.typing.includes("bob"));
+  bob.typing("r");
+  await started;
+  assert.deepEqual(alice.typers.of("r"), ["bob"]);
+  const stopped = once(alice, "typing", (change) => change.stopped.includes("bob"));
+  bob.typing("r", false);
+  await stopped;
+  assert.deepEqual(alice.typers.of("r"), []);
+  alice.close();
+  bob.close();
+});

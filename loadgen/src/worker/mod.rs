@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 mod global;
 mod storm;
+mod typing;
 
 use crate::plan::Plan;
 use crate::report::{self, Event, RoomCounts, WorkerReport};
@@ -321,6 +322,10 @@ async fn drive(worker: Rc<Worker>, conn: usize, socket: Socket) {
     } else if worker.plan.is_publisher(conn) {
         let (sink, stream) = socket.split();
         tokio::task::spawn_local(publish(Rc::clone(&worker), conn, sink));
+        read_all(&worker, room, stream).await;
+    } else if worker.plan.typing_every > 0.0 {
+        let (sink, stream) = socket.split();
+        tokio::task::spawn_local(typing::type_along(Rc::clone(&worker), conn, sink));
         read_all(&worker, room, stream).await;
     } else {
         read_all(&worker, room, socket).await;
