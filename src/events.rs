@@ -1,4 +1,5 @@
-//! Room events: the changes to a stored message (its author's edit, a deletion), with their rules,
+//! Room events: the changes to a stored message (its author's edit, a deletion, a reaction), with
+//! their rules,
 //! shared by the REST API and the WebSocket requests (a shard offloads those here).
 //!
 //! Owns: who may change which message, and how a change becomes a room event. Must not: change a
@@ -37,6 +38,18 @@ pub struct Edit {
     pub user: UserId,
 }
 
+/// A `react`: `user` adds (or, `remove`, takes back) `emoji` on `message` (by `from`).
+#[derive(Debug)]
+pub struct Reaction {
+    pub id: Option<String>,
+    pub room: Room,
+    pub message: String,
+    pub from: Option<String>,
+    pub emoji: String,
+    pub remove: bool,
+    pub user: UserId,
+}
+
 /// Why a change did not happen (nothing changed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -50,6 +63,10 @@ pub enum Refused {
     Ambiguous,
     /// No such message in the room (or it is deleted).
     NotFound,
+    /// The user reacted with this emoji already.
+    AlreadyReacted,
+    /// The user has no such reaction to take back.
+    NotReacted,
     Unavailable,
 }
 
@@ -57,8 +74,8 @@ impl Refused {
     pub fn code(self) -> ErrorCode {
         match self {
             Self::NotDeletable | Self::NotAuthor | Self::TooLate => ErrorCode::Forbidden,
-            Self::Ambiguous => ErrorCode::Conflict,
-            Self::NotFound => ErrorCode::NotFound,
+            Self::Ambiguous | Self::AlreadyReacted => ErrorCode::Conflict,
+            Self::NotFound | Self::NotReacted => ErrorCode::NotFound,
             Self::Unavailable => ErrorCode::Unavailable,
         }
     }
@@ -72,6 +89,8 @@ impl Refused {
             Self::TooLate => "this message can no longer be edited (--edit-window)",
             Self::Ambiguous => "several senders used this id here: name the sender with from",
             Self::NotFound => "no such message in this room",
+            Self::AlreadyReacted => "you reacted to this message with this emoji already",
+            Self::NotReacted => "you have no such reaction to this message",
             Self::Unavailable => protocol::STORE_UNAVAILABLE,
         }
     }
@@ -123,6 +142,37 @@ pub async fn edit_message(hub: &Hub, request: &Edit) -> Result<u64, Refused> {
     }
     let data = Edited { id: &request.message, content: &request.content };
     publish(hub, &request.room, &request.user, MessageType::MessageEdited, &data).await
+}
+
+/// Adds or takes back the caller's reaction to a message in a room it is in: a `reaction_added` or
+/// `reaction_removed` event in the room's stream. One reaction per user, message and emoji.
+pub async fn react(hub: &Hub, request: &Reaction) -> Result<u64, Refused> {
+    let (author, _, _) =
+        target(hub, &request.room, &request.message, request.from.clone(), &request.user).await?;
+    let store = hub.store().ok_or(Refused::NotFound)?;
+    let read = Read::Reacted {
+        room: request.room.to_string(),
+        sender: author.clone(),
+        id: request.message.clone(),
+        user: request.user.to_string(),
+        emoji: request.emoji.clone(),
+    };
+    match (store.read(read).await, request.remove) {
+        (Ok(Answer::Reacted(true)), false) => return Err(Refused::AlreadyReacted),
+        (Ok(Answer::Reacted(false)), true) => return Err(Refused::NotReacted),
+        (Ok(Answer::Reacted(_)), _) => {}
+        _ => return Err(Refused::Unavailable),
+    }
+    #[derive(Serialize)]
+    struct Reacted<'a> {
+        id: &'a str,
+        from: &'a str,
+        emoji: &'a str,
+    }
+    let data = Reacted { id: &request.message, from: &author, emoji: &request.emoji };
+    let kind =
+        if request.remove { MessageType::ReactionRemoved } else { MessageType::ReactionAdded };
+    publish(hub, &request.room, &request.user, kind, &data).await
 }
 
 /// The data each edit of `from`'s `message` replaced, oldest first, with when. The caller checked

@@ -2,13 +2,13 @@
 // participants to what the broker sends.
 
 import { Api, reason } from "./api.js";
+import { Renewal, boot } from "./signin.js";
 import { Client, storageOutbox } from "./client.js";
 import { Messages } from "./messages.js";
 import { People, directRoom, renderOnline, renderRooms, roomName } from "./rooms.js";
-import { $, clock } from "./view.js";
+import { $ } from "./view.js";
 
 const session = { user: null, token: null };
-let config = { auth: false };
 let api;
 let client;
 let messages;
@@ -17,69 +17,8 @@ let current = sessionStorage.getItem("wsbroker.current");
 let joined = new Set(JSON.parse(sessionStorage.getItem("wsbroker.rooms") || "[]"));
 let older = null;
 let loading = null; // frames of the room that arrive while its history loads
-let renewal = null; // the pending answer to the library's request for a new token
-
-function showSigninError(text) {
-  $("signin-error").textContent = text;
-  $("connection").textContent = text;
-  $("connection").className = "state down";
-}
 
 const MAX_CONTENT = 4096;
-
-// The `sub` of a JWT, for showing who is signed in (the broker verifies the token, not the page).
-function subjectOf(token) {
-  try {
-    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(payload)).sub || "?";
-  } catch {
-    return "?";
-  }
-}
-
-async function boot() {
-  config = await (await fetch("/web/config.json")).json();
-  const token = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("wsbroker.token");
-  const name = sessionStorage.getItem("wsbroker.user");
-  $("signin-name-row").hidden = config.auth;
-  $("signin-token-row").hidden = !config.auth;
-  $("signin-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    signIn();
-  });
-  if (config.auth && token) {
-    $("signin-token").value = token;
-    signIn();
-  } else if (config.auth) {
-    showSigninError("This server needs a token to sign in: paste one, or open the page with ?token=");
-  } else if (name) {
-    $("signin-name").value = name;
-    signIn();
-  }
-}
-
-async function signIn() {
-  $("signin-error").textContent = "";
-  if (config.auth) {
-    const token = $("signin-token").value.trim();
-    if (!token) return showSigninError("No token: this server needs one to sign in.");
-    session.token = token;
-    // Checked before connecting: a refused WebSocket does not say why.
-    const check = await new Api(session).rooms();
-    if (check.status === 401) {
-      session.token = null;
-      return showSigninError("The server refused this token (expired or not valid): paste another.");
-    }
-    session.user = subjectOf(token);
-    sessionStorage.setItem("wsbroker.token", token);
-  } else {
-    const name = $("signin-name").value.trim();
-    if (!name) return showSigninError("Enter a name.");
-    session.user = name;
-    sessionStorage.setItem("wsbroker.user", name);
-  }
-  start();
-}
 
 function wsUrl() {
   const url = new URL("/ws", location.href);
@@ -89,19 +28,20 @@ function wsUrl() {
 
 // The page is the client library's first user: it reconnects, resumes every room, and delivers
 // each chat once; the page shows what it says.
-function start() {
+function start(config) {
   $("signin").hidden = true;
   $("chat").hidden = false;
   $("me").textContent = `signed in as ${session.user}`;
   api = new Api(session);
-  messages = new Messages({ me: session.user, onDismiss: dismiss, onDelete: remove, onEdit: edit, onOlder: loadOlder });
+  messages = new Messages({ me: session.user, onDismiss: dismiss, onDelete: remove, onEdit: edit, onReact: react, onOlder: loadOlder });
   people = new People();
+  const renewal = new Renewal(session);
   client = new Client({
     url: wsUrl(),
     user: session.token ? undefined : session.user,
     token: session.token ?? undefined,
     outboxStore: storageOutbox(sessionStorage, `wsbroker.outbox.${session.user}`),
-    refreshToken: askForToken,
+    refreshToken: () => renewal.ask(),
   });
   client.on("state", showState);
   client.on("message", onMessage);
@@ -109,6 +49,7 @@ function start() {
   client.on("failed", ({ id, code, message }) => messages.failed(id, why(code, message)));
   client.on("deleted", onDeleted);
   client.on("edited", onEdited);
+  client.on("reaction", onReaction);
   client.on("presence", onPresence);
   client.on("typing", ({ room }) => room === current && showTypers());
   client.on("reset", ({ room }) => room === current && openRoom(current));
@@ -122,7 +63,7 @@ function start() {
     refreshRooms();
   });
   client.on("frame", (frame) => {
-    if (frame.type === "system" && frame.data?.event === "token_expiring") showExpiry(frame.data.expires_at);
+    if (frame.type === "system" && frame.data?.event === "token_expiring") renewal.show(frame.data.expires_at);
   });
   wireControls();
   for (const room of joined) client.join(room).catch(() => forget(room));
@@ -248,6 +189,7 @@ async function openRoom(room) {
   for (const { type, event, frame } of arrived) {
     if (type === "deleted") onDeleted(event);
     else if (type === "edited") onEdited(event);
+    else if (type === "reaction") onReaction(event);
     else onMessage(frame);
   }
   await loadPeople(room);
@@ -293,6 +235,13 @@ function onDeleted(deleted) {
   if (deleted.room !== current) return;
   if (loading) return loading.push({ type: "deleted", event: deleted });
   messages.deleted(deleted.id, deleted.from);
+}
+
+function onReaction(reaction) {
+  if (reaction.room !== current) return;
+  if (loading) return loading.push({ type: "reaction", event: reaction });
+  const { id, author, user, emoji, added } = reaction;
+  messages.reacted(id, author, user, emoji, added);
 }
 
 function onEdited(edited) {
@@ -370,36 +319,20 @@ async function edit(id, content) {
   }
 }
 
+async function react(id, author, emoji, remove) {
+  try {
+    await client.react(current, id, author, emoji, remove);
+  } catch (error) {
+    $("composer-error").textContent = `not reacted: ${why(error.code, error.message)}`;
+  }
+}
+
 async function remove(id) {
   try {
     await client.delete(current, id, session.user);
   } catch (error) {
     messages.deleteFailed(id, `${error.code}: ${error.message}`);
   }
-}
-
-// The library asks for a new token when the broker says this one runs out: the banner asks the
-// person, and the answer goes back to the library.
-function askForToken() {
-  return new Promise((resolve) => {
-    renewal = resolve;
-  });
-}
-
-function showExpiry(expiresAt) {
-  $("expiry-text").textContent = `Your session ends at ${clock(expiresAt)}: paste a new token to stay signed in.`;
-  $("expiry").hidden = false;
-}
-
-function renew() {
-  const token = $("expiry-token").value.trim();
-  if (!token || !renewal) return;
-  renewal(token);
-  renewal = null;
-  session.token = token;
-  sessionStorage.setItem("wsbroker.token", token);
-  $("expiry").hidden = true;
-  $("expiry-token").value = "";
 }
 
 function wireControls() {
@@ -444,7 +377,6 @@ function wireControls() {
     $("create-name").value = "";
     openRoom(name);
   });
-  $("expiry-send").addEventListener("click", renew);
 }
 
-boot();
+boot(session, start);

@@ -1,12 +1,13 @@
 // The open room's messages: history pages, live messages, the user's own as pending until acked
 // (the client library resends them until they are), failures with a reason a person can act on,
-// deletes and edits.
+// deletes, edits and reactions.
 
 import { $, el, button, clear, clock, fullDate } from "./view.js";
 
 export class Messages {
-  constructor({ me, onDismiss, onDelete, onEdit, onOlder }) {
+  constructor({ me, onDismiss, onDelete, onEdit, onReact, onOlder }) {
     this.me = me;
+    this.onReact = onReact;
     this.onDismiss = onDismiss;
     this.onDelete = onDelete;
     this.onEdit = onEdit;
@@ -40,6 +41,10 @@ export class Messages {
     const content = message.data && typeof message.data.content === "string" ? message.data.content : "";
     item.append(el("span", "text", content));
     if (message.edited_at) item.append(editedMark(message.edited_at));
+    // emoji -> { count, mine }, from history; live reactions change it.
+    item.reactions = new Map((message.reactions ?? []).map((r) => [r.emoji, { count: r.count, mine: r.mine }]));
+    item.append(el("span", "reactions"));
+    this.showReactions(item);
     const status = el("span", "status");
     item.append(status);
     this.setState(item, state);
@@ -61,6 +66,49 @@ export class Messages {
       status.append(button("Edit", () => this.startEdit(item)));
       status.append(button("Delete", () => this.onDelete(item.dataset.id)));
     }
+    if (state === "sent" && !item.classList.contains("deleted")) {
+      status.append(button("React", () => this.pick(item)));
+    }
+  }
+
+  // A few emoji to react with, under the message; one click reacts and closes it.
+  pick(item) {
+    if (item.querySelector(".picker")) return item.querySelector(".picker").remove();
+    const picker = el("span", "picker");
+    for (const emoji of PICKS) {
+      const choice = button(emoji, () => {
+        picker.remove();
+        if (!item.reactions.get(emoji)?.mine) this.onReact(item.dataset.id, item.dataset.from, emoji, false);
+      });
+      choice.setAttribute("aria-label", `React ${emoji}`);
+      picker.append(choice);
+    }
+    item.querySelector(".status").after(picker);
+  }
+
+  // The message's reactions as chips: the count, marked when the user is among them; a click
+  // adds or takes back the user's own.
+  showReactions(item) {
+    const row = item.querySelector(".reactions");
+    clear(row);
+    for (const [emoji, { count, mine }] of item.reactions) {
+      const chip = button(`${emoji} ${count}`, () => this.onReact(item.dataset.id, item.dataset.from, emoji, mine));
+      chip.className = mine ? "chip mine" : "chip";
+      chip.setAttribute("aria-pressed", String(mine));
+      row.append(chip);
+    }
+  }
+
+  // A reaction added or taken back; the user's own is counted once however often it is told.
+  reacted(id, author, user, emoji, added) {
+    const item = this.byKey.get(this.key(author, id));
+    if (!item || item.classList.contains("deleted")) return;
+    const now = item.reactions.get(emoji) ?? { count: 0, mine: false };
+    if (user === this.me && now.mine === added) return;
+    const next = { count: now.count + (added ? 1 : -1), mine: user === this.me ? added : now.mine };
+    if (next.count > 0) item.reactions.set(emoji, next);
+    else item.reactions.delete(emoji);
+    this.showReactions(item);
   }
 
   // The author's own message becomes a box with its content: Enter saves, Escape gives up.
@@ -175,9 +223,12 @@ export class Messages {
     item.classList.add("deleted");
     item.querySelector(".text").textContent = "message deleted";
     item.querySelector(".edited")?.remove();
+    clear(item.querySelector(".reactions"));
     clear(item.querySelector(".status"));
   }
 }
+
+const PICKS = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
 
 // "(edited)", with the edit's full date on hover.
 function editedMark(at) {

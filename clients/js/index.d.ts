@@ -56,6 +56,7 @@ export interface Events {
   failed: { id: string; room: string; data: object; code: string; message: string };
   deleted: { room: string; id: string; from: string };
   edited: { room: string; id: string; from: string; content: string; at: string };
+  reaction: { room: string; id: string; author: string; user: string; emoji: string; added: boolean };
   presence: PresenceChange;
   /** `typing`: who is typing in the room now, after the change. */
   typing: { room: string; started: string[]; stopped: string[]; typing: string[] };
@@ -113,6 +114,8 @@ export class Client extends Emitter<Events> {
   /** Tells the client the newest message of `room` its user was shown otherwise (a history page's
    * last), so a resume starts after it. */
   seen(room: string, message: { seq?: number; epoch?: string }): void;
+  /** Reacts with `emoji` to message `id` by `author` (or, `remove`, takes it back); queued. */
+  react(room: string, id: string, author: string, emoji: string, remove?: boolean): Promise<Frame>;
   /** Tells `room` its user is typing (again every few seconds while it goes on), or stopped. */
   typing(room: string, typing?: boolean): void;
   /** Replaces the content of this user's own message `id`; queued while offline. */

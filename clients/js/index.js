@@ -6,8 +6,9 @@
 //
 // Events: "state" { state, retryInMs }, "message" (a chat or notification frame, each once),
 // "acked" { id, room, seq }, "failed" { id, room, data, code, message }, "deleted" { room, id, from },
-// "edited" { room, id, from, content, at } (deletions and edits are numbered in the room's stream
-// like messages: a resume replays those missed, each once),
+// "edited" { room, id, from, content, at }, "reaction" { room, id, author, user, emoji, added }
+// (deletions, edits and reactions are numbered in the room's stream like messages: a resume
+// replays those missed, each once),
 // "presence" { room, joined, away, back, left }, "typing" { room, started, stopped, typing }, "reset" { room, reason, seq, epoch } (reload the room's
 // history: what was missed cannot be replayed), "removed" { room, code, message } (a room it may no
 // longer join), "room_added" { room, type, by } (someone made this user a participant of a room:
@@ -17,21 +18,13 @@ import { Emitter } from "./emitter.js";
 import { Members } from "./members.js";
 import { Outbox } from "./outbox.js";
 import { Typers } from "./typing.js";
+import { FINAL_CODES, REPLIES, UNKNOWN_EPOCH, alreadyDone, backoff, newId } from "./rules.js";
 
 export { Emitter } from "./emitter.js";
 export { Members } from "./members.js";
 export { Typers } from "./typing.js";
 export { storageOutbox } from "./outbox.js";
-
-/** Errors that end a chat or an operation: retrying cannot help. Any other code is retried. */
-export const FINAL_CODES = new Set([
-  "bad_request", "unknown_type", "content_too_long", "not_member", "forbidden", "unauthorized",
-  "not_found", "conflict", "muted", "banned", "too_large", "quota_exceeded",
-]);
-
-const REPLIES = new Set(["ack", "error", "pong", "presence", "history"]);
-// The epoch of a resume from no known position: no stream has it (epochs are 12 hex digits).
-const UNKNOWN_EPOCH = "unknown";
+export { FINAL_CODES } from "./rules.js";
 
 export class Client extends Emitter {
   state = "idle";
@@ -125,6 +118,11 @@ export class Client extends Emitter {
   /** Replaces the content of this user's own message `id`; queued while offline. */
   edit(room, id, content) {
     return this.#operation({ type: "edit", room, data: { id, content } });
+  }
+
+  /** Reacts with `emoji` to message `id` by `author` (or, `remove`, takes it back); queued. */
+  react(room, id, author, emoji, remove = false) {
+    return this.#operation({ type: "react", room, data: { id, from: author, emoji, remove } });
   }
 
   presence(room) {
@@ -283,6 +281,13 @@ export class Client extends Emitter {
       case "message_deleted":
         if (!this.#once(frame)) return;
         return this.emit("deleted", { room: frame.room, id: frame.data?.id, from: frame.data?.from });
+      case "reaction_added":
+      case "reaction_removed": {
+        if (!this.#once(frame)) return;
+        const { id, from: author, emoji } = frame.data ?? {};
+        const added = frame.type === "reaction_added";
+        return this.emit("reaction", { room: frame.room, id, author, user: frame.from, emoji, added });
+      }
       case "message_edited": {
         if (!this.#once(frame)) return;
         const { id, content } = frame.data ?? {};
@@ -338,7 +343,7 @@ export class Client extends Emitter {
     if (operation.rejoin) return operation.resolve(frame);
     if (code && !FINAL_CODES.has(code)) return this.#later(() => this.#sendOperation(operation), frame);
     this.outbox.removeOperation(operation);
-    if (code && !(operation.resent && alreadyDone(operation.frame.type, code))) {
+    if (code && !(operation.resent && alreadyDone(operation.frame, code))) {
       return operation.reject(Object.assign(new Error(frame.data?.message ?? code), { code }));
     }
     operation.resolve(frame);
@@ -411,10 +416,8 @@ export class Client extends Emitter {
     this.#after(delay, () => !this.#stopped && this.#open());
   }
 
-  /** Exponential, capped, with jitter: between half and all of the step. */
   #backoff(attempt) {
-    const step = Math.min(this.#options.maxBackoffMs, this.#options.backoffMs * 2 ** (attempt - 1));
-    return Math.round(step / 2 + (Math.random() * step) / 2);
+    return backoff(this.#options.backoffMs, this.#options.maxBackoffMs, attempt);
   }
 
   #after(ms, run) {
@@ -435,13 +438,4 @@ export class Client extends Emitter {
     this.state = state;
     this.emit("state", { state, retryInMs });
   }
-}
-
-/** A resent operation whose first send may have landed: its "already so" answer is a success. */
-function alreadyDone(type, code) {
-  return (type === "delete" && code === "not_found") || (type === "leave" && code === "not_member");
-}
-
-function newId() {
-  return globalThis.crypto.randomUUID();
 }

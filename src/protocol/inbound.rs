@@ -102,6 +102,12 @@ pub fn parse_client_frame(
         }
         "ping" => Action::Ping,
         "active" => Action::Active,
+        "react" => {
+            let react =
+                react_data(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
+            let (id, from, emoji, remove) = react;
+            Action::React { room: require_room(room)?, id, from, emoji, remove }
+        }
         "typing" => {
             let typing =
                 typing_data(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
@@ -239,6 +245,53 @@ fn edit_data(
     }
     check_content(&edit.content, limits)?;
     Ok((edit.id.into_owned(), edit.content.into_owned()))
+}
+
+/// The `data` of `react`: `{"id": "<message id>", "from": "<its author>"?, "emoji": "👍",
+/// "remove": false}`.
+#[derive(Deserialize)]
+struct ReactData<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    from: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    emoji: Cow<'a, str>,
+    #[serde(default)]
+    remove: bool,
+}
+
+fn react_data(
+    data: Option<&RawValue>,
+) -> Result<(String, Option<String>, String, bool), &'static str> {
+    let data = data.ok_or("missing data")?;
+    let react: ReactData<'_> = serde_json::from_str(data.get())
+        .map_err(|_| "data must be {\"id\": message id, \"emoji\": string, \"remove\"?: bool}")?;
+    if react.id.is_empty() || react.id.chars().count() > MAX_NAME_CHARS {
+        return Err("data.id must be a message id of 1-128 characters");
+    }
+    validate_reaction(&react.emoji)?;
+    let from = react.from.map(Cow::into_owned);
+    Ok((react.id.into_owned(), from, react.emoji.into_owned(), react.remove))
+}
+
+/// A reaction is an emoji (1 to 8 Unicode scalar values, at most 32 bytes, no ASCII, no space or
+/// control character: one emoji with its modifiers and joiners) or a short code (`:name:`, 1 to 30
+/// of `a-z 0-9 _ + -` between the colons).
+pub fn validate_reaction(emoji: &str) -> Result<(), &'static str> {
+    const WHAT: &str =
+        "emoji must be one emoji (at most 8 code points, 32 bytes) or a :short_code:";
+    if let Some(name) = emoji.strip_prefix(':').and_then(|rest| rest.strip_suffix(':')) {
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_+-".contains(c);
+        let fits = (1..=30).contains(&name.len()) && name.chars().all(allowed);
+        return if fits { Ok(()) } else { Err(WHAT) };
+    }
+    let count = emoji.chars().count();
+    let plain = |c: char| c.is_ascii() || c.is_whitespace() || c.is_control();
+    if count == 0 || count > 8 || emoji.len() > 32 || emoji.chars().any(plain) {
+        return Err(WHAT);
+    }
+    Ok(())
 }
 
 /// The `data` of `typing`: none or `{"typing": true}` starts (or goes on), `{"typing": false}`

@@ -76,6 +76,10 @@ pub enum MessageType {
     MessageEdited,
     /// Who started or stopped typing in a room (never stored, never numbered).
     Typing,
+    /// A user reacted to a stored message (a room event).
+    ReactionAdded,
+    /// A user took its reaction back (a room event).
+    ReactionRemoved,
     /// The answer to a join without an id that resumed a stream.
     Joined,
     /// To a user: someone else made them a participant of a room (a direct room, a private one).
@@ -102,13 +106,21 @@ impl MessageType {
         match name {
             "message_edited" => Some(Self::MessageEdited),
             "message_deleted" => Some(Self::MessageDeleted),
+            "reaction_added" => Some(Self::ReactionAdded),
+            "reaction_removed" => Some(Self::ReactionRemoved),
             _ => Self::parse_published(name),
         }
     }
 
     /// Whether a frame of this type changes a message rather than being one (a room event).
     pub fn is_room_event(self) -> bool {
-        matches!(self, Self::MessageEdited | Self::MessageDeleted)
+        matches!(
+            self,
+            Self::MessageEdited
+                | Self::MessageDeleted
+                | Self::ReactionAdded
+                | Self::ReactionRemoved
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +130,8 @@ impl MessageType {
             Self::MessageDeleted => "message_deleted",
             Self::MessageEdited => "message_edited",
             Self::Typing => "typing",
+            Self::ReactionAdded => "reaction_added",
+            Self::ReactionRemoved => "reaction_removed",
             Self::Joined => "joined",
             Self::RoomAdded => "room_added",
             Self::Presence => "presence",
@@ -243,6 +257,15 @@ pub enum Action {
     Typing {
         room: Room,
         typing: bool,
+    },
+    /// Add (or, `remove`, take back) the user's reaction `emoji` to message `id` (by `from`, when
+    /// two senders used the id).
+    React {
+        room: Room,
+        id: String,
+        from: Option<String>,
+        emoji: String,
+        remove: bool,
     },
 }
 

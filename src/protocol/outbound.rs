@@ -28,6 +28,9 @@ pub struct Envelope<'a, D: Serialize> {
     /// When a stored message's content was last edited (history only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<&'a str>,
+    /// A stored message's reactions, as the caller sees them (history only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reactions: Option<&'a RawValue>,
     /// A room message's place in its room's stream (`None` for everything else).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
@@ -70,7 +73,8 @@ pub fn message_frame_at(
     data: &RawValue,
     at: SystemTime,
 ) -> Frame {
-    room_message_frame(Published { kind, id, room, from, data, at, stream: None, edited_at: None })
+    let (stream, edited_at, reactions) = (None, None, None);
+    room_message_frame(Published { kind, id, room, from, data, at, stream, edited_at, reactions })
 }
 
 /// What a published message's envelope is made of.
@@ -86,11 +90,13 @@ pub struct Published<'a> {
     pub stream: Option<(u64, &'a str)>,
     /// When its content was last edited (a message read back from the store).
     pub edited_at: Option<SystemTime>,
+    /// Its reactions, `[{"emoji","count","mine"}]` (a message read back from the store).
+    pub reactions: Option<&'a RawValue>,
 }
 
 /// A published message, with its place in the room's stream when it has one.
 pub fn room_message_frame(message: Published<'_>) -> Frame {
-    let Published { kind, id, room, from, data, at, stream, edited_at } = message;
+    let Published { kind, id, room, from, data, at, stream, edited_at, reactions } = message;
     let timestamp = super::format_rfc3339(at);
     let edited_at = edited_at.map(super::format_rfc3339);
     let (seq, epoch) = (stream.map(|(seq, _)| seq), stream.map(|(_, epoch)| epoch));
@@ -102,6 +108,7 @@ pub fn room_message_frame(message: Published<'_>) -> Frame {
         data: Some(data),
         timestamp: Some(&timestamp),
         edited_at: edited_at.as_deref(),
+        reactions,
         seq,
         epoch,
     })
@@ -142,14 +149,25 @@ fn data_frame<D: Serialize>(
     data: D,
 ) -> Frame {
     let (from, timestamp, seq, epoch) = (None, None, None, None);
-    let data = Some(data);
-    encode(&Envelope { id, kind, room, from, data, timestamp, edited_at: None, seq, epoch })
+    let (data, edited_at, reactions) = (Some(data), None, None);
+    encode(&Envelope { id, kind, room, from, data, timestamp, edited_at, reactions, seq, epoch })
 }
 
 fn bare_frame(kind: MessageType, id: Option<&str>, seq: Option<u64>) -> Frame {
     let (room, from, timestamp, epoch) = (None, None, None, None);
-    let (data, edited_at) = (None, None);
-    encode::<()>(&Envelope { id, kind, room, from, data, timestamp, edited_at, seq, epoch })
+    let (data, edited_at, reactions) = (None, None, None);
+    encode::<()>(&Envelope {
+        id,
+        kind,
+        room,
+        from,
+        data,
+        timestamp,
+        edited_at,
+        reactions,
+        seq,
+        epoch,
+    })
 }
 
 /// `{"type":"error","id":...,"data":{"code":...,"message":...}}`.
@@ -273,6 +291,7 @@ fn presence_frame<D: Serialize>(id: Option<&str>, room: &str, data: D) -> Frame 
         data: Some(data),
         timestamp,
         edited_at: None,
+        reactions: None,
         seq: None,
         epoch: None,
     })

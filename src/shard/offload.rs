@@ -6,7 +6,7 @@
 //! with the rest and a full outbox still evicts. Must not: touch the shard's cache.
 
 use super::Shard;
-use crate::events::{self, Deletion, Edit};
+use crate::events::{self, Deletion, Edit, Reaction};
 use crate::hub::Hub;
 use crate::mailbox::{ConnId, Delivery};
 use crate::messages::{read_history, tell_added, History};
@@ -102,6 +102,7 @@ impl Shard {
                     (&request.id, events::delete_message(&hub, request).await)
                 }
                 Change::Edit(request) => (&request.id, events::edit_message(&hub, request).await),
+                Change::React(request) => (&request.id, events::react(&hub, request).await),
             };
             let frame = match changed {
                 Ok(seq) => protocol::ack_frame(id.as_deref(), Some(seq)),
@@ -117,6 +118,7 @@ impl Shard {
 pub(super) enum Change {
     Delete(Deletion),
     Edit(Edit),
+    React(Reaction),
 }
 
 /// A WebSocket `history`: the page, or the error.

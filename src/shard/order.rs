@@ -41,7 +41,10 @@ impl Waits {
 
 /// A request whose answer depends on the stored messages (so on the sender's own chats before it).
 fn reads_stored(request: &ClientRequest) -> bool {
-    matches!(request.action, Action::History { .. } | Action::Delete { .. } | Action::Edit { .. })
+    matches!(
+        request.action,
+        Action::History { .. } | Action::Delete { .. } | Action::Edit { .. } | Action::React { .. }
+    )
 }
 
 /// What to do with a request that just arrived.

@@ -14,7 +14,7 @@ use super::order::Admit;
 use super::Shard;
 use crate::auth::Permissions;
 use crate::close;
-use crate::events::{Deletion, Edit};
+use crate::events::{Deletion, Edit, Reaction};
 use crate::mailbox::{ConnId, Delivery, Origin, Target, ToSequence};
 use crate::messages::History;
 use crate::protocol::{
@@ -124,6 +124,17 @@ impl Shard {
                 ack(id)
             }
             Action::Typing { room, .. } => Some(not_member(id, &room)),
+            Action::React { room, id: message, from, emoji, remove } => {
+                if !self.cache.is_member(conn, &room) {
+                    return Some(not_member(id, &room));
+                }
+                let (user, _) = self.who_asks(conn)?;
+                let id = id.map(str::to_owned);
+                self.order.awaits_answer(conn);
+                let reaction = Reaction { id, room, message, from, emoji, remove, user };
+                self.offload_change(conn, Change::React(reaction));
+                None
+            }
         }
     }
 

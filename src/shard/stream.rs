@@ -247,6 +247,7 @@ impl Shard {
             at: time_of(item.at),
             stream: Some((seq, &epoch)),
             edited_at: None,
+            reactions: None,
         });
         let message = self.hub.store().map(|_| stored_message(&item, seq, &epoch));
         let ToSequence { room, id, sender, origin, .. } = item;

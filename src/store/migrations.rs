@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/0002_presence_and_retention.sql")),
     (3, include_str!("../../migrations/0003_room_streams.sql")),
     (4, include_str!("../../migrations/0004_room_events.sql")),
+    (5, include_str!("../../migrations/0005_reactions.sql")),
 ];
 
 /// The newest schema version this binary knows.

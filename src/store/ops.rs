@@ -69,13 +69,14 @@ struct Content<'a> {
     content: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// The `data` of a room event: the message it changes (`id`, by `from` when another user deleted
-/// it) and, for an edit, the new content.
+/// The `data` of a room event: the message it changes (`id`, by `from` when another user than
+/// the event's sender wrote it) and, for an edit, the new content; for a reaction, the emoji.
 #[derive(Deserialize)]
 struct EventData {
     id: String,
     from: Option<String>,
     content: Option<String>,
+    emoji: Option<String>,
 }
 
 /// `data.content` of a message's data, for the `content` column.
@@ -257,6 +258,7 @@ fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreErr
                 "DELETE FROM chat_message_versions WHERE replaced_at < ?1",
                 &[int(*before)],
             )?;
+            engine.execute("DELETE FROM chat_reactions WHERE created_at < ?1", &[int(*before)])?;
             Ok(Outcome::Purged(purged))
         }
     }
@@ -342,6 +344,10 @@ fn apply_events(engine: &mut dyn Engine, messages: &[&NewMessage]) -> Result<(),
         let at = int(event.created_at);
         match (event.kind, &data.content) {
             ("message_edited", Some(content)) => edit(engine, &key, content, at)?,
+            ("reaction_added" | "reaction_removed", _) => {
+                let Some(emoji) = &data.emoji else { continue };
+                react(engine, &key, (&event.sender, emoji), event.kind == "reaction_added", at)?;
+            }
             ("message_deleted", _) => {
                 engine.execute(
                     "UPDATE chat_messages SET deleted_at = ?4, updated_at = ?4 \
@@ -352,6 +358,34 @@ fn apply_events(engine: &mut dyn Engine, messages: &[&NewMessage]) -> Result<(),
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// Adds (or removes) `user`'s reaction `emoji` to the message `key` (room, author, id); an add of
+/// one that is there, or a remove of one that is not, changes nothing.
+fn react(
+    engine: &mut dyn Engine,
+    key: &[Value; 3],
+    (user, emoji): (&str, &str),
+    add: bool,
+    at: Value,
+) -> Result<(), StoreError> {
+    let mut params: Vec<Value> = key.to_vec();
+    params.extend([text(user), text(emoji)]);
+    if add {
+        params.push(at);
+        engine.execute(
+            "INSERT INTO chat_reactions (room, sender, id, user_id, emoji, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            &params,
+        )?;
+    } else {
+        engine.execute(
+            "DELETE FROM chat_reactions \
+             WHERE room = ?1 AND sender = ?2 AND id = ?3 AND user_id = ?4 AND emoji = ?5",
+            &params,
+        )?;
     }
     Ok(())
 }

@@ -42,6 +42,21 @@ pub enum Read {
         sender: Option<String>,
         caller: String,
     },
+    /// Whether `user` reacted to the message with `emoji`.
+    Reacted {
+        room: String,
+        sender: String,
+        id: String,
+        user: String,
+        emoji: String,
+    },
+    /// The reactions to `messages` (author, id) of `room`: per message and emoji, how many, and
+    /// whether `viewer` is among them.
+    Reactions {
+        room: String,
+        messages: Vec<(String, String)>,
+        viewer: String,
+    },
     /// The contents an edit replaced, oldest first.
     Versions {
         room: String,
@@ -84,6 +99,8 @@ pub enum Answer {
     },
     Rooms(Vec<RoomInfo>),
     Target(Found),
+    Reacted(bool),
+    Reactions(Vec<Reactions>),
     /// Each replaced `data`, with when it was replaced.
     Versions(Vec<(String, Millis)>),
     Participants(Vec<Participant>),
@@ -93,6 +110,17 @@ pub enum Answer {
         newest: Option<(String, i64)>,
         sent: Vec<(String, String, i64)>,
     },
+}
+
+/// One emoji's reactions to one message, as [`Read::Reactions`] counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reactions {
+    pub sender: String,
+    pub id: String,
+    pub emoji: String,
+    pub count: i64,
+    /// The viewer is among them.
+    pub mine: bool,
 }
 
 /// The message an edit or delete is about, as [`Read::Target`] finds it.
@@ -136,6 +164,15 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
         Read::Target { room, id, sender, caller } => {
             target(engine, room, id, sender.as_deref(), caller).map(Answer::Target)
         }
+        Read::Reacted { room, sender, id, user, emoji } => {
+            let rows = engine.query(
+                "SELECT 1 FROM chat_reactions WHERE room = ?1 AND sender = ?2 AND id = ?3 \
+                 AND user_id = ?4 AND emoji = ?5",
+                &[text(room), text(sender), text(id), text(user), text(emoji)],
+            )?;
+            Ok(Answer::Reacted(!rows.is_empty()))
+        }
+        Read::Reactions { room, messages, viewer } => reactions(engine, room, messages, viewer),
         Read::Versions { room, sender, id } => {
             let rows = engine.query(
                 "SELECT data, replaced_at FROM chat_message_versions \
@@ -256,6 +293,41 @@ fn after_seq(
         &[text(room), int(after), int(limit)],
     )?;
     rows.iter().map(|row| message_of(row)).collect::<Result<_, _>>().map(Answer::Messages)
+}
+
+/// Per message of `messages` and emoji: how many reacted, and whether `viewer` did; by message
+/// and emoji.
+fn reactions(
+    engine: &mut dyn Engine,
+    room: &str,
+    messages: &[(String, String)],
+    viewer: &str,
+) -> Result<Answer, StoreError> {
+    if messages.is_empty() {
+        return Ok(Answer::Reactions(Vec::new()));
+    }
+    let ids: Vec<String> = (0..messages.len()).map(|n| format!("?{}", n + 3)).collect();
+    let sql = format!(
+        "SELECT sender, id, emoji, COUNT(*), \
+         SUM(CASE WHEN user_id = ?2 THEN 1 ELSE 0 END) FROM chat_reactions \
+         WHERE room = ?1 AND id IN ({}) GROUP BY sender, id, emoji ORDER BY sender, id, emoji",
+        ids.join(", ")
+    );
+    let mut params = vec![text(room), text(viewer)];
+    params.extend(messages.iter().map(|(_, id)| text(id)));
+    let rows = engine.query(&sql, &params)?;
+    let wanted: std::collections::HashSet<(&str, &str)> =
+        messages.iter().map(|(sender, id)| (sender.as_str(), id.as_str())).collect();
+    let mut found = Vec::new();
+    for row in &rows {
+        let (sender, id) = (row[0].text()?, row[1].text()?);
+        if !wanted.contains(&(sender.as_str(), id.as_str())) {
+            continue;
+        }
+        let (emoji, count, mine) = (row[2].text()?, row[3].int()?, row[4].int()? > 0);
+        found.push(Reactions { sender, id, emoji, count, mine });
+    }
+    Ok(Answer::Reactions(found))
 }
 
 /// The message (not a room event, not deleted) `id` of `room`: by `sender` when named, else the

@@ -379,6 +379,25 @@ def test_an_edit_shows_for_everyone_live_after_a_reload_and_after_being_offline(
         expect(message(bob, "hello, whole world")).to_contain_text("(edited)", timeout=10000)
 
 
+def test_reactions_show_counts_and_toggle_for_everyone_and_survive_a_reload(browser):
+    with chatting(browser) as (broker, alice, bob):
+        say(alice, "react to me")
+        on_bob, on_alice = message(bob, "react to me"), message(alice, "react to me")
+        expect(on_bob).to_be_visible()
+        on_bob.get_by_role("button", name="React", exact=True).click()
+        on_bob.get_by_role("button", name="React 👍").click()
+        expect(on_alice.get_by_role("button", name="👍 1")).to_be_visible()
+        on_alice.get_by_role("button", name="👍 1").click()
+        expect(on_bob.get_by_role("button", name="👍 2")).to_have_attribute("aria-pressed", "true")
+        on_bob.get_by_role("button", name="👍 2").click()
+        expect(on_alice.get_by_role("button", name="👍 1")).to_have_attribute("aria-pressed", "true")
+        expect(on_bob.get_by_role("button", name="👍 1")).to_have_attribute("aria-pressed", "false")
+        bob.reload()
+        expect(bob.locator("#connection")).to_have_text("live", timeout=10000)
+        chip = message(bob, "react to me").get_by_role("button", name="👍 1")
+        expect(chip).to_have_attribute("aria-pressed", "false")
+
+
 def test_who_is_typing_shows_while_they_type_and_goes_when_they_send(browser):
     with chatting(browser) as (_broker, alice, bob):
         bob.get_by_role("textbox", name="Message", exact=True).fill("I am writing")

@@ -23,6 +23,7 @@ mod persistence;
 mod persistence_pg;
 mod postgres_server;
 mod presence_storm;
+mod reactions;
 mod redis_server;
 mod refresh;
 mod resume;

@@ -147,6 +147,37 @@ async fn in_a_cluster_edits_and_deletions_reach_every_instance_in_order_and_are_
 }
 
 #[tokio::test]
+async fn in_a_cluster_concurrent_reactions_on_every_instance_are_each_counted_once() {
+    let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
+    let url = postgres.database("cluster_reactions").await;
+    let instance = |id| on_postgres(&redis, &url, id, |c| c.rate_limit = 0.0);
+    let (a, b) = (instance("a").await, instance("b").await);
+    let mut author = a.member("author", "shared").await;
+    assert_eq!(author.request(chat("shared", "m1")).await["seq"], 1);
+    let mut reactors = Vec::new();
+    for n in 0..10 {
+        let server = if n % 2 == 0 { &a } else { &b };
+        reactors.push(server.member(&format!("u{n}"), "shared").await);
+    }
+    let react = |emoji: &str| json!({"type": "react", "room": "shared", "id": "x", "data": {"id": "m1", "emoji": emoji}});
+    let sends = reactors.iter_mut().map(|client| client.request(react("👍")));
+    let answers = futures_util::future::join_all(sends).await;
+    assert!(answers.iter().all(|answer| answer["type"] == "ack"), "{answers:?}");
+    let again = reactors[3].request(react("👍")).await;
+    assert_eq!(again["data"]["code"], "conflict");
+    for server in [&a, &b] {
+        let (_, page) = server.get("/api/v1/chat/rooms/shared/messages?user=u1").await;
+        let expected = json!([{"emoji": "👍", "count": 10, "mine": true}]);
+        assert_eq!(page["messages"][0]["reactions"], expected, "{page}");
+    }
+    let mut told = 0;
+    while told < 10 {
+        author.recv_where(|f| f["type"] == "reaction_added").await;
+        told += 1;
+    }
+}
+
+#[tokio::test]
 async fn in_a_cluster_a_resume_beyond_what_redis_keeps_reads_the_rest_from_the_store() {
     let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
     let url = postgres.database("cluster_resume").await;

@@ -59,7 +59,7 @@ fn history(
 fn conformance(url: &DatabaseUrl) {
     let mut engine = url.connect().expect("open the database");
     let engine = engine.as_mut();
-    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![1, 2, 3, 4, 5]);
     assert!(migrations::migrate(engine, migrations::latest()).unwrap().is_empty(), "idempotent");
     transactions_are_all_or_nothing(engine);
     rooms_and_participants(engine);
@@ -323,6 +323,35 @@ fn targets_and_room_events(engine: &mut dyn Engine) {
         (7, "message_edited"),
     ];
     assert_eq!(seqs, kinds, "a replay holds the events in seq order, not the deleted message");
+
+    let reaction = |kind, sender: &str, seq| {
+        event(kind, sender, seq, json!({"id": "dup", "from": "dave", "emoji": "👍"}))
+    };
+    commit(
+        engine,
+        vec![
+            reaction("reaction_added", "bob", 8),
+            reaction("reaction_added", "carol", 9),
+            reaction("reaction_added", "carol", 10),
+            reaction("reaction_removed", "bob", 11),
+        ],
+    );
+    let messages =
+        vec![("dave".to_owned(), "dup".to_owned()), ("bob".to_owned(), "hello".to_owned())];
+    let read_reactions = Read::Reactions { room: "team".into(), messages, viewer: "carol".into() };
+    let Answer::Reactions(found) = read(engine, read_reactions) else { panic!("not reactions") };
+    let counted: Vec<(&str, &str, i64, bool)> =
+        found.iter().map(|r| (r.id.as_str(), r.emoji.as_str(), r.count, r.mine)).collect();
+    assert_eq!(counted, [("dup", "👍", 1, true)], "carol's once, bob's taken back");
+    let reacted = |user: &str| Read::Reacted {
+        room: "team".into(),
+        sender: "dave".into(),
+        id: "dup".into(),
+        user: user.into(),
+        emoji: "👍".into(),
+    };
+    assert_eq!(read(engine, reacted("carol")), Answer::Reacted(true));
+    assert_eq!(read(engine, reacted("bob")), Answer::Reacted(false));
 }
 
 fn retention_and_presence(engine: &mut dyn Engine) {
@@ -357,7 +386,7 @@ fn upgrades_in_place(url: &DatabaseUrl) {
     assert!(engine.query("SELECT COUNT(*) FROM chat_presence", &[]).is_err(), "not there yet");
     let mut engine = url.connect().unwrap();
     let engine = engine.as_mut();
-    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![2, 3, 4]);
+    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![2, 3, 4, 5]);
     assert_eq!(migrations::current_version(engine).unwrap(), MIGRATIONS.len() as i64);
     assert_eq!(history(engine, "old", None, 10).len(), 1, "the old data is still there");
     assert_eq!(

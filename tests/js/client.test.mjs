@@ -323,3 +323,22 @@ test("who is typing is kept per room from the broker's typing events", async () 
   alice.close();
   bob.close();
 });
+
+test("a reaction is told to the room, once per user, and a resent one is not an error", async () => {
+  const server = await broker(["--rate-limit", "0"]);
+  const alice = await client(server, "alice");
+  const bob = await client(server, "bob");
+  await alice.join("r");
+  await bob.join("r");
+  const id = alice.send("r", { content: "hi" });
+  await until(() => !alice.outbox.chats.has(id), "acked");
+  const told = once(alice, "reaction", (reaction) => reaction.id === id);
+  await bob.react("r", id, "alice", "🎉");
+  assert.deepEqual(await told, { room: "r", id, author: "alice", user: "bob", emoji: "🎉", added: true });
+  await assert.rejects(bob.react("r", id, "alice", "🎉"), { code: "conflict" });
+  await bob.react("r", id, "alice", "🎉", true);
+  const [stored] = await server.history("r");
+  assert.equal(stored.reactions, undefined, "taken back: none left");
+  alice.close();
+  bob.close();
+});

@@ -124,5 +124,6 @@ fn unstamped(item: &ToSequence) -> protocol::Published<'_> {
         at,
         stream: None,
         edited_at: None,
+        reactions: None,
     }
 }
