@@ -61,7 +61,8 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
         Store::start(url, &settings, router, Arc::clone(&counters)).expect("open the store");
     let epoch: Arc<str> = Arc::from("bench");
     let data: Box<str> = format!(r#"{{"content":"{}"}}"#, "x".repeat(100)).into();
-    let react_every: u64 = std::env::var("STORE_BENCH_REACT_EVERY").map_or(0, |n| n.parse().unwrap());
+    let react_every: u64 =
+        std::env::var("STORE_BENCH_REACT_EVERY").map_or(0, |n| n.parse().unwrap());
     let start = Instant::now();
     for n in 0..messages {
         while n - counters.committed.load(Relaxed) >= IN_FLIGHT {
@@ -79,9 +80,11 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
             target: None,
         };
         if react_every > 0 && n % react_every == 0 && n >= ROOMS {
-            let (target, author) = (format!("m{}", n - ROOMS), format!("user-{}", (n - ROOMS) % 5_000));
+            let (target, author) =
+                (format!("m{}", n - ROOMS), format!("user-{}", (n - ROOMS) % 5_000));
             let reaction = format!(r#"{{"id":"{target}","from":"{author}","emoji":"👍"}}"#);
-            (message.kind, message.data, message.target) = ("reaction_added", reaction.into(), Some(target));
+            (message.kind, message.data, message.target) =
+                ("reaction_added", reaction.into(), Some(target));
         }
         while store
             .write(Write::Message(message.clone()), wsbroker::store::Completion::None)

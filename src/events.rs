@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use crate::hub::Hub;
 use crate::mailbox::ToSequence;
 use crate::protocol::{self, millis, ErrorCode, MessageType, Room, UserId};
-use crate::store::ops::{Answer, Found, Read};
+use crate::store::ops::{Answer, Found, Read, Write};
 
 /// A `delete`: `message` (by `from`, where two senders used the id) in `room`, asked by `user`.
 #[derive(Debug)]
@@ -202,13 +202,42 @@ async fn target(
 ) -> Result<(String, protocol::Millis, bool), Refused> {
     let store = hub.store().ok_or(Refused::NotFound)?;
     let (room, id, caller) = (room.to_string(), message.to_owned(), caller.to_string());
-    match store.read(Read::Target { room, id, sender, caller }).await {
+    let deleted_too = false;
+    match store.read(Read::Target { room, id, sender, caller, deleted_too }).await {
         Ok(Answer::Target(Found::Message { author, created_at, caller_moderates })) => {
             Ok((author, created_at, caller_moderates))
         }
         Ok(Answer::Target(Found::Ambiguous)) => Err(Refused::Ambiguous),
         Ok(_) => Err(Refused::NotFound),
         Err(_) => Err(Refused::Unavailable),
+    }
+}
+
+/// Whether the message a chat replies to (`reply_to`) is one of the room's, deleted or not: the
+/// refusal's code and message when it is not (or several senders used the id).
+pub async fn reply_target(
+    hub: &Hub,
+    room: &Room,
+    reply_to: &str,
+    caller: &UserId,
+) -> Result<(), (ErrorCode, &'static str)> {
+    let Some(store) = hub.store() else { return Ok(()) };
+    let (room, id, caller) = (room.to_string(), reply_to.to_owned(), caller.to_string());
+    let read = Read::Target { room, id, sender: None, caller, deleted_too: true };
+    let mut found = store.read(read.clone()).await;
+    if matches!(found, Ok(Answer::Target(Found::NotFound))) {
+        // A message is fanned out before its commit: one just seen live may not be stored yet.
+        // Every write handed over before the barrier is committed after it; look once more.
+        let _ = store.write_and_wait(Write::Barrier).await;
+        found = store.read(read).await;
+    }
+    match found {
+        Ok(Answer::Target(Found::Message { .. })) => Ok(()),
+        Ok(Answer::Target(Found::Ambiguous)) => {
+            Err((ErrorCode::Conflict, "reply_to: several senders used this id in the room"))
+        }
+        Ok(_) => Err((ErrorCode::NotFound, "reply_to: no such message in this room")),
+        Err(_) => Err((ErrorCode::Unavailable, protocol::STORE_UNAVAILABLE)),
     }
 }
 

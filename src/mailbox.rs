@@ -236,6 +236,13 @@ pub enum Delivery {
         status: PresenceStatus,
         members: Option<usize>,
     },
+    /// The message a chat replies to was looked up: the chat goes on, or is refused with why.
+    ReplyChecked {
+        conn: ConnId,
+        id: Option<String>,
+        chat: Box<crate::protocol::Chat>,
+        refused: Option<(crate::protocol::ErrorCode, &'static str)>,
+    },
     /// To the room's home shard: `user` started (or renewed) or stopped typing in `room`.
     Typing {
         room: Room,

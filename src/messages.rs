@@ -12,27 +12,130 @@ use serde_json::value::RawValue;
 
 use crate::hub::Hub;
 use crate::mailbox::Target;
-use crate::protocol::{self, time_of, Frame, MessageType, Next, Page, Published, Room, UserId};
+use crate::protocol::{
+    self, time_of, Annotations, Frame, MessageType, Next, Page, Published, Room, UserId,
+};
 use crate::rooms::{self, Access, Added};
 use crate::store::ops::{Answer, Read};
 use crate::store::{Store, StoredMessage};
 
 /// A stored message as the envelope it went out as (a replay from the store).
 pub fn stored_frame(message: &StoredMessage) -> Option<Frame> {
-    with_reactions(message, None)
+    annotated(message, &Shown::default())
 }
 
-/// A stored message as history shows it: its current content and, when it has any, its reactions.
-fn with_reactions(message: &StoredMessage, reactions: Option<&RawValue>) -> Option<Frame> {
+/// A stored message as history shows it: its current content (and when it was edited), and, when
+/// it has any, its reactions, its thread and the message it quotes.
+fn annotated(message: &StoredMessage, shown: &Shown) -> Option<Frame> {
     let kind = MessageType::parse_stored(&message.kind)?;
     let data = RawValue::from_string(message.data.clone()).ok()?;
     let at = time_of(message.created_at);
     let (id, room, from) = (message.id.as_str(), message.room.as_deref(), message.sender.as_str());
     let stream = message.stream.as_ref().map(|(seq, epoch)| (*seq as u64, epoch.as_str()));
-    let edited_at = message.edited_at.map(time_of);
+    let annotations = Annotations {
+        edited_at: message.edited_at.map(time_of),
+        reactions: shown
+            .reactions
+            .get(&(message.sender.clone(), message.id.clone()))
+            .map(AsRef::as_ref),
+        thread: shown.threads.get(&message.id).map(AsRef::as_ref),
+        quote: message
+            .reply_to
+            .as_ref()
+            .and_then(|quoted| shown.quotes.get(quoted))
+            .map(AsRef::as_ref),
+    };
     let data = &data;
-    let published = Published { kind, id, room, from, data, at, stream, edited_at, reactions };
+    let published = Published { kind, id, room, from, data, at, stream, annotations };
     Some(protocol::room_message_frame(published))
+}
+
+/// What a history page shows beyond its messages, as its reader sees it: per (author, id) the
+/// reactions, per id the thread (replies, last reply), per quoted id the quote.
+#[derive(Debug, Default)]
+struct Shown {
+    reactions: HashMap<(String, String), Box<RawValue>>,
+    threads: HashMap<String, Box<RawValue>>,
+    quotes: HashMap<String, Box<RawValue>>,
+}
+
+/// The most characters of a quoted message's content a reply shows.
+const QUOTE_CHARS: usize = 200;
+
+fn raw(value: serde_json::Value) -> Option<Box<RawValue>> {
+    RawValue::from_string(value.to_string()).ok()
+}
+
+/// Reads what `messages` show for `viewer`: their reactions, threads and quotes.
+async fn shown(
+    store: &Store,
+    room: &Room,
+    messages: &[StoredMessage],
+    viewer: &UserId,
+) -> Result<Shown, Access> {
+    let mut shown = Shown::default();
+    if messages.is_empty() {
+        return Ok(shown);
+    }
+    let keys = messages.iter().map(|m| (m.sender.clone(), m.id.clone())).collect();
+    let read =
+        Read::Reactions { room: room.to_string(), messages: keys, viewer: viewer.to_string() };
+    let Ok(Answer::Reactions(found)) = store.read(read).await else {
+        return Err(Access::Unavailable);
+    };
+    let mut grouped: HashMap<(String, String), Vec<serde_json::Value>> = HashMap::new();
+    for r in found {
+        let entry = serde_json::json!({ "emoji": r.emoji, "count": r.count, "mine": r.mine });
+        grouped.entry((r.sender, r.id)).or_default().push(entry);
+    }
+    let lists = grouped.into_iter().map(|(key, list)| (key, serde_json::Value::Array(list)));
+    shown.reactions = lists.filter_map(|(key, list)| Some((key, raw(list)?))).collect();
+    let ids = messages.iter().map(|m| m.id.clone()).collect();
+    let quoted = messages.iter().filter_map(|m| m.reply_to.clone()).collect();
+    let read = Read::Replies { room: room.to_string(), ids, quoted };
+    let Ok(Answer::Replies { threads, quoted }) = store.read(read).await else {
+        return Err(Access::Unavailable);
+    };
+    for (root, replies, last) in threads {
+        let last = protocol::format_rfc3339(time_of(last));
+        let thread = serde_json::json!({ "replies": replies, "last_reply_at": last });
+        shown.threads.extend(raw(thread).map(|thread| (root, thread)));
+    }
+    for (id, from, content, deleted) in quoted {
+        let quote = if deleted {
+            serde_json::json!({ "id": id, "from": from, "deleted": true })
+        } else {
+            let content: String = content.unwrap_or_default().chars().take(QUOTE_CHARS).collect();
+            serde_json::json!({ "id": id, "from": from, "content": content })
+        };
+        shown.quotes.extend(raw(quote).map(|quote| (id, quote)));
+    }
+    Ok(shown)
+}
+
+/// A thread: the replies to message `root` of `request.room`, oldest first, `request.limit` after
+/// the position `after`; and the cursor of the next page. For those who may read the room.
+pub async fn read_thread(
+    hub: &Hub,
+    request: &History,
+    root: &str,
+    after: Option<i64>,
+) -> Result<(Vec<Frame>, Option<i64>), Access> {
+    let store = hub.store().ok_or(Access::NotFound)?;
+    let user = Some(request.user.as_ref()).filter(|user| !user.is_empty());
+    match rooms::may_read(store, &request.room, user, request.admin).await {
+        Access::Allowed => {}
+        access => return Err(access),
+    }
+    let (room, root_id, limit) = (request.room.to_string(), root.to_owned(), request.limit);
+    let read = Read::Thread { room, root: root_id, after, limit };
+    let Ok(Answer::Messages(replies)) = store.read(read).await else {
+        return Err(Access::Unavailable);
+    };
+    let shown = shown(store, &request.room, &replies, &request.user).await?;
+    let frames = replies.iter().filter_map(|m| annotated(m, &shown)).collect();
+    let next = replies.last().filter(|_| replies.len() as i64 == limit).map(|m| m.pos);
+    Ok((frames, next))
 }
 
 /// A `history` request.
@@ -64,46 +167,14 @@ pub async fn read_history(hub: &Hub, request: &History) -> Result<(Vec<Frame>, N
     let Ok(Answer::Messages(messages)) = store.read(read).await else {
         return Err(Access::Unavailable);
     };
-    let mut reactions = reactions_of(store, &request.room, &messages, &request.user).await?;
-    let frames: Vec<Frame> = messages
-        .iter()
-        .filter_map(|m| {
-            with_reactions(m, reactions.remove(&(m.sender.clone(), m.id.clone())).as_deref())
-        })
-        .collect();
+    let shown = shown(store, &request.room, &messages, &request.user).await?;
+    let frames: Vec<Frame> = messages.iter().filter_map(|m| annotated(m, &shown)).collect();
     let full = messages.len() as i64 == request.limit;
     let next = match request.page {
         Page::Before(_) => Next::Before(messages.first().filter(|_| full).map(|m| m.pos)),
         Page::After(_) => Next::After(messages.last().and_then(|m| m.stream.as_ref()).map(|s| s.0)),
     };
     Ok((frames, next))
-}
-
-/// The reactions to a page of messages as `viewer` sees them: per (author, id), the JSON array
-/// `[{"emoji","count","mine"}]` of those that have any.
-async fn reactions_of(
-    store: &Store,
-    room: &Room,
-    messages: &[StoredMessage],
-    viewer: &UserId,
-) -> Result<HashMap<(String, String), Box<RawValue>>, Access> {
-    if messages.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let messages = messages.iter().map(|m| (m.sender.clone(), m.id.clone())).collect();
-    let read = Read::Reactions { room: room.to_string(), messages, viewer: viewer.to_string() };
-    let Ok(Answer::Reactions(found)) = store.read(read).await else {
-        return Err(Access::Unavailable);
-    };
-    let mut grouped: HashMap<(String, String), Vec<serde_json::Value>> = HashMap::new();
-    for r in found {
-        let entry = serde_json::json!({ "emoji": r.emoji, "count": r.count, "mine": r.mine });
-        grouped.entry((r.sender, r.id)).or_default().push(entry);
-    }
-    let raw = |list: Vec<serde_json::Value>| {
-        RawValue::from_string(serde_json::Value::Array(list).to_string()).ok()
-    };
-    Ok(grouped.into_iter().filter_map(|(key, list)| Some((key, raw(list)?))).collect())
 }
 
 /// Tells the users a room was added for (`room_added`), on every instance.

@@ -37,6 +37,10 @@ export class Api {
     return this.call("POST", "rooms", { body: { name, type } });
   }
 
+  thread(room, id) {
+    return this.call("GET", `rooms/${encodeURIComponent(room)}/messages/${encodeURIComponent(id)}/thread`, { params: { limit: 100 } });
+  }
+
   history(room, before) {
     return this.call("GET", `rooms/${encodeURIComponent(room)}/messages`, { params: { limit: 100, before } });
   }

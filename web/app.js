@@ -5,6 +5,7 @@ import { Api, reason } from "./api.js";
 import { Renewal, boot } from "./signin.js";
 import { Client, storageOutbox } from "./client.js";
 import { Messages } from "./messages.js";
+import { Replies } from "./replies.js";
 import { People, directRoom, renderOnline, renderRooms, roomName } from "./rooms.js";
 import { $ } from "./view.js";
 
@@ -13,6 +14,7 @@ let api;
 let client;
 let messages;
 let people;
+let replies;
 let current = sessionStorage.getItem("wsbroker.current");
 let joined = new Set(JSON.parse(sessionStorage.getItem("wsbroker.rooms") || "[]"));
 let older = null;
@@ -33,7 +35,8 @@ function start(config) {
   $("chat").hidden = false;
   $("me").textContent = `signed in as ${session.user}`;
   api = new Api(session);
-  messages = new Messages({ me: session.user, onDismiss: dismiss, onDelete: remove, onEdit: edit, onReact: react, onOlder: loadOlder });
+  messages = new Messages({ me: session.user, onDismiss: dismiss, onDelete: remove, onEdit: edit, onReact: react, onReply: (id, from, text) => replies.start(id, from, text), onThread: (id) => replies.open(current, id), onOlder: loadOlder });
+  replies = new Replies(api);
   people = new People();
   const renewal = new Renewal(session);
   client = new Client({
@@ -162,6 +165,7 @@ async function openRoom(room) {
   sessionStorage.setItem("wsbroker.current", room);
   const again = room === current; // a reload of the room on show (after a reconnect or a reset)
   if (!again) stoppedTyping();
+  if (!again) replies.reset();
   current = room;
   showTypers();
   loading = [];
@@ -182,7 +186,7 @@ async function openRoom(room) {
   }
   // Chats of this room still on their way (sent before a reload or while offline).
   for (const chat of client.outbox.chats.values()) {
-    if (chat.room === room) messages.append(own(chat.id, chat.data.content), "pending");
+    if (chat.room === room) messages.append(own(chat.id, chat.data), "pending");
   }
   const arrived = loading;
   loading = null;
@@ -226,7 +230,10 @@ function onMessage(frame) {
   if (frame.room === current && frame.from) people.active(frame.from);
   if (frame.room && frame.room !== current) markUnread(frame.room);
   const mine = frame.from === session.user && client.outbox.chats.has(frame.id);
-  if (frame.room === current) messages.append(frame, mine ? "pending" : "sent");
+  if (frame.room !== current) return;
+  const known = messages.byKey.has(messages.key(frame.from, frame.id));
+  messages.append(frame, mine ? "pending" : "sent");
+  if (!known && typeof frame.data?.reply_to === "string") messages.replied(frame.data.reply_to);
 }
 
 // A deletion or an edit in the room being loaded waits for its history, like a message (one the
@@ -261,8 +268,8 @@ function onPresence({ room, joined: came, away, back, left }) {
   if (came.length + left.length > 0) refreshOnline();
 }
 
-function own(id, content) {
-  return { id, from: session.user, data: { content }, timestamp: new Date().toISOString() };
+function own(id, data) {
+  return { id, from: session.user, data, timestamp: new Date().toISOString() };
 }
 
 // Who else is typing in the open room.
@@ -301,8 +308,11 @@ function send() {
   $("composer-error").textContent = "";
   box.value = "";
   stoppedTyping();
-  const id = client.send(current, { content });
-  messages.append(own(id, content), "pending");
+  const replyTo = replies.take();
+  const data = replyTo ? { content, reply_to: replyTo } : { content };
+  const id = client.send(current, data);
+  messages.append(own(id, data), "pending");
+  if (replyTo) messages.replied(replyTo);
   box.scrollIntoView({ block: "nearest" });
 }
 

@@ -5,9 +5,11 @@
 import { $, el, button, clear, clock, fullDate } from "./view.js";
 
 export class Messages {
-  constructor({ me, onDismiss, onDelete, onEdit, onReact, onOlder }) {
+  constructor({ me, onDismiss, onDelete, onEdit, onReact, onReply, onThread, onOlder }) {
     this.me = me;
     this.onReact = onReact;
+    this.onReply = onReply;
+    this.onThread = onThread;
     this.onDismiss = onDismiss;
     this.onDelete = onDelete;
     this.onEdit = onEdit;
@@ -38,6 +40,8 @@ export class Messages {
     time.dateTime = message.timestamp;
     time.title = fullDate(message.timestamp);
     item.append(el("span", "from", message.from), time);
+    const replyTo = message.data?.reply_to;
+    if (typeof replyTo === "string") item.append(this.quote(replyTo, message.quote));
     const content = message.data && typeof message.data.content === "string" ? message.data.content : "";
     item.append(el("span", "text", content));
     if (message.edited_at) item.append(editedMark(message.edited_at));
@@ -45,6 +49,9 @@ export class Messages {
     item.reactions = new Map((message.reactions ?? []).map((r) => [r.emoji, { count: r.count, mine: r.mine }]));
     item.append(el("span", "reactions"));
     this.showReactions(item);
+    item.replies = message.thread?.replies ?? 0;
+    item.append(el("span", "replies"));
+    this.showReplies(item);
     const status = el("span", "status");
     item.append(status);
     this.setState(item, state);
@@ -68,7 +75,37 @@ export class Messages {
     }
     if (state === "sent" && !item.classList.contains("deleted")) {
       status.append(button("React", () => this.pick(item)));
+      status.append(button("Reply", () => this.onReply(item.dataset.id, item.dataset.from, item.querySelector(".text").textContent)));
     }
+  }
+
+  // "↪ alice: the start of what she wrote", from history's quote or the message on show; a
+  // deleted one says so.
+  quote(id, quoted) {
+    const shown = [...this.byKey.values()].find((item) => item.dataset.id === id);
+    let text = "↪ a message not on show";
+    if (quoted?.deleted || shown?.classList.contains("deleted")) text = "↪ a deleted message";
+    else if (quoted) text = `↪ ${quoted.from}: ${quoted.content}`;
+    else if (shown) text = `↪ ${shown.dataset.from}: ${shown.querySelector(".text").textContent}`;
+    return el("span", "quote", text.length > 120 ? `${text.slice(0, 119)}…` : text);
+  }
+
+  // "N replies", which opens the thread.
+  showReplies(item) {
+    const row = item.querySelector(".replies");
+    clear(row);
+    if (item.replies > 0) {
+      const label = item.replies === 1 ? "1 reply" : `${item.replies} replies`;
+      row.append(button(label, () => this.onThread(item.dataset.id)));
+    }
+  }
+
+  // A live reply to a message on show counts in its thread.
+  replied(id) {
+    const root = [...this.byKey.values()].find((item) => item.dataset.id === id);
+    if (!root) return;
+    root.replies += 1;
+    this.showReplies(root);
   }
 
   // A few emoji to react with, under the message; one click reacts and closes it.

@@ -193,7 +193,7 @@ impl Publish {
         let limits = Limits { max_content_chars: app.hub.settings().max_content };
         let data = protocol::chat_data(body.data.as_deref(), limits)
             .map_err(|(code, message)| refusal(code, message))?;
-        let (data, from) = (data.to_owned(), UserId::from(from));
+        let (data, from) = (data.data.to_owned(), UserId::from(from));
         Ok(Self { id: protocol::new_message_id(), kind, from, data, at: SystemTime::now() })
     }
 

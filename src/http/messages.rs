@@ -39,6 +39,7 @@ pub async fn route(
             edit(app, room, id, caller, request).await
         }
         (&Method::GET, [id, "versions"]) => versions(app, room, id, caller, query).await,
+        (&Method::GET, [id, "thread"]) => thread(app, room, id, caller, query).await,
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
 }
@@ -93,6 +94,46 @@ fn history_cursor(query: Option<&str>) -> Result<Page, &'static str> {
 
 fn raw(frame: &Frame) -> Option<&RawValue> {
     serde_json::from_str(frame.as_str()).ok()
+}
+
+/// `GET /rooms/{room}/messages/{id}/thread?limit=&after=`: the replies to a message, oldest first;
+/// `next_after` is the cursor of the next page (`null` on the last).
+async fn thread(
+    app: &App,
+    room: Room,
+    id: &str,
+    caller: &Caller,
+    query: Option<&str>,
+) -> Response<Body> {
+    let limit = match page_limit(query) {
+        Ok(limit) => limit,
+        Err(message) => return bad_request(message),
+    };
+    let after = match query_param(query, "after").map(|after| protocol::parse_cursor(&after)) {
+        None => None,
+        Some(Ok(after)) => Some(after),
+        Some(Err(message)) => return bad_request(message),
+    };
+    let user = caller.user.clone().unwrap_or_else(|| UserId::from(""));
+    let request = History {
+        id: None,
+        room: room.clone(),
+        user,
+        admin: caller.admin,
+        limit,
+        page: Page::Before(None),
+    };
+    match messages::read_thread(&app.hub, &request, id, after).await {
+        Ok((frames, next)) => {
+            let replies: Vec<&RawValue> = frames.iter().filter_map(raw).collect();
+            let next_after = next.map(|pos| pos.to_string());
+            json(
+                StatusCode::OK,
+                &json!({ "room": room, "id": id, "messages": replies, "next_after": next_after }),
+            )
+        }
+        Err(access) => refused(&room, access),
+    }
 }
 
 /// `DELETE /rooms/{room}/messages/{id}?from=`: soft-deletes (a `message_deleted` event).

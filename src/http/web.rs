@@ -24,6 +24,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("typing.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/typing.js")),
     ("rules.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/rules.js")),
     ("signin.js", "text/javascript; charset=utf-8", include_str!("../../web/signin.js")),
+    ("replies.js", "text/javascript; charset=utf-8", include_str!("../../web/replies.js")),
     ("messages.js", "text/javascript; charset=utf-8", include_str!("../../web/messages.js")),
     ("rooms.js", "text/javascript; charset=utf-8", include_str!("../../web/rooms.js")),
     ("view.js", "text/javascript; charset=utf-8", include_str!("../../web/view.js")),

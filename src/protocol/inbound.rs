@@ -42,6 +42,16 @@ struct RefreshData<'a> {
 struct ChatData<'a> {
     #[serde(borrow)]
     content: Option<Cow<'a, str>>,
+    /// The message this one replies to (same room).
+    #[serde(borrow)]
+    reply_to: Option<Cow<'a, str>>,
+}
+
+/// A chat's `data`, checked: the data as sent, and the message it replies to.
+#[derive(Debug)]
+pub struct ChatChecked<'a> {
+    pub data: &'a RawValue,
+    pub reply_to: Option<String>,
 }
 
 /// Limits applied while parsing client frames.
@@ -70,8 +80,12 @@ pub fn parse_client_frame(
         |room: Option<Room>| room.ok_or_else(|| reject(ErrorCode::BadRequest, "missing room"));
     let action = match kind.as_ref() {
         "chat" => {
-            let data = chat_data(envelope.data, limits).map_err(|(code, msg)| reject(code, msg))?;
-            Action::Chat(Box::new(chat(id.clone(), room, user, data)))
+            let checked =
+                chat_data(envelope.data, limits).map_err(|(code, msg)| reject(code, msg))?;
+            if checked.reply_to.is_some() && room.is_none() {
+                return Err(reject(ErrorCode::BadRequest, "reply_to needs a room"));
+            }
+            Action::Chat(Box::new(chat(id.clone(), room, user, checked)))
         }
         "history" => {
             let (limit, page) =
@@ -128,7 +142,8 @@ pub fn parse_client_frame(
 }
 
 /// A chat from `user`, stamped now and encoded once.
-fn chat(id: Option<String>, room: Option<Room>, user: &str, data: &RawValue) -> Chat {
+fn chat(id: Option<String>, room: Option<Room>, user: &str, checked: ChatChecked<'_>) -> Chat {
+    let ChatChecked { data, reply_to } = checked;
     let id = id.unwrap_or_else(new_message_id);
     let at = SystemTime::now();
     let millis = super::millis(at);
@@ -136,7 +151,7 @@ fn chat(id: Option<String>, room: Option<Room>, user: &str, data: &RawValue) -> 
     // A room chat is encoded by its room's home shard, with its seq.
     let frame =
         room.is_none().then(|| message_frame_at(MessageType::Chat, &id, None, user, data, at));
-    Chat { room, id, data: data.to_owned(), at: millis, frame }
+    Chat { room, id, data: data.to_owned(), at: millis, frame, reply_to }
 }
 
 /// The `data` of `history`: `{"limit": 1..=100, "before": "<cursor>"}` or `{"after": <seq>}`.
@@ -332,7 +347,7 @@ fn refresh_token(data: Option<&RawValue>) -> Result<String, &'static str> {
 pub fn chat_data(
     data: Option<&RawValue>,
     limits: Limits,
-) -> Result<&RawValue, (ErrorCode, &'static str)> {
+) -> Result<ChatChecked<'_>, (ErrorCode, &'static str)> {
     let data = data.ok_or((ErrorCode::BadRequest, "missing data"))?;
     if !data.get().starts_with('{') {
         return Err((ErrorCode::BadRequest, "data must be an object"));
@@ -341,11 +356,18 @@ pub fn chat_data(
         return Err((ErrorCode::BadRequest, "data nests objects and arrays more than 16 deep"));
     }
     let checked: ChatData<'_> = serde_json::from_str(data.get())
-        .map_err(|_| (ErrorCode::BadRequest, "data.content must be a string"))?;
+        .map_err(|_| (ErrorCode::BadRequest, "data.content and data.reply_to must be strings"))?;
     if let Some(content) = checked.content {
         check_content(&content, limits)?;
     }
-    Ok(data)
+    let reply_to = checked.reply_to.map(Cow::into_owned);
+    if reply_to.as_ref().is_some_and(|id| id.is_empty() || id.chars().count() > MAX_NAME_CHARS) {
+        return Err((
+            ErrorCode::BadRequest,
+            "data.reply_to must be a message id of 1-128 characters",
+        ));
+    }
+    Ok(ChatChecked { data, reply_to })
 }
 
 /// A `data.content` within the content limit.

@@ -8,13 +8,17 @@
 
 mod inbound;
 mod outbound;
+mod presence;
 
-pub use inbound::{chat_data, history_page, parse_client_frame, Limits};
+pub use inbound::{chat_data, history_page, parse_client_frame, ChatChecked, Limits};
 pub use outbound::{
-    ack_frame, error_frame, history_frame, message_frame, message_frame_at, presence_batch_frame,
-    presence_event_frame, presence_list_frame, reply_frame, resumed_frame, room_added_frame,
-    room_message_frame, room_message_parts, token_expiring_frame, typing_batch_frame, typing_frame,
-    Next, PresenceBatch, PresenceStatus, Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
+    ack_frame, error_frame, history_frame, message_frame, message_frame_at, reply_frame,
+    resumed_frame, room_added_frame, room_message_frame, room_message_parts, token_expiring_frame,
+    Annotations, Next, Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
+};
+pub use presence::{
+    presence_batch_frame, presence_event_frame, presence_list_frame, typing_batch_frame,
+    typing_frame, PresenceBatch, PresenceStatus,
 };
 
 use std::sync::Arc;
@@ -291,6 +295,8 @@ pub struct Chat {
     /// The frame, encoded once, for a chat to everyone; a room chat is encoded by the room's home
     /// shard, with its seq ([`Chat::frame`] encodes it without one).
     pub frame: Option<Frame>,
+    /// `data.reply_to`: the message of the room it replies to (checked before it is sent on).
+    pub reply_to: Option<String>,
 }
 
 impl Chat {

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{now_rfc3339, ErrorCode, Frame, MessageType, UserId};
+use super::{ErrorCode, Frame, MessageType};
 
 /// The envelope of every server frame. Absent fields are left out of the JSON.
 #[derive(Serialize)]
@@ -31,6 +31,12 @@ pub struct Envelope<'a, D: Serialize> {
     /// A stored message's reactions, as the caller sees them (history only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reactions: Option<&'a RawValue>,
+    /// A stored message's replies: how many, the last one's time (history only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread: Option<&'a RawValue>,
+    /// The message a stored reply answers, as it quotes it (history only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quote: Option<&'a RawValue>,
     /// A room message's place in its room's stream (`None` for everything else).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
@@ -73,8 +79,8 @@ pub fn message_frame_at(
     data: &RawValue,
     at: SystemTime,
 ) -> Frame {
-    let (stream, edited_at, reactions) = (None, None, None);
-    room_message_frame(Published { kind, id, room, from, data, at, stream, edited_at, reactions })
+    let (stream, annotations) = (None, Annotations::default());
+    room_message_frame(Published { kind, id, room, from, data, at, stream, annotations })
 }
 
 /// What a published message's envelope is made of.
@@ -88,15 +94,27 @@ pub struct Published<'a> {
     pub at: SystemTime,
     /// `(seq, epoch)` of a message in a room's stream.
     pub stream: Option<(u64, &'a str)>,
-    /// When its content was last edited (a message read back from the store).
+    /// What history shows of it beyond what went out live (nothing, live).
+    pub annotations: Annotations<'a>,
+}
+
+/// What history adds to a stored message's envelope, as its reader sees it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Annotations<'a> {
+    /// When its content was last edited.
     pub edited_at: Option<SystemTime>,
-    /// Its reactions, `[{"emoji","count","mine"}]` (a message read back from the store).
+    /// `[{"emoji","count","mine"}]`.
     pub reactions: Option<&'a RawValue>,
+    /// `{"replies","last_reply_at"}`.
+    pub thread: Option<&'a RawValue>,
+    /// `{"id","from","content"}` or `{"id","from","deleted":true}`.
+    pub quote: Option<&'a RawValue>,
 }
 
 /// A published message, with its place in the room's stream when it has one.
 pub fn room_message_frame(message: Published<'_>) -> Frame {
-    let Published { kind, id, room, from, data, at, stream, edited_at, reactions } = message;
+    let Published { kind, id, room, from, data, at, stream, annotations } = message;
+    let Annotations { edited_at, reactions, thread, quote } = annotations;
     let timestamp = super::format_rfc3339(at);
     let edited_at = edited_at.map(super::format_rfc3339);
     let (seq, epoch) = (stream.map(|(seq, _)| seq), stream.map(|(_, epoch)| epoch));
@@ -109,6 +127,8 @@ pub fn room_message_frame(message: Published<'_>) -> Frame {
         timestamp: Some(&timestamp),
         edited_at: edited_at.as_deref(),
         reactions,
+        thread,
+        quote,
         seq,
         epoch,
     })
@@ -142,20 +162,33 @@ pub fn ack_frame(id: Option<&str>, seq: Option<u64>) -> Frame {
 }
 
 /// A server frame with data and no sender, time or place in a stream (errors, notices, answers).
-fn data_frame<D: Serialize>(
+pub(super) fn data_frame<D: Serialize>(
     kind: MessageType,
     id: Option<&str>,
     room: Option<&str>,
     data: D,
 ) -> Frame {
     let (from, timestamp, seq, epoch) = (None, None, None, None);
-    let (data, edited_at, reactions) = (Some(data), None, None);
-    encode(&Envelope { id, kind, room, from, data, timestamp, edited_at, reactions, seq, epoch })
+    let (data, edited_at, reactions, thread, quote) = (Some(data), None, None, None, None);
+    encode(&Envelope {
+        id,
+        kind,
+        room,
+        from,
+        data,
+        timestamp,
+        edited_at,
+        reactions,
+        thread,
+        quote,
+        seq,
+        epoch,
+    })
 }
 
 fn bare_frame(kind: MessageType, id: Option<&str>, seq: Option<u64>) -> Frame {
     let (room, from, timestamp, epoch) = (None, None, None, None);
-    let (data, edited_at, reactions) = (None, None, None);
+    let (data, edited_at, reactions, thread, quote) = (None, None, None, None, None);
     encode::<()>(&Envelope {
         id,
         kind,
@@ -165,6 +198,8 @@ fn bare_frame(kind: MessageType, id: Option<&str>, seq: Option<u64>) -> Frame {
         timestamp,
         edited_at,
         reactions,
+        thread,
+        quote,
         seq,
         epoch,
     })
@@ -191,110 +226,6 @@ pub fn token_expiring_frame(expires_at: SystemTime) -> Frame {
     let expires_at = humantime::format_rfc3339_seconds(expires_at).to_string();
     let data = NoticeData { event: "token_expiring", expires_at: &expires_at };
     data_frame(MessageType::System, None, None, data)
-}
-
-/// Whether a user came into a room or went from it, or, staying, went away or came back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PresenceStatus {
-    Join,
-    Leave,
-    /// None of the user's connections showed a person there for `--away-after`.
-    Away,
-    /// The user, away, showed they are there again.
-    Back,
-}
-
-/// `{"type":"presence","room":r,"data":{"user":u,"status":"join|leave|away|back"}}`, sent to the room.
-pub fn presence_event_frame(room: &str, user: &str, status: PresenceStatus) -> Frame {
-    #[derive(Serialize)]
-    struct EventData<'a> {
-        user: &'a str,
-        status: PresenceStatus,
-    }
-    presence_frame(None, room, EventData { user, status })
-}
-
-/// The changes of one coalescing window, each list sorted; a user is in at most one of `joined`
-/// and `left`, and of `away` and `back`.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
-pub struct PresenceBatch {
-    pub joined: Vec<UserId>,
-    pub left: Vec<UserId>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub away: Vec<UserId>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub back: Vec<UserId>,
-}
-
-/// `{"type":"presence","room":r,"data":{"event":"batch","joined":[...],"left":[...]}}` (with
-/// `"away"` and `"back"` when not empty): one coalescing window's changes, sent to the room.
-pub fn presence_batch_frame(room: &str, batch: &PresenceBatch) -> Frame {
-    #[derive(Serialize)]
-    struct BatchData<'a> {
-        event: &'static str,
-        #[serde(flatten)]
-        batch: &'a PresenceBatch,
-    }
-    presence_frame(None, room, BatchData { event: "batch", batch })
-}
-
-/// `{"type":"typing","room":r,"data":{"user":u,"typing":true|false}}`, sent to the room.
-pub fn typing_frame(room: &str, user: &str, typing: bool) -> Frame {
-    #[derive(Serialize)]
-    struct Change<'a> {
-        user: &'a str,
-        typing: bool,
-    }
-    data_frame(MessageType::Typing, None, Some(room), Change { user, typing })
-}
-
-/// `{"type":"typing","room":r,"data":{"event":"batch","started":[...],"stopped":[...]}}`: one
-/// coalescing window's typing changes.
-pub fn typing_batch_frame(room: &str, started: &[UserId], stopped: &[UserId]) -> Frame {
-    #[derive(Serialize)]
-    struct Batch<'a> {
-        event: &'static str,
-        started: &'a [UserId],
-        stopped: &'a [UserId],
-    }
-    data_frame(MessageType::Typing, None, Some(room), Batch { event: "batch", started, stopped })
-}
-
-/// `{"type":"presence","room":r,"data":{"users":[...],"away":[...]}}`, the answer to a presence query.
-/// With `next_after` when more users follow: ask again with `"data":{"after":<it>}`.
-pub fn presence_list_frame(
-    id: Option<&str>,
-    room: &str,
-    (users, away): (&[UserId], &[UserId]),
-    next_after: Option<&str>,
-) -> Frame {
-    #[derive(Serialize)]
-    struct ListData<'a> {
-        users: &'a [UserId],
-        away: &'a [UserId],
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next_after: Option<&'a str>,
-    }
-    presence_frame(id, room, ListData { users, away, next_after })
-}
-
-/// A `presence` frame of `room`, stamped now.
-fn presence_frame<D: Serialize>(id: Option<&str>, room: &str, data: D) -> Frame {
-    let (kind, room, timestamp) = (MessageType::Presence, Some(room), Some(now_rfc3339()));
-    let timestamp = timestamp.as_deref();
-    encode(&Envelope {
-        id,
-        kind,
-        room,
-        from: None,
-        data: Some(data),
-        timestamp,
-        edited_at: None,
-        reactions: None,
-        seq: None,
-        epoch: None,
-    })
 }
 
 /// The cursor to the next page of a history answer.

@@ -226,8 +226,7 @@ fn a_stamp_made_from_the_parts_is_the_frame_stamped_here() {
         data: &data,
         at,
         stream: None,
-        edited_at: None,
-        reactions: None,
+        annotations: Annotations::default(),
     };
     let head = room_message_parts(message);
     let joined = format!("{head}42{STAMP_MID}e0f1{STAMP_TAIL}");

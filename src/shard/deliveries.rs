@@ -55,6 +55,9 @@ impl Shard {
                 self.on_presence(room, user, status, members)
             }
             Delivery::Typing { room, user, typing } => self.on_typing(room, user, typing),
+            Delivery::ReplyChecked { conn, id, chat, refused } => {
+                self.on_reply_checked(conn, id, *chat, refused)
+            }
             Delivery::Kick { user, room } => self.kick(&user, &room),
             Delivery::Query(query) => self.answer(query),
             Delivery::Quiesce(settled) => self.quiesce(settled),

@@ -28,6 +28,7 @@ pub mod offload;
 mod order;
 mod output;
 mod relayed;
+mod replies;
 mod requests;
 mod resume;
 mod sent;

@@ -39,12 +39,15 @@ impl Waits {
     }
 }
 
-/// A request whose answer depends on the stored messages (so on the sender's own chats before it).
+/// A request whose answer depends on the stored messages (so on the sender's own chats before it):
+/// a reply looks up the message it answers, which may be one of them.
 fn reads_stored(request: &ClientRequest) -> bool {
-    matches!(
-        request.action,
-        Action::History { .. } | Action::Delete { .. } | Action::Edit { .. } | Action::React { .. }
-    )
+    match &request.action {
+        Action::History { .. } | Action::Delete { .. } | Action::Edit { .. } => true,
+        Action::React { .. } => true,
+        Action::Chat(chat) => chat.reply_to.is_some(),
+        _ => false,
+    }
 }
 
 /// What to do with a request that just arrived.

@@ -173,6 +173,21 @@ impl Shard {
         if let Some(room) = chat.room.as_ref().filter(|room| !self.cache.is_member(conn, room)) {
             return Some(not_member(id, room));
         }
+        if chat.reply_to.is_some() && self.hub.store().is_some() {
+            return self.check_reply(conn, id, user, chat);
+        }
+        self.chat_accepted(conn, id, user, chat)
+    }
+
+    /// A chat the rules let through (and whose reply target is checked): sent on, or refused while
+    /// the broker shuts down.
+    pub(super) fn chat_accepted(
+        &mut self,
+        conn: ConnId,
+        id: Option<&str>,
+        user: UserId,
+        chat: Chat,
+    ) -> Option<Frame> {
         if self.quiescing {
             let message = "the broker is shutting down; resend after reconnecting";
             return Some(protocol::error_frame(id, ErrorCode::Unavailable, message));

@@ -23,7 +23,7 @@ use super::sent::SentBefore;
 use super::Shard;
 use crate::broker::Numbering;
 use crate::mailbox::{Delivery, LoadedStream, Origin, ReplayRequest, ToSequence, Unanswered};
-use crate::protocol::{self, millis, time_of, Frame, Published, Room, Unrecovered};
+use crate::protocol::{self, millis, time_of, Annotations, Frame, Published, Room, Unrecovered};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::{Completion, NewMessage};
 
@@ -246,8 +246,7 @@ impl Shard {
             data: &item.data,
             at: time_of(item.at),
             stream: Some((seq, &epoch)),
-            edited_at: None,
-            reactions: None,
+            annotations: Annotations::default(),
         });
         let message = self.hub.store().map(|_| stored_message(&item, seq, &epoch));
         let ToSequence { room, id, sender, origin, .. } = item;

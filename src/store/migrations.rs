@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/0003_room_streams.sql")),
     (4, include_str!("../../migrations/0004_room_events.sql")),
     (5, include_str!("../../migrations/0005_reactions.sql")),
+    (6, include_str!("../../migrations/0006_replies.sql")),
 ];
 
 /// The newest schema version this binary knows.

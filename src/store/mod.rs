@@ -13,6 +13,7 @@
 
 pub mod handle;
 mod jobs;
+mod messages;
 pub mod migrations;
 pub mod ops;
 mod postgres;
@@ -220,6 +221,8 @@ pub struct StoredMessage {
     pub stream: Option<(i64, String)>,
     /// When its content was last edited.
     pub edited_at: Option<Millis>,
+    /// The message it replies to (`data.reply_to`).
+    pub reply_to: Option<String>,
 }
 
 /// A room as stored.

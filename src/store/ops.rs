@@ -64,9 +64,22 @@ pub enum Outcome {
 }
 
 #[derive(Deserialize)]
-struct Content<'a> {
+struct Fields<'a> {
     #[serde(borrow)]
     content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    reply_to: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// `data.content` and `data.reply_to` of a message's data, for the `content` and `reply_to`
+/// columns, in one parse.
+pub fn columns_of(data: &str) -> (Option<String>, Option<String>) {
+    match serde_json::from_str::<Fields<'_>>(data) {
+        Ok(fields) => {
+            (fields.content.map(|c| c.into_owned()), fields.reply_to.map(|r| r.into_owned()))
+        }
+        Err(_) => (None, None),
+    }
 }
 
 /// The `data` of a room event: the message it changes (`id`, by `from` when another user than
@@ -77,11 +90,6 @@ struct EventData {
     from: Option<String>,
     content: Option<String>,
     emoji: Option<String>,
-}
-
-/// `data.content` of a message's data, for the `content` column.
-pub fn content_of(data: &str) -> Option<String> {
-    serde_json::from_str::<Content<'_>>(data).ok()?.content.map(|c| c.into_owned())
 }
 
 fn text(value: impl Into<String>) -> Value {

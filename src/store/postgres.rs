@@ -131,19 +131,20 @@ impl Engine for Postgres {
     fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<(), StoreError> {
         let statement = self.statement(
             "INSERT INTO chat_messages (id, room, sender, message_type, content, data, \
-             created_at, updated_at, metadata, seq, epoch, target) \
-             SELECT id, room, sender, kind, content, data, at, at, metadata, seq, epoch, target \
-             FROM UNNEST (?1::text[], ?2::text[], ?3::text[], ?4::text[], ?5::text[], ?6::text[], \
-             ?7::bigint[], ?8::text[], ?9::bigint[], ?10::text[], ?11::text[]) \
-             AS m (id, room, sender, kind, content, data, at, metadata, seq, epoch, target) \
+             created_at, updated_at, metadata, seq, epoch, target, reply_to) \
+             SELECT id, room, sender, kind, content, data, at, at, metadata, seq, epoch, target, \
+             reply_to FROM UNNEST (?1::text[], ?2::text[], ?3::text[], ?4::text[], ?5::text[], \
+             ?6::text[], ?7::bigint[], ?8::text[], ?9::bigint[], ?10::text[], ?11::text[], \
+             ?12::text[]) \
+             AS m (id, room, sender, kind, content, data, at, metadata, seq, epoch, target, reply_to) \
              ON CONFLICT (room, sender, id) DO NOTHING",
         )?;
         let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
         let rooms: Vec<Option<&str>> = messages.iter().map(|m| m.room.as_deref()).collect();
         let senders: Vec<&str> = messages.iter().map(|m| m.sender.as_ref()).collect();
         let kinds: Vec<&str> = messages.iter().map(|m| m.kind).collect();
-        let contents: Vec<Option<String>> =
-            messages.iter().map(|m| super::ops::content_of(&m.data)).collect();
+        let (contents, replies): (Vec<Option<String>>, Vec<Option<String>>) =
+            messages.iter().map(|m| super::ops::columns_of(&m.data)).unzip();
         let data: Vec<&str> = messages.iter().map(|m| m.data.as_ref()).collect();
         let times: Vec<i64> = messages.iter().map(|m| m.created_at).collect();
         let metadata: Vec<Option<&str>> = messages.iter().map(|m| m.metadata.as_deref()).collect();
@@ -152,9 +153,9 @@ impl Engine for Postgres {
         let epochs: Vec<Option<&str>> =
             messages.iter().map(|m| m.stream.as_ref().map(|s| s.1.as_ref())).collect();
         let targets: Vec<Option<&str>> = messages.iter().map(|m| m.target.as_deref()).collect();
-        let params: [&(dyn ToSql + Sync); 11] = [
+        let params: [&(dyn ToSql + Sync); 12] = [
             &ids, &rooms, &senders, &kinds, &contents, &data, &times, &metadata, &seqs, &epochs,
-            &targets,
+            &targets, &replies,
         ];
         self.client.execute(&statement, &params).map_err(unavailable)?;
         Ok(())

@@ -1,20 +1,13 @@
-//! The reads, written once over any [`Engine`]: history pages, a room's stream for a resume, the
-//! message an edit or delete is about, its earlier versions, a room and a user's role in it, the
-//! rooms a user sees, participants, last seen, and where a room's stream stands.
+//! The reads, written once over any [`Engine`]: the questions and their answers, and the reads of
+//! rooms, participants, presence and streams (those of messages are [`super::messages`]).
 //!
 //! Owns: the SQL of every read and how a row becomes a value. Must not: write; the writer applies
 //! [`super::ops::Write`]s, the read pool answer these.
 
+use super::messages::{after_seq, history, int, reactions, replies, role_of, target, text, thread};
+pub use super::messages::{Found, Reactions};
 use super::{Engine, Participant, Role, RoomInfo, RoomType, StoreError, StoredMessage, Value};
 use crate::protocol::Millis;
-
-fn text(value: impl Into<String>) -> Value {
-    Value::Text(Some(value.into()))
-}
-
-fn int(value: i64) -> Value {
-    Value::Int(Some(value))
-}
 
 /// A question, answered by a reader.
 #[derive(Debug, Clone)]
@@ -34,13 +27,15 @@ pub enum Read {
         after: i64,
         limit: i64,
     },
-    /// The message `id` of `room` (sent by `sender`, when named) that an edit or delete is about,
-    /// and whether `caller` is an owner or moderator of the room.
+    /// The message `id` of `room` (sent by `sender`, when named) that an edit, a delete or a
+    /// reaction is about (`deleted_too`: or a reply, which may answer a deleted one), and whether
+    /// `caller` is an owner or moderator of the room.
     Target {
         room: String,
         id: String,
         sender: Option<String>,
         caller: String,
+        deleted_too: bool,
     },
     /// Whether `user` reacted to the message with `emoji`.
     Reacted {
@@ -56,6 +51,20 @@ pub enum Read {
         room: String,
         messages: Vec<(String, String)>,
         viewer: String,
+    },
+    /// A thread: the oldest `limit` replies to message `root` of `room` after position `after`.
+    Thread {
+        room: String,
+        root: String,
+        after: Option<i64>,
+        limit: i64,
+    },
+    /// What a page of history shows of threads and quotes: for each of `ids`, how many replies it
+    /// has and when the last came; and each of `quoted` as a reply quotes it.
+    Replies {
+        room: String,
+        ids: Vec<String>,
+        quoted: Vec<String>,
     },
     /// The contents an edit replaced, oldest first.
     Versions {
@@ -101,6 +110,12 @@ pub enum Answer {
     Target(Found),
     Reacted(bool),
     Reactions(Vec<Reactions>),
+    Replies {
+        /// (root id, replies, the last reply's time).
+        threads: Vec<(String, i64, Millis)>,
+        /// (id, author, content, deleted).
+        quoted: Vec<(String, String, Option<String>, bool)>,
+    },
     /// Each replaced `data`, with when it was replaced.
     Versions(Vec<(String, Millis)>),
     Participants(Vec<Participant>),
@@ -112,57 +127,20 @@ pub enum Answer {
     },
 }
 
-/// One emoji's reactions to one message, as [`Read::Reactions`] counts them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reactions {
-    pub sender: String,
-    pub id: String,
-    pub emoji: String,
-    pub count: i64,
-    /// The viewer is among them.
-    pub mine: bool,
-}
-
-/// The message an edit or delete is about, as [`Read::Target`] finds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Found {
-    Message {
-        author: String,
-        created_at: Millis,
-        caller_moderates: bool,
-    },
-    NotFound,
-    /// Several senders used the id in the room, and the read named none of them (nor is one the
-    /// caller).
-    Ambiguous,
-}
-
-pub(super) fn role_of(
-    engine: &mut dyn Engine,
-    room: &str,
-    user: &str,
-) -> Result<Option<Role>, StoreError> {
-    let rows = engine.query(
-        "SELECT role FROM chat_participants WHERE room = ?1 AND user_id = ?2",
-        &[text(room), text(user)],
-    )?;
-    let Some(row) = rows.first() else { return Ok(None) };
-    let role = row[0].text()?;
-    Role::parse(&role).map(Some).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))
-}
-
 /// Answers one read.
 pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> {
     match read {
         Read::History { room, before, after: None, limit } => {
-            history(engine, room, *before, *limit)
+            history(engine, room, *before, *limit).map(Answer::Messages)
         }
         Read::History { room, after: Some(after), limit, .. } => {
-            after_seq(engine, room, *after, *limit, "AND target IS NULL")
+            after_seq(engine, room, *after, *limit, "AND target IS NULL").map(Answer::Messages)
         }
-        Read::Stream { room, after, limit } => after_seq(engine, room, *after, *limit, ""),
-        Read::Target { room, id, sender, caller } => {
-            target(engine, room, id, sender.as_deref(), caller).map(Answer::Target)
+        Read::Stream { room, after, limit } => {
+            after_seq(engine, room, *after, *limit, "").map(Answer::Messages)
+        }
+        Read::Target { room, id, sender, caller, deleted_too } => {
+            target(engine, room, id, (sender.as_deref(), caller), *deleted_too).map(Answer::Target)
         }
         Read::Reacted { room, sender, id, user, emoji } => {
             let rows = engine.query(
@@ -172,7 +150,16 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
             )?;
             Ok(Answer::Reacted(!rows.is_empty()))
         }
-        Read::Reactions { room, messages, viewer } => reactions(engine, room, messages, viewer),
+        Read::Reactions { room, messages, viewer } => {
+            reactions(engine, room, messages, viewer).map(Answer::Reactions)
+        }
+        Read::Thread { room, root, after, limit } => {
+            thread(engine, room, root, *after, *limit).map(Answer::Messages)
+        }
+        Read::Replies { room, ids, quoted } => {
+            let (threads, quoted) = replies(engine, room, ids, quoted)?;
+            Ok(Answer::Replies { threads, quoted })
+        }
         Read::Versions { room, sender, id } => {
             let rows = engine.query(
                 "SELECT data, replaced_at FROM chat_message_versions \
@@ -250,134 +237,6 @@ fn rooms(
         &[text(user), text(after.unwrap_or_default()), int(limit)],
     )?;
     rows.iter().map(|row| room_of(row)).collect::<Result<_, _>>().map(Answer::Rooms)
-}
-
-fn history(
-    engine: &mut dyn Engine,
-    room: &str,
-    before: Option<i64>,
-    limit: i64,
-) -> Result<Answer, StoreError> {
-    let rows = engine.query(
-        &format!(
-            "SELECT {MESSAGE_COLUMNS} FROM chat_messages \
-             WHERE room = ?1 AND pos < ?2 AND deleted_at IS NULL AND target IS NULL \
-             ORDER BY pos DESC LIMIT ?3"
-        ),
-        &[text(room), int(before.unwrap_or(i64::MAX)), int(limit)],
-    )?;
-    let mut messages: Vec<StoredMessage> =
-        rows.iter().map(|row| message_of(row)).collect::<Result<_, _>>()?;
-    messages.reverse();
-    Ok(Answer::Messages(messages))
-}
-
-/// The columns [`message_of`] reads, in its order.
-const MESSAGE_COLUMNS: &str =
-    "pos, id, room, sender, message_type, data, created_at, deleted_at, seq, epoch, edited_at";
-
-/// The oldest `limit` rows of `room` whose seq is above `after`, not deleted, in seq order, as
-/// `only` narrows them further.
-fn after_seq(
-    engine: &mut dyn Engine,
-    room: &str,
-    after: i64,
-    limit: i64,
-    only: &str,
-) -> Result<Answer, StoreError> {
-    let rows = engine.query(
-        &format!(
-            "SELECT {MESSAGE_COLUMNS} FROM chat_messages \
-             WHERE room = ?1 AND seq > ?2 AND deleted_at IS NULL {only} ORDER BY seq LIMIT ?3"
-        ),
-        &[text(room), int(after), int(limit)],
-    )?;
-    rows.iter().map(|row| message_of(row)).collect::<Result<_, _>>().map(Answer::Messages)
-}
-
-/// Per message of `messages` and emoji: how many reacted, and whether `viewer` did; by message
-/// and emoji.
-fn reactions(
-    engine: &mut dyn Engine,
-    room: &str,
-    messages: &[(String, String)],
-    viewer: &str,
-) -> Result<Answer, StoreError> {
-    if messages.is_empty() {
-        return Ok(Answer::Reactions(Vec::new()));
-    }
-    let ids: Vec<String> = (0..messages.len()).map(|n| format!("?{}", n + 3)).collect();
-    let sql = format!(
-        "SELECT sender, id, emoji, COUNT(*), \
-         SUM(CASE WHEN user_id = ?2 THEN 1 ELSE 0 END) FROM chat_reactions \
-         WHERE room = ?1 AND id IN ({}) GROUP BY sender, id, emoji ORDER BY sender, id, emoji",
-        ids.join(", ")
-    );
-    let mut params = vec![text(room), text(viewer)];
-    params.extend(messages.iter().map(|(_, id)| text(id)));
-    let rows = engine.query(&sql, &params)?;
-    let wanted: std::collections::HashSet<(&str, &str)> =
-        messages.iter().map(|(sender, id)| (sender.as_str(), id.as_str())).collect();
-    let mut found = Vec::new();
-    for row in &rows {
-        let (sender, id) = (row[0].text()?, row[1].text()?);
-        if !wanted.contains(&(sender.as_str(), id.as_str())) {
-            continue;
-        }
-        let (emoji, count, mine) = (row[2].text()?, row[3].int()?, row[4].int()? > 0);
-        found.push(Reactions { sender, id, emoji, count, mine });
-    }
-    Ok(Answer::Reactions(found))
-}
-
-/// The message (not a room event, not deleted) `id` of `room`: by `sender` when named, else the
-/// only one with that id, or the caller's own among several.
-fn target(
-    engine: &mut dyn Engine,
-    room: &str,
-    id: &str,
-    sender: Option<&str>,
-    caller: &str,
-) -> Result<Found, StoreError> {
-    let found = engine.query(
-        "SELECT sender, created_at FROM chat_messages \
-         WHERE room = ?1 AND id = ?2 AND deleted_at IS NULL AND target IS NULL",
-        &[text(room), text(id)],
-    )?;
-    let mut candidates: Vec<(String, Millis)> =
-        found.iter().map(|row| Ok((row[0].text()?, row[1].int()?))).collect::<Result<_, _>>()?;
-    if let Some(sender) = sender {
-        candidates.retain(|(s, _)| s == sender);
-    } else if candidates.len() > 1 {
-        match candidates.iter().position(|(s, _)| s == caller) {
-            Some(own) => candidates = vec![candidates.swap_remove(own)],
-            None => return Ok(Found::Ambiguous),
-        }
-    }
-    let Some((author, created_at)) = candidates.into_iter().next() else {
-        return Ok(Found::NotFound);
-    };
-    let role = role_of(engine, room, caller)?;
-    let caller_moderates = matches!(role, Some(Role::Owner | Role::Moderator));
-    Ok(Found::Message { author, created_at, caller_moderates })
-}
-
-fn message_of(row: &[Value]) -> Result<StoredMessage, StoreError> {
-    Ok(StoredMessage {
-        pos: row[0].int()?,
-        id: row[1].text()?,
-        room: row[2].opt_text()?,
-        sender: row[3].text()?,
-        kind: row[4].text()?,
-        data: row[5].text()?,
-        created_at: row[6].int()?,
-        deleted_at: row[7].opt_int()?,
-        stream: match (row[8].opt_int()?, row[9].opt_text()?) {
-            (Some(seq), Some(epoch)) => Some((seq, epoch)),
-            _ => None,
-        },
-        edited_at: row[10].opt_int()?,
-    })
 }
 
 fn room_of(row: &[Value]) -> Result<RoomInfo, StoreError> {

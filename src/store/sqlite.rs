@@ -108,13 +108,13 @@ impl Engine for Sqlite {
             .conn
             .prepare_cached(
                 "INSERT INTO chat_messages (id, room, sender, message_type, content, data, \
-                 created_at, updated_at, metadata, seq, epoch, target) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11) \
+                 created_at, updated_at, metadata, seq, epoch, target, reply_to) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12) \
                  ON CONFLICT (room, sender, id) DO NOTHING",
             )
             .map_err(unavailable)?;
         for message in messages {
-            let content = super::ops::content_of(&message.data);
+            let (content, reply_to) = super::ops::columns_of(&message.data);
             let room = message.room.as_deref();
             statement
                 .execute(rusqlite::params![
@@ -129,6 +129,7 @@ impl Engine for Sqlite {
                     message.stream.as_ref().map(|(seq, _)| *seq),
                     message.stream.as_ref().map(|(_, epoch)| epoch.as_ref()),
                     message.target,
+                    reply_to,
                 ])
                 .map_err(unavailable)?;
         }

@@ -398,6 +398,28 @@ def test_reactions_show_counts_and_toggle_for_everyone_and_survive_a_reload(brow
         expect(chip).to_have_attribute("aria-pressed", "false")
 
 
+def test_a_reply_quotes_its_message_and_its_thread_lists_it_after_a_reload_too(browser):
+    with chatting(browser) as (broker, alice, bob):
+        say(alice, "what time tomorrow?")
+        question = message(bob, "what time tomorrow?")
+        expect(question.locator(".status")).to_contain_text("React")
+        question.get_by_role("button", name="Reply", exact=True).click()
+        expect(bob.locator("#replying")).to_contain_text("Replying to alice: what time tomorrow?")
+        say(bob, "at noon")
+        answer = message(alice, "at noon")
+        expect(answer.locator(".quote")).to_have_text("↪ alice: what time tomorrow?")
+        for page in (alice, bob):
+            original = page.locator("#messages li", has_text="what time tomorrow?").first
+            expect(original.get_by_role("button", name="1 reply")).to_be_visible()
+        alice.reload()
+        expect(alice.locator("#connection")).to_have_text("live", timeout=10000)
+        expect(message(alice, "at noon").locator(".quote")).to_have_text("↪ alice: what time tomorrow?")
+        original = alice.locator("#messages li", has_text="what time tomorrow?").first
+        original.get_by_role("button", name="1 reply").click()
+        expect(alice.locator("#thread-messages li")).to_have_count(1)
+        expect(alice.locator("#thread-messages li")).to_contain_text("at noon")
+
+
 def test_who_is_typing_shows_while_they_type_and_goes_when_they_send(browser):
     with chatting(browser) as (_broker, alice, bob):
         bob.get_by_role("textbox", name="Message", exact=True).fill("I am writing")

@@ -26,6 +26,7 @@ mod presence_storm;
 mod reactions;
 mod redis_server;
 mod refresh;
+mod replies;
 mod resume;
 mod room_added;
 mod seams;

@@ -59,7 +59,7 @@ fn history(
 fn conformance(url: &DatabaseUrl) {
     let mut engine = url.connect().expect("open the database");
     let engine = engine.as_mut();
-    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![1, 2, 3, 4, 5, 6]);
     assert!(migrations::migrate(engine, migrations::latest()).unwrap().is_empty(), "idempotent");
     transactions_are_all_or_nothing(engine);
     rooms_and_participants(engine);
@@ -241,7 +241,10 @@ fn event(kind: &'static str, sender: &str, seq: i64, data: serde_json::Value) ->
 fn target(engine: &mut dyn Engine, id: &str, sender: Option<&str>, caller: &str) -> Found {
     let (room, id, caller, sender) =
         ("team".into(), id.into(), caller.into(), sender.map(Into::into));
-    let Answer::Target(found) = read(engine, Read::Target { room, id, sender, caller }) else {
+    let deleted_too = false;
+    let Answer::Target(found) =
+        read(engine, Read::Target { room, id, sender, caller, deleted_too })
+    else {
         panic!("not a target")
     };
     found
@@ -386,7 +389,7 @@ fn upgrades_in_place(url: &DatabaseUrl) {
     assert!(engine.query("SELECT COUNT(*) FROM chat_presence", &[]).is_err(), "not there yet");
     let mut engine = url.connect().unwrap();
     let engine = engine.as_mut();
-    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![2, 3, 4, 5]);
+    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![2, 3, 4, 5, 6]);
     assert_eq!(migrations::current_version(engine).unwrap(), MIGRATIONS.len() as i64);
     assert_eq!(history(engine, "old", None, 10).len(), 1, "the old data is still there");
     assert_eq!(

@@ -123,7 +123,6 @@ fn unstamped(item: &ToSequence) -> protocol::Published<'_> {
         data: &item.data,
         at,
         stream: None,
-        edited_at: None,
-        reactions: None,
+        annotations: protocol::Annotations::default(),
     }
 }
