@@ -139,9 +139,12 @@ pub async fn edit_message(hub: &Hub, request: &Edit) -> Result<u64, Refused> {
     struct Edited<'a> {
         id: &'a str,
         content: &'a str,
+        edited_at: &'a str,
     }
-    let data = Edited { id: &request.message, content: &request.content };
-    publish(hub, &request.room, &request.user, MessageType::MessageEdited, &data).await
+    let at = millis(SystemTime::now());
+    let edited_at = protocol::format_rfc3339(protocol::time_of(at));
+    let data = Edited { id: &request.message, content: &request.content, edited_at: &edited_at };
+    publish_at(hub, &request.room, &request.user, (MessageType::MessageEdited, at), &data).await
 }
 
 /// Adds or takes back the caller's reaction to a message in a room it is in: a `reaction_added` or
@@ -250,9 +253,20 @@ async fn publish(
     kind: MessageType,
     data: &impl Serialize,
 ) -> Result<u64, Refused> {
+    let at = millis(SystemTime::now());
+    publish_at(hub, room, user, (kind, at), data).await
+}
+
+/// [`publish`] stamped `at` (the event's timestamp).
+async fn publish_at(
+    hub: &Hub,
+    room: &Room,
+    user: &UserId,
+    (kind, at): (MessageType, protocol::Millis),
+    data: &impl Serialize,
+) -> Result<u64, Refused> {
     let data = serde_json::to_string(data).expect("an event's data serializes");
     let data = RawValue::from_string(data).expect("serialized JSON is JSON");
-    let at = millis(SystemTime::now());
     let (room, sender, id) = (room.clone(), user.clone(), protocol::new_message_id());
     let item = move |origin| ToSequence { room, id, sender, kind, data, at, origin };
     hub.publish_in_room(item).await.ok_or(Refused::Unavailable)

@@ -49,7 +49,8 @@ async fn the_author_edits_every_member_is_told_in_order_and_history_shows_it() {
     let told = next_of(&mut bob, &["message_edited"]).await;
     assert_eq!(told["seq"], 2, "numbered after the message: {told}");
     assert_eq!((told["room"].as_str(), told["from"].as_str()), (Some("r"), Some("alice")));
-    assert_eq!(told["data"], json!({"id": "m1", "content": "hello"}));
+    let edited_at = told["timestamp"].clone();
+    assert_eq!(told["data"], json!({"id": "m1", "content": "hello", "edited_at": edited_at}));
 
     let (_, page) = server.get("/api/v1/chat/rooms/r/messages").await;
     let messages = page["messages"].as_array().unwrap();
