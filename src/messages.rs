@@ -13,10 +13,10 @@ use serde_json::value::RawValue;
 use crate::hub::Hub;
 use crate::mailbox::Target;
 use crate::protocol::{
-    self, time_of, Annotations, Frame, MessageType, Next, Page, Published, Room, UserId,
+    self, time_of, Annotations, ErrorCode, Frame, MessageType, Next, Page, Published, Room, UserId,
 };
 use crate::rooms::{self, Access, Added};
-use crate::store::ops::{Answer, Read};
+use crate::store::ops::{Answer, Read, Write};
 use crate::store::{Store, StoredMessage};
 
 /// A stored message as the envelope it went out as (a replay from the store).
@@ -175,6 +175,35 @@ pub async fn read_history(hub: &Hub, request: &History) -> Result<(Vec<Frame>, N
         Page::After(_) => Next::After(messages.last().and_then(|m| m.stream.as_ref()).map(|s| s.0)),
     };
     Ok((frames, next))
+}
+
+/// Marks `room` read by `user` up to `seq` (never backwards): for its participants, and no
+/// further than the room's last seq. The refusal's code and message otherwise.
+pub async fn mark_read(
+    hub: &Hub,
+    room: &Room,
+    user: &UserId,
+    seq: u64,
+) -> Result<(), (ErrorCode, String)> {
+    let unavailable = || (ErrorCode::Unavailable, protocol::STORE_UNAVAILABLE.to_owned());
+    let store = hub.store().ok_or((ErrorCode::NotFound, "no read state without a store".into()))?;
+    let read = Read::ReadState { room: room.to_string(), user: user.to_string() };
+    let Ok(Answer::ReadState { last_seq, last_read }) = store.read(read).await else {
+        return Err(unavailable());
+    };
+    let Some(last_seq) = last_seq else {
+        return Err((ErrorCode::NotFound, format!("no room {room}")));
+    };
+    if last_read.is_none() {
+        return Err((ErrorCode::NotMember, format!("not a participant of room {room}")));
+    }
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    if seq > last_seq {
+        let message = format!("seq {seq} is beyond the room's last, {last_seq}");
+        return Err((ErrorCode::BadRequest, message));
+    }
+    let write = Write::MarkRead { room: room.to_string(), user: user.to_string(), seq };
+    store.write_and_wait(write).await.map(drop).map_err(|_| unavailable())
 }
 
 /// Tells the users a room was added for (`room_added`), on every instance.

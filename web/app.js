@@ -137,10 +137,24 @@ async function refreshRooms() {
   if (result.ok) renderRooms(result.answer.rooms, current, openRoom, session.user, unread);
 }
 
+// A message in a room not on show: the room list asks the broker's counts again, at most every
+// second.
+let roomsAsked = 0;
 function markUnread(room) {
-  if (unread.has(room)) return;
   unread.add(room);
-  refreshRooms();
+  if (Date.now() - roomsAsked < 1000) return;
+  roomsAsked = Date.now();
+  setTimeout(refreshRooms, 300);
+}
+
+// What is on show of the open room is read: the broker keeps it (unread counts everywhere).
+let readTimer = null;
+function markRead() {
+  clearTimeout(readTimer);
+  readTimer = setTimeout(() => {
+    const since = current && client.rooms().get(current);
+    if (since?.seq && document.visibilityState === "visible") client.read(current, since.seq).catch(() => {});
+  }, 500);
 }
 
 async function refreshOnline() {
@@ -197,6 +211,7 @@ async function openRoom(room) {
     else onMessage(frame);
   }
   await loadPeople(room);
+  markRead();
   refreshRooms();
   $("message").focus();
 }
@@ -234,6 +249,7 @@ function onMessage(frame) {
   const known = messages.byKey.has(messages.key(frame.from, frame.id));
   messages.append(frame, mine ? "pending" : "sent");
   if (!known && typeof frame.data?.reply_to === "string") messages.replied(frame.data.reply_to);
+  markRead();
 }
 
 // A deletion or an edit in the room being loaded waits for its history, like a message (one the

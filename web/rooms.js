@@ -23,13 +23,17 @@ export function renderRooms(rooms, current, onOpen, me, unread = new Set()) {
     const name = roomName(room.id, me);
     const label = room.type === "public" ? name : room.type === "direct" ? `${name} (direct)` : `${name} (${room.type})`;
     const open = button(label, () => onOpen(room.id), "room-name");
-    if (unread.has(room.id)) {
+    // What the broker counts unread for this user, or "new" for what came since it last said.
+    const count = room.id === current ? 0 : room.unread ?? 0;
+    if (count > 0 || unread.has(room.id)) {
       open.classList.add("unread");
-      open.append(el("span", "badge", " • new"));
+      open.append(el("span", "badge", count > 0 ? ` • ${count}` : " • new"));
     }
     item.append(open);
     list.append(item);
   }
+  const total = rooms.reduce((sum, room) => sum + (room.id === current ? 0 : room.unread ?? 0), 0);
+  document.title = total > 0 ? `(${total}) wsbroker chat` : "wsbroker chat";
 }
 
 export function renderOnline(users, me, onMessage) {

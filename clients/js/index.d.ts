@@ -114,6 +114,8 @@ export class Client extends Emitter<Events> {
   /** Tells the client the newest message of `room` its user was shown otherwise (a history page's
    * last), so a resume starts after it. */
   seen(room: string, message: { seq?: number; epoch?: string }): void;
+  /** Marks `room` read up to `seq` (unread counts everywhere follow); queued while offline. */
+  read(room: string, seq: number): Promise<Frame>;
   /** Reacts with `emoji` to message `id` by `author` (or, `remove`, takes it back); queued. */
   react(room: string, id: string, author: string, emoji: string, remove?: boolean): Promise<Frame>;
   /** Tells `room` its user is typing (again every few seconds while it goes on), or stopped. */

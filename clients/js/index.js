@@ -120,6 +120,11 @@ export class Client extends Emitter {
     return this.#operation({ type: "edit", room, data: { id, content } });
   }
 
+  /** Marks `room` read up to `seq` (unread counts everywhere follow); queued while offline. */
+  read(room, seq) {
+    return this.#operation({ type: "read", room, data: { seq } });
+  }
+
   /** Reacts with `emoji` to message `id` by `author` (or, `remove`, takes it back); queued. */
   react(room, id, author, emoji, remove = false) {
     return this.#operation({ type: "react", room, data: { id, from: author, emoji, remove } });

@@ -5,6 +5,7 @@
 //! (who may read, join, manage), the same ones the WebSocket requests use. Must not: touch the
 //! cache, except to tell a removed participant's shard.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use hyper::body::Incoming;
@@ -19,6 +20,7 @@ use crate::messages;
 use crate::protocol::{self, millis, time_of, Room};
 use crate::rooms::{self, Access, Added};
 use crate::store::ops::{Answer, Outcome, Read, Write};
+use crate::store::reads::Head;
 use crate::store::{Role, RoomInfo, RoomType, Store};
 
 /// Routes `/api/v1/chat/rooms/{path}`.
@@ -45,8 +47,22 @@ pub async fn route(
         (&Method::DELETE, [room, "participants", user]) => {
             remove_participant(app, store, room, user, caller).await
         }
+        (&Method::POST, [room, "read"]) => mark_read(app, room, caller, request).await,
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
+}
+
+/// A room's entry with where it stands for the caller: `last_seq`, `unread` (the stream items after
+/// what the caller marked read; `null` for a room it takes no part in) and `last_message`.
+fn with_head(mut entry: Value, head: Option<Head>) -> Value {
+    let Some(head) = head else { return entry };
+    let unread = head.last_read.map(|read| (head.last_seq - read).max(0));
+    let last = head.last_message.as_ref().and_then(messages::stored_frame);
+    let last = last.and_then(|frame| serde_json::from_str::<Value>(frame.as_str()).ok());
+    entry["last_seq"] = json!(head.last_seq);
+    entry["unread"] = json!(unread);
+    entry["last_message"] = last.unwrap_or(Value::Null);
+    entry
 }
 
 fn room_json(room: &RoomInfo) -> Value {
@@ -69,8 +85,42 @@ async fn list(store: &Store, caller: &Caller, query: Option<&str>) -> Response<B
     let Ok(Answer::Rooms(found)) = store.read(read).await else { return store_unavailable() };
     let next_after =
         found.last().filter(|_| found.len() as i64 == limit).map(|room| room.id.clone());
-    let rooms: Vec<Value> = found.iter().map(room_json).collect();
+    let ids = found.iter().map(|room| room.id.clone()).collect();
+    let read = Read::Heads { user: caller.name().to_owned(), rooms: ids };
+    let Ok(Answer::Heads(heads)) = store.read(read).await else { return store_unavailable() };
+    let mut heads: HashMap<String, Head> =
+        heads.into_iter().map(|head| (head.room.clone(), head)).collect();
+    let rooms: Vec<Value> =
+        found.iter().map(|room| with_head(room_json(room), heads.remove(&room.id))).collect();
     json(StatusCode::OK, &json!({ "rooms": rooms, "next_after": next_after }))
+}
+
+#[derive(Deserialize)]
+struct ReadUpTo {
+    seq: u64,
+}
+
+/// `POST /rooms/{room}/read` `{"seq": N}`: the caller read the room up to `seq`.
+async fn mark_read(
+    app: &App,
+    room: &str,
+    caller: &Caller,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let Ok(room) = protocol::validate_room(room) else {
+        return bad_request("not a valid room name");
+    };
+    let Some(user) = caller.user.clone() else {
+        return bad_request("name yourself: a token, or ?user= with authentication off");
+    };
+    let body: ReadUpTo = match read_json(app, request).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
+    match messages::mark_read(&app.hub, &room, &user, body.seq).await {
+        Ok(()) => json(StatusCode::OK, &json!({ "room": room, "read": body.seq })),
+        Err((code, message)) => super::refusal(code, &message),
+    }
 }
 
 #[derive(Deserialize)]

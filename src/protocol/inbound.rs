@@ -116,6 +116,17 @@ pub fn parse_client_frame(
         }
         "ping" => Action::Ping,
         "active" => Action::Active,
+        "read" => {
+            #[derive(Deserialize)]
+            struct ReadData {
+                seq: u64,
+            }
+            let data =
+                envelope.data.ok_or_else(|| reject(ErrorCode::BadRequest, "missing data"))?;
+            let read: ReadData = serde_json::from_str(data.get())
+                .map_err(|_| reject(ErrorCode::BadRequest, "data must be {\"seq\": number}"))?;
+            Action::Read { room: require_room(room)?, seq: read.seq }
+        }
         "react" => {
             let react =
                 react_data(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;

@@ -262,6 +262,11 @@ pub enum Action {
         room: Room,
         typing: bool,
     },
+    /// The user read the room up to `seq`.
+    Read {
+        room: Room,
+        seq: u64,
+    },
     /// Add (or, `remove`, take back) the user's reaction `emoji` to message `id` (by `from`, when
     /// two senders used the id).
     React {

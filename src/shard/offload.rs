@@ -113,6 +113,27 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// Marks a room read for the user, in the store.
+    pub(super) fn offload_read(
+        &self,
+        conn: ConnId,
+        id: Option<String>,
+        user: UserId,
+        room: Room,
+        seq: u64,
+    ) {
+        let (hub, shard) = (self.hub.clone(), self.id);
+        tokio::spawn(async move {
+            let frame = match crate::messages::mark_read(&hub, &room, &user, seq).await {
+                Ok(()) => protocol::ack_frame(id.as_deref(), None),
+                Err((code, message)) => protocol::error_frame(id.as_deref(), code, &message),
+            };
+            hub.router().deliver(shard, Delivery::Reply { conn, frame });
+        });
+    }
+}
+
 /// A change to a stored message a connection asked for.
 #[derive(Debug)]
 pub(super) enum Change {

@@ -124,6 +124,12 @@ impl Shard {
                 ack(id)
             }
             Action::Typing { room, .. } => Some(not_member(id, &room)),
+            Action::Read { room, seq } => {
+                let (user, _) = self.who_asks(conn)?;
+                self.order.awaits_answer(conn);
+                self.offload_read(conn, id.map(str::to_owned), user, room, seq);
+                None
+            }
             Action::React { room, id: message, from, emoji, remove } => {
                 if !self.cache.is_member(conn, &room) {
                     return Some(not_member(id, &room));

@@ -99,6 +99,22 @@ pub(super) fn after_seq(
     rows.iter().map(|row| message_of(row)).collect()
 }
 
+/// The messages at `positions` (not deleted), in no order.
+pub(super) fn messages_at(
+    engine: &mut dyn Engine,
+    positions: &[i64],
+) -> Result<Vec<StoredMessage>, StoreError> {
+    if positions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE pos IN ({}) AND deleted_at IS NULL",
+        placeholders(1, positions.len())
+    );
+    let params: Vec<Value> = positions.iter().map(|pos| int(*pos)).collect();
+    engine.query(&sql, &params)?.iter().map(|row| message_of(row)).collect()
+}
+
 /// The oldest `limit` replies to `root` in `room` after position `after` (not deleted).
 pub(super) fn thread(
     engine: &mut dyn Engine,
@@ -152,7 +168,7 @@ pub(super) fn reactions(
 }
 
 /// `?first, ?first+1, ...`: one placeholder per value, numbered from `first`.
-fn placeholders(first: usize, count: usize) -> String {
+pub(super) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
 }
 

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/0004_room_events.sql")),
     (5, include_str!("../../migrations/0005_reactions.sql")),
     (6, include_str!("../../migrations/0006_replies.sql")),
+    (7, include_str!("../../migrations/0007_read_state.sql")),
 ];
 
 /// The newest schema version this binary knows.

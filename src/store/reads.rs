@@ -4,7 +4,12 @@
 //! Owns: the SQL of every read and how a row becomes a value. Must not: write; the writer applies
 //! [`super::ops::Write`]s, the read pool answer these.
 
-use super::messages::{after_seq, history, int, reactions, replies, role_of, target, text, thread};
+use std::collections::HashMap;
+
+use super::messages::{
+    after_seq, history, int, messages_at, placeholders, reactions, replies, role_of, target, text,
+    thread,
+};
 pub use super::messages::{Found, Reactions};
 use super::{Engine, Participant, Role, RoomInfo, RoomType, StoreError, StoredMessage, Value};
 use crate::protocol::Millis;
@@ -93,9 +98,30 @@ pub enum Read {
     Participants {
         room: String,
     },
+    /// Where `room` stands (its last seq; `None`: no such room) and how far `user` read it (`None`:
+    /// not a participant).
+    ReadState {
+        room: String,
+        user: String,
+    },
+    /// For each of `rooms`: its last seq, how far `user` read it, and its newest message.
+    Heads {
+        user: String,
+        rooms: Vec<String>,
+    },
     LastSeen {
         user: String,
     },
+}
+
+/// Where a room stands for a user: [`Read::Heads`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub room: String,
+    pub last_seq: i64,
+    /// `None`: the user is no participant.
+    pub last_read: Option<i64>,
+    pub last_message: Option<StoredMessage>,
 }
 
 /// What a read found.
@@ -119,6 +145,11 @@ pub enum Answer {
     /// Each replaced `data`, with when it was replaced.
     Versions(Vec<(String, Millis)>),
     Participants(Vec<Participant>),
+    ReadState {
+        last_seq: Option<i64>,
+        last_read: Option<i64>,
+    },
+    Heads(Vec<Head>),
     LastSeen(Option<Millis>),
     /// `newest`: `None` when the room has no message with a seq yet; `sent`: (sender, id, seq).
     StreamHead {
@@ -183,6 +214,18 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
                 .collect::<Result<_, _>>()
                 .map(Answer::Participants)
         }
+        Read::ReadState { room, user } => {
+            let rows = engine.query(
+                "SELECT r.last_seq, p.last_read FROM chat_rooms r LEFT JOIN chat_participants p \
+                 ON p.room = r.id AND p.user_id = ?2 WHERE r.id = ?1",
+                &[text(room), text(user)],
+            )?;
+            let found =
+                rows.first().map(|row| Ok((row[0].int()?, row[1].opt_int()?))).transpose()?;
+            let (last_seq, last_read) = found.map_or((None, None), |(seq, read)| (Some(seq), read));
+            Ok(Answer::ReadState { last_seq, last_read })
+        }
+        Read::Heads { user, rooms } => heads(engine, user, rooms).map(Answer::Heads),
         Read::LastSeen { user } => {
             let rows = engine
                 .query("SELECT last_seen FROM chat_presence WHERE user_id = ?1", &[text(user)])?;
@@ -237,6 +280,33 @@ fn rooms(
         &[text(user), text(after.unwrap_or_default()), int(limit)],
     )?;
     rows.iter().map(|row| room_of(row)).collect::<Result<_, _>>().map(Answer::Rooms)
+}
+
+/// Each of `rooms` as it stands for `user`, with its newest message (one read of them by position).
+fn heads(engine: &mut dyn Engine, user: &str, rooms: &[String]) -> Result<Vec<Head>, StoreError> {
+    if rooms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT r.id, r.last_seq, p.last_read, r.last_pos FROM chat_rooms r \
+         LEFT JOIN chat_participants p ON p.room = r.id AND p.user_id = ?1 WHERE r.id IN ({})",
+        placeholders(2, rooms.len())
+    );
+    let params: Vec<Value> = std::iter::once(text(user)).chain(rooms.iter().map(text)).collect();
+    let rows = engine.query(&sql, &params)?;
+    let positions: Vec<i64> =
+        rows.iter().filter_map(|row| row[3].opt_int().ok().flatten()).collect();
+    let mut newest: HashMap<i64, StoredMessage> = messages_at(engine, &positions)?
+        .into_iter()
+        .map(|message| (message.pos, message))
+        .collect();
+    let mut heads = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let last_message = row[3].opt_int()?.and_then(|pos| newest.remove(&pos));
+        let (room, last_seq, last_read) = (row[0].text()?, row[1].int()?, row[2].opt_int()?);
+        heads.push(Head { room, last_seq, last_read, last_message });
+    }
+    Ok(heads)
 }
 
 fn room_of(row: &[Value]) -> Result<RoomInfo, StoreError> {

@@ -420,6 +420,29 @@ def test_a_reply_quotes_its_message_and_its_thread_lists_it_after_a_reload_too(b
         expect(alice.locator("#thread-messages li")).to_contain_text("at noon")
 
 
+def test_unread_counts_show_in_the_room_list_and_title_and_reading_clears_them_for_good(browser):
+    with chatting(browser) as (broker, alice, bob):
+        for page in (alice, bob):
+            page.get_by_label("New room").fill("side")
+            page.get_by_role("button", name="Create").click()
+            expect(page.locator("#room-title")).to_have_text("side")
+        bob.locator("#room-list").get_by_role("button", name="lobby").click()
+        expect(bob.locator("#room-title")).to_have_text("lobby")
+        say(alice, "first in side")
+        say(alice, "second in side")
+        expect(message(alice, "second in side").locator(".status")).to_contain_text("sent")
+        side = bob.locator("#room-list").get_by_role("button", name="side")
+        expect(side).to_contain_text("• 2", timeout=5000)
+        expect(bob).to_have_title("(2) wsbroker chat")
+        side.click()
+        expect(message(bob, "second in side")).to_be_visible()
+        expect(bob).to_have_title("wsbroker chat")
+        bob.locator("#room-list").get_by_role("button", name="lobby").click()
+        bob.reload()
+        expect(bob.locator("#connection")).to_have_text("live", timeout=10000)
+        expect(bob.locator("#room-list").get_by_role("button", name="side")).not_to_contain_text("•")
+
+
 def test_who_is_typing_shows_while_they_type_and_goes_when_they_send(browser):
     with chatting(browser) as (_broker, alice, bob):
         bob.get_by_role("textbox", name="Message", exact=True).fill("I am writing")

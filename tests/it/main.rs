@@ -24,6 +24,7 @@ mod persistence_pg;
 mod postgres_server;
 mod presence_storm;
 mod reactions;
+mod read_state;
 mod redis_server;
 mod refresh;
 mod replies;

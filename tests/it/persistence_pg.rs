@@ -178,6 +178,33 @@ async fn in_a_cluster_concurrent_reactions_on_every_instance_are_each_counted_on
 }
 
 #[tokio::test]
+async fn in_a_cluster_unread_counts_agree_on_every_instance() {
+    let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
+    let url = postgres.database("cluster_unread").await;
+    let instance = |id| on_postgres(&redis, &url, id, |c| c.rate_limit = 0.0);
+    let (a, b) = (instance("a").await, instance("b").await);
+    let mut alice = a.member("alice", "shared").await;
+    let mut bob = b.member("bob", "shared").await;
+    for n in 0..3 {
+        assert_eq!(alice.request(chat("shared", &format!("m{n}"))).await["type"], "ack");
+    }
+    let read = json!({"type": "read", "room": "shared", "id": "r", "data": {"seq": 1}});
+    assert_eq!(bob.request(read).await["type"], "ack");
+    for server in [&a, &b] {
+        let (_, answer) = server.get("/api/v1/chat/rooms?user=bob").await;
+        let room =
+            answer["rooms"].as_array().unwrap().iter().find(|r| r["id"] == "shared").cloned();
+        let room = room.unwrap_or_else(|| panic!("{answer}"));
+        assert_eq!(
+            (room["last_seq"].as_i64(), room["unread"].as_i64()),
+            (Some(3), Some(2)),
+            "{room}"
+        );
+        assert_eq!(room["last_message"]["id"], "m2");
+    }
+}
+
+#[tokio::test]
 async fn in_a_cluster_a_resume_beyond_what_redis_keeps_reads_the_rest_from_the_store() {
     let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
     let url = postgres.database("cluster_resume").await;

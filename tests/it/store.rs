@@ -59,7 +59,10 @@ fn history(
 fn conformance(url: &DatabaseUrl) {
     let mut engine = url.connect().expect("open the database");
     let engine = engine.as_mut();
-    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        migrations::migrate(engine, migrations::latest()).unwrap(),
+        vec![1, 2, 3, 4, 5, 6, 7]
+    );
     assert!(migrations::migrate(engine, migrations::latest()).unwrap().is_empty(), "idempotent");
     transactions_are_all_or_nothing(engine);
     rooms_and_participants(engine);
@@ -355,6 +358,24 @@ fn targets_and_room_events(engine: &mut dyn Engine) {
     };
     assert_eq!(read(engine, reacted("carol")), Answer::Reacted(true));
     assert_eq!(read(engine, reacted("bob")), Answer::Reacted(false));
+
+    // Every numbered row moved the room's head; the newest message is dave's (carol's is deleted).
+    let heads = |engine: &mut dyn Engine| {
+        let rooms = vec!["team".to_owned(), "nowhere".to_owned()];
+        let Answer::Heads(heads) = read(engine, Read::Heads { user: "alice".into(), rooms }) else {
+            panic!("not heads")
+        };
+        heads
+    };
+    let found = heads(engine);
+    assert_eq!(found.len(), 1, "no head for a room that is not there");
+    let head = &found[0];
+    assert_eq!((head.room.as_str(), head.last_seq, head.last_read), ("team", 11, Some(0)));
+    let newest = head.last_message.as_ref().map(|m| (m.sender.as_str(), m.id.as_str()));
+    assert_eq!(newest, Some(("dave", "dup")));
+    let mark = |seq| Write::MarkRead { room: "team".into(), user: "alice".into(), seq };
+    commit(engine, vec![mark(7), mark(5)]);
+    assert_eq!(heads(engine)[0].last_read, Some(7), "never backwards");
 }
 
 fn retention_and_presence(engine: &mut dyn Engine) {
@@ -389,7 +410,7 @@ fn upgrades_in_place(url: &DatabaseUrl) {
     assert!(engine.query("SELECT COUNT(*) FROM chat_presence", &[]).is_err(), "not there yet");
     let mut engine = url.connect().unwrap();
     let engine = engine.as_mut();
-    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![2, 3, 4, 5, 6]);
+    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![2, 3, 4, 5, 6, 7]);
     assert_eq!(migrations::current_version(engine).unwrap(), MIGRATIONS.len() as i64);
     assert_eq!(history(engine, "old", None, 10).len(), 1, "the old data is still there");
     assert_eq!(
