@@ -59,13 +59,15 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
     let (router, _inboxes) = Router::new(1);
     let store =
         Store::start(url, &settings, router, Arc::clone(&counters)).expect("open the store");
+    // The rooms exist, and user-0 takes part in every one (GET /rooms reads them all for it).
+    let base = create_rooms(&store);
     let epoch: Arc<str> = Arc::from("bench");
     let data: Box<str> = format!(r#"{{"content":"{}"}}"#, "x".repeat(100)).into();
     let react_every: u64 =
         std::env::var("STORE_BENCH_REACT_EVERY").map_or(0, |n| n.parse().unwrap());
     let start = Instant::now();
     for n in 0..messages {
-        while n - counters.committed.load(Relaxed) >= IN_FLIGHT {
+        while (n + base).saturating_sub(counters.committed.load(Relaxed)) >= IN_FLIGHT {
             std::thread::sleep(Duration::from_micros(200));
         }
         let mut message = NewMessage {
@@ -93,18 +95,72 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
-    while counters.committed.load(Relaxed) < messages {
+    while counters.committed.load(Relaxed) < messages + base {
         std::thread::sleep(Duration::from_millis(1));
     }
     let elapsed = start.elapsed();
-    let batches = counters.batches.load(Relaxed).max(1);
+    let batches = counters.batches.load(Relaxed).saturating_sub(base).max(1);
     let rate = messages as f64 / elapsed.as_secs_f64();
     println!(
         "{engine}: {messages} messages persisted in {elapsed:.2?}: {rate:.0} messages/s \
          ({batches} transactions, {:.0} messages each)",
         messages as f64 / batches as f64
     );
+    if let (DatabaseUrl::Postgres(url), Ok(_)) = (url, std::env::var("STORE_BENCH_ANALYZE")) {
+        // What autovacuum does on its own some time after a bulk load: the planner's statistics.
+        let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        client.batch_execute("ANALYZE").unwrap();
+    }
     history_latency(engine, &store, messages, reads, react_every == 0);
+    rooms_latency(engine, &store, messages, reads);
+}
+
+/// Creates the rooms and makes user-0 a participant of each; the writes it made.
+fn create_rooms(store: &Store) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        for room in 0..ROOMS {
+            let info = wsbroker::store::RoomInfo {
+                id: format!("room-{room}"),
+                kind: wsbroker::store::RoomType::Public,
+                created_at: 1_700_000_000_000,
+                created_by: "user-0".into(),
+                metadata: None,
+            };
+            let write = Write::CreateRoom { room: info, members: Vec::new() };
+            store.write_and_wait(write).await.expect("create a room");
+        }
+    });
+    ROOMS
+}
+
+/// `GET /rooms` as the store answers it for user-0, a participant of every room: a page of 100
+/// rooms (`Read::Rooms`), then their heads, unread counts and newest messages (`Read::Heads`).
+fn rooms_latency(engine: &str, store: &Store, messages: u64, reads: u64) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut latencies: Vec<Duration> = Vec::with_capacity(reads as usize);
+    runtime.block_on(async {
+        for n in 0..reads {
+            let after = (n % 10 > 0).then(|| format!("room-{}", (n % 10) * 100));
+            let started = Instant::now();
+            let read = Read::Rooms { user: "user-0".into(), after, limit: 100 };
+            let Ok(Answer::Rooms(rooms)) = store.read(read).await else { panic!("rooms") };
+            let ids = rooms.iter().map(|room| room.id.clone()).collect();
+            let read = Read::Heads { user: "user-0".into(), rooms: ids };
+            let Ok(Answer::Heads(heads)) = store.read(read).await else { panic!("heads") };
+            latencies.push(started.elapsed());
+            assert!(!heads.is_empty() && heads.iter().all(|head| head.last_read.is_some()));
+        }
+    });
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "{engine}: a page of 100 of a user's {ROOMS} rooms with unread counts and newest messages, \
+         over {messages} messages: p50 {:.2?}, p99 {:.2?}, max {:.2?} ({reads} reads)",
+        at(0.5),
+        at(0.99),
+        latencies.last().unwrap()
+    );
 }
 
 /// Reads `reads` history pages of 100 from random rooms through the readers, one at a time.

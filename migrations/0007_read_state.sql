@@ -1,6 +1,3 @@
--- Read state and unread counts without counting messages: each room keeps the seq of its newest
--- stream item and the position of its newest message (the writer moves them with each batch),
--- each participant the last seq it marked read. Unread = last_seq - last_read.
-ALTER TABLE chat_rooms ADD COLUMN last_seq BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE chat_rooms ADD COLUMN last_pos BIGINT;
+-- Read state: each participant keeps the last seq it marked read. A room's unread count is its
+-- newest seq (an index lookup, room_seq) minus that: never a count over the messages.
 ALTER TABLE chat_participants ADD COLUMN last_read BIGINT NOT NULL DEFAULT 0;

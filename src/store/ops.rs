@@ -153,7 +153,6 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
         } else {
             engine.insert_messages(&run)?;
             apply_events(engine, &run)?;
-            move_room_heads(engine, &run)?;
             outcomes.extend(run.iter().map(|_| Outcome::Done));
             index += run.len();
         }
@@ -235,8 +234,7 @@ fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreErr
     match write {
         Write::Message(message) => {
             engine.insert_messages(&[message])?;
-            apply_events(engine, &[message])?;
-            move_room_heads(engine, &[message]).map(|()| Outcome::Done)
+            apply_events(engine, &[message]).map(|()| Outcome::Done)
         }
         // Their rows are inserted first, in order, by `apply`.
         Write::CreateRoom { .. } | Write::EnsureRoom { .. } => {
@@ -343,28 +341,6 @@ fn add_participant(
         &[text(room), text(user), int(at), text(role.as_str())],
     )?;
     Ok(Outcome::Done)
-}
-
-/// Moves each room's head (`last_seq`, the newest stream item's seq; `last_pos`, the newest
-/// message's position) past the numbered rows of `messages`: one update per room, by room.
-fn move_room_heads(engine: &mut dyn Engine, messages: &[&NewMessage]) -> Result<(), StoreError> {
-    let mut heads: BTreeMap<&str, i64> = BTreeMap::new();
-    for message in messages {
-        if let (Some(room), Some((seq, _))) = (message.room.as_deref(), &message.stream) {
-            let head = heads.entry(room).or_insert(*seq);
-            *head = (*head).max(*seq);
-        }
-    }
-    for (room, seq) in heads {
-        engine.execute(
-            "UPDATE chat_rooms SET last_seq = CASE WHEN ?2 > last_seq THEN ?2 ELSE last_seq END, \
-             last_pos = (SELECT MAX(pos) FROM chat_messages WHERE room = ?1 AND target IS NULL \
-             AND deleted_at IS NULL) \
-             WHERE id = ?1",
-            &[text(room), int(seq)],
-        )?;
-    }
-    Ok(())
 }
 
 /// Applies what the room events among `messages` change in their messages, each message's events

@@ -216,8 +216,11 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
         }
         Read::ReadState { room, user } => {
             let rows = engine.query(
-                "SELECT r.last_seq, p.last_read FROM chat_rooms r LEFT JOIN chat_participants p \
-                 ON p.room = r.id AND p.user_id = ?2 WHERE r.id = ?1",
+                &format!(
+                    "SELECT {LAST_SEQ}, p.last_read FROM chat_rooms r \
+                     LEFT JOIN chat_participants p ON p.room = r.id AND p.user_id = ?2 \
+                     WHERE r.id = ?1"
+                ),
                 &[text(room), text(user)],
             )?;
             let found =
@@ -282,13 +285,17 @@ fn rooms(
     rows.iter().map(|row| room_of(row)).collect::<Result<_, _>>().map(Answer::Rooms)
 }
 
+/// A room's newest seq (its stream's newest item), by index: `r` is the room.
+const LAST_SEQ: &str = "COALESCE((SELECT MAX(m.seq) FROM chat_messages m WHERE m.room = r.id), 0)";
+
 /// Each of `rooms` as it stands for `user`, with its newest message (one read of them by position).
 fn heads(engine: &mut dyn Engine, user: &str, rooms: &[String]) -> Result<Vec<Head>, StoreError> {
     if rooms.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT r.id, r.last_seq, p.last_read, r.last_pos FROM chat_rooms r \
+        "SELECT r.id, {LAST_SEQ}, p.last_read, (SELECT MAX(m.pos) FROM chat_messages m \
+         WHERE m.room = r.id AND m.target IS NULL AND m.deleted_at IS NULL) FROM chat_rooms r \
          LEFT JOIN chat_participants p ON p.room = r.id AND p.user_id = ?1 WHERE r.id IN ({})",
         placeholders(2, rooms.len())
     );
