@@ -168,28 +168,24 @@ pub(super) fn data_frame<D: Serialize>(
     room: Option<&str>,
     data: D,
 ) -> Frame {
-    let (from, timestamp, seq, epoch) = (None, None, None, None);
-    let (data, edited_at, reactions, thread, quote) = (Some(data), None, None, None, None);
-    encode(&Envelope {
-        id,
-        kind,
-        room,
-        from,
-        data,
-        timestamp,
-        edited_at,
-        reactions,
-        thread,
-        quote,
-        seq,
-        epoch,
-    })
+    plain_frame(kind, id, room, Some(data), None)
 }
 
 fn bare_frame(kind: MessageType, id: Option<&str>, seq: Option<u64>) -> Frame {
-    let (room, from, timestamp, epoch) = (None, None, None, None);
-    let (data, edited_at, reactions, thread, quote) = (None, None, None, None, None);
-    encode::<()>(&Envelope {
+    plain_frame::<()>(kind, id, None, None, seq)
+}
+
+/// A frame with no sender, time or history annotations.
+fn plain_frame<D: Serialize>(
+    kind: MessageType,
+    id: Option<&str>,
+    room: Option<&str>,
+    data: Option<D>,
+    seq: Option<u64>,
+) -> Frame {
+    let (from, timestamp, epoch) = (None, None, None);
+    let (edited_at, reactions, thread, quote) = (None, None, None, None);
+    encode(&Envelope {
         id,
         kind,
         room,

@@ -6,16 +6,7 @@ use std::time::Duration;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::{start_server_with, Client, TempDir, TestServer};
-
-async fn stored_server(dir: &TempDir) -> TestServer {
-    let url = dir.sqlite();
-    start_server_with(move |c| {
-        c.database_url = url;
-        c.rate_limit = 0.0;
-    })
-    .await
-}
+use crate::common::{start_server_with, stored_server, Client, TempDir};
 
 fn chat(room: &str, id: &str, content: &str) -> Value {
     json!({"type": "chat", "room": room, "id": id, "data": {"content": content}})

@@ -3,16 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::common::{start_server_with, Client, TempDir, TestServer};
-
-async fn stored_server(dir: &TempDir) -> TestServer {
-    let url = dir.sqlite();
-    start_server_with(move |c| {
-        c.database_url = url;
-        c.rate_limit = 0.0;
-    })
-    .await
-}
+use crate::common::{stored_server, Client, TempDir, TestServer};
 
 fn react(id: &str, emoji: &str, remove: bool) -> Value {
     json!({"type": "react", "room": "r", "id": "x", "data": {"id": id, "emoji": emoji, "remove": remove}})

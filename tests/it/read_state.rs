@@ -5,16 +5,7 @@
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::{start_server_with, TempDir, TestServer};
-
-async fn stored_server(dir: &TempDir) -> TestServer {
-    let url = dir.sqlite();
-    start_server_with(move |c| {
-        c.database_url = url;
-        c.rate_limit = 0.0;
-    })
-    .await
-}
+use crate::common::{stored_server, TempDir, TestServer};
 
 /// Room `room` as `GET /rooms` shows it to `user`.
 async fn room_for(server: &TestServer, user: &str, room: &str) -> Value {

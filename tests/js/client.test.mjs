@@ -33,6 +33,19 @@ function received(client, room) {
   return contents;
 }
 
+/** A WebSocket constructor whose connections go where `gate.open` says: to the broker, or to a
+ * port nobody listens on (a real refused connection); `gate.sockets` are the ones it made. */
+function gated() {
+  const gate = { open: true, sockets: [] };
+  class Gated extends globalThis.WebSocket {
+    constructor(url, ...rest) {
+      super(gate.open ? url : "ws://127.0.0.1:1/ws", ...rest);
+      gate.sockets.push(this);
+    }
+  }
+  return { gate, Gated };
+}
+
 async function until(check, what) {
   const deadline = Date.now() + 15_000;
   while (!check()) {
@@ -230,14 +243,7 @@ test("a member's away and back are told live and kept in the room's members", as
 
 test("an edit and a deletion made while a client cannot connect reach it once when it is back", async () => {
   const server = await broker(["--rate-limit", "0"]);
-  // Bob's connections go where the gate says: the broker, or a port nobody listens on.
-  const gate = { open: true, sockets: [] };
-  class Gated extends globalThis.WebSocket {
-    constructor(url, ...rest) {
-      super(gate.open ? url : "ws://127.0.0.1:1/ws", ...rest);
-      gate.sockets.push(this);
-    }
-  }
+  const { gate, Gated } = gated();
   const alice = await client(server, "alice");
   const bob = await client(server, "bob", { WebSocket: Gated });
   await alice.join("r");
@@ -267,13 +273,7 @@ test("an edit and a deletion made while a client cannot connect reach it once wh
 
 test("a client that saw nothing of a room before a drop is told to reload it, and seen() makes it resume", async () => {
   const server = await broker(["--rate-limit", "0"]);
-  const gate = { open: true, sockets: [] };
-  class Gated extends globalThis.WebSocket {
-    constructor(url, ...rest) {
-      super(gate.open ? url : "ws://127.0.0.1:1/ws", ...rest);
-      gate.sockets.push(this);
-    }
-  }
+  const { gate, Gated } = gated();
   const alice = await client(server, "alice");
   const bob = await client(server, "bob", { WebSocket: Gated });
   await alice.join("quiet");

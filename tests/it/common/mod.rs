@@ -61,6 +61,16 @@ impl Drop for BrokerProcess {
 
 /// Runs the `wsbroker` binary on 127.0.0.1:0 with `args`, as its own process (for tests that kill it).
 /// `args` must name the database (`--database-url`), so no test writes `./wsbroker.db`.
+/// A broker storing into a SQLite file in `dir`, with no chat rate limit.
+pub async fn stored_server(dir: &TempDir) -> TestServer {
+    let url = dir.sqlite();
+    start_server_with(move |c| {
+        c.database_url = url;
+        c.rate_limit = 0.0;
+    })
+    .await
+}
+
 pub async fn spawn_broker(args: &[&str]) -> (BrokerProcess, TestServer) {
     use std::io::{BufRead, BufReader};
     assert!(args.contains(&"--database-url"), "a test broker names its database: {args:?}");
