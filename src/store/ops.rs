@@ -359,16 +359,23 @@ fn apply_events(engine: &mut dyn Engine, messages: &[&NewMessage]) -> Result<(),
         (event.room.clone(), data.from.clone().unwrap_or_else(|| event.sender.to_string()))
     };
     events.sort_by_cached_key(|event| (author(event), event.1.id.clone()));
+    // Reactions added one after another go in as one statement; anything else first writes them.
+    let mut added: Vec<Value> = Vec::new();
     for event in &events {
         let (room, author) = author(event);
         let (event, data) = event;
         let key = [text(room.as_deref().unwrap_or_default()), text(author), text(&data.id)];
         let at = int(event.created_at);
+        if let ("reaction_added", Some(emoji)) = (event.kind, &data.emoji) {
+            added.extend(key.into_iter().chain([text(event.sender.as_ref()), text(emoji), at]));
+            continue;
+        }
+        add_reactions(engine, &mut added)?;
         match (event.kind, &data.content) {
             ("message_edited", Some(content)) => edit(engine, &key, content, at)?,
-            ("reaction_added" | "reaction_removed", _) => {
+            ("reaction_removed", _) => {
                 let Some(emoji) = &data.emoji else { continue };
-                react(engine, &key, (&event.sender, emoji), event.kind == "reaction_added", at)?;
+                react(engine, &key, (&event.sender, emoji), false, at)?;
             }
             ("message_deleted", _) => {
                 engine.execute(
@@ -381,8 +388,34 @@ fn apply_events(engine: &mut dyn Engine, messages: &[&NewMessage]) -> Result<(),
             _ => {}
         }
     }
+    add_reactions(engine, &mut added)
+}
+
+/// Inserts the reaction rows `added` holds (six values each: room, author, id, user, emoji, time)
+/// in statements of up to [`REACTIONS_PER_INSERT`] rows; an add of one that is there changes
+/// nothing. Empties `added`.
+fn add_reactions(engine: &mut dyn Engine, added: &mut Vec<Value>) -> Result<(), StoreError> {
+    for rows in added.chunks(6 * REACTIONS_PER_INSERT) {
+        let values: Vec<String> = (0..rows.len() / 6)
+            .map(|row| {
+                let first = row * 6 + 1;
+                let marks: Vec<String> = (first..first + 6).map(|n| format!("?{n}")).collect();
+                format!("({})", marks.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO chat_reactions (room, sender, id, user_id, emoji, created_at) \
+             VALUES {} ON CONFLICT DO NOTHING",
+            values.join(", ")
+        );
+        engine.execute(&sql, rows)?;
+    }
+    added.clear();
     Ok(())
 }
+
+/// The most reaction rows one insert carries (6 values each, well under both engines' limits).
+const REACTIONS_PER_INSERT: usize = 500;
 
 /// Adds (or removes) `user`'s reaction `emoji` to the message `key` (room, author, id); an add of
 /// one that is there, or a remove of one that is not, changes nothing.
