@@ -79,10 +79,15 @@ export class Messages {
     }
   }
 
+  // The message on show with `id`, whoever sent it (a reply names only the id).
+  byId(id) {
+    return [...this.byKey.values()].find((item) => item.dataset.id === id);
+  }
+
   // "↪ alice: the start of what she wrote", from history's quote or the message on show; a
   // deleted one says so.
   quote(id, quoted) {
-    const shown = [...this.byKey.values()].find((item) => item.dataset.id === id);
+    const shown = this.byId(id);
     let text = "↪ a message not on show";
     if (quoted?.deleted || shown?.classList.contains("deleted")) text = "↪ a deleted message";
     else if (quoted) text = `↪ ${quoted.from}: ${quoted.content}`;
@@ -102,7 +107,7 @@ export class Messages {
 
   // A live reply to a message on show counts in its thread.
   replied(id) {
-    const root = [...this.byKey.values()].find((item) => item.dataset.id === id);
+    const root = this.byId(id);
     if (!root) return;
     root.replies += 1;
     this.showReplies(root);

@@ -10,6 +10,9 @@ use crate::auth::Identity;
 use crate::protocol::{self, UserId, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::rooms::Access;
 
+/// The answer to a request that changes something for an anonymous caller.
+pub const UNNAMED: &str = "name yourself: a token, or ?user= with authentication off";
+
 /// Who is calling: the token's `sub` with authentication on, `?user=` with it off.
 #[derive(Debug)]
 pub struct Caller {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::caller::{page_limit, query_param, refused, Caller};
+use super::caller::{page_limit, query_param, refused, Caller, UNNAMED};
 use super::{bad_request, error, json, read_json, refusal, App, Body};
 use crate::events::{self, Deletion, Edit, Refused};
 use crate::messages::{self, History};
@@ -48,9 +48,6 @@ pub async fn route(
 fn not_changed(why: Refused) -> Response<Body> {
     refusal(why.code(), why.message())
 }
-
-/// Changing a message needs the caller's name.
-const UNNAMED: &str = "name yourself: a token, or ?user= with authentication off";
 
 /// `GET /rooms/{room}/messages?limit=&before=` (the newest `limit` before the cursor) or
 /// `?after=<seq>` (the oldest `limit` after the seq), oldest first either way.

@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::caller::{page_limit, query_param, refused, Caller};
+use super::caller::{page_limit, query_param, refused, Caller, UNNAMED};
 use super::{bad_request, error, json, read_json, store_unavailable, App, Body};
 use crate::mailbox::Delivery;
 use crate::messages;
@@ -111,7 +111,7 @@ async fn mark_read(
         return bad_request("not a valid room name");
     };
     let Some(user) = caller.user.clone() else {
-        return bad_request("name yourself: a token, or ?user= with authentication off");
+        return bad_request(UNNAMED);
     };
     let body: ReadUpTo = match read_json(app, request).await {
         Ok(body) => body,
@@ -140,7 +140,7 @@ async fn create(
     request: Request<Incoming>,
 ) -> Response<Body> {
     let Some(creator) = caller.user.clone() else {
-        return bad_request("name yourself: a token, or ?user= with authentication off");
+        return bad_request(UNNAMED);
     };
     let body: NewRoom = match read_json(app, request).await {
         Ok(body) => body,

@@ -375,7 +375,7 @@ fn apply_events(engine: &mut dyn Engine, messages: &[&NewMessage]) -> Result<(),
             ("message_edited", Some(content)) => edit(engine, &key, content, at)?,
             ("reaction_removed", _) => {
                 let Some(emoji) = &data.emoji else { continue };
-                react(engine, &key, (&event.sender, emoji), false, at)?;
+                remove_reaction(engine, &key, (&event.sender, emoji))?;
             }
             ("message_deleted", _) => {
                 engine.execute(
@@ -417,31 +417,20 @@ fn add_reactions(engine: &mut dyn Engine, added: &mut Vec<Value>) -> Result<(), 
 /// The most reaction rows one insert carries (6 values each, well under both engines' limits).
 const REACTIONS_PER_INSERT: usize = 500;
 
-/// Adds (or removes) `user`'s reaction `emoji` to the message `key` (room, author, id); an add of
-/// one that is there, or a remove of one that is not, changes nothing.
-fn react(
+/// Takes back `user`'s reaction `emoji` to the message `key` (room, author, id); one that is not
+/// there changes nothing. (Added ones go in by [`add_reactions`].)
+fn remove_reaction(
     engine: &mut dyn Engine,
     key: &[Value; 3],
     (user, emoji): (&str, &str),
-    add: bool,
-    at: Value,
 ) -> Result<(), StoreError> {
     let mut params: Vec<Value> = key.to_vec();
     params.extend([text(user), text(emoji)]);
-    if add {
-        params.push(at);
-        engine.execute(
-            "INSERT INTO chat_reactions (room, sender, id, user_id, emoji, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-            &params,
-        )?;
-    } else {
-        engine.execute(
-            "DELETE FROM chat_reactions \
-             WHERE room = ?1 AND sender = ?2 AND id = ?3 AND user_id = ?4 AND emoji = ?5",
-            &params,
-        )?;
-    }
+    engine.execute(
+        "DELETE FROM chat_reactions \
+         WHERE room = ?1 AND sender = ?2 AND id = ?3 AND user_id = ?4 AND emoji = ?5",
+        &params,
+    )?;
     Ok(())
 }
 
