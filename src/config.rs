@@ -75,6 +75,21 @@ pub struct Config {
     #[arg(long, env = "TYPING_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub typing_timeout: Duration,
 
+    /// A room's participants are told its new unread count (`unread`) at most once per this long;
+    /// the first message of a window is told at once, the rest at its end.
+    #[arg(long, env = "UNREAD_COALESCE", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub unread_coalesce: Duration,
+
+    /// Rooms with more participants than this send no `unread` events (their counts are in
+    /// `GET /rooms`); 0 sends none.
+    #[arg(long, env = "UNREAD_MAX_MEMBERS", default_value_t = 1000)]
+    pub unread_max_members: usize,
+
+    /// Rooms with at most this many participants show read receipts (`receipt` events, `GET
+    /// .../receipts`); larger ones show none. 0 turns them off.
+    #[arg(long, env = "RECEIPTS_MAX_MEMBERS", default_value_t = 100)]
+    pub receipts_max_members: usize,
+
     /// A user with no client frame for this long shows as away in presence.
     #[arg(long, env = "AWAY_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
     pub away_after: Duration,

@@ -13,7 +13,8 @@ use serde_json::value::RawValue;
 use crate::hub::Hub;
 use crate::mailbox::Target;
 use crate::protocol::{
-    self, time_of, Annotations, ErrorCode, Frame, MessageType, Next, Page, Published, Room, UserId,
+    self, time_of, Annotations, ErrorCode, Frame, MessageType, Next, Page, Published, Room, Unread,
+    UserId,
 };
 use crate::rooms::{self, Access, Added};
 use crate::store::ops::{Answer, Read, Write};
@@ -203,7 +204,57 @@ pub async fn mark_read(
         return Err((ErrorCode::BadRequest, message));
     }
     let write = Write::MarkRead { room: room.to_string(), user: user.to_string(), seq };
-    store.write_and_wait(write).await.map(drop).map_err(|_| unavailable())
+    store.write_and_wait(write).await.map_err(|_| unavailable())?;
+    if last_read.is_some_and(|read| read >= seq) {
+        return Ok(());
+    }
+    let last_read = seq;
+    let unread =
+        Unread { unread: (last_seq - last_read).max(0), last_seq, last_read, last_message: None };
+    hub.publish(Target::User(user.clone()), protocol::unread_frame(room, &unread));
+    tell_receipt(hub, room, user, last_read).await;
+    Ok(())
+}
+
+/// Tells a small room (at most `--receipts-max-members` participants) that `user` read it up to
+/// `seq`.
+async fn tell_receipt(hub: &Hub, room: &Room, user: &UserId, seq: i64) {
+    let max = hub.settings().receipts_max_members;
+    let Some(store) = hub.store().filter(|_| max > 0) else { return };
+    let read = Read::Readers { room: room.to_string(), max };
+    if let Ok(Answer::Readers { readers: Some(_), .. }) = store.read(read).await {
+        hub.publish(Target::Room(room.clone()), protocol::receipt_frame(room, user, seq));
+    }
+}
+
+/// Tells each participant of `room` (when it has at most `--unread-max-members`) where the room
+/// stands for it: its unread count and newest message. One frame per distinct count.
+pub async fn tell_unread(hub: &Hub, room: &Room) {
+    let max = hub.settings().unread_max_members;
+    let Some(store) = hub.store() else { return };
+    let read = Read::Readers { room: room.to_string(), max };
+    let Ok(Answer::Readers { head: Some(head), readers: Some(readers) }) = store.read(read).await
+    else {
+        return;
+    };
+    let last = head.last_message.as_ref().and_then(stored_frame);
+    let last_message = last.as_ref().and_then(|frame| serde_json::from_str(frame.as_str()).ok());
+    let mut by_read: HashMap<i64, Vec<UserId>> = HashMap::new();
+    for (user, last_read) in readers {
+        by_read.entry(last_read).or_default().push(UserId::from(user));
+    }
+    let last_seq = head.last_seq;
+    for (last_read, users) in by_read {
+        let unread =
+            Unread { unread: (last_seq - last_read).max(0), last_seq, last_read, last_message };
+        hub.publish(Target::Users(users), protocol::unread_frame(room, &unread));
+    }
+}
+
+/// Tells `user` on every connection, on every instance, that it is no longer a participant of
+/// `room` (`room_removed`).
+pub fn tell_removed(hub: &Hub, room: &Room, user: &UserId, by: &str) {
+    hub.publish(Target::User(user.clone()), protocol::room_removed_frame(room, by));
 }
 
 /// Tells the users a room was added for (`room_added`), on every instance.

@@ -95,9 +95,9 @@ async fn committed(store: &Store, write: Write) -> Access {
     }
 }
 
-/// Users someone else made participants of a room (the other user of a direct room a join
-/// created, the members named when a room is created, a participant added): they are told with
-/// `room_added`, so the room shows up for them without a reload.
+/// Users made participants of a room (both users of a direct room a join created, the creator and
+/// the members named when a room is created, a participant added): they are told with
+/// `room_added`, so the room shows up on each of their connections without a reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Added {
     pub room: Room,
@@ -125,7 +125,7 @@ pub async fn may_join(
         room: room.clone(),
         kind: RoomType::Direct,
         by: user.to_owned(),
-        users: [a, b].into_iter().filter(|member| *member != user).map(str::to_owned).collect(),
+        users: [a, b].into_iter().map(str::to_owned).collect(),
     });
     (access, added)
 }

@@ -51,6 +51,10 @@ export class Api {
     return this.call("DELETE", `rooms/${encodeURIComponent(room)}/participants/${user}`);
   }
 
+  receipts(room) {
+    return this.call("GET", `rooms/${encodeURIComponent(room)}/receipts`);
+  }
+
   participants(room) {
     return this.call("GET", `rooms/${encodeURIComponent(room)}/participants`);
   }

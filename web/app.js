@@ -6,7 +6,8 @@ import { Renewal, boot } from "./signin.js";
 import { Client, storageOutbox } from "./client.js";
 import { Messages } from "./messages.js";
 import { Replies } from "./replies.js";
-import { People, directRoom, renderOnline, renderRooms, roomName } from "./rooms.js";
+import { Receipts } from "./receipts.js";
+import { People, RoomList, directRoom, renderOnline, roomName } from "./rooms.js";
 import { $ } from "./view.js";
 
 const session = { user: null, token: null };
@@ -15,6 +16,8 @@ let client;
 let messages;
 let people;
 let replies;
+let roomList;
+let receipts;
 let current = sessionStorage.getItem("wsbroker.current");
 let joined = new Set(JSON.parse(sessionStorage.getItem("wsbroker.rooms") || "[]"));
 let older = null;
@@ -38,6 +41,8 @@ function start(config) {
   messages = new Messages({ me: session.user, onDismiss: dismiss, onDelete: remove, onEdit: edit, onReact: react, onReply: (id, from, text) => replies.start(id, from, text), onThread: (id) => replies.open(current, id), onOlder: loadOlder });
   replies = new Replies(api);
   people = new People();
+  receipts = new Receipts(session.user);
+  roomList = new RoomList({ api, me: session.user, onOpen: openRoom, current: () => current });
   const renewal = new Renewal(session);
   client = new Client({
     url: wsUrl(),
@@ -48,7 +53,7 @@ function start(config) {
   });
   client.on("state", showState);
   client.on("message", onMessage);
-  client.on("acked", ({ id }) => messages.acked(id));
+  client.on("acked", ({ id, seq }) => messages.acked(id, seq));
   client.on("failed", ({ id, code, message }) => messages.failed(id, why(code, message)));
   client.on("deleted", onDeleted);
   client.on("edited", onEdited);
@@ -57,13 +62,21 @@ function start(config) {
   client.on("typing", ({ room }) => room === current && showTypers());
   client.on("reset", ({ room }) => room === current && openRoom(current));
   client.on("removed", ({ room }) => forget(room));
+  // The user's own stream keeps the room list live: counts, newest messages, rooms gone.
+  client.on("unread", (told) => roomList.unread(told));
+  client.on("room_removed", ({ room }) => {
+    forget(room);
+    roomList.removed(room);
+    if (room === current) closeRoom();
+  });
+  client.on("receipt", ({ room, user, seq }) => room === current && receipts.read(user, seq));
   // A conversation someone opened with this user, or a room they were added to: listed at once,
   // and a direct one joined in the background so its messages arrive (and mark it unread).
   client.on("room_added", ({ room, type }) => {
     if (type === "direct" && !joined.has(room)) {
       client.join(room).then(() => remember(room), () => {});
     }
-    refreshRooms();
+    roomList.refresh();
   });
   client.on("frame", (frame) => {
     if (frame.type === "system" && frame.data?.event === "token_expiring") renewal.show(frame.data.expires_at);
@@ -107,7 +120,7 @@ function showState({ state, retryInMs }) {
   status.textContent = text || (seconds > 0 ? `reconnecting in ${seconds} s` : "reconnecting…");
   status.className = state === "live" ? "state live" : "state down";
   if (state === "live") {
-    refreshRooms();
+    roomList.refresh();
     refreshOnline();
   }
 }
@@ -130,23 +143,6 @@ function forget(room) {
   sessionStorage.setItem("wsbroker.rooms", JSON.stringify([...joined]));
 }
 
-const unread = new Set(); // rooms with messages not seen since they were last open
-
-async function refreshRooms() {
-  const result = await api.rooms().catch(() => ({ ok: false }));
-  if (result.ok) renderRooms(result.answer.rooms, current, openRoom, session.user, unread);
-}
-
-// A message in a room not on show: the room list asks the broker's counts again, at most every
-// second.
-let roomsAsked = 0;
-function markUnread(room) {
-  unread.add(room);
-  if (Date.now() - roomsAsked < 1000) return;
-  roomsAsked = Date.now();
-  setTimeout(refreshRooms, 300);
-}
-
 // What is on show of `room` is read: the broker keeps it (unread counts everywhere), and the room
 // list shows its counts again once it has. At once on opening a room, half a second after a
 // message otherwise (a burst is one read).
@@ -156,7 +152,8 @@ function markRead(room, now = false) {
   const send = () => {
     const since = room && client.rooms().get(room);
     if (!since?.seq || document.visibilityState !== "visible") return;
-    client.read(room, since.seq).then(refreshRooms, () => {});
+    // The broker's `unread` event (count 0) updates the room list, here and on other devices.
+    client.read(room, since.seq).catch(() => {});
   };
   if (now) send();
   else readTimer = setTimeout(send, 500);
@@ -180,18 +177,19 @@ async function openRoom(room) {
   }
   if (mine !== opening) return;
   remember(room);
-  unread.delete(room);
   sessionStorage.setItem("wsbroker.current", room);
   const again = room === current; // a reload of the room on show (after a reconnect or a reset)
   if (!again) stoppedTyping();
   if (!again) replies.reset();
   current = room;
+  roomList.opened(room);
   showTypers();
   loading = [];
   $("room-title").textContent = roomName(room, session.user);
   $("composer").hidden = false;
   $("room-actions").hidden = false;
   if (!again) messages.reset();
+  if (!again) receipts.reset(null);
   const page = await api.history(room).catch(() => ({ ok: false }));
   if (mine !== opening) return;
   // A reload whose history cannot be read (no store) keeps what is on show.
@@ -216,8 +214,10 @@ async function openRoom(room) {
     else onMessage(frame);
   }
   await loadPeople(room);
+  const seen = await api.receipts(room).catch(() => ({ ok: false }));
+  if (room === current) receipts.reset(seen.ok ? seen.answer.receipts : null);
   markRead(room, true);
-  refreshRooms();
+  roomList.render();
   $("message").focus();
 }
 
@@ -235,6 +235,7 @@ async function loadOlder() {
   const page = await api.history(current, cursor).catch(() => ({ ok: false }));
   if (page.ok) {
     messages.prepend(page.answer.messages);
+    receipts.render();
     older = page.answer.next_before;
   } else {
     older = cursor;
@@ -248,11 +249,12 @@ function onMessage(frame) {
   }
   // Whoever just wrote is there, whatever the last presence answer said.
   if (frame.room === current && frame.from) people.active(frame.from);
-  if (frame.room && frame.room !== current) markUnread(frame.room);
+  if (frame.room && frame.room !== current) roomList.arrived(frame.room);
   const mine = frame.from === session.user && client.outbox.chats.has(frame.id);
   if (frame.room !== current) return;
   const known = messages.byKey.has(messages.key(frame.from, frame.id));
   messages.append(frame, mine ? "pending" : "sent");
+  receipts.render();
   if (!known && typeof frame.data?.reply_to === "string") messages.replied(frame.data.reply_to);
   markRead(frame.room);
 }
@@ -366,6 +368,19 @@ async function remove(id) {
   }
 }
 
+// No room on show (the user left it, or was removed from it).
+function closeRoom() {
+  sessionStorage.removeItem("wsbroker.current");
+  current = null;
+  messages.reset();
+  receipts.reset(null);
+  people.reset([]);
+  $("room-title").textContent = "Pick a room";
+  $("composer").hidden = true;
+  $("room-actions").hidden = true;
+  roomList.render();
+}
+
 function wireControls() {
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -383,15 +398,9 @@ function wireControls() {
     // No longer a participant (its connections leave the room at once), and not rejoined later.
     await api.leave(room).catch(() => {});
     await client.leave(room).catch(() => {});
-    forget(current);
-    sessionStorage.removeItem("wsbroker.current");
-    current = null;
-    messages.reset();
-    people.reset([]);
-    $("room-title").textContent = "Pick a room";
-    $("composer").hidden = true;
-    $("room-actions").hidden = true;
-    refreshRooms();
+    forget(room);
+    if (room === current) closeRoom();
+    roomList.refresh();
   });
   $("create-form").addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -36,6 +36,7 @@ export class Messages {
     item.dataset.id = message.id;
     item.dataset.day = new Date(message.timestamp).toDateString();
     item.dataset.from = message.from;
+    if (typeof message.seq === "number") item.dataset.seq = message.seq;
     const time = el("time", "time", clock(message.timestamp));
     time.dateTime = message.timestamp;
     time.title = fullDate(message.timestamp);
@@ -196,6 +197,7 @@ export class Messages {
   append(message, state) {
     const key = this.key(message.from, message.id);
     const known = this.byKey.get(key);
+    if (known && typeof message.seq === "number") known.dataset.seq = message.seq;
     if (known) return known;
     const item = this.render(message, state);
     this.byKey.set(key, item);
@@ -221,8 +223,9 @@ export class Messages {
     this.list.scrollTop += this.list.scrollHeight - before;
   }
 
-  acked(id) {
+  acked(id, seq) {
     const item = this.byKey.get(this.key(this.me, id));
+    if (item && typeof seq === "number") item.dataset.seq = seq;
     if (item) this.setState(item, "sent");
   }
 

@@ -36,6 +36,58 @@ export function renderRooms(rooms, current, onOpen, me, unread = new Set()) {
   document.title = total > 0 ? `(${total}) wsbroker chat` : "wsbroker chat";
 }
 
+// The room list: the broker's answer to GET /rooms, then kept live by the user's own stream: each
+// room's unread count and newest message (`unread`), rooms added and removed. Asked again only for
+// a room it does not know. A room too large for `unread` events shows "new" for a message that
+// came while it was not on show.
+export class RoomList {
+  constructor({ api, me, onOpen, current }) {
+    Object.assign(this, { api, me, onOpen, current });
+    this.rooms = [];
+    this.fresh = new Set();
+  }
+
+  async refresh() {
+    const result = await this.api.rooms().catch(() => ({ ok: false }));
+    if (!result.ok) return;
+    this.rooms = result.answer.rooms;
+    this.render();
+  }
+
+  render() {
+    renderRooms(this.rooms, this.current(), this.onOpen, this.me, this.fresh);
+  }
+
+  arrived(room) {
+    if (room === this.current() || this.fresh.has(room)) return;
+    this.fresh.add(room);
+    this.render();
+  }
+
+  opened(room) {
+    this.fresh.delete(room);
+    this.render();
+  }
+
+  unread({ room, unread, lastMessage }) {
+    const entry = this.rooms.find((known) => known.id === room);
+    if (!entry) return this.refresh();
+    entry.unread = unread;
+    if (lastMessage) entry.last_message = lastMessage;
+    if (unread === 0) this.fresh.delete(room);
+    this.render();
+  }
+
+  // No longer a participant: a public room stays listed (anyone may join it), others go.
+  removed(room) {
+    this.fresh.delete(room);
+    const entry = this.rooms.find((known) => known.id === room);
+    if (entry?.type === "public") entry.unread = null;
+    else this.rooms = this.rooms.filter((known) => known.id !== room);
+    this.render();
+  }
+}
+
 export function renderOnline(users, me, onMessage) {
   const list = $("online-list");
   clear(list);

@@ -63,6 +63,12 @@ export interface Events {
   reset: { room: string; reason: string; seq: number; epoch: string };
   removed: { room: string; code: string; message: string };
   room_added: { room: string; type: "public" | "private" | "direct"; by: string };
+  /** The user is no longer a participant of the room (removed, or it left on another device). */
+  room_removed: { room: string; by: string };
+  /** Where one of the user's rooms stands for it; `lastMessage` only when it changed. */
+  unread: { room: string; unread: number; lastSeq: number; lastRead: number; lastMessage?: Frame };
+  /** A member of a small room read it up to `seq`. */
+  receipt: { room: string; user: string; seq: number };
   frame: Frame;
 }
 

@@ -11,8 +11,11 @@
 // replays those missed, each once),
 // "presence" { room, joined, away, back, left }, "typing" { room, started, stopped, typing }, "reset" { room, reason, seq, epoch } (reload the room's
 // history: what was missed cannot be replayed), "removed" { room, code, message } (a room it may no
-// longer join), "room_added" { room, type, by } (someone made this user a participant of a room:
-// a direct conversation, a private room), "frame" (every frame, as sent).
+// longer join), and the user's own stream, whatever rooms it joined: "room_added" { room, type, by }
+// (a participant now: a direct conversation, a private room, one it created elsewhere),
+// "room_removed" { room, by } (a participant no more), "unread" { room, unread, lastSeq, lastRead,
+// lastMessage? }; "receipt" { room, user, seq } (a small room's member read it up to seq), "frame"
+// (every frame, as sent).
 
 import { Emitter } from "./emitter.js";
 import { Members } from "./members.js";
@@ -312,6 +315,15 @@ export class Client extends Emitter {
         return this.#joinedWhileLive(frame);
       case "room_added":
         return this.emit("room_added", { room: frame.room, type: frame.data?.type, by: frame.data?.by });
+      case "room_removed":
+        this.#rooms.delete(frame.room);
+        return this.emit("room_removed", { room: frame.room, by: frame.data?.by });
+      case "unread": {
+        const { unread, last_seq: lastSeq, last_read: lastRead, last_message: lastMessage } = frame.data ?? {};
+        return this.emit("unread", { room: frame.room, unread, lastSeq, lastRead, lastMessage });
+      }
+      case "receipt":
+        return this.emit("receipt", { room: frame.room, user: frame.data?.user, seq: frame.data?.seq });
       case "system":
         if (frame.data?.event === "token_expiring") this.#refresh();
     }

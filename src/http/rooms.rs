@@ -48,6 +48,7 @@ pub async fn route(
             remove_participant(app, store, room, user, caller).await
         }
         (&Method::POST, [room, "read"]) => mark_read(app, room, caller, request).await,
+        (&Method::GET, [room, "receipts"]) => receipts(app, store, room, caller).await,
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
 }
@@ -123,6 +124,25 @@ async fn mark_read(
     }
 }
 
+/// `GET /rooms/{room}/receipts`: how far each participant read the room, for those who may read
+/// it; `"receipts": null` in rooms above `--receipts-max-members`.
+async fn receipts(app: &App, store: &Store, room: &str, caller: &Caller) -> Response<Body> {
+    match rooms::may_read(store, room, caller.user.as_deref(), caller.admin).await {
+        Access::Allowed => {}
+        access => return refused(room, access),
+    }
+    let max = app.hub.settings().receipts_max_members;
+    let read = Read::Readers { room: room.into(), max };
+    let Ok(Answer::Readers { readers, .. }) = store.read(read).await else {
+        return store_unavailable();
+    };
+    let receipts = readers.filter(|_| max > 0).map(|readers| {
+        let entries = readers.into_iter().map(|(user, seq)| json!({ "user": user, "seq": seq }));
+        entries.collect::<Vec<Value>>()
+    });
+    json(StatusCode::OK, &json!({ "room": room, "receipts": receipts }))
+}
+
 #[derive(Deserialize)]
 struct NewRoom {
     name: Option<String>,
@@ -162,7 +182,10 @@ async fn create(
     let write = Write::CreateRoom { room: room.clone(), members: members.clone() };
     match store.write_and_wait(write).await {
         Ok(Outcome::Done) => {
-            let users = members.into_iter().filter(|member| **member != *creator).collect();
+            let mut users = members;
+            if !users.iter().any(|member| **member == *creator) {
+                users.push(creator.to_string());
+            }
             let added = Added { room: name.clone(), kind, by: creator.to_string(), users };
             messages::tell_added(&app.hub, &added);
             json(StatusCode::CREATED, &json!({ "room": room_json(&room) }))
@@ -299,6 +322,7 @@ async fn remove_participant(
         .await
     {
         Ok(Outcome::Done) => {
+            messages::tell_removed(&app.hub, &room_name, &user, caller.name());
             let shard = app.hub.router().shard_of_user(&user);
             app.hub.router().deliver(shard, Delivery::Kick { user, room: room_name });
             Response::builder()

@@ -25,6 +25,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("rules.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/rules.js")),
     ("signin.js", "text/javascript; charset=utf-8", include_str!("../../web/signin.js")),
     ("replies.js", "text/javascript; charset=utf-8", include_str!("../../web/replies.js")),
+    ("receipts.js", "text/javascript; charset=utf-8", include_str!("../../web/receipts.js")),
     ("messages.js", "text/javascript; charset=utf-8", include_str!("../../web/messages.js")),
     ("rooms.js", "text/javascript; charset=utf-8", include_str!("../../web/rooms.js")),
     ("view.js", "text/javascript; charset=utf-8", include_str!("../../web/view.js")),

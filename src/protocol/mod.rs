@@ -7,14 +7,16 @@
 //! recipient.
 
 mod inbound;
+mod mine;
 mod outbound;
 mod presence;
 
 pub use inbound::{chat_data, history_page, parse_client_frame, ChatChecked, Limits};
+pub use mine::{receipt_frame, room_added_frame, room_removed_frame, unread_frame, Unread};
 pub use outbound::{
     ack_frame, error_frame, history_frame, message_frame, message_frame_at, reply_frame,
-    resumed_frame, room_added_frame, room_message_frame, room_message_parts, token_expiring_frame,
-    Annotations, Next, Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
+    resumed_frame, room_message_frame, room_message_parts, token_expiring_frame, Annotations, Next,
+    Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
 };
 pub use presence::{
     presence_batch_frame, presence_event_frame, presence_list_frame, typing_batch_frame,
@@ -88,6 +90,12 @@ pub enum MessageType {
     Joined,
     /// To a user: someone else made them a participant of a room (a direct room, a private one).
     RoomAdded,
+    /// To a user: it is no longer a participant of a room.
+    RoomRemoved,
+    /// To a user: a room's unread count or last message changed.
+    Unread,
+    /// To a small room: a member read it up to a seq.
+    Receipt,
     Notification,
     System,
     Error,
@@ -138,6 +146,9 @@ impl MessageType {
             Self::ReactionRemoved => "reaction_removed",
             Self::Joined => "joined",
             Self::RoomAdded => "room_added",
+            Self::RoomRemoved => "room_removed",
+            Self::Unread => "unread",
+            Self::Receipt => "receipt",
             Self::Presence => "presence",
             Self::Ack => "ack",
             Self::Notification => "notification",

@@ -257,18 +257,6 @@ pub fn history_frame(id: Option<&str>, room: &str, messages: &[Frame], next: Nex
     data_frame(MessageType::History, id, Some(room), data)
 }
 
-/// `{"type":"room_added","room":r,"data":{"type":"direct","by":"alice"}}`, sent to a user someone
-/// else made a participant of `room`.
-pub fn room_added_frame(room: &str, kind: &str, by: &str) -> Frame {
-    #[derive(Serialize)]
-    struct Added<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        by: &'a str,
-    }
-    data_frame(MessageType::RoomAdded, None, Some(room), Added { kind, by })
-}
-
 /// How a resume went: every message after `since` follows, or the client must reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resumed {

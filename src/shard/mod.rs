@@ -36,6 +36,7 @@ mod stream;
 pub mod thread;
 mod typing;
 mod unheard;
+mod unread;
 
 use std::time::Instant;
 
@@ -58,6 +59,7 @@ use resume::Resuming;
 use stream::Streams;
 use typing::Typers;
 use unheard::Unheard;
+use unread::UnreadWindows;
 
 /// The most inbox messages handled before the batch is committed and flushed.
 const BATCH: usize = 256;
@@ -93,6 +95,8 @@ pub struct Shard {
     away_sweep: Option<AwaySweep>,
     /// The typers of the rooms homed on this shard.
     typers: Typers,
+    /// The unread windows of the rooms homed on this shard.
+    unread: UnreadWindows,
     /// Cluster mode: answers to senders waiting for their message to be heard here.
     unheard: Unheard,
     shutting_down: bool,
@@ -118,6 +122,7 @@ impl Shard {
         let presence = Coalescer::new(settings.presence_coalesce, settings.presence_max_members);
         let away_sweep = AwaySweep::new(settings.away_after, settings.presence_events);
         let typers = Typers::new(settings.typing_timeout, settings.typing_coalesce);
+        let unread = UnreadWindows::new(settings.unread_coalesce);
         let shutting_down = false;
         Self {
             id,
@@ -133,6 +138,7 @@ impl Shard {
             presence,
             away_sweep,
             typers,
+            unread,
             unheard: Unheard::default(),
             shutting_down,
             quiescing: false,
@@ -153,6 +159,7 @@ impl Shard {
                 self.unheard.next_deadline(),
                 away,
                 self.typers.next_deadline(),
+                self.unread.next_deadline(),
             ];
             let deadline = deadline.into_iter().flatten().min();
             let window_end = async {
@@ -186,6 +193,7 @@ impl Shard {
                     self.release_overdue();
                     self.away_due(Instant::now());
                     self.typing_due();
+                    self.unread_due();
                 }
                 Some(Step::Command(command)) => {
                     self.drain_deliveries(inbox);

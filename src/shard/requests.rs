@@ -310,6 +310,9 @@ impl Shard {
         id: String,
         seq: Option<u64>,
     ) {
+        if let Some(room) = &room {
+            self.note_unread(room);
+        }
         let owner = self.hub.router().shard_of_user(&user);
         let waits = match (&room, seq) {
             (Some(room), Some(seq)) => self.awaits_hearing(room, seq).then(|| (room.clone(), seq)),

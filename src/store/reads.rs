@@ -112,6 +112,12 @@ pub enum Read {
     LastSeen {
         user: String,
     },
+    /// Where `room` stands (its head) and how far each participant read it, when it has at most
+    /// `max` participants: who is told of its unread count, and its read receipts.
+    Readers {
+        room: String,
+        max: usize,
+    },
 }
 
 /// Where a room stands for a user: [`Read::Heads`].
@@ -151,6 +157,12 @@ pub enum Answer {
     },
     Heads(Vec<Head>),
     LastSeen(Option<Millis>),
+    /// `head`: `None` for no such room (its `last_read` is `None`); `readers`: (user, last read
+    /// seq) by user, `None` when the room has more participants than asked for.
+    Readers {
+        head: Option<Box<Head>>,
+        readers: Option<Vec<(String, i64)>>,
+    },
     /// `newest`: `None` when the room has no message with a seq yet; `sent`: (sender, id, seq).
     StreamHead {
         newest: Option<(String, i64)>,
@@ -234,7 +246,20 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
                 .query("SELECT last_seen FROM chat_presence WHERE user_id = ?1", &[text(user)])?;
             rows.first().map(|row| row[0].int()).transpose().map(Answer::LastSeen)
         }
+        Read::Readers { room, max } => readers(engine, room, *max),
     }
+}
+
+fn readers(engine: &mut dyn Engine, room: &str, max: usize) -> Result<Answer, StoreError> {
+    let head = heads(engine, "", &[room.to_owned()])?.pop().map(Box::new);
+    let rows = engine.query(
+        "SELECT user_id, last_read FROM chat_participants WHERE room = ?1 ORDER BY user_id LIMIT ?2",
+        &[text(room), int(i64::try_from(max).unwrap_or(i64::MAX - 1) + 1)],
+    )?;
+    let readers = (rows.len() <= max)
+        .then(|| rows.iter().map(|row| Ok((row[0].text()?, row[1].int()?))).collect())
+        .transpose()?;
+    Ok(Answer::Readers { head, readers })
 }
 
 /// The epoch and seq of the room's newest numbered message.

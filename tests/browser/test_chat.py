@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.error
 import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
@@ -521,6 +522,62 @@ def test_a_room_whose_stream_started_again_is_reloaded_and_goes_on(browser):
         expect(message(bob, "after the restart")).to_have_count(1, timeout=10000)
         expect(message(alice, "after the restart").locator(".status")).to_contain_text("sent")
         expect(message(bob, "before the restart")).to_be_visible()  # kept: no history to reload
+
+
+def api(broker, method, path, body=None):
+    """A REST call with authentication off; the status and the parsed answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{broker.origin}/api/v1/chat/{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            text = answer.read().decode()
+            return answer.status, json.loads(text) if text else {}
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read().decode() or "{}")
+
+
+def test_a_room_one_is_added_to_shows_with_its_unread_count_and_goes_when_removed(browser):
+    with chatting(browser) as (broker, alice, bob):
+        status, _ = api(broker, "POST", "rooms?user=alice", {"name": "team", "type": "private"})
+        assert status == 201
+        status, _ = api(broker, "POST", "rooms/team/participants/bob?user=alice", {})
+        assert status == 201
+        team = bob.locator("#room-list").get_by_role("button", name="team (private)")
+        expect(team).to_be_visible(timeout=5000)
+        # Bob's page never joined it: the count comes from his own stream.
+        status, _ = api(broker, "POST", "rooms/team/messages", {"type": "chat", "data": {"content": "welcome"}})
+        assert status == 202
+        expect(team).to_contain_text("• 1", timeout=5000)
+        expect(bob).to_have_title("(1) wsbroker chat")
+        status, _ = api(broker, "DELETE", "rooms/team/participants/bob?user=alice")
+        assert status == 204
+        expect(team).to_have_count(0, timeout=5000)
+        expect(bob).to_have_title("wsbroker chat")
+
+
+def test_read_receipts_show_who_read_up_to_which_message_among_three(browser):
+    with chatting(browser) as (broker, alice, bob):
+        carol = browser.new_context().new_page()
+        sign_in(carol, broker.origin, "carol")
+        carol.get_by_label("New room").fill("lobby")
+        carol.get_by_role("button", name="Create").click()
+        expect(carol.locator("#room-title")).to_have_text("lobby")
+        say(alice, "did you all see this")
+        expect(message(bob, "did you all see this")).to_be_visible()
+        expect(message(carol, "did you all see this")).to_be_visible()
+        seen = message(alice, "did you all see this").locator(".seen")
+        expect(seen).to_have_text("seen by bob, carol", timeout=5000)
+        # Carol steps away; bob reads one more and the marks move apart.
+        carol.close()
+        say(alice, "and this")
+        expect(message(bob, "and this")).to_be_visible()
+        expect(message(alice, "and this").locator(".seen")).to_have_text("seen by bob", timeout=5000)
+        expect(seen).to_have_text("seen by carol")
+        alice.reload()
+        expect(alice.locator("#connection")).to_have_text("live", timeout=10000)
+        expect(message(alice, "and this").locator(".seen")).to_have_text("seen by bob", timeout=5000)
+        expect(message(alice, "did you all see this").locator(".seen")).to_have_text("seen by carol")
 
 
 def main():

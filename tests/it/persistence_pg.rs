@@ -205,6 +205,32 @@ async fn in_a_cluster_unread_counts_agree_on_every_instance() {
 }
 
 #[tokio::test]
+async fn in_a_cluster_unread_events_and_receipts_reach_every_instance_once() {
+    let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
+    let url = postgres.database("cluster_unread_events").await;
+    let instance = |id| on_postgres(&redis, &url, id, |c| c.rate_limit = 0.0);
+    let (a, b) = (instance("a").await, instance("b").await);
+    let mut alice = a.member("alice", "shared").await;
+    let mut bob = b.member("bob", "shared").await;
+    let mut bob_phone = b.connect("/ws?user=bob").await;
+    assert_eq!(alice.request(chat("shared", "m0")).await["type"], "ack");
+    let unread = |f: &Value| f["type"] == "unread" && f["room"] == "shared";
+    let frame = bob_phone.recv_where(unread).await;
+    assert_eq!(
+        (frame["data"]["unread"].as_i64(), frame["data"]["last_seq"].as_i64()),
+        (Some(1), Some(1))
+    );
+    bob.recv_where(|f| f["id"] == "m0").await;
+    let read = json!({"type": "read", "room": "shared", "id": "r", "data": {"seq": 1}});
+    assert_eq!(bob.request(read).await["type"], "ack");
+    let receipt = alice.recv_where(|f| f["type"] == "receipt").await;
+    assert_eq!(receipt["data"], json!({"user": "bob", "seq": 1}));
+    // The next unread event the phone hears is the read's: the message was told once.
+    let frame = bob_phone.recv_where(unread).await;
+    assert_eq!(frame["data"], json!({"unread": 0, "last_seq": 1, "last_read": 1}));
+}
+
+#[tokio::test]
 async fn in_a_cluster_a_resume_beyond_what_redis_keeps_reads_the_rest_from_the_store() {
     let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
     let url = postgres.database("cluster_resume").await;

@@ -342,3 +342,34 @@ test("a reaction is told to the room, once per user, and a resent one is not an 
   alice.close();
   bob.close();
 });
+
+test("the user's own stream tells a client its rooms' unread counts, receipts and removals without joining", async () => {
+  const server = await broker(["--rate-limit", "0", "--unread-coalesce", "0"]);
+  const alice = await client(server, "alice");
+  const bob = await client(server, "bob");
+  await alice.join("dm:alice:bob");
+  await bob.join("dm:alice:bob");
+  const phone = await client(server, "bob"); // joined to nothing
+  const unread = once(phone, "unread", (told) => told.room === "dm:alice:bob" && told.unread === 1);
+  const id = alice.send("dm:alice:bob", { content: "psst" });
+  const told = await unread;
+  assert.equal(told.lastMessage.id, id);
+  assert.equal(told.lastSeq, 1);
+  const receipt = once(alice, "receipt", (r) => r.room === "dm:alice:bob");
+  const cleared = once(phone, "unread", (t) => t.room === "dm:alice:bob" && t.unread === 0);
+  await bob.read("dm:alice:bob", 1);
+  assert.deepEqual(await receipt, { room: "dm:alice:bob", user: "bob", seq: 1 });
+  assert.equal((await cleared).lastRead, 1);
+
+  const created = await fetch(`${server.http}/api/v1/chat/rooms?user=alice`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name: "team", type: "private", members: ["bob"] }),
+  });
+  assert.equal(created.status, 201);
+  const removed = once(phone, "room_removed", (r) => r.room === "team");
+  const gone = await fetch(`${server.http}/api/v1/chat/rooms/team/participants/bob?user=alice`, { method: "DELETE" });
+  assert.equal(gone.status, 204);
+  assert.deepEqual(await removed, { room: "team", by: "alice" });
+  for (const c of [alice, bob, phone]) c.close();
+});
