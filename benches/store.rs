@@ -7,8 +7,10 @@
 //! as a smoke check. STORE_BENCH_ENGINES (sqlite, postgres), STORE_BENCH_MESSAGES, STORE_BENCH_READS
 //! and STORE_BENCH_BATCH (the writer's --store-batch, 16384) vary a run. STORE_BENCH_REACT_EVERY=N
 //! makes every Nth write a reaction (a room event on the message written ROOMS writes before it:
-//! its own row, and a row of chat_reactions, in the same batches as the chats). Results:
-//! docs/benchmarks.md.
+//! its own row, and a row of chat_reactions, in the same batches as the chats). Each message is
+//! 12 made-up words drawn by Zipf's law from 5,000 (as natural languages draw theirs), so the
+//! search index does the work it does for chat; STORE_BENCH_SEARCHES searches of them are timed
+//! (`GET /search` for a participant of every room). Results: docs/benchmarks.md.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 use wsbroker::metrics::StoreCounters;
 use wsbroker::router::Router;
 use wsbroker::store::ops::{Answer, Read, Write};
+use wsbroker::store::search::{self, Scope, Search};
 use wsbroker::store::{DatabaseUrl, NewMessage, Store, StoreSettings};
 
 /// Rooms the messages are spread over; history pages are read from random ones.
@@ -62,7 +65,7 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
     // The rooms exist, and user-0 takes part in every one (GET /rooms reads them all for it).
     let base = create_rooms(&store);
     let epoch: Arc<str> = Arc::from("bench");
-    let data: Box<str> = format!(r#"{{"content":"{}"}}"#, "x".repeat(100)).into();
+    let mut text = Text::new();
     let react_every: u64 =
         std::env::var("STORE_BENCH_REACT_EVERY").map_or(0, |n| n.parse().unwrap());
     let start = Instant::now();
@@ -75,7 +78,7 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
             room: Some(Arc::from(format!("room-{}", n % ROOMS))),
             sender: Arc::from(format!("user-{}", n % 5_000)),
             kind: "chat",
-            data: data.clone(),
+            data: format!(r#"{{"content":"{}"}}"#, text.message()).into(),
             created_at: 1_700_000_000_000 + n as i64,
             metadata: None,
             stream: Some(((n / ROOMS) as i64 + 1, Arc::clone(&epoch))),
@@ -113,6 +116,124 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
     }
     history_latency(engine, &store, messages, reads, react_every == 0);
     rooms_latency(engine, &store, messages, reads);
+    let searches = std::env::var("STORE_BENCH_SEARCHES").map_or(reads, |n| n.parse().unwrap());
+    for kind in [Query::OneWord, Query::TwoWords, Query::Prefix] {
+        search_latency(engine, &store, messages, searches, kind, &mut text);
+    }
+}
+
+/// Words to make messages of: VOCABULARY made-up ones, the rank-r one drawn r times less often
+/// than the first (Zipf's law).
+struct Text {
+    words: Vec<String>,
+    cumulative: Vec<f64>,
+    seed: u64,
+}
+
+const VOCABULARY: usize = 5_000;
+
+impl Text {
+    fn new() -> Self {
+        // Syllables no one of which starts another: each word is spelled one way only.
+        const SYLLABLES: [&str; 16] = [
+            "ka", "lo", "mi", "ne", "ru", "ta", "shi", "po", "an", "el", "or", "ve", "di", "gu",
+            "be", "za",
+        ];
+        let word = |rank: usize| {
+            let (mut n, mut word) = (rank + 16, String::new());
+            while n > 0 {
+                word.push_str(SYLLABLES[n % 16]);
+                n /= 16;
+            }
+            word
+        };
+        let weights: Vec<f64> = (1..=VOCABULARY).map(|rank| 1.0 / rank as f64).collect();
+        let total: f64 = weights.iter().sum();
+        let cumulative = weights
+            .iter()
+            .scan(0.0, |sum, weight| {
+                *sum += weight / total;
+                Some(*sum)
+            })
+            .collect();
+        Self { words: (0..VOCABULARY).map(word).collect(), cumulative, seed: 0x9e37_79b9_7f4a_7c15 }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        self.seed
+    }
+
+    fn zipf_word(&mut self) -> &str {
+        let x = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let rank = self.cumulative.partition_point(|c| *c < x).min(VOCABULARY - 1);
+        &self.words[rank]
+    }
+
+    /// Any word of the vocabulary, each as likely: searches for rare words as much as common ones.
+    fn any_word(&mut self) -> String {
+        let rank = (self.next() % VOCABULARY as u64) as usize;
+        self.words[rank].clone()
+    }
+
+    fn message(&mut self) -> String {
+        let words: Vec<String> = (0..12).map(|_| self.zipf_word().to_owned()).collect();
+        words.join(" ")
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Query {
+    /// One word of the vocabulary, each as likely.
+    OneWord,
+    /// Two such words, both in a message.
+    TwoWords,
+    /// The first 4 letters of such a word, as typed so far.
+    Prefix,
+}
+
+/// `GET /search` as the store answers it for user-0, a participant of every room: a page of 50,
+/// newest first, over every message.
+fn search_latency(
+    engine: &str,
+    store: &Store,
+    messages: u64,
+    searches: u64,
+    kind: Query,
+    text: &mut Text,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut latencies: Vec<Duration> = Vec::with_capacity(searches as usize);
+    let mut found = 0;
+    runtime.block_on(async {
+        for _ in 0..searches {
+            let q = match kind {
+                Query::OneWord => text.any_word(),
+                Query::TwoWords => format!("{} {}", text.any_word(), text.any_word()),
+                Query::Prefix => text.any_word().chars().take(4).collect(),
+            };
+            let scope = Scope::Readable("user-0".into());
+            let search = Search { words: search::words(&q), scope, before: None, limit: 50 };
+            let started = Instant::now();
+            let Ok(Answer::Messages(page)) = store.read(Read::Search(search)).await else {
+                panic!("search")
+            };
+            latencies.push(started.elapsed());
+            found += page.len();
+        }
+    });
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "{engine}: search ({kind:?}) over {messages} messages: p50 {:.2?}, p99 {:.2?}, max {:.2?} \
+         ({searches} searches, {:.1} found each)",
+        at(0.5),
+        at(0.99),
+        latencies.last().unwrap(),
+        found as f64 / searches as f64
+    );
 }
 
 /// Creates the rooms and makes user-0 a participant of each; the writes it made.

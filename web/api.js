@@ -51,6 +51,10 @@ export class Api {
     return this.call("DELETE", `rooms/${encodeURIComponent(room)}/participants/${user}`);
   }
 
+  search(q) {
+    return this.call("GET", "search", { params: { q, limit: 20 } });
+  }
+
   receipts(room) {
     return this.call("GET", `rooms/${encodeURIComponent(room)}/receipts`);
   }

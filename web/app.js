@@ -7,6 +7,8 @@ import { Client, storageOutbox } from "./client.js";
 import { Messages } from "./messages.js";
 import { Replies } from "./replies.js";
 import { Receipts } from "./receipts.js";
+import { Search } from "./search.js";
+import { Typing } from "./composing.js";
 import { People, RoomList, directRoom, renderOnline, roomName } from "./rooms.js";
 import { $ } from "./view.js";
 
@@ -18,6 +20,7 @@ let people;
 let replies;
 let roomList;
 let receipts;
+let typing;
 let current = sessionStorage.getItem("wsbroker.current");
 let joined = new Set(JSON.parse(sessionStorage.getItem("wsbroker.rooms") || "[]"));
 let older = null;
@@ -43,6 +46,7 @@ function start(config) {
   people = new People();
   receipts = new Receipts(session.user);
   roomList = new RoomList({ api, me: session.user, onOpen: openRoom, current: () => current });
+  new Search({ api, me: session.user, onOpen: openAt });
   const renewal = new Renewal(session);
   client = new Client({
     url: wsUrl(),
@@ -59,7 +63,8 @@ function start(config) {
   client.on("edited", onEdited);
   client.on("reaction", onReaction);
   client.on("presence", onPresence);
-  client.on("typing", ({ room }) => room === current && showTypers());
+  typing = new Typing({ client, me: session.user, current: () => current });
+  client.on("typing", ({ room }) => room === current && typing.show());
   client.on("reset", ({ room }) => room === current && openRoom(current));
   client.on("removed", ({ room }) => forget(room));
   // The user's own stream keeps the room list live: counts, newest messages, rooms gone.
@@ -98,7 +103,7 @@ function start(config) {
     client.active();
   };
   $("message").addEventListener("input", here);
-  $("message").addEventListener("input", typed);
+  $("message").addEventListener("input", () => typing.typed());
   document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && here());
 }
 
@@ -179,11 +184,11 @@ async function openRoom(room) {
   remember(room);
   sessionStorage.setItem("wsbroker.current", room);
   const again = room === current; // a reload of the room on show (after a reconnect or a reset)
-  if (!again) stoppedTyping();
+  if (!again) typing.stopped();
   if (!again) replies.reset();
   current = room;
   roomList.opened(room);
-  showTypers();
+  typing.show();
   loading = [];
   $("room-title").textContent = roomName(room, session.user);
   $("composer").hidden = false;
@@ -219,6 +224,20 @@ async function openRoom(room) {
   markRead(room, true);
   roomList.render();
   $("message").focus();
+}
+
+// A search result: its room, with older pages loaded until the message is on show (at most 20),
+// scrolled to and marked.
+async function openAt(room, id) {
+  await openRoom(room);
+  for (let pages = 0; current === room && !messages.byId(id) && older && pages < 20; pages += 1) {
+    await loadOlder();
+  }
+  const item = current === room && messages.byId(id);
+  if (!item) return;
+  for (const marked of document.querySelectorAll("#messages li.found")) marked.classList.remove("found");
+  item.classList.add("found");
+  item.scrollIntoView({ block: "center" });
 }
 
 async function loadPeople(room) {
@@ -295,30 +314,6 @@ function own(id, data) {
   return { id, from: session.user, data, timestamp: new Date().toISOString() };
 }
 
-// Who else is typing in the open room.
-function showTypers() {
-  const others = client.typers.of(current).filter((user) => user !== session.user);
-  const names = others.length > 3 ? `${others.length} people` : others.join(" and ");
-  $("typing").textContent = others.length === 0 ? "" : `${names} ${others.length === 1 ? "is" : "are"} typing…`;
-}
-
-// Typing tells the room at most every 2 s (the broker stops a typer quiet for 5 s); an emptied box
-// or a sent message stops it.
-let typingSince = 0;
-function typed() {
-  if (!current) return;
-  if (!$("message").value) return stoppedTyping();
-  if (Date.now() - typingSince < 2000) return;
-  typingSince = Date.now();
-  client.typing(current, true);
-}
-
-function stoppedTyping() {
-  if (typingSince === 0 || !current) return;
-  typingSince = 0;
-  client.typing(current, false);
-}
-
 function send() {
   const box = $("message");
   const content = box.value;
@@ -330,7 +325,7 @@ function send() {
   }
   $("composer-error").textContent = "";
   box.value = "";
-  stoppedTyping();
+  typing.stopped();
   const replyTo = replies.take();
   const data = replyTo ? { content, reply_to: replyTo } : { content };
   const id = client.send(current, data);

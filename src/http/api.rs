@@ -60,6 +60,10 @@ pub async fn route(
         (&Method::GET, ["rooms", room, "online"]) => room_online(app, room).await,
         (&Method::GET, ["users", user, "online"]) => user_online(app, user).await,
         (&Method::GET, ["users", user, "connections"]) => user_connections(app, user).await,
+        (&Method::GET, ["search"]) => match Caller::of(caller.clone(), request.uri().query()) {
+            Ok(caller) => super::search::search(app, &caller, request.uri().query()).await,
+            Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
+        },
         (method, ["rooms", rest @ ..]) => {
             let caller = match Caller::of(caller.clone(), request.uri().query()) {
                 Ok(caller) => caller,

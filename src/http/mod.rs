@@ -9,6 +9,7 @@ mod api;
 mod caller;
 mod messages;
 mod rooms;
+mod search;
 mod web;
 mod ws;
 

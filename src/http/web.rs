@@ -28,6 +28,8 @@ const FILES: &[(&str, &str, &str)] = &[
     ("receipts.js", "text/javascript; charset=utf-8", include_str!("../../web/receipts.js")),
     ("messages.js", "text/javascript; charset=utf-8", include_str!("../../web/messages.js")),
     ("rooms.js", "text/javascript; charset=utf-8", include_str!("../../web/rooms.js")),
+    ("search.js", "text/javascript; charset=utf-8", include_str!("../../web/search.js")),
+    ("composing.js", "text/javascript; charset=utf-8", include_str!("../../web/composing.js")),
     ("view.js", "text/javascript; charset=utf-8", include_str!("../../web/view.js")),
 ];
 

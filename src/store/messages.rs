@@ -77,7 +77,7 @@ pub(super) fn history(
 }
 
 /// The columns [`message_of`] reads, in its order.
-const MESSAGE_COLUMNS: &str = "pos, id, room, sender, message_type, data, created_at, \
+pub(super) const MESSAGE_COLUMNS: &str = "pos, id, room, sender, message_type, data, created_at, \
                                deleted_at, seq, epoch, edited_at, reply_to";
 
 /// The oldest `limit` rows of `room` whose seq is above `after`, not deleted, in seq order, as

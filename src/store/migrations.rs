@@ -4,26 +4,56 @@
 //! Owns: the list of migrations and the `wsbroker_schema` table that records which are applied.
 //! Must not: change a migration once released; a change to the schema is a new file.
 //!
-//! One SQL text serves both engines. The one word they spell differently, an auto-incrementing
-//! integer key, is written `{{serial}}` and filled in per engine.
+//! One SQL text serves both engines where it can. The one word they spell differently, an
+//! auto-incrementing integer key, is written `{{serial}}` and filled in per engine; a migration
+//! that uses what only one engine has (full-text search: FTS5, `tsvector`) has a file per engine.
 
 use super::{Engine, StoreError, Value};
 use crate::protocol::millis;
 
-/// Every migration: its version and its SQL.
-pub const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../../migrations/0001_rooms_messages_participants.sql")),
-    (2, include_str!("../../migrations/0002_presence_and_retention.sql")),
-    (3, include_str!("../../migrations/0003_room_streams.sql")),
-    (4, include_str!("../../migrations/0004_room_events.sql")),
-    (5, include_str!("../../migrations/0005_reactions.sql")),
-    (6, include_str!("../../migrations/0006_replies.sql")),
-    (7, include_str!("../../migrations/0007_read_state.sql")),
+/// One migration: its version and its SQL for each engine.
+#[derive(Debug)]
+pub struct Migration {
+    pub version: i64,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+impl Migration {
+    /// The same SQL for both engines.
+    const fn both(version: i64, sql: &'static str) -> Self {
+        Self { version, sqlite: sql, postgres: sql }
+    }
+
+    /// The SQL `engine` (its [`Engine::name`]) runs.
+    pub fn sql(&self, engine: &str) -> &'static str {
+        if engine == "sqlite" {
+            self.sqlite
+        } else {
+            self.postgres
+        }
+    }
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::both(1, include_str!("../../migrations/0001_rooms_messages_participants.sql")),
+    Migration::both(2, include_str!("../../migrations/0002_presence_and_retention.sql")),
+    Migration::both(3, include_str!("../../migrations/0003_room_streams.sql")),
+    Migration::both(4, include_str!("../../migrations/0004_room_events.sql")),
+    Migration::both(5, include_str!("../../migrations/0005_reactions.sql")),
+    Migration::both(6, include_str!("../../migrations/0006_replies.sql")),
+    Migration::both(7, include_str!("../../migrations/0007_read_state.sql")),
+    Migration {
+        version: 8,
+        sqlite: include_str!("../../migrations/0008_search.sqlite.sql"),
+        postgres: include_str!("../../migrations/0008_search.postgres.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.
 pub fn latest() -> i64 {
-    MIGRATIONS.last().map_or(0, |(version, _)| *version)
+    MIGRATIONS.last().map_or(0, |migration| migration.version)
 }
 
 /// Brings the database up to `target` (normally [`latest`]), one transaction per migration. A
@@ -46,12 +76,13 @@ pub fn migrate(engine: &mut dyn Engine, target: i64) -> Result<Vec<i64>, StoreEr
         return Err(StoreError::Corrupt(why));
     }
     let mut applied = Vec::new();
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current && *v <= target) {
+    for migration in MIGRATIONS.iter().filter(|m| m.version > current && m.version <= target) {
         engine.begin()?;
-        match apply_one(engine, *version, sql) {
+        let sql = migration.sql(engine.name());
+        match apply_one(engine, migration.version, sql) {
             Ok(true) => {
                 engine.commit()?;
-                applied.push(*version);
+                applied.push(migration.version);
             }
             Ok(false) => engine.rollback()?,
             Err(err) => {
@@ -89,7 +120,7 @@ fn apply_one(engine: &mut dyn Engine, version: i64, sql: &str) -> Result<bool, S
     }
     let sql = sql.replace("{{serial}}", serial);
     for statement in statements(&sql) {
-        engine.execute(statement, &[])?;
+        engine.execute(&statement, &[])?;
     }
     let now = Value::Int(Some(millis(std::time::SystemTime::now())));
     engine.execute(
@@ -108,14 +139,27 @@ fn take_turn(engine: &mut dyn Engine) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The statements of a migration: split on `;`, comments and blank ones left out. Migrations hold
-/// no `;` inside strings or bodies.
-fn statements(sql: &str) -> impl Iterator<Item = &str> {
-    sql.split(';').map(str::trim).filter(|statement| {
-        statement
-            .lines()
-            .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with("--"))
-    })
+/// The statements of a migration: comment lines left out, then split on `;`, blank ones left out.
+/// A trigger's body (`CREATE TRIGGER ... BEGIN ...; ...; END`) is one statement. Migrations hold
+/// no `;` inside strings.
+fn statements(sql: &str) -> Vec<String> {
+    let code: Vec<&str> = sql.lines().filter(|line| !line.trim_start().starts_with("--")).collect();
+    let code = code.join("\n");
+    let mut found = Vec::new();
+    let mut statement = String::new();
+    for piece in code.split(';') {
+        statement.push_str(piece);
+        let upper = statement.to_ascii_uppercase();
+        if upper.contains("CREATE TRIGGER") && !upper.trim_end().ends_with("END") {
+            statement.push(';');
+            continue;
+        }
+        if !statement.trim().is_empty() {
+            found.push(statement.trim().to_owned());
+        }
+        statement.clear();
+    }
+    found
 }
 
 #[cfg(test)]
@@ -124,10 +168,20 @@ mod tests {
 
     #[test]
     fn every_migration_splits_into_statements_and_versions_rise() {
-        let versions: Vec<i64> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
         assert_eq!(versions, (1..=latest()).collect::<Vec<_>>(), "numbered 1, 2, ... with no gap");
-        let first: Vec<&str> = statements(MIGRATIONS[0].1).collect();
+        let first = statements(MIGRATIONS[0].sql("sqlite"));
         assert!(first[0].contains("CREATE TABLE chat_rooms"), "{first:?}");
         assert!(first.iter().all(|s| !s.is_empty()));
+    }
+
+    #[test]
+    fn a_trigger_body_is_one_statement() {
+        let sql = "CREATE TABLE t (a INT);\n-- a comment; with a semicolon\nCREATE TRIGGER x AFTER INSERT ON t\nBEGIN\n  \
+                   INSERT INTO u VALUES (1);\n  INSERT INTO u VALUES (2);\nEND;\nCREATE INDEX i ON t (a);";
+        let found = statements(sql);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[1].starts_with("CREATE TRIGGER") && found[1].ends_with("END"));
+        assert!(found[1].contains("VALUES (1);") && found[1].contains("VALUES (2);"));
     }
 }

@@ -19,6 +19,7 @@ pub mod ops;
 mod postgres;
 mod read_pool;
 pub mod reads;
+pub mod search;
 mod sqlite;
 mod writer;
 

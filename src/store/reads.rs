@@ -112,6 +112,8 @@ pub enum Read {
     LastSeen {
         user: String,
     },
+    /// Messages holding some words, newest first ([`super::search`]).
+    Search(super::search::Search),
     /// Where `room` stands (its head) and how far each participant read it, when it has at most
     /// `max` participants: who is told of its unread count, and its read receipts.
     Readers {
@@ -247,6 +249,7 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
             rows.first().map(|row| row[0].int()).transpose().map(Answer::LastSeen)
         }
         Read::Readers { room, max } => readers(engine, room, *max),
+        Read::Search(search) => super::search::search(engine, search).map(Answer::Messages),
     }
 }
 

@@ -103,7 +103,35 @@ impl Engine for Sqlite {
         self.conn.execute_batch("ROLLBACK").map_err(unavailable)
     }
 
+    /// Inserts the messages, then adds those of them the search index holds (not room events) to
+    /// it in one statement: FTS5 takes a batch at once about 3.5 times as fast as row by row (a
+    /// trigger per insert), which would cost SQLite half its write rate (docs/benchmarks.md).
+    /// Edits, deletions and retention keep the index by triggers (migration 0008).
     fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<(), StoreError> {
+        let newest_before: i64 = self
+            .conn
+            .prepare_cached("SELECT COALESCE(MAX(pos), 0) FROM chat_messages")
+            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+            .map_err(unavailable)?;
+        self.insert_rows(messages)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO chat_messages_search (rowid, content) SELECT pos, content \
+                 FROM chat_messages WHERE pos > ?1 AND target IS NULL AND deleted_at IS NULL \
+                 AND content IS NOT NULL",
+            )
+            .and_then(|mut statement| statement.execute([newest_before]))
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+impl Sqlite {
+    fn insert_rows(&mut self, messages: &[&NewMessage]) -> Result<(), StoreError> {
         let mut statement = self
             .conn
             .prepare_cached(
@@ -134,9 +162,5 @@ impl Engine for Sqlite {
                 .map_err(unavailable)?;
         }
         Ok(())
-    }
-
-    fn name(&self) -> &'static str {
-        "sqlite"
     }
 }

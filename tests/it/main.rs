@@ -30,6 +30,7 @@ mod refresh;
 mod replies;
 mod resume;
 mod seams;
+mod search;
 mod shutdown;
 mod store;
 mod streams;

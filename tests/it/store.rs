@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 use wsbroker::store::migrations::{self, MIGRATIONS};
 use wsbroker::store::ops::{self, Answer, Found, Outcome, Read, Write};
+use wsbroker::store::search::{self, Scope, Search};
 use wsbroker::store::{DatabaseUrl, Engine, NewMessage, Role, RoomInfo, RoomType, Value};
 
 use crate::common::TempDir;
@@ -61,7 +62,7 @@ fn conformance(url: &DatabaseUrl) {
     let engine = engine.as_mut();
     assert_eq!(
         migrations::migrate(engine, migrations::latest()).unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7]
+        vec![1, 2, 3, 4, 5, 6, 7, 8]
     );
     assert!(migrations::migrate(engine, migrations::latest()).unwrap().is_empty(), "idempotent");
     transactions_are_all_or_nothing(engine);
@@ -69,7 +70,9 @@ fn conformance(url: &DatabaseUrl) {
     messages_are_stored_once_and_paged(engine);
     streams_keep_their_seq_and_epoch(engine);
     targets_and_room_events(engine);
+    search_finds_words_in_readable_rooms_newest_first(engine);
     retention_and_presence(engine);
+    assert_eq!(search(engine, "lunch", Scope::All, None), ["s3"], "purged ones are not found");
 }
 
 fn transactions_are_all_or_nothing(engine: &mut dyn Engine) {
@@ -378,6 +381,70 @@ fn targets_and_room_events(engine: &mut dyn Engine) {
     assert_eq!(heads(engine)[0].last_read, Some(7), "never backwards");
 }
 
+/// The ids of the messages a search for `q` finds in `scope`, newest first: paged two at a time
+/// through the cursor (the last one's position) until a page is short.
+fn search(engine: &mut dyn Engine, q: &str, scope: Scope, mut before: Option<i64>) -> Vec<String> {
+    let mut ids = Vec::new();
+    loop {
+        let (words, scope) = (search::words(q), scope.clone());
+        let Answer::Messages(page) =
+            read(engine, Read::Search(Search { words, scope, before, limit: 2 }))
+        else {
+            panic!("not messages")
+        };
+        before = page.last().map(|m| m.pos);
+        let full = page.len() == 2;
+        ids.extend(page.into_iter().map(|m| m.id));
+        if !full {
+            return ids;
+        }
+    }
+}
+
+fn search_finds_words_in_readable_rooms_newest_first(engine: &mut dyn Engine) {
+    let said = |room: &str, sender: &str, id: &str, content: &str, at: i64| {
+        let data = json!({ "content": content }).to_string().into();
+        Write::Message(NewMessage { data, ..message(room, sender, id, at) })
+    };
+    commit(
+        engine,
+        vec![
+            said("lobby", "carol", "s1", "Lunch at the café today?", 30),
+            said("lobby", "carol", "s2", "the café is closed; LUNCH elsewhere", 31),
+            said("team", "bob", "s3", "lunch plans: tacos", 100),
+        ],
+    );
+    let readable = |user: &str| Scope::Readable(user.into());
+    assert_eq!(search(engine, "lunch", readable("mallory"), None), ["s2", "s1"], "public only");
+    assert_eq!(
+        search(engine, "LUNCH", readable("alice"), None),
+        ["s3", "s2", "s1"],
+        "her rooms too"
+    );
+    assert_eq!(search(engine, "lunch", Scope::Room("team".into()), None), ["s3"]);
+    assert_eq!(search(engine, "lunch", Scope::All, None), ["s3", "s2", "s1"]);
+    assert_eq!(search(engine, "café lunch", Scope::All, None), ["s2", "s1"], "every word");
+    assert_eq!(search(engine, "lun", Scope::All, None), ["s3", "s2", "s1"], "the last as a prefix");
+    assert!(search(engine, "lu", Scope::All, None).is_empty(), "too short for a prefix");
+    assert!(search(engine, "lunches", Scope::All, None).is_empty());
+    // Edits: the current content is found, the replaced one and the edit events are not.
+    assert_eq!(search(engine, "again", Scope::All, None), ["hello"]);
+    assert!(search(engine, "edited", Scope::All, None).is_empty());
+    // Deleted messages are never found: carol's dup is deleted, dave's is not.
+    let found = read(
+        engine,
+        Read::Search(Search {
+            words: search::words("dup"),
+            scope: Scope::All,
+            before: None,
+            limit: 10,
+        }),
+    );
+    let Answer::Messages(found) = found else { panic!("not messages") };
+    let senders: Vec<&str> = found.iter().map(|m| m.sender.as_str()).collect();
+    assert_eq!(senders, ["dave"]);
+}
+
 fn retention_and_presence(engine: &mut dyn Engine) {
     let outcomes = commit(
         engine,
@@ -389,8 +456,8 @@ fn retention_and_presence(engine: &mut dyn Engine) {
     );
     assert_eq!(
         outcomes[0],
-        Outcome::Purged(30 + 3),
-        "created before 40: m0..m29 and the three messages in team"
+        Outcome::Purged(30 + 3 + 2),
+        "created before 40: m0..m29, the three messages in team and the two searched in lobby"
     );
     assert_eq!(history(engine, "paged", None, 100).first().unwrap().1, "m30");
     assert_eq!(read(engine, Read::LastSeen { user: "alice".into() }), Answer::LastSeen(Some(78)));
@@ -404,15 +471,19 @@ fn upgrades_in_place(url: &DatabaseUrl) {
     assert_eq!(migrations::migrate(engine, 1).unwrap(), vec![1]);
     // As an older binary wrote it: the first schema's columns only.
     let old_row =
-        "INSERT INTO chat_messages (id, room, sender, message_type, data, created_at, updated_at) \
-                   VALUES ('kept', 'old', 'alice', 'chat', '{}', 5, 5)";
+        "INSERT INTO chat_messages (id, room, sender, message_type, content, data, created_at, \
+         updated_at) VALUES ('kept', 'old', 'alice', 'chat', 'kept words', '{}', 5, 5)";
     engine.execute(old_row, &[]).unwrap();
     assert!(engine.query("SELECT COUNT(*) FROM chat_presence", &[]).is_err(), "not there yet");
     let mut engine = url.connect().unwrap();
     let engine = engine.as_mut();
-    assert_eq!(migrations::migrate(engine, migrations::latest()).unwrap(), vec![2, 3, 4, 5, 6, 7]);
+    assert_eq!(
+        migrations::migrate(engine, migrations::latest()).unwrap(),
+        vec![2, 3, 4, 5, 6, 7, 8]
+    );
     assert_eq!(migrations::current_version(engine).unwrap(), MIGRATIONS.len() as i64);
     assert_eq!(history(engine, "old", None, 10).len(), 1, "the old data is still there");
+    assert_eq!(search(engine, "kept", Scope::All, None), ["kept"], "and searchable");
     assert_eq!(
         engine.query("SELECT COUNT(*) FROM chat_presence", &[]).unwrap(),
         vec![vec![Value::Int(Some(0))]]
