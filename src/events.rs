@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use crate::hub::Hub;
 use crate::mailbox::ToSequence;
 use crate::protocol::{self, millis, ErrorCode, MessageType, Room, UserId};
+use crate::rooms::{self, Access};
 use crate::store::ops::{Answer, Found, Read, Write};
 
 /// A `delete`: `message` (by `from`, where two senders used the id) in `room`, asked by `user`.
@@ -67,13 +68,17 @@ pub enum Refused {
     AlreadyReacted,
     /// The user has no such reaction to take back.
     NotReacted,
+    /// The user may not read the room (a private or direct room it takes no part in).
+    NoAccess,
     Unavailable,
 }
 
 impl Refused {
     pub fn code(self) -> ErrorCode {
         match self {
-            Self::NotDeletable | Self::NotAuthor | Self::TooLate => ErrorCode::Forbidden,
+            Self::NotDeletable | Self::NotAuthor | Self::TooLate | Self::NoAccess => {
+                ErrorCode::Forbidden
+            }
             Self::Ambiguous | Self::AlreadyReacted => ErrorCode::Conflict,
             Self::NotFound | Self::NotReacted => ErrorCode::NotFound,
             Self::Unavailable => ErrorCode::Unavailable,
@@ -91,6 +96,7 @@ impl Refused {
             Self::NotFound => "no such message in this room",
             Self::AlreadyReacted => "you reacted to this message with this emoji already",
             Self::NotReacted => "you have no such reaction to this message",
+            Self::NoAccess => "you may not read this room",
             Self::Unavailable => protocol::STORE_UNAVAILABLE,
         }
     }
@@ -150,9 +156,15 @@ pub async fn edit_message(hub: &Hub, request: &Edit) -> Result<u64, Refused> {
 /// Adds or takes back the caller's reaction to a message in a room it is in: a `reaction_added` or
 /// `reaction_removed` event in the room's stream. One reaction per user, message and emoji.
 pub async fn react(hub: &Hub, request: &Reaction) -> Result<u64, Refused> {
+    let store = hub.store().ok_or(Refused::NotFound)?;
+    match rooms::may_read(store, &request.room, Some(&request.user), false).await {
+        Access::Allowed => {}
+        Access::Forbidden(_) => return Err(Refused::NoAccess),
+        Access::NotFound => return Err(Refused::NotFound),
+        Access::Unavailable => return Err(Refused::Unavailable),
+    }
     let (author, _, _) =
         target(hub, &request.room, &request.message, request.from.clone(), &request.user).await?;
-    let store = hub.store().ok_or(Refused::NotFound)?;
     let read = Read::Reacted {
         room: request.room.to_string(),
         sender: author.clone(),

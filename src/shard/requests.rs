@@ -130,10 +130,8 @@ impl Shard {
                 self.offload_read(conn, id.map(str::to_owned), user, room, seq);
                 None
             }
+            // Any message the user may read, in a room it joined or not (events::react asks).
             Action::React { room, id: message, from, emoji, remove } => {
-                if !self.cache.is_member(conn, &room) {
-                    return Some(not_member(id, &room));
-                }
                 let (user, _) = self.who_asks(conn)?;
                 let id = id.map(str::to_owned);
                 self.order.awaits_answer(conn);

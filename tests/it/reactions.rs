@@ -108,7 +108,7 @@ async fn bad_reactions_get_clear_errors_and_change_nothing() {
         (json!({"type": "react", "room": "r", "id": "x", "data": {"id": "m1"}}), "bad_request"),
         (
             json!({"type": "react", "room": "elsewhere", "id": "x", "data": {"id": "m1", "emoji": "👍"}}),
-            "not_member",
+            "not_found",
         ),
     ];
     for (request, code) in cases {
@@ -120,4 +120,31 @@ async fn bad_reactions_get_clear_errors_and_change_nothing() {
     assert_eq!(reactions_seen_by(&server, "alice").await, Value::Null, "m1 has none");
     let ok = alice.request(react("m1", "👩‍👩‍👧‍👦", false)).await;
     assert_eq!(ok["type"], "ack", "a family is one emoji of 7 code points: {ok}");
+}
+
+#[tokio::test]
+async fn anyone_who_may_read_a_room_reacts_without_joining_it_and_others_are_refused() {
+    let dir = TempDir::new("reactions-unjoined");
+    let server = stored_server(&dir).await;
+    let mut alice = server.member("alice", "r").await;
+    alice
+        .request(json!({"type": "chat", "room": "r", "id": "m1", "data": {"content": "hi"}}))
+        .await;
+    // Bob never joined public room r: he may read it, so he may react to it.
+    let mut bob = server.connect("/ws?user=bob").await;
+    let ack = bob.request(react("m1", "👀", false)).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(next_reaction(&mut alice).await["from"], "bob");
+    // A private room is for its participants only.
+    let body = json!({"name": "secret", "type": "private", "members": []});
+    let (status, _) = server.post("/api/v1/chat/rooms?user=alice", body).await;
+    assert_eq!(status, hyper::StatusCode::CREATED);
+    alice.join("secret").await;
+    alice
+        .request(json!({"type": "chat", "room": "secret", "id": "s1", "data": {"content": "psst"}}))
+        .await;
+    let refused = bob
+        .request(json!({"type": "react", "room": "secret", "id": "x", "data": {"id": "s1", "emoji": "👀"}}))
+        .await;
+    assert_eq!(refused["data"]["code"], "forbidden", "{refused}");
 }
