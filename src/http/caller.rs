@@ -47,6 +47,13 @@ pub fn refused(room: &str, access: Access) -> Response<Body> {
     refusal(code, &message)
 }
 
+/// A page's `limit=` (1 to 100, 50 when absent) and its cursor `name=` (a position from a
+/// `next_before` or `next_after`; `None` when absent).
+pub fn page(query: Option<&str>, name: &str) -> Result<(i64, Option<i64>), &'static str> {
+    let cursor = query_param(query, name).map(|c| protocol::parse_cursor(&c)).transpose()?;
+    Ok((page_limit(query)?, cursor))
+}
+
 /// `limit=` of a page: 1 to 100, 50 when absent.
 pub fn page_limit(query: Option<&str>) -> Result<i64, &'static str> {
     match query_param(query, "limit") {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::caller::{page_limit, query_param, refused, Caller, UNNAMED};
+use super::caller::{page, page_limit, query_param, refused, Caller, UNNAMED};
 use super::{bad_request, error, json, read_json, refusal, App, Body};
 use crate::events::{self, Deletion, Edit, Refused};
 use crate::messages::{self, History};
@@ -102,14 +102,9 @@ async fn thread(
     caller: &Caller,
     query: Option<&str>,
 ) -> Response<Body> {
-    let limit = match page_limit(query) {
-        Ok(limit) => limit,
+    let (limit, after) = match page(query, "after") {
+        Ok(page) => page,
         Err(message) => return bad_request(message),
-    };
-    let after = match query_param(query, "after").map(|after| protocol::parse_cursor(&after)) {
-        None => None,
-        Some(Ok(after)) => Some(after),
-        Some(Err(message)) => return bad_request(message),
     };
     let user = caller.user.clone().unwrap_or_else(|| UserId::from(""));
     let request = History {

@@ -10,7 +10,7 @@ use hyper::{Response, StatusCode};
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::caller::{page_limit, query_param, refused, Caller};
+use super::caller::{page, query_param, refused, Caller};
 use super::{bad_request, json, store_unavailable, App, Body};
 use crate::messages::stored_frame;
 use crate::protocol;
@@ -33,14 +33,9 @@ pub async fn search(app: &App, caller: &Caller, query: Option<&str>) -> Response
     if words.is_empty() {
         return bad_request("q must hold a word (letters or digits)");
     }
-    let limit = match page_limit(query) {
-        Ok(limit) => limit,
+    let (limit, before) = match page(query, "before") {
+        Ok(page) => page,
         Err(message) => return bad_request(message),
-    };
-    let before = match query_param(query, "before").map(|before| protocol::parse_cursor(&before)) {
-        None => None,
-        Some(Ok(before)) => Some(before),
-        Some(Err(message)) => return bad_request(message),
     };
     let scope = match query_param(query, "room") {
         Some(room) => {
