@@ -1,5 +1,7 @@
 //! The message service: a room's history with its rules, shared by the REST API and the WebSocket
-//! requests (a shard offloads those to it), and telling users of a room they were added to.
+//! requests (a shard offloads those to it); read state; and the user's own stream: telling users
+//! of a room they were added to or removed from, where a room stands for them (`unread`), and a
+//! small room who read it (`receipt`).
 //! Changes to a message (edits, deletions) are [`crate::events`].
 //!
 //! Owns: nothing; the store keeps the messages, [`crate::rooms`] says who may read a room. May
