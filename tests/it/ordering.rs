@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::cluster::instance_with;
-use crate::common::{start_server_with, Client, TempDir, TestServer};
+use crate::common::{chat, start_server_with, Client, TempDir, TestServer};
 use crate::postgres_server::PostgresServer;
 use crate::redis_server::RedisServer;
 
@@ -52,10 +52,6 @@ async fn broker(mode: Mode) -> (TestServer, Beside) {
             (server, Beside { _dir: dir, _redis: Some(redis), _postgres: Some(postgres) })
         }
     }
-}
-
-fn chat(room: &str, id: &str, content: &str) -> Value {
-    json!({"type": "chat", "room": room, "id": id, "data": {"content": content}})
 }
 
 /// Sends every frame at once, then reads the answers to their ids (ack, error, history), in the

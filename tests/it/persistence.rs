@@ -6,11 +6,7 @@ use std::time::Duration;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::{start_server_with, stored_server, Client, TempDir};
-
-fn chat(room: &str, id: &str, content: &str) -> Value {
-    json!({"type": "chat", "room": room, "id": id, "data": {"content": content}})
-}
+use crate::common::{chat, start_server_with, stored_server, Client, TempDir};
 
 /// The contents of a history page, oldest first.
 fn contents(page: &Value) -> Vec<String> {

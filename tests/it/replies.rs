@@ -4,11 +4,7 @@
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::{stored_server, TempDir};
-
-fn chat(room: &str, id: &str, content: &str) -> Value {
-    json!({"type": "chat", "room": room, "id": id, "data": {"content": content}})
-}
+use crate::common::{chat, stored_server, TempDir};
 
 fn reply(id: &str, to: Value, content: &str) -> Value {
     json!({"type": "chat", "room": "r", "id": id, "data": {"content": content, "reply_to": to}})

@@ -4,11 +4,7 @@
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::{stored_server, TempDir, TestServer};
-
-fn chat(room: &str, id: &str, content: &str) -> Value {
-    json!({"type": "chat", "room": room, "id": id, "data": {"content": content}})
-}
+use crate::common::{chat, stored_server, TempDir, TestServer};
 
 /// The (room, id, seq) of what `user` finds for `query` (already URL-encoded), and the cursor.
 async fn found(

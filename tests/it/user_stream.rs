@@ -6,7 +6,7 @@
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::{start_server_with, stored_server, Client, TempDir};
+use crate::common::{chat, start_server_with, stored_server, Client, TempDir};
 
 async fn told(client: &mut Client, kind: &str, room: &str) -> Value {
     client.recv_where(|frame| frame["type"] == kind && frame["room"] == room).await
@@ -23,10 +23,6 @@ async fn until_pong(client: &mut Client) -> Vec<Value> {
         }
         frames.push(frame);
     }
-}
-
-fn chat(room: &str, id: &str, content: &str) -> Value {
-    json!({"type": "chat", "room": room, "id": id, "data": {"content": content}})
 }
 
 #[tokio::test]

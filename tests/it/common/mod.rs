@@ -59,8 +59,11 @@ impl Drop for BrokerProcess {
     }
 }
 
-/// Runs the `wsbroker` binary on 127.0.0.1:0 with `args`, as its own process (for tests that kill it).
-/// `args` must name the database (`--database-url`), so no test writes `./wsbroker.db`.
+/// A chat frame with an id, for `room`.
+pub fn chat(room: &str, id: &str, content: &str) -> serde_json::Value {
+    serde_json::json!({"type": "chat", "room": room, "id": id, "data": {"content": content}})
+}
+
 /// A broker storing into a SQLite file in `dir`, with no chat rate limit.
 pub async fn stored_server(dir: &TempDir) -> TestServer {
     let url = dir.sqlite();
@@ -71,6 +74,8 @@ pub async fn stored_server(dir: &TempDir) -> TestServer {
     .await
 }
 
+/// Runs the `wsbroker` binary on 127.0.0.1:0 with `args`, as its own process (for tests that kill it).
+/// `args` must name the database (`--database-url`), so no test writes `./wsbroker.db`.
 pub async fn spawn_broker(args: &[&str]) -> (BrokerProcess, TestServer) {
     use std::io::{BufRead, BufReader};
     assert!(args.contains(&"--database-url"), "a test broker names its database: {args:?}");
