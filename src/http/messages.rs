@@ -89,7 +89,8 @@ fn history_cursor(query: Option<&str>) -> Result<Page, &'static str> {
     }
 }
 
-fn raw(frame: &Frame) -> Option<&RawValue> {
+/// A frame as a JSON value to put in an answer, as it was encoded.
+pub(super) fn raw(frame: &Frame) -> Option<&RawValue> {
     serde_json::from_str(frame.as_str()).ok()
 }
 

@@ -11,6 +11,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::caller::{page, query_param, refused, Caller};
+use super::messages::raw;
 use super::{bad_request, json, store_unavailable, App, Body};
 use crate::messages::stored_frame;
 use crate::protocol;
@@ -57,7 +58,6 @@ pub async fn search(app: &App, caller: &Caller, query: Option<&str>) -> Response
     let next_before =
         found.last().filter(|_| found.len() as i64 == limit).map(|m| m.pos.to_string());
     let frames: Vec<_> = found.iter().filter_map(stored_frame).collect();
-    let messages: Vec<&RawValue> =
-        frames.iter().filter_map(|frame| serde_json::from_str(frame.as_str()).ok()).collect();
+    let messages: Vec<&RawValue> = frames.iter().filter_map(raw).collect();
     json(StatusCode::OK, &json!({ "q": q, "messages": messages, "next_before": next_before }))
 }
