@@ -39,6 +39,9 @@ pub const IDLE_TIMEOUT: CloseReason =
 /// 1007: a text frame that is not valid UTF-8.
 pub const INVALID_PAYLOAD: CloseReason =
     CloseReason { code: 1007, reason: "invalid UTF-8", drain: false };
+/// 4003: an admin banned the user from the instance; a new connection is refused while the ban
+/// holds. The reason frame goes out first.
+pub const BANNED: CloseReason = CloseReason { code: 4003, reason: "banned", drain: true };
 /// 4001: the connection's token expired (plus `--jwt-leeway`) without a `refresh`.
 pub const TOKEN_EXPIRED: CloseReason =
     CloseReason { code: 4001, reason: "token expired", drain: false };

@@ -118,7 +118,12 @@ pub async fn delete_message(hub: &Hub, request: &Deletion) -> Result<u64, Refuse
     }
     let data = Deleted { id: &request.message, from: &author };
     let kind = MessageType::MessageDeleted;
-    publish(hub, &request.room, &request.user, kind, &data).await
+    let deleted = publish(hub, &request.room, &request.user, kind, &data).await;
+    if deleted.is_ok() {
+        let (actor, room, message) = (&*request.user, &*request.room, &request.message);
+        tracing::info!(target: "audit", event = "message_deleted", actor, room, message, author, moderated = author != actor);
+    }
+    deleted
 }
 
 /// Replaces the content of the caller's own message, within `--edit-window` of its sending: a
@@ -208,7 +213,7 @@ pub async fn versions(
 
 /// The message a change is about: its author, when it was sent, and whether the caller is an
 /// owner or moderator of the room. Without a store there is nothing to change.
-async fn target(
+pub(crate) async fn target(
     hub: &Hub,
     room: &Room,
     message: &str,

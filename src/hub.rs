@@ -21,6 +21,7 @@ use crate::mailbox::{
 use crate::metrics::Metrics;
 use crate::protocol::{Frame, Room, UserId};
 use crate::router::Router;
+use crate::rules::{Addressee, Notice};
 use crate::store::Store;
 
 #[derive(Debug)]
@@ -116,6 +117,17 @@ impl Hub {
     pub fn publish(&self, target: Target, frame: Frame) {
         self.router().route(target.clone(), frame.clone(), Instant::now(), None);
         self.broker().publish(&target, &frame);
+    }
+
+    /// Puts a moderation action in force: on the shard of this instance that enforces it, then on
+    /// the other instances.
+    pub fn enforce(&self, notice: Notice) {
+        self.broker().notify(&notice);
+        let shard = match notice.addressee() {
+            Addressee::Room(room) => self.router().home_of(room),
+            Addressee::User(user) => self.router().shard_of_user(user),
+        };
+        self.router().deliver(shard, Delivery::Notice(Box::new(notice)));
     }
 
     /// Publishes into a room from outside any shard (the HTTP API): the room's home numbers,
@@ -268,6 +280,7 @@ mod tests {
         fn when_subscribed(&self, _shard: ShardId, then: Delivery) -> Option<Delivery> {
             Some(then)
         }
+        fn notify(&self, _notice: &Notice) {}
     }
 
     #[test]

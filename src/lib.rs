@@ -13,10 +13,14 @@
 //! - [`events`]: room events, the changes to a stored message (edits, deletions) with their rules,
 //!   numbered in the room's stream like messages.
 //! - [`messages`]: the message service: history with its rules (REST and WebSocket).
+//! - [`moderation`]: the moderation service: mutes, kicks, bans, room settings, reports, blocks,
+//!   with their rules (REST and WebSocket); the shards enforce what it puts in force.
 //! - [`hub`]: the handle a shard, session or handler holds: router, seams, store, metrics, settings.
 //! - [`cluster`]: the Redis implementation of the seams between instances, and its relay thread.
 //! - [`broker`]: the seams between instances (`Broker` for fan-out, `PresenceManager`, `Sequencer`),
 //!   each with its standalone implementation.
+//! - [`rules`]: a room's rules (mutes, slow mode, archived) and the notices that carry moderation
+//!   to the shards of every instance.
 //! - [`rooms`]: the room rules (public, private, direct): who may join, read, manage.
 //! - [`store`]: messages, rooms and participants on disk (SQLite or PostgreSQL), writer and read pool;
 //!   hands a commit's outcome back through the router.
@@ -43,11 +47,13 @@ pub mod lane;
 pub mod mailbox;
 pub(crate) mod messages;
 pub mod metrics;
+pub(crate) mod moderation;
 pub(crate) mod peer;
 pub mod protocol;
 pub(crate) mod reader;
 pub(crate) mod rooms;
 pub mod router;
+pub mod rules;
 pub mod server;
 pub(crate) mod session;
 pub mod shard;

@@ -61,6 +61,8 @@ pub enum Enrolment {
     ShuttingDown,
     /// Its user already has `--max-conns-per-user` connections on this instance.
     UserFull,
+    /// Its user is banned from the instance until then (`None`: until unbanned).
+    Banned(Option<crate::protocol::Millis>),
 }
 
 /// From a connection's reader or session to its shard.
@@ -183,14 +185,19 @@ pub enum Delivery {
         reply: oneshot::Sender<Option<u64>>,
         seq: u64,
     },
-    /// The room's home could not take the chat (the store is full or down): the sender's shard
-    /// answers `unavailable` and forgets the id.
+    /// The room's home could not take the chat: the store is full or down (`why`: `None`, the
+    /// sender hears `unavailable`) or the room's rules refuse it. The sender's shard answers and
+    /// forgets the id.
     Refused {
         conn: ConnId,
         user: UserId,
         room: Room,
         id: String,
+        why: Option<Box<crate::rules::Refusal>>,
     },
+    /// A moderation action for this shard: a room's rules (the room's home), a kick or an
+    /// instance ban (the user's shard).
+    Notice(Box<crate::rules::Notice>),
     /// A member asks the room's home for the messages after a seq (resume).
     Replay(Box<ReplayRequest>),
     /// The store's part of a replay, back at the room's home: the messages up to `upto` (`Err`:

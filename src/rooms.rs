@@ -10,8 +10,10 @@
 
 use std::time::SystemTime;
 
+pub use crate::protocol::direct_pair;
 use crate::protocol::{self, millis, ErrorCode, Room};
 use crate::store::ops::{Answer, Read, Write};
+use crate::store::reads::Bar;
 use crate::store::{Role, RoomInfo, RoomType, Store, Unavailable};
 
 /// Whether a join, a read or a change of a room is allowed.
@@ -45,12 +47,6 @@ impl From<Unavailable> for Access {
     }
 }
 
-/// The two users of a direct room's name, when it is one (`dm:a:b`, sorted, different).
-pub fn direct_pair(room: &str) -> Option<(&str, &str)> {
-    let (a, b) = room.strip_prefix("dm:")?.split_once(':')?;
-    (!a.is_empty() && !b.is_empty() && !b.contains(':') && a < b).then_some((a, b))
-}
-
 /// The direct room of two users, named from the sorted pair; `None` when it cannot be named
 /// (the same user twice, or ids that do not fit a room name).
 pub fn direct_room(one: &str, other: &str) -> Option<Room> {
@@ -79,11 +75,33 @@ async fn room_and_role(
     room: &str,
     user: &str,
 ) -> Result<(Option<RoomInfo>, Option<Role>), Unavailable> {
+    standing(store, room, user).await.map(|(info, role, _)| (info, role))
+}
+
+/// The room, `user`'s role in it, and what keeps the user out of it.
+pub async fn standing(
+    store: &Store,
+    room: &str,
+    user: &str,
+) -> Result<(Option<RoomInfo>, Option<Role>, Option<Bar>), Unavailable> {
     let read = Read::Access { room: room.to_owned(), user: user.to_owned() };
     match store.read(read).await? {
-        Answer::Access { room, role } => Ok((room, role)),
+        Answer::Access { room, role, bar } => Ok((room, role, bar)),
         _ => Err(Unavailable),
     }
+}
+
+/// The refusal of a join (or of being added) that `bar` makes.
+pub fn barred(room: &str, bar: &Bar) -> Access {
+    Access::Forbidden(match bar {
+        Bar::Banned(Some(until)) => {
+            let until = protocol::format_rfc3339(protocol::time_of(*until));
+            format!("you are banned from {room} until {until}")
+        }
+        Bar::Banned(None) => format!("you are banned from {room}"),
+        Bar::Blocked => format!("the other user of {room} blocked you"),
+        Bar::Archived => format!("{room} is archived"),
+    })
 }
 
 /// Allowed once `write` is committed: the join's ack means the room (and the participant) exists
@@ -115,8 +133,9 @@ pub async fn may_join(
     user: &str,
     admin: bool,
 ) -> (Access, Option<Added>) {
-    let (info, role) = match room_and_role(store, room, user).await {
-        Ok(found) => found,
+    let (info, role) = match standing(store, room, user).await {
+        Ok((_, _, Some(bar))) if !admin => return (barred(room, &bar), None),
+        Ok((info, role, _)) => (info, role),
         Err(unavailable) => return (unavailable.into(), None),
     };
     let born_direct = if info.is_none() { direct_pair(room) } else { None };
@@ -164,8 +183,9 @@ async fn may_join_as(
 /// Whether `user` may read `room` (its history, its participants): any existing public room,
 /// private and direct ones for participants and admins.
 pub async fn may_read(store: &Store, room: &str, user: Option<&str>, admin: bool) -> Access {
-    let (info, role) = match room_and_role(store, room, user.unwrap_or_default()).await {
-        Ok(found) => found,
+    let (info, role) = match standing(store, room, user.unwrap_or_default()).await {
+        Ok((_, _, Some(Bar::Archived))) if !admin => return barred(room, &Bar::Archived),
+        Ok((info, role, _)) => (info, role),
         Err(unavailable) => return unavailable.into(),
     };
     match (info, role) {

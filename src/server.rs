@@ -143,6 +143,9 @@ impl Server {
     /// runtime; each connection's session runs on its shard's thread.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
         let auth = Authenticator::from_config(&config).map_err(StartError::Config)?;
+        if !config.auth_enabled && !config.listen.ip().is_loopback() {
+            tracing::warn!(listen = %config.listen, "authentication is off and the broker listens beyond loopback: anyone can claim any user name (?user=), so room permissions and moderation protect nothing; turn on --auth-enabled");
+        }
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => {
                 Some(transport::tls_acceptor(cert, key).map_err(StartError::Config)?)
@@ -167,6 +170,13 @@ impl Server {
         let hub = Hub::from_parts(Parts { settings: config, router, seams, store, metrics });
         let shards = thread::start_all(&hub, inboxes)
             .map_err(|source| StartError::Threads { what: "the shard threads", source })?;
+        crate::moderation::sweep::load(&hub).await.map_err(|_| StartError::Database {
+            database: hub.settings().database_url.describe(),
+            reason: "could not read the moderation in force".into(),
+        })?;
+        if hub.store().is_some() {
+            tokio::spawn(crate::moderation::sweep::run(hub.clone()));
+        }
         let config = peer::websocket_config(hub.settings());
         let access = shards.iter().enumerate().map(|(id, shard)| {
             let reader = reader::start(id, hub.clone(), &shard.runtime, config)?;

@@ -18,6 +18,7 @@ pub use sequencer::{Numbering, Sequencer};
 use crate::directory::ShardId;
 use crate::mailbox::{Delivery, Target};
 use crate::protocol::Frame;
+use crate::rules::Notice;
 
 /// Carries published messages between instances.
 ///
@@ -36,6 +37,10 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// Whether the other instances are reachable (for `/readyz`).
     fn is_ready(&self) -> bool;
     fn when_subscribed(&self, shard: ShardId, then: Delivery) -> Option<Delivery>;
+    /// Carries a moderation action to every other instance, whose shards enforce it as this
+    /// instance's do (the caller delivers it here). In order, never dropped while the others are
+    /// reachable.
+    fn notify(&self, notice: &Notice);
 }
 
 /// One instance on its own: nobody else to reach, the presence of this instance is everybody's,
@@ -55,6 +60,9 @@ impl Broker for Standalone {
     fn when_subscribed(&self, _shard: ShardId, then: Delivery) -> Option<Delivery> {
         Some(then)
     }
+
+    /// There is no other instance.
+    fn notify(&self, _notice: &Notice) {}
 }
 
 /// The three seams a hub uses, each shared by the shards, the sessions and the HTTP API.

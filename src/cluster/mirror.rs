@@ -75,7 +75,8 @@ impl Mirror {
 
     /// Every channel the mirror needs: the global one, the instance's (`me`), one per local room.
     pub fn wanted_channels(&self, names: &Names, me: &str) -> Vec<String> {
-        let mut wanted = vec![names.global_channel(), names.instance_channel(me)];
+        let mut wanted =
+            vec![names.global_channel(), names.instance_channel(me), names.notice_channel()];
         wanted.extend(self.rooms.keys().map(|room| names.room_channel(room)));
         wanted
     }
@@ -175,6 +176,6 @@ mod tests {
         assert_eq!(run(&mut mirror, offline, &[]), (vec![], vec![]));
         assert_eq!(mirror.users, 1, "b");
         let wanted = mirror.wanted_channels(&names(), "n1");
-        assert_eq!(wanted, ["p:global", "p:instance:n1"]);
+        assert_eq!(wanted, ["p:global", "p:instance:n1", "p:moderation"]);
     }
 }

@@ -109,6 +109,10 @@ impl Broker for RedisBroker {
         self.counters.redis_up.load(Relaxed) == 1
     }
 
+    fn notify(&self, notice: &crate::rules::Notice) {
+        let _ = self.changes.send(Ordered::Notice(Box::new(notice.clone())));
+    }
+
     fn when_subscribed(&self, shard: ShardId, then: Delivery) -> Option<Delivery> {
         match self.changes.send(Ordered::Notify { shard, then }) {
             Ok(()) => None,

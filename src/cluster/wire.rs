@@ -30,6 +30,11 @@ impl Names {
         format!("{}:instance:{instance}", self.prefix)
     }
 
+    /// Where moderation actions (a room's rules, a kick, an instance ban) go to every instance.
+    pub fn notice_channel(&self) -> String {
+        format!("{}:moderation", self.prefix)
+    }
+
     pub fn global_channel(&self) -> String {
         format!("{}:global", self.prefix)
     }

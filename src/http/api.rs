@@ -20,7 +20,7 @@ use super::caller::Caller;
 use super::{
     bad_request, error, json, read_json, refusal, store_unavailable, unauthorized, App, Body,
 };
-use super::{messages, rooms};
+use super::{blocks, messages, moderation, rooms};
 use crate::broker::Coverage;
 use crate::mailbox::{Target, ToSequence, UserStatus};
 use crate::protocol::{
@@ -73,9 +73,29 @@ pub async fn route(
                 [room, "messages", more @ ..] => {
                     messages::route(app, request, room, more, &caller).await
                 }
+                [room] if method == Method::DELETE => {
+                    let path = [*room, "archive"];
+                    let archive = (*room, &path[1..]);
+                    moderation::route_room(app, request, &Method::POST, archive, &caller).await
+                }
+                [room, more @ ..] if moderation::is_room_endpoint(more) => {
+                    moderation::route_room(app, request, method, (room, more), &caller).await
+                }
                 rest => rooms::route(app, request, method, rest, &caller).await,
             }
         }
+        (method, ["users", user, "blocks", rest @ ..]) => {
+            match Caller::of(caller.clone(), request.uri().query()) {
+                Ok(caller) => {
+                    blocks::route_blocks(app, request, method, (user, rest), &caller).await
+                }
+                Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
+            }
+        }
+        (method, ["bans", rest @ ..]) => match Caller::of(caller.clone(), request.uri().query()) {
+            Ok(caller) => blocks::route_bans(app, request, method, rest, &caller).await,
+            Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
+        },
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     };
     if let (true, Some(caller)) = (publishing && response.status() == StatusCode::ACCEPTED, &caller)

@@ -4,10 +4,14 @@
 //! connections, publish and query). Must not: keep connection state; hyper parses HTTP, tungstenite
 //! speaks WebSocket, and the shards own the cache.
 
+mod acting;
 mod admission;
 mod api;
+mod blocks;
 mod caller;
 mod messages;
+mod moderation;
+mod reports;
 mod rooms;
 mod search;
 mod web;
@@ -186,7 +190,8 @@ pub fn unauthorized() -> Response<Body> {
 /// The HTTP status of an error code.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
-        ErrorCode::Forbidden | ErrorCode::NotMember => StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden | ErrorCode::NotMember | ErrorCode::Muted => StatusCode::FORBIDDEN,
+        ErrorCode::SlowMode => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,

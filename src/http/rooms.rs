@@ -20,7 +20,7 @@ use crate::messages;
 use crate::protocol::{self, millis, time_of, Room};
 use crate::rooms::{self, Access, Added};
 use crate::store::ops::{Answer, Outcome, Read, Write};
-use crate::store::reads::Head;
+use crate::store::reads::{Bar, Head};
 use crate::store::{Role, RoomInfo, RoomType, Store};
 
 /// Routes `/api/v1/chat/rooms/{path}`.
@@ -282,10 +282,22 @@ async fn add_participant(
         Some(Some(role @ (Role::Member | Role::Moderator))) => role,
         Some(_) => return bad_request("role must be member or moderator"),
     };
+    match rooms::standing(store, room, &user).await {
+        Ok((_, _, Some(bar @ Bar::Banned(_)))) => {
+            let message = format!(
+                "{user} may not be added: {}",
+                rooms::barred(room, &bar).refusal(room).map(|(_, m)| m).unwrap_or_default()
+            );
+            return error(StatusCode::FORBIDDEN, "forbidden", &message);
+        }
+        Ok(_) => {}
+        Err(_) => return store_unavailable(),
+    }
     let at = millis(SystemTime::now());
     let write = Write::AddParticipant { room: room.into(), user: user.to_string(), role, at };
     match store.write_and_wait(write).await {
         Ok(Outcome::Done) => {
+            tracing::info!(target: "audit", event = "participant_added", actor = caller.name(), room, target = %user, role = role.as_str());
             if let (Some(by), Ok(name)) = (&caller.user, protocol::validate_room(room)) {
                 let (kind, users) = (info.kind, vec![user.to_string()]);
                 let added = Added { room: name, kind, by: by.to_string(), users };
@@ -322,6 +334,7 @@ async fn remove_participant(
         .await
     {
         Ok(Outcome::Done) => {
+            tracing::info!(target: "audit", event = "participant_removed", actor = caller.name(), room, target = %user);
             messages::tell_removed(&app.hub, &room_name, &user, caller.name());
             let shard = app.hub.router().shard_of_user(&user);
             app.hub.router().deliver(shard, Delivery::Kick { user, room: room_name });

@@ -197,6 +197,16 @@ async fn hand_over(
             let message = "too many connections for this user";
             return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", message));
         }
+        Enrolment::Banned(until) => {
+            tracing::warn!(target: "audit", event = "connection_refused", %user, %remote, refusal = "Banned");
+            let message = match until {
+                Some(until) => {
+                    format!("banned until {}", protocol::format_rfc3339(protocol::time_of(until)))
+                }
+                None => "banned".to_owned(),
+            };
+            return Err(refuse(StatusCode::FORBIDDEN, "banned", &message));
+        }
     }
     let on_upgrade = hyper::upgrade::on(request);
     let access = app.shards[shard].clone();

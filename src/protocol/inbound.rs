@@ -143,6 +143,11 @@ pub fn parse_client_frame(
                 refresh_token(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
             return Ok(ClientFrame::Refresh { id, token });
         }
+        kind if super::moderate::is_moderation(kind) => {
+            let request = super::moderate::parse(kind, envelope.data)
+                .map_err(|message| reject(ErrorCode::BadRequest, &message))?;
+            Action::Moderate { room: require_room(room)?, request: Box::new(request) }
+        }
         other => {
             let shown: String = other.chars().take(MAX_NAME_CHARS).collect();
             let message = format!("unknown message type \"{shown}\"");

@@ -8,15 +8,19 @@
 
 mod inbound;
 mod mine;
+mod moderate;
+mod moderation;
 mod outbound;
 mod presence;
 
 pub use inbound::{chat_data, history_page, parse_client_frame, ChatChecked, Limits};
 pub use mine::{receipt_frame, room_added_frame, room_removed_frame, unread_frame, Unread};
+pub use moderate::Moderate;
+pub use moderation::{moderation_frame, room_settings_frame, Moderated, RoomSettings};
 pub use outbound::{
-    ack_frame, error_frame, history_frame, message_frame, message_frame_at, reply_frame,
-    resumed_frame, room_message_frame, room_message_parts, token_expiring_frame, Annotations, Next,
-    Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
+    ack_frame, error_frame, history_frame, message_frame, message_frame_at, refusal_frame,
+    reply_frame, resumed_frame, room_message_frame, room_message_parts, token_expiring_frame,
+    Annotations, Next, Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
 };
 pub use presence::{
     presence_batch_frame, presence_event_frame, presence_list_frame, typing_batch_frame,
@@ -96,6 +100,12 @@ pub enum MessageType {
     Unread,
     /// To a small room: a member read it up to a seq.
     Receipt,
+    /// To a user: a moderator acted on it (muted, banned, ...); to moderators: a sanction ended.
+    Moderation,
+    /// To a room: its settings changed (title, topic, slow mode).
+    RoomUpdated,
+    /// To a room: it was archived; it takes no new messages.
+    RoomDeleted,
     Notification,
     System,
     Error,
@@ -149,6 +159,9 @@ impl MessageType {
             Self::RoomRemoved => "room_removed",
             Self::Unread => "unread",
             Self::Receipt => "receipt",
+            Self::Moderation => "moderation",
+            Self::RoomUpdated => "room_updated",
+            Self::RoomDeleted => "room_deleted",
             Self::Presence => "presence",
             Self::Ack => "ack",
             Self::Notification => "notification",
@@ -175,6 +188,10 @@ pub enum ErrorCode {
     NotFound,
     /// The request names something ambiguously (a message id two senders used: name the sender).
     Conflict,
+    /// A muted user's chat (the error carries `until`).
+    Muted,
+    /// A chat within a slow-moded room's interval (the error carries `retry_after_ms`).
+    SlowMode,
 }
 
 impl ErrorCode {
@@ -190,6 +207,8 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
+            Self::Muted => "muted",
+            Self::SlowMode => "slow_mode",
         }
     }
 }
@@ -287,6 +306,11 @@ pub enum Action {
         emoji: String,
         remove: bool,
     },
+    /// A moderation request in the room (boxed: rare).
+    Moderate {
+        room: Room,
+        request: Box<Moderate>,
+    },
 }
 
 impl Action {
@@ -359,6 +383,12 @@ pub fn parse_cursor(cursor: &str) -> Result<i64, &'static str> {
 pub enum ClientFrame {
     Request(ClientRequest),
     Refresh { id: Option<String>, token: String },
+}
+
+/// The two users of a direct room's name, when it is one (`dm:a:b`, sorted, different).
+pub fn direct_pair(room: &str) -> Option<(&str, &str)> {
+    let (a, b) = room.strip_prefix("dm:")?.split_once(':')?;
+    (!a.is_empty() && !b.is_empty() && !b.contains(':') && a < b).then_some((a, b))
 }
 
 /// Validates a room name: 1 to 128 characters of `A-Z a-z 0-9 _ - . : @`, not the reserved `_global`.

@@ -212,6 +212,27 @@ pub fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Frame {
     data_frame(MessageType::Error, id, None, data)
 }
 
+/// An error with when it ends: `until` (a mute's end, RFC 3339) or `retry_after_ms` (slow mode).
+pub fn refusal_frame(
+    id: Option<&str>,
+    code: ErrorCode,
+    message: &str,
+    until: Option<&str>,
+    retry_after_ms: Option<i64>,
+) -> Frame {
+    #[derive(Serialize)]
+    struct RefusalData<'a> {
+        code: &'a str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<i64>,
+    }
+    let data = RefusalData { code: code.as_str(), message, until, retry_after_ms };
+    data_frame(MessageType::Error, id, None, data)
+}
+
 /// `{"type":"system","data":{"event":"token_expiring","expires_at":...}}`: refresh before then.
 pub fn token_expiring_frame(expires_at: SystemTime) -> Frame {
     #[derive(Serialize)]

@@ -39,7 +39,10 @@ impl Shard {
                 self.on_subscription(conn, id, room, since)
             }
             Delivery::StreamRead { request, read } => self.on_stream_read(*request, read),
-            Delivery::Refused { conn, user, room, id } => self.on_refused(conn, &user, room, id),
+            Delivery::Refused { conn, user, room, id, why } => {
+                self.on_refused(conn, &user, room, id, why.map(|why| *why))
+            }
+            Delivery::Notice(notice) => self.on_notice(*notice),
             Delivery::StreamLoaded { room, stream } => self.on_stream_loaded(room, stream),
             Delivery::JoinDecided { conn, id, room, since, decision } => {
                 self.on_join_decided(conn, id, (room, since), decision)

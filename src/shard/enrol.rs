@@ -27,6 +27,10 @@ impl Shard {
             let _ = registered.send(Enrolment::ShuttingDown);
             return;
         }
+        if let Some(banned) = self.ban_refusal(&user) {
+            let _ = registered.send(banned);
+            return;
+        }
         let cap = self.hub.settings().max_conns_per_user;
         if cap > 0 && self.cache.connections_of(&user) >= cap {
             let _ = registered.send(Enrolment::UserFull);

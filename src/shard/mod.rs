@@ -20,6 +20,7 @@ pub mod cache;
 mod coalesce;
 mod dedup;
 mod deliveries;
+mod enforce;
 mod enrol;
 mod fanout;
 mod join;
@@ -52,6 +53,7 @@ use away::AwaySweep;
 use cache::LocalCache;
 use coalesce::Coalescer;
 use dedup::Dedup;
+use enforce::Enforced;
 use limits::{Policy, RateLimits};
 use order::InOrder;
 use output::{Held, Output};
@@ -99,6 +101,8 @@ pub struct Shard {
     unread: UnreadWindows,
     /// Cluster mode: answers to senders waiting for their message to be heard here.
     unheard: Unheard,
+    /// The rules of the rooms homed here and the instance bans of this shard's users.
+    enforced: Enforced,
     shutting_down: bool,
     /// A graceful shutdown's first step is under way: new chats are refused.
     quiescing: bool,
@@ -140,6 +144,7 @@ impl Shard {
             typers,
             unread,
             unheard: Unheard::default(),
+            enforced: Enforced::default(),
             shutting_down,
             quiescing: false,
             settled: None,
@@ -326,6 +331,14 @@ impl Shard {
                 connections,
                 at,
             });
+        }
+    }
+
+    /// Every connection of `user` is closed with `reason`.
+    fn close_user(&mut self, user: &UserId, reason: &'static CloseReason) {
+        let conns: Vec<ConnId> = self.cache.user_outboxes(user).map(|(conn, _)| conn).collect();
+        for conn in conns {
+            self.remove(conn, Some(reason));
         }
     }
 

@@ -10,6 +10,7 @@ use crate::events::{self, Deletion, Edit, Reaction};
 use crate::hub::Hub;
 use crate::mailbox::{ConnId, Delivery};
 use crate::messages::{read_history, tell_added, History};
+use crate::moderation;
 use crate::protocol::{self, ErrorCode, Frame, Room, Since, UserId};
 use crate::rooms::{self, Access};
 
@@ -128,6 +129,32 @@ impl Shard {
             let frame = match crate::messages::mark_read(&hub, &room, &user, seq).await {
                 Ok(()) => protocol::ack_frame(id.as_deref(), None),
                 Err((code, message)) => protocol::error_frame(id.as_deref(), code, &message),
+            };
+            hub.router().deliver(shard, Delivery::Reply { conn, frame });
+        });
+    }
+}
+
+impl Shard {
+    /// A moderation request (mute, kick, ban, report, ...): acked once done, or refused.
+    pub(super) fn offload_moderation(
+        &self,
+        conn: ConnId,
+        id: Option<String>,
+        (user, admin): (UserId, bool),
+        room: Room,
+        request: protocol::Moderate,
+    ) {
+        let (hub, shard) = (self.hub.clone(), self.id);
+        tokio::spawn(async move {
+            let actor = moderation::Actor { user: Some(user), admin };
+            let done = match moderation::requested(room, request) {
+                Ok(action) => moderation::act(&hub, &actor, action).await,
+                Err(refused) => Err(refused),
+            };
+            let frame = match done {
+                Ok(()) => protocol::ack_frame(id.as_deref(), None),
+                Err(why) => protocol::error_frame(id.as_deref(), why.code, &why.message),
             };
             hub.router().deliver(shard, Delivery::Reply { conn, frame });
         });

@@ -44,7 +44,7 @@ impl Waits {
 fn reads_stored(request: &ClientRequest) -> bool {
     match &request.action {
         Action::History { .. } | Action::Delete { .. } | Action::Edit { .. } => true,
-        Action::React { .. } => true,
+        Action::React { .. } | Action::Moderate { .. } => true,
         Action::Chat(chat) => chat.reply_to.is_some(),
         _ => false,
     }

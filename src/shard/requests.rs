@@ -20,6 +20,7 @@ use crate::messages::History;
 use crate::protocol::{
     self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, UserId, GLOBAL_ROOM,
 };
+use crate::rules::Refusal;
 use crate::store::ops::Write;
 use crate::store::{Completion, NewMessage};
 
@@ -128,6 +129,12 @@ impl Shard {
                 let (user, _) = self.who_asks(conn)?;
                 self.order.awaits_answer(conn);
                 self.offload_read(conn, id.map(str::to_owned), user, room, seq);
+                None
+            }
+            Action::Moderate { room, request } => {
+                let (user, admin) = self.who_asks(conn)?;
+                self.order.awaits_answer(conn);
+                self.offload_moderation(conn, id.map(str::to_owned), (user, admin), room, *request);
                 None
             }
             // Any message the user may read, in a room it joined or not (events::react asks).
@@ -343,15 +350,27 @@ impl Shard {
         self.take_held(conn);
     }
 
-    /// The room's home could not take a chat: its sender (and any retry) hears `unavailable`.
-    pub(super) fn on_refused(&mut self, conn: ConnId, user: &UserId, room: Room, id: String) {
-        let mut waiting = self.dedup.forget(user, Some(room), id.clone());
+    /// The room's home could not take a chat: its sender (and any retry) hears why, or
+    /// `unavailable`.
+    pub(super) fn on_refused(
+        &mut self,
+        conn: ConnId,
+        user: &UserId,
+        room: Room,
+        id: String,
+        why: Option<Refusal>,
+    ) {
+        let mut waiting = self.dedup.forget(user, Some(room.clone()), id.clone());
         if waiting.is_empty() {
             waiting.push(conn);
         }
         let message = protocol::STORE_UNAVAILABLE;
+        let frame = match why {
+            Some(why) => why.frame(Some(&id), &room),
+            None => protocol::error_frame(Some(&id), ErrorCode::Unavailable, message),
+        };
         for conn in waiting {
-            self.reply(conn, protocol::error_frame(Some(&id), ErrorCode::Unavailable, message));
+            self.reply(conn, frame.clone());
         }
         self.order.chat_done(conn);
         self.take_held(conn);

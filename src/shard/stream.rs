@@ -157,6 +157,7 @@ impl Shard {
     /// A room message homed here, handed to the sequencer: numbered here (now, or once the room's
     /// stream is read from the store), or by the sequencer (`relayed.rs` takes its answer).
     pub(super) fn sequence(&mut self, item: ToSequence) {
+        let Ok(item) = self.enforce(item) else { return };
         match self.hub.sequencer().stamp(item, self.id) {
             Numbering::Here(item) => self.stream_ready(Queued::Message(item)),
             Numbering::Taken => {}
@@ -355,14 +356,11 @@ impl Shard {
 
     /// A room message that could not be numbered or stored: its sender hears `unavailable`.
     pub(super) fn refuse_message(&mut self, item: ToSequence) {
-        match item.origin {
-            Origin::Connection { shard, conn, .. } => {
-                self.tell_refused(shard, conn, &item.room, &item.id, &item.sender)
-            }
-            Origin::Reply(reply) => drop(reply.send(None)),
-        }
+        self.refuse_because(item, None);
     }
+}
 
+impl Shard {
     fn tell_refused(
         &mut self,
         shard: usize,
@@ -372,10 +370,6 @@ impl Shard {
         sender: &protocol::UserId,
     ) {
         let (user, room, id) = (sender.clone(), room.clone(), id.to_owned());
-        if shard == self.id {
-            self.on_refused(conn, &user, room, id);
-        } else {
-            self.hub.router().deliver(shard, Delivery::Refused { conn, user, room, id });
-        }
+        self.tell_sender(shard, Delivery::Refused { conn, user, room, id, why: None });
     }
 }

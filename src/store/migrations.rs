@@ -49,6 +49,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/0008_search.sqlite.sql"),
         postgres: include_str!("../../migrations/0008_search.postgres.sql"),
     },
+    Migration::both(9, include_str!("../../migrations/0009_moderation.sql")),
 ];
 
 /// The newest schema version this binary knows.

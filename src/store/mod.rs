@@ -15,6 +15,7 @@ pub mod handle;
 mod jobs;
 mod messages;
 pub mod migrations;
+pub mod moderation;
 pub mod ops;
 mod postgres;
 mod read_pool;

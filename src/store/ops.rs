@@ -54,6 +54,12 @@ pub enum Write {
         before: Millis,
         limit: i64,
     },
+    /// A moderation change and its log line ([`super::moderation`]): `Done`, or `NotFound` when
+    /// it changed nothing (no such participant, report, sanction; a report made before: `Exists`).
+    Moderate {
+        act: Box<super::moderation::Act>,
+        log: Option<Box<super::moderation::Logged>>,
+    },
     /// Changes nothing: completes once every write handed over before it is committed.
     Barrier,
 }
@@ -262,6 +268,14 @@ fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreErr
             Ok(Outcome::Done)
         }
         Write::Barrier => Ok(Outcome::Done),
+        Write::Moderate { act, log } => {
+            let changed = super::moderation::apply(engine, act, log.as_deref())?;
+            Ok(match (changed, &**act) {
+                (true, _) => Outcome::Done,
+                (false, super::moderation::Act::Report(_)) => Outcome::Exists,
+                (false, _) => Outcome::NotFound,
+            })
+        }
         Write::MarkRead { room, user, seq } => {
             engine.execute(
                 "UPDATE chat_participants SET last_read = ?3 \

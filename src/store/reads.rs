@@ -12,7 +12,7 @@ use super::messages::{
 };
 pub use super::messages::{Found, Reactions};
 use super::{Engine, Participant, Role, RoomInfo, RoomType, StoreError, StoredMessage, Value};
-use crate::protocol::Millis;
+use crate::protocol::{millis, Millis};
 
 /// A question, answered by a reader.
 #[derive(Debug, Clone)]
@@ -120,6 +120,18 @@ pub enum Read {
         room: String,
         max: usize,
     },
+    Moderation(super::moderation::Ask),
+}
+
+/// What keeps a user out of a room (joining it, being added, writing in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bar {
+    /// Banned from the room until then (`None`: until unbanned).
+    Banned(Option<Millis>),
+    /// A direct room whose other user blocked this one.
+    Blocked,
+    /// The room is archived.
+    Archived,
 }
 
 /// Where a room stands for a user: [`Read::Heads`].
@@ -139,6 +151,8 @@ pub enum Answer {
     Access {
         room: Option<RoomInfo>,
         role: Option<Role>,
+        /// What keeps the user out of the room, if anything.
+        bar: Option<Bar>,
     },
     Rooms(Vec<RoomInfo>),
     Target(Found),
@@ -158,6 +172,7 @@ pub enum Answer {
         last_read: Option<i64>,
     },
     Heads(Vec<Head>),
+    Moderation(super::moderation::Found),
     LastSeen(Option<Millis>),
     /// `head`: `None` for no such room (its `last_read` is `None`); `readers`: (user, last read
     /// seq) by user, `None` when the room has more participants than asked for.
@@ -250,6 +265,7 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
         }
         Read::Readers { room, max } => readers(engine, room, *max),
         Read::Search(search) => super::search::search(engine, search).map(Answer::Messages),
+        Read::Moderation(ask) => super::moderation::ask(engine, ask).map(Answer::Moderation),
     }
 }
 
@@ -295,7 +311,8 @@ fn access(engine: &mut dyn Engine, room: &str, user: &str) -> Result<Answer, Sto
     )?;
     let room_info = rows.first().map(|row| room_of(row)).transpose()?;
     let role = if room_info.is_some() { role_of(engine, room, user)? } else { None };
-    Ok(Answer::Access { room: room_info, role })
+    let bar = super::moderation::bar(engine, room, user, millis(std::time::SystemTime::now()))?;
+    Ok(Answer::Access { room: room_info, role, bar })
 }
 
 fn rooms(

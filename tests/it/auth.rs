@@ -23,7 +23,7 @@ pub fn sign(claims: &Value, secret: &[u8]) -> String {
 }
 
 /// A valid token for `sub` with extra claims merged in.
-fn token(sub: &str, extra: Value) -> String {
+pub fn token(sub: &str, extra: Value) -> String {
     let mut claims = json!({"sub": sub, "exp": now() + 600, "iss": "wsb", "aud": "chat"});
     claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     sign(&claims, SECRET.as_bytes())

@@ -62,7 +62,7 @@ fn conformance(url: &DatabaseUrl) {
     let engine = engine.as_mut();
     assert_eq!(
         migrations::migrate(engine, migrations::latest()).unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
     );
     assert!(migrations::migrate(engine, migrations::latest()).unwrap().is_empty(), "idempotent");
     transactions_are_all_or_nothing(engine);
@@ -73,6 +73,7 @@ fn conformance(url: &DatabaseUrl) {
     search_finds_words_in_readable_rooms_newest_first(engine);
     retention_and_presence(engine);
     assert_eq!(search(engine, "lunch", Scope::All, None), ["s3"], "purged ones are not found");
+    crate::store_moderation::moderation_contract(engine);
 }
 
 fn transactions_are_all_or_nothing(engine: &mut dyn Engine) {
@@ -107,13 +108,13 @@ fn rooms_and_participants(engine: &mut dyn Engine) {
         ],
     );
     assert_eq!(created, [Outcome::Done, Outcome::Exists, Outcome::Done, Outcome::Done]);
-    let Answer::Access { room: Some(team), role } =
+    let Answer::Access { room: Some(team), role, bar: None } =
         read(engine, Read::Access { room: "team".into(), user: "alice".into() })
     else {
         panic!("team exists")
     };
     assert_eq!((team.kind, role), (RoomType::Private, Some(Role::Owner)), "the creator owns it");
-    let Answer::Access { room: Some(lobby), role: None } =
+    let Answer::Access { room: Some(lobby), role: None, bar: None } =
         read(engine, Read::Access { room: "lobby".into(), user: "dave".into() })
     else {
         panic!("an ensured room keeps its first creation")
@@ -479,7 +480,7 @@ fn upgrades_in_place(url: &DatabaseUrl) {
     let engine = engine.as_mut();
     assert_eq!(
         migrations::migrate(engine, migrations::latest()).unwrap(),
-        vec![2, 3, 4, 5, 6, 7, 8]
+        vec![2, 3, 4, 5, 6, 7, 8, 9]
     );
     assert_eq!(migrations::current_version(engine).unwrap(), MIGRATIONS.len() as i64);
     assert_eq!(history(engine, "old", None, 10).len(), 1, "the old data is still there");

@@ -14,7 +14,7 @@ use crate::cluster::mirror::Mirrored;
 use crate::cluster::presence::{Lookup, Membership};
 use crate::cluster::wire;
 use crate::mailbox::{Delivery, Target};
-use crate::protocol::{self, PresenceBatch, PresenceStatus, Room, UserId};
+use crate::protocol::{self, Frame, PresenceBatch, PresenceStatus, Room, UserId};
 
 /// A change that was the cluster's (a join or leave the first or last anywhere, an away or back
 /// the user's everywhere), with the room's size after it when known.
@@ -54,6 +54,14 @@ impl Relay {
         for step in waiting {
             match step {
                 Ordered::Notify { shard, then } => self.router.deliver(shard, then),
+                Ordered::Notice(notice) => {
+                    let json = serde_json::to_string(&notice).expect("a notice serializes");
+                    let payload = wire::encode_payload(&self.presence.me, &Frame::from(json));
+                    let mut publish = redis::cmd("PUBLISH");
+                    publish.arg(&self.notice_channel).arg(payload);
+                    let published = publish.query_async::<()>(&mut link.conn);
+                    within("publish a moderation notice", published).await?;
+                }
                 Ordered::Read { request, home } => {
                     let read = self.streams.read(&mut link.conn, &request.room, request.since.seq);
                     let read = within("read a room stream", read).await?;

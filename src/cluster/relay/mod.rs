@@ -68,6 +68,8 @@ pub enum Ordered {
         request: Box<ReplayRequest>,
         home: ShardId,
     },
+    /// A moderation action, for every other instance's shards.
+    Notice(Box<crate::rules::Notice>),
     /// The instance is stopping: hold the local changes from now on.
     HoldChanges,
     /// After `grace`, apply the held changes, announcing the leaves, then tell `done`.
@@ -129,6 +131,8 @@ pub struct Relay {
     handover: Option<Handover>,
     /// This instance's channel, where messages for its users arrive.
     own_channel: String,
+    /// Where moderation actions go to every instance.
+    notice_channel: String,
 }
 
 type Exchange<T> = Result<T, Stop>;
@@ -175,6 +179,7 @@ impl Relay {
     ) -> Self {
         let (mirror, handover) = (Mirror::default(), None);
         let own_channel = presence.names.instance_channel(&presence.me);
+        let notice_channel = presence.names.notice_channel();
         Self {
             router,
             counters,
@@ -186,6 +191,7 @@ impl Relay {
             mirror,
             handover,
             own_channel,
+            notice_channel,
         }
     }
 
@@ -320,6 +326,9 @@ impl Relay {
     /// A message from another instance: fanned out here exactly as a local publish is. A numbered
     /// room message (this instance's own too) goes to the room's home shard, which fans it out.
     fn on_incoming(&self, channel: &str, payload: &[u8]) {
+        if channel == self.notice_channel {
+            return self.on_notice(payload);
+        }
         let (target, payload) = if channel == self.own_channel {
             wire::decode_addressed(payload).map_or((None, payload), |(t, rest)| (Some(t), rest))
         } else {
@@ -350,6 +359,24 @@ impl Relay {
 }
 
 impl Relay {
+    /// A moderation action from another instance, for the shard that enforces it here.
+    fn on_notice(&self, payload: &[u8]) {
+        let Some((sender, json)) = wire::decode_payload(payload) else { return };
+        if sender == self.presence.me {
+            return;
+        }
+        match serde_json::from_str::<crate::rules::Notice>(json.as_str()) {
+            Ok(notice) => {
+                let shard = match notice.addressee() {
+                    crate::rules::Addressee::Room(room) => self.router.home_of(room),
+                    crate::rules::Addressee::User(user) => self.router.shard_of_user(user),
+                };
+                self.router.deliver(shard, Delivery::Notice(Box::new(notice)));
+            }
+            Err(err) => tracing::warn!(%err, "ignored a moderation notice that does not parse"),
+        }
+    }
+
     /// A local change while Redis is away: the mirror follows, the change is announced here.
     fn apply_offline(&mut self, change: LocalChange) {
         match self.mirror.apply(change) {
@@ -375,6 +402,9 @@ impl Relay {
                     match change.ok_or(Stop::Finished)? {
                         Ordered::Change(change) => self.apply_offline(change),
                         Ordered::Notify { shard, then } => self.router.deliver(shard, then),
+                        Ordered::Notice(notice) => {
+                            tracing::warn!(?notice, "redis unavailable: a moderation action reaches this instance only");
+                        }
                         Ordered::Read { request, home } => {
                             self.router.deliver(home, Delivery::StreamRead { request, read: Err(Unanswered::Redis) })
                         }
