@@ -9,6 +9,7 @@ import { Replies } from "./replies.js";
 import { Receipts } from "./receipts.js";
 import { Search } from "./search.js";
 import { Typing } from "./composing.js";
+import { Moderation } from "./moderation.js";
 import { People, RoomList, directRoom, renderOnline, roomName } from "./rooms.js";
 import { $ } from "./view.js";
 
@@ -21,6 +22,7 @@ let replies;
 let roomList;
 let receipts;
 let typing;
+let moderation;
 let current = sessionStorage.getItem("wsbroker.current");
 let joined = new Set(JSON.parse(sessionStorage.getItem("wsbroker.rooms") || "[]"));
 let older = null;
@@ -41,9 +43,9 @@ function start(config) {
   $("chat").hidden = false;
   $("me").textContent = `signed in as ${session.user}`;
   api = new Api(session);
-  messages = new Messages({ me: session.user, onDismiss: dismiss, onDelete: remove, onEdit: edit, onReact: react, onReply: (id, from, text) => replies.start(id, from, text), onThread: (id) => replies.open(current, id), onOlder: loadOlder });
+  messages = new Messages({ me: session.user, onDismiss: dismiss, onDelete: remove, onEdit: edit, onReact: react, onReply: (id, from, text) => replies.start(id, from, text), onThread: (id) => replies.open(current, id), onOlder: loadOlder, onReport: (id, from) => moderation.report(id, from) });
   replies = new Replies(api);
-  people = new People();
+  people = new People((user) => moderation.extras(user));
   receipts = new Receipts(session.user);
   roomList = new RoomList({ api, me: session.user, onOpen: openRoom, current: () => current });
   new Search({ api, me: session.user, onOpen: openAt });
@@ -58,7 +60,10 @@ function start(config) {
   client.on("state", showState);
   client.on("message", onMessage);
   client.on("acked", ({ id, seq }) => messages.acked(id, seq));
-  client.on("failed", ({ id, code, message }) => messages.failed(id, why(code, message)));
+  client.on("failed", ({ id, code, message, until }) => {
+    messages.failed(id, why(code, message));
+    if (code === "muted") moderation.showMuted(until);
+  });
   client.on("deleted", onDeleted);
   client.on("edited", onEdited);
   client.on("reaction", onReaction);
@@ -75,6 +80,22 @@ function start(config) {
     if (room === current) closeRoom();
   });
   client.on("receipt", ({ room, user, seq }) => room === current && receipts.read(user, seq));
+  moderation = new Moderation({ api, client, me: session.user, current: () => current, onMessageDelete: (id, from) => remove(id, from) });
+  moderation.onChange = () => people.render();
+  moderation.onRank = (moderates) => {
+    if (messages.moderates === moderates) return;
+    messages.moderates = moderates;
+    messages.refreshActions();
+  };
+  client.on("moderation", (event) => {
+    moderation.told(event);
+    if (event.room === current) loadPeople(current);
+  });
+  client.on("room_updated", ({ room, title, topic, slow_mode_ms: slow, archived }) => {
+    if (room !== current) return;
+    $("room-title").textContent = title || roomName(room, session.user);
+    moderation.showSettings({ title, topic, slow_mode_ms: slow, archived_at: archived ? "yes" : null });
+  });
   // A conversation someone opened with this user, or a room they were added to: listed at once,
   // and a direct one joined in the background so its messages arrive (and mark it unread).
   client.on("room_added", ({ room, type }) => {
@@ -185,6 +206,7 @@ async function openRoom(room) {
   sessionStorage.setItem("wsbroker.current", room);
   const again = room === current; // a reload of the room on show (after a reconnect or a reset)
   if (!again) typing.stopped();
+  if (!again) moderation.showMuted(undefined);
   if (!again) replies.reset();
   current = room;
   roomList.opened(room);
@@ -243,7 +265,10 @@ async function openAt(room, id) {
 async function loadPeople(room) {
   const result = await api.participants(room).catch(() => ({ ok: false }));
   if (room !== current) return;
-  people.reset(result.ok ? result.answer.participants.map((p) => p.user) : []);
+  const participants = result.ok ? result.answer.participants : [];
+  await moderation.load(room, participants);
+  if (room !== current) return;
+  people.reset(participants.map((p) => p.user));
   await refreshPresence();
 }
 
@@ -355,9 +380,9 @@ async function react(id, author, emoji, remove) {
   }
 }
 
-async function remove(id) {
+async function remove(id, from = session.user) {
   try {
-    await client.delete(current, id, session.user);
+    await client.delete(current, id, from);
   } catch (error) {
     messages.deleteFailed(id, `${error.code}: ${error.message}`);
   }

@@ -5,13 +5,14 @@
 import { $, el, button, clear, clock, fullDate } from "./view.js";
 
 export class Messages {
-  constructor({ me, onDismiss, onDelete, onEdit, onReact, onReply, onThread, onOlder }) {
+  constructor({ me, onDismiss, onDelete, onEdit, onReact, onReply, onThread, onOlder, onReport }) {
     this.me = me;
     this.onReact = onReact;
     this.onReply = onReply;
     this.onThread = onThread;
     this.onDismiss = onDismiss;
     this.onDelete = onDelete;
+    this.onReport = onReport;
     this.onEdit = onEdit;
     this.onOlder = onOlder;
     this.list = $("messages");
@@ -28,6 +29,13 @@ export class Messages {
   reset() {
     clear(this.list);
     this.byKey.clear();
+  }
+
+  // The actions on show again (the user's rank in the room changed): sent messages only.
+  refreshActions() {
+    for (const item of this.byKey.values()) {
+      if (item.classList.contains("sent")) this.setState(item, "sent");
+    }
   }
 
   // A message as the server sent it (live or from history).
@@ -77,6 +85,9 @@ export class Messages {
     if (state === "sent" && !item.classList.contains("deleted")) {
       status.append(button("React", () => this.pick(item)));
       status.append(button("Reply", () => this.onReply(item.dataset.id, item.dataset.from, item.querySelector(".text").textContent)));
+      if (this.onReport && item.dataset.from !== this.me) status.append(button("Report", () => this.onReport(item.dataset.id, item.dataset.from)));
+      // The room's owners and moderators delete anyone's message.
+      if (this.moderates && item.dataset.from !== this.me) status.append(button("Delete", () => this.onDelete(item.dataset.id, item.dataset.from)));
     }
   }
 

@@ -100,8 +100,10 @@ export function renderOnline(users, me, onMessage) {
 
 // Participants of the open room and their status, kept up to date by presence events.
 export class People {
-  constructor() {
+  // `extras(user)`: what else shows beside a participant (its role, the actions one has on it).
+  constructor(extras = () => []) {
     this.status = new Map();
+    this.extras = extras;
   }
 
   reset(participants) {
@@ -145,6 +147,7 @@ export class People {
       const item = el("li", "", user);
       item.dataset.user = user;
       item.append(el("span", `presence ${status}`, status));
+      item.append(...this.extras(user));
       list.append(item);
     }
   }

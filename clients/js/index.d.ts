@@ -1,6 +1,6 @@
 // Types of the wsbroker client (index.js). No build step: the module is plain JavaScript.
 
-export type State = "idle" | "connecting" | "joining" | "live" | "reconnecting" | "closed";
+export type State = "idle" | "connecting" | "joining" | "live" | "reconnecting" | "closed" | "banned";
 
 /** Where a client stands in a room's stream: the last message it has, and the stream's name. */
 export interface Since {
@@ -53,7 +53,8 @@ export interface Events {
   state: { state: State; retryInMs: number };
   message: Frame;
   acked: { id: string; room: string; seq?: number };
-  failed: { id: string; room: string; data: object; code: string; message: string };
+  /** `until`: with code "muted", when the mute ends (null: until lifted). */
+  failed: { id: string; room: string; data: object; code: string; message: string; until: string | null };
   deleted: { room: string; id: string; from: string };
   edited: { room: string; id: string; from: string; content: string; at: string };
   reaction: { room: string; id: string; author: string; user: string; emoji: string; added: boolean };
@@ -69,6 +70,12 @@ export interface Events {
   unread: { room: string; unread: number; lastSeq: number; lastRead: number; lastMessage?: Frame };
   /** A member of a small room read it up to `seq`. */
   receipt: { room: string; user: string; seq: number };
+  /** A moderator acted on this user (mute, unmute, kick, ban, unban, set_role, ban_user), or, to
+   * a room's moderators, a report or a sanction that ended (mute_ended, ban_ended). `until`: RFC
+   * 3339, null when it holds until lifted. */
+  moderation: { room: string | null; action: string; user?: string; by: string; until: string | null; reason?: string; role?: string };
+  /** A room's settings changed (`archived`: it takes no new messages). */
+  room_updated: { room: string; title: string | null; topic: string | null; slow_mode_ms: number; archived: boolean; by: string };
   frame: Frame;
 }
 
@@ -128,6 +135,9 @@ export class Client extends Emitter<Events> {
   typing(room: string, typing?: boolean): void;
   /** Replaces the content of this user's own message `id`; queued while offline. */
   edit(room: string, id: string, content: string): Promise<Frame>;
+  /** A moderation request in `room` (docs/protocol.md, "Moderation"); queued while offline. */
+  moderate(action: "mute" | "unmute" | "kick" | "ban" | "unban", room: string, data: { user: string; duration?: number; reason?: string }): Promise<Frame>;
+  moderate(action: "report", room: string, data: { id: string; from?: string; reason: string }): Promise<Frame>;
   presence(room: string): Promise<{ users: string[]; away: string[]; next_after?: string }>;
   history(room: string, page?: { limit?: number; before?: string; after?: number }): Promise<{ messages: Frame[]; next_before: string | null }>;
   rooms(): Map<string, Since | null>;

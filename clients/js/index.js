@@ -14,13 +14,17 @@
 // longer join), and the user's own stream, whatever rooms it joined: "room_added" { room, type, by }
 // (a participant now: a direct conversation, a private room, one it created elsewhere),
 // "room_removed" { room, by } (a participant no more), "unread" { room, unread, lastSeq, lastRead,
-// lastMessage? }; "receipt" { room, user, seq } (a small room's member read it up to seq), "frame"
-// (every frame, as sent).
+// lastMessage? }; "receipt" { room, user, seq } (a small room's member read it up to seq);
+// moderation: "moderation" { room, action, user, by, until, reason, role } (done to this user, or
+// told to a room's moderators: a report, a mute or ban that ended), "room_updated" { room, title,
+// topic, slow_mode_ms, archived, by }; "frame" (every frame, as sent). Closed 4003 (banned from
+// the instance), the client stops: state "banned".
 
 import { Emitter } from "./emitter.js";
 import { Members } from "./members.js";
 import { Outbox } from "./outbox.js";
 import { Typers } from "./typing.js";
+import { streamEvent } from "./stream.js";
 import { FINAL_CODES, REPLIES, UNKNOWN_EPOCH, alreadyDone, backoff, newId } from "./rules.js";
 
 export { Emitter } from "./emitter.js";
@@ -164,6 +168,13 @@ export class Client extends Emitter {
     if (!known || typeof seq !== "number" || !epoch) return;
     if (known.since && known.since.epoch === epoch && known.since.seq >= seq) return;
     known.since = { seq, epoch };
+  }
+
+  /** A moderation request in `room`: `action` is mute, unmute, kick, ban or unban, with
+   * `{ user, duration?, reason? }` (duration in seconds); or report, with `{ id, from?, reason }`.
+   * Resolves with the ack, rejects with the error (its `code`: forbidden, not_found, ...). */
+  moderate(action, room, data) {
+    return this.#operation({ type: action, room, data });
   }
 
   /** The rooms this client is in, with where it stands in each stream. */
@@ -313,20 +324,15 @@ export class Client extends Emitter {
       }
       case "joined":
         return this.#joinedWhileLive(frame);
-      case "room_added":
-        return this.emit("room_added", { room: frame.room, type: frame.data?.type, by: frame.data?.by });
       case "room_removed":
         this.#rooms.delete(frame.room);
         return this.emit("room_removed", { room: frame.room, by: frame.data?.by });
-      case "unread": {
-        const { unread, last_seq: lastSeq, last_read: lastRead, last_message: lastMessage } = frame.data ?? {};
-        return this.emit("unread", { room: frame.room, unread, lastSeq, lastRead, lastMessage });
-      }
-      case "receipt":
-        return this.emit("receipt", { room: frame.room, user: frame.data?.user, seq: frame.data?.seq });
       case "system":
         if (frame.data?.event === "token_expiring") this.#refresh();
+        return;
     }
+    const told = streamEvent(frame);
+    if (told) this.emit(...told);
   }
 
   /** Whether a message or room event is new: one at or below the room's last seq (same stream)
@@ -371,7 +377,8 @@ export class Client extends Emitter {
     this.outbox.removeChat(chat.id);
     if (code) {
       const message = frame.data?.message ?? code;
-      return this.emit("failed", { id: chat.id, room: chat.room, data: chat.data, code, message });
+      const until = frame.data?.until ?? null; // a mute's end
+      return this.emit("failed", { id: chat.id, room: chat.room, data: chat.data, code, message, until });
     }
     this.emit("acked", { id: chat.id, room: chat.room, seq: frame.seq ?? frame.data?.seq });
   }
@@ -417,6 +424,10 @@ export class Client extends Emitter {
     }
     this.#inFlight.clear();
     if (this.#stopped) return this.#setState("closed");
+    if (code === 4003) {
+      this.#stopped = true;
+      return this.#setState("banned");
+    }
     if (code === 4001 && this.#options.refreshToken) {
       return this.#options.refreshToken().then((token) => {
         this.#token = token;

@@ -30,6 +30,8 @@ const FILES: &[(&str, &str, &str)] = &[
     ("rooms.js", "text/javascript; charset=utf-8", include_str!("../../web/rooms.js")),
     ("search.js", "text/javascript; charset=utf-8", include_str!("../../web/search.js")),
     ("composing.js", "text/javascript; charset=utf-8", include_str!("../../web/composing.js")),
+    ("moderation.js", "text/javascript; charset=utf-8", include_str!("../../web/moderation.js")),
+    ("stream.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/stream.js")),
     ("view.js", "text/javascript; charset=utf-8", include_str!("../../web/view.js")),
 ];
 

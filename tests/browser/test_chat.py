@@ -579,8 +579,12 @@ def test_a_search_finds_an_old_message_by_a_word_and_opens_its_room_at_it(browse
         bob.on("request", lambda r: log.append(("req", r.url)) if "search" in r.url else None)
         bob.on("response", lambda r: log.append(("resp", r.url, r.status)) if "search" in r.url else None)
         bob.on("requestfailed", lambda r: log.append(("failed", r.url, r.failure)) if "search" in r.url else None)
+        bob.on("framenavigated", lambda f: log.append(("navigated", f.url)))
+        bob.on("pageerror", lambda e: log.append(("pageerror", str(e))))
         bob.get_by_label("Search messages").fill("marma")
+        log.append(("filled", bob.locator("#search-query").input_value(), bob.evaluate("document.activeElement && document.activeElement.id")))
         bob.get_by_label("Search messages").press("Enter")
+        log.append(("entered", bob.locator("#search-query").input_value(), bob.evaluate("document.activeElement && document.activeElement.id")))
         try:
             expect(bob.locator("#search-results")).to_contain_text("the parcel code is marmalade", timeout=10000)
         except AssertionError:
@@ -599,6 +603,60 @@ def test_a_search_finds_an_old_message_by_a_word_and_opens_its_room_at_it(browse
         bob.get_by_label("Search messages").fill("nothing like it")
         bob.get_by_role("button", name="Search", exact=True).click()
         expect(bob.locator("#search-results")).to_have_text("nothing found")
+
+
+def test_an_owner_mutes_retitles_handles_a_report_and_bans_from_the_page(browser):
+    # alice creates "agora": she owns it. bob joins it (its name is taken: the page joins).
+    with chatting(browser) as (broker, alice, bob):
+        for page in (alice, bob):
+            page.get_by_label("New room").fill("agora")
+            page.get_by_role("button", name="Create").click()
+            expect(page.locator("#room-title")).to_have_text("agora")
+        say(alice, "welcome to the lobby")
+        expect(message(bob, "welcome to the lobby")).to_be_visible()
+        expect(alice.locator("#participants li", has_text="bob")).to_be_visible(timeout=5000)
+        # Mute bob for 10 minutes, with a reason, from his entry in the participant list.
+        alice.get_by_role("button", name="Mute bob").click()
+        alice.get_by_label("For").select_option(label="10 minutes")
+        alice.get_by_label("Reason").fill("shouting")
+        alice.get_by_role("button", name="Apply").click()
+        expect(bob.locator("#muted")).to_contain_text("You are muted in this room until", timeout=5000)
+        expect(bob.locator("#muted")).to_contain_text("shouting")
+        expect(bob.get_by_role("button", name="Send")).to_be_disabled()
+        expect(alice.get_by_role("button", name="Unmute bob")).to_be_visible(timeout=5000)
+        alice.get_by_role("button", name="Unmute bob").click()
+        expect(bob.locator("#muted")).to_be_hidden(timeout=5000)
+        # The owner deletes a member's message from the message itself.
+        say(bob, "buy cheap watches")
+        expect(message(alice, "buy cheap watches")).to_be_visible(timeout=5000)
+        message(alice, "buy cheap watches").get_by_role("button", name="Delete").click()
+        expect(message(bob, "buy cheap watches")).to_have_count(0, timeout=5000)
+        # bob reports alice's message; alice sees it among the open reports and resolves it.
+        message(bob, "welcome to the lobby").get_by_role("button", name="Report").click()
+        bob.get_by_label("Reason").fill("too cheerful")
+        bob.get_by_role("button", name="Apply").click()
+        expect(bob.locator("#moderation-error")).to_contain_text("reported", timeout=5000)
+        alice.get_by_role("button", name="Room settings and reports").click()
+        report = alice.locator("#reports li.report")
+        expect(report).to_contain_text("bob reported alice's message", timeout=5000)
+        expect(report).to_contain_text("too cheerful")
+        report.get_by_role("button", name="Resolve").click()
+        expect(alice.locator("#reports")).to_contain_text("no open reports", timeout=5000)
+        # A title and a topic: bob's page shows them live.
+        alice.get_by_label("Title").fill("The Lobby")
+        alice.get_by_label("Topic").fill("be kind")
+        alice.get_by_role("button", name="Save settings").click()
+        expect(bob.locator("#room-title")).to_have_text("The Lobby", timeout=5000)
+        expect(bob.locator("#room-topic")).to_have_text("be kind")
+        # A ban: bob's room closes, he is told, and he cannot open it again.
+        alice.get_by_role("button", name="Ban bob").click()
+        alice.get_by_label("Reason").fill("enough")
+        alice.get_by_role("button", name="Apply").click()
+        expect(bob.locator("#room-title")).to_have_text("Pick a room", timeout=5000)
+        expect(bob.locator("#moderation-error")).to_contain_text("you were banned from agora: enough")
+        bob.get_by_label("New room").fill("agora")
+        bob.get_by_role("button", name="Create").click()
+        expect(bob.locator("#create-error")).to_contain_text("banned", timeout=5000)
 
 
 def main():

@@ -5,7 +5,7 @@
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::common::{chat, stored_server, Client, TempDir, TestServer};
+use crate::common::{chat, spawn_broker_logged, stored_server, Client, TempDir, TestServer, WAIT};
 
 const API: &str = "/api/v1/chat/rooms";
 
@@ -373,4 +373,67 @@ async fn mutes_bans_and_slow_mode_hold_across_a_restart() {
     let mut amy = server.connect("/ws?user=amy").await;
     let refused = amy.request(json!({"type": "join", "room": "town", "id": "j"})).await;
     assert_eq!(refused["data"]["code"], "forbidden", "{refused}");
+}
+
+/// Waits until a line of `log` holds every one of `parts`; returns it.
+async fn logged(log: &std::sync::Mutex<Vec<String>>, parts: &[&str]) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let found =
+            log.lock().unwrap().iter().find(|l| parts.iter().all(|p| l.contains(p))).cloned();
+        if let Some(line) = found {
+            return line;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no log line with {parts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_action_done_or_refused_and_every_participant_change_and_deletion_is_audited() {
+    let dir = TempDir::new("mod-audit");
+    let url = dir.sqlite_url();
+    let (_broker, server, log) =
+        spawn_broker_logged(&["--database-url", &url, "--rate-limit", "0"]).await;
+    let (status, _) =
+        server.post(&format!("{API}?user=olive"), json!({"name": "town", "type": "public"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut bob = server.member("bob", "town").await;
+    let (status, _) = act(
+        &server,
+        Method::POST,
+        "town/mutes",
+        "olive",
+        json!({"user": "bob", "reason": "noise"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let line =
+        logged(&log, &["audit", "event=\"moderation\"", "action=\"mute\"", "outcome=\"done\""])
+            .await;
+    for part in ["actor=\"olive\"", "room=\"town\"", "target=\"bob\"", "reason=\"noise\""] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+    let (status, _) =
+        act(&server, Method::POST, "town/kick", "bob", json!({"user": "olive"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    logged(&log, &["audit", "action=\"kick\"", "actor=\"bob\"", "outcome=\"forbidden\""]).await;
+
+    let (status, _) =
+        server.post(&format!("{API}/town/participants/amy?user=olive"), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    logged(&log, &["audit", "participant_added", "target=amy"]).await;
+    let (status, _) = server.delete(&format!("{API}/town/participants/amy?user=olive")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    logged(&log, &["audit", "participant_removed", "target=amy"]).await;
+    let (status, _) = act(&server, Method::DELETE, "town/mutes/bob", "olive", Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(say(&mut bob, "b1", "oops").await["type"], "ack");
+    let (status, _) = server.delete(&format!("{API}/town/messages/b1?user=olive")).await;
+    assert!(status.is_success(), "{status}");
+    logged(
+        &log,
+        &["audit", "message_deleted", "actor=\"olive\"", "author=\"bob\"", "moderated=true"],
+    )
+    .await;
 }

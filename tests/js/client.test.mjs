@@ -121,9 +121,10 @@ test("a stream that cannot be resumed is told as a reset, with where it stands",
   alice.close();
 });
 
-function token(secret, sub, seconds) {
+function token(secret, sub, seconds, claims = {}) {
   const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  const body = `${part({ alg: "HS256", typ: "JWT" })}.${part({ sub, exp: Math.floor(Date.now() / 1000) + seconds })}`;
+  const payload = { sub, exp: Math.floor(Date.now() / 1000) + seconds, ...claims };
+  const body = `${part({ alg: "HS256", typ: "JWT" })}.${part(payload)}`;
   return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
 }
 
@@ -372,4 +373,47 @@ test("the user's own stream tells a client its rooms' unread counts, receipts an
   assert.equal(gone.status, 204);
   assert.deepEqual(await removed, { room: "team", by: "alice" });
   for (const c of [alice, bob, phone]) c.close();
+});
+
+test("a moderator mutes and unmutes over the client, the muted user is told and its chat fails muted, an instance ban stops its client", async () => {
+  const secret = "a-secret-for-the-js-tests-0123456789";
+  const server = await broker(["--auth-enabled", "--jwt-secret", secret, "--rate-limit", "0"]);
+  const as = (user, claims) => ({ token: token(secret, user, 3600, claims) });
+  const olive = await client(server, undefined, as("olive", { role: "admin" }));
+  const created = await fetch(`${server.http}/api/v1/chat/rooms`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token(secret, "olive", 3600)}` },
+    body: JSON.stringify({ name: "town", type: "public" }),
+  });
+  assert.equal(created.status, 201);
+  const bob = await client(server, undefined, as("bob"));
+  await olive.join("town");
+  await bob.join("town");
+
+  const told = once(bob, "moderation", (event) => event.action === "mute");
+  await olive.moderate("mute", "town", { user: "bob", duration: 600, reason: "calm down" });
+  const muted = await told;
+  assert.equal(muted.room, "town");
+  assert.equal(muted.by, "olive");
+  assert.equal(muted.reason, "calm down");
+  assert.ok(Date.parse(muted.until) > Date.now(), muted.until);
+  const failed = once(bob, "failed", () => true);
+  bob.send("town", { content: "let me speak" });
+  assert.equal((await failed).code, "muted");
+  await assert.rejects(bob.moderate("kick", "town", { user: "olive" }), (error) => error.code === "forbidden");
+
+  await olive.moderate("unmute", "town", { user: "bob" });
+  const id = bob.send("town", { content: "thanks" });
+  await once(bob, "acked", (ack) => ack.id === id);
+
+  const banned = once(bob, "state", ({ state }) => state === "banned");
+  const ban = await fetch(`${server.http}/api/v1/chat/bans`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token(secret, "olive", 3600, { role: "admin" })}` },
+    body: JSON.stringify({ user: "bob" }),
+  });
+  assert.equal(ban.status, 204);
+  await banned;
+  assert.equal(bob.state, "banned", "it does not come back by itself");
+  olive.close();
 });

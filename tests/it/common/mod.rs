@@ -77,6 +77,14 @@ pub async fn stored_server(dir: &TempDir) -> TestServer {
 /// Runs the `wsbroker` binary on 127.0.0.1:0 with `args`, as its own process (for tests that kill it).
 /// `args` must name the database (`--database-url`), so no test writes `./wsbroker.db`.
 pub async fn spawn_broker(args: &[&str]) -> (BrokerProcess, TestServer) {
+    let (process, server, _) = spawn_broker_logged(args).await;
+    (process, server)
+}
+
+/// [`spawn_broker`], keeping every line the broker logs (text format) in the returned list.
+pub async fn spawn_broker_logged(
+    args: &[&str],
+) -> (BrokerProcess, TestServer, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, BufReader};
     assert!(args.contains(&"--database-url"), "a test broker names its database: {args:?}");
     // A test that restarts the broker on the same address names it (`--listen`).
@@ -90,6 +98,8 @@ pub async fn spawn_broker(args: &[&str]) -> (BrokerProcess, TestServer) {
         .spawn()
         .expect("start the wsbroker binary");
     let stdout = child.stdout.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = std::sync::Arc::clone(&log);
     let addr = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stdout).lines();
         let line = lines
@@ -105,14 +115,16 @@ pub async fn spawn_broker(args: &[&str]) -> (BrokerProcess, TestServer) {
             .unwrap()
             .to_owned();
         // Keep draining stdout so the broker never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        std::thread::spawn(move || {
+            lines.map_while(Result::ok).for_each(|l| kept.lock().unwrap().push(l))
+        });
         addr
     });
     let addr = tokio::time::timeout(Duration::from_secs(30), addr)
         .await
         .expect("the broker started")
         .unwrap();
-    (BrokerProcess(child), TestServer::attach(addr.parse().unwrap()))
+    (BrokerProcess(child), TestServer::attach(addr.parse().unwrap()), log)
 }
 
 impl TestServer {
