@@ -198,6 +198,9 @@ pub enum Delivery {
     /// A moderation action for this shard: a room's rules (the room's home), a kick or an
     /// instance ban (the user's shard).
     Notice(Box<crate::rules::Notice>),
+    /// Everything in force (at start-up, and after Redis came back): the shard keeps its part in
+    /// place of what it had.
+    InForce(std::sync::Arc<crate::rules::InForce>),
     /// A member asks the room's home for the messages after a seq (resume).
     Replay(Box<ReplayRequest>),
     /// The store's part of a replay, back at the room's home: the messages up to `upto` (`Err`:

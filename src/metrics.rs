@@ -59,6 +59,8 @@ pub struct RelayCounters {
     pub dropped: AtomicU64,
     /// 1 while Redis is reachable (cluster mode only).
     pub redis_up: AtomicU64,
+    /// Connections to Redis made again after it was lost.
+    pub reconnects: AtomicU64,
 }
 
 /// The store's counters (written by the writer, the readers and the handles).
@@ -219,6 +221,12 @@ impl Metrics {
                 "gauge",
                 "1 while Redis is reachable (cluster mode).",
                 &relay.redis_up,
+            ),
+            (
+                "wsbroker_redis_reconnects_total",
+                "counter",
+                "Connections to Redis made again after it was lost (cluster mode).",
+                &relay.reconnects,
             ),
             (
                 "wsbroker_relay_published_total",

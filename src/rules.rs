@@ -131,6 +131,14 @@ impl Notice {
     }
 }
 
+/// Everything in force, as the store has it: every room's rules and every instance ban. Each shard
+/// keeps its part (the rooms homed on it, its users) in place of what it had.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InForce {
+    pub rooms: Vec<(String, RoomRules)>,
+    pub bans: Vec<(String, Option<Millis>)>,
+}
+
 /// Which shard takes a [`Notice`].
 pub enum Addressee<'a> {
     Room(&'a str),

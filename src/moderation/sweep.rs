@@ -1,7 +1,7 @@
 //! What is in force when an instance starts, and timed mutes and bans ending by themselves.
 //!
 //! Owns: the start-up load (every sanction and room rule in force, handed to this instance's
-//! shards) and the sweep, which lifts ended sanctions every [`SWEEP_EVERY`] and tells the room's
+//! shards; again after Redis came back, as a notice may have been lost meanwhile) and the sweep, which lifts ended sanctions every [`SWEEP_EVERY`] and tells the room's
 //! moderators (`moderation`, action `mute_ended` or `ban_ended`). In a cluster every instance
 //! sweeps; the store lets one lift each sanction, and that one tells. Must not: enforce anything
 //! (an ended mute already lets chats through at its home: the sweep only tidies and tells).
@@ -12,7 +12,7 @@ use super::now;
 use crate::hub::Hub;
 use crate::mailbox::Delivery;
 use crate::protocol::Moderated;
-use crate::rules::{Addressee, Notice};
+use crate::rules::{InForce, Notice};
 use crate::store::moderation::{Act, Ask, Found, Kind, Logged, Sanction};
 use crate::store::ops::{Answer, Outcome, Read, Write};
 use crate::store::{Store, Unavailable};
@@ -22,7 +22,8 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// The most lifted in one sweep.
 const SWEEP_BATCH: i64 = 500;
 
-/// Hands everything in force to this instance's shards (before any connection is taken).
+/// Hands everything in force to this instance's shards, each keeping its part in place of what
+/// it had (before the first connection is taken, and again after Redis came back).
 pub async fn load(hub: &Hub) -> Result<(), Unavailable> {
     let Some(store) = hub.store() else { return Ok(()) };
     let Answer::Moderation(Found::InForce { sanctions, rooms }) =
@@ -31,15 +32,10 @@ pub async fn load(hub: &Hub) -> Result<(), Unavailable> {
         return Err(Unavailable);
     };
     let bans = sanctions.into_iter().filter(|sanction| sanction.room.is_empty());
-    let notices = bans.map(|ban| Notice::Ban { user: ban.user, until: ban.until }).chain(
-        rooms.into_iter().map(|(room, rules)| Notice::Rules { room, rules: Some(Box::new(rules)) }),
-    );
-    for notice in notices {
-        let shard = match notice.addressee() {
-            Addressee::Room(room) => hub.router().home_of(room),
-            Addressee::User(user) => hub.router().shard_of_user(user),
-        };
-        hub.router().deliver(shard, Delivery::Notice(Box::new(notice)));
+    let bans = bans.map(|ban| (ban.user, ban.until)).collect();
+    let in_force = std::sync::Arc::new(InForce { rooms, bans });
+    for shard in 0..hub.router().shard_count() {
+        hub.router().deliver(shard, Delivery::InForce(std::sync::Arc::clone(&in_force)));
     }
     Ok(())
 }
@@ -48,12 +44,16 @@ pub async fn load(hub: &Hub) -> Result<(), Unavailable> {
 pub async fn run(hub: Hub) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reconnects = || hub.metrics().relay.reconnects.load(std::sync::atomic::Ordering::Relaxed);
+    let mut loaded_at = reconnects();
     loop {
         every.tick().await;
-        if let Some(store) = hub.store() {
-            if let Err(Unavailable) = sweep(&hub, store).await {
-                tracing::debug!("the moderation sweep waits for the store");
-            }
+        let Some(store) = hub.store() else { continue };
+        if reconnects() != loaded_at && load(&hub).await.is_ok() {
+            loaded_at = reconnects();
+        }
+        if let Err(Unavailable) = sweep(&hub, store).await {
+            tracing::debug!("the moderation sweep waits for the store");
         }
     }
 }

@@ -43,6 +43,7 @@ impl Shard {
                 self.on_refused(conn, &user, room, id, why.map(|why| *why))
             }
             Delivery::Notice(notice) => self.on_notice(*notice),
+            Delivery::InForce(in_force) => self.on_in_force(&in_force),
             Delivery::StreamLoaded { room, stream } => self.on_stream_loaded(room, stream),
             Delivery::JoinDecided { conn, id, room, since, decision } => {
                 self.on_join_decided(conn, id, (room, since), decision)

@@ -14,7 +14,7 @@ use super::Shard;
 use crate::close;
 use crate::mailbox::{Delivery, Enrolment, Origin, ToSequence};
 use crate::protocol::{millis, MessageType, Millis, Room, UserId};
-use crate::rules::{Notice, Refusal, RoomRules};
+use crate::rules::{InForce, Notice, Refusal, RoomRules};
 
 #[derive(Debug, Default)]
 pub struct Enforced {
@@ -120,6 +120,41 @@ impl Shard {
             Notice::Unban { user } => {
                 self.enforced.banned.remove(user.as_str());
             }
+        }
+    }
+
+    /// Everything in force: this shard's part replaces what it had (a notice Redis lost while it
+    /// was away is so made good).
+    pub(super) fn on_in_force(&mut self, in_force: &InForce) {
+        let router = self.hub.router();
+        let mine = |room: &str| router.home_of(room) == self.id;
+        let rooms: HashMap<Room, Box<RoomRules>> = in_force
+            .rooms
+            .iter()
+            .filter(|(room, _)| mine(room))
+            .filter_map(|(room, rules)| {
+                let room = crate::protocol::validate_room(room).ok()?;
+                Some((room, Box::new(rules.clone())))
+            })
+            .collect();
+        let banned: HashMap<UserId, Option<Millis>> = in_force
+            .bans
+            .iter()
+            .filter(|(user, _)| router.shard_of_user(user) == self.id)
+            .filter_map(|(user, until)| Some((crate::protocol::validate_user(user).ok()?, *until)))
+            .collect();
+        let newly: Vec<(UserId, Option<Millis>)> = banned
+            .iter()
+            .filter(|(user, _)| !self.enforced.banned.contains_key(*user))
+            .map(|(user, until)| (user.clone(), *until))
+            .collect();
+        let slow = |room: &Room| rooms.get(room).is_some_and(|rules| rules.slow_mode_ms > 0);
+        self.enforced.last_sent.retain(|(room, _), _| slow(room));
+        self.enforced.rooms = rooms;
+        self.enforced.banned = banned;
+        // A ban made while Redis was away closes the user's connections here now.
+        for (user, _) in newly {
+            self.close_user(&user, &close::BANNED);
         }
     }
 

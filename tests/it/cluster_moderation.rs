@@ -139,3 +139,24 @@ async fn an_instance_ban_closes_the_user_everywhere_and_refuses_it_on_a_new_inst
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_mute_made_while_redis_is_away_reaches_the_other_instance_when_it_is_back() {
+    let (mut redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
+    let url = postgres.database("cluster_moderation_outage").await;
+    let (a, b) = (instance(&redis, &url, "a").await, instance(&redis, &url, "b").await);
+    let rooms = "/api/v1/chat/rooms";
+    call(&a, "olive", Method::POST, rooms, json!({"name": "town", "type": "public"})).await;
+    let mut bob = member(&b, "bob", "town").await;
+    redis.stop();
+    a.wait_metric("wsbroker_redis_up", 0).await;
+    // Made on A while Redis is away: its notice cannot reach B.
+    call(&a, "olive", Method::POST, &format!("{rooms}/town/mutes"), json!({"user": "bob"})).await;
+    let chat =
+        json!({"type": "chat", "room": "town", "id": "while-away", "data": {"content": "x"}});
+    assert_ne!(bob.request(chat).await["data"]["code"], "muted", "B has not heard of it yet");
+    redis.restart().await;
+    b.wait_metric("wsbroker_redis_reconnects_total", 1).await;
+    // B reads what is in force again once Redis is back.
+    refused_with(&mut bob, "town", "muted").await;
+}

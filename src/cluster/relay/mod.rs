@@ -226,6 +226,11 @@ impl Relay {
     /// Records and logs (once per change) whether Redis is reachable.
     fn set_up(&self, up: &mut Option<bool>, now_up: bool, why: &str) {
         self.counters.redis_up.store(u64::from(now_up), Relaxed);
+        if now_up && *up == Some(false) {
+            // What the other instances did meanwhile may not have reached this one: the
+            // moderation sweep reads what is in force again when it sees this move.
+            self.counters.reconnects.fetch_add(1, Relaxed);
+        }
         if *up != Some(now_up) {
             if now_up {
                 tracing::info!(instance = %self.presence.me, "redis relay {why}");
