@@ -90,7 +90,7 @@ async fn stamp_all(port: u16, messages: u64) -> (u64, u64, Duration) {
         kind: MessageType::Chat,
         data: data.clone(),
         at: 1_700_000_000_000,
-        origin: Origin::Connection { shard: 0, conn: 1, acked: false },
+        origin: Origin::Connection { shard: 0, conn: 1, acked: false, admin: false },
     };
     let mut tally = Tally::default();
     let deliveries = &mut inboxes[0].deliveries;

@@ -357,9 +357,9 @@ pub enum Replay {
 #[derive(Debug)]
 pub enum Origin {
     /// A chat from a connection: its shard is told (`Stored`, or `Refused`); `acked`: the client
-    /// gave an id, so it gets an ack.
-    Connection { shard: ShardId, conn: ConnId, acked: bool },
-    /// An HTTP publish waits for the message's seq (`None`: refused).
+    /// gave an id, so it gets an ack; `admin`: its token's, so no room rule holds it back.
+    Connection { shard: ShardId, conn: ConnId, acked: bool, admin: bool },
+    /// An HTTP publish (an admin's) waits for the message's seq (`None`: refused).
     Reply(oneshot::Sender<Option<u64>>),
 }
 

@@ -30,6 +30,10 @@ impl Enforced {
         if self.rooms.is_empty() || item.kind != MessageType::Chat {
             return Ok(());
         }
+        // Nobody moderates an admin (a connection with an admin token, or an HTTP publish).
+        if matches!(item.origin, Origin::Reply(_) | Origin::Connection { admin: true, .. }) {
+            return Ok(());
+        }
         let Some(rules) = self.rooms.get(&item.room) else { return Ok(()) };
         let now = millis(SystemTime::now());
         let key = (item.room.clone(), item.sender.clone());

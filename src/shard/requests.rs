@@ -248,7 +248,8 @@ impl Shard {
         if let Err(answer) = self.first_time(conn, id, &user, &Some(room.clone())) {
             return answer;
         }
-        let origin = Origin::Connection { shard: self.id, conn, acked: id.is_some() };
+        let admin = self.cache.get(conn).is_some_and(|c| c.permissions.admin);
+        let origin = Origin::Connection { shard: self.id, conn, acked: id.is_some(), admin };
         if id.is_some() {
             self.order.chat_sent(conn);
         }

@@ -65,7 +65,7 @@ mod tests {
             kind: MessageType::Chat,
             data: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
             at: 0,
-            origin: Origin::Connection { shard: 0, conn: 1, acked },
+            origin: Origin::Connection { shard: 0, conn: 1, acked, admin: false },
         }
     }
 

@@ -327,7 +327,7 @@ impl Shard {
         seq: u64,
     ) {
         match origin {
-            Origin::Connection { shard, conn, acked: true } => {
+            Origin::Connection { shard, conn, acked: true, .. } => {
                 let (user, room, seq) = (sender.clone(), Some(room.clone()), Some(seq));
                 debug_assert_eq!(shard, self.hub.router().shard_of_user(&user), "the user's shard");
                 self.on_committed(conn, user, room, id, seq);

@@ -187,7 +187,7 @@ fn room_chat(room: &Room, sender: &UserId, conn: ConnId) -> ToSequence {
         kind: MessageType::Chat,
         data: serde_json::value::RawValue::from_string(r#"{"content":"hi"}"#.into()).unwrap(),
         at: 0,
-        origin: Origin::Connection { shard: 1, conn, acked: true },
+        origin: Origin::Connection { shard: 1, conn, acked: true, admin: false },
     }
 }
 

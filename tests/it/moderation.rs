@@ -161,6 +161,12 @@ async fn a_kicked_user_may_rejoin_a_public_room_but_a_banned_one_may_not_until_u
     let refused = bob.request(json!({"type": "join", "room": "town", "id": "j2"})).await;
     assert_eq!(refused["data"]["code"], "forbidden", "{refused}");
     assert!(refused["data"]["message"].as_str().unwrap().contains("banned"), "{refused}");
+    // Nor may it come back by reconnecting: a room in the connect URL, or a resume of it.
+    let refused = server.try_connect("/ws?user=bob&room=town", None).await.err();
+    assert_eq!(refused, Some(StatusCode::FORBIDDEN));
+    let resume = json!({"type": "join", "room": "town", "id": "j-r", "data": {"since": {"seq": 1, "epoch": "x"}}});
+    let refused = bob.request(resume).await;
+    assert_eq!(refused["type"], "error", "{refused}");
     // Nor may the owner add it back while the ban holds.
     let (status, _) =
         server.post(&format!("{API}/town/participants/bob?user=olive"), json!({})).await;
@@ -436,4 +442,45 @@ async fn every_action_done_or_refused_and_every_participant_change_and_deletion_
         &["audit", "message_deleted", "actor=\"olive\"", "author=\"bob\"", "moderated=true"],
     )
     .await;
+}
+
+#[tokio::test]
+async fn nobody_moderates_an_admin_its_chats_pass_a_mute_and_slow_mode() {
+    use crate::auth::{token, SECRET};
+    let dir = TempDir::new("mod-admin");
+    let url = dir.sqlite();
+    let server = crate::common::start_server_with(move |c| {
+        c.database_url = url;
+        c.rate_limit = 0.0;
+        c.auth_enabled = true;
+        c.jwt_secret = Some(SECRET.into());
+        c.jwt_issuer = Some("wsb".into());
+        c.jwt_audience = Some("chat".into());
+    })
+    .await;
+    let olive = token("olive", json!({}));
+    let (status, _) = server
+        .request_as(&olive, Method::POST, API, Some(json!({"name": "town", "type": "public"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut root =
+        server.connect(&format!("/ws?token={}", token("root", json!({"role": "admin"})))).await;
+    assert_eq!(
+        root.request(json!({"type": "join", "room": "town", "id": "j"})).await["type"],
+        "ack"
+    );
+    // The owner sees a member named root (the store knows no admins): the mute is recorded...
+    let body = Some(json!({"user": "root"}));
+    let (status, _) =
+        server.request_as(&olive, Method::POST, &format!("{API}/town/mutes"), body).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let settings = Some(json!({"slow_mode_ms": 60_000}));
+    let (status, _) =
+        server.request_as(&olive, Method::PATCH, &format!("{API}/town/settings"), settings).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // ...but an admin's token passes every room rule.
+    for n in 0..2 {
+        let answer = root.request(chat("town", &format!("r{n}"), "admin here")).await;
+        assert_eq!(answer["type"], "ack", "{answer}");
+    }
 }

@@ -130,7 +130,7 @@ pub fn chat(room: &str, sender: &str, id: &str) -> ToSequence {
         kind: MessageType::Chat,
         data: RawValue::from_string(format!(r#"{{"content":"{id}"}}"#)).unwrap(),
         at: 1_700_000_000_000,
-        origin: Origin::Connection { shard: 0, conn: 1, acked: true },
+        origin: Origin::Connection { shard: 0, conn: 1, acked: true, admin: false },
     }
 }
 
