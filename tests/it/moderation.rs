@@ -484,3 +484,42 @@ async fn nobody_moderates_an_admin_its_chats_pass_a_mute_and_slow_mode() {
         assert_eq!(answer["type"], "ack", "{answer}");
     }
 }
+
+#[tokio::test]
+async fn the_owner_promotes_demotes_and_hands_the_room_over() {
+    let dir = TempDir::new("mod-roles");
+    let Town { server, mut bob, .. } = town(&dir).await;
+    let (status, _) =
+        act(&server, Method::PUT, "town/roles/bob", "mike", json!({"role": "moderator"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a moderator promotes nobody");
+    let (status, _) =
+        act(&server, Method::PUT, "town/roles/olive", "olive", json!({"role": "member"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the owner changes only by a transfer");
+    let (status, _) =
+        act(&server, Method::PUT, "town/roles/mike", "olive", json!({"role": "member"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "demoted");
+    let (status, _) =
+        act(&server, Method::POST, "town/mutes", "mike", json!({"user": "bob"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a member again");
+    let (status, _) =
+        act(&server, Method::POST, "town/transfer", "mike", json!({"user": "mike"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) =
+        act(&server, Method::POST, "town/transfer", "olive", json!({"user": "bob"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let told = bob.recv_where(|f| f["type"] == "moderation" && f["data"]["role"] == "owner").await;
+    assert_eq!(told["data"]["action"], "set_role");
+    let (_, participants) = server.get(&format!("{API}/town/participants?user=bob")).await;
+    let role = |user: &str| {
+        let list = participants["participants"].as_array().unwrap();
+        list.iter().find(|p| p["user"] == user).unwrap()["role"].as_str().unwrap().to_owned()
+    };
+    assert_eq!((role("bob"), role("olive")), ("owner".to_owned(), "moderator".to_owned()));
+    // The new owner may now do what owners do; the old one, what moderators do.
+    let (status, _) =
+        act(&server, Method::PATCH, "town/settings", "bob", json!({"title": "Bob's"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) =
+        act(&server, Method::PATCH, "town/settings", "olive", json!({"title": "no"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
