@@ -90,6 +90,22 @@ pub struct Config {
     #[arg(long, env = "RECEIPTS_MAX_MEMBERS", default_value_t = 100)]
     pub receipts_max_members: usize,
 
+    /// The largest attachment, in bytes (an upload beyond it: 413 too_large).
+    #[arg(long, env = "MAX_ATTACHMENT", default_value_t = 25 * 1024 * 1024)]
+    pub max_attachment: u64,
+
+    /// The most attachments one chat carries.
+    #[arg(long, env = "MAX_ATTACHMENTS_PER_MESSAGE", default_value_t = 10)]
+    pub max_attachments_per_message: usize,
+
+    /// The most bytes of attachments one user keeps stored (429 quota_exceeded beyond).
+    #[arg(long, env = "UPLOAD_QUOTA", default_value_t = 1024 * 1024 * 1024)]
+    pub upload_quota: u64,
+
+    /// The most uploads one user begins per minute (429 rate_limited beyond); 0: no limit.
+    #[arg(long, env = "UPLOAD_RATE", default_value_t = 30)]
+    pub upload_rate: u32,
+
     /// A user with no client frame for this long shows as away in presence.
     #[arg(long, env = "AWAY_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
     pub away_after: Duration,

@@ -10,6 +10,8 @@
 //! - [`peer`]: a client connection as the reader and a session both see it: what a client frame
 //!   calls for, the heartbeat, the token's enforcement.
 //! - [`shard`]: N threads, each the single owner of its slice of the connection cache.
+//! - [`attachments`]: the attachment service: uploads (limits, type from the bytes, thumbnails),
+//!   downloads and the files a chat carries.
 //! - [`events`]: room events, the changes to a stored message (edits, deletions) with their rules,
 //!   numbered in the room's stream like messages.
 //! - [`messages`]: the message service: history with its rules (REST and WebSocket).
@@ -34,6 +36,7 @@
 //! - [`close`]: the close codes; [`metrics`]: counters.
 //! - [`protocol`]: the wire contract; every server frame is encoded there, once.
 
+pub(crate) mod attachments;
 pub(crate) mod auth;
 pub mod broker;
 pub(crate) mod close;

@@ -251,7 +251,7 @@ pub enum Delivery {
         conn: ConnId,
         id: Option<String>,
         chat: Box<crate::protocol::Chat>,
-        refused: Option<(crate::protocol::ErrorCode, &'static str)>,
+        refused: Option<(crate::protocol::ErrorCode, String)>,
     },
     /// To the room's home shard: `user` started (or renewed) or stopped typing in `room`.
     Typing {

@@ -176,6 +176,7 @@ impl Server {
         })?;
         if hub.store().is_some() {
             tokio::spawn(crate::moderation::sweep::run(hub.clone()));
+            tokio::spawn(crate::attachments::sweep(hub.clone()));
         }
         let config = peer::websocket_config(hub.settings());
         let access = shards.iter().enumerate().map(|(id, shard)| {

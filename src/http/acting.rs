@@ -25,7 +25,7 @@ pub(super) struct OnUser {
 pub(super) fn answer(done: Result<(), Refused>, status: StatusCode) -> Response<Body> {
     match done {
         Ok(()) => {
-            Response::builder().status(status).body(Body::default()).expect("a valid response")
+            Response::builder().status(status).body(super::empty()).expect("a valid response")
         }
         Err(refused) => refusal(refused.code, &refused.message),
     }

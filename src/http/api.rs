@@ -20,7 +20,7 @@ use super::caller::Caller;
 use super::{
     bad_request, error, json, read_json, refusal, store_unavailable, unauthorized, App, Body,
 };
-use super::{blocks, messages, moderation, rooms};
+use super::{blocks, files, messages, moderation, rooms};
 use crate::broker::Coverage;
 use crate::mailbox::{Target, ToSequence, UserStatus};
 use crate::protocol::{
@@ -64,6 +64,20 @@ pub async fn route(
             Ok(caller) => super::search::search(app, &caller, request.uri().query()).await,
             Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
         },
+        (&Method::POST, ["rooms", room, "attachments"]) => {
+            match Caller::of(caller.clone(), request.uri().query()) {
+                Ok(caller) => files::upload(app, request, room, &caller).await,
+                Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
+            }
+        }
+        (&Method::GET, ["attachments", id, rest @ ..])
+            if rest.is_empty() || rest == ["thumbnail"] =>
+        {
+            match Caller::of(caller.clone(), request.uri().query()) {
+                Ok(caller) => files::download(app, &request, id, !rest.is_empty(), &caller).await,
+                Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
+            }
+        }
         (method, ["rooms", rest @ ..]) => {
             let caller = match Caller::of(caller.clone(), request.uri().query()) {
                 Ok(caller) => caller,

@@ -9,6 +9,7 @@ mod admission;
 mod api;
 mod blocks;
 mod caller;
+mod files;
 mod messages;
 mod moderation;
 mod reports;
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -36,7 +38,19 @@ use crate::peer::PeerAuth;
 use crate::protocol::{self, ErrorCode};
 use crate::reader::Adopter;
 
-pub type Body = Full<Bytes>;
+/// A response body: whole (most answers) or streamed (an attachment's bytes, read from the store
+/// a chunk at a time). An error ends a streamed body early (the client sees a cut response).
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A whole response body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// An empty response body.
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
 
 /// Where an upgraded connection of a shard goes: its reader (plain TCP), or a session task on its
 /// runtime (TLS).
@@ -168,7 +182,7 @@ fn decoded_segments(path: &str) -> Option<Vec<String>> {
 
 fn metrics(app: &App) -> Response<Body> {
     let mut response =
-        Response::new(Body::from(app.hub.metrics().render(app.hub.directory().room_count())));
+        Response::new(full(app.hub.metrics().render(app.hub.directory().room_count())));
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     response.headers_mut().insert(CONTENT_TYPE, content_type);
     response
@@ -176,7 +190,7 @@ fn metrics(app: &App) -> Response<Body> {
 
 pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
     let bytes = serde_json::to_vec(body).expect("response bodies are plain data");
-    let mut response = Response::new(Body::from(bytes));
+    let mut response = Response::new(full(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
@@ -191,7 +205,8 @@ pub fn unauthorized() -> Response<Body> {
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::Forbidden | ErrorCode::NotMember | ErrorCode::Muted => StatusCode::FORBIDDEN,
-        ErrorCode::SlowMode => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::SlowMode | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,

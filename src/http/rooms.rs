@@ -340,7 +340,7 @@ async fn remove_participant(
             app.hub.router().deliver(shard, Delivery::Kick { user, room: room_name });
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
-                .body(Body::default())
+                .body(super::empty())
                 .expect("a valid response")
         }
         Ok(_) => error(StatusCode::NOT_FOUND, "not_found", "not a participant of this room"),

@@ -46,7 +46,7 @@ pub fn serve<B>(app: &App, request: &Request<B>, file: &str) -> Response<Body> {
     }
     match FILES.iter().find(|(name, _, _)| *name == file) {
         Some((_, content_type, text)) => {
-            let mut response = Response::new(Body::from(*text));
+            let mut response = Response::new(super::full(*text));
             response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             with_headers(response, request)
         }
@@ -56,7 +56,7 @@ pub fn serve<B>(app: &App, request: &Request<B>, file: &str) -> Response<Body> {
 
 /// `GET /favicon.ico`: the page has no icon (`204`, so browsers stop asking and log no error).
 pub fn no_icon() -> Response<Body> {
-    let mut response = Response::new(Body::default());
+    let mut response = Response::new(super::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     response
 }

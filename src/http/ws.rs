@@ -385,7 +385,7 @@ fn resume_point(value: &str) -> Result<(Room, Since), &'static str> {
 }
 
 fn switching_protocols(accept: &str) -> Response<Body> {
-    let mut response = Response::new(Body::default());
+    let mut response = Response::new(super::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));

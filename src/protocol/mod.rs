@@ -192,6 +192,10 @@ pub enum ErrorCode {
     Muted,
     /// A chat within a slow-moded room's interval (the error carries `retry_after_ms`).
     SlowMode,
+    /// An upload over `--max-attachment`.
+    TooLarge,
+    /// An upload over the user's `--upload-quota`.
+    QuotaExceeded,
 }
 
 impl ErrorCode {
@@ -209,6 +213,8 @@ impl ErrorCode {
             Self::Conflict => "conflict",
             Self::Muted => "muted",
             Self::SlowMode => "slow_mode",
+            Self::TooLarge => "too_large",
+            Self::QuotaExceeded => "quota_exceeded",
         }
     }
 }

@@ -184,7 +184,8 @@ impl Shard {
         if let Some(room) = chat.room.as_ref().filter(|room| !self.cache.is_member(conn, room)) {
             return Some(not_member(id, room));
         }
-        if chat.reply_to.is_some() && self.hub.store().is_some() {
+        let checks = chat.reply_to.is_some() || super::replies::names_files(&chat);
+        if checks && self.hub.store().is_some() {
             return self.check_reply(conn, id, user, chat);
         }
         self.chat_accepted(conn, id, user, chat)

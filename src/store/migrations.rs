@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/0008_search.postgres.sql"),
     },
     Migration::both(9, include_str!("../../migrations/0009_moderation.sql")),
+    Migration {
+        version: 10,
+        sqlite: include_str!("../../migrations/0010_attachments.sqlite.sql"),
+        postgres: include_str!("../../migrations/0010_attachments.postgres.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

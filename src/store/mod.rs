@@ -11,6 +11,7 @@
 //! Engines: SQLite (embedded, the default, `sqlite://PATH`) and PostgreSQL (`postgres://...`, for
 //! production and clusters). `--database-url none` runs without a store.
 
+pub mod attachments;
 pub mod handle;
 mod jobs;
 mod messages;
@@ -47,9 +48,26 @@ pub enum StoreError {
 pub enum Value {
     Int(Option<i64>),
     Text(Option<String>),
+    /// A blob (an attachment's bytes); read back as such from a BLOB or BYTEA column.
+    Bytes(Option<Vec<u8>>),
 }
 
 impl Value {
+    pub fn bytes(self) -> Result<Vec<u8>, StoreError> {
+        match self {
+            Self::Bytes(Some(value)) => Ok(value),
+            other => Err(StoreError::Corrupt(format!("expected bytes, found {other:?}"))),
+        }
+    }
+
+    pub fn opt_bytes(self) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Self::Bytes(value) => Ok(value),
+            Self::Text(None) | Self::Int(None) => Ok(None),
+            other => Err(StoreError::Corrupt(format!("expected bytes, found {other:?}"))),
+        }
+    }
+
     pub fn int(&self) -> Result<i64, StoreError> {
         match self {
             Self::Int(Some(value)) => Ok(*value),

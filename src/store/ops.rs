@@ -60,6 +60,9 @@ pub enum Write {
         act: Box<super::moderation::Act>,
         log: Option<Box<super::moderation::Logged>>,
     },
+    /// An attachment's change ([`super::attachments`]): `Done`, `NotFound` (nothing touched),
+    /// `Purged(n)` for a sweep.
+    Attachment(Box<super::attachments::Put>),
     /// Changes nothing: completes once every write handed over before it is committed.
     Barrier,
 }
@@ -159,6 +162,7 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
         } else {
             engine.insert_messages(&run)?;
             apply_events(engine, &run)?;
+            super::attachments::attach(engine, &run)?;
             outcomes.extend(run.iter().map(|_| Outcome::Done));
             index += run.len();
         }
@@ -240,7 +244,8 @@ fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreErr
     match write {
         Write::Message(message) => {
             engine.insert_messages(&[message])?;
-            apply_events(engine, &[message]).map(|()| Outcome::Done)
+            apply_events(engine, &[message])?;
+            super::attachments::attach(engine, &[message]).map(|()| Outcome::Done)
         }
         // Their rows are inserted first, in order, by `apply`.
         Write::CreateRoom { .. } | Write::EnsureRoom { .. } => {
@@ -268,6 +273,14 @@ fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreErr
             Ok(Outcome::Done)
         }
         Write::Barrier => Ok(Outcome::Done),
+        Write::Attachment(put) => {
+            let touched = super::attachments::apply(engine, put)?;
+            Ok(match **put {
+                super::attachments::Put::Sweep { .. } => Outcome::Purged(touched),
+                _ if touched == 0 => Outcome::NotFound,
+                _ => Outcome::Done,
+            })
+        }
         Write::Moderate { act, log } => {
             let changed = super::moderation::apply(engine, act, log.as_deref())?;
             Ok(match (changed, &**act) {
@@ -295,6 +308,7 @@ fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreErr
                 &[int(*before)],
             )?;
             engine.execute("DELETE FROM chat_reactions WHERE created_at < ?1", &[int(*before)])?;
+            super::attachments::purge(engine, *before)?;
             Ok(Outcome::Purged(purged))
         }
     }

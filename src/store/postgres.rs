@@ -80,6 +80,7 @@ fn bind(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
         .map(|value| match value {
             Value::Int(value) => value as &(dyn ToSql + Sync),
             Value::Text(value) => value as &(dyn ToSql + Sync),
+            Value::Bytes(value) => value as &(dyn ToSql + Sync),
         })
         .collect()
 }
@@ -96,6 +97,7 @@ fn value_of(row: &postgres::Row, index: usize) -> Result<Value, StoreError> {
         Type::TEXT | Type::VARCHAR => {
             row.try_get::<_, Option<String>>(index).map(Value::Text).map_err(corrupt)
         }
+        Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(index).map(Value::Bytes).map_err(corrupt),
         ref other => Err(StoreError::Corrupt(format!("unexpected column type {other}"))),
     }
 }

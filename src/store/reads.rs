@@ -121,6 +121,7 @@ pub enum Read {
         max: usize,
     },
     Moderation(super::moderation::Ask),
+    Attachment(super::attachments::Get),
 }
 
 /// What keeps a user out of a room (joining it, being added, writing in it).
@@ -173,6 +174,7 @@ pub enum Answer {
     },
     Heads(Vec<Head>),
     Moderation(super::moderation::Found),
+    Attachment(super::attachments::Got),
     LastSeen(Option<Millis>),
     /// `head`: `None` for no such room (its `last_read` is `None`); `readers`: (user, last read
     /// seq) by user, `None` when the room has more participants than asked for.
@@ -266,6 +268,7 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
         Read::Readers { room, max } => readers(engine, room, *max),
         Read::Search(search) => super::search::search(engine, search).map(Answer::Messages),
         Read::Moderation(ask) => super::moderation::ask(engine, ask).map(Answer::Moderation),
+        Read::Attachment(get) => super::attachments::get(engine, get).map(Answer::Attachment),
     }
 }
 

@@ -51,7 +51,10 @@ impl ToSql for Value {
         Ok(match self {
             Self::Int(Some(value)) => ToSqlOutput::from(*value),
             Self::Text(Some(value)) => ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes())),
-            Self::Int(None) | Self::Text(None) => ToSqlOutput::from(rusqlite::types::Null),
+            Self::Bytes(Some(value)) => ToSqlOutput::Borrowed(ValueRef::Blob(value)),
+            Self::Int(None) | Self::Text(None) | Self::Bytes(None) => {
+                ToSqlOutput::from(rusqlite::types::Null)
+            }
         })
     }
 }
@@ -63,6 +66,7 @@ fn value_of(value: ValueRef<'_>) -> Result<Value, StoreError> {
         ValueRef::Text(text) => String::from_utf8(text.to_vec())
             .map(|text| Value::Text(Some(text)))
             .map_err(|_| StoreError::Corrupt("text that is not UTF-8".into())),
+        ValueRef::Blob(blob) => Ok(Value::Bytes(Some(blob.to_vec()))),
         other => {
             Err(StoreError::Corrupt(format!("unexpected column type {:?}", other.data_type())))
         }

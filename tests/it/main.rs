@@ -2,6 +2,7 @@
 //! One test binary, so the shared helpers in `common` are built and linked once.
 
 mod abuse;
+mod attachments;
 mod auth;
 mod away;
 mod chaos;
