@@ -64,7 +64,7 @@ async fn get(store: &Store, get: Get) -> Result<Got, Refused> {
 
 async fn put(store: &Store, put: Put) -> Result<Outcome, Refused> {
     let write = Write::Attachment(Box::new(put));
-    store.write_and_wait(write).await.map_err(|_| Refused::unavailable())
+    store.write_blob_and_wait(write).await.map_err(|_| Refused::unavailable())
 }
 
 /// A file name as kept: no path, no control characters, at most [`MAX_NAME`] characters.

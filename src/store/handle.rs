@@ -17,6 +17,11 @@ use super::{migrations, read_pool, DatabaseUrl, StoreError, StoreSettings};
 use crate::metrics::StoreCounters;
 use crate::router::Router;
 
+/// Attachment writes queued at most (each upload has one in flight).
+const BLOB_QUEUE: usize = 64;
+/// The blob writer's SQLite page cache, in KiB.
+const BLOB_CACHE_KIB: i64 = 1024;
+
 /// The store cannot take this now (its queue is full, or the database is down): retry later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the message store is unavailable")]
@@ -26,6 +31,8 @@ pub struct Unavailable;
 #[derive(Debug, Clone)]
 pub struct Store {
     writes: flume::Sender<Job>,
+    /// The blob writer's queue: attachments' rows and chunks.
+    blobs: flume::Sender<Job>,
     reads: flume::Sender<ReadJob>,
     counters: Arc<StoreCounters>,
 }
@@ -49,17 +56,32 @@ impl Store {
             linger: settings.linger,
             retention: settings.retention,
             retention_every: settings.retention_every,
+            cache_kib: None,
         };
         counters.up.store(1, Relaxed);
+        // Attachments' bytes go through a writer of their own, on a connection with a small page
+        // cache: a chat commit never waits behind a file's megabytes in the same transaction,
+        // and a file written does not stay in memory.
+        let (blobs, blob_jobs) = flume::bounded(BLOB_QUEUE);
+        let blob_tuning =
+            Tuning { retention: None, cache_kib: Some(BLOB_CACHE_KIB), ..tuning.clone() };
+        let blob_engine = super::writer::connect(url, blob_tuning.cache_kib)?;
+        let (router_too, counters_too) = (router.clone(), Arc::clone(&counters));
+        let blob_writer =
+            Writer::new(url.clone(), blob_engine, blob_jobs, router_too, counters_too, blob_tuning);
         let writer = Writer::new(url.clone(), engine, jobs, router, Arc::clone(&counters), tuning);
         let spawn_error = |err: std::io::Error| StoreError::Unavailable(format!("threads: {err}"));
         std::thread::Builder::new()
             .name("wsbroker-writer".into())
             .spawn(move || writer.run())
             .map_err(spawn_error)?;
+        std::thread::Builder::new()
+            .name("wsbroker-blobs".into())
+            .spawn(move || blob_writer.run())
+            .map_err(spawn_error)?;
         read_pool::start(settings.readers.max(1), url, &read_jobs, &counters)
             .map_err(spawn_error)?;
-        Ok(Self { writes, reads, counters })
+        Ok(Self { writes, blobs, reads, counters })
     }
 
     /// Whether the database takes writes now (`/readyz`).
@@ -101,6 +123,14 @@ impl Store {
     /// Hands a write over and waits for its commit.
     pub async fn write_and_wait(&self, write: Write) -> Result<Outcome, Unavailable> {
         self.write_awaitable(write)?.await
+    }
+
+    /// Hands an attachment's write to the blob writer and waits for its commit.
+    pub async fn write_blob_and_wait(&self, write: Write) -> Result<Outcome, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job { write, done: Completion::Reply(reply) };
+        self.blobs.try_send(job).map_err(|_| Unavailable)?;
+        answer.await.map_err(|_| Unavailable)?.map_err(|_| Unavailable)
     }
 
     /// Waits until every write handed over so far is committed (at shutdown); `false` when the

@@ -33,6 +33,9 @@ pub struct Tuning {
     /// Messages older than this are deleted; `None` keeps everything.
     pub retention: Option<Duration>,
     pub retention_every: Duration,
+    /// SQLite: the connection's page cache, in KiB, in place of the default (the blob writer's
+    /// is small, so a file written through it does not stay in the broker's memory).
+    pub cache_kib: Option<i64>,
 }
 
 pub struct Writer {
@@ -43,6 +46,15 @@ pub struct Writer {
     counters: Arc<StoreCounters>,
     tuning: Tuning,
     next_purge: Instant,
+}
+
+/// A connection to `url`, its SQLite page cache set to `cache_kib` when given.
+pub fn connect(url: &DatabaseUrl, cache_kib: Option<i64>) -> Result<Box<dyn Engine>, StoreError> {
+    let mut engine = url.connect()?;
+    if let (Some(kib), "sqlite") = (cache_kib, engine.name()) {
+        engine.execute(&format!("PRAGMA cache_size = -{kib}"), &[])?;
+    }
+    Ok(engine)
 }
 
 impl Writer {
@@ -135,7 +147,7 @@ impl Writer {
 
     fn try_commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
         if self.engine.is_none() {
-            self.engine = Some(self.url.connect()?);
+            self.engine = Some(connect(&self.url, self.tuning.cache_kib)?);
         }
         let engine = self.engine.as_deref_mut().expect("connected above");
         engine.begin()?;

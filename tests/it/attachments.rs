@@ -40,7 +40,7 @@ async fn exchange(
     tokio::time::timeout(WAIT * 6, go).await.expect("HTTP exchange timed out")
 }
 
-async fn upload(
+pub async fn upload(
     server: &TestServer,
     room: &str,
     user: &str,
@@ -52,7 +52,7 @@ async fn upload(
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-async fn download(
+pub async fn download(
     server: &TestServer,
     id: &str,
     user: &str,
@@ -63,7 +63,7 @@ async fn download(
 }
 
 /// Bytes that are no known type (not UTF-8 either).
-fn noise(len: usize) -> Vec<u8> {
+pub fn noise(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80).collect()
 }
 

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod attachments;
+mod attachments_scale;
 mod auth;
 mod away;
 mod chaos;
@@ -36,6 +37,7 @@ mod seams;
 mod search;
 mod shutdown;
 mod store;
+mod store_attachments;
 mod store_moderation;
 mod streams;
 mod tls;

@@ -62,7 +62,7 @@ fn conformance(url: &DatabaseUrl) {
     let engine = engine.as_mut();
     assert_eq!(
         migrations::migrate(engine, migrations::latest()).unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     );
     assert!(migrations::migrate(engine, migrations::latest()).unwrap().is_empty(), "idempotent");
     transactions_are_all_or_nothing(engine);
@@ -74,6 +74,7 @@ fn conformance(url: &DatabaseUrl) {
     retention_and_presence(engine);
     assert_eq!(search(engine, "lunch", Scope::All, None), ["s3"], "purged ones are not found");
     crate::store_moderation::moderation_contract(engine);
+    crate::store_attachments::attachment_contract(engine);
 }
 
 fn transactions_are_all_or_nothing(engine: &mut dyn Engine) {
@@ -480,7 +481,7 @@ fn upgrades_in_place(url: &DatabaseUrl) {
     let engine = engine.as_mut();
     assert_eq!(
         migrations::migrate(engine, migrations::latest()).unwrap(),
-        vec![2, 3, 4, 5, 6, 7, 8, 9]
+        vec![2, 3, 4, 5, 6, 7, 8, 9, 10]
     );
     assert_eq!(migrations::current_version(engine).unwrap(), MIGRATIONS.len() as i64);
     assert_eq!(history(engine, "old", None, 10).len(), 1, "the old data is still there");
