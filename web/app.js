@@ -10,6 +10,7 @@ import { Receipts } from "./receipts.js";
 import { Search } from "./search.js";
 import { Typing } from "./composing.js";
 import { Moderation } from "./moderation.js";
+import { Files } from "./files.js";
 import { People, RoomList, directRoom, renderOnline, roomName } from "./rooms.js";
 import { $ } from "./view.js";
 
@@ -23,6 +24,7 @@ let roomList;
 let receipts;
 let typing;
 let moderation;
+let filesView;
 let current = sessionStorage.getItem("wsbroker.current");
 let joined = new Set(JSON.parse(sessionStorage.getItem("wsbroker.rooms") || "[]"));
 let older = null;
@@ -43,7 +45,8 @@ function start(config) {
   $("chat").hidden = false;
   $("me").textContent = `signed in as ${session.user}`;
   api = new Api(session);
-  messages = new Messages({ me: session.user, onDismiss: dismiss, onDelete: remove, onEdit: edit, onReact: react, onReply: (id, from, text) => replies.start(id, from, text), onThread: (id) => replies.open(current, id), onOlder: loadOlder, onReport: (id, from) => moderation.report(id, from) });
+  const files = { render: (...args) => filesView?.render(...args) };
+  messages = new Messages({ files, me: session.user, onDismiss: dismiss, onDelete: remove, onEdit: edit, onReact: react, onReply: (id, from, text) => replies.start(id, from, text), onThread: (id) => replies.open(current, id), onOlder: loadOlder, onReport: (id, from) => moderation.report(id, from) });
   replies = new Replies(api);
   people = new People((user) => moderation.extras(user));
   receipts = new Receipts(session.user);
@@ -80,6 +83,7 @@ function start(config) {
     if (room === current) closeRoom();
   });
   client.on("receipt", ({ room, user, seq }) => room === current && receipts.read(user, seq));
+  filesView = new Files({ api, session, client, current: () => current });
   moderation = new Moderation({ api, client, me: session.user, current: () => current, onMessageDelete: (id, from) => remove(id, from) });
   moderation.onChange = () => people.render();
   moderation.onRank = (moderates) => {

@@ -5,8 +5,9 @@
 import { $, el, button, clear, clock, fullDate } from "./view.js";
 
 export class Messages {
-  constructor({ me, onDismiss, onDelete, onEdit, onReact, onReply, onThread, onOlder, onReport }) {
+  constructor({ me, onDismiss, onDelete, onEdit, onReact, onReply, onThread, onOlder, onReport, files }) {
     this.me = me;
+    this.files = files;
     this.onReact = onReact;
     this.onReply = onReply;
     this.onThread = onThread;
@@ -53,6 +54,7 @@ export class Messages {
     if (typeof replyTo === "string") item.append(this.quote(replyTo, message.quote));
     const content = message.data && typeof message.data.content === "string" ? message.data.content : "";
     item.append(el("span", "text", content));
+    this.files?.render(item, message.data?.attachments);
     if (message.edited_at) item.append(editedMark(message.edited_at));
     // emoji -> { count, mine }, from history; live reactions change it.
     item.reactions = new Map((message.reactions ?? []).map((r) => [r.emoji, { count: r.count, mine: r.mine }]));
@@ -209,6 +211,8 @@ export class Messages {
     const key = this.key(message.from, message.id);
     const known = this.byKey.get(key);
     if (known && typeof message.seq === "number") known.dataset.seq = message.seq;
+    // The broker's copy of one's own chat describes its files (the pending one named their ids).
+    if (known && !known.querySelector(".files")) this.files?.render(known, message.data?.attachments);
     if (known) return known;
     const item = this.render(message, state);
     this.byKey.set(key, item);

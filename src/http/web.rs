@@ -31,6 +31,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("search.js", "text/javascript; charset=utf-8", include_str!("../../web/search.js")),
     ("composing.js", "text/javascript; charset=utf-8", include_str!("../../web/composing.js")),
     ("moderation.js", "text/javascript; charset=utf-8", include_str!("../../web/moderation.js")),
+    ("files.js", "text/javascript; charset=utf-8", include_str!("../../web/files.js")),
     ("stream.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/stream.js")),
     ("view.js", "text/javascript; charset=utf-8", include_str!("../../web/view.js")),
 ];

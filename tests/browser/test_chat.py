@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.error
 import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
@@ -657,6 +658,63 @@ def test_an_owner_mutes_retitles_handles_a_report_and_bans_from_the_page(browser
         bob.get_by_label("New room").fill("agora")
         bob.get_by_role("button", name="Create").click()
         expect(bob.locator("#create-error")).to_contain_text("banned", timeout=5000)
+
+
+def test_a_file_dropped_in_shows_for_the_other_as_a_thumbnail_downloads_whole_and_an_outsider_cannot_fetch_it(browser):
+    with chatting(browser) as (broker, alice, bob):
+        for page in (alice, bob):
+            page.get_by_label("New room").fill("studio")
+            page.get_by_label("Type").select_option("public")
+            page.get_by_role("button", name="Create").click()
+            expect(page.locator("#room-title")).to_have_text("studio")
+        # A PNG made by the page itself, dropped on the room.
+        png = alice.evaluate("""async () => {
+            const canvas = document.createElement("canvas");
+            canvas.width = 800; canvas.height = 400;
+            const ctx = canvas.getContext("2d");
+            ctx.fillStyle = "#3366cc"; ctx.fillRect(0, 0, 800, 400);
+            const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
+            return Array.from(new Uint8Array(await blob.arrayBuffer()));
+        }""")
+        alice.evaluate("""(bytes) => {
+            const file = new File([new Uint8Array(bytes)], "screenshot.png", { type: "image/png" });
+            const data = new DataTransfer();
+            data.items.add(file);
+            document.querySelector(".room").dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+        }""", png)
+        thumb = bob.locator("#messages img.thumbnail")
+        expect(thumb).to_be_visible(timeout=10000)
+        expect(thumb).to_have_attribute("alt", "screenshot.png")
+        assert bob.evaluate("document.querySelector('#messages img.thumbnail').naturalWidth") == 320
+        href = bob.locator("#messages a.file").get_attribute("href")
+        full = bob.request.get(href)
+        assert full.status == 200 and full.headers["content-type"] == "image/png"
+        assert list(full.body()) == png, "the same bytes come back"
+        # A file that is not an image: a name and size that downloads, byte for byte.
+        alice.locator("#attach-input").set_input_files(files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"remember the milk\n"}])
+        link = bob.locator("#messages a.file", has_text="notes.txt")
+        expect(link).to_contain_text("notes.txt (18 B)", timeout=10000)
+        with bob.expect_download() as download:
+            link.click()
+        with open(download.value.path(), "rb") as saved:
+            assert saved.read() == b"remember the milk\n"
+        # carol signs in but is no participant of this private room: the file is not hers.
+        assert call(broker, "POST", "rooms?user=alice", {"name": "private-studio", "type": "private"}) == 201
+        request = urllib.request.Request(f"{broker.origin}/api/v1/chat/rooms/private-studio/attachments?user=alice&name=secret.bin", data=b"secret", method="POST")
+        secret = json.loads(urllib.request.urlopen(request, timeout=5).read())
+        try:
+            urllib.request.urlopen(f"{broker.origin}/api/v1/chat/attachments/{secret['id']}?user=carol", timeout=5)
+            raise AssertionError("carol fetched a file of a private room")
+        except urllib.error.HTTPError as refused:
+            assert refused.code in (403, 404), refused.code
+
+
+def test_an_upload_over_the_limit_says_why(browser):
+    with chatting(browser, "--max-attachment", "10") as (_broker, alice, _bob):
+        alice.locator("#attach-input").set_input_files(files=[{"name": "big.txt", "mimeType": "text/plain", "buffer": b"x" * 100}])
+        expect(alice.locator("#uploads")).to_contain_text("big.txt: too large", timeout=10000)
+        alice.locator("#uploads").get_by_role("button", name="Dismiss").click()
+        expect(alice.locator("#uploads li")).to_have_count(0)
 
 
 def main():
