@@ -4,8 +4,9 @@
 //! Owns: the list of migrations and the `wsbroker_schema` table that records which are applied.
 //! Must not: change a migration once released; a change to the schema is a new file.
 //!
-//! One SQL text serves both engines where it can. The one word they spell differently, an
-//! auto-incrementing integer key, is written `{{serial}}` and filled in per engine; a migration
+//! One SQL text serves both engines where it can. The words they spell differently, an
+//! auto-incrementing integer key and a column of bytes, are written `{{serial}}` and `{{blob}}` and
+//! filled in per engine; a migration
 //! that uses what only one engine has (full-text search: FTS5, `tsvector`) has a file per engine.
 
 use super::{Engine, StoreError, Value};
@@ -50,11 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/0008_search.postgres.sql"),
     },
     Migration::both(9, include_str!("../../migrations/0009_moderation.sql")),
-    Migration {
-        version: 10,
-        sqlite: include_str!("../../migrations/0010_attachments.sqlite.sql"),
-        postgres: include_str!("../../migrations/0010_attachments.postgres.sql"),
-    },
+    Migration::both(10, include_str!("../../migrations/0010_attachments.sql")),
 ];
 
 /// The newest schema version this binary knows.
@@ -124,7 +121,8 @@ fn apply_one(engine: &mut dyn Engine, version: i64, sql: &str) -> Result<bool, S
     if current_version(engine)? >= version {
         return Ok(false);
     }
-    let sql = sql.replace("{{serial}}", serial);
+    let blob = if engine.name() == "sqlite" { "BLOB" } else { "BYTEA" };
+    let sql = sql.replace("{{serial}}", serial).replace("{{blob}}", blob);
     for statement in statements(&sql) {
         engine.execute(&statement, &[])?;
     }

@@ -717,6 +717,28 @@ def test_an_upload_over_the_limit_says_why(browser):
         expect(alice.locator("#uploads li")).to_have_count(0)
 
 
+def test_an_upload_shows_its_progress_and_can_be_cancelled(browser):
+    with chatting(browser) as (_broker, alice, bob):
+        # A slow link (64 KiB/s up), so the upload is still on its way when Cancel is clicked.
+        cdp = alice.context.new_cdp_session(alice)
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 64 * 1024})
+        alice.locator("#attach-input").set_input_files(files=[{"name": "slow.bin", "mimeType": "application/octet-stream", "buffer": bytes(range(256)) * 8192}])
+        row = alice.locator("#uploads li", has_text="slow.bin")
+        expect(row.locator("progress")).to_be_visible(timeout=5000)
+        deadline = time.monotonic() + 10
+        while row.locator("progress").evaluate("p => p.value") == 0:
+            assert time.monotonic() < deadline, "no progress within 10 s"
+            alice.wait_for_timeout(50)
+        row.get_by_role("button", name="Cancel slow.bin").click()
+        expect(row).to_contain_text("slow.bin: cancelled", timeout=5000)
+        cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        # Nothing was sent into the room.
+        say(alice, "after the cancel")
+        expect(message(bob, "after the cancel")).to_be_visible(timeout=5000)
+        expect(bob.locator("#messages a.file")).to_have_count(0)
+
+
 def main():
     tests = [value for name, value in sorted(globals().items()) if name.startswith("test_")]
     passed, failed = 0, 0
