@@ -1,6 +1,7 @@
 //! The room rules: who may join a room, who may read it, and how rooms come into being.
 //!
-//! Owns: the rules of the three room types (docs/protocol.md, "Rooms"), asked of the store. Used by
+//! Owns: the rules of the three room types (docs/protocol.md, "Rooms"), asked of the store, and
+//! [`Refused`], the refusal the services built on them (moderation, attachments) answer with. Used by
 //! the upgrade (rooms in the connect URL), the shard's offloaded joins and the REST handlers, so
 //! every path applies the same rules. Must not: hold state; the store owns rooms and participants.
 //!
@@ -37,6 +38,40 @@ impl Access {
             Self::Unavailable => {
                 Some((ErrorCode::Unavailable, protocol::STORE_UNAVAILABLE.to_owned()))
             }
+        }
+    }
+}
+
+/// Why a request of a service (moderation, attachments) was refused, for WebSocket and HTTP alike;
+/// nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Refused {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(ErrorCode::Unavailable, protocol::STORE_UNAVAILABLE)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    /// The refusal the room rules made of `room`.
+    pub fn of(room: &str, access: Access) -> Self {
+        match access.refusal(room) {
+            Some((code, message)) => Self { code, message },
+            None => Self::forbidden("not allowed"),
         }
     }
 }

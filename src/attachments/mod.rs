@@ -9,6 +9,7 @@
 
 mod image;
 
+pub use crate::rooms::Refused;
 pub use image::inline;
 
 use std::time::{Duration, SystemTime};
@@ -26,30 +27,6 @@ pub const UNCLAIMED_FOR: Duration = Duration::from_secs(3600);
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// The longest a file name is kept (longer: cut).
 const MAX_NAME: usize = 255;
-
-/// Why an upload, a download or a chat's files were refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl Refused {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
-    }
-
-    fn unavailable() -> Self {
-        Self::new(ErrorCode::Unavailable, crate::protocol::STORE_UNAVAILABLE)
-    }
-
-    fn of(room: &str, access: Access) -> Self {
-        match access.refusal(room) {
-            Some((code, message)) => Self { code, message },
-            None => Self::new(ErrorCode::Forbidden, "not allowed"),
-        }
-    }
-}
 
 fn store(hub: &Hub) -> Result<&Store, Refused> {
     hub.store().ok_or_else(|| Refused::new(ErrorCode::NotFound, "this server stores no files"))

@@ -15,6 +15,7 @@ pub mod sweep;
 
 use std::time::{Duration, SystemTime};
 
+pub use crate::rooms::Refused;
 pub use action::{requested, Action};
 
 use crate::hub::Hub;
@@ -46,38 +47,6 @@ pub struct SettingsChange {
     pub title: Option<Option<String>>,
     pub topic: Option<Option<String>>,
     pub slow_mode_ms: Option<i64>,
-}
-
-/// Why an action was refused; nothing changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl Refused {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
-    }
-
-    fn unavailable() -> Self {
-        Self::new(ErrorCode::Unavailable, protocol::STORE_UNAVAILABLE)
-    }
-
-    fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Forbidden, message)
-    }
-
-    fn not_found(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::NotFound, message)
-    }
-
-    fn of(room: &str, access: Access) -> Self {
-        match access.refusal(room) {
-            Some((code, message)) => Self { code, message },
-            None => Self::forbidden("not allowed"),
-        }
-    }
 }
 
 /// A rank: an action on a user reaches only a lower one.
