@@ -33,7 +33,7 @@
 //! - [`directory`]: the copy-on-write `room -> shards` snapshot that publishers read without locks.
 //! - [`lane`]: a plain-TCP connection's socket as its shard writes it, frames encoded once.
 //! - [`transport`]: plain TCP or TLS under HTTP and WebSocket, movable between runtimes.
-//! - [`close`]: the close codes; [`metrics`]: counters.
+//! - [`close`]: the close codes; [`metrics`]: counters; [`process`]: the process's own metrics.
 //! - [`protocol`]: the wire contract; every server frame is encoded there, once.
 
 pub(crate) mod attachments;
@@ -52,6 +52,7 @@ pub(crate) mod messages;
 pub mod metrics;
 pub(crate) mod moderation;
 pub(crate) mod peer;
+pub(crate) mod process;
 pub mod protocol;
 pub(crate) mod reader;
 pub(crate) mod rooms;

@@ -169,6 +169,7 @@ impl Metrics {
         self.render_relay(&mut out);
         self.render_store(&mut out);
         self.render_latency(&mut out);
+        crate::process::Process::read().render(&mut out);
         out
     }
 

@@ -166,6 +166,11 @@ async fn health_readiness_and_metrics_answer() {
     assert!(server.metric("wsbroker_frames_out_total").await >= 3, "presence, ack, echo, ack");
     assert!(server.metric("wsbroker_fanout_latency_seconds_count").await >= 1);
     assert_eq!(server.metric("wsbroker_slow_consumer_evictions_total").await, 0);
+    // The process's own, as Prometheus's client libraries name them.
+    assert!(server.metric("process_open_fds").await > 3);
+    assert!(server.metric("process_max_fds").await > server.metric("process_open_fds").await);
+    assert!(server.metric("process_resident_memory_bytes").await > 1 << 20);
+    assert!(server.metric("process_threads").await > 1);
     let stopping = tokio::spawn(async move { server.shutdown().await });
     assert_eq!(client.closed().await.map(|c| u16::from(c.code)), Some(1001));
     assert!(stopping.await.unwrap());
