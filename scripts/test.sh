@@ -16,6 +16,8 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 # The client library's tests need Node >= 20 (its WebSocket, behind --experimental-websocket).
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+# promtool (Debian's prometheus package) checks the alert rules in deploy/prometheus/.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update -qq
@@ -40,6 +42,8 @@ if [ -x ../shared/tools/import-cycles ]; then
     *) printf 'import cycles between files:\n%s\n' "$cycles" >&2; exit 1 ;;
   esac
 fi
+echo "== the alert rules: promtool check and its unit tests"
+(cd deploy/prometheus && promtool check rules alerts.yml && promtool test rules alerts.test.yml)
 echo "== unit and integration tests (debug)"
 cargo test --workspace --all-targets
 echo "== load smoke test (release): loadgen's smoke scenario (and 5 global messages) against a real broker, nothing may be lost"

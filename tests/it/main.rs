@@ -22,6 +22,7 @@ mod fast_path;
 mod handover;
 mod http_api;
 mod moderation;
+mod operations;
 mod ordering;
 mod persistence;
 mod persistence_pg;
