@@ -425,7 +425,9 @@ export class Client extends Emitter {
     this.#inFlight.clear();
     if (this.#stopped) return this.#setState("closed");
     if (code === 4003) {
+      // Banned from the instance: it does not come back by itself, and holds no timer.
       this.#stopped = true;
+      this.#clearTimers();
       return this.#setState("banned");
     }
     if (code === 4001 && this.#options.refreshToken) {

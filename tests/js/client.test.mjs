@@ -415,5 +415,5 @@ test("a moderator mutes and unmutes over the client, the muted user is told and 
   assert.equal(ban.status, 204);
   await banned;
   assert.equal(bob.state, "banned", "it does not come back by itself");
-  olive.close();
+  for (const c of [olive, bob]) c.close();
 });
