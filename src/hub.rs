@@ -21,7 +21,7 @@ use crate::mailbox::{
 use crate::metrics::Metrics;
 use crate::protocol::{Frame, Room, UserId};
 use crate::router::Router;
-use crate::rules::{Addressee, Notice};
+use crate::rules::Notice;
 use crate::store::Store;
 
 #[derive(Debug)]
@@ -123,11 +123,7 @@ impl Hub {
     /// the other instances.
     pub fn enforce(&self, notice: Notice) {
         self.broker().notify(&notice);
-        let shard = match notice.addressee() {
-            Addressee::Room(room) => self.router().home_of(room),
-            Addressee::User(user) => self.router().shard_of_user(user),
-        };
-        self.router().deliver(shard, Delivery::Notice(Box::new(notice)));
+        self.router().enforce(notice);
     }
 
     /// Publishes into a room from outside any shard (the HTTP API): the room's home numbers,

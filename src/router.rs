@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::directory::{RoomDirectory, ShardId, ShardSet};
 use crate::mailbox::{Command, ConnId, Delivery, Inbox, Target};
 use crate::protocol::{Frame, UserId};
+use crate::rules::{Addressee, Notice};
 
 /// Capacity of a shard's command inbox: how far readers and sessions may run ahead of their shard.
 const COMMAND_INBOX: usize = 4096;
@@ -76,6 +77,16 @@ impl Router {
     /// (the same hash as a user's shard, of the room's name).
     pub fn home_of(&self, room: &str) -> ShardId {
         shard_of_user(room, self.shard_count())
+    }
+
+    /// Hands a moderation notice to the shard that enforces it here: a room's rules to its home,
+    /// a kick or an instance ban to the user's shard.
+    pub fn enforce(&self, notice: Notice) {
+        let shard = match notice.addressee() {
+            Addressee::Room(room) => self.home_of(room),
+            Addressee::User(user) => self.shard_of_user(user),
+        };
+        self.deliver(shard, Delivery::Notice(Box::new(notice)));
     }
 
     /// Sends a command, waiting while the shard's inbox is full; `false` once the shard has stopped.

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use super::caller::Caller;
 use super::{refusal, App, Body};
 use crate::moderation::{self, Action, Actor, Refused};
-use crate::protocol::{self, format_rfc3339, time_of, ErrorCode, Millis, UserId};
-use crate::store::moderation::Sanction;
+use crate::protocol::{self, format_rfc3339, time_of, ErrorCode, Millis, Room, UserId};
+use crate::store::moderation::{Ask, Found, Sanction};
 
 /// `{"user": id, "duration"?: seconds, "reason"?: text}`.
 #[derive(Deserialize)]
@@ -50,8 +50,35 @@ pub(super) async fn act(
     action: Action,
     status: StatusCode,
 ) -> Response<Body> {
-    let actor = Actor { user: caller.user.clone(), admin: caller.admin };
-    answer(moderation::act(&app.hub, &actor, action).await, status)
+    answer(moderation::act(&app.hub, &actor(caller), action).await, status)
+}
+
+/// Who the caller is, as the moderation service knows actors.
+pub(super) fn actor(caller: &Caller) -> Actor {
+    Actor { user: caller.user.clone(), admin: caller.admin }
+}
+
+/// The refusal of a caller who is not among `room`'s moderators (nor an admin); `None`: it is.
+pub(super) async fn unless_moderator(
+    app: &App,
+    caller: &Caller,
+    room: &Room,
+) -> Option<Response<Body>> {
+    moderation::may_see(&app.hub, &actor(caller), room).await.err().map(refused)
+}
+
+/// The answer to a moderation question: `body` makes the JSON of what it found (`None`: an answer
+/// of another kind, which the store never gives); a store that cannot answer is `unavailable`.
+pub(super) async fn answered(
+    app: &App,
+    ask: Ask,
+    body: impl FnOnce(Found) -> Option<Value>,
+) -> Response<Body> {
+    match moderation::ask(&app.hub, ask).await.map(body) {
+        Ok(Some(body)) => super::json(StatusCode::OK, &body),
+        Ok(None) => refused(Refused::unavailable()),
+        Err(why) => refused(why),
+    }
 }
 
 pub(super) fn sanction_json(sanction: &Sanction) -> Value {

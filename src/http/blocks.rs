@@ -6,11 +6,10 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::acting::{act, refused, sanction_json, time, user_of, OnUser};
+use super::acting::{act, answered, refused, sanction_json, time, user_of, OnUser};
 use super::caller::Caller;
-use super::{bad_request, error, json, read_json, App, Body};
-use crate::moderation::{self, Action, Refused};
-use crate::protocol;
+use super::{bad_request, error, read_json, App, Body};
+use crate::moderation::{self, Action};
 use crate::store::moderation::{Ask, Found, Kind};
 
 /// `/api/v1/chat/users/{user}/blocks...`: the user's own blocks.
@@ -26,20 +25,15 @@ pub async fn route_blocks(
     }
     match (method, rest) {
         (&Method::GET, []) => {
-            let ask = Ask::Blocks { user: user.to_owned() };
-            match moderation::ask(&app.hub, ask).await {
-                Ok(Found::Blocks(list)) => {
-                    let items: Vec<Value> = list
-                        .iter()
-                        .map(|(user, at)| json!({"user": user, "at": time(Some(*at))}))
-                        .collect();
-                    json(StatusCode::OK, &json!({ "items": items }))
-                }
-                Ok(_) => {
-                    refused(Refused::new(protocol::ErrorCode::Unavailable, "unexpected answer"))
-                }
-                Err(why) => refused(why),
-            }
+            answered(app, Ask::Blocks { user: user.to_owned() }, |found| {
+                let Found::Blocks(list) = found else { return None };
+                let items: Vec<Value> = list
+                    .iter()
+                    .map(|(user, at)| json!({"user": user, "at": time(Some(*at))}))
+                    .collect();
+                Some(json!({ "items": items }))
+            })
+            .await
         }
         (&Method::POST, []) => match read_json::<OnUser>(app, request).await {
             Ok(OnUser { user, duration: None, reason: None }) => match user_of(&user) {
@@ -69,16 +63,11 @@ pub async fn route_bans(
         (&Method::GET, []) if caller.admin => {
             let ask =
                 Ask::Sanctions { room: String::new(), kind: Kind::Ban, now: moderation::now() };
-            match moderation::ask(&app.hub, ask).await {
-                Ok(Found::Sanctions(list)) => {
-                    let items: Vec<Value> = list.iter().map(sanction_json).collect();
-                    json(StatusCode::OK, &json!({ "items": items }))
-                }
-                Ok(_) => {
-                    refused(Refused::new(protocol::ErrorCode::Unavailable, "unexpected answer"))
-                }
-                Err(why) => refused(why),
-            }
+            answered(app, ask, |found| {
+                let Found::Sanctions(list) = found else { return None };
+                Some(json!({ "items": list.iter().map(sanction_json).collect::<Vec<Value>>() }))
+            })
+            .await
         }
         (&Method::GET, []) => error(StatusCode::FORBIDDEN, "forbidden", "only an admin may"),
         (&Method::POST, []) => {

@@ -10,10 +10,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::acting::{act, refused, sanction_json, time, user_of, OnUser};
+use super::acting::{
+    act, answered, refused, sanction_json, time, unless_moderator, user_of, OnUser,
+};
 use super::caller::{query_param, Caller};
 use super::{bad_request, error, json, read_json, refusal, reports, App, Body};
-use crate::moderation::{self, Action, Actor, Refused, SettingsChange};
+use crate::moderation::{self, Action, Refused, SettingsChange};
 use crate::protocol::{self, ErrorCode, Room};
 use crate::store::moderation::{Ask, Found, Kind, Settings};
 use crate::store::Role;
@@ -122,19 +124,16 @@ async fn on_user(
 }
 
 async fn sanctions(app: &App, caller: &Caller, room: Room, kind: Kind) -> Response<Body> {
-    let actor = Actor { user: caller.user.clone(), admin: caller.admin };
-    if let Err(why) = moderation::may_see(&app.hub, &actor, &room).await {
-        return refused(why);
+    if let Some(refusal) = unless_moderator(app, caller, &room).await {
+        return refusal;
     }
     let ask = Ask::Sanctions { room: room.to_string(), kind, now: moderation::now() };
-    match moderation::ask(&app.hub, ask).await {
-        Ok(Found::Sanctions(list)) => {
-            let list: Vec<Value> = list.iter().map(sanction_json).collect();
-            json(StatusCode::OK, &json!({ "room": room, "items": list }))
-        }
-        Ok(_) => refused(Refused::new(protocol::ErrorCode::Unavailable, "unexpected answer")),
-        Err(why) => refused(why),
-    }
+    answered(app, ask, |found| {
+        let Found::Sanctions(list) = found else { return None };
+        let items: Vec<Value> = list.iter().map(sanction_json).collect();
+        Some(json!({ "room": room, "items": items }))
+    })
+    .await
 }
 
 async fn role(

@@ -7,11 +7,11 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::acting::{act, refused, time};
+use super::acting::{act, answered, time, unless_moderator};
 use super::caller::{page, query_param, Caller};
-use super::{bad_request, json, read_json, App, Body};
-use crate::moderation::{self, Action, Actor, Refused};
-use crate::protocol::{self, Room};
+use super::{bad_request, read_json, App, Body};
+use crate::moderation::Action;
+use crate::protocol::Room;
 use crate::store::moderation::{Ask, Found, Logged, Report};
 
 pub(super) async fn report(
@@ -59,9 +59,8 @@ pub(super) async fn reports(
     room: Room,
     query: Option<&str>,
 ) -> Response<Body> {
-    let actor = Actor { user: caller.user.clone(), admin: caller.admin };
-    if let Err(why) = moderation::may_see(&app.hub, &actor, &room).await {
-        return refused(why);
+    if let Some(refusal) = unless_moderator(app, caller, &room).await {
+        return refusal;
     }
     let (limit, after) = match page(query, "after") {
         Ok(page) => page,
@@ -69,15 +68,13 @@ pub(super) async fn reports(
     };
     let all = query_param(query, "all").is_some_and(|all| all == "true");
     let ask = Ask::Reports { room: Some(room.to_string()), all, after: after.unwrap_or(0), limit };
-    match moderation::ask(&app.hub, ask).await {
-        Ok(Found::Reports(list)) => {
-            let next = (list.len() as i64 == limit).then(|| list.last().map(|r| r.pos)).flatten();
-            let items: Vec<Value> = list.iter().map(report_json).collect();
-            json(StatusCode::OK, &json!({ "room": room, "items": items, "next_after": next }))
-        }
-        Ok(_) => refused(Refused::new(protocol::ErrorCode::Unavailable, "unexpected answer")),
-        Err(why) => refused(why),
-    }
+    answered(app, ask, |found| {
+        let Found::Reports(list) = found else { return None };
+        let next = (list.len() as i64 == limit).then(|| list.last().map(|r| r.pos)).flatten();
+        let items: Vec<Value> = list.iter().map(report_json).collect();
+        Some(json!({ "room": room, "items": items, "next_after": next }))
+    })
+    .await
 }
 
 pub(super) async fn resolve(
@@ -121,23 +118,19 @@ pub(super) async fn log(
     room: Room,
     query: Option<&str>,
 ) -> Response<Body> {
-    let actor = Actor { user: caller.user.clone(), admin: caller.admin };
-    if let Err(why) = moderation::may_see(&app.hub, &actor, &room).await {
-        return refused(why);
+    if let Some(refusal) = unless_moderator(app, caller, &room).await {
+        return refusal;
     }
     let (limit, before) = match page(query, "before") {
         Ok(page) => page,
         Err(message) => return bad_request(message),
     };
     let ask = Ask::Log { room: room.to_string(), before: before.unwrap_or(i64::MAX), limit };
-    match moderation::ask(&app.hub, ask).await {
-        Ok(Found::Log(lines)) => {
-            let next = (lines.len() as i64 == limit).then(|| lines.last().map(|l| l.0)).flatten();
-            let items: Vec<Value> =
-                lines.iter().map(|(pos, line)| logged_json(*pos, line)).collect();
-            json(StatusCode::OK, &json!({ "room": room, "items": items, "next_before": next }))
-        }
-        Ok(_) => refused(Refused::new(protocol::ErrorCode::Unavailable, "unexpected answer")),
-        Err(why) => refused(why),
-    }
+    answered(app, ask, |found| {
+        let Found::Log(lines) = found else { return None };
+        let next = (lines.len() as i64 == limit).then(|| lines.last().map(|l| l.0)).flatten();
+        let items: Vec<Value> = lines.iter().map(|(pos, line)| logged_json(*pos, line)).collect();
+        Some(json!({ "room": room, "items": items, "next_before": next }))
+    })
+    .await
 }

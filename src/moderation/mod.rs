@@ -190,10 +190,7 @@ impl Context<'_> {
     }
 
     async fn ask(&self, ask: Ask) -> Result<Found, Refused> {
-        match self.store.read(Read::Moderation(ask)).await {
-            Ok(Answer::Moderation(found)) => Ok(found),
-            _ => Err(Refused::unavailable()),
-        }
+        read(self.store, ask).await
     }
 
     /// Puts `room`'s rules, as the store has them now, in force on every instance.
@@ -221,6 +218,10 @@ pub async fn may_see(hub: &Hub, actor: &Actor, room: &Room) -> Result<(), Refuse
 /// Answers a moderation question (the caller checked who may ask).
 pub async fn ask(hub: &Hub, ask: Ask) -> Result<Found, Refused> {
     let store = hub.store().ok_or_else(|| Refused::not_found("this server keeps no rooms"))?;
+    read(store, ask).await
+}
+
+async fn read(store: &Store, ask: Ask) -> Result<Found, Refused> {
     match store.read(Read::Moderation(ask)).await {
         Ok(Answer::Moderation(found)) => Ok(found),
         _ => Err(Refused::unavailable()),

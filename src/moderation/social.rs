@@ -19,9 +19,7 @@ pub(super) async fn act(context: &Context<'_>, action: &Action) -> Result<(), Re
             report(context, action, room, (message, from.clone()), reason).await
         }
         Action::Resolve { room, report, resolution } => {
-            let actor =
-                super::Actor { user: context.actor.user.clone(), admin: context.actor.admin };
-            super::may_see(context.hub, &actor, room).await?;
+            super::may_see(context.hub, context.actor, room).await?;
             let act = Act::Resolve {
                 room: room.to_string(),
                 report: *report,

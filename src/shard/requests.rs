@@ -184,8 +184,9 @@ impl Shard {
         if let Some(room) = chat.room.as_ref().filter(|room| !self.cache.is_member(conn, room)) {
             return Some(not_member(id, room));
         }
-        let checks = chat.reply_to.is_some() || super::replies::names_files(&chat);
-        if checks && self.hub.store().is_some() {
+        // Without a store there is nothing to look up (and no file to carry).
+        let stored = self.hub.store().is_some();
+        if stored && (chat.reply_to.is_some() || super::replies::names_files(&chat)) {
             return self.check_reply(conn, id, user, chat);
         }
         self.chat_accepted(conn, id, user, chat)

@@ -371,13 +371,7 @@ impl Relay {
             return;
         }
         match serde_json::from_str::<crate::rules::Notice>(json.as_str()) {
-            Ok(notice) => {
-                let shard = match notice.addressee() {
-                    crate::rules::Addressee::Room(room) => self.router.home_of(room),
-                    crate::rules::Addressee::User(user) => self.router.shard_of_user(user),
-                };
-                self.router.deliver(shard, Delivery::Notice(Box::new(notice)));
-            }
+            Ok(notice) => self.router.enforce(notice),
             Err(err) => tracing::warn!(%err, "ignored a moderation notice that does not parse"),
         }
     }
