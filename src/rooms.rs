@@ -105,12 +105,16 @@ fn born_by_joining(room: &str, user: &str) -> (RoomInfo, Vec<String>) {
 }
 
 /// The room and `user`'s role in it.
-async fn room_and_role(
+pub async fn room_and_role(
     store: &Store,
     room: &str,
     user: &str,
 ) -> Result<(Option<RoomInfo>, Option<Role>), Unavailable> {
-    standing(store, room, user).await.map(|(info, role, _)| (info, role))
+    let read = Read::Access { room: room.to_owned(), user: user.to_owned(), bar: false };
+    match store.read(read).await? {
+        Answer::Access { room, role, .. } => Ok((room, role)),
+        _ => Err(Unavailable),
+    }
 }
 
 /// The room, `user`'s role in it, and what keeps the user out of it.
@@ -119,7 +123,7 @@ pub async fn standing(
     room: &str,
     user: &str,
 ) -> Result<(Option<RoomInfo>, Option<Role>, Option<Bar>), Unavailable> {
-    let read = Read::Access { room: room.to_owned(), user: user.to_owned() };
+    let read = Read::Access { room: room.to_owned(), user: user.to_owned(), bar: true };
     match store.read(read).await? {
         Answer::Access { room, role, bar } => Ok((room, role, bar)),
         _ => Err(Unavailable),

@@ -155,7 +155,7 @@ fn check_reason(hub: &Hub, reason: Option<&str>) -> Result<(), Refused> {
 impl Context<'_> {
     /// The actor's and `user`'s ranks in `room` (which must exist).
     async fn ranks(&self, room: &Room, user: Option<&str>) -> Result<(Rank, Rank), Refused> {
-        let (info, role, _) = crate::rooms::standing(self.store, room, self.name)
+        let (info, role) = crate::rooms::room_and_role(self.store, room, self.name)
             .await
             .map_err(|_| Refused::unavailable())?;
         if info.is_none() {
@@ -164,7 +164,7 @@ impl Context<'_> {
         let actor = rank(role, self.actor.admin);
         let target = match user {
             Some(user) => {
-                let (_, role, _) = crate::rooms::standing(self.store, room, user)
+                let (_, role) = crate::rooms::room_and_role(self.store, room, user)
                     .await
                     .map_err(|_| Refused::unavailable())?;
                 rank(role, false)

@@ -84,10 +84,13 @@ pub enum Read {
         room: String,
         sent_since: Millis,
     },
-    /// A room, and the role in it of `user` (when a participant).
+    /// A room, and the role in it of `user` (when a participant); with `bar`, also what keeps
+    /// the user out of it (a ban, a block, an archive: three more lookups, asked only by joins,
+    /// adds, reads and uploads).
     Access {
         room: String,
         user: String,
+        bar: bool,
     },
     /// Public rooms and the rooms `user` takes part in, by name, after `after`.
     Rooms {
@@ -232,7 +235,7 @@ pub fn read(engine: &mut dyn Engine, read: &Read) -> Result<Answer, StoreError> 
             versions.collect::<Result<_, StoreError>>().map(Answer::Versions)
         }
         Read::StreamHead { room, sent_since } => stream(engine, room, *sent_since),
-        Read::Access { room, user } => access(engine, room, user),
+        Read::Access { room, user, bar } => access(engine, room, user, *bar),
         Read::Rooms { user, after, limit } => rooms(engine, user, after.as_deref(), *limit),
         Read::Participants { room } => {
             let rows = engine.query(
@@ -307,14 +310,21 @@ fn stream(engine: &mut dyn Engine, room: &str, sent_since: Millis) -> Result<Ans
     Ok(Answer::StreamHead { newest, sent })
 }
 
-fn access(engine: &mut dyn Engine, room: &str, user: &str) -> Result<Answer, StoreError> {
+fn access(
+    engine: &mut dyn Engine,
+    room: &str,
+    user: &str,
+    with_bar: bool,
+) -> Result<Answer, StoreError> {
     let rows = engine.query(
         "SELECT id, type, created_at, created_by, metadata FROM chat_rooms WHERE id = ?1",
         &[text(room)],
     )?;
     let room_info = rows.first().map(|row| room_of(row)).transpose()?;
     let role = if room_info.is_some() { role_of(engine, room, user)? } else { None };
-    let bar = super::moderation::bar(engine, room, user, millis(std::time::SystemTime::now()))?;
+    // A direct room not yet made is barred too (a blocked user cannot open it).
+    let now = millis(std::time::SystemTime::now());
+    let bar = if with_bar { super::moderation::bar(engine, room, user, now)? } else { None };
     Ok(Answer::Access { room: room_info, role, bar })
 }
 

@@ -110,13 +110,13 @@ fn rooms_and_participants(engine: &mut dyn Engine) {
     );
     assert_eq!(created, [Outcome::Done, Outcome::Exists, Outcome::Done, Outcome::Done]);
     let Answer::Access { room: Some(team), role, bar: None } =
-        read(engine, Read::Access { room: "team".into(), user: "alice".into() })
+        read(engine, Read::Access { room: "team".into(), user: "alice".into(), bar: false })
     else {
         panic!("team exists")
     };
     assert_eq!((team.kind, role), (RoomType::Private, Some(Role::Owner)), "the creator owns it");
     let Answer::Access { room: Some(lobby), role: None, bar: None } =
-        read(engine, Read::Access { room: "lobby".into(), user: "dave".into() })
+        read(engine, Read::Access { room: "lobby".into(), user: "dave".into(), bar: false })
     else {
         panic!("an ensured room keeps its first creation")
     };

@@ -33,7 +33,9 @@ fn ask(engine: &mut dyn Engine, question: Ask) -> Found {
 }
 
 fn bar(engine: &mut dyn Engine, room: &str, user: &str) -> Option<Bar> {
-    match ops::read(engine, &Read::Access { room: room.into(), user: user.into() }).unwrap() {
+    match ops::read(engine, &Read::Access { room: room.into(), user: user.into(), bar: true })
+        .unwrap()
+    {
         Answer::Access { bar, .. } => bar,
         other => panic!("{other:?}"),
     }
