@@ -31,6 +31,8 @@ for component in rustfmt clippy; do
 done
 
 export CARGO_TERM_COLOR=never
+# Each step that runs tests has a deadline (`timeout`): a hang fails the run with the step's name
+# instead of holding CI up until its own limit.
 echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
@@ -45,7 +47,7 @@ fi
 echo "== the alert rules: promtool check and its unit tests"
 (cd deploy/prometheus && promtool check rules alerts.yml && promtool test rules alerts.test.yml)
 echo "== unit and integration tests (debug)"
-cargo test --workspace --all-targets
+timeout 45m cargo test --workspace --all-targets
 echo "== load smoke test (release): loadgen's smoke scenario (and 5 global messages) against a real broker, nothing may be lost"
 cargo build --release --workspace
 . scripts/lib.sh
@@ -61,8 +63,9 @@ target/release/loadgen --url "$broker_url" --scenario smoke --assert-clean
 stop_broker
 echo "== the JavaScript client library in Node, against real brokers (debug build)"
 cargo build --bin wsbroker
-node --experimental-websocket --test tests/js/
+# A test that hangs fails after 2 minutes instead of holding the run (and CI) up.
+timeout 10m node --experimental-websocket --test --test-timeout=120000 tests/js/
 echo "== the web page in a real browser (Chromium driven by Playwright)"
-python3 tests/browser/test_chat.py
+timeout 20m python3 tests/browser/test_chat.py
 echo "== concurrency test (release)"
-cargo test --release --test it concurrency
+timeout 20m cargo test --release --test it concurrency

@@ -129,6 +129,12 @@ pub enum Delivery {
         id: String,
         seq: Option<u64>,
     },
+    /// The writer committed a room message homed on this shard that nobody waits for: the home
+    /// publishes what it held up to `seq`.
+    RoomCommitted {
+        room: Room,
+        seq: u64,
+    },
     /// At the sender's shard: a chat of `user` sent on `conn` is in (committed with a store,
     /// numbered without one): ack it, with its seq when it has one (and any retry waiting for it).
     Stored {

@@ -318,6 +318,9 @@ impl Shard {
         id: String,
         seq: Option<u64>,
     ) {
+        if let (Some(room), Some(seq)) = (&room, seq) {
+            self.on_room_committed(room, seq);
+        }
         if let Some(room) = &room {
             self.note_unread(room);
         }

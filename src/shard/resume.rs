@@ -86,9 +86,9 @@ impl Shard {
     }
 
     /// Reads the messages after the resume point up to `upto` from the store, off the shard; the
-    /// answer is made here once they are back. A room's messages go out before the writer commits
-    /// them, so one that has left the window may not be in the store yet: the read waits for every
-    /// write this home handed over so far (a barrier queued behind them).
+    /// answer is made here once they are back. In cluster mode a room's messages go out before the
+    /// writer commits them, so one that has left the window may not be in the store yet: the read
+    /// waits for every write this instance handed over so far (a barrier queued behind them).
     pub(super) fn read_stored(&self, request: ReplayRequest, upto: u64) {
         let (hub, shard) = (self.hub.clone(), self.id);
         let committed = hub.store().map(|store| store.write_awaitable(Write::Barrier));

@@ -6,11 +6,16 @@
 //! stream is read from the store. The home of a room is found by hashing its name, as a user's
 //! shard is found from its id. Must not: number a room it is not the home of.
 //!
-//! A room message reaches its home (a hop when the sender's shard is another), which stamps it,
-//! encodes it once with its seq, hands it to the store (when there is one) and publishes it: to its
-//! own members, then one delivery to every other shard with members. Deliveries between two shards
-//! keep their order, so the seq order holds at every member. The sender's shard acks (with the seq)
-//! once the home says the message is in: committed with a store, stamped without one.
+//! A room message reaches its home (a hop when the sender's shard is another), which stamps it and
+//! encodes it once with its seq. With a store, it hands the message to the writer and holds the
+//! frame until the writer says it is committed; without one, it goes on at once. Then the home
+//! publishes it: to its own members, then one delivery to every other shard with members.
+//! Deliveries between two shards keep their order, so the seq order holds at every member. The
+//! sender's shard acks (with the seq) after that fan-out.
+//!
+//! Nobody sees a message before it is committed: a crash between the numbering and the commit
+//! loses a message nobody saw, and its seq is given again after the restart without a client
+//! mistaking the new message for one it had (`since` never names a seq the store lacks).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -39,7 +44,12 @@ pub(super) enum RoomStream {
 #[derive(Debug)]
 pub(super) struct Ready {
     pub epoch: Arc<str>,
+    /// The last seq published (fanned out): what a resume may have seen.
     pub last: u64,
+    /// The last seq given: `last`, or beyond it while the store commits `uncommitted`.
+    numbered: u64,
+    /// Numbered and handed to the store, not committed yet: held, in seq order.
+    uncommitted: VecDeque<(u64, Frame)>,
     /// The last `--recovery-window` messages (seq, frame), for resumes.
     pub window: VecDeque<(u64, Frame)>,
     /// Resumes reading the store for the part before the window: the first seq each needs the
@@ -56,13 +66,21 @@ const MAX_PINNED: usize = 10_000;
 impl Ready {
     fn new(epoch: Arc<str>, last: u64) -> Self {
         let sent_before = SentBefore::default();
-        Self { epoch, last, window: VecDeque::new(), pins: Vec::new(), sent_before }
+        let (window, uncommitted) = (VecDeque::new(), VecDeque::new());
+        Self { epoch, last, numbered: last, uncommitted, window, pins: Vec::new(), sent_before }
+    }
+
+    /// The held messages committed up to `seq`, to publish now, in order.
+    fn committed(&mut self, seq: u64) -> Vec<(u64, Frame)> {
+        let held = self.uncommitted.iter().take_while(|(numbered, _)| *numbered <= seq).count();
+        self.uncommitted.drain(..held).collect()
     }
 
     /// `seq` is the stream's last now; its frame is kept among the last `window` (and whatever a
     /// read of the store in flight still needs).
     pub fn record(&mut self, seq: u64, frame: Frame, window: usize) {
         self.last = seq;
+        self.numbered = self.numbered.max(seq);
         self.window.push_back((seq, frame));
         let pinned = self.pins.iter().min().copied().unwrap_or(u64::MAX);
         while self.window.len() > window {
@@ -228,8 +246,9 @@ impl Shard {
         waiting.into_iter().for_each(|waiting| self.run_waiting(waiting));
     }
 
-    /// Numbers the message, encodes it once, hands it to the store and publishes it; a resend of
-    /// one stored before this start is acked with its seq instead, and goes nowhere.
+    /// Numbers the message and encodes it once; publishes it now without a store, or hands it to
+    /// the store and holds it until its commit ([`Self::on_room_committed`]). A resend of one
+    /// stored before this start is acked with its seq instead, and goes nowhere.
     fn stamp(&mut self, item: ToSequence) {
         let Some(RoomStream::Ready(ready)) = self.streams.rooms.get_mut(&item.room) else {
             unreachable!("stamped only once the stream is ready")
@@ -238,7 +257,7 @@ impl Shard {
             let ToSequence { room, id, sender, origin, .. } = item;
             return self.tell_stamped(origin, &room, id, &sender, seq);
         }
-        let (seq, epoch) = (ready.last + 1, Arc::clone(&ready.epoch));
+        let (seq, epoch) = (ready.numbered + 1, Arc::clone(&ready.epoch));
         let frame = protocol::room_message_frame(Published {
             kind: item.kind,
             id: &item.id,
@@ -249,25 +268,36 @@ impl Shard {
             stream: Some((seq, &epoch)),
             annotations: Annotations::default(),
         });
-        let message = self.hub.store().map(|_| stored_message(&item, seq, &epoch));
-        let ToSequence { room, id, sender, origin, .. } = item;
-        // With a store, the writer tells the origin once committed; without, it is told here.
-        let untold = match message {
-            None => Some(origin),
-            Some(message) => {
-                if !self.hand_to_store(message, origin, seq) {
-                    return;
-                }
-                None
-            }
+        let Some(message) = self.hub.store().map(|_| stored_message(&item, seq, &epoch)) else {
+            let ToSequence { room, id, sender, origin, .. } = item;
+            self.publish_numbered(&room, seq, frame);
+            return self.tell_stamped(origin, &room, id, &sender, seq);
         };
-        let window = self.hub.settings().recovery_window;
+        let room = item.room.clone();
+        if !self.hand_to_store(message, item.origin, seq) {
+            return;
+        }
         if let Some(RoomStream::Ready(ready)) = self.streams.rooms.get_mut(&room) {
+            ready.numbered = seq;
+            ready.uncommitted.push_back((seq, frame));
+        }
+    }
+
+    /// Into the window, then to the members.
+    fn publish_numbered(&mut self, room: &Room, seq: u64, frame: Frame) {
+        let window = self.hub.settings().recovery_window;
+        if let Some(RoomStream::Ready(ready)) = self.streams.rooms.get_mut(room) {
             ready.record(seq, frame.clone(), window);
         }
-        self.fan_out_room(&room, seq, frame);
-        if let Some(origin) = untold {
-            self.tell_stamped(origin, &room, id, &sender, seq);
+        self.fan_out_room(room, seq, frame);
+    }
+
+    /// The writer committed `room`'s messages up to `seq`: the ones held for it are published, in
+    /// order. (Nothing is held in cluster mode, where the sequencer publishes.)
+    pub(super) fn on_room_committed(&mut self, room: &Room, seq: u64) {
+        let Some(RoomStream::Ready(ready)) = self.streams.rooms.get_mut(room) else { return };
+        for (seq, frame) in ready.committed(seq) {
+            self.publish_numbered(room, seq, frame);
         }
     }
 
@@ -310,7 +340,9 @@ impl Shard {
                 id: id.to_owned(),
                 seq: Some(seq),
             },
-            Origin::Connection { .. } => Completion::None,
+            Origin::Connection { .. } => {
+                Completion::Room { home: self.id, room: room.clone(), seq }
+            }
             Origin::Reply(reply) => {
                 Completion::Sequenced { home: self.id, room: room.clone(), reply, seq }
             }

@@ -91,6 +91,7 @@ impl Shard {
         reply: oneshot::Sender<Option<u64>>,
         seq: u64,
     ) {
+        self.on_room_committed(&room, seq);
         self.note_unread(&room);
         if self.awaits_hearing(&room, seq) {
             let answer = Delivery::Numbered { room: room.clone(), reply, seq };

@@ -28,6 +28,8 @@ pub enum Completion {
     /// An HTTP publish into a room waits for its seq, answered by the room's home (`home`) after its
     /// fan-out of the message.
     Sequenced { home: ShardId, room: Room, reply: oneshot::Sender<Option<u64>>, seq: u64 },
+    /// A room message nobody waits for: its room's home publishes it (`Delivery::RoomCommitted`).
+    Room { home: ShardId, room: Room, seq: u64 },
     /// A caller waits for the outcome.
     Reply(oneshot::Sender<Result<Outcome, StoreError>>),
     /// Nobody waits (presence, rooms created by being joined).

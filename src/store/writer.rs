@@ -182,6 +182,9 @@ impl Writer {
             Completion::Sequenced { home, room, reply, seq } => {
                 self.router.deliver(home, Delivery::Numbered { room, reply, seq })
             }
+            Completion::Room { home, room, seq } => {
+                self.router.deliver(home, Delivery::RoomCommitted { room, seq })
+            }
             Completion::Reply(reply) => drop(reply.send(Ok(outcome))),
             Completion::None => {}
         }

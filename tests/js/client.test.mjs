@@ -11,7 +11,19 @@ import { Broker, once } from "./broker.mjs";
 
 const QUICK = { backoffMs: 50, maxBackoffMs: 500, pingIntervalMs: 200, answerTimeoutMs: 1000 };
 const brokers = [];
-after(() => Promise.all(brokers.map((broker) => broker.stop())));
+const clients = [];
+// Whatever a test left open (it failed half-way) is closed, so the run ends: a client left
+// reconnecting would keep Node alive.
+after(() => {
+  clients.forEach((made) => made.close());
+  return Promise.all(brokers.map((broker) => broker.stop()));
+});
+
+/** A client of the test's, closed after the run whatever happens. */
+function track(made) {
+  clients.push(made);
+  return made;
+}
 
 async function broker(args) {
   const started = await Broker.start(args);
@@ -20,7 +32,7 @@ async function broker(args) {
 }
 
 async function client(broker, user, options = {}) {
-  const made = new Client({ url: broker.url, user, ...QUICK, ...options });
+  const made = track(new Client({ url: broker.url, user, ...QUICK, ...options }));
   made.connect();
   await once(made, "state", ({ state }) => state === "live");
   return made;
@@ -152,23 +164,23 @@ test("a token about to expire is refreshed through the callback, on the same con
 
 test("500 clients dropped at once all come back and resume", async () => {
   const server = await broker(["--rate-limit", "0"]);
-  const clients = [];
+  const storm = [];
   for (let i = 0; i < 500; i++) {
-    clients.push(new Client({ url: server.url, user: `u${i}`, ...QUICK, answerTimeoutMs: 5000, maxBackoffMs: 2000 }));
+    storm.push(track(new Client({ url: server.url, user: `u${i}`, ...QUICK, answerTimeoutMs: 5000, maxBackoffMs: 2000 })));
   }
-  await Promise.all(clients.map(async (c) => {
+  await Promise.all(storm.map(async (c) => {
     c.connect();
     await c.join("storm");
   }));
-  const listener = clients[0];
+  const listener = storm[0];
   const got = received(listener, "storm");
   await server.kill();
   await server.restart();
-  await until(() => clients.every((c) => c.state === "live"), "every client live again");
-  const ids = clients.slice(1, 51).map((c, i) => c.send("storm", { content: `s${i}` }));
+  await until(() => storm.every((c) => c.state === "live"), "every client live again");
+  const ids = storm.slice(1, 51).map((c, i) => c.send("storm", { content: `s${i}` }));
   await until(() => got.length === ids.length, "the listener got the 50 chats sent after the storm");
   assert.equal(new Set(got).size, ids.length, "each once");
-  clients.forEach((c) => c.close());
+  storm.forEach((c) => c.close());
 });
 
 test("a conversation someone opens with this user is told to it, and joining it delivers its messages", async () => {
@@ -201,7 +213,7 @@ test("a chat owed when its client goes away is sent by the next client on the sa
   first.close(); // the page goes away with the chat unacked
   await server.restart();
   await until(() => bob.state === "live", "bob back in the room"); // he has no seq to resume from
-  const second = new Client({ url: server.url, user: "alice", ...QUICK, outboxStore: storageOutbox(storage) });
+  const second = track(new Client({ url: server.url, user: "alice", ...QUICK, outboxStore: storageOutbox(storage) }));
   assert.deepEqual([...second.outbox.chats.keys()], [id], "the chat is still owed");
   const acked = once(second, "acked", (ack) => ack.id === id);
   second.connect();
