@@ -45,3 +45,23 @@ pub const BANNED: CloseReason = CloseReason { code: 4003, reason: "banned", drai
 /// 4001: the connection's token expired (plus `--jwt-leeway`) without a `refresh`.
 pub const TOKEN_EXPIRED: CloseReason =
     CloseReason { code: 4001, reason: "token expired", drain: false };
+
+/// Every reason the broker closes with, in one list (the metrics count closes by it).
+pub const ALL: [CloseReason; 9] = [
+    SHUTTING_DOWN,
+    PROTOCOL_ERROR,
+    SLOW_CONSUMER,
+    FLOODING,
+    MESSAGE_TOO_BIG,
+    IDLE_TIMEOUT,
+    INVALID_PAYLOAD,
+    BANNED,
+    TOKEN_EXPIRED,
+];
+
+impl CloseReason {
+    /// Its place in [`ALL`].
+    pub fn index(&self) -> usize {
+        ALL.iter().position(|known| known == self).expect("every close reason is in ALL")
+    }
+}

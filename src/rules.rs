@@ -69,6 +69,15 @@ impl RoomRules {
 }
 
 impl Refusal {
+    /// The error code its frame carries.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Muted { .. } => ErrorCode::Muted,
+            Self::SlowMode { .. } => ErrorCode::SlowMode,
+            Self::Archived => ErrorCode::Forbidden,
+        }
+    }
+
     /// The error frame a refused chat's sender gets.
     pub fn frame(&self, id: Option<&str>, room: &str) -> Frame {
         match self {

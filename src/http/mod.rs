@@ -121,6 +121,19 @@ impl App {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// Why `/readyz` answers 503 (draining, Redis or the store away), or `None`: ready.
+    fn unready(&self) -> Option<&'static str> {
+        if self.is_draining() {
+            Some("draining")
+        } else if !self.hub.broker().is_ready() {
+            Some("redis_unavailable")
+        } else if self.hub.store().is_some_and(|store| !store.is_up()) {
+            Some("database_unavailable")
+        } else {
+            None
+        }
+    }
+
     fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
@@ -142,7 +155,22 @@ pub async fn handle(
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = request.method().clone();
-    let response = match (method, segments.as_slice()) {
+    let started = std::time::Instant::now();
+    let response = route(app, request, &method, &segments, remote).await;
+    let status = response.status().as_u16();
+    app.hub.metrics().http.record(method.as_str(), &segments, status, started.elapsed());
+    Ok(response)
+}
+
+/// The answer to one request, by its method and path.
+async fn route(
+    app: &App,
+    request: Request<Incoming>,
+    method: &Method,
+    segments: &[&str],
+    remote: SocketAddr,
+) -> Response<Body> {
+    match (method.clone(), segments) {
         (Method::GET, ["api", "chat-api", "ws"] | ["ws"] | ["ws", "chat"]) => {
             ws::upgrade(app, request, None, remote).await
         }
@@ -156,22 +184,13 @@ pub async fn handle(
         (Method::GET, ["web", file]) => web::serve(app, &request, file),
         (Method::GET, ["favicon.ico"]) => web::no_icon(),
         (Method::GET, ["healthz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-        (Method::GET, ["readyz"]) if app.is_draining() => {
-            json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "draining"}))
-        }
-        (Method::GET, ["readyz"]) if !app.hub.broker().is_ready() => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({"status": "redis_unavailable"}),
-        ),
-        (Method::GET, ["readyz"]) if app.hub.store().is_some_and(|store| !store.is_up()) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({"status": "database_unavailable"}),
-        ),
-        (Method::GET, ["readyz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        (Method::GET, ["readyz"]) => match app.unready() {
+            Some(why) => json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": why})),
+            None => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        },
         (Method::GET, ["metrics"]) => metrics(app),
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
-    };
-    Ok(response)
+    }
 }
 
 fn decoded_segments(path: &str) -> Option<Vec<String>> {
@@ -181,8 +200,12 @@ fn decoded_segments(path: &str) -> Option<Vec<String>> {
 }
 
 fn metrics(app: &App) -> Response<Body> {
-    let mut response =
-        Response::new(full(app.hub.metrics().render(app.hub.directory().room_count())));
+    let mut response = Response::new(full(app.hub.metrics().render(crate::metrics::Scrape {
+        rooms: app.hub.directory().room_count(),
+        ready: app.unready().is_none(),
+        redis: app.hub.settings().redis_url.is_some(),
+        store: app.hub.store().is_some(),
+    })));
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     response.headers_mut().insert(CONTENT_TYPE, content_type);
     response

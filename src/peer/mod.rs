@@ -52,6 +52,17 @@ pub enum Ended {
     Gone(String),
 }
 
+impl Ended {
+    /// How the metrics count it.
+    pub fn cause(&self) -> metrics::EndCause {
+        match self {
+            Self::ClientClosed => metrics::EndCause::Client,
+            Self::Closed(reason) => metrics::EndCause::Server(*reason),
+            Self::Gone(_) => metrics::EndCause::Lost,
+        }
+    }
+}
+
 impl std::fmt::Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

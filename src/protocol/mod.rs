@@ -18,9 +18,10 @@ pub use mine::{receipt_frame, room_added_frame, room_removed_frame, unread_frame
 pub use moderate::Moderate;
 pub use moderation::{moderation_frame, room_settings_frame, Moderated, RoomSettings};
 pub use outbound::{
-    ack_frame, error_frame, history_frame, message_frame, message_frame_at, refusal_frame,
-    reply_frame, resumed_frame, room_message_frame, room_message_parts, token_expiring_frame,
-    Annotations, Next, Published, Resumed, Unrecovered, STAMP_MID, STAMP_TAIL,
+    ack_frame, error_frame, errors_made, history_frame, message_frame, message_frame_at,
+    refusal_frame, reply_frame, resumed_frame, room_message_frame, room_message_parts,
+    token_expiring_frame, Annotations, Next, Published, Resumed, Unrecovered, STAMP_MID,
+    STAMP_TAIL,
 };
 pub use presence::{
     presence_batch_frame, presence_event_frame, presence_list_frame, typing_batch_frame,
@@ -199,6 +200,24 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (`code as usize` is its place).
+    pub const ALL: [ErrorCode; 14] = [
+        Self::BadRequest,
+        Self::UnknownType,
+        Self::ContentTooLong,
+        Self::NotMember,
+        Self::Forbidden,
+        Self::RateLimited,
+        Self::Unauthorized,
+        Self::Unavailable,
+        Self::NotFound,
+        Self::Conflict,
+        Self::Muted,
+        Self::SlowMode,
+        Self::TooLarge,
+        Self::QuotaExceeded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::BadRequest => "bad_request",

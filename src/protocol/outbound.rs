@@ -3,6 +3,7 @@
 //! Owns: the envelope `{id,type,room,from,data,timestamp}` as it is serialized, and one constructor
 //! per kind of server frame. Must not: parse anything; a constructor takes validated values.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -202,7 +203,18 @@ fn plain_frame<D: Serialize>(
 }
 
 /// `{"type":"error","id":...,"data":{"code":...,"message":...}}`.
+/// Error frames made for clients, by code (its place in [`ErrorCode::ALL`]): the process's count,
+/// read by `/metrics`. Errors are rare, so one shared counter per code costs nothing.
+static ERRORS: [AtomicU64; ErrorCode::ALL.len()] =
+    [const { AtomicU64::new(0) }; ErrorCode::ALL.len()];
+
+/// How many error frames with `code` this process has made.
+pub fn errors_made(code: ErrorCode) -> u64 {
+    ERRORS[code as usize].load(Relaxed)
+}
+
 pub fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Frame {
+    ERRORS[code as usize].fetch_add(1, Relaxed);
     #[derive(Serialize)]
     struct ErrorData<'a> {
         code: &'a str,
@@ -229,6 +241,7 @@ pub fn refusal_frame(
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<i64>,
     }
+    ERRORS[code as usize].fetch_add(1, Relaxed);
     let data = RefusalData { code: code.as_str(), message, until, retry_after_ms };
     data_frame(MessageType::Error, id, None, data)
 }

@@ -233,3 +233,10 @@ fn a_stamp_made_from_the_parts_is_the_frame_stamped_here() {
     let stamped = room_message_frame(Published { stream: Some((42, "e0f1")), ..message });
     assert_eq!(joined, stamped.as_str());
 }
+
+#[test]
+fn every_error_code_is_listed_once_at_its_place() {
+    for (at, code) in ErrorCode::ALL.into_iter().enumerate() {
+        assert_eq!(code as usize, at, "{code:?}");
+    }
+}

@@ -224,6 +224,7 @@ impl Reader {
         conn.lane.detach();
         tracing::debug!(conn = id, user = %conn.user, %ended, "connection ended");
         let (hub, shard) = (&self.shared.hub, self.shared.shard);
+        hub.metrics().shard(shard).labelled.ended(ended.cause());
         hub.router().unregister(shard, id).await;
         drop(conn);
     }

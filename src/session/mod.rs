@@ -60,6 +60,7 @@ impl Session {
     pub async fn run<H>(mut self, mut socket: Socket, held: H) {
         let ended = self.serve(&mut socket).await;
         tracing::debug!(conn = self.conn, user = %self.user, %ended, "connection ended");
+        self.hub.metrics().shard(self.shard).labelled.ended(ended.cause());
         self.unregister().await;
         drop(held);
     }

@@ -45,7 +45,7 @@ impl Shard {
         let Some((user, _)) = self.who(conn) else { return self.order.forget(conn) };
         let frame = match refused {
             None => self.chat_accepted(conn, id.as_deref(), user, chat),
-            Some((code, message)) => Some(protocol::error_frame(id.as_deref(), code, &message)),
+            Some((code, message)) => Some(self.chat_refused(id.as_deref(), code, &message)),
         };
         if let Some(frame) = frame {
             self.reply(conn, frame);

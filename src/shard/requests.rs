@@ -177,11 +177,12 @@ impl Shard {
             }
             Pace::Refused => {
                 let message = "too many messages: slow down";
-                return Some(protocol::error_frame(id, ErrorCode::RateLimited, message));
+                return Some(self.chat_refused(id, ErrorCode::RateLimited, message));
             }
             Pace::Allowed => {}
         }
         if let Some(room) = chat.room.as_ref().filter(|room| !self.cache.is_member(conn, room)) {
+            self.counters().labelled.chat_refused(ErrorCode::NotMember);
             return Some(not_member(id, room));
         }
         // Without a store there is nothing to look up (and no file to carry).
@@ -190,6 +191,12 @@ impl Shard {
             return self.check_reply(conn, id, user, chat);
         }
         self.chat_accepted(conn, id, user, chat)
+    }
+
+    /// The error a chat is refused with, counted.
+    pub(super) fn chat_refused(&self, id: Option<&str>, code: ErrorCode, message: &str) -> Frame {
+        self.counters().labelled.chat_refused(code);
+        protocol::error_frame(id, code, message)
     }
 
     /// A chat the rules let through (and whose reply target is checked): sent on, or refused while
@@ -203,13 +210,14 @@ impl Shard {
     ) -> Option<Frame> {
         if self.quiescing {
             let message = "the broker is shutting down; resend after reconnecting";
-            return Some(protocol::error_frame(id, ErrorCode::Unavailable, message));
+            return Some(self.chat_refused(id, ErrorCode::Unavailable, message));
         }
         match chat.room.clone() {
             Some(room) => self.chat_send_home(conn, id, user, room, chat),
             _ if self.hub.store().is_none() => {
                 let frame = chat.frame(&user);
                 self.publish(chat.room.map_or(Target::All, Target::Room), frame);
+                self.counters().labelled.chat_accepted();
                 ack(id)
             }
             _ => self.store_and_publish(conn, id, user, chat),
@@ -298,7 +306,7 @@ impl Shard {
         if store.write(Write::Message(message), done).is_err() {
             self.dedup.forget(&user, room, message_id);
             let message = protocol::STORE_UNAVAILABLE;
-            return Some(protocol::error_frame(id, ErrorCode::Unavailable, message));
+            return Some(self.chat_refused(id, ErrorCode::Unavailable, message));
         }
         if id.is_some() {
             self.order.chat_sent(conn);
@@ -349,6 +357,7 @@ impl Shard {
         if waiting.is_empty() {
             waiting.push(conn);
         }
+        self.counters().labelled.chat_accepted();
         for conn in waiting {
             self.reply(conn, protocol::ack_frame(Some(&id), seq));
         }
@@ -371,6 +380,8 @@ impl Shard {
             waiting.push(conn);
         }
         let message = protocol::STORE_UNAVAILABLE;
+        let code = why.as_ref().map_or(ErrorCode::Unavailable, Refusal::code);
+        self.counters().labelled.chat_refused(code);
         let frame = match why {
             Some(why) => why.frame(Some(&id), &room),
             None => protocol::error_frame(Some(&id), ErrorCode::Unavailable, message),

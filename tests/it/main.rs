@@ -29,6 +29,7 @@ mod persistence;
 mod persistence_pg;
 mod postgres_server;
 mod presence_storm;
+mod prometheus;
 mod reactions;
 mod read_state;
 mod redis_server;

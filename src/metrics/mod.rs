@@ -11,6 +11,12 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+mod http;
+mod labelled;
+
+pub use http::HttpCounters;
+pub use labelled::{EndCause, Labelled};
+
 /// Upper bounds of the fan-out latency buckets, in microseconds.
 const LATENCY_BOUNDS_US: [u64; 14] = [
     25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
@@ -49,6 +55,8 @@ pub struct ShardCounters {
     pub partial_writes: AtomicU64,
     /// From a publish being accepted to its frame sitting in every local recipient's queue.
     pub fanout_latency: LatencyHistogram,
+    /// Chats accepted and refused, connection ends: by label.
+    pub labelled: Labelled,
 }
 
 /// The Redis relay's counters (written by the relay thread, and by publishers for drops).
@@ -84,6 +92,19 @@ pub struct StoreCounters {
     pub read_latency: LatencyHistogram,
 }
 
+/// What a scrape needs to know of the instance besides its counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Scrape {
+    /// Rooms with members here (the directory's count).
+    pub rooms: usize,
+    /// Whether `/readyz` answers 200.
+    pub ready: bool,
+    /// Cluster mode: it uses Redis.
+    pub redis: bool,
+    /// It has a store.
+    pub store: bool,
+}
+
 /// Picks one counter out of a shard's block.
 type CounterField = fn(&ShardCounters) -> &AtomicU64;
 
@@ -98,12 +119,14 @@ pub struct Metrics {
     pub relay: Arc<RelayCounters>,
     /// Shared with the store's writer, readers and handles.
     pub store: Arc<StoreCounters>,
+    /// Written by the HTTP handlers.
+    pub http: HttpCounters,
 }
 
 impl Metrics {
     pub fn new(shard_count: usize) -> Self {
         let shards = (0..shard_count).map(|_| CachePadded::new(ShardCounters::default())).collect();
-        Self { shards, relay: Arc::default(), store: Arc::default() }
+        Self { shards, relay: Arc::default(), store: Arc::default(), http: HttpCounters::default() }
     }
 
     pub fn shard(&self, shard: usize) -> &ShardCounters {
@@ -119,8 +142,9 @@ impl Metrics {
         opened.saturating_sub(self.sum(|s| &s.connections_closed))
     }
 
-    /// The Prometheus text exposition of every counter; `rooms` is the directory's room count.
-    pub fn render(&self, rooms: usize) -> String {
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self, scrape: Scrape) -> String {
+        let Scrape { rooms, ready, redis, store } = scrape;
         let mut out = String::with_capacity(4096);
         let gauges = [
             ("wsbroker_connections_open", "Connections open now.", self.connections_open()),
@@ -166,17 +190,25 @@ impl Metrics {
                 self.sum(field)
             );
         }
-        self.render_relay(&mut out);
-        self.render_store(&mut out);
+        self.render_relay(&mut out, redis);
+        self.render_store(&mut out, store);
         self.render_latency(&mut out);
+        self.render_labelled(&mut out, ready);
+        self.http.render(&mut out);
         crate::process::Process::read().render(&mut out);
         out
     }
 
-    fn render_store(&self, out: &mut String) {
+    /// `present`: the instance has a store; without one there is no `wsbroker_store_up`, so no
+    /// alert takes a broker that stores nothing for one whose store is down.
+    fn render_store(&self, out: &mut String, present: bool) {
         let store = &self.store;
+        if present {
+            let up =
+                [("wsbroker_store_up", "gauge", "1 while the database takes writes.", &store.up)];
+            render_values(out, &up);
+        }
         let lines = [
-            ("wsbroker_store_up", "gauge", "1 while the database takes writes.", &store.up),
             (
                 "wsbroker_store_queue_depth",
                 "gauge",
@@ -214,15 +246,15 @@ impl Metrics {
         }
     }
 
-    fn render_relay(&self, out: &mut String) {
+    /// `clustered`: the instance uses Redis; a standalone one has no `wsbroker_redis_up`.
+    fn render_relay(&self, out: &mut String, clustered: bool) {
         let relay = &self.relay;
+        if clustered {
+            let up =
+                [("wsbroker_redis_up", "gauge", "1 while Redis is reachable.", &relay.redis_up)];
+            render_values(out, &up);
+        }
         let lines = [
-            (
-                "wsbroker_redis_up",
-                "gauge",
-                "1 while Redis is reachable (cluster mode).",
-                &relay.redis_up,
-            ),
             (
                 "wsbroker_redis_reconnects_total",
                 "counter",
@@ -277,17 +309,32 @@ fn render_histogram(
     value: impl Fn(HistogramField<'_>) -> u64,
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    histogram_lines(out, name, "", value);
+}
+
+/// A histogram's series, each with `labels` (`a="x",b="y"`, or empty) besides `le`.
+fn histogram_lines(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    value: impl Fn(HistogramField<'_>) -> u64,
+) {
+    let (with, bare) = if labels.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (format!("{labels},"), format!("{{{labels}}}"))
+    };
     let mut cumulative = 0;
     for (index, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
         cumulative += value(&|h| &h.buckets[index]);
         let le = *bound as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_bucket{{{with}le=\"{le}\"}} {cumulative}");
     }
     let count = value(&|h| &h.count);
     let sum_seconds = value(&|h| &h.sum_us) as f64 / 1e6;
     let _ = writeln!(
         out,
-        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum_seconds}\n{name}_count {count}"
+        "{name}_bucket{{{with}le=\"+Inf\"}} {count}\n{name}_sum{bare} {sum_seconds}\n{name}_count{bare} {count}"
     );
 }
 
@@ -304,7 +351,8 @@ mod tests {
         metrics.shard(0).fanout_latency.record(Duration::from_micros(40));
         metrics.shard(1).fanout_latency.record(Duration::from_millis(3));
         metrics.shard(1).fanout_latency.record(Duration::from_secs(5));
-        let text = metrics.render(7);
+        let text = metrics.render(Scrape { rooms: 7, ready: true, redis: false, store: false });
+        assert!(!text.contains("wsbroker_redis_up") && !text.contains("wsbroker_store_up"));
         assert!(text.contains("wsbroker_connections_open 1\n"), "{text}");
         assert!(text.contains("wsbroker_rooms 7\n"));
         assert!(text.contains("wsbroker_connections_opened_total 2\n"));
