@@ -16,8 +16,12 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 # The client library's tests need Node >= 20 (its WebSocket, behind --experimental-websocket).
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
-# promtool (Debian's prometheus package) checks the alert rules in deploy/prometheus/.
+# promtool (Debian's prometheus package) checks the alert rules in deploy/prometheus/, and a
+# real Prometheus evaluates them and the dashboard (tests/it/prometheus.rs).
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# nginx fronts scripts/cluster.sh's cluster (the rolling restart test); curl is the script's.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update -qq
@@ -44,8 +48,15 @@ if [ -x ../shared/tools/import-cycles ]; then
     *) printf 'import cycles between files:\n%s\n' "$cycles" >&2; exit 1 ;;
   esac
 fi
-echo "== the alert rules: promtool check and its unit tests"
+echo "== the alert rules: promtool check and its unit tests; the systemd unit"
 (cd deploy/prometheus && promtool check rules alerts.yml && promtool test rules alerts.test.yml)
+# systemd-analyze checks the unit as it is, but for the binary's path (not installed here).
+if command -v systemd-analyze >/dev/null 2>&1; then
+  unit_dir=$(mktemp -d)
+  sed "s|/usr/local/bin/wsbroker|$(command -v true)|" deploy/systemd/wsbroker.service >"$unit_dir/wsbroker.service"
+  systemd-analyze verify "$unit_dir/wsbroker.service"
+  rm -rf "$unit_dir"
+fi
 echo "== unit and integration tests (debug)"
 timeout 45m cargo test --workspace --all-targets
 echo "== load smoke test (release): loadgen's smoke scenario (and 5 global messages) against a real broker, nothing may be lost"

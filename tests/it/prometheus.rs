@@ -11,7 +11,7 @@ use hyper::{Method, StatusCode};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 
-use crate::common::{chat, http, start_server_with, TempDir};
+use crate::common::{chat, http_text, start_server_with, TempDir};
 use crate::postgres_server::PostgresServer;
 use crate::redis_server::RedisServer;
 
@@ -62,6 +62,14 @@ impl Prometheus {
             }
         };
         tokio::time::timeout(PATIENCE, listening).await.expect("prometheus listens");
+        let ready = async {
+            while http_text(prometheus.addr, Method::GET, "/-/ready", None).await.0
+                != StatusCode::OK
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(PATIENCE, ready).await.expect("prometheus is ready");
         prometheus.series("up{job=\"wsbroker\"} == 1").await;
         prometheus
     }
@@ -69,7 +77,8 @@ impl Prometheus {
     /// The result of an instant query (`Err`: Prometheus refused it, with why).
     async fn query(&self, promql: &str) -> Result<Vec<Value>, String> {
         let path = format!("/api/v1/query?query={}", utf8_percent_encode(promql, NON_ALPHANUMERIC));
-        let (status, answer) = http(self.addr, Method::GET, &path, None).await;
+        let (status, text) = http_text(self.addr, Method::GET, &path, None).await;
+        let answer: Value = serde_json::from_str(&text).map_err(|_| text.clone())?;
         match status {
             StatusCode::OK => Ok(answer["data"]["result"].as_array().cloned().unwrap_or_default()),
             _ => Err(answer.to_string()),
@@ -95,7 +104,8 @@ impl Prometheus {
     async fn firing(&self, name: &str) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let (_, answer) = http(self.addr, Method::GET, "/api/v1/alerts", None).await;
+            let (_, text) = http_text(self.addr, Method::GET, "/api/v1/alerts", None).await;
+            let answer: Value = serde_json::from_str(&text).unwrap_or_default();
             let alerts = answer["data"]["alerts"].as_array().cloned().unwrap_or_default();
             let fires =
                 |alert: &Value| alert["labels"]["alertname"] == name && alert["state"] == "firing";

@@ -19,8 +19,10 @@ pub(super) struct Shared {
     pub(super) live: Mutex<Vec<SocketAddr>>,
     /// Set once every client has joined its rooms: they publish from then on.
     pub(super) publishing: AtomicBool,
-    /// Clients keep dropping and publishing while set.
+    /// Clients keep publishing (and dropping, with `drops`) while set.
     pub(super) chaos: AtomicBool,
+    /// Clients drop their connections at random moments (else only when an instance goes).
+    pub(super) drops: bool,
     /// Each client says when it has joined its rooms, and when it is connected again after the
     /// chaos.
     pub(super) progress: tokio::sync::mpsc::UnboundedSender<()>,
@@ -236,7 +238,7 @@ pub(super) async fn client(n: usize, rooms: Vec<String>, shared: Arc<Shared>) ->
             if finished(&report, &rooms, &shared) {
                 return report;
             }
-            let may_drop = placed(&report, &rooms) && started.elapsed() > lifetime;
+            let may_drop = shared.drops && placed(&report, &rooms) && started.elapsed() > lifetime;
             if chaos && (may_drop || !shared.chaos.load(SeqCst)) {
                 break;
             }

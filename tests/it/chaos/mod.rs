@@ -26,6 +26,7 @@ const ROOMS: usize = 5;
 const SETTLE: Duration = Duration::from_secs(20);
 
 mod client;
+mod rolling;
 
 use client::{client, Report, Shared};
 
@@ -141,6 +142,7 @@ async fn chaos(seconds: u64, restart_redis: bool) -> Summary {
         live: Mutex::new(live),
         publishing: AtomicBool::new(false),
         chaos: AtomicBool::new(true),
+        drops: true,
         progress,
         ends: Mutex::new(None),
         phase: tokio::sync::watch::Sender::new(0),

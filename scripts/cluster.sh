@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# A real deployment on loopback, in a scratch directory: PostgreSQL, Redis, three wsbroker
+# instances and nginx in front of them (deploy/nginx/wsbroker.conf, least connections, no sticky
+# sessions). Clients and the REST API use nginx's port.
+#
+#   scripts/cluster.sh up          # starts everything; prints the URL
+#   scripts/cluster.sh status      # each part, and each instance's /readyz
+#   scripts/cluster.sh restart N   # instance N (1-3): SIGTERM, its exit, started again, ready
+#   scripts/cluster.sh down        # stops everything and removes the directory
+#
+# CLUSTER_DIR (default /tmp/wsbroker-cluster), PORT (nginx's; default 8080; 0: a free one) and
+# WSBROKER_BIN (default target/release/wsbroker, built when missing) change where and what;
+# WSBROKER_ARGS adds flags to every instance (e.g. "--rate-limit 0" for load tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+dir=${CLUSTER_DIR:-/tmp/wsbroker-cluster}
+bin=${WSBROKER_BIN:-$repo/target/release/wsbroker}
+instances=3
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_for WHAT COMMAND...: runs COMMAND until it succeeds, 30 s at most.
+wait_for() {
+  local what=$1
+  shift
+  for _ in $(seq 300); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "cluster: $what did not come up (logs in $dir)" >&2
+  exit 1
+}
+
+ready() { curl -fsS "http://127.0.0.1:$1/readyz"; }
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1; }
+
+start_instance() {
+  local n=$1 port
+  port=$(cat "$dir/instance$n.port")
+  "$bin" --listen "127.0.0.1:$port" --instance-id "i$n" \
+    --database-url "postgres://postgres@127.0.0.1:$(cat "$dir/postgres.port")/chat" \
+    --redis-url "redis://127.0.0.1:$(cat "$dir/redis.port")" \
+    --log-format text ${WSBROKER_ARGS:-} >>"$dir/instance$n.log" 2>&1 &
+  echo $! >"$dir/instance$n.pid"
+  wait_for "instance $n" ready "$port"
+}
+
+up() {
+  [ -e "$dir/up" ] && { echo "cluster: already up in $dir (scripts/cluster.sh down first)" >&2; exit 1; }
+  [ -x "$bin" ] || cargo build --release --bin wsbroker
+  mkdir -p "$dir"
+  chown postgres:postgres "$dir"
+  # PostgreSQL, as the postgres user (it refuses root), trusting loopback.
+  local pg port
+  pg=$(pg_bin)
+  su postgres -s /bin/sh -c "'$pg/initdb' -D '$dir/pg' -A trust -U postgres --no-sync -E UTF8" >"$dir/initdb.log"
+  free_port >"$dir/postgres.port"
+  port=$(cat "$dir/postgres.port")
+  su postgres -s /bin/sh -c "'$pg/pg_ctl' start -w -D '$dir/pg' -l '$dir/postgres.log' -o '-p $port -k $dir -c listen_addresses=127.0.0.1'" >/dev/null
+  head -n 1 "$dir/pg/postmaster.pid" >"$dir/postgres.pid"
+  su postgres -s /bin/sh -c "'$pg/psql' -h 127.0.0.1 -p $port -U postgres -qc 'CREATE DATABASE chat'"
+  free_port >"$dir/redis.port"
+  redis-server --port "$(cat "$dir/redis.port")" --bind 127.0.0.1 --save "" --appendonly no >"$dir/redis.log" 2>&1 &
+  echo $! >"$dir/redis.pid"
+  wait_for Redis redis-cli -p "$(cat "$dir/redis.port")" ping
+  for n in $(seq $instances); do
+    free_port >"$dir/instance$n.port"
+    start_instance "$n"
+  done
+  # nginx with the deployment's site, its ports put in place.
+  port=${PORT:-8080}
+  [ "$port" = 0 ] && port=$(free_port)
+  echo "$port" >"$dir/nginx.port"
+  sed -e "s/listen 8080;/listen 127.0.0.1:$port;/" \
+      -e "s/127.0.0.1:8081/127.0.0.1:$(cat "$dir/instance1.port")/" \
+      -e "s/127.0.0.1:8082/127.0.0.1:$(cat "$dir/instance2.port")/" \
+      -e "s/127.0.0.1:8083/127.0.0.1:$(cat "$dir/instance3.port")/" \
+      deploy/nginx/wsbroker.conf >"$dir/site.conf"
+  mkdir -p "$dir/nginx"
+  cat >"$dir/nginx.conf" <<CONF
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log warn;
+daemon off;
+events { worker_connections 16384; }
+worker_rlimit_nofile 20000;
+http {
+    access_log off;
+    client_body_temp_path $dir/nginx/body;
+    proxy_temp_path $dir/nginx/proxy;
+    fastcgi_temp_path $dir/nginx/fastcgi;
+    uwsgi_temp_path $dir/nginx/uwsgi;
+    scgi_temp_path $dir/nginx/scgi;
+    include $dir/site.conf;
+}
+CONF
+  nginx -t -q -c "$dir/nginx.conf" -p "$dir/nginx"
+  nginx -c "$dir/nginx.conf" -p "$dir/nginx" >"$dir/nginx.log" 2>&1 &
+  wait_for nginx ready "$port"
+  touch "$dir/up"
+  echo "cluster up: ws://127.0.0.1:$port/ws and http://127.0.0.1:$port/ (PostgreSQL :$(cat "$dir/postgres.port"), Redis :$(cat "$dir/redis.port"), instances :$(cat "$dir"/instance?.port | paste -sd, -))"
+}
+
+status() {
+  [ -e "$dir/up" ] || { echo "cluster: not up ($dir)"; exit 1; }
+  local part pid
+  for part in postgres redis instance1 instance2 instance3 nginx; do
+    pid=$(cat "$dir/$part.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      printf '%-10s running (pid %s, port %s)' "$part" "$pid" "$(cat "$dir/$part.port")"
+      case $part in
+        instance*|nginx) printf '  readyz: %s' "$(ready "$(cat "$dir/$part.port")" 2>&1 || echo down)" ;;
+      esac
+      echo
+    else
+      echo "$part stopped"
+    fi
+  done
+}
+
+# stop PART SIGNAL: signals it and waits for it to exit.
+stop() {
+  local pid
+  pid=$(cat "$dir/$1.pid" 2>/dev/null || true)
+  [ -n "$pid" ] || return 0
+  kill "-$2" "$pid" 2>/dev/null || true
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$dir/$1.pid"
+}
+
+restart() {
+  local n=${1:?which instance: 1-$instances}
+  [ -e "$dir/instance$n.port" ] || { echo "cluster: no instance $n" >&2; exit 1; }
+  stop "instance$n" TERM
+  start_instance "$n"
+  echo "instance $n restarted"
+}
+
+down() {
+  stop nginx QUIT
+  for n in $(seq $instances); do stop "instance$n" TERM; done
+  stop redis TERM
+  stop postgres INT
+  rm -rf "$dir"
+  echo "cluster down"
+}
+
+case "${1:-}" in
+  up) up ;;
+  status) status ;;
+  restart) restart "${2:-}" ;;
+  down) down ;;
+  *) echo "usage: scripts/cluster.sh up|status|restart N|down" >&2; exit 2 ;;
+esac

@@ -1,0 +1,134 @@
+//! A rolling restart behind a real load balancer: `scripts/cluster.sh` (PostgreSQL, Redis, three
+//! instances, nginx with least connections and no sticky sessions). The chaos clients connect only
+//! to nginx and chat steadily; each instance in turn gets SIGTERM and is started again. Every
+//! client whose instance went comes back through nginx, resumes with `since` and resends what had
+//! no answer; at the end every acked message reached every member once, in order, and is stored
+//! once, with no `recovered:false`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::client::{client, Shared};
+use super::{summarize, unstored, CLIENTS, ROOMS, SETTLE};
+use crate::common::{TempDir, TestServer};
+
+/// A cluster run by the deployment's own script, taken down when dropped.
+struct Cluster {
+    _dir: TempDir,
+    /// The script's CLUSTER_DIR.
+    home: PathBuf,
+    nginx: SocketAddr,
+}
+
+fn script(home: &Path, args: &[&str]) {
+    let status = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh"))
+        .args(args)
+        .env("CLUSTER_DIR", home)
+        .env("PORT", "0")
+        .env("WSBROKER_BIN", env!("CARGO_BIN_EXE_wsbroker"))
+        .env("WSBROKER_ARGS", "--rate-limit 0 --recovery-window 1000 --shards 2")
+        .status()
+        .expect("run scripts/cluster.sh");
+    assert!(
+        status.success(),
+        "scripts/cluster.sh {args:?} failed (scripts/test.sh installs nginx, Redis, PostgreSQL)"
+    );
+}
+
+impl Cluster {
+    fn up() -> Self {
+        let dir = TempDir::new("rolling");
+        let home = dir.0.join("cluster");
+        script(&home, &["up"]);
+        let port = std::fs::read_to_string(home.join("nginx.port")).unwrap();
+        let nginx = SocketAddr::from(([127, 0, 0, 1], port.trim().parse().unwrap()));
+        Self { _dir: dir, home, nginx }
+    }
+
+    /// Instance `n` (1-3): SIGTERM, its exit, started again and ready.
+    async fn restart(&self, n: usize) {
+        let home = self.home.clone();
+        let restarted =
+            tokio::task::spawn_blocking(move || script(&home, &["restart", &n.to_string()]));
+        tokio::time::timeout(SETTLE, restarted).await.expect("the restart finished").unwrap();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        script(&self.home, &["down"]);
+    }
+}
+
+/// Waits until every client has said it got where `what` says.
+async fn everyone(progressed: &mut tokio::sync::mpsc::UnboundedReceiver<()>, what: &str) {
+    let all = async {
+        for _ in 0..CLIENTS {
+            progressed.recv().await;
+        }
+    };
+    tokio::time::timeout(SETTLE, all).await.unwrap_or_else(|_| panic!("every client {what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
+    let cluster = Cluster::up();
+    let (progress, mut progressed) = tokio::sync::mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        live: Mutex::new(vec![cluster.nginx]),
+        publishing: AtomicBool::new(false),
+        chaos: AtomicBool::new(true),
+        drops: false,
+        progress,
+        ends: Mutex::new(None),
+        phase: tokio::sync::watch::Sender::new(0),
+    });
+    let rooms = |n: usize| vec![format!("room-{}", n % ROOMS)];
+    let clients: Vec<_> =
+        (0..CLIENTS).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
+    everyone(&mut progressed, "joined its room").await;
+    shared.publishing.store(true, SeqCst);
+    shared.phase.send_replace(1);
+    // Traffic between the restarts: the chats go on at their pace meanwhile.
+    let between = Duration::from_millis(700);
+    for n in 1..=3 {
+        tokio::time::sleep(between).await;
+        cluster.restart(n).await;
+    }
+    tokio::time::sleep(between).await;
+    shared.chaos.store(false, SeqCst);
+    shared.phase.send_replace(2);
+    everyone(&mut progressed, "is connected again").await;
+    let front = TestServer::attach(cluster.nginx);
+    let mut ends = Vec::new();
+    for room in 0..ROOMS {
+        let path = format!("/api/v1/chat/rooms/room-{room}/messages");
+        let (status, answer) =
+            front.post(&path, json!({"type": "chat", "data": {"content": "end"}})).await;
+        assert_eq!(status, 202, "the last message of room-{room}: {answer}");
+        ends.push(answer["id"].as_str().unwrap().to_owned());
+    }
+    *shared.ends.lock().unwrap() = Some(ends);
+    shared.phase.send_replace(3);
+    let mut reports = Vec::new();
+    for client in clients {
+        let finished = tokio::time::timeout(SETTLE * 2, client).await;
+        reports.push(finished.expect("a client finished").unwrap());
+    }
+    let mut summary = summarize(&reports, &rooms);
+    summary.unstored = unstored(&front, &reports).await;
+    println!("rolling restart behind nginx: {summary}");
+    let first: Vec<&String> = summary.violations.iter().take(5).collect();
+    assert!(first.is_empty(), "once each, in seq order: {first:?}");
+    assert!(summary.resumes > 0, "clients of the restarted instances moved: {summary}");
+    assert!(summary.acked > 100, "traffic flowed: {summary}");
+    assert_eq!(summary.not_recovered, 0, "every resume recovered: {summary}");
+    assert_eq!(summary.lost_acked, 0, "every acked message reached every member: {summary}");
+    assert_eq!(summary.unstored, 0, "every acked message is stored once: {summary}");
+}
