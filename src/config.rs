@@ -19,6 +19,11 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "wsbroker", version, about)]
 pub struct Config {
+    /// A TOML file of settings, keyed by these flags' names; flags and environment variables win
+    /// over it (`wsbroker config` prints what is in effect).
+    #[arg(long, env = "WSBROKER_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Address to listen on, for WebSocket and HTTP alike.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,

@@ -42,6 +42,7 @@ pub mod broker;
 pub(crate) mod close;
 pub mod cluster;
 pub mod config;
+pub mod config_file;
 pub mod directory;
 pub(crate) mod events;
 pub(crate) mod http;

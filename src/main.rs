@@ -1,8 +1,9 @@
-//! The `wsbroker` binary: flags, logging, the runtime, and the signals that start a graceful shutdown.
+//! The `wsbroker` binary: flags (and a config file), logging, the runtime, and the signals that
+//! start a graceful shutdown; `wsbroker config` prints the settings, `wsbroker backup` copies the
+//! SQLite store.
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -43,7 +44,36 @@ fn return_freed_memory_promptly() {
 fn main() -> ExitCode {
     #[cfg(not(feature = "system-allocator"))]
     return_freed_memory_promptly();
-    let config = Config::parse();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `wsbroker config [flags]` and `wsbroker backup PATH [flags]`: the first word, then the flags.
+    let task = match args.get(1).and_then(|word| word.to_str()) {
+        Some("config") => Some(Task::Describe),
+        Some("backup") if args.len() > 2 => Some(Task::Backup(args.remove(2).into())),
+        Some("backup") => {
+            eprintln!("wsbroker backup: name the file to write: wsbroker backup PATH [flags]");
+            return ExitCode::from(2);
+        }
+        _ => None,
+    };
+    if task.is_some() {
+        args.remove(1);
+    }
+    let loaded = match wsbroker::config_file::load(args) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match task {
+        Some(Task::Describe) => {
+            print!("{}", loaded.describe());
+            return ExitCode::SUCCESS;
+        }
+        Some(Task::Backup(target)) => return backup(&loaded.config, &target),
+        None => {}
+    }
+    let config = loaded.config;
     if let Err(message) = init_logging(&config) {
         eprintln!("wsbroker: {message}");
         return ExitCode::from(2);
@@ -74,6 +104,33 @@ fn main() -> ExitCode {
         server.run(shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+/// What the binary was asked to do besides serving.
+enum Task {
+    /// Print the effective settings.
+    Describe,
+    /// Copy the SQLite store to this file, online.
+    Backup(std::path::PathBuf),
+}
+
+/// `wsbroker backup PATH`: a consistent copy of the SQLite store while the broker runs.
+fn backup(config: &Config, target: &std::path::Path) -> ExitCode {
+    use wsbroker::config::DatabaseUrl;
+    let DatabaseUrl::Sqlite(source) = &config.database_url else {
+        eprintln!("wsbroker backup: the store is not a SQLite file; for PostgreSQL use pg_dump");
+        return ExitCode::from(2);
+    };
+    match wsbroker::store::backup(source, target) {
+        Ok(pages) => {
+            println!("{} -> {}: {pages} pages", source.display(), target.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("wsbroker backup: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(config: &Config) -> Result<(), String> {

@@ -46,6 +46,32 @@ impl Sqlite {
     }
 }
 
+/// Pages copied per step of a backup; between steps the writer may commit (WAL: it never waits).
+const BACKUP_STEP_PAGES: std::ffi::c_int = 1024;
+
+/// Copies the database at `source` to a new file `target` while others write to it, with SQLite's
+/// online backup API: the copy is the database as one commit left it. Returns the pages copied.
+pub fn backup(source: &Path, target: &Path) -> Result<u64, StoreError> {
+    use rusqlite::OpenFlags;
+    let failed =
+        |what: &str, err: rusqlite::Error| StoreError::Unavailable(format!("{what}: {err}"));
+    if target.exists() {
+        let why = format!("{} exists: a backup never overwrites", target.display());
+        return Err(StoreError::Unavailable(why));
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let from = Connection::open_with_flags(source, flags)
+        .map_err(|err| failed(&source.display().to_string(), err))?;
+    from.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
+    let mut to =
+        Connection::open(target).map_err(|err| failed(&target.display().to_string(), err))?;
+    let copy =
+        rusqlite::backup::Backup::new(&from, &mut to).map_err(|err| failed("backup", err))?;
+    copy.run_to_completion(BACKUP_STEP_PAGES, Duration::ZERO, None)
+        .map_err(|err| failed("backup", err))?;
+    Ok(u64::try_from(copy.progress().pagecount).unwrap_or(0))
+}
+
 impl ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self {

@@ -16,6 +16,7 @@ mod cluster_moderation;
 mod cluster_streams;
 mod common;
 mod concurrency;
+mod config_backup;
 mod durable;
 mod edits;
 mod eviction;
