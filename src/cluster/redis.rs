@@ -56,7 +56,7 @@ impl RedisBroker {
         router: Router,
         counters: Arc<RelayCounters>,
     ) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|err| format!("--redis-url: {err}"))?;
+        let client = super::endpoint::Endpoint::parse(url)?;
         let me = match &config.instance_id {
             Some(id) => id.clone(),
             None => crate::protocol::new_short_name(),

@@ -39,6 +39,7 @@ mod replies;
 mod resume;
 mod seams;
 mod search;
+mod sentinel_server;
 mod shutdown;
 mod store;
 mod store_attachments;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 
+use super::endpoint::Endpoint;
 use super::mirror::{Mirror, Mirrored};
 use super::presence::Presence;
 use super::streams::{RoomStreams, FRAME_SEPARATOR};
@@ -122,7 +123,8 @@ enum Stop {
 pub struct Relay {
     router: Router,
     counters: Arc<RelayCounters>,
-    client: redis::Client,
+    /// Where the master is (asked again at each connect, so a Sentinel failover is followed).
+    endpoint: Endpoint,
     presence: Presence,
     streams: RoomStreams,
     inputs: Inputs,
@@ -172,7 +174,7 @@ async fn send_pipe(
 impl Relay {
     pub fn new(
         (router, counters): (Router, Arc<RelayCounters>),
-        client: redis::Client,
+        endpoint: Endpoint,
         (presence, streams): (Presence, RoomStreams),
         inputs: Inputs,
         tuning: Tuning,
@@ -183,7 +185,7 @@ impl Relay {
         Self {
             router,
             counters,
-            client,
+            endpoint,
             presence,
             streams,
             inputs,
@@ -243,8 +245,15 @@ impl Relay {
 
     /// Opens both connections, subscribes to everything the mirror needs and registers its presence.
     async fn connect(&mut self) -> Exchange<(Link, PubSubStream)> {
-        let conn = within("connect", self.client.get_multiplexed_async_connection()).await?;
-        let pubsub = within("connect for subscriptions", self.client.get_async_pubsub()).await?;
+        let client = within("find the master", self.endpoint.resolve()).await?;
+        let mut conn = within("connect", client.get_multiplexed_async_connection()).await?;
+        // Right after a failover a sentinel may still name the old master, back as a replica.
+        let role: Vec<redis::Value> =
+            within("ask its role", redis::cmd("ROLE").query_async(&mut conn)).await?;
+        if !matches!(role.first(), Some(redis::Value::BulkString(role)) if role == b"master") {
+            return Err(Stop::Lost("the server named is not the master (yet)".into()));
+        }
+        let pubsub = within("connect for subscriptions", client.get_async_pubsub()).await?;
         let (sink, messages) = pubsub.split();
         let mut link = Link { conn, sink, subscribed: HashSet::new() };
         within("load scripts", self.streams.load_scripts(&mut link.conn)).await?;

@@ -26,6 +26,7 @@ const ROOMS: usize = 5;
 const SETTLE: Duration = Duration::from_secs(20);
 
 mod client;
+mod failover;
 mod rolling;
 
 use client::{client, Report, Shared};
@@ -152,12 +153,7 @@ async fn chaos(seconds: u64, restart_redis: bool) -> Summary {
     };
     let clients: Vec<_> =
         (0..CLIENTS).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
-    let everyone = async {
-        for _ in 0..CLIENTS {
-            progressed.recv().await;
-        }
-    };
-    tokio::time::timeout(SETTLE, everyone).await.expect("every client joined its rooms");
+    everyone(&mut progressed, "joined its rooms").await;
     shared.publishing.store(true, SeqCst);
     shared.phase.send_replace(1);
     let duration = Duration::from_secs(seconds);
@@ -176,20 +172,37 @@ async fn chaos(seconds: u64, restart_redis: bool) -> Summary {
     } else {
         tokio::time::sleep(duration * 3 / 5).await;
     }
-    shared.chaos.store(false, SeqCst);
-    shared.phase.send_replace(2);
-    let everyone = async {
+    let survivor = TestServer::attach(run.brokers[0].1.addr);
+    wind_down(&shared, clients, &mut progressed, &survivor, &rooms).await
+}
+
+/// Waits until every client has said it got where `what` says.
+async fn everyone(progressed: &mut tokio::sync::mpsc::UnboundedReceiver<()>, what: &str) {
+    let all = async {
         for _ in 0..CLIENTS {
             progressed.recv().await;
         }
     };
-    tokio::time::timeout(SETTLE, everyone).await.expect("every client connected again");
-    let survivor = &run.brokers[0].1;
+    tokio::time::timeout(SETTLE, all).await.unwrap_or_else(|_| panic!("every client {what}"));
+}
+
+/// The end of a run: the chaos stops, every client comes back, each room gets a last message
+/// (posted through `front`), and the clients' reports are summed up with what `front` stored.
+async fn wind_down(
+    shared: &Shared,
+    clients: Vec<tokio::task::JoinHandle<Report>>,
+    progressed: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    front: &TestServer,
+    rooms: &dyn Fn(usize) -> Vec<String>,
+) -> Summary {
+    shared.chaos.store(false, SeqCst);
+    shared.phase.send_replace(2);
+    everyone(progressed, "connected again").await;
     let mut ends = Vec::new();
     for room in 0..ROOMS {
         let path = format!("/api/v1/chat/rooms/room-{room}/messages");
         let (status, answer) =
-            survivor.post(&path, json!({"type": "chat", "data": {"content": "end"}})).await;
+            front.post(&path, json!({"type": "chat", "data": {"content": "end"}})).await;
         assert_eq!(status, 202, "the last message of room-{room}: {answer}");
         ends.push(answer["id"].as_str().unwrap().to_owned());
     }
@@ -197,12 +210,11 @@ async fn chaos(seconds: u64, restart_redis: bool) -> Summary {
     shared.phase.send_replace(3);
     let mut reports = Vec::new();
     for client in clients {
-        reports.push(
-            tokio::time::timeout(SETTLE * 2, client).await.expect("a client finished").unwrap(),
-        );
+        let finished = tokio::time::timeout(SETTLE * 2, client).await;
+        reports.push(finished.expect("a client finished").unwrap());
     }
-    let mut summary = summarize(&reports, &rooms);
-    summary.unstored = unstored(&run.brokers[0].1, &reports).await;
+    let mut summary = summarize(&reports, rooms);
+    summary.unstored = unstored(front, &reports).await;
     summary
 }
 

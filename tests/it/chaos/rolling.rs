@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::client::{client, Shared};
-use super::{summarize, unstored, CLIENTS, ROOMS, SETTLE};
+use super::{everyone, wind_down, CLIENTS, ROOMS, SETTLE};
 use crate::common::{TempDir, TestServer};
 
 /// A cluster run by the deployment's own script, taken down when dropped.
@@ -66,16 +64,6 @@ impl Drop for Cluster {
     }
 }
 
-/// Waits until every client has said it got where `what` says.
-async fn everyone(progressed: &mut tokio::sync::mpsc::UnboundedReceiver<()>, what: &str) {
-    let all = async {
-        for _ in 0..CLIENTS {
-            progressed.recv().await;
-        }
-    };
-    tokio::time::timeout(SETTLE, all).await.unwrap_or_else(|_| panic!("every client {what}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
     let cluster = Cluster::up();
@@ -102,27 +90,8 @@ async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
         cluster.restart(n).await;
     }
     tokio::time::sleep(between).await;
-    shared.chaos.store(false, SeqCst);
-    shared.phase.send_replace(2);
-    everyone(&mut progressed, "is connected again").await;
     let front = TestServer::attach(cluster.nginx);
-    let mut ends = Vec::new();
-    for room in 0..ROOMS {
-        let path = format!("/api/v1/chat/rooms/room-{room}/messages");
-        let (status, answer) =
-            front.post(&path, json!({"type": "chat", "data": {"content": "end"}})).await;
-        assert_eq!(status, 202, "the last message of room-{room}: {answer}");
-        ends.push(answer["id"].as_str().unwrap().to_owned());
-    }
-    *shared.ends.lock().unwrap() = Some(ends);
-    shared.phase.send_replace(3);
-    let mut reports = Vec::new();
-    for client in clients {
-        let finished = tokio::time::timeout(SETTLE * 2, client).await;
-        reports.push(finished.expect("a client finished").unwrap());
-    }
-    let mut summary = summarize(&reports, &rooms);
-    summary.unstored = unstored(&front, &reports).await;
+    let summary = wind_down(&shared, clients, &mut progressed, &front, &rooms).await;
     println!("rolling restart behind nginx: {summary}");
     let first: Vec<&String> = summary.violations.iter().take(5).collect();
     assert!(first.is_empty(), "once each, in seq order: {first:?}");
