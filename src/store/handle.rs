@@ -129,7 +129,12 @@ impl Store {
     pub async fn write_blob_and_wait(&self, write: Write) -> Result<Outcome, Unavailable> {
         let (reply, answer) = oneshot::channel();
         let job = Job { write, done: Completion::Reply(reply) };
-        self.blobs.try_send(job).map_err(|_| Unavailable)?;
+        // Counted like the others: the blob writer takes it off the same gauge when it gathers.
+        self.counters.queued.fetch_add(1, Relaxed);
+        self.blobs.try_send(job).map_err(|_| {
+            self.counters.queued.fetch_sub(1, Relaxed);
+            Unavailable
+        })?;
         answer.await.map_err(|_| Unavailable)?.map_err(|_| Unavailable)
     }
 

@@ -39,6 +39,8 @@ async fn chats_errors_ends_and_http_requests_are_counted_by_label() {
     let (status, _) = server.get("/api/v1/chat/rooms/no-such-room/messages").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // Every write taken off the queues is one put on them (the blob writer's sweep included).
+    server.wait_metric("wsbroker_store_queue_depth", 0).await;
     let after = scrape(&server).await;
     assert_eq!(series(&after, "wsbroker_chats_accepted_total"), 1);
     assert_eq!(series(&after, r#"wsbroker_chats_refused_total{reason="not_member"}"#), 1);

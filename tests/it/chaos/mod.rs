@@ -26,8 +26,10 @@ const ROOMS: usize = 5;
 const SETTLE: Duration = Duration::from_secs(20);
 
 mod client;
+mod cluster;
 mod failover;
 mod rolling;
+mod soak;
 
 use client::{client, Report, Shared};
 

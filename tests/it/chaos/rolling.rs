@@ -5,64 +5,14 @@
 //! no answer; at the end every acked message reached every member once, in order, and is stored
 //! once, with no `recovered:false`.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::client::{client, Shared};
-use super::{everyone, wind_down, CLIENTS, ROOMS, SETTLE};
-use crate::common::{TempDir, TestServer};
-
-/// A cluster run by the deployment's own script, taken down when dropped.
-struct Cluster {
-    _dir: TempDir,
-    /// The script's CLUSTER_DIR.
-    home: PathBuf,
-    nginx: SocketAddr,
-}
-
-fn script(home: &Path, args: &[&str]) {
-    let status = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh"))
-        .args(args)
-        .env("CLUSTER_DIR", home)
-        .env("PORT", "0")
-        .env("WSBROKER_BIN", env!("CARGO_BIN_EXE_wsbroker"))
-        .env("WSBROKER_ARGS", "--rate-limit 0 --recovery-window 1000 --shards 2")
-        .status()
-        .expect("run scripts/cluster.sh");
-    assert!(
-        status.success(),
-        "scripts/cluster.sh {args:?} failed (scripts/test.sh installs nginx, Redis, PostgreSQL)"
-    );
-}
-
-impl Cluster {
-    fn up() -> Self {
-        let dir = TempDir::new("rolling");
-        let home = dir.0.join("cluster");
-        script(&home, &["up"]);
-        let port = std::fs::read_to_string(home.join("nginx.port")).unwrap();
-        let nginx = SocketAddr::from(([127, 0, 0, 1], port.trim().parse().unwrap()));
-        Self { _dir: dir, home, nginx }
-    }
-
-    /// Instance `n` (1-3): SIGTERM, its exit, started again and ready.
-    async fn restart(&self, n: usize) {
-        let home = self.home.clone();
-        let restarted =
-            tokio::task::spawn_blocking(move || script(&home, &["restart", &n.to_string()]));
-        tokio::time::timeout(SETTLE, restarted).await.expect("the restart finished").unwrap();
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        script(&self.home, &["down"]);
-    }
-}
+use super::cluster::Cluster;
+use super::{everyone, wind_down, CLIENTS, ROOMS};
+use crate::common::TestServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {

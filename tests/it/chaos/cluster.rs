@@ -1,0 +1,76 @@
+//! A cluster run by the deployment's own script (`scripts/cluster.sh`: PostgreSQL, Redis, three
+//! instances, nginx), for the tests that need a load balancer in front.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::SETTLE;
+use crate::common::TempDir;
+
+/// A cluster run by the deployment's own script, taken down when dropped.
+pub(super) struct Cluster {
+    _dir: TempDir,
+    /// The script's CLUSTER_DIR.
+    pub(super) home: PathBuf,
+    pub(super) nginx: SocketAddr,
+}
+
+fn script(home: &Path, args: &[&str]) {
+    let status = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh"))
+        .args(args)
+        .env("CLUSTER_DIR", home)
+        .env("PORT", "0")
+        .env("WSBROKER_BIN", env!("CARGO_BIN_EXE_wsbroker"))
+        .env("WSBROKER_ARGS", "--rate-limit 0 --recovery-window 1000 --shards 2")
+        .status()
+        .expect("run scripts/cluster.sh");
+    assert!(
+        status.success(),
+        "scripts/cluster.sh {args:?} failed (scripts/test.sh installs nginx, Redis, PostgreSQL)"
+    );
+}
+
+impl Cluster {
+    pub(super) fn up() -> Self {
+        let dir = TempDir::new("rolling");
+        let home = dir.0.join("cluster");
+        script(&home, &["up"]);
+        let port = std::fs::read_to_string(home.join("nginx.port")).unwrap();
+        let nginx = SocketAddr::from(([127, 0, 0, 1], port.trim().parse().unwrap()));
+        Self { _dir: dir, home, nginx }
+    }
+
+    /// Instance `n` (1-3): SIGTERM, its exit, started again and ready.
+    pub(super) async fn restart(&self, n: usize) {
+        let home = self.home.clone();
+        let restarted =
+            tokio::task::spawn_blocking(move || script(&home, &["restart", &n.to_string()]));
+        tokio::time::timeout(SETTLE, restarted).await.expect("the restart finished").unwrap();
+    }
+}
+
+impl Cluster {
+    /// The process id of instance `n` (1-3).
+    pub(super) fn pid(&self, n: usize) -> u32 {
+        let pid = std::fs::read_to_string(self.home.join(format!("instance{n}.pid"))).unwrap();
+        pid.trim().parse().unwrap()
+    }
+
+    /// Instance `n`'s own address (not through nginx).
+    pub(super) fn instance(&self, n: usize) -> SocketAddr {
+        let port = std::fs::read_to_string(self.home.join(format!("instance{n}.port"))).unwrap();
+        SocketAddr::from(([127, 0, 0, 1], port.trim().parse().unwrap()))
+    }
+
+    /// PostgreSQL's port.
+    pub(super) fn postgres_port(&self) -> u16 {
+        std::fs::read_to_string(self.home.join("postgres.port")).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        script(&self.home, &["down"]);
+    }
+}
