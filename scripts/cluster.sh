@@ -6,7 +6,12 @@
 #   scripts/cluster.sh up          # starts everything; prints the URL
 #   scripts/cluster.sh status      # each part, and each instance's /readyz
 #   scripts/cluster.sh restart N   # instance N (1-3): SIGTERM, its exit, started again, ready
+#   scripts/cluster.sh stop PART   # postgres, redis or instanceN (SIGTERM), to see what breaks
+#   scripts/cluster.sh start PART  # starts it again on its port
 #   scripts/cluster.sh down        # stops everything and removes the directory
+#
+# SENTINEL=1 puts Redis under Sentinel: a master, a replica and three sentinels, the instances on
+# redis+sentinel://; `scripts/cluster.sh stop redis` then kills the master and Sentinel fails over.
 #
 # CLUSTER_DIR (default /tmp/wsbroker-cluster), PORT (nginx's; default 8080; 0: a free one) and
 # WSBROKER_BIN (default target/release/wsbroker, built when missing) change where and what;
@@ -38,15 +43,82 @@ ready() { curl -fsS "http://127.0.0.1:$1/readyz"; }
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1; }
 
+# The --redis-url of the instances: the one Redis, or its sentinels.
+redis_url() {
+  if [ -e "$dir/sentinel1.port" ]; then
+    echo "redis+sentinel://$(for n in 1 2 3; do printf '127.0.0.1:%s,' "$(cat "$dir/sentinel$n.port")"; done | sed 's/,$//')/mymaster"
+  else
+    echo "redis://127.0.0.1:$(cat "$dir/redis.port")"
+  fi
+}
+
 start_instance() {
   local n=$1 port
   port=$(cat "$dir/instance$n.port")
   "$bin" --listen "127.0.0.1:$port" --instance-id "i$n" \
     --database-url "postgres://postgres@127.0.0.1:$(cat "$dir/postgres.port")/chat" \
-    --redis-url "redis://127.0.0.1:$(cat "$dir/redis.port")" \
+    --redis-url "$(redis_url)" \
     --log-format text ${WSBROKER_ARGS:-} >>"$dir/instance$n.log" 2>&1 &
   echo $! >"$dir/instance$n.pid"
   wait_for "instance $n" ready "$port"
+}
+
+start_postgres() {
+  local port
+  port=$(cat "$dir/postgres.port")
+  su postgres -s /bin/sh -c "'$(pg_bin)/pg_ctl' start -w -D '$dir/pg' -l '$dir/postgres.log' -o '-p $port -k $dir -c listen_addresses=127.0.0.1'" >/dev/null
+  head -n 1 "$dir/pg/postmaster.pid" >"$dir/postgres.pid"
+}
+
+start_redis() {
+  redis-server --port "$(cat "$dir/redis.port")" --bind 127.0.0.1 --save "" --appendonly no >>"$dir/redis.log" 2>&1 &
+  echo $! >"$dir/redis.pid"
+  wait_for Redis redis-cli -p "$(cat "$dir/redis.port")" ping
+}
+
+# A replica of the master and three sentinels watching it (quorum 2, a master silent for 1 s is
+# down); waits until each sentinel knows the replica and the two others.
+start_sentinels() {
+  local master n port
+  master=$(cat "$dir/redis.port")
+  free_port >"$dir/replica.port"
+  redis-server --port "$(cat "$dir/replica.port")" --bind 127.0.0.1 --save "" --appendonly no \
+    --replicaof 127.0.0.1 "$master" >"$dir/replica.log" 2>&1 &
+  echo $! >"$dir/replica.pid"
+  for n in 1 2 3; do
+    port=$(free_port)
+    echo "$port" >"$dir/sentinel$n.port"
+    printf 'port %s\nbind 127.0.0.1\ndaemonize no\nsentinel monitor mymaster 127.0.0.1 %s 2\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n' \
+      "$port" "$master" >"$dir/sentinel$n.conf"
+    redis-sentinel "$dir/sentinel$n.conf" >"$dir/sentinel$n.log" 2>&1 &
+    echo $! >"$dir/sentinel$n.pid"
+  done
+  for n in 1 2 3; do
+    port=$(cat "$dir/sentinel$n.port")
+    wait_for "sentinel $n" sh -c "redis-cli -p $port sentinel replicas mymaster | grep -q . && [ \$(redis-cli -p $port sentinel sentinels mymaster | grep -c '^name$') -eq 2 ]"
+  done
+}
+
+# start PART: starts a stopped part again on its port.
+start_part() {
+  case $1 in
+    postgres) start_postgres ;;
+    redis) start_redis ;;
+    instance[1-9]) start_instance "${1#instance}" ;;
+    *) echo "cluster: no part $1 (postgres, redis, instanceN)" >&2; exit 2 ;;
+  esac
+  echo "$1 started"
+}
+
+# stop_part PART: postgres (fast shutdown), redis (the master, killed), instanceN (SIGTERM).
+stop_part() {
+  case $1 in
+    postgres) su postgres -s /bin/sh -c "'$(pg_bin)/pg_ctl' stop -w -m fast -D '$dir/pg'" >/dev/null; rm -f "$dir/postgres.pid" ;;
+    redis) stop redis KILL ;;
+    instance[1-9]) stop "$1" TERM ;;
+    *) echo "cluster: no part $1 (postgres, redis, instanceN)" >&2; exit 2 ;;
+  esac
+  echo "$1 stopped"
 }
 
 up() {
@@ -60,13 +132,13 @@ up() {
   su postgres -s /bin/sh -c "'$pg/initdb' -D '$dir/pg' -A trust -U postgres --no-sync -E UTF8" >"$dir/initdb.log"
   free_port >"$dir/postgres.port"
   port=$(cat "$dir/postgres.port")
-  su postgres -s /bin/sh -c "'$pg/pg_ctl' start -w -D '$dir/pg' -l '$dir/postgres.log' -o '-p $port -k $dir -c listen_addresses=127.0.0.1'" >/dev/null
-  head -n 1 "$dir/pg/postmaster.pid" >"$dir/postgres.pid"
+  start_postgres
   su postgres -s /bin/sh -c "'$pg/psql' -h 127.0.0.1 -p $port -U postgres -qc 'CREATE DATABASE chat'"
   free_port >"$dir/redis.port"
-  redis-server --port "$(cat "$dir/redis.port")" --bind 127.0.0.1 --save "" --appendonly no >"$dir/redis.log" 2>&1 &
-  echo $! >"$dir/redis.pid"
-  wait_for Redis redis-cli -p "$(cat "$dir/redis.port")" ping
+  start_redis
+  if [ "${SENTINEL:-0}" = 1 ]; then
+    start_sentinels
+  fi
   for n in $(seq $instances); do
     free_port >"$dir/instance$n.port"
     start_instance "$n"
@@ -108,7 +180,8 @@ CONF
 status() {
   [ -e "$dir/up" ] || { echo "cluster: not up ($dir)"; exit 1; }
   local part pid
-  for part in postgres redis instance1 instance2 instance3 nginx; do
+  for part in postgres redis replica sentinel1 sentinel2 sentinel3 instance1 instance2 instance3 nginx; do
+    [ -e "$dir/$part.port" ] || continue
     pid=$(cat "$dir/$part.pid" 2>/dev/null || true)
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
       printf '%-10s running (pid %s, port %s)' "$part" "$pid" "$(cat "$dir/$part.port")"
@@ -144,8 +217,8 @@ restart() {
 down() {
   stop nginx QUIT
   for n in $(seq $instances); do stop "instance$n" TERM; done
-  stop redis TERM
-  stop postgres INT
+  for part in sentinel1 sentinel2 sentinel3 replica redis; do stop "$part" TERM; done
+  [ -e "$dir/postgres.pid" ] && su postgres -s /bin/sh -c "'$(pg_bin)/pg_ctl' stop -w -m fast -D '$dir/pg'" >/dev/null
   rm -rf "$dir"
   echo "cluster down"
 }
@@ -154,6 +227,8 @@ case "${1:-}" in
   up) up ;;
   status) status ;;
   restart) restart "${2:-}" ;;
+  stop) stop_part "${2:?which part}" ;;
+  start) start_part "${2:?which part}" ;;
   down) down ;;
-  *) echo "usage: scripts/cluster.sh up|status|restart N|down" >&2; exit 2 ;;
+  *) echo "usage: scripts/cluster.sh up|status|restart N|stop PART|start PART|down" >&2; exit 2 ;;
 esac

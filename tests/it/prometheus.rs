@@ -1,7 +1,8 @@
 //! The alerts and the dashboard against a real Prometheus (Debian's `prometheus`, which
-//! scripts/test.sh installs) scraping a real cluster instance (PostgreSQL and Redis): every alert
-//! expression parses and the series it compares exist, every dashboard query returns series, and
-//! with the database stopped the store alert fires.
+//! scripts/test.sh installs) scraping the three instances of `scripts/cluster.sh`'s cluster
+//! (PostgreSQL, Redis, nginx in front): every alert expression parses and the series it compares
+//! exist, every dashboard query returns series, and with the database stopped the store alert
+//! fires.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -11,9 +12,8 @@ use hyper::{Method, StatusCode};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 
-use crate::common::{chat, http_text, start_server_with, TempDir};
-use crate::postgres_server::PostgresServer;
-use crate::redis_server::RedisServer;
+use crate::chaos::cluster::Cluster;
+use crate::common::{chat, http_text, TempDir, TestServer};
 
 /// How long a series or an alert may take to show (the store alert waits its `for: 1m`).
 const PATIENCE: Duration = Duration::from_secs(150);
@@ -35,15 +35,16 @@ fn repo(path: &str) -> String {
 }
 
 impl Prometheus {
-    /// Scrapes `target` every second and evaluates deploy/prometheus/alerts.yml every second;
-    /// returns once it has scraped `target` once.
-    async fn start(dir: &TempDir, target: SocketAddr) -> Self {
+    /// Scrapes `targets` every second and evaluates deploy/prometheus/alerts.yml every second;
+    /// returns once it has scraped them.
+    async fn start(dir: &TempDir, targets: &[SocketAddr]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = format!(
             "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
              rule_files: ['{}']\n\
-             scrape_configs:\n  - job_name: wsbroker\n    static_configs:\n      - targets: ['{target}']\n",
-            repo("deploy/prometheus/alerts.yml")
+             scrape_configs:\n  - job_name: wsbroker\n    static_configs:\n      - targets: [{}]\n",
+            repo("deploy/prometheus/alerts.yml"),
+            targets.iter().map(|target| format!("'{target}'")).collect::<Vec<_>>().join(", ")
         );
         let file = dir.0.join("prometheus.yml");
         std::fs::write(&file, config).unwrap();
@@ -70,7 +71,8 @@ impl Prometheus {
             }
         };
         tokio::time::timeout(PATIENCE, ready).await.expect("prometheus is ready");
-        prometheus.series("up{job=\"wsbroker\"} == 1").await;
+        let every = format!("count(up{{job=\"wsbroker\"}} == 1) == {}", targets.len());
+        prometheus.series(&every).await;
         prometheus
     }
 
@@ -147,27 +149,21 @@ fn dashboard_queries() -> Vec<String> {
     queries
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_alert_and_dashboard_query_has_series_and_the_store_alert_fires() {
-    let mut postgres = PostgresServer::start().await;
-    let redis = RedisServer::start().await;
-    let database = postgres.database("monitored").await;
-    let server = start_server_with(|c| {
-        c.database_url = database.parse().unwrap();
-        c.redis_url = Some(redis.url());
-        c.instance_id = Some("a".into());
-        c.rate_limit = 0.0;
-    })
-    .await;
+    let cluster = Cluster::up();
+    let instances: Vec<SocketAddr> = (1..=3).map(|n| cluster.instance(n)).collect();
     let dir = TempDir::new("prometheus");
-    let prometheus = Prometheus::start(&dir, server.addr).await;
-    // Traffic for every series: chats (one refused), an HTTP read, connections that end.
-    let mut alice = server.member("alice", "lobby").await;
+    let prometheus = Prometheus::start(&dir, &instances).await;
+    // Traffic for every series, through nginx: chats (one refused), an HTTP read, connections
+    // that end.
+    let front = TestServer::attach(cluster.nginx);
+    let mut alice = front.member("alice", "lobby").await;
     assert_eq!(alice.request(chat("lobby", "c1", "hello")).await["type"], "ack");
     assert_eq!(alice.request(chat("elsewhere", "c2", "no")).await["type"], "error");
-    let (status, _) = server.get("/api/v1/chat/rooms/lobby/messages").await;
+    let (status, _) = front.get("/api/v1/chat/rooms/lobby/messages").await;
     assert_eq!(status, StatusCode::OK);
-    drop(server.connect("/ws?user=bob").await);
+    drop(front.connect("/ws?user=bob").await);
 
     for expr in alert_expressions() {
         prometheus.query(&expr).await.unwrap_or_else(|why| panic!("{expr} does not parse: {why}"));
@@ -177,10 +173,17 @@ async fn every_alert_and_dashboard_query_has_series_and_the_store_alert_fires() 
         prometheus.series(&query).await;
     }
 
-    postgres.stop();
-    // The writer learns the database is gone when it next commits.
-    alice.send(chat("lobby", "c3", "into the void")).await;
+    // A member on each instance, so that each writer learns the database is gone when it next
+    // commits.
+    let mut members = Vec::new();
+    for instance in &instances {
+        members.push(TestServer::attach(*instance).member("carol", "lobby").await);
+    }
+    cluster.stop("postgres");
+    for (n, member) in members.iter_mut().enumerate() {
+        member.send(chat("lobby", &format!("c3-{n}"), "into the void")).await;
+    }
     let down = prometheus.series("wsbroker_store_up == 0").await;
-    assert_eq!(down[0]["metric"]["instance"], server.addr.to_string());
+    assert!(!down.is_empty());
     prometheus.firing("WsbrokerStoreUnavailable").await;
 }

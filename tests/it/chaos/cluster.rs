@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::SETTLE;
+
 use crate::common::TempDir;
 
 /// A cluster run by the deployment's own script, taken down when dropped.
-pub(super) struct Cluster {
+pub(crate) struct Cluster {
     _dir: TempDir,
     /// The script's CLUSTER_DIR.
-    pub(super) home: PathBuf,
-    pub(super) nginx: SocketAddr,
+    pub(crate) home: PathBuf,
+    pub(crate) nginx: SocketAddr,
 }
 
 fn script(home: &Path, args: &[&str]) {
@@ -32,7 +33,7 @@ fn script(home: &Path, args: &[&str]) {
 }
 
 impl Cluster {
-    pub(super) fn up() -> Self {
+    pub(crate) fn up() -> Self {
         let dir = TempDir::new("rolling");
         let home = dir.0.join("cluster");
         script(&home, &["up"]);
@@ -42,7 +43,7 @@ impl Cluster {
     }
 
     /// Instance `n` (1-3): SIGTERM, its exit, started again and ready.
-    pub(super) async fn restart(&self, n: usize) {
+    pub(crate) async fn restart(&self, n: usize) {
         let home = self.home.clone();
         let restarted =
             tokio::task::spawn_blocking(move || script(&home, &["restart", &n.to_string()]));
@@ -52,19 +53,24 @@ impl Cluster {
 
 impl Cluster {
     /// The process id of instance `n` (1-3).
-    pub(super) fn pid(&self, n: usize) -> u32 {
+    pub(crate) fn pid(&self, n: usize) -> u32 {
         let pid = std::fs::read_to_string(self.home.join(format!("instance{n}.pid"))).unwrap();
         pid.trim().parse().unwrap()
     }
 
     /// Instance `n`'s own address (not through nginx).
-    pub(super) fn instance(&self, n: usize) -> SocketAddr {
+    pub(crate) fn instance(&self, n: usize) -> SocketAddr {
         let port = std::fs::read_to_string(self.home.join(format!("instance{n}.port"))).unwrap();
         SocketAddr::from(([127, 0, 0, 1], port.trim().parse().unwrap()))
     }
 
+    /// `scripts/cluster.sh stop PART`: postgres, redis, instanceN.
+    pub(crate) fn stop(&self, part: &str) {
+        script(&self.home, &["stop", part]);
+    }
+
     /// PostgreSQL's port.
-    pub(super) fn postgres_port(&self) -> u16 {
+    pub(crate) fn postgres_port(&self) -> u16 {
         std::fs::read_to_string(self.home.join("postgres.port")).unwrap().trim().parse().unwrap()
     }
 }

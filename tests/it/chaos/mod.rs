@@ -26,7 +26,7 @@ const ROOMS: usize = 5;
 const SETTLE: Duration = Duration::from_secs(20);
 
 mod client;
-mod cluster;
+pub(crate) mod cluster;
 mod failover;
 mod rolling;
 mod soak;
