@@ -3,7 +3,8 @@
 //! to nginx and chat steadily; each instance in turn gets SIGTERM and is started again. Every
 //! client whose instance went comes back through nginx, resumes with `since` and resends what had
 //! no answer; at the end every acked message reached every member once, in order, and is stored
-//! once, with no `recovered:false`.
+//! once, with no `recovered:false`. A watcher in every room sees no client leave: each moved to
+//! another instance within the stopping one's handover.
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -11,8 +12,50 @@ use std::time::Duration;
 
 use super::client::{client, Shared};
 use super::cluster::Cluster;
-use super::{everyone, wind_down, CLIENTS, ROOMS};
+use super::{everyone, wind_down, CLIENTS, ROOMS, SETTLE};
 use crate::common::TestServer;
+
+/// A user in every room, through nginx, noting each chat client that leaves a room (reconnecting
+/// when its own instance goes), until `stop`; `probed` is set once it has seen the probe leave.
+async fn watch_leaves(
+    nginx: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    probed: Arc<AtomicBool>,
+) -> Vec<String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut leaves = Vec::new();
+    while !stop.load(SeqCst) {
+        let url = format!("ws://{nginx}/ws?user=watcher");
+        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else { continue };
+        for room in 0..ROOMS {
+            let join = serde_json::json!({"type": "join", "room": format!("room-{room}")});
+            let _ = ws.send(Message::text(join.to_string())).await;
+        }
+        while !stop.load(SeqCst) {
+            let next = tokio::time::timeout(Duration::from_millis(100), ws.next()).await;
+            let frame = match next {
+                Err(_) => continue,
+                Ok(Some(Ok(Message::Text(text)))) => text,
+                Ok(Some(Ok(_))) => continue,
+                Ok(_) => break,
+            };
+            let frame: serde_json::Value = serde_json::from_str(&frame).unwrap();
+            if frame["type"] != "presence" {
+                continue;
+            }
+            let changes = crate::common::presence_changes(&frame);
+            if changes.iter().any(|(user, status)| user == "probe" && status == "leave") {
+                probed.store(true, SeqCst);
+            }
+            let left = changes
+                .into_iter()
+                .filter(|(user, status)| status == "leave" && user.starts_with('c'));
+            leaves.extend(left.map(|(user, _)| format!("{user} left {}", frame["room"])));
+        }
+    }
+    leaves
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
@@ -31,6 +74,19 @@ async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
     let clients: Vec<_> =
         (0..CLIENTS).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
     everyone(&mut progressed, "joined its room").await;
+    let (watching, probed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let watcher =
+        tokio::spawn(watch_leaves(cluster.nginx, Arc::clone(&watching), Arc::clone(&probed)));
+    // The watcher works: it sees a user join and leave.
+    let probe_seen = async {
+        while !probed.load(SeqCst) {
+            let mut probe = TestServer::attach(cluster.nginx).member("probe", "room-0").await;
+            let leave = serde_json::json!({"type": "leave", "room": "room-0", "id": "bye"});
+            assert_eq!(probe.request(leave).await["type"], "ack");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(SETTLE, probe_seen).await.expect("the watcher saw the probe leave");
     shared.publishing.store(true, SeqCst);
     shared.phase.send_replace(1);
     // Traffic between the restarts: the chats go on at their pace meanwhile.
@@ -40,6 +96,9 @@ async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
         cluster.restart(n).await;
     }
     tokio::time::sleep(between).await;
+    watching.store(true, SeqCst);
+    let leaves = watcher.await.unwrap();
+    assert!(leaves.is_empty(), "no client that moved was told gone: {leaves:?}");
     let front = TestServer::attach(cluster.nginx);
     let summary = wind_down(&shared, clients, &mut progressed, &front, &rooms).await;
     println!("rolling restart behind nginx: {summary}");
