@@ -23,6 +23,8 @@ pub(super) struct Shared {
     pub(super) chaos: AtomicBool,
     /// Clients drop their connections at random moments (else only when an instance goes).
     pub(super) drops: bool,
+    /// Clients `0..publishers` chat; the others only listen.
+    pub(super) publishers: usize,
     /// Each client says when it has joined its rooms, and when it is connected again after the
     /// chaos.
     pub(super) progress: tokio::sync::mpsc::UnboundedSender<()>,
@@ -242,7 +244,9 @@ pub(super) async fn client(n: usize, rooms: Vec<String>, shared: Arc<Shared>) ->
             if chaos && (may_drop || !shared.chaos.load(SeqCst)) {
                 break;
             }
-            let publishing = shared.publishing.load(SeqCst) && shared.chaos.load(SeqCst);
+            let publishing = n < shared.publishers
+                && shared.publishing.load(SeqCst)
+                && shared.chaos.load(SeqCst);
             tokio::select! {
                 message = tokio::time::timeout(SETTLE, ws.next()) => match message {
                     Ok(Some(Ok(Message::Text(text)))) => {

@@ -45,6 +45,7 @@ async fn a_sentinel_failover_under_chat_loses_nothing_acked() {
         publishing: AtomicBool::new(false),
         chaos: AtomicBool::new(true),
         drops: false,
+        publishers: CLIENTS,
         progress,
         ends: Mutex::new(None),
         phase: tokio::sync::watch::Sender::new(0),
@@ -52,7 +53,7 @@ async fn a_sentinel_failover_under_chat_loses_nothing_acked() {
     let rooms = |n: usize| vec![format!("room-{}", n % ROOMS)];
     let clients: Vec<_> =
         (0..CLIENTS).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
-    everyone(&mut progressed, "joined its room").await;
+    everyone(&mut progressed, CLIENTS, "joined its room").await;
     shared.publishing.store(true, SeqCst);
     shared.phase.send_replace(1);
     let traffic = Duration::from_millis(1000);
@@ -68,7 +69,7 @@ async fn a_sentinel_failover_under_chat_loses_nothing_acked() {
     let back = killed.elapsed();
     tokio::time::sleep(traffic).await;
     let front = TestServer::attach(brokers[0].1.addr);
-    let summary = wind_down(&shared, clients, &mut progressed, &front, &rooms).await;
+    let summary = wind_down(&shared, clients, &mut progressed, &front, (&rooms, ROOMS)).await;
     println!(
         "sentinel failover: promoted after {promoted:?}, both instances on the new master after {back:?}; {summary}"
     );

@@ -146,6 +146,7 @@ async fn chaos(seconds: u64, restart_redis: bool) -> Summary {
         publishing: AtomicBool::new(false),
         chaos: AtomicBool::new(true),
         drops: true,
+        publishers: CLIENTS,
         progress,
         ends: Mutex::new(None),
         phase: tokio::sync::watch::Sender::new(0),
@@ -155,7 +156,7 @@ async fn chaos(seconds: u64, restart_redis: bool) -> Summary {
     };
     let clients: Vec<_> =
         (0..CLIENTS).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
-    everyone(&mut progressed, "joined its rooms").await;
+    everyone(&mut progressed, CLIENTS, "joined its rooms").await;
     shared.publishing.store(true, SeqCst);
     shared.phase.send_replace(1);
     let duration = Duration::from_secs(seconds);
@@ -175,33 +176,38 @@ async fn chaos(seconds: u64, restart_redis: bool) -> Summary {
         tokio::time::sleep(duration * 3 / 5).await;
     }
     let survivor = TestServer::attach(run.brokers[0].1.addr);
-    wind_down(&shared, clients, &mut progressed, &survivor, &rooms).await
+    wind_down(&shared, clients, &mut progressed, &survivor, (&rooms, ROOMS)).await
 }
 
-/// Waits until every client has said it got where `what` says.
-async fn everyone(progressed: &mut tokio::sync::mpsc::UnboundedReceiver<()>, what: &str) {
+/// Waits until each of `clients` clients has said it got where `what` says.
+async fn everyone(
+    progressed: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    clients: usize,
+    what: &str,
+) {
     let all = async {
-        for _ in 0..CLIENTS {
+        for _ in 0..clients {
             progressed.recv().await;
         }
     };
     tokio::time::timeout(SETTLE, all).await.unwrap_or_else(|_| panic!("every client {what}"));
 }
 
-/// The end of a run: the chaos stops, every client comes back, each room gets a last message
-/// (posted through `front`), and the clients' reports are summed up with what `front` stored.
+/// The end of a run: the chaos stops, every client comes back, each of the `room_count` rooms
+/// gets a last message (posted through `front`), and the clients' reports are summed up with what
+/// `front` stored.
 async fn wind_down(
     shared: &Shared,
     clients: Vec<tokio::task::JoinHandle<Report>>,
     progressed: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
     front: &TestServer,
-    rooms: &dyn Fn(usize) -> Vec<String>,
+    (rooms, room_count): (&dyn Fn(usize) -> Vec<String>, usize),
 ) -> Summary {
     shared.chaos.store(false, SeqCst);
     shared.phase.send_replace(2);
-    everyone(progressed, "connected again").await;
+    everyone(progressed, clients.len(), "connected again").await;
     let mut ends = Vec::new();
-    for room in 0..ROOMS {
+    for room in 0..room_count {
         let path = format!("/api/v1/chat/rooms/room-{room}/messages");
         let (status, answer) =
             front.post(&path, json!({"type": "chat", "data": {"content": "end"}})).await;
@@ -216,7 +222,7 @@ async fn wind_down(
         reports.push(finished.expect("a client finished").unwrap());
     }
     let mut summary = summarize(&reports, rooms);
-    summary.unstored = unstored(front, &reports).await;
+    summary.unstored = unstored(front, &reports, room_count).await;
     summary
 }
 
@@ -238,10 +244,10 @@ async fn stored_ids(server: &TestServer, room: &str) -> Vec<String> {
 }
 
 /// How many acked messages are not stored exactly once.
-async fn unstored(server: &TestServer, reports: &[Report]) -> usize {
+async fn unstored(server: &TestServer, reports: &[Report], room_count: usize) -> usize {
     let acked: HashSet<&(String, String)> = reports.iter().flat_map(|r| r.acked.iter()).collect();
     let mut wrong = 0;
-    for room in 0..ROOMS {
+    for room in 0..room_count {
         let room = format!("room-{room}");
         let stored = stored_ids(server, &room).await;
         let count = |id: &str| stored.iter().filter(|s| *s == id).count();

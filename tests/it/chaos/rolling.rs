@@ -18,7 +18,7 @@ use crate::common::TestServer;
 /// A user in every room, through nginx, noting each chat client that leaves a room (reconnecting
 /// when its own instance goes), until `stop`; `probed` is set once it has seen the probe leave.
 async fn watch_leaves(
-    nginx: std::net::SocketAddr,
+    (nginx, room_count): (std::net::SocketAddr, usize),
     stop: Arc<AtomicBool>,
     probed: Arc<AtomicBool>,
 ) -> Vec<String> {
@@ -28,7 +28,7 @@ async fn watch_leaves(
     while !stop.load(SeqCst) {
         let url = format!("ws://{nginx}/ws?user=watcher");
         let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else { continue };
-        for room in 0..ROOMS {
+        for room in 0..room_count {
             let join = serde_json::json!({"type": "join", "room": format!("room-{room}")});
             let _ = ws.send(Message::text(join.to_string())).await;
         }
@@ -59,6 +59,11 @@ async fn watch_leaves(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
+    // ROLLING_CLIENTS makes a larger run (docs/benchmarks.md): a room per 20 clients, and one
+    // client chatting in each (all of them in the small run).
+    let size = std::env::var("ROLLING_CLIENTS").ok().and_then(|n| n.parse().ok());
+    let clients_n: usize = size.unwrap_or(CLIENTS);
+    let room_count = (clients_n / 20).max(ROOMS);
     let cluster = Cluster::up();
     let (progress, mut progressed) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
@@ -66,17 +71,21 @@ async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
         publishing: AtomicBool::new(false),
         chaos: AtomicBool::new(true),
         drops: false,
+        publishers: CLIENTS.min(clients_n).max(room_count),
         progress,
         ends: Mutex::new(None),
         phase: tokio::sync::watch::Sender::new(0),
     });
-    let rooms = |n: usize| vec![format!("room-{}", n % ROOMS)];
+    let rooms = |n: usize| vec![format!("room-{}", n % room_count)];
     let clients: Vec<_> =
-        (0..CLIENTS).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
-    everyone(&mut progressed, "joined its room").await;
+        (0..clients_n).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
+    everyone(&mut progressed, clients_n, "joined its room").await;
     let (watching, probed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let watcher =
-        tokio::spawn(watch_leaves(cluster.nginx, Arc::clone(&watching), Arc::clone(&probed)));
+    let watcher = tokio::spawn(watch_leaves(
+        (cluster.nginx, room_count),
+        Arc::clone(&watching),
+        Arc::clone(&probed),
+    ));
     // The watcher works: it sees a user join and leave.
     let probe_seen = async {
         while !probed.load(SeqCst) {
@@ -100,8 +109,8 @@ async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
     let leaves = watcher.await.unwrap();
     assert!(leaves.is_empty(), "no client that moved was told gone: {leaves:?}");
     let front = TestServer::attach(cluster.nginx);
-    let summary = wind_down(&shared, clients, &mut progressed, &front, &rooms).await;
-    println!("rolling restart behind nginx: {summary}");
+    let summary = wind_down(&shared, clients, &mut progressed, &front, (&rooms, room_count)).await;
+    println!("rolling restart behind nginx, {clients_n} clients in {room_count} rooms: {summary}");
     let first: Vec<&String> = summary.violations.iter().take(5).collect();
     assert!(first.is_empty(), "once each, in seq order: {first:?}");
     assert!(summary.resumes > 0, "clients of the restarted instances moved: {summary}");

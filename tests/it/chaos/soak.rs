@@ -56,9 +56,9 @@ async fn database_bytes(port: u16) -> u64 {
 }
 
 /// Users who come and go: join a room, leave it, read its history, publish into it over HTTP.
-async fn side_traffic(nginx: SocketAddr, stop: Arc<AtomicBool>) -> u64 {
+async fn side_traffic(nginx: SocketAddr, stop: Arc<AtomicBool>) -> (u64, u64) {
     let front = TestServer::attach(nginx);
-    let mut rounds = 0u64;
+    let (mut rounds, mut busy) = (0u64, 0u64);
     while !stop.load(SeqCst) {
         let room = format!("room-{}", rounds % ROOMS as u64);
         let url = format!("ws://{nginx}/ws?user=visitor-{}", rounds % 20);
@@ -77,15 +77,18 @@ async fn side_traffic(nginx: SocketAddr, stop: Arc<AtomicBool>) -> u64 {
             let _ = tokio::time::timeout(Duration::from_secs(5), answered).await;
             let _ = ws.close(None).await;
         }
+        // 503 is the API's "busy, try later" (a full store queue, Redis away): counted, not an
+        // error; anything else must succeed.
         let (status, _) = front.get(&format!("/api/v1/chat/rooms/{room}/messages?limit=50")).await;
-        assert_eq!(status, 200, "history of {room}");
+        assert!([200, 503].contains(&status.as_u16()), "history of {room}: {status}");
         let publish = json!({"type": "chat", "data": {"content": format!("http {rounds}")}});
         let (status, _) = front.post(&format!("/api/v1/chat/rooms/{room}/messages"), publish).await;
-        assert_eq!(status, 202, "an HTTP publish into {room}");
+        assert!([202, 503].contains(&status.as_u16()), "an HTTP publish into {room}: {status}");
+        busy += u64::from(status == 503);
         rounds += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    rounds
+    (rounds, busy)
 }
 
 /// RSS over time, one line per instance, as an SVG (no library: a polyline per instance).
@@ -150,6 +153,7 @@ async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
         publishing: AtomicBool::new(false),
         chaos: AtomicBool::new(true),
         drops: true,
+        publishers: CLIENTS,
         progress,
         ends: Mutex::new(None),
         phase: tokio::sync::watch::Sender::new(0),
@@ -157,7 +161,7 @@ async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
     let rooms = |n: usize| vec![format!("room-{}", n % ROOMS)];
     let clients: Vec<_> =
         (0..CLIENTS).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
-    everyone(&mut progressed, "joined its room").await;
+    everyone(&mut progressed, CLIENTS, "joined its room").await;
     shared.publishing.store(true, SeqCst);
     shared.phase.send_replace(1);
     let stop = Arc::new(AtomicBool::new(false));
@@ -189,14 +193,14 @@ async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
         tokio::time::sleep(period).await;
     }
     stop.store(true, SeqCst);
-    let rounds = side.await.unwrap();
+    let (rounds, busy) = side.await.unwrap();
     let front = TestServer::attach(cluster.nginx);
-    let summary = wind_down(&shared, clients, &mut progressed, &front, &rooms).await;
+    let summary = wind_down(&shared, clients, &mut progressed, &front, (&rooms, ROOMS)).await;
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/soak");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("soak.csv"), &csv).unwrap();
     std::fs::write(out.join("rss.svg"), plot(&samples)).unwrap();
-    println!("soak of {minutes} min: {rounds} visitor rounds; {summary}\n{csv}");
+    println!("soak of {minutes} min: {rounds} visitor rounds ({busy} HTTP publishes answered 503); {summary}\n{csv}");
 
     let long_enough = minutes > 7;
     for (n, instance) in samples.iter().enumerate().filter(|_| long_enough) {
