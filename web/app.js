@@ -249,7 +249,9 @@ async function openRoom(room) {
   if (room === current) receipts.reset(seen.ok ? seen.answer.receipts : null);
   markRead(room, true);
   roomList.render();
-  $("message").focus();
+  // The composer takes the keys, unless the user started a search while the room loaded (taking
+  // the focus then would send the rest of the query into the composer).
+  if (!document.activeElement?.closest("#search-form")) $("message").focus();
 }
 
 // A search result: its room, with older pages loaded until the message is on show (at most 20),

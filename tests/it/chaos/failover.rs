@@ -4,12 +4,9 @@
 //! that saw a hole resume; what an instance could not recover is said (`recovered:false`), and a
 //! client never told so lost nothing acked. Every acked message is stored once.
 
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::client::{client, Shared};
-use super::{everyone, wind_down, CLIENTS, ROOMS};
+use super::{Crowd, CLIENTS, ROOMS};
 use crate::common::{spawn_broker, BrokerProcess, TestServer};
 use crate::postgres_server::PostgresServer;
 use crate::sentinel_server::{Sentinels, FAILOVER};
@@ -39,23 +36,14 @@ async fn a_sentinel_failover_under_chat_loses_nothing_acked() {
     let database = postgres.database("failover").await;
     let url = sentinels.url();
     let brokers = [instance(&url, &database, "a").await, instance(&url, &database, "b").await];
-    let (progress, mut progressed) = tokio::sync::mpsc::unbounded_channel();
-    let shared = Arc::new(Shared {
-        live: Mutex::new(brokers.iter().map(|(_, server)| server.addr).collect()),
-        publishing: AtomicBool::new(false),
-        chaos: AtomicBool::new(true),
-        drops: false,
-        publishers: CLIENTS,
-        progress,
-        ends: Mutex::new(None),
-        phase: tokio::sync::watch::Sender::new(0),
-    });
     let rooms = |n: usize| vec![format!("room-{}", n % ROOMS)];
-    let clients: Vec<_> =
-        (0..CLIENTS).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
-    everyone(&mut progressed, CLIENTS, "joined its room").await;
-    shared.publishing.store(true, SeqCst);
-    shared.phase.send_replace(1);
+    let crowd = Crowd::start(
+        brokers.iter().map(|(_, server)| server.addr).collect(),
+        false,
+        (CLIENTS, CLIENTS),
+        &rooms,
+    )
+    .await;
     let traffic = Duration::from_millis(1000);
     tokio::time::sleep(traffic).await;
 
@@ -69,7 +57,7 @@ async fn a_sentinel_failover_under_chat_loses_nothing_acked() {
     let back = killed.elapsed();
     tokio::time::sleep(traffic).await;
     let front = TestServer::attach(brokers[0].1.addr);
-    let summary = wind_down(&shared, clients, &mut progressed, &front, (&rooms, ROOMS)).await;
+    let summary = crowd.wind_down(&front, (&rooms, ROOMS)).await;
     println!(
         "sentinel failover: promoted after {promoted:?}, both instances on the new master after {back:?}; {summary}"
     );

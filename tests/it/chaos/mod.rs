@@ -10,6 +10,7 @@
 //! (`scripts/chaos.sh`); the summary is printed.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -140,25 +141,11 @@ impl std::fmt::Display for Summary {
 async fn chaos(seconds: u64, restart_redis: bool) -> Summary {
     let mut run = start_cluster().await;
     let live = run.brokers.iter().map(|(_, server)| server.addr).collect();
-    let (progress, mut progressed) = tokio::sync::mpsc::unbounded_channel();
-    let shared = Arc::new(Shared {
-        live: Mutex::new(live),
-        publishing: AtomicBool::new(false),
-        chaos: AtomicBool::new(true),
-        drops: true,
-        publishers: CLIENTS,
-        progress,
-        ends: Mutex::new(None),
-        phase: tokio::sync::watch::Sender::new(0),
-    });
     let rooms = |n: usize| {
         vec![format!("room-{}", n % ROOMS), format!("room-{}", (n / ROOMS + n + 1) % ROOMS)]
     };
-    let clients: Vec<_> =
-        (0..CLIENTS).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
-    everyone(&mut progressed, CLIENTS, "joined its rooms").await;
-    shared.publishing.store(true, SeqCst);
-    shared.phase.send_replace(1);
+    let crowd = Crowd::start(live, true, (CLIENTS, CLIENTS), &rooms).await;
+    let shared = Arc::clone(&crowd.shared);
     let duration = Duration::from_secs(seconds);
     tokio::time::sleep(duration / 5).await;
     run.restart(0, true, &shared).await;
@@ -176,7 +163,7 @@ async fn chaos(seconds: u64, restart_redis: bool) -> Summary {
         tokio::time::sleep(duration * 3 / 5).await;
     }
     let survivor = TestServer::attach(run.brokers[0].1.addr);
-    wind_down(&shared, clients, &mut progressed, &survivor, (&rooms, ROOMS)).await
+    crowd.wind_down(&survivor, (&rooms, ROOMS)).await
 }
 
 /// Waits until each of `clients` clients has said it got where `what` says.
@@ -191,6 +178,51 @@ async fn everyone(
         }
     };
     tokio::time::timeout(SETTLE, all).await.unwrap_or_else(|_| panic!("every client {what}"));
+}
+
+/// A run's clients, with what they share.
+struct Crowd {
+    shared: Arc<Shared>,
+    clients: Vec<tokio::task::JoinHandle<Report>>,
+    progressed: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+impl Crowd {
+    /// `count` clients connecting to `live` (each to `rooms(n)`), dropping at random when `drops`,
+    /// the first `publishers` chatting; returns once every one has joined and chats go.
+    async fn start(
+        live: Vec<SocketAddr>,
+        drops: bool,
+        (count, publishers): (usize, usize),
+        rooms: &dyn Fn(usize) -> Vec<String>,
+    ) -> Self {
+        let (progress, mut progressed) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            live: Mutex::new(live),
+            publishing: AtomicBool::new(false),
+            chaos: AtomicBool::new(true),
+            drops,
+            publishers,
+            progress,
+            ends: Mutex::new(None),
+            phase: tokio::sync::watch::Sender::new(0),
+        });
+        let clients =
+            (0..count).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
+        everyone(&mut progressed, count, "joined its rooms").await;
+        shared.publishing.store(true, SeqCst);
+        shared.phase.send_replace(1);
+        Self { shared, clients, progressed }
+    }
+
+    /// [`wind_down`] of these clients.
+    async fn wind_down(
+        mut self,
+        front: &TestServer,
+        rooms: (&dyn Fn(usize) -> Vec<String>, usize),
+    ) -> Summary {
+        wind_down(&self.shared, self.clients, &mut self.progressed, front, rooms).await
+    }
 }
 
 /// The end of a run: the chaos stops, every client comes back, each of the `room_count` rooms

@@ -7,12 +7,11 @@
 //! another instance within the stopping one's handover.
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::client::{client, Shared};
 use super::cluster::Cluster;
-use super::{everyone, wind_down, CLIENTS, ROOMS, SETTLE};
+use super::{Crowd, CLIENTS, ROOMS, SETTLE};
 use crate::common::TestServer;
 
 /// A user in every room, through nginx, noting each chat client that leaves a room (reconnecting
@@ -65,21 +64,14 @@ async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
     let clients_n: usize = size.unwrap_or(CLIENTS);
     let room_count = (clients_n / 20).max(ROOMS);
     let cluster = Cluster::up();
-    let (progress, mut progressed) = tokio::sync::mpsc::unbounded_channel();
-    let shared = Arc::new(Shared {
-        live: Mutex::new(vec![cluster.nginx]),
-        publishing: AtomicBool::new(false),
-        chaos: AtomicBool::new(true),
-        drops: false,
-        publishers: CLIENTS.min(clients_n).max(room_count),
-        progress,
-        ends: Mutex::new(None),
-        phase: tokio::sync::watch::Sender::new(0),
-    });
     let rooms = |n: usize| vec![format!("room-{}", n % room_count)];
-    let clients: Vec<_> =
-        (0..clients_n).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
-    everyone(&mut progressed, clients_n, "joined its room").await;
+    let crowd = Crowd::start(
+        vec![cluster.nginx],
+        false,
+        (clients_n, CLIENTS.min(clients_n).max(room_count)),
+        &rooms,
+    )
+    .await;
     let (watching, probed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let watcher = tokio::spawn(watch_leaves(
         (cluster.nginx, room_count),
@@ -96,8 +88,6 @@ async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
         }
     };
     tokio::time::timeout(SETTLE, probe_seen).await.expect("the watcher saw the probe leave");
-    shared.publishing.store(true, SeqCst);
-    shared.phase.send_replace(1);
     // Traffic between the restarts: the chats go on at their pace meanwhile.
     let between = Duration::from_millis(700);
     for n in 1..=3 {
@@ -109,7 +99,7 @@ async fn a_rolling_restart_behind_nginx_loses_nothing_and_repeats_nothing() {
     let leaves = watcher.await.unwrap();
     assert!(leaves.is_empty(), "no client that moved was told gone: {leaves:?}");
     let front = TestServer::attach(cluster.nginx);
-    let summary = wind_down(&shared, clients, &mut progressed, &front, (&rooms, room_count)).await;
+    let summary = crowd.wind_down(&front, (&rooms, room_count)).await;
     println!("rolling restart behind nginx, {clients_n} clients in {room_count} rooms: {summary}");
     let first: Vec<&String> = summary.violations.iter().take(5).collect();
     assert!(first.is_empty(), "once each, in seq order: {first:?}");

@@ -12,16 +12,15 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::client::{client, Shared};
 use super::cluster::Cluster;
-use super::{everyone, wind_down, CLIENTS, ROOMS};
+use super::{Crowd, CLIENTS, ROOMS};
 use crate::common::TestServer;
 
 /// One sample of one instance.
@@ -147,23 +146,8 @@ async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
     let period = if minutes >= 10 { Duration::from_secs(60) } else { run / 12 };
     let warm_up = Duration::from_secs(300);
     let cluster = Cluster::up();
-    let (progress, mut progressed) = tokio::sync::mpsc::unbounded_channel();
-    let shared = Arc::new(Shared {
-        live: Mutex::new(vec![cluster.nginx]),
-        publishing: AtomicBool::new(false),
-        chaos: AtomicBool::new(true),
-        drops: true,
-        publishers: CLIENTS,
-        progress,
-        ends: Mutex::new(None),
-        phase: tokio::sync::watch::Sender::new(0),
-    });
     let rooms = |n: usize| vec![format!("room-{}", n % ROOMS)];
-    let clients: Vec<_> =
-        (0..CLIENTS).map(|n| tokio::spawn(client(n, rooms(n), Arc::clone(&shared)))).collect();
-    everyone(&mut progressed, CLIENTS, "joined its room").await;
-    shared.publishing.store(true, SeqCst);
-    shared.phase.send_replace(1);
+    let crowd = Crowd::start(vec![cluster.nginx], true, (CLIENTS, CLIENTS), &rooms).await;
     let stop = Arc::new(AtomicBool::new(false));
     let side = tokio::spawn(side_traffic(cluster.nginx, Arc::clone(&stop)));
 
@@ -195,7 +179,7 @@ async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
     stop.store(true, SeqCst);
     let (rounds, busy) = side.await.unwrap();
     let front = TestServer::attach(cluster.nginx);
-    let summary = wind_down(&shared, clients, &mut progressed, &front, (&rooms, ROOMS)).await;
+    let summary = crowd.wind_down(&front, (&rooms, ROOMS)).await;
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/soak");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("soak.csv"), &csv).unwrap();
