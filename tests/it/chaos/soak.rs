@@ -176,14 +176,15 @@ async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
         }
         tokio::time::sleep(period).await;
     }
-    stop.store(true, SeqCst);
-    let (rounds, busy) = side.await.unwrap();
-    let front = TestServer::attach(cluster.nginx);
-    let summary = crowd.wind_down(&front, (&rooms, ROOMS)).await;
+    // The samples are kept before the end's checks, which read every stored message back.
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/soak");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("soak.csv"), &csv).unwrap();
     std::fs::write(out.join("rss.svg"), plot(&samples)).unwrap();
+    stop.store(true, SeqCst);
+    let (rounds, busy) = side.await.unwrap();
+    let front = TestServer::attach(cluster.nginx);
+    let summary = crowd.wind_down(&front, (&rooms, ROOMS)).await;
     println!("soak of {minutes} min: {rounds} visitor rounds ({busy} HTTP publishes answered 503); {summary}\n{csv}");
 
     let long_enough = minutes > 7;
