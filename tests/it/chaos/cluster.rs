@@ -23,9 +23,7 @@ fn script(home: &Path, args: &[&str]) {
         .env("CLUSTER_DIR", home)
         .env("PORT", "0")
         .env("WSBROKER_BIN", env!("CARGO_BIN_EXE_wsbroker"))
-        // A handover longer than the default 3 s: the suite runs several clusters at once on two
-        // cores, and there a client's reconnect through nginx can take longer than that.
-        .env("WSBROKER_ARGS", "--rate-limit 0 --recovery-window 1000 --shards 2 --handover 10s")
+        .env("WSBROKER_ARGS", "--rate-limit 0 --recovery-window 1000 --shards 2")
         .status()
         .expect("run scripts/cluster.sh");
     assert!(
