@@ -161,19 +161,8 @@ fn redacted(name: &str, value: &str) -> String {
     if SECRETS.contains(&name) {
         return "<redacted>".into();
     }
-    // scheme://user:password@host...: the password goes.
-    match (value.find("://"), value.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &value[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => {
-                    format!("{}{user}:<redacted>{}", &value[..scheme + 3], &value[at..])
-                }
-                None => value.to_owned(),
-            }
-        }
-        _ => value.to_owned(),
-    }
+    // scheme://user:password@host...: the password goes, as in the store's logs.
+    crate::store::without_password(value)
 }
 
 #[cfg(test)]
@@ -239,7 +228,7 @@ mod tests {
         assert_eq!(redacted("jwt-secret", "s3cret"), "<redacted>");
         assert_eq!(
             redacted("database-url", "postgres://chat:pw@db:5432/chat"),
-            "postgres://chat:<redacted>@db:5432/chat"
+            "postgres://chat:***@db:5432/chat"
         );
         assert_eq!(redacted("redis-url", "redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }

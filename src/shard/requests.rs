@@ -326,10 +326,10 @@ impl Shard {
         id: String,
         seq: Option<u64>,
     ) {
-        if let (Some(room), Some(seq)) = (&room, seq) {
-            self.on_room_committed(room, seq);
-        }
         if let Some(room) = &room {
+            if let Some(seq) = seq {
+                self.on_room_committed(room, seq);
+            }
             self.note_unread(room);
         }
         let owner = self.hub.router().shard_of_user(&user);

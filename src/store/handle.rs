@@ -97,11 +97,19 @@ impl Store {
             self.counters.refused.fetch_add(1, Relaxed);
             return Err(done);
         }
-        self.counters.queued.fetch_add(1, Relaxed);
-        self.writes.try_send(Job { write, done }).map_err(|refused| {
-            self.counters.queued.fetch_sub(1, Relaxed);
+        self.enqueue(&self.writes, Job { write, done }).map_err(|job| {
             self.counters.refused.fetch_add(1, Relaxed);
-            refused.into_inner().done
+            job.done
+        })
+    }
+
+    /// Puts `job` on `queue`, counted on the queue-depth gauge (which its writer counts down as it
+    /// gathers); a full or closed queue hands it back (boxed: that is the rare way).
+    fn enqueue(&self, queue: &flume::Sender<Job>, job: Job) -> Result<(), Box<Job>> {
+        self.counters.queued.fetch_add(1, Relaxed);
+        queue.try_send(job).map_err(|refused| {
+            self.counters.queued.fetch_sub(1, Relaxed);
+            Box::new(refused.into_inner())
         })
     }
 
@@ -129,12 +137,7 @@ impl Store {
     pub async fn write_blob_and_wait(&self, write: Write) -> Result<Outcome, Unavailable> {
         let (reply, answer) = oneshot::channel();
         let job = Job { write, done: Completion::Reply(reply) };
-        // Counted like the others: the blob writer takes it off the same gauge when it gathers.
-        self.counters.queued.fetch_add(1, Relaxed);
-        self.blobs.try_send(job).map_err(|_| {
-            self.counters.queued.fetch_sub(1, Relaxed);
-            Unavailable
-        })?;
+        self.enqueue(&self.blobs, job).map_err(|_| Unavailable)?;
         answer.await.map_err(|_| Unavailable)?.map_err(|_| Unavailable)
     }
 

@@ -30,6 +30,7 @@ use crate::protocol::{Millis, Room, UserId};
 pub use crate::config::{DatabaseUrl, StoreSettings};
 pub use handle::{Store, Unavailable};
 pub use jobs::Completion;
+pub use postgres::without_password;
 pub use sqlite::backup;
 
 /// Why the store could not do something.
