@@ -10,14 +10,25 @@ use crate::common::WAIT;
 
 pub struct RedisServer {
     pub port: u16,
+    /// A replica's master's port.
+    replica_of: Option<u16>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts `redis-server` on a free port, without persistence, and waits until it accepts.
     pub async fn start() -> Self {
+        Self::start_as(None).await
+    }
+
+    /// A replica of the server on `master`'s port, started the same way.
+    pub async fn start_replica_of(master: u16) -> Self {
+        Self::start_as(Some(master)).await
+    }
+
+    async fn start_as(replica_of: Option<u16>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = Self { port, child: None };
+        let mut server = Self { port, replica_of, child: None };
         server.restart().await;
         server
     }
@@ -38,6 +49,7 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(self.replica_of.iter().flat_map(|master| ["--replicaof".to_owned(), "127.0.0.1".to_owned(), master.to_string()]))
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is not installed: scripts/test.sh installs it (apt-get install redis-server)");

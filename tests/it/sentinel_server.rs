@@ -16,7 +16,7 @@ pub const FAILOVER: Duration = Duration::from_secs(30);
 
 pub struct Sentinels {
     master: Option<RedisServer>,
-    replica: Child,
+    _replica: RedisServer,
     sentinels: Vec<(u16, Child)>,
     _dir: TempDir,
 }
@@ -52,24 +52,7 @@ impl Sentinels {
     pub async fn start() -> Self {
         let dir = TempDir::new("sentinel");
         let master = RedisServer::start().await;
-        let replica_port = free_port();
-        let replica = spawn(
-            "redis-server",
-            &[
-                "--port",
-                &replica_port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--replicaof",
-                "127.0.0.1",
-                &master.port.to_string(),
-            ]
-            .map(String::from),
-        );
+        let replica = RedisServer::start_replica_of(master.port).await;
         let mut sentinels = Vec::new();
         for n in 0..3 {
             let port = free_port();
@@ -85,7 +68,7 @@ impl Sentinels {
             std::fs::write(&conf, text).unwrap();
             sentinels.push((port, spawn("redis-sentinel", &[conf.display().to_string()])));
         }
-        let set = Self { master: Some(master), replica, sentinels, _dir: dir };
+        let set = Self { master: Some(master), _replica: replica, sentinels, _dir: dir };
         let master_port = set.master.as_ref().unwrap().port;
         until("the replica is in sync", FAILOVER, async || {
             let info: redis::RedisResult<String> =
@@ -136,7 +119,5 @@ impl Drop for Sentinels {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = self.replica.kill();
-        let _ = self.replica.wait();
     }
 }
