@@ -192,7 +192,18 @@ pub(super) async fn client(n: usize, rooms: Vec<String>, shared: Arc<Shared>) ->
     let mut coin = Rng(0x9E37_79B9 + n as u64 * 7919);
     let mut phase = shared.phase.subscribe();
     let (mut sent, mut joined, mut settled) = (0u64, false, false);
+    // A failed connect waits a jittered backoff before the next, as the client libraries do: 25
+    // ms doubling to 1 s (a client that retries at once turns a load balancer's 502 into a storm).
+    let mut failures = 0u32;
     loop {
+        if failures > 0 {
+            let ceiling = (25u64 << failures.min(6)).min(1_000);
+            tokio::time::sleep(Duration::from_millis(
+                ceiling / 2 + coin.below(ceiling as usize / 2) as u64,
+            ))
+            .await;
+        }
+        failures += 1;
         let addrs = shared.live.lock().unwrap().clone();
         let addr = addrs[coin.below(addrs.len())];
         let url = if joined {
@@ -209,9 +220,11 @@ pub(super) async fn client(n: usize, rooms: Vec<String>, shared: Arc<Shared>) ->
             if !join_all(&mut ws, &mut report, &rooms).await {
                 continue;
             }
+            failures = 0;
             joined = true;
             let _ = shared.progress.send(());
         } else {
+            failures = 0;
             report.resumes += 1;
             for room in &rooms {
                 let view = report.rooms.entry(room.clone()).or_default();
