@@ -8,6 +8,8 @@
 #   scripts/bench.sh today                    # the scenarios behind docs/benchmarks.md's first table
 #                                             # (every target), then rewrites that table
 #   scripts/bench.sh fanout-10k fanout-10k-typing  # chat latency without and with typing traffic
+#   scripts/bench.sh rolling-10k              # 10,000 resuming clients through nginx while every
+#                                             # instance of scripts/cluster.sh is restarted in turn
 #   scripts/bench.sh reference                # fanout-10k and broadcast-5k against the broker, the
 #                                             # broker with --fast-path false (X-queued) and the bare
 #                                             # reference server, with the CPU ratios
@@ -64,6 +66,38 @@ run_cluster() {
   for k in "${pids[@]}"; do kill -TERM "$k" 2>/dev/null; done
   for k in "${pids[@]}"; do wait "$k" 2>/dev/null || true; done
   kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
+}
+
+# A rolling restart under load: scripts/cluster.sh (PostgreSQL, Redis, three instances, nginx),
+# loadgen's clients (--resume) through nginx only; a quarter into the run each instance in turn gets
+# SIGTERM and is started again, 5 s apart. Every acked chat must reach every member once.
+run_rolling() {
+  local name=$1 out=$2 conns=$3 home duration=${DURATION:-60}
+  shift 3
+  home=$(mktemp -d) && chmod 755 "$home"
+  export CLUSTER_DIR=$home/cluster PORT=0 WSBROKER_BIN=target/release/wsbroker WSBROKER_ARGS="--rate-limit 0"
+  scripts/cluster.sh up >&2
+  local url="ws://127.0.0.1:$(cat "$CLUSTER_DIR/nginx.port")/ws" k
+  (
+    # Once every client is connected (the instances' open connections add up), a quarter in.
+    until [ "$(for k in 1 2 3; do curl -s "127.0.0.1:$(cat "$CLUSTER_DIR/instance$k.port")/metrics" |
+      awk '/^wsbroker_connections_open /{print $2}'; done | awk '{n += $1} END {print n + 0}')" -ge "$conns" ]; do
+      sleep 0.5
+    done
+    sleep "$(( ${duration%.*} / 4 ))"
+    for k in 1 2 3; do
+      echo "== $name: restarting instance $k at $(date +%T.%3N)" >&2
+      scripts/cluster.sh restart "$k" >&2
+      sleep 5
+    done
+  ) &
+  local restarts=$!
+  echo "== $name: 3 instances behind nginx; loadgen --conns $conns $* --duration $duration" >&2
+  "$loadgen_bin" --url "$url" --json --hgrm "${out%.json}.hgrm" --duration "$duration" --conns "$conns" "$@" >"$out" || true
+  wait "$restarts" || true
+  scripts/cluster.sh down >&2
+  unset CLUSTER_DIR PORT WSBROKER_BIN WSBROKER_ARGS
+  rm -rf "$home"
 }
 
 # `reference` stands for the four runs the CPU ratio is computed from, in this order; `today` for
@@ -156,6 +190,9 @@ for scenario in "${scenarios[@]}"; do
         --duration "${DURATION:-20}" --bind-ips 127.0.0.2-127.0.0.40
       instances=2
       ;;
+    # 10,000 clients in 500 rooms of 20 (one publisher each, 1 chat/s) through nginx while every
+    # instance is restarted in turn (run_rolling above).
+    rolling-10k) run_rolling "$scenario" "$out" 10000 --resume --rooms 500 --publishers 500 --rate 500 ;;
     cluster-idle-19k) run_cluster "$scenario" "$out" --scenario idle-19k --workers 2 --bind-ips 127.0.0.2-127.0.0.40 ;;
     *) run "$scenario" "$out" --scenario "$scenario" ;;
   esac

@@ -154,7 +154,7 @@ up() {
       deploy/nginx/wsbroker.conf >"$dir/site.conf"
   mkdir -p "$dir/nginx"
   cat >"$dir/nginx.conf" <<CONF
-worker_processes 1;
+worker_processes 2;
 pid $dir/nginx.pid;
 error_log $dir/nginx-error.log warn;
 daemon off;

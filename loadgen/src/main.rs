@@ -3,7 +3,9 @@
 //! - [`plan`]: flags, scenario presets, and which connection does what.
 //! - [`coordinator`]: spreads a run over worker processes, drives them, merges their results.
 //! - [`worker`]: one process's connections on one thread; publishes and measures (and its `storm`:
-//!   the `reconnect-storm` scenario, everyone dropping at once and coming back).
+//!   the `reconnect-storm` scenario, everyone dropping at once and coming back; its `resume`: with
+//!   `--resume`, clients that come back with `since` and resend what had no ack, as the libraries
+//!   do, for rolling restarts).
 //! - [`wire`]: the probe each message carries; [`report`]: the summary, table and `.hgrm`.
 //! - [`allocs`]: counts heap allocations, for the allocations per delivery in the report.
 //! - [`reference`]: `loadgen reference-server`, the bare server the broker is measured against.

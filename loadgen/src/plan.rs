@@ -100,6 +100,12 @@ pub struct Args {
     /// Print the resolved plan (presets and flags applied) as JSON and exit.
     #[arg(long)]
     pub plan: bool,
+    /// Clients come back as the client libraries do: a connection the broker closes during the run
+    /// reconnects after a jittered backoff and resumes its room with `since`; publishers' chats
+    /// carry ids, and each one without an ack is sent again (for rolling restarts behind a load
+    /// balancer: the broker's closes are then not failures, and a delivery is expected per ack).
+    #[arg(long)]
+    pub resume: bool,
     /// Exit 1 when anything was lost, duplicated, reordered, or failed to connect.
     #[arg(long)]
     pub assert_clean: bool,
@@ -129,6 +135,11 @@ pub struct Plan {
     pub globals: u64,
     /// Seconds between two `typing` frames of each connection that does not publish (0: none).
     pub typing_every: f64,
+    /// Connections resume after the broker closes them (`--resume`).
+    pub resume: bool,
+    /// This run's name (its start in ms, base 36): in the ids of resumable chats, so that two runs
+    /// against one store never send the same id (the broker would take the second for a resend).
+    pub run: String,
 }
 
 struct Preset {
@@ -180,6 +191,8 @@ impl Plan {
             reconnect_storm: args.scenario == Some(Scenario::ReconnectStorm),
             globals: args.globals,
             typing_every: args.typing_every,
+            resume: args.resume,
+            run: run_name(),
         };
         if plan.publishers > plan.conns {
             return Err(format!(
@@ -217,9 +230,29 @@ impl Plan {
         format!("{base}{separator}user=lg-{conn}&room=r{}", self.room_of(conn))
     }
 
+    /// The URL connection `conn` comes back with: a resume of its room from `since` (the last seq
+    /// it has and the stream's epoch), or a plain join without one.
+    pub fn resume_url_of(&self, conn: usize, since: Option<(u64, &str)>) -> String {
+        let Some((seq, epoch)) = since else { return self.url_of(conn) };
+        let base = &self.urls[conn % self.urls.len()];
+        let separator = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{separator}user=lg-{conn}&since=r{}:{seq}:{epoch}", self.room_of(conn))
+    }
+
     pub fn source_of(&self, conn: usize) -> Option<IpAddr> {
         (!self.bind_ips.is_empty()).then(|| self.bind_ips[conn % self.bind_ips.len()])
     }
+}
+
+fn run_name() -> String {
+    let mut ms = crate::wire::now_ns() / 1_000_000;
+    let mut name = Vec::new();
+    while ms > 0 {
+        name.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(ms % 36) as usize]);
+        ms /= 36;
+    }
+    name.reverse();
+    String::from_utf8(name).expect("ASCII digits")
 }
 
 /// Source addresses given as one range on the command line.

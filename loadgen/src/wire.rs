@@ -13,12 +13,56 @@ pub fn now_ns() -> u64 {
 
 /// Writes a chat message for `room` carrying the probe into `out` (cleared first).
 pub fn write_chat(out: &mut String, room: &str, publisher: u32, seq: u64, padding: &str) {
+    write_room_chat(out, room, (publisher, seq), padding, None);
+}
+
+/// The same with an id, `p<publisher>-<seq>-<run>`: the broker acks it, and knows a resend of it.
+pub fn write_chat_with_id(
+    out: &mut String,
+    room: &str,
+    probe: (u32, u64),
+    padding: &str,
+    run: &str,
+) {
+    write_room_chat(out, room, probe, padding, Some(run));
+}
+
+fn write_room_chat(
+    out: &mut String,
+    room: &str,
+    (publisher, seq): (u32, u64),
+    padding: &str,
+    run: Option<&str>,
+) {
     out.clear();
+    out.push_str(r#"{"type":"chat","#);
+    if let Some(run) = run {
+        let _ = write!(out, r#""id":"p{publisher}-{seq}-{run}","#);
+    }
     let _ = write!(
         out,
-        r#"{{"type":"chat","room":"{room}","data":{{"p":{publisher},"s":{seq},"t":{},"content":"{padding}"}}}}"#,
+        r#""room":"{room}","data":{{"p":{publisher},"s":{seq},"t":{},"content":"{padding}"}}}}"#,
         now_ns()
     );
+}
+
+/// The `seq` and `epoch` a room frame carries. The broker writes them after `data`, so they are
+/// the last of their names in the frame, whatever the data holds.
+pub fn stream_position(text: &str) -> Option<(u64, &str)> {
+    const SEQ: &str = r#""seq":"#;
+    const EPOCH: &str = r#""epoch":""#;
+    let (seq, _) = number(&text[text.rfind(SEQ)? + SEQ.len()..])?;
+    let epoch = &text[text.rfind(EPOCH)? + EPOCH.len()..];
+    Some((seq, &epoch[..epoch.find('"')?]))
+}
+
+/// The probe sequence a chat id written by [`write_chat_with_id`] names, from a frame that starts
+/// with it (an ack or an error: `{"type":"ack","id":"p3-42",...}`).
+pub fn acked_seq(text: &str) -> Option<u64> {
+    const ID: &str = r#""id":"p"#;
+    let id = &text[text.find(ID)? + ID.len()..];
+    let (_, rest) = number(id)?;
+    Some(number(rest.strip_prefix('-')?)?.0)
 }
 
 /// The publisher number global messages carry (no connection has it).
@@ -49,7 +93,10 @@ pub struct Probe {
 /// allocated.
 pub fn parse_probe(text: &str) -> Option<Probe> {
     const DATA: &str = r#""data":{"p":"#;
-    if !text.contains(r#""type":"chat""#) {
+    const TYPE: &str = r#""type":"#;
+    // The frame's own type, not one of a message it quotes (`unread` carries the last message).
+    let kind = &text[text.find(TYPE)? + TYPE.len()..];
+    if !kind.starts_with(r#""chat""#) {
         return None;
     }
     let rest = &text[text.find(DATA)? + DATA.len()..];
@@ -81,7 +128,26 @@ mod tests {
         assert_eq!((probe.p, probe.s), (3, 42));
         assert!(probe.t > 0);
         assert_eq!(parse_probe(r#"{"type":"presence","data":{"user":"u","status":"join"}}"#), None);
+        let unread =
+            format!(r#"{{"type":"unread","room":"r7","data":{{"last_message":{delivered}}}}}"#);
+        assert_eq!(parse_probe(&unread), None, "a chat quoted by another frame is no delivery");
         assert_eq!(parse_probe(r#"{"type":"chat","data":{"p":1,"s":"x"}}"#), None, "not numbers");
         assert_eq!(parse_probe(r#"{"type":"chat","data":{"p":99999999999,"s":1,"t":1}}"#), None);
+    }
+
+    #[test]
+    fn a_chat_with_an_id_is_acked_by_it_and_its_frame_tells_the_stream_position() {
+        let mut out = String::new();
+        write_chat_with_id(&mut out, "r7", (3, 42), "xx", "k2x");
+        let sent: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            (sent["id"].as_str(), sent["data"]["s"].as_u64()),
+            (Some("p3-42-k2x"), Some(42))
+        );
+        assert_eq!(acked_seq(r#"{"type":"ack","id":"p3-42-k2x","seq":9}"#), Some(42));
+        assert_eq!(acked_seq(r#"{"type":"ack","id":"j1"}"#), None);
+        let delivered = r#"{"id":"p3-42","type":"chat","room":"r7","from":"lg-3","data":{"seq":1,"epoch":"x"},"timestamp":"t","seq":45,"epoch":"e1f"}"#;
+        assert_eq!(stream_position(delivered), Some((45, "e1f")));
+        assert_eq!(stream_position(r#"{"type":"presence"}"#), None);
     }
 }

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::Plan;
 
+mod resume;
 mod text;
 
+pub use resume::ResumeReport;
 pub use text::{table, write_hgrm};
 
 /// A line a worker prints on stdout.
@@ -79,6 +81,8 @@ pub struct WorkerReport {
     pub cpu_secs: f64,
     /// The `reconnect-storm` scenario's figures.
     pub storm: Option<StormReport>,
+    /// Resume mode's figures (`--resume`).
+    pub resume: Option<ResumeReport>,
     /// Heap allocations from `go` to the report.
     pub allocations: u64,
 }
@@ -166,6 +170,8 @@ pub struct Summary {
     pub global_lost: u64,
     /// The `reconnect-storm` figures over every worker (the times are the slowest worker's).
     pub reconnect_storm: Option<StormReport>,
+    /// Resume mode's figures over every worker (`--resume`).
+    pub resume: Option<ResumeReport>,
     /// Every instance's CPU time over the publishing phase per delivery received (globals
     /// included), in µs.
     pub server_cpu_us_per_delivery: f64,
@@ -185,6 +191,7 @@ impl Summary {
         });
         broken == 0
             && storm_whole
+            && self.resume.as_ref().is_none_or(ResumeReport::is_clean)
             && self.global_lost == 0
             && self.lost == 0
             && self.duplicated == 0
@@ -263,6 +270,9 @@ pub fn merge(plan: &Plan, reports: &[WorkerReport]) -> (Summary, Histogram<u64>)
         global_lost: (sum(|r| r.global_sent) * connected)
             .saturating_sub(sum(|r| r.global_received)),
         reconnect_storm: merge_storms(reports),
+        resume: resume::merge(
+            &reports.iter().filter_map(|r| r.resume.as_ref()).collect::<Vec<_>>(),
+        ),
         loadgen_allocations_per_delivery: sum(|r| r.allocations) as f64
             / (received + sum(|r| r.global_received)).max(1) as f64,
         server_cpu_us_per_delivery: 0.0,

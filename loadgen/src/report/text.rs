@@ -82,6 +82,9 @@ pub fn table(summary: &Summary) -> String {
             storm.presence_secs
         );
     }
+    if let Some(resume) = &s.resume {
+        let _ = writeln!(out, "{}", resume.line());
+    }
     let _ = writeln!(
         out,
         "cpu/delivery  broker {:.2} us, loadgen {:.2} us ({:.2} allocations)",

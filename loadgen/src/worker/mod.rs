@@ -10,7 +10,6 @@
 //! coordinator reads the broker's memory after the run first).
 
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,20 +17,21 @@ use std::time::Duration;
 use futures_util::{SinkExt, Stream, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpSocket;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+mod dial;
 mod global;
+mod resume;
 mod storm;
 mod typing;
 
 use crate::plan::Plan;
 use crate::report::{self, Event, RoomCounts, WorkerReport};
 use crate::wire::{self, Probe};
+pub(crate) use dial::connect;
+use dial::connect_to;
 use storm::Storm;
 
 /// Handshakes in flight at once per worker.
@@ -74,6 +74,7 @@ pub(crate) struct Worker {
     go: watch::Receiver<Option<Instant>>,
     padding: String,
     pub(crate) storm: Storm,
+    resume: resume::Counters,
 }
 
 impl Worker {
@@ -139,6 +140,7 @@ impl Worker {
             first_error: self.first_error.borrow().clone(),
             cpu_secs,
             storm: None,
+            resume: None,
             allocations: 0,
         }
     }
@@ -185,6 +187,7 @@ async fn run(plan: Plan) {
         go,
         padding,
         storm: Storm::default(),
+        resume: resume::Counters::default(),
     });
     let connect_secs = connect_all(&worker).await;
     global::start_announcer(&worker).await;
@@ -207,7 +210,9 @@ async fn run(plan: Plan) {
     }
     let (cpu_secs, allocations) =
         (own_cpu_secs() - cpu_at_go, crate::allocs::count() - allocs_at_go);
-    let report = WorkerReport { storm, allocations, ..worker.report(connect_secs, cpu_secs) };
+    let resume = worker.plan.resume.then(|| worker.resume.report());
+    let report =
+        WorkerReport { storm, resume, allocations, ..worker.report(connect_secs, cpu_secs) };
     emit(&Event::Done(Box::new(report)));
     std::future::pending::<()>().await;
 }
@@ -262,63 +267,14 @@ async fn report_progress(worker: Rc<Worker>) {
 
 pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-pub(crate) async fn connect(plan: &Plan, conn: usize) -> Result<Socket, String> {
-    connect_to(plan.url_of(conn), plan.source_of(conn)).await
-}
-
-/// Opens a WebSocket to `url`, from the `source` address when given.
-async fn connect_to(url: String, source: Option<std::net::IpAddr>) -> Result<Socket, String> {
-    let request = url.into_client_request().map_err(|e| e.to_string())?;
-    let host =
-        request.uri().host().ok_or("the URL has no host")?.trim_matches(['[', ']']).to_owned();
-    let port = request.uri().port_u16().unwrap_or(80);
-    let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| format!("resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host} has no address"))?;
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
-    let socket = socket.map_err(|e| format!("socket: {e}"))?;
-    if let Some(source) = source {
-        defer_port_choice(&socket);
-        socket.bind(SocketAddr::new(source, 0)).map_err(|e| format!("bind {source}: {e}"))?;
-    }
-    let stream = socket.connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let config = WebSocketConfig::default().read_buffer_size(512).write_buffer_size(0);
-    let (socket, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    Ok(socket)
-}
-
-/// Sets `IP_BIND_ADDRESS_NO_PORT`, so binding a source address leaves the port to `connect`, which
-/// picks it per destination. Without it every bind searches the one ephemeral range for a port no
-/// other socket on that address holds, which gets slow with thousands of connections.
-fn defer_port_choice(socket: &TcpSocket) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket descriptor and a correctly sized int option value.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if result != 0 {
-        eprintln!("loadgen: IP_BIND_ADDRESS_NO_PORT: {}", std::io::Error::last_os_error());
-    }
-}
-
 /// Serves one connection until the process ends: reads (and measures) everything; a publisher also
 /// publishes on its own paced schedule.
 async fn drive(worker: Rc<Worker>, conn: usize, socket: Socket) {
     let room = worker.plan.room_of(conn);
     if worker.plan.reconnect_storm {
         storm::ride(&worker, conn, socket).await;
+    } else if worker.plan.resume {
+        resume::ride(worker, conn, socket).await;
     } else if worker.plan.is_publisher(conn) {
         let (sink, stream) = socket.split();
         tokio::task::spawn_local(publish(Rc::clone(&worker), conn, sink));
