@@ -254,6 +254,9 @@ export class Client extends Emitter {
 
   #resumed(room, answer) {
     if (!answer || answer.recovered !== false) return;
+    // Redis is away: the stream stands where this client left it. What follows comes live, or after
+    // a hole notice (`interrupted`), which asks for this resume again: nothing to reload.
+    if (answer.reason === "interrupted") return;
     const known = this.#rooms.get(room);
     if (known) known.since = { seq: answer.seq, epoch: answer.epoch };
     this.emit("reset", { room, reason: answer.reason, seq: answer.seq, epoch: answer.epoch });

@@ -77,20 +77,46 @@ impl Shard {
         self.release_heard(room, u64::MAX);
     }
 
-    /// The sequencer could not take a resume's read: answered with no history.
+    /// The sequencer could not take a resume's read (Redis is away): see [`Self::without_redis`].
     pub(super) fn no_stream_read(&mut self, request: ReplayRequest) {
-        self.without_position(&request.room);
-        self.unrecoverable(request, Unrecovered::NoHistory, 0, "");
+        let replay = self.without_redis(&request);
+        self.send_replayed(request, replay);
     }
 
-    /// A resume of `room` is answered with no position (Redis could not be read): unless this home
-    /// knows the stream, the first message it hears is told as a new stream (`epoch_changed`)
-    /// before it, so the member learns where the live messages stand.
-    fn without_position(&mut self, room: &Room) {
-        if !self.streams.rooms.contains_key(room) {
-            let unknown = RoomStream::Ready(Ready::heard_from(Arc::from(""), 1));
-            self.streams.rooms.insert(room.clone(), unknown);
+    /// A resume that Redis could not answer, answered from what this home heard itself:
+    /// - it knows nothing of the room: `interrupted` at the client's own position, which the home
+    ///   takes for the stream's, so the first message it hears once Redis is back is told as a
+    ///   hole (`interrupted`: resume again, and Redis's replay fills it) unless it follows on;
+    /// - it heard the stream back to the resume point: those messages, a recovery;
+    /// - it heard the stream, not that far back: `no_history` at where the stream stands (the
+    ///   client reloads from the store); another epoch: `epoch_changed`.
+    fn without_redis(&mut self, request: &ReplayRequest) -> Replay {
+        let since = &request.since;
+        let heard = match self.streams.rooms.get(&request.room) {
+            None => {
+                let at = Ready::heard_from(Arc::from(since.epoch.as_str()), since.seq + 1);
+                self.streams.rooms.insert(request.room.clone(), RoomStream::Ready(at));
+                let interrupted = not_recovered(Unrecovered::Interrupted, since.seq, &since.epoch);
+                return Replay::NotRecovered(interrupted);
+            }
+            Some(RoomStream::Ready(heard)) => heard,
+            Some(RoomStream::Loading(_)) => {
+                return Replay::NotRecovered(not_recovered(Unrecovered::NoHistory, 0, ""))
+            }
+        };
+        let (epoch, last) = (&heard.epoch, heard.last);
+        if **epoch != *since.epoch {
+            return Replay::NotRecovered(not_recovered(Unrecovered::EpochChanged, last, epoch));
         }
+        if since.seq >= last {
+            // The client has all this home heard: what follows comes live, or after a notice.
+            return Replay::Recovered { frames: Vec::new(), upto: since.seq };
+        }
+        let first_heard = heard.window.front().map_or(last + 1, |(seq, _)| *seq);
+        if first_heard > since.seq + 1 {
+            return Replay::NotRecovered(not_recovered(Unrecovered::NoHistory, last, epoch));
+        }
+        Replay::Recovered { frames: after(&heard.window, since.seq), upto: last }
     }
 
     /// The broker's read is back: the messages it keeps after the resume point, then those this
@@ -106,10 +132,7 @@ impl Shard {
                 request.kept = Some(Box::new(kept));
                 return self.read_stored(request, upto);
             }
-            Err(Unanswered::Store | Unanswered::Redis) => {
-                self.without_position(&request.room);
-                Replay::NotRecovered(not_recovered(Unrecovered::NoHistory, 0, ""))
-            }
+            Err(Unanswered::Store | Unanswered::Redis) => self.without_redis(&request),
         };
         self.send_replayed(request, replay);
     }

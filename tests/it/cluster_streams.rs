@@ -181,7 +181,7 @@ async fn a_client_dropped_on_one_instance_resumes_on_the_other_and_misses_nothin
 }
 
 #[tokio::test]
-async fn a_resume_answered_without_a_position_while_redis_is_down_hears_of_the_new_epoch() {
+async fn a_resume_while_redis_is_down_keeps_its_place_then_hears_of_the_new_epoch() {
     let mut redis = RedisServer::start().await;
     let (a, b) = two_instances(&redis).await;
     let mut bob = b.member("bob", "quiet").await;
@@ -194,8 +194,8 @@ async fn a_resume_answered_without_a_position_while_redis_is_down_hears_of_the_n
     let answer = alice.request(resume("quiet", seq, &epoch)).await;
     assert_eq!(
         answer["data"],
-        json!({"recovered": false, "reason": "no_history", "seq": 0, "epoch": ""}),
-        "{answer}"
+        json!({"recovered": false, "reason": "interrupted", "seq": seq, "epoch": epoch}),
+        "nothing to reload: the stream stands where alice left it, as far as a knows: {answer}"
     );
     redis.restart().await;
     a.wait_get("/readyz", |status, _| status == StatusCode::OK).await;
@@ -211,7 +211,7 @@ async fn a_resume_answered_without_a_position_while_redis_is_down_hears_of_the_n
     assert_eq!(
         (notice["type"].clone(), notice["data"]["reason"].clone()),
         (json!("joined"), json!("epoch_changed")),
-        "the hole is told before the first message of the stream alice has no position in: {notice}"
+        "Redis came back without the stream: the new one is told before its first message: {notice}"
     );
     let after = alice.recv_type("chat").await;
     assert_eq!(after["data"]["content"], "after");

@@ -245,6 +245,9 @@ impl State {
             self.rooms.remove(&room);
             let code = frame["data"]["code"].as_str().unwrap_or_default().to_owned();
             let _ = self.events.send(Event::Refused { room, code });
+        } else if frame["data"]["reason"] == "interrupted" {
+            // Redis is away: the stream stands where this client left it. What follows comes live,
+            // or after a hole notice (`interrupted`), which asks for this resume again.
         } else if frame["data"]["recovered"] == false {
             self.reset(room, &frame["data"]);
         } else if asked {

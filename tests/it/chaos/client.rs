@@ -73,7 +73,9 @@ impl Report {
                 let view = self.rooms.entry(room).or_default();
                 view.resyncing = false;
                 view.answered = true;
-                if frame["data"]["recovered"] == false {
+                // `interrupted` (Redis away) is no loss: the stream stands where the client
+                // left it, and a hole after it is told before the next message.
+                if frame["data"]["recovered"] == false && frame["data"]["reason"] != "interrupted" {
                     self.not_recovered += 1;
                     let reason = frame["data"]["reason"].as_str().unwrap_or_default();
                     *self.reasons.entry(reason.to_owned()).or_default() += 1;

@@ -64,6 +64,9 @@ async fn a_sentinel_failover_under_chat_loses_nothing_acked() {
     let first: Vec<&String> = summary.violations.iter().take(5).collect();
     assert!(first.is_empty(), "once each, in seq order: {first:?}");
     assert!(summary.acked > 100, "traffic flowed: {summary}");
-    assert_eq!(summary.lost_acked, 0, "clients never told lost nothing acked: {summary}");
+    // A resume while Redis is away is answered `interrupted` (not a loss), and the hole it left is
+    // filled by a resume once Redis is back: every client recovered, so none was let off below.
+    assert_eq!(summary.not_recovered, 0, "every resume recovered: {summary}");
+    assert_eq!(summary.lost_acked, 0, "every acked message reached every member: {summary}");
     assert_eq!(summary.unstored, 0, "every acked message is stored once: {summary}");
 }
