@@ -58,7 +58,7 @@ start_instance() {
   "$bin" --listen "127.0.0.1:$port" --instance-id "i$n" \
     --database-url "postgres://postgres@127.0.0.1:$(cat "$dir/postgres.port")/chat" \
     --redis-url "$(redis_url)" \
-    --log-format text ${WSBROKER_ARGS:-} >>"$dir/instance$n.log" 2>&1 &
+    --trusted-proxies 127.0.0.1 --log-format text ${WSBROKER_ARGS:-} >>"$dir/instance$n.log" 2>&1 &
   echo $! >"$dir/instance$n.pid"
   wait_for "instance $n" ready "$port"
 }

@@ -276,6 +276,13 @@ pub struct Config {
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Load balancers whose X-Forwarded-For is believed: addresses or CIDR networks, comma
+    /// separated (e.g. 127.0.0.1,10.0.0.0/8). A request from one of them comes from the rightmost
+    /// address the header names that is not one of them (per-address caps and the audit log see
+    /// clients, not the balancer). Empty: the header is ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::proxies::Network>,
+
     /// Time a client has to send its request headers; a slower client is disconnected.
     #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,

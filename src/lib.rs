@@ -30,6 +30,7 @@
 //! - [`mailbox`]: the messages sessions, shards, the hub, the store and the relay exchange.
 //! - [`auth`]: JWT verification and the room permissions a token grants.
 //! - [`config`]: the flags (the shard count is bounded by the directory's width).
+//! - [`proxies`]: who a request comes from behind a trusted load balancer (`X-Forwarded-For`).
 //! - [`directory`]: the copy-on-write `room -> shards` snapshot that publishers read without locks.
 //! - [`lane`]: a plain-TCP connection's socket as its shard writes it, frames encoded once.
 //! - [`transport`]: plain TCP or TLS under HTTP and WebSocket, movable between runtimes.
@@ -55,6 +56,7 @@ pub(crate) mod moderation;
 pub(crate) mod peer;
 pub(crate) mod process;
 pub mod protocol;
+pub mod proxies;
 pub(crate) mod reader;
 pub(crate) mod rooms;
 pub mod router;

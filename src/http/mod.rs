@@ -154,12 +154,33 @@ pub async fn handle(
         ));
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let remote = client_of(app, &request, remote);
     let method = request.method().clone();
     let started = std::time::Instant::now();
     let response = route(app, request, &method, &segments, remote).await;
     let status = response.status().as_u16();
     app.hub.metrics().http.record(method.as_str(), &segments, status, started.elapsed());
     Ok(response)
+}
+
+/// Who sent `request`: the peer, or behind a trusted proxy the client it names (port 0: the
+/// client's own port is not known).
+fn client_of<B>(app: &App, request: &Request<B>, peer: SocketAddr) -> SocketAddr {
+    let trusted = &app.hub.settings().trusted_proxies;
+    if trusted.is_empty() {
+        return peer;
+    }
+    let named = request.headers().get_all("x-forwarded-for").iter();
+    let client = crate::proxies::client_address(
+        peer.ip(),
+        named.filter_map(|value| value.to_str().ok()),
+        trusted,
+    );
+    if client == peer.ip() {
+        peer
+    } else {
+        SocketAddr::new(client, 0)
+    }
 }
 
 /// The answer to one request, by its method and path.

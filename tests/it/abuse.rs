@@ -139,6 +139,25 @@ async fn connections_over_the_caps_are_refused_before_the_upgrade() {
     connects_again(&server, "/ws?user=e", "the closed slot").await;
 }
 
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_address_cap_counts_the_clients_it_forwards() {
+    let from = |client: &str| vec![("x-forwarded-for", format!("6.6.6.6, {client}"))];
+    let server = start_server_with(|c| {
+        c.max_conns_per_ip = 1;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let _a = server.try_connect_with("/ws?user=a", &from("198.51.100.1")).await.unwrap();
+    let _b = server.try_connect_with("/ws?user=b", &from("198.51.100.2")).await.unwrap();
+    let refused = server.try_connect_with("/ws?user=c", &from("198.51.100.1")).await;
+    assert_eq!(refused.err(), Some(StatusCode::TOO_MANY_REQUESTS), "one per forwarded client");
+    // Without the flag the header is nobody's word: every connection is 127.0.0.1's.
+    let server = start_server_with(|c| c.max_conns_per_ip = 1).await;
+    let _a = server.try_connect_with("/ws?user=a", &from("198.51.100.1")).await.unwrap();
+    let refused = server.try_connect_with("/ws?user=b", &from("198.51.100.2")).await;
+    assert_eq!(refused.err(), Some(StatusCode::TOO_MANY_REQUESTS), "the header is ignored");
+}
+
 /// Retries a connection from 127.0.0.1 until a slot freed by a close is taken (within `WAIT`).
 async fn connects_again(server: &TestServer, path: &str, what: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
