@@ -177,6 +177,11 @@ impl Hub {
         answer.await.ok()
     }
 
+    /// Frames waiting in this instance's connections' outboxes, over every shard.
+    pub async fn queued_frames(&self) -> u64 {
+        self.ask_all(Query::Queued).await.into_iter().sum()
+    }
+
     /// Every online user (in the cluster, when there is one), sorted.
     pub async fn online_users(&self) -> (Vec<UserId>, Coverage) {
         let local: Vec<UserId> =

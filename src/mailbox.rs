@@ -34,6 +34,16 @@ pub enum Outbox {
     Lane(Arc<Lane>),
 }
 
+impl Outbox {
+    /// Frames waiting in it (for the metrics; a glance, not a promise).
+    pub fn queued(&self) -> usize {
+        match self {
+            Self::Queue(queue) => queue.len(),
+            Self::Lane(lane) => lane.queued(),
+        }
+    }
+}
+
 impl From<flume::Sender<Frame>> for Outbox {
     fn from(queue: flume::Sender<Frame>) -> Self {
         Self::Queue(queue)
@@ -395,6 +405,8 @@ pub enum Query {
         user: UserId,
         reply: oneshot::Sender<Vec<ConnInfo>>,
     },
+    /// Frames waiting in the shard's connections' outboxes.
+    Queued(oneshot::Sender<u64>),
 }
 
 /// The receiving ends of a shard's two inboxes.

@@ -209,7 +209,7 @@ async fn route(
             Some(why) => json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": why})),
             None => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
         },
-        (Method::GET, ["metrics"]) => metrics(app),
+        (Method::GET, ["metrics"]) => metrics(app).await,
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
 }
@@ -220,9 +220,11 @@ fn decoded_segments(path: &str) -> Option<Vec<String>> {
     path.split('/').filter(|s| !s.is_empty()).map(decode).collect()
 }
 
-fn metrics(app: &App) -> Response<Body> {
+async fn metrics(app: &App) -> Response<Body> {
+    let queued = app.hub.queued_frames().await;
     let mut response = Response::new(full(app.hub.metrics().render(crate::metrics::Scrape {
         rooms: app.hub.directory().room_count(),
+        queued,
         ready: app.unready().is_none(),
         redis: app.hub.settings().redis_url.is_some(),
         store: app.hub.store().is_some(),

@@ -104,6 +104,11 @@ impl Lane {
         }
     }
 
+    /// Frames waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.state().queue.len()
+    }
+
     /// The shard's write at the end of a batch: as much of the queue as the kernel takes now. What
     /// it leaves is the reader's to write once the socket is writable; `true` when it left some.
     pub fn flush(&self) -> bool {

@@ -97,6 +97,8 @@ pub struct StoreCounters {
 pub struct Scrape {
     /// Rooms with members here (the directory's count).
     pub rooms: usize,
+    /// Frames waiting in the connections' outboxes (asked of the shards).
+    pub queued: u64,
     /// Whether `/readyz` answers 200.
     pub ready: bool,
     /// Cluster mode: it uses Redis.
@@ -144,11 +146,16 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self, scrape: Scrape) -> String {
-        let Scrape { rooms, ready, redis, store } = scrape;
+        let Scrape { rooms, queued, ready, redis, store } = scrape;
         let mut out = String::with_capacity(4096);
         let gauges = [
             ("wsbroker_connections_open", "Connections open now.", self.connections_open()),
             ("wsbroker_rooms", "Rooms with at least one member on this instance.", rooms as u64),
+            (
+                "wsbroker_queued_frames",
+                "Frames waiting in the connections' outboxes for their sockets.",
+                queued,
+            ),
         ];
         let counters: [(&str, &str, CounterField); 8] = [
             ("wsbroker_connections_opened_total", "Connections accepted.", |s| {
@@ -351,7 +358,8 @@ mod tests {
         metrics.shard(0).fanout_latency.record(Duration::from_micros(40));
         metrics.shard(1).fanout_latency.record(Duration::from_millis(3));
         metrics.shard(1).fanout_latency.record(Duration::from_secs(5));
-        let text = metrics.render(Scrape { rooms: 7, ready: true, redis: false, store: false });
+        let text =
+            metrics.render(Scrape { rooms: 7, queued: 0, ready: true, redis: false, store: false });
         assert!(!text.contains("wsbroker_redis_up") && !text.contains("wsbroker_store_up"));
         assert!(text.contains("wsbroker_connections_open 1\n"), "{text}");
         assert!(text.contains("wsbroker_rooms 7\n"));

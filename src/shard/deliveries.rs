@@ -86,6 +86,7 @@ impl Shard {
             Query::UserConnections { user, reply } => {
                 reply.send(self.cache.user_connections(&user, now)).map_err(drop)
             }
+            Query::Queued(reply) => reply.send(self.cache.queued()).map_err(drop),
         };
     }
 }

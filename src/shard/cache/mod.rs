@@ -332,6 +332,11 @@ impl LocalCache {
         self.users.contains_key(user)
     }
 
+    /// Frames waiting in every connection's outbox.
+    pub fn queued(&self) -> u64 {
+        self.conns.values().map(|conn| conn.outbox.queued() as u64).sum()
+    }
+
     pub fn online_users(&self) -> Vec<UserId> {
         self.users.keys().cloned().collect()
     }

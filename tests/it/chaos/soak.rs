@@ -1,8 +1,9 @@
 //! The soak: a mixed load on the `scripts/cluster.sh` cluster for `SOAK_MINUTES` (1 by default;
 //! `scripts/soak.sh MINUTES` runs it long, in release). The chaos clients chat, drop and resume
 //! through nginx; beside them, other users join and leave rooms, read history and publish over
-//! HTTP. Every sampling period it records each instance's RSS, open files and store queue, and the
-//! database's size (`target/soak/soak.csv`, and the RSS plotted in `target/soak/rss.svg`).
+//! HTTP. Every sampling period it records each instance's RSS, open files, store queue and frames
+//! queued for its connections, the database's size and the clients' own memory
+//! (`target/soak/soak.csv`, and the RSS plotted in `target/soak/rss.svg`).
 //!
 //! It fails if anything acked is lost or stored twice and, in a run longer than 7 minutes, if an
 //! instance's memory or open files (besides its connections) grow by more than 5 % after the first
@@ -154,21 +155,28 @@ async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
     let started = Instant::now();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); 3];
     let mut csv = String::from(
-        "seconds,instance,rss_kib,open_files,files_besides_connections,store_queue,database_bytes\n",
+        "seconds,instance,rss_kib,open_files,files_besides_connections,store_queue,queued_frames,database_bytes,clients_rss_kib\n",
     );
     loop {
         let at_s = started.elapsed().as_secs();
         let database = database_bytes(cluster.postgres_port()).await;
+        // The clients' own memory (this process): they keep every id they saw.
+        let clients = rss_kib(std::process::id());
         for (n, instance) in samples.iter_mut().enumerate() {
             let pid = cluster.pid(n + 1);
             let server = TestServer::attach(cluster.instance(n + 1));
             let store_queue = server.metric("wsbroker_store_queue_depth").await;
+            let queued = server.metric("wsbroker_queued_frames").await;
             let connections = server.metric("wsbroker_connections_open").await;
             let fds = open_files(pid);
             let other_files = fds.saturating_sub(connections);
             let sample = Sample { at_s, rss_kib: rss_kib(pid), other_files };
             let (rss, files) = (sample.rss_kib, sample.other_files);
-            let _ = writeln!(csv, "{at_s},{},{rss},{fds},{files},{store_queue},{database}", n + 1);
+            let _ = writeln!(
+                csv,
+                "{at_s},{},{rss},{fds},{files},{store_queue},{queued},{database},{clients}",
+                n + 1
+            );
             instance.push(sample);
         }
         if started.elapsed() >= run {
