@@ -21,6 +21,9 @@ use crate::router::Router;
 const BLOB_QUEUE: usize = 64;
 /// The blob writer's SQLite page cache, in KiB.
 const BLOB_CACHE_KIB: i64 = 1024;
+/// The blob writer checkpoints SQLite's WAL itself every this many commits (of a 256 KiB chunk
+/// each, mostly: every 16 MiB written), outside its turn at the write lock.
+const BLOB_CHECKPOINT_EVERY: u32 = 64;
 
 /// The store cannot take this now (its queue is full, or the database is down): retry later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -57,15 +60,24 @@ impl Store {
             retention: settings.retention,
             retention_every: settings.retention_every,
             cache_kib: None,
+            turns: None,
+            checkpoint_every: None,
         };
         counters.up.store(1, Relaxed);
         // Attachments' bytes go through a writer of their own, on a connection with a small page
         // cache: a chat commit never waits behind a file's megabytes in the same transaction,
         // and a file written does not stay in memory.
         let (blobs, blob_jobs) = flume::bounded(BLOB_QUEUE);
-        let blob_tuning =
+        let mut blob_tuning =
             Tuning { retention: None, cache_kib: Some(BLOB_CACHE_KIB), ..tuning.clone() };
-        let blob_engine = super::writer::connect(url, blob_tuning.cache_kib)?;
+        let mut tuning = tuning;
+        if let DatabaseUrl::Sqlite(_) = url {
+            let turns = Arc::new(super::turns::Turns::default());
+            tuning.turns = Some((Arc::clone(&turns), super::turns::Side::Chats));
+            blob_tuning.turns = Some((turns, super::turns::Side::Files));
+            blob_tuning.checkpoint_every = Some(BLOB_CHECKPOINT_EVERY);
+        }
+        let blob_engine = super::writer::connect(url, &blob_tuning)?;
         let (router_too, counters_too) = (router.clone(), Arc::clone(&counters));
         let blob_writer =
             Writer::new(url.clone(), blob_engine, blob_jobs, router_too, counters_too, blob_tuning);

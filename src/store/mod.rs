@@ -23,6 +23,7 @@ mod read_pool;
 pub mod reads;
 pub mod search;
 mod sqlite;
+mod turns;
 mod writer;
 
 use crate::protocol::{Millis, Room, UserId};

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::jobs::{Completion, Job};
 use super::ops::{self, Outcome, Write};
+use super::turns::{Side, Turns};
 use super::{DatabaseUrl, Engine, StoreError};
 use crate::mailbox::Delivery;
 use crate::metrics::StoreCounters;
@@ -36,6 +37,12 @@ pub struct Tuning {
     /// SQLite: the connection's page cache, in KiB, in place of the default (the blob writer's
     /// is small, so a file written through it does not stay in the broker's memory).
     pub cache_kib: Option<i64>,
+    /// SQLite: the turns this writer takes at the database's one write lock, and as whom.
+    pub turns: Option<(Arc<Turns>, Side)>,
+    /// SQLite: checkpoint the WAL itself after this many commits, once its turn is over. Its
+    /// connection's automatic checkpoint is off: that one runs inside a commit, so within the
+    /// turn, and a waiting chat batch would wait for the whole copy (the blob writer's case).
+    pub checkpoint_every: Option<u32>,
 }
 
 pub struct Writer {
@@ -46,13 +53,19 @@ pub struct Writer {
     counters: Arc<StoreCounters>,
     tuning: Tuning,
     next_purge: Instant,
+    commits_since_checkpoint: u32,
 }
 
-/// A connection to `url`, its SQLite page cache set to `cache_kib` when given.
-pub fn connect(url: &DatabaseUrl, cache_kib: Option<i64>) -> Result<Box<dyn Engine>, StoreError> {
+/// A writer's connection to `url`: its SQLite page cache and checkpoints as `tuning` says.
+pub fn connect(url: &DatabaseUrl, tuning: &Tuning) -> Result<Box<dyn Engine>, StoreError> {
     let mut engine = url.connect()?;
-    if let (Some(kib), "sqlite") = (cache_kib, engine.name()) {
-        engine.execute(&format!("PRAGMA cache_size = -{kib}"), &[])?;
+    if engine.name() == "sqlite" {
+        if let Some(kib) = tuning.cache_kib {
+            engine.execute(&format!("PRAGMA cache_size = -{kib}"), &[])?;
+        }
+        if tuning.checkpoint_every.is_some() {
+            engine.query("PRAGMA wal_autocheckpoint = 0", &[])?;
+        }
     }
     Ok(engine)
 }
@@ -67,7 +80,17 @@ impl Writer {
         tuning: Tuning,
     ) -> Self {
         let next_purge = Instant::now();
-        Self { url, engine: Some(engine), jobs, router, counters, tuning, next_purge }
+        let commits_since_checkpoint = 0;
+        Self {
+            url,
+            engine: Some(engine),
+            jobs,
+            router,
+            counters,
+            tuning,
+            next_purge,
+            commits_since_checkpoint,
+        }
     }
 
     /// Runs until every handle is gone and the queue is empty.
@@ -121,6 +144,24 @@ impl Writer {
         for (done, outcome) in completions.into_iter().zip(outcomes) {
             self.complete(done, outcome);
         }
+        self.checkpoint_if_due();
+    }
+
+    /// See [`Tuning::checkpoint_every`]. A passive checkpoint: it copies what no reader needs and
+    /// never waits for the other writer; one that fails is tried again at the next.
+    fn checkpoint_if_due(&mut self) {
+        let (Some(every), Some(engine)) =
+            (self.tuning.checkpoint_every, self.engine.as_deref_mut())
+        else {
+            return;
+        };
+        self.commits_since_checkpoint += 1;
+        if self.commits_since_checkpoint >= every {
+            self.commits_since_checkpoint = 0;
+            if let Err(err) = engine.query("PRAGMA wal_checkpoint(PASSIVE)", &[]) {
+                tracing::debug!(%err, "the blob writer's checkpoint failed; trying again later");
+            }
+        }
     }
 
     fn commit_until_done(&mut self, writes: &[Write]) -> Vec<Outcome> {
@@ -147,8 +188,10 @@ impl Writer {
 
     fn try_commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
         if self.engine.is_none() {
-            self.engine = Some(connect(&self.url, self.tuning.cache_kib)?);
+            self.engine = Some(connect(&self.url, &self.tuning)?);
         }
+        let turns = self.tuning.turns.clone();
+        let _turn = turns.as_ref().map(|(turns, side)| turns.take(*side));
         let engine = self.engine.as_deref_mut().expect("connected above");
         engine.begin()?;
         match ops::apply(engine, writes) {
