@@ -71,18 +71,18 @@ start_postgres() {
 }
 
 start_redis() {
-  redis-server --port "$(cat "$dir/redis.port")" --bind 127.0.0.1 --save "" --appendonly no >>"$dir/redis.log" 2>&1 &
+  redis-server --port "$(cat "$dir/redis.port")" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >>"$dir/redis.log" 2>&1 &
   echo $! >"$dir/redis.pid"
   wait_for Redis redis-cli -p "$(cat "$dir/redis.port")" ping
 }
 
 # A replica of the master and three sentinels watching it (quorum 2, a master silent for 1 s is
-# down); waits until each sentinel knows the replica and the two others.
+# down); waits until the replica is in sync and each sentinel knows it and the two others.
 start_sentinels() {
   local master n port
   master=$(cat "$dir/redis.port")
   free_port >"$dir/replica.port"
-  redis-server --port "$(cat "$dir/replica.port")" --bind 127.0.0.1 --save "" --appendonly no \
+  redis-server --port "$(cat "$dir/replica.port")" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
     --replicaof 127.0.0.1 "$master" >"$dir/replica.log" 2>&1 &
   echo $! >"$dir/replica.pid"
   for n in 1 2 3; do
@@ -93,6 +93,8 @@ start_sentinels() {
     redis-sentinel "$dir/sentinel$n.conf" >"$dir/sentinel$n.log" 2>&1 &
     echo $! >"$dir/sentinel$n.pid"
   done
+  # In sync, not only listed: a listed replica may still wait for the master's snapshot.
+  wait_for "the replica in sync" sh -c "redis-cli -p $master info replication | grep -q state=online"
   for n in 1 2 3; do
     port=$(cat "$dir/sentinel$n.port")
     wait_for "sentinel $n" sh -c "redis-cli -p $port sentinel replicas mymaster | grep -q . && [ \$(redis-cli -p $port sentinel sentinels mymaster | grep -c '^name$') -eq 2 ]"

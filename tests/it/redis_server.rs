@@ -49,6 +49,9 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            // A replica writes the snapshot its master sends: into the temporary directory, not
+            // the crate's (a dump.rdb once reached git that way).
+            .args(["--dir", &std::env::temp_dir().to_string_lossy(), "--dbfilename", &format!("wsbroker-test-{}.rdb", self.port)])
             .args(self.replica_of.iter().flat_map(|master| ["--replicaof".to_owned(), "127.0.0.1".to_owned(), master.to_string()]))
             .stdout(Stdio::null())
             .spawn()
