@@ -225,18 +225,21 @@ impl Plan {
 
     /// The URL (with user and room) connection `conn` opens.
     pub fn url_of(&self, conn: usize) -> String {
-        let base = &self.urls[conn % self.urls.len()];
-        let separator = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{separator}user=lg-{conn}&room=r{}", self.room_of(conn))
+        self.url_joining(conn, &format!("room=r{}", self.room_of(conn)))
     }
 
     /// The URL connection `conn` comes back with: a resume of its room from `since` (the last seq
     /// it has and the stream's epoch), or a plain join without one.
     pub fn resume_url_of(&self, conn: usize, since: Option<(u64, &str)>) -> String {
         let Some((seq, epoch)) = since else { return self.url_of(conn) };
+        self.url_joining(conn, &format!("since=r{}:{seq}:{epoch}", self.room_of(conn)))
+    }
+
+    /// Connection `conn`'s broker URL with its user and `join` (how it joins its room).
+    fn url_joining(&self, conn: usize, join: &str) -> String {
         let base = &self.urls[conn % self.urls.len()];
         let separator = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{separator}user=lg-{conn}&since=r{}:{seq}:{epoch}", self.room_of(conn))
+        format!("{base}{separator}user=lg-{conn}&{join}")
     }
 
     pub fn source_of(&self, conn: usize) -> Option<IpAddr> {

@@ -57,7 +57,7 @@ pub fn stream_position(text: &str) -> Option<(u64, &str)> {
 }
 
 /// The probe sequence a chat id written by [`write_chat_with_id`] names, from a frame that starts
-/// with it (an ack or an error: `{"type":"ack","id":"p3-42",...}`).
+/// with it (an ack or an error: `{"type":"ack","id":"p3-42-<run>",...}`).
 pub fn acked_seq(text: &str) -> Option<u64> {
     const ID: &str = r#""id":"p"#;
     let id = &text[text.find(ID)? + ID.len()..];

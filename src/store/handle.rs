@@ -54,7 +54,7 @@ impl Store {
         tracing::info!(database = %url.describe(), ?applied, "store ready");
         let (writes, jobs) = flume::bounded(settings.queue.max(1));
         let (reads, read_jobs) = flume::bounded(settings.queue.max(1));
-        let tuning = Tuning {
+        let mut tuning = Tuning {
             batch: settings.batch.max(1),
             linger: settings.linger,
             retention: settings.retention,
@@ -70,7 +70,6 @@ impl Store {
         let (blobs, blob_jobs) = flume::bounded(BLOB_QUEUE);
         let mut blob_tuning =
             Tuning { retention: None, cache_kib: Some(BLOB_CACHE_KIB), ..tuning.clone() };
-        let mut tuning = tuning;
         if let DatabaseUrl::Sqlite(_) = url {
             let turns = Arc::new(super::turns::Turns::default());
             tuning.turns = Some((Arc::clone(&turns), super::turns::Side::Chats));

@@ -190,8 +190,7 @@ impl Writer {
         if self.engine.is_none() {
             self.engine = Some(connect(&self.url, &self.tuning)?);
         }
-        let turns = self.tuning.turns.clone();
-        let _turn = turns.as_ref().map(|(turns, side)| turns.take(*side));
+        let _turn = self.tuning.turns.as_ref().map(|(turns, side)| turns.take(*side));
         let engine = self.engine.as_deref_mut().expect("connected above");
         engine.begin()?;
         match ops::apply(engine, writes) {
