@@ -41,22 +41,9 @@ async fn with_postgres_down_chats_are_refused_and_nothing_is_acked_that_is_not_s
     let mut alice = server.member("alice", "r").await;
     assert_eq!(alice.request(chat("r", "before")).await["type"], "ack");
 
-    // Another session holds the messages table, so the writer's first batch waits on it (taken,
-    // not refused), the queue behind it fills, and what comes then is refused, whatever the timing.
-    let (locked, held) = std::sync::mpsc::channel();
-    let locker = {
-        let url = url.clone();
-        std::thread::spawn(move || {
-            let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            let mut lock = client.transaction().unwrap();
-            lock.batch_execute("LOCK TABLE chat_messages IN ACCESS EXCLUSIVE MODE").unwrap();
-            locked.send(()).unwrap();
-            // Held until the server goes away under it.
-            let _ = lock.batch_execute("SELECT pg_sleep(120)");
-        })
-    };
-    held.recv().unwrap();
-    // A burst: what was taken is neither delivered nor acked while the store cannot commit it.
+    postgres.stop();
+    // A burst: the writer holds the first batch it cannot commit, the queue behind it fills, and
+    // what comes then is refused. What was taken is neither delivered nor acked while it is down.
     let ids: Vec<String> = (0..BURST).map(|n| format!("down-{n}")).collect();
     for id in &ids {
         alice.send(chat("r", id)).await;
@@ -66,9 +53,6 @@ async fn with_postgres_down_chats_are_refused_and_nothing_is_acked_that_is_not_s
     let first = alice.recv_where(answer).await;
     assert_eq!(first["data"]["code"], "unavailable", "the first answer is a refusal: {first}");
     refused.push(first["id"].as_str().unwrap().to_owned());
-    // Then the server goes: the writer's batch fails, and it holds it until the server is back.
-    postgres.stop();
-    locker.join().unwrap();
     server
         .wait_get("/readyz", |status, body| {
             status == StatusCode::SERVICE_UNAVAILABLE && body["status"] == "database_unavailable"
