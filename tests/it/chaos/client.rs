@@ -11,6 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::seen::Seen;
 use super::SETTLE;
 use crate::common::Rng;
 
@@ -46,7 +47,7 @@ pub(super) struct View {
     /// The resume of the current connection was answered.
     pub(super) answered: bool,
     /// The id of each message seen, with the epoch it came in.
-    pub(super) ids: HashMap<String, Option<String>>,
+    pub(super) ids: Seen,
 }
 
 #[derive(Default)]
@@ -115,10 +116,9 @@ impl Report {
         view.epoch = epoch.map(str::to_owned);
         view.last = seq;
         if let Some(id) = frame["id"].as_str() {
-            let first = view.ids.insert(id.to_owned(), view.epoch.clone());
             // Twice in one stream is a duplicate; a stream that started again (told) may carry a
             // resend that Redis no longer recognised.
-            if first.is_some_and(|first| first == view.epoch) {
+            if view.ids.insert(id, view.epoch.as_deref()) {
                 self.violations.push(format!("{room}: {id} twice (seq {seq})"));
             }
         }
@@ -150,7 +150,7 @@ pub(super) fn finished(report: &Report, rooms: &[String], shared: &Shared) -> bo
     let Some(ends) = ends.as_ref() else { return false };
     ends.iter().enumerate().all(|(i, end)| {
         let room = format!("room-{i}");
-        !rooms.contains(&room) || report.rooms.get(&room).is_some_and(|v| v.ids.contains_key(end))
+        !rooms.contains(&room) || report.rooms.get(&room).is_some_and(|v| v.ids.contains(end))
     })
 }
 

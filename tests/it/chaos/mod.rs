@@ -30,6 +30,7 @@ mod client;
 pub(crate) mod cluster;
 mod failover;
 mod rolling;
+mod seen;
 mod soak;
 
 use client::{client, Report, Shared};
@@ -298,7 +299,7 @@ fn summarize(reports: &[Report], rooms: &dyn Fn(usize) -> Vec<String>) -> Summar
         for room in rooms(n) {
             let Some(view) = report.rooms.get(&room) else { continue };
             let missing =
-                acked.iter().filter(|(r, id)| *r == room && !view.ids.contains_key(id)).count();
+                acked.iter().filter(|(r, id)| *r == room && !view.ids.contains(id)).count();
             if report.not_recovered == 0 {
                 lost_acked += missing;
             }

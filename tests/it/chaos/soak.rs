@@ -2,7 +2,7 @@
 //! `scripts/soak.sh MINUTES` runs it long, in release). The chaos clients chat, drop and resume
 //! through nginx; beside them, other users join and leave rooms, read history and publish over
 //! HTTP. Every sampling period it records each instance's RSS, open files, store queue and frames
-//! queued for its connections, the database's size and the clients' own memory
+//! queued for its connections, its CPU time, the database's size and the clients' own memory and CPU
 //! (`target/soak/soak.csv`, and the RSS plotted in `target/soak/rss.svg`).
 //!
 //! It fails if anything acked is lost or stored twice and, in a run longer than 7 minutes, if an
@@ -37,6 +37,15 @@ fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
     line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).unwrap_or(0)
+}
+
+/// CPU seconds `pid` has used (user and system), from `/proc/PID/stat` (in ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's `(name)`: state is the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split(' ').collect();
+    let ticks = |n: usize| fields.get(n).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(12) + ticks(13)) / 100.0
 }
 
 fn open_files(pid: u32) -> u64 {
@@ -155,13 +164,13 @@ async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
     let started = Instant::now();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); 3];
     let mut csv = String::from(
-        "seconds,instance,rss_kib,open_files,files_besides_connections,store_queue,queued_frames,database_bytes,clients_rss_kib\n",
+        "seconds,instance,rss_kib,open_files,files_besides_connections,store_queue,queued_frames,cpu_s,database_bytes,clients_rss_kib,clients_cpu_s\n",
     );
     loop {
         let at_s = started.elapsed().as_secs();
         let database = database_bytes(cluster.postgres_port()).await;
-        // The clients' own memory (this process): they keep every id they saw.
-        let clients = rss_kib(std::process::id());
+        // The clients' own memory and CPU (this process).
+        let (clients, clients_cpu) = (rss_kib(std::process::id()), cpu_seconds(std::process::id()));
         for (n, instance) in samples.iter_mut().enumerate() {
             let pid = cluster.pid(n + 1);
             let server = TestServer::attach(cluster.instance(n + 1));
@@ -171,10 +180,10 @@ async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
             let fds = open_files(pid);
             let other_files = fds.saturating_sub(connections);
             let sample = Sample { at_s, rss_kib: rss_kib(pid), other_files };
-            let (rss, files) = (sample.rss_kib, sample.other_files);
+            let (rss, files, cpu) = (sample.rss_kib, sample.other_files, cpu_seconds(pid));
             let _ = writeln!(
                 csv,
-                "{at_s},{},{rss},{fds},{files},{store_queue},{queued},{database},{clients}",
+                "{at_s},{},{rss},{fds},{files},{store_queue},{queued},{cpu:.1},{database},{clients},{clients_cpu:.1}",
                 n + 1
             );
             instance.push(sample);
