@@ -46,6 +46,15 @@ fn write_room_chat(
     );
 }
 
+/// Writes a join of `room` resuming from `(seq, epoch)` into `out` (cleared first).
+pub fn write_resume(out: &mut String, room: &str, (seq, epoch): (u64, &str)) {
+    out.clear();
+    let _ = write!(
+        out,
+        r#"{{"type":"join","room":"{room}","id":"rejoin-{room}","data":{{"since":{{"seq":{seq},"epoch":"{epoch}"}}}}}}"#
+    );
+}
+
 /// The `seq` and `epoch` a room frame carries. The broker writes them after `data`, so they are
 /// the last of their names in the frame, whatever the data holds.
 pub fn stream_position(text: &str) -> Option<(u64, &str)> {
@@ -149,5 +158,19 @@ mod tests {
         let delivered = r#"{"id":"p3-42","type":"chat","room":"r7","from":"lg-3","data":{"seq":1,"epoch":"x"},"timestamp":"t","seq":45,"epoch":"e1f"}"#;
         assert_eq!(stream_position(delivered), Some((45, "e1f")));
         assert_eq!(stream_position(r#"{"type":"presence"}"#), None);
+    }
+
+    #[test]
+    fn a_resume_join_names_the_room_and_the_place() {
+        let mut out = String::from("left over");
+        write_resume(&mut out, "r7", (45, "e1f"));
+        let join: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(join["type"], "join");
+        assert_eq!(join["room"], "r7");
+        assert_eq!(join["data"]["since"], serde_json::json!({"seq": 45, "epoch": "e1f"}));
+        assert_eq!(
+            acked_seq(&format!(r#"{{"type":"ack","id":"{}"}}"#, join["id"].as_str().unwrap())),
+            None
+        );
     }
 }

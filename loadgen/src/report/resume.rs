@@ -16,8 +16,13 @@ pub struct ResumeReport {
     pub longest_away_ms: u64,
     /// Reconnects with no place in the stream yet (nothing seen): a plain join, not a resume.
     pub unplaced: u64,
-    /// `recovered:false` answers and hole notices (`joined` with `recovered:false`).
+    /// `recovered:false` answers and hole notices (`joined` with `recovered:false`), but for
+    /// `interrupted`.
     pub not_recovered: u64,
+    /// `interrupted` answers and notices (Redis away): the client keeps its place, and resumes
+    /// again on a notice. No loss: a hole would show as a gap.
+    #[serde(default)]
+    pub interrupted: u64,
     /// Seqs skipped within one epoch: messages a member never got.
     pub gaps: u64,
     /// Chats refused `unavailable` (kept and sent again).
@@ -40,12 +45,13 @@ impl ResumeReport {
     pub fn line(&self) -> String {
         format!(
             "resume        {} reconnects ({} failed attempts, {} without a place), longest away \
-             {} ms; {} not recovered, {} gaps; {} refused, {} resent, {} unacked, {} errors",
+             {} ms; {} not recovered ({} interrupted, kept their place), {} gaps; {} refused, {} resent, {} unacked, {} errors",
             self.reconnects,
             self.failed_attempts,
             self.unplaced,
             self.longest_away_ms,
             self.not_recovered,
+            self.interrupted,
             self.gaps,
             self.refused,
             self.resent,
@@ -67,6 +73,7 @@ pub fn merge(reports: &[&ResumeReport]) -> Option<ResumeReport> {
         longest_away_ms: reports.iter().map(|r| r.longest_away_ms).max().unwrap_or(0),
         unplaced: sum(|r| r.unplaced),
         not_recovered: sum(|r| r.not_recovered),
+        interrupted: sum(|r| r.interrupted),
         gaps: sum(|r| r.gaps),
         refused: sum(|r| r.refused),
         resent: sum(|r| r.resent),

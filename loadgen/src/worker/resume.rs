@@ -37,6 +37,7 @@ pub(crate) struct Counters {
     longest_away_ms: Cell<u64>,
     unplaced: Cell<u64>,
     not_recovered: Cell<u64>,
+    interrupted: Cell<u64>,
     gaps: Cell<u64>,
     refused: Cell<u64>,
     resent: Cell<u64>,
@@ -52,6 +53,7 @@ impl Counters {
             longest_away_ms: self.longest_away_ms.get(),
             unplaced: self.unplaced.get(),
             not_recovered: self.not_recovered.get(),
+            interrupted: self.interrupted.get(),
             gaps: self.gaps.get(),
             refused: self.refused.get(),
             resent: self.resent.get(),
@@ -76,6 +78,9 @@ struct Client {
     room: usize,
     /// The last seq seen and its epoch; `None` until the first message.
     place: Option<(u64, String)>,
+    /// A resume of the room is in flight on this connection: until its answer, the room's live
+    /// messages are not taken (they come again in its replay).
+    resyncing: bool,
     chats: Option<Chats>,
     rng: u64,
 }
@@ -90,11 +95,12 @@ pub(super) async fn ride(worker: Rc<Worker>, conn: usize, mut socket: Socket) {
     });
     let room = worker.plan.room_of(conn);
     let rng = 0x9E37_79B9_7F4A_7C15 ^ (conn as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
-    let mut client = Client { worker, conn, room, place: None, chats, rng };
+    let mut client = Client { worker, conn, room, place: None, resyncing: false, chats, rng };
     loop {
         client.serve(&mut socket).await;
         let away = Instant::now();
         socket = client.reconnect().await;
+        client.resyncing = false;
         let counters = &client.worker.resume;
         bump(&counters.reconnects, 1);
         let away_ms = away.elapsed().as_millis() as u64;
@@ -116,7 +122,11 @@ impl Client {
             };
             tokio::select! {
                 frame = socket.next() => match frame {
-                    Some(Ok(Message::Text(text))) => self.on_frame(&text),
+                    Some(Ok(Message::Text(text))) => {
+                        if self.on_frame(&text) && !self.rejoin(socket).await {
+                            return;
+                        }
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => return,
                 },
@@ -180,13 +190,28 @@ impl Client {
         }
     }
 
-    fn on_frame(&mut self, text: &str) {
+    /// Takes one frame; `true` when the room must be resumed again on this connection.
+    fn on_frame(&mut self, text: &str) -> bool {
         let counters = &self.worker.resume;
         if let Some(probe) = wire::parse_probe(text) {
-            return self.on_chat(probe, wire::stream_position(text));
+            if !self.resyncing {
+                self.on_chat(probe, wire::stream_position(text));
+            }
+            return false;
+        }
+        if text.contains(r#""id":"rejoin-"#) {
+            self.resyncing = false;
         }
         let told_hole = text.contains(r#""recovered":false"#);
-        if told_hole && (text.contains(r#""type":"joined""#) || text.contains(r#""type":"ack""#)) {
+        let joined = text.contains(r#""type":"joined""#);
+        if told_hole && text.contains(r#""reason":"interrupted""#) {
+            // Redis is away (cluster mode): the stream stands where this client is, so it keeps
+            // its place, as the libraries do. A `joined` may be a hole notice: resume again, and
+            // the replay fills it (an answer to a resume, resumed again, is answered the same).
+            bump(&counters.interrupted, 1);
+            return joined && self.place.is_some();
+        }
+        if told_hole && (joined || text.contains(r#""type":"ack""#)) {
             // The stream goes on from its next message as from a new base.
             bump(&counters.not_recovered, 1);
             self.place = None;
@@ -199,6 +224,16 @@ impl Client {
                 self.worker.first_error.borrow_mut().get_or_insert_with(|| text.to_owned());
             }
         }
+        false
+    }
+
+    /// Resumes the room on `socket` from the place this client has; `false` when it is gone.
+    async fn rejoin(&mut self, socket: &mut Socket) -> bool {
+        let Some((seq, epoch)) = &self.place else { return true };
+        let mut text = String::new();
+        wire::write_resume(&mut text, &format!("r{}", self.room), (*seq, epoch));
+        self.resyncing = true;
+        socket.send(Message::text(text)).await.is_ok()
     }
 
     fn on_chat(&mut self, probe: wire::Probe, position: Option<(u64, &str)>) {
