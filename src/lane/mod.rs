@@ -14,6 +14,10 @@
 //! contended; it is there because the lane is made on the HTTP runtime, before the upgrade.
 //! Every write is whole or nothing to the other writers: a frame the kernel takes in part has its
 //! rest queued first, so frames never interleave inside each other.
+//!
+//! A frame that may wait (a typing event, [`protocol::may_wait`]) is pushed deferred: it asks for no
+//! write of its own, and goes out with the next frame that is due, or when the shard's deferral
+//! for it ends ([`Lane::flush_deferred`]). Typing then rides in the chats' `writev`s.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -41,6 +45,8 @@ pub enum Pushed {
     First,
     /// Queued behind frames that are already waiting to be written.
     Queued,
+    /// Queued, and may wait: nothing else was queued, so no write is due for it yet.
+    Deferred,
     /// The queue is at its limit: the frame is dropped and the connection is a slow consumer.
     Full,
     /// The connection is closing or gone: the frame is dropped.
@@ -68,6 +74,8 @@ struct State {
     queued_bytes: usize,
     /// The front frame is written in part: the rest must go before anything else.
     front_started: bool,
+    /// Every queued frame may wait: no write is due for them yet.
+    deferred: bool,
     /// No more pushes: the connection is sending its close (or has ended).
     closed: bool,
     /// The shard's request that the connection close, for its reader to act on.
@@ -86,21 +94,49 @@ impl Lane {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues an encoded frame (or a bundle of them, [`encode`]) to be written in order.
+    /// Queues an encoded frame (or a bundle of them, [`encode`]) to be written in order. `First`
+    /// when the lane is to be written at the end of the batch: nothing else was queued, or only
+    /// frames that may wait.
     pub fn push(&self, wire: Bytes) -> Pushed {
         let mut state = self.state();
-        if state.closed {
-            return Pushed::Closed;
+        if let Some(refused) = self.refuses(&state) {
+            return refused;
         }
-        if state.is_full(self.limit as usize, self.allowance as usize) {
-            return Pushed::Full;
-        }
+        let due_now = state.queue.is_empty() || std::mem::take(&mut state.deferred);
         state.queued_bytes += wire.len();
         state.queue.push_back(wire);
-        if state.queue.len() == 1 {
+        if due_now {
             Pushed::First
         } else {
             Pushed::Queued
+        }
+    }
+
+    /// Queues a frame that may wait: `Deferred` when nothing else was queued (the shard writes
+    /// the lane once its deferral ends, unless a frame that is due took it along before).
+    pub fn push_deferred(&self, wire: Bytes) -> Pushed {
+        let mut state = self.state();
+        if let Some(refused) = self.refuses(&state) {
+            return refused;
+        }
+        let alone = state.queue.is_empty();
+        state.queued_bytes += wire.len();
+        state.queue.push_back(wire);
+        if alone {
+            state.deferred = true;
+            Pushed::Deferred
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    fn refuses(&self, state: &State) -> Option<Pushed> {
+        if state.closed {
+            Some(Pushed::Closed)
+        } else if state.is_full(self.limit as usize, self.allowance as usize) {
+            Some(Pushed::Full)
+        } else {
+            None
         }
     }
 
@@ -112,19 +148,14 @@ impl Lane {
     /// The shard's write at the end of a batch: as much of the queue as the kernel takes now. What
     /// it leaves is the reader's to write once the socket is writable; `true` when it left some.
     pub fn flush(&self) -> bool {
+        self.state().flush()
+    }
+
+    /// A deferral's end: [`Lane::flush`] if the queue still holds only frames that may wait (else
+    /// they went, or go, with a frame that was due).
+    pub fn flush_deferred(&self) -> bool {
         let mut state = self.state();
-        if state.socket.is_none() {
-            // Not upgraded yet: the reader writes the queue once it has attached the socket.
-            return false;
-        }
-        match state.write_now() {
-            Ok(emptied) => !emptied,
-            Err(err) => {
-                // The reader sees the same error on its next read, and ends the connection.
-                tracing::trace!(%err, "a lane's write failed");
-                !state.queue.is_empty()
-            }
-        }
+        state.deferred && state.flush()
     }
 
     /// Puts the upgraded connection's socket in, registered with its shard's reader, which is told
@@ -195,6 +226,7 @@ impl Lane {
         state.socket = None;
         state.queue = Frames::default();
         state.queued_bytes = 0;
+        state.deferred = false;
         state.reader = None;
     }
 }
@@ -217,9 +249,26 @@ impl State {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no socket on this lane"))
     }
 
+    /// [`Lane::flush`]: `true` when the kernel left some.
+    fn flush(&mut self) -> bool {
+        if self.socket.is_none() {
+            // Not upgraded yet: the reader writes the queue once it has attached the socket.
+            return false;
+        }
+        match self.write_now() {
+            Ok(emptied) => !emptied,
+            Err(err) => {
+                // The reader sees the same error on its next read, and ends the connection.
+                tracing::trace!(%err, "a lane's write failed");
+                !self.queue.is_empty()
+            }
+        }
+    }
+
     /// [`State::write_queued`] as far as the kernel takes it now: `true` once the queue is empty,
-    /// `false` when the rest waits for the socket's writable event.
+    /// `false` when the rest waits for the socket's writable event. Whatever waited goes too.
     fn write_now(&mut self) -> io::Result<bool> {
+        self.deferred = false;
         match self.write_queued() {
             Ok(()) => Ok(true),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),

@@ -149,3 +149,23 @@ fn a_bundle_goes_out_as_its_messages_back_to_back() {
     assert_eq!(wire.as_ref(), expected.as_slice());
     assert_eq!(&encode(&first).0[..], b"\x81\x03one", "an unmasked final text frame");
 }
+
+#[tokio::test]
+async fn a_frame_that_may_wait_goes_with_the_next_due_one_or_at_its_deferrals_end() {
+    let (lane, mut client, poll) = lane_with_slow_peer(1_000).await;
+    let (typing, chat) = (encode(&Frame::from("typing")).0, encode(&Frame::from("chat")).0);
+    assert_eq!(lane.push_deferred(typing.clone()), Pushed::Deferred);
+    assert_eq!(lane.push_deferred(typing.clone()), Pushed::Queued, "waits with the first");
+    assert!(!lane.flush_deferred() && lane.queued() == 0, "its deferral's end writes it");
+    assert_eq!(lane.push_deferred(typing.clone()), Pushed::Deferred);
+    assert_eq!(lane.push(chat.clone()), Pushed::First, "a due frame has the lane written");
+    assert!(!lane.flush() && lane.queued() == 0, "the waiting frame went with it");
+    assert!(!lane.flush_deferred(), "nothing waits any more");
+    assert_eq!(lane.push(chat.clone()), Pushed::First);
+    assert_eq!(lane.push_deferred(typing.clone()), Pushed::Queued, "behind a due frame");
+    assert!(!lane.flush_deferred() && lane.queued() == 2, "not its to write");
+    let received = read_to_end_draining(&lane, poll, &mut client).await;
+    let order = [&typing, &typing, &typing, &chat, &chat, &typing];
+    let expected: Vec<u8> = order.into_iter().flat_map(|f| f.iter().copied()).collect();
+    assert!(received == expected, "every frame, in push order");
+}

@@ -50,6 +50,12 @@ pub fn bundle(frames: &[Frame]) -> Frame {
     Frame::from(text)
 }
 
+/// Whether `frame` may wait a moment to go out with a frame that is due: a typing event (told
+/// per coalescing window already; a quarter of a second later is not seen).
+pub fn may_wait(frame: &Frame) -> bool {
+    frame.as_str().starts_with(r#"{"type":"typing","#)
+}
+
 /// Whether `frame` is a [`bundle`].
 pub fn is_bundle(frame: &Frame) -> bool {
     frame.as_str().starts_with(BUNDLE_SEPARATOR)

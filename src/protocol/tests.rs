@@ -240,3 +240,13 @@ fn every_error_code_is_listed_once_at_its_place() {
         assert_eq!(code as usize, at, "{code:?}");
     }
 }
+
+#[test]
+fn only_typing_events_may_wait() {
+    let typers = [UserId::from("a")];
+    assert!(may_wait(&typing_frame("r", "a", true)));
+    assert!(may_wait(&typing_batch_frame("r", &typers, &[])));
+    let chat = r#"{"type":"chat","room":"r","data":{"content":"{\"type\":\"typing\","}}"#;
+    assert!(!may_wait(&Frame::from(chat)), "a chat that quotes one is due");
+    assert!(!may_wait(&bundle(&[typing_frame("r", "a", true)])), "a bundle is due");
+}

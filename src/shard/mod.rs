@@ -165,6 +165,7 @@ impl Shard {
                 away,
                 self.typers.next_deadline(),
                 self.unread.next_deadline(),
+                self.out.next_deferred(),
             ];
             let deadline = deadline.into_iter().flatten().min();
             let window_end = async {
@@ -387,7 +388,9 @@ impl Shard {
             self.release_held();
             let full = self.out.take_full();
             if full.is_empty() && self.pending.is_empty() {
-                self.out.write_lanes(self.hub.metrics().shard(self.id));
+                let counters = self.hub.metrics().shard(self.id);
+                self.out.write_lanes(counters);
+                self.out.write_deferred(Instant::now(), counters);
                 return self.tell_if_settled();
             }
             for conn in full {

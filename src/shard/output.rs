@@ -6,11 +6,14 @@
 //!
 //! The fast path: a frame for a lane is encoded once (a room's members get the same frame one after
 //! the other, so a one-entry cache serves a whole fan-out), pushed, and the lane written once at
-//! the end of the batch ([`Output::write_lanes`]).
+//! the end of the batch ([`Output::write_lanes`]). A frame that may wait (typing) is pushed
+//! deferred: it goes with the lane's next frame that is due, or [`MAY_WAIT_FOR`] later
+//! ([`Output::write_deferred`]).
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -20,7 +23,10 @@ use crate::directory::ShardId;
 use crate::lane::{self, Lane, Pushed};
 use crate::mailbox::{ConnId, Delivery, Enrolment, Outbox, Target};
 use crate::metrics::{self, ShardCounters};
-use crate::protocol::Frame;
+use crate::protocol::{self, Frame};
+
+/// The longest a frame that may wait (a typing event) waits for a frame that is due to go with.
+pub const MAY_WAIT_FOR: Duration = Duration::from_millis(250);
 
 /// Output produced while a directory commit is pending, released in order once it is done.
 #[derive(Debug)]
@@ -46,8 +52,19 @@ pub struct Output {
     full: Vec<ConnId>,
     /// Lanes with frames pushed in this batch, to write at its end.
     pushed: Vec<Arc<Lane>>,
-    /// The last frame pushed to a lane, its encoding, and how many messages that is.
-    encoded: Option<(Frame, Bytes, u64)>,
+    /// Lanes holding only frames that may wait, with when to write them at the latest (in that
+    /// order: each waits as long).
+    deferred: VecDeque<(Instant, Arc<Lane>)>,
+    /// The last frame pushed to a lane: its encoding, how many messages that is, whether it may
+    /// wait.
+    encoded: Option<(Frame, Encoded)>,
+}
+
+#[derive(Debug, Clone)]
+struct Encoded {
+    wire: Bytes,
+    messages: u64,
+    may_wait: bool,
 }
 
 impl Output {
@@ -95,12 +112,16 @@ impl Output {
                 Err(flume::TrySendError::Disconnected(_)) => Pushed::Closed,
             },
             Outbox::Lane(lane) => {
-                let (wire, messages) = self.encode(frame);
-                let pushed = lane.push(wire);
-                if pushed == Pushed::First {
-                    self.pushed.push(Arc::clone(lane));
+                let Encoded { wire, messages, may_wait } = self.encode(frame);
+                let pushed = if may_wait { lane.push_deferred(wire) } else { lane.push(wire) };
+                match pushed {
+                    Pushed::First => self.pushed.push(Arc::clone(lane)),
+                    Pushed::Deferred => {
+                        self.deferred.push_back((Instant::now() + MAY_WAIT_FOR, Arc::clone(lane)))
+                    }
+                    _ => {}
                 }
-                if matches!(pushed, Pushed::First | Pushed::Queued) {
+                if matches!(pushed, Pushed::First | Pushed::Queued | Pushed::Deferred) {
                     // Counted before the write, so no client holds a frame not counted yet.
                     counters.frames_out.fetch_add(messages, Ordering::Relaxed);
                     return;
@@ -115,18 +136,19 @@ impl Output {
     }
 
     /// `frame` on the wire; the same frame as the last one is not encoded again.
-    fn encode(&mut self, frame: Frame) -> (Bytes, u64) {
-        if let Some((last, wire, messages)) = &self.encoded {
+    fn encode(&mut self, frame: Frame) -> Encoded {
+        if let Some((last, encoded)) = &self.encoded {
             // The cache holds `last`, so its buffer cannot be freed and reused by another frame.
             let same =
                 last.as_str().as_ptr() == frame.as_str().as_ptr() && last.len() == frame.len();
             if same {
-                return (wire.clone(), *messages);
+                return encoded.clone();
             }
         }
         let (wire, messages) = lane::encode(&frame);
-        self.encoded = Some((frame, wire.clone(), messages));
-        (wire, messages)
+        let encoded = Encoded { wire, messages, may_wait: protocol::may_wait(&frame) };
+        self.encoded = Some((frame, encoded.clone()));
+        encoded
     }
 
     /// Writes every lane pushed to in this batch, once each: its frames of the batch in one write.
@@ -137,6 +159,22 @@ impl Output {
             }
         }
         self.encoded = None;
+    }
+
+    /// Writes the lanes whose frames that may wait have waited long enough (those a due frame took
+    /// along meanwhile have nothing left to write).
+    pub fn write_deferred(&mut self, now: Instant, counters: &ShardCounters) {
+        while self.deferred.front().is_some_and(|(until, _)| *until <= now) {
+            let (_, lane) = self.deferred.pop_front().expect("checked above");
+            if lane.flush_deferred() {
+                metrics::incr(&counters.partial_writes);
+            }
+        }
+    }
+
+    /// When the next deferral ends.
+    pub fn next_deferred(&self) -> Option<Instant> {
+        self.deferred.front().map(|(until, _)| *until)
     }
 
     /// Ends holding and hands back what was held, in the order it was produced.
