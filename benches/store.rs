@@ -57,6 +57,7 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
         readers: 2,
         retention: None,
         retention_every: Duration::from_secs(3600),
+        file_bytes_per_second: None,
     };
     let counters = Arc::new(StoreCounters::default());
     let (router, _inboxes) = Router::new(1);

@@ -1,8 +1,9 @@
 //! Chats while files move: 20 members chat in one room (a chat every 50 ms each, 400 a second),
 //! each timing its acks (sent to `ack`: stored and delivered); first alone, then while 10 other
 //! users each upload a 25 MiB file into another room of the same broker (a process of its own, a
-//! SQLite store, or `UPLOAD_BENCH_DB=postgres://...`). Prints the ack p50 / p99 / max of both
-//! phases and how long the uploads took.
+//! SQLite store, or `UPLOAD_BENCH_DB=postgres://...`; more broker flags in `UPLOAD_BENCH_ARGS`,
+//! e.g. `--attachment-write-rate 0`). Prints the ack p50 / p99 / max of both phases and how long
+//! the uploads took.
 //!
 //! `cargo bench --bench uploads`; under `cargo test` a smoke run (1 MiB files, 1 s phases).
 //! Results: docs/benchmarks.md.
@@ -38,6 +39,7 @@ fn start(db: &str) -> Broker {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsbroker"))
         .args(["--listen", "127.0.0.1:0", "--log-format", "text", "--database-url", db])
         .args(["--rate-limit", "0", "--upload-rate", "0"])
+        .args(std::env::var("UPLOAD_BENCH_ARGS").unwrap_or_default().split_whitespace())
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the wsbroker binary");

@@ -111,6 +111,12 @@ pub struct Config {
     #[arg(long, env = "UPLOAD_RATE", default_value_t = 30)]
     pub upload_rate: u32,
 
+    /// The most attachment bytes the store writes per second, in MiB, all uploads together:
+    /// beyond it uploads wait (TCP holds the rest back), so chat commits do not queue behind
+    /// them at the disk. 0: no limit.
+    #[arg(long, env = "ATTACHMENT_WRITE_RATE", default_value_t = 32)]
+    pub attachment_write_rate: u64,
+
     /// A user with no client frame for this long shows as away in presence.
     #[arg(long, env = "AWAY_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
     pub away_after: Duration,
@@ -340,6 +346,8 @@ impl Config {
             readers: self.db_readers,
             retention: (!self.retention.is_zero()).then_some(self.retention),
             retention_every: self.retention_interval,
+            file_bytes_per_second: (self.attachment_write_rate > 0)
+                .then(|| self.attachment_write_rate.saturating_mul(1024 * 1024)),
         }
     }
 
@@ -387,6 +395,8 @@ pub struct StoreSettings {
     pub readers: usize,
     pub retention: Option<Duration>,
     pub retention_every: Duration,
+    /// `--attachment-write-rate`, in bytes.
+    pub file_bytes_per_second: Option<u64>,
 }
 
 /// `--edit-window`: `unlimited` (no limit), or a duration (0: editing is off).

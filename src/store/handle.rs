@@ -62,14 +62,19 @@ impl Store {
             cache_kib: None,
             turns: None,
             checkpoint_every: None,
+            bytes_per_second: None,
         };
         counters.up.store(1, Relaxed);
         // Attachments' bytes go through a writer of their own, on a connection with a small page
         // cache: a chat commit never waits behind a file's megabytes in the same transaction,
         // and a file written does not stay in memory.
         let (blobs, blob_jobs) = flume::bounded(BLOB_QUEUE);
-        let mut blob_tuning =
-            Tuning { retention: None, cache_kib: Some(BLOB_CACHE_KIB), ..tuning.clone() };
+        let mut blob_tuning = Tuning {
+            retention: None,
+            cache_kib: Some(BLOB_CACHE_KIB),
+            bytes_per_second: settings.file_bytes_per_second,
+            ..tuning.clone()
+        };
         if let DatabaseUrl::Sqlite(_) = url {
             let turns = Arc::new(super::turns::Turns::default());
             tuning.turns = Some((Arc::clone(&turns), super::turns::Side::Chats));

@@ -67,6 +67,19 @@ pub enum Write {
     Barrier,
 }
 
+impl Write {
+    /// The bytes of file content it writes (a chunk's; 0 for anything else).
+    pub fn file_bytes(&self) -> usize {
+        match self {
+            Write::Attachment(put) => match put.as_ref() {
+                super::attachments::Put::Chunk { data, .. } => data.len(),
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+}
+
 /// What a write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

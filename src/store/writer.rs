@@ -43,6 +43,10 @@ pub struct Tuning {
     /// connection's automatic checkpoint is off: that one runs inside a commit, so within the
     /// turn, and a waiting chat batch would wait for the whole copy (the blob writer's case).
     pub checkpoint_every: Option<u32>,
+    /// The most bytes of files this writer commits per second (`--attachment-write-rate`): after
+    /// a commit it waits until its files' bytes, after those it committed before, would be
+    /// written at that rate. `None`: no limit (the chat writer's case).
+    pub bytes_per_second: Option<u64>,
 }
 
 pub struct Writer {
@@ -54,6 +58,8 @@ pub struct Writer {
     tuning: Tuning,
     next_purge: Instant,
     commits_since_checkpoint: u32,
+    /// When the bytes committed so far are written at [`Tuning::bytes_per_second`].
+    paced_until: Instant,
 }
 
 /// A writer's connection to `url`: its SQLite page cache and checkpoints as `tuning` says.
@@ -90,6 +96,7 @@ impl Writer {
             tuning,
             next_purge,
             commits_since_checkpoint,
+            paced_until: Instant::now(),
         }
     }
 
@@ -145,6 +152,16 @@ impl Writer {
             self.complete(done, outcome);
         }
         self.checkpoint_if_due();
+        self.pace(writes.iter().map(Write::file_bytes).sum());
+    }
+
+    /// See [`Tuning::bytes_per_second`]: the wait after committing `bytes` of files.
+    fn pace(&mut self, bytes: usize) {
+        let (Some(rate), true) = (self.tuning.bytes_per_second, bytes > 0) else { return };
+        let now = Instant::now();
+        let took = Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64);
+        self.paced_until = self.paced_until.max(now) + took;
+        std::thread::sleep(self.paced_until.saturating_duration_since(now));
     }
 
     /// See [`Tuning::checkpoint_every`]. A passive checkpoint: it copies what no reader needs and

@@ -1,5 +1,5 @@
 //! Attachments across a cluster (an upload to one instance is at once downloadable from
-//! another), and what a 25 MiB upload costs the broker's memory.
+//! another), what a 25 MiB upload costs the broker's memory, and the store's write rate for files.
 
 use hyper::StatusCode;
 use serde_json::json;
@@ -68,4 +68,31 @@ async fn a_25_mib_upload_grows_the_brokers_memory_by_less_than_2_mib() {
     let grew = peak.saturating_sub(before);
     println!("RSS before {before} KiB, after {after} KiB, peak during the upload {peak} KiB: +{grew} KiB");
     assert!(grew < 2048, "a 25 MiB upload grew the broker by {grew} KiB");
+}
+
+#[tokio::test]
+async fn uploads_together_are_written_no_faster_than_the_attachment_write_rate() {
+    let dir = TempDir::new("files-rate");
+    let url = dir.sqlite_url().parse().unwrap();
+    let server = start_server_with(move |c| {
+        c.database_url = url;
+        c.attachment_write_rate = 4;
+    })
+    .await;
+    let _alice = server.member("alice", "files").await;
+    let _bob = server.member("bob", "files").await;
+    let (one, two) = (noise(2 << 20), noise(2 << 20));
+    let started = std::time::Instant::now();
+    let (first, second) = tokio::join!(
+        upload(&server, "files", "alice", "one.bin", one.clone()),
+        upload(&server, "files", "bob", "two.bin", two.clone()),
+    );
+    let took = started.elapsed();
+    assert_eq!((first.0, second.0), (StatusCode::CREATED, StatusCode::CREATED));
+    // 4 MiB at 4 MiB/s: a second, less the last chunk's share, whose wait follows its commit.
+    assert!(took.as_secs_f64() > 0.75, "4 MiB stored at 4 MiB/s in {took:?}");
+    for ((_, answer), bytes, user) in [(first, one, "alice"), (second, two, "bob")] {
+        let (_, _, body) = download(&server, answer["id"].as_str().unwrap(), user, &[]).await;
+        assert!(body == bytes, "byte for byte");
+    }
 }

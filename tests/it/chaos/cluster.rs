@@ -22,7 +22,12 @@ fn script(home: &Path, args: &[&str]) {
         .args(args)
         .env("CLUSTER_DIR", home)
         .env("PORT", "0")
-        .env("WSBROKER_BIN", env!("CARGO_BIN_EXE_wsbroker"))
+        // `CLUSTER_BROKER_BIN` runs another build (a heap profile's, a wrapper) under the tests.
+        .env(
+            "WSBROKER_BIN",
+            std::env::var("CLUSTER_BROKER_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_wsbroker").to_owned()),
+        )
         .env("WSBROKER_ARGS", "--rate-limit 0 --recovery-window 1000 --shards 2")
         .status()
         .expect("run scripts/cluster.sh");
