@@ -220,8 +220,14 @@ fn decoded_segments(path: &str) -> Option<Vec<String>> {
     path.split('/').filter(|s| !s.is_empty()).map(decode).collect()
 }
 
+/// How long a scrape waits for the shards' queue depths (a stuck shard must not hang it).
+const SHARDS_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn metrics(app: &App) -> Response<Body> {
-    let queued = app.hub.queued_frames().await;
+    let queued = tokio::time::timeout(SHARDS_ANSWER_WITHIN, app.hub.queued_frames()).await.ok();
+    if queued.is_none() {
+        tracing::warn!("a shard did not answer within {SHARDS_ANSWER_WITHIN:?}: /metrics leaves out wsbroker_queued_frames");
+    }
     let mut response = Response::new(full(app.hub.metrics().render(crate::metrics::Scrape {
         rooms: app.hub.directory().room_count(),
         queued,

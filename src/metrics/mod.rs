@@ -97,8 +97,9 @@ pub struct StoreCounters {
 pub struct Scrape {
     /// Rooms with members here (the directory's count).
     pub rooms: usize,
-    /// Frames waiting in the connections' outboxes (asked of the shards).
-    pub queued: u64,
+    /// Frames waiting in the connections' outboxes (asked of the shards); `None` when a shard did
+    /// not answer in time (the gauge is left out: a scrape never waits on a stuck shard).
+    pub queued: Option<u64>,
     /// Whether `/readyz` answers 200.
     pub ready: bool,
     /// Cluster mode: it uses Redis.
@@ -149,8 +150,12 @@ impl Metrics {
         let Scrape { rooms, queued, ready, redis, store } = scrape;
         let mut out = String::with_capacity(4096);
         let gauges = [
-            ("wsbroker_connections_open", "Connections open now.", self.connections_open()),
-            ("wsbroker_rooms", "Rooms with at least one member on this instance.", rooms as u64),
+            ("wsbroker_connections_open", "Connections open now.", Some(self.connections_open())),
+            (
+                "wsbroker_rooms",
+                "Rooms with at least one member on this instance.",
+                Some(rooms as u64),
+            ),
             (
                 "wsbroker_queued_frames",
                 "Frames waiting in the connections' outboxes for their sockets.",
@@ -188,6 +193,7 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in gauges {
+            let Some(value) = value else { continue };
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
         for (name, help, field) in counters {
@@ -358,8 +364,8 @@ mod tests {
         metrics.shard(0).fanout_latency.record(Duration::from_micros(40));
         metrics.shard(1).fanout_latency.record(Duration::from_millis(3));
         metrics.shard(1).fanout_latency.record(Duration::from_secs(5));
-        let text =
-            metrics.render(Scrape { rooms: 7, queued: 0, ready: true, redis: false, store: false });
+        let scrape = Scrape { rooms: 7, queued: Some(0), ready: true, redis: false, store: false };
+        let text = metrics.render(scrape);
         assert!(!text.contains("wsbroker_redis_up") && !text.contains("wsbroker_store_up"));
         assert!(text.contains("wsbroker_connections_open 1\n"), "{text}");
         assert!(text.contains("wsbroker_rooms 7\n"));
@@ -370,5 +376,10 @@ mod tests {
         );
         assert!(text.contains("wsbroker_fanout_latency_seconds_bucket{le=\"0.005\"} 2\n"));
         assert!(text.contains("wsbroker_fanout_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("wsbroker_queued_frames 0\n"));
+        let scrape = Scrape { queued: None, ..scrape };
+        let text = metrics.render(scrape);
+        assert!(!text.contains("wsbroker_queued_frames"), "a shard did not answer: left out");
+        assert!(text.contains("wsbroker_connections_open 1\n"), "the rest is there");
     }
 }
