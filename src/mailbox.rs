@@ -363,10 +363,6 @@ pub enum Replay {
         upto: u64,
     },
     NotRecovered(Resumed),
-    /// The resume point is ahead of the stream.
-    Ahead {
-        seq: u64,
-    },
 }
 
 /// Who hears how a room message fared.

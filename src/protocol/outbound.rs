@@ -315,6 +315,9 @@ pub enum Unrecovered {
     NoHistory,
     /// Cluster mode: the instance missed messages of the room (a resume fills the hole).
     Interrupted,
+    /// The stream is behind the resume point: it no longer has messages the client saw (its store
+    /// was restored from a backup). The client takes the stream's place; the next seqs are new.
+    Behind,
 }
 
 /// The answer to a resuming join: `{"type":"ack","id":...,"room":r,"data":{"recovered":...}}`, or

@@ -184,7 +184,7 @@ impl Shard {
             return Ok(Replay::NotRecovered(not_recovered(Unrecovered::EpochChanged, top, &epoch)));
         }
         if since.seq > top {
-            return Ok(Replay::Ahead { seq: top });
+            return Ok(Replay::NotRecovered(not_recovered(Unrecovered::Behind, top, &epoch)));
         }
         let kept = slice.messages.first().map_or(top + 1, |(seq, _)| *seq);
         let whole = slice.messages.len() as u64 >= top + 1 - kept;

@@ -18,7 +18,7 @@ use super::stream::{Queued, RoomStream};
 use super::Shard;
 use crate::broker::Numbering;
 use crate::mailbox::{ConnId, Delivery, Replay, ReplayRequest, Unanswered};
-use crate::protocol::{self, ErrorCode, Frame, Resumed, Room, Since, Unrecovered};
+use crate::protocol::{self, Frame, Resumed, Room, Since, Unrecovered};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::Store;
 
@@ -69,7 +69,7 @@ impl Shard {
             let resumed = not_recovered(Unrecovered::EpochChanged, last, &ready.epoch);
             Replay::NotRecovered(resumed)
         } else if since.seq > last {
-            Replay::Ahead { seq: last }
+            Replay::NotRecovered(not_recovered(Unrecovered::Behind, last, &ready.epoch))
         } else if since.seq + 1 >= first_kept {
             Replay::Recovered { frames: after(&ready.window, since.seq), upto: last }
         } else if self.hub.store().is_some()
@@ -197,10 +197,6 @@ impl Shard {
             }
             Replay::NotRecovered(resumed) => {
                 self.reply(conn, protocol::resumed_frame(id, &room, &resumed))
-            }
-            Replay::Ahead { seq } => {
-                let message = format!("since.seq is ahead of the room's stream (at {seq})");
-                self.reply(conn, protocol::error_frame(id, ErrorCode::BadRequest, &message));
             }
         }
     }

@@ -110,3 +110,42 @@ async fn a_backup_of_a_store_being_written_is_whole_and_serves_as_the_store() {
     got.sort();
     assert_eq!(got, expected, "the copy is one commit's state: a prefix of what was sent");
 }
+
+#[tokio::test]
+async fn after_a_restore_a_client_ahead_of_the_store_takes_its_place_and_hears_what_comes_next() {
+    let dir = TempDir::new("restore");
+    let url = dir.sqlite_url();
+    let (_process, server) = spawn_broker(&["--database-url", &url, "--rate-limit", "0"]).await;
+    let mut alice = server.member("alice", "lobby").await;
+    let mut bob = server.member("bob", "lobby").await;
+    let mut place = (0, String::new());
+    for n in 0..5 {
+        assert_eq!(alice.request(chat("lobby", &format!("m{n}"), "hi")).await["type"], "ack");
+        let seen = bob.recv_where(|f| f["type"] == "chat").await;
+        place = (seen["seq"].as_u64().unwrap(), seen["epoch"].as_str().unwrap().to_owned());
+        if n == 2 {
+            let copy = dir.0.join("copy.db");
+            let out = wsbroker()
+                .args(["backup", copy.to_str().unwrap(), "--database-url", &url])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+    }
+    let (seq, epoch) = place;
+    assert_eq!(seq, 5);
+    // The store comes back from the copy, which has 3 of the 5 messages bob saw.
+    let restored = format!("sqlite://{}", dir.0.join("copy.db").display());
+    let (_restored_process, restored) = spawn_broker(&["--database-url", &restored]).await;
+    let mut bob = restored.connect(&format!("/ws?since=lobby:{seq}:{epoch}&user=bob")).await;
+    let answer = bob.recv_type("joined").await;
+    assert_eq!(
+        answer["data"],
+        serde_json::json!({"recovered": false, "reason": "behind", "seq": 3, "epoch": epoch}),
+        "the stream lost what bob saw after 3: he takes its place"
+    );
+    let mut alice = restored.member("alice", "lobby").await;
+    assert_eq!(alice.request(chat("lobby", "after", "again")).await["type"], "ack");
+    let next = bob.recv_where(|f| f["type"] == "chat").await;
+    assert_eq!((next["id"].as_str(), next["seq"].as_u64()), (Some("after"), Some(4)));
+}
