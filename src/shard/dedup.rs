@@ -126,7 +126,8 @@ impl Dedup {
         }
     }
 
-    /// Drops expired entries of every user, at most once a quarter window.
+    /// Drops expired entries of every user, and rebuilds each one's table, at most once a quarter
+    /// window.
     pub fn sweep(&mut self, now: Instant) {
         if now.saturating_duration_since(self.last_sweep) < self.window / 4 {
             return;
@@ -135,6 +136,10 @@ impl Dedup {
         let window = self.window;
         self.users.retain(|_, ids| {
             ids.expire(now, window);
+            // Rebuilt, not kept: a busy sender's table only churns (each new id evicts the oldest),
+            // and the removals' tombstones would fill it until the hash table doubles, holding
+            // the room of twice the ids for good.
+            ids.states = std::mem::take(&mut ids.states).into_iter().collect();
             !ids.order.is_empty()
         });
     }
@@ -190,5 +195,23 @@ mod tests {
         assert_eq!(dedup.check(&user, &None, &(PER_USER + 9).to_string(), 1, now), Seen::Pending);
         dedup.sweep(now + Duration::from_secs(301));
         assert!(dedup.users.is_empty(), "a sweep drops users whose ids all expired");
+    }
+
+    #[test]
+    fn a_busy_senders_set_keeps_its_size_however_long_it_churns() {
+        // The soak's case: a user at its cap for half an hour. Each new id evicts the oldest; the
+        // removals leave tombstones in the hash table, which would make it double once they
+        // fill it (the soak's instances grew ~150 KiB per such user after ~20 minutes).
+        let (user, window) = (UserId::from("bot"), Duration::from_secs(300));
+        let (mut dedup, start) = (Dedup::new(window), Instant::now());
+        let mut most = 0;
+        for n in 0..200 * PER_USER {
+            let now = start + Duration::from_millis(n as u64 * 60);
+            dedup.pending(&user, Some("r".into()), format!("c7-{n}"), 1, now);
+            dedup.stored(&user, Some("r".into()), format!("c7-{n}"), Some(n as u64));
+            dedup.sweep(now);
+            most = most.max(dedup.users[&user].states.capacity());
+        }
+        assert!(most < 2 * PER_USER, "the table grew to {most} entries for {PER_USER} ids");
     }
 }
