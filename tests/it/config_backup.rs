@@ -52,6 +52,11 @@ async fn flags_win_over_the_environment_which_wins_over_the_file() {
     assert!(said.contains("unknown key `max-contnet`"), "{said}");
 }
 
+/// `wsbroker backup COPY --database-url URL`, run to its end.
+fn backup(copy: &std::path::Path, url: &str) -> std::process::Output {
+    wsbroker().args(["backup", copy.to_str().unwrap(), "--database-url", url]).output().unwrap()
+}
+
 #[tokio::test]
 async fn a_backup_of_a_store_being_written_is_whole_and_serves_as_the_store() {
     let dir = TempDir::new("backup");
@@ -67,16 +72,9 @@ async fn a_backup_of_a_store_being_written_is_whole_and_serves_as_the_store() {
         alice.send(chat("lobby", &format!("during-{n}"), "maybe")).await;
     }
     let copy = dir.0.join("copy.db");
-    let out = wsbroker()
-        .args(["backup", copy.to_str().unwrap(), "--database-url", &url])
-        .output()
-        .unwrap();
+    let out = backup(&copy, &url);
     assert!(out.status.success(), "{out:?}");
-    let again = wsbroker()
-        .args(["backup", copy.to_str().unwrap(), "--database-url", &url])
-        .output()
-        .unwrap();
-    assert!(!again.status.success(), "a backup never overwrites a file");
+    assert!(!backup(&copy, &url).status.success(), "a backup never overwrites a file");
 
     let check = rusqlite::Connection::open(&copy).unwrap();
     let verdict: String = check.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
@@ -124,11 +122,7 @@ async fn after_a_restore_a_client_ahead_of_the_store_takes_its_place_and_hears_w
         let seen = bob.recv_where(|f| f["type"] == "chat").await;
         place = (seen["seq"].as_u64().unwrap(), seen["epoch"].as_str().unwrap().to_owned());
         if n == 2 {
-            let copy = dir.0.join("copy.db");
-            let out = wsbroker()
-                .args(["backup", copy.to_str().unwrap(), "--database-url", &url])
-                .output()
-                .unwrap();
+            let out = backup(&dir.0.join("copy.db"), &url);
             assert!(out.status.success(), "{out:?}");
         }
     }
