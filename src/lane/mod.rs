@@ -98,45 +98,36 @@ impl Lane {
     /// when the lane is to be written at the end of the batch: nothing else was queued, or only
     /// frames that may wait.
     pub fn push(&self, wire: Bytes) -> Pushed {
-        let mut state = self.state();
-        if let Some(refused) = self.refuses(&state) {
-            return refused;
-        }
-        let due_now = state.queue.is_empty() || std::mem::take(&mut state.deferred);
-        state.queued_bytes += wire.len();
-        state.queue.push_back(wire);
-        if due_now {
-            Pushed::First
-        } else {
-            Pushed::Queued
-        }
+        self.enqueue(wire, false)
     }
 
     /// Queues a frame that may wait: `Deferred` when nothing else was queued (the shard writes
     /// the lane once its deferral ends, unless a frame that is due took it along before).
     pub fn push_deferred(&self, wire: Bytes) -> Pushed {
+        self.enqueue(wire, true)
+    }
+
+    fn enqueue(&self, wire: Bytes, may_wait: bool) -> Pushed {
         let mut state = self.state();
-        if let Some(refused) = self.refuses(&state) {
-            return refused;
+        if state.closed {
+            return Pushed::Closed;
+        }
+        if state.is_full(self.limit as usize, self.allowance as usize) {
+            return Pushed::Full;
         }
         let alone = state.queue.is_empty();
         state.queued_bytes += wire.len();
         state.queue.push_back(wire);
-        if alone {
-            state.deferred = true;
-            Pushed::Deferred
+        if may_wait {
+            // Behind other frames it goes with them; alone, it waits.
+            state.deferred |= alone;
+            return if alone { Pushed::Deferred } else { Pushed::Queued };
+        }
+        // A due frame has the lane written, taking whatever waited along.
+        if alone || std::mem::take(&mut state.deferred) {
+            Pushed::First
         } else {
             Pushed::Queued
-        }
-    }
-
-    fn refuses(&self, state: &State) -> Option<Pushed> {
-        if state.closed {
-            Some(Pushed::Closed)
-        } else if state.is_full(self.limit as usize, self.allowance as usize) {
-            Some(Pushed::Full)
-        } else {
-            None
         }
     }
 
