@@ -239,7 +239,7 @@ impl Shard {
             Seen::Stored(seq) => Err(Some(protocol::ack_frame(Some(id), seq))),
             Seen::Pending => Err(None),
             Seen::New => {
-                self.dedup.pending(user, room.clone(), id.to_owned(), conn, now);
+                self.dedup.pending(user, room, id, conn, now);
                 Ok(())
             }
         }
@@ -304,7 +304,7 @@ impl Shard {
         };
         let store = self.hub.store().expect("checked by the caller");
         if store.write(Write::Message(message), done).is_err() {
-            self.dedup.forget(&user, room, message_id);
+            self.dedup.forget(&user, &room, &message_id);
             let message = protocol::STORE_UNAVAILABLE;
             return Some(self.chat_refused(id, ErrorCode::Unavailable, message));
         }
@@ -353,7 +353,7 @@ impl Shard {
         id: String,
         seq: Option<u64>,
     ) {
-        let mut waiting = self.dedup.stored(user, room, id.clone(), seq);
+        let mut waiting = self.dedup.stored(user, &room, &id, seq);
         if waiting.is_empty() {
             waiting.push(conn);
         }
@@ -375,7 +375,7 @@ impl Shard {
         id: String,
         why: Option<Refusal>,
     ) {
-        let mut waiting = self.dedup.forget(user, Some(room.clone()), id.clone());
+        let mut waiting = self.dedup.forget(user, &Some(room.clone()), &id);
         if waiting.is_empty() {
             waiting.push(conn);
         }
