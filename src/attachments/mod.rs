@@ -286,14 +286,19 @@ pub async fn carried(
     Ok(ordered)
 }
 
-/// Deletes unclaimed uploads, forever (a task of the HTTP runtime).
+/// Deletes unclaimed uploads, forever (a task of the HTTP runtime). It asks first and writes only
+/// when there is something to delete: an idle broker commits nothing on its own, and a database
+/// that went away is found by the writes that need it (a failed write marks the store down, which
+/// refuses every chat until it is back).
 pub async fn sweep(hub: Hub) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     loop {
         every.tick().await;
         let Some(store) = hub.store() else { return };
         let before: Millis = millis(SystemTime::now() - UNCLAIMED_FOR);
-        let _ = put(store, Put::Sweep { before, limit: 1000 }).await;
+        if let Ok(Got::Unclaimed(true)) = get(store, Get::Unclaimed { before }).await {
+            let _ = put(store, Put::Sweep { before, limit: 1000 }).await;
+        }
     }
 }
 

@@ -79,6 +79,10 @@ pub enum Get {
     Metas {
         ids: Vec<String>,
     },
+    /// Whether any upload made before `before` was taken by no message (what `Put::Sweep` removes).
+    Unclaimed {
+        before: Millis,
+    },
 }
 
 /// What a question found.
@@ -89,6 +93,7 @@ pub enum Got {
     Thumbnail(Option<Vec<u8>>),
     Usage { bytes: i64, recent: i64 },
     Metas(Vec<Attachment>),
+    Unclaimed(bool),
 }
 
 /// Applies one change; the number of rows it touched.
@@ -258,6 +263,14 @@ pub fn get(engine: &mut dyn Engine, get: &Get) -> Result<Got, StoreError> {
             )?;
             let row = rows.first().ok_or_else(|| StoreError::Corrupt("no usage row".into()))?;
             Ok(Got::Usage { bytes: row[0].int()?, recent: row[1].int()? })
+        }
+        Get::Unclaimed { before } => {
+            let rows = engine.query(
+                "SELECT id FROM chat_attachments WHERE message_id IS NULL AND created_at < ?1 \
+                 LIMIT 1",
+                &[int(*before)],
+            )?;
+            Ok(Got::Unclaimed(!rows.is_empty()))
         }
     }
 }

@@ -89,8 +89,12 @@ pub fn attachment_contract(engine: &mut dyn Engine) {
 
     // The sweep takes unclaimed uploads made before its time; retention takes the rest with
     // their messages.
+    assert_eq!(get(engine, Get::Unclaimed { before: 100 }), Got::Unclaimed(false), "f2 is 100");
+    assert_eq!(get(engine, Get::Unclaimed { before: 101 }), Got::Unclaimed(true), "f2");
     assert_eq!(put(engine, Put::Sweep { before: 101, limit: 10 }), Outcome::Purged(1), "f2");
     assert_eq!(get(engine, Get::Meta { id: "f2".into() }), Got::Meta(None));
+    let claimed = get(engine, Get::Unclaimed { before: 1_000_000 });
+    assert_eq!(claimed, Got::Unclaimed(false), "f1 is claimed: nothing to sweep");
     engine.begin().unwrap();
     ops::apply(engine, &[Write::Purge { before: 1_000_000, limit: 1000 }]).unwrap();
     engine.commit().unwrap();
