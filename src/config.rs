@@ -73,7 +73,7 @@ pub struct Config {
 
     /// A room's first typing change in a window goes out at once; the further ones within this long
     /// go out at its end as one `batch` frame. 0 sends each change at once.
-    #[arg(long, env = "TYPING_COALESCE", default_value = "500ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "TYPING_COALESCE", default_value = "1s", value_parser = humantime::parse_duration)]
     pub typing_coalesce: Duration,
 
     /// A typer who sends no `typing` for this long is told to have stopped.
