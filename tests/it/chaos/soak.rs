@@ -3,7 +3,8 @@
 //! through nginx; beside them, other users join and leave rooms, read history and publish over
 //! HTTP. Every sampling period it records each instance's RSS, open files, store queue and frames
 //! queued for its connections, its CPU time, the database's size and the clients' own memory and CPU
-//! (`target/soak/soak.csv`, and the RSS plotted in `target/soak/rss.svg`).
+//! (`target/soak/soak.csv`, and the RSS plotted in `target/soak/rss.svg`), and at the end each
+//! instance's warnings, counted (`target/soak/warnings.txt`).
 //!
 //! It fails if anything acked is lost or stored twice and, in a run longer than 7 minutes, if an
 //! instance's memory or open files (besides its connections) grow by more than 5 % after the first
@@ -149,6 +150,27 @@ fn plot(samples: &[Vec<Sample>]) -> String {
     svg
 }
 
+/// Each instance's warnings and errors, counted by what they say (the scratch directory with the
+/// logs goes with the cluster): what a refused chat or a failed commit was about.
+fn warnings(cluster: &Cluster) -> String {
+    let mut out = String::new();
+    for n in 1..=3 {
+        let log = std::fs::read_to_string(cluster.home.join(format!("instance{n}.log")));
+        let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+        for line in log.unwrap_or_default().lines() {
+            // `TIME  LEVEL target: message fields`: counted without the time.
+            let Some((_, rest)) = line.split_once(' ') else { continue };
+            if rest.trim_start().starts_with("WARN") || rest.trim_start().starts_with("ERROR") {
+                *seen.entry(rest.trim().to_owned()).or_default() += 1;
+            }
+        }
+        for (line, count) in seen {
+            let _ = writeln!(out, "instance {n}: {count} × {line}");
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
     let minutes: u64 = std::env::var("SOAK_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(1);
@@ -198,6 +220,7 @@ async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("soak.csv"), &csv).unwrap();
     std::fs::write(out.join("rss.svg"), plot(&samples)).unwrap();
+    std::fs::write(out.join("warnings.txt"), warnings(&cluster)).unwrap();
     stop.store(true, SeqCst);
     let (rounds, busy) = side.await.unwrap();
     let front = TestServer::attach(cluster.nginx);
