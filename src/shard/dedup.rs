@@ -1,9 +1,9 @@
 //! Idempotent send: the chat ids each user sent recently, so a retry is recognised.
 //!
 //! Owns: per user, a print of the `(room, id)` of its chats within `--dedup-window`, each pending
-//! (handed to the store) or stored (committed and acked). Users are pinned to shards, so a user's retries,
-//! from any of its connections, always reach this set. Bounded: at most [`PER_USER`] ids per user,
-//! and entries older than the window go. Must not: send anything; the shard acks.
+//! (handed to the store) or stored (committed and acked). Users are pinned to shards, so a user's
+//! retries, from any of its connections, always reach this set. Bounded: at most [`PER_USER`] ids
+//! per user, and entries older than the window go. Must not: send anything; the shard acks.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -15,8 +15,8 @@ use crate::protocol::{Room, UserId};
 /// The most recent chat ids remembered per user.
 pub const PER_USER: usize = 1024;
 
-/// A chat id in its room, as two independently keyed 64-bit hashes: 16 bytes however long the id,
-/// and no copy of it kept. Two different ids of one user meet the same print with a chance of about
+/// A chat id in its room, as two 64-bit SipHash values under two random keys: 16 bytes however
+/// long the id, and no copy of it kept. Two different ids of one user meet the same print with a chance of about
 /// one in 2^118 per look-up at the cap (1,024 ids), far below a disk's undetected error rate.
 type Print = [u64; 2];
 
