@@ -16,6 +16,8 @@
 # CLUSTER_DIR (default /tmp/wsbroker-cluster), PORT (nginx's; default 8080; 0: a free one) and
 # WSBROKER_BIN (default target/release/wsbroker, built when missing) change where and what;
 # WSBROKER_ARGS adds flags to every instance (e.g. "--rate-limit 0" for load tests).
+# CLUSTER_OWNER=PID at `up`: the cluster takes itself down once that process is gone (the tests
+# set it, so a test run that is killed leaves nothing running).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -176,6 +178,12 @@ CONF
   nginx -c "$dir/nginx.conf" -p "$dir/nginx" >"$dir/nginx.log" 2>&1 &
   wait_for nginx ready "$port"
   touch "$dir/up"
+  if [ -n "${CLUSTER_OWNER:-}" ]; then
+    # A watchdog in a session of its own (a signal to the owner's group does not reach it).
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -e "$2/up" ]; do sleep 1; done
+      if [ -e "$2/up" ]; then CLUSTER_DIR="$2" "$3" down; fi' _ "$CLUSTER_OWNER" "$dir" \
+      "$repo/scripts/cluster.sh" </dev/null >/dev/null 2>&1 &
+  fi
   echo "cluster up: ws://127.0.0.1:$port/ws and http://127.0.0.1:$port/ (PostgreSQL :$(cat "$dir/postgres.port"), Redis :$(cat "$dir/redis.port"), instances :$(cat "$dir"/instance?.port | paste -sd, -))"
 }
 

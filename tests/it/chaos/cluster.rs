@@ -18,9 +18,15 @@ pub(crate) struct Cluster {
 }
 
 fn script(home: &Path, args: &[&str]) {
+    script_owned_by(home, args, std::process::id());
+}
+
+/// `scripts/cluster.sh ARGS`; a cluster it brings up goes down by itself once `owner` is gone.
+fn script_owned_by(home: &Path, args: &[&str], owner: u32) {
     let status = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh"))
         .args(args)
         .env("CLUSTER_DIR", home)
+        .env("CLUSTER_OWNER", owner.to_string())
         .env("PORT", "0")
         // `CLUSTER_BROKER_BIN` runs another build (a heap profile's, a wrapper) under the tests.
         .env(
@@ -83,5 +89,30 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         script(&self.home, &["down"]);
+    }
+}
+
+/// A test killed with its cluster up (SIGKILL: no `Drop`) leaves nothing running: the cluster
+/// goes down once the process that brought it up is gone.
+#[test]
+fn a_cluster_whose_owner_is_gone_takes_itself_down() {
+    let mut owner = Command::new("sleep").arg("600").spawn().expect("start a stand-in owner");
+    let dir = TempDir::new("owned");
+    let home = dir.0.join("cluster");
+    script_owned_by(&home, &["up"], owner.id());
+    let pid = |part: &str| std::fs::read_to_string(home.join(format!("{part}.pid"))).unwrap();
+    let running: Vec<String> = ["postgres", "redis", "instance1", "nginx"].map(pid).into();
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let deadline = std::time::Instant::now() + SETTLE;
+    while home.exists() {
+        assert!(std::time::Instant::now() < deadline, "the cluster is still up in {home:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for pid in running {
+        // Gone, or a zombie nobody reaped yet (their parent, the script, exited long ago).
+        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()));
+        let alive = status.is_ok_and(|s| !s.lines().any(|l| l.starts_with("State:\tZ")));
+        assert!(!alive, "process {} outlived its cluster", pid.trim());
     }
 }
