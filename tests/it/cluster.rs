@@ -160,7 +160,9 @@ async fn presence_counts_every_instance_and_join_leave_fire_once_per_user() {
     drop(alice_on_b);
     wait_room(&a, "room", json!(["carol", "watcher"])).await;
     let (mut events, alice_left) = (Vec::new(), ("alice".to_owned(), "leave".to_owned()));
-    while events.last() != Some(&alice_left) {
+    // Until alice's leave is told: a batch may hold changes after it (an `away`, once a member
+    // has been idle for `--away-after` on a busy machine), so it need not be the last.
+    while !events.contains(&alice_left) {
         events.extend(watcher.next_presence_changes().await);
     }
     let alice_events: Vec<&str> =
