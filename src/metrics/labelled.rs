@@ -1,5 +1,6 @@
-//! The labelled series: chats accepted and refused (by reason), error frames (by code), connection
-//! ends (by close code and reason), and whether the instance is ready.
+//! The labelled series: chats accepted and refused (by reason), messages refused `unavailable` (by
+//! cause), error frames (by code), connection ends (by close code and reason), and whether the
+//! instance is ready.
 //!
 //! Owns: their rendering, and the per-shard arrays behind the chat and end counts. Must not: read
 //! anything but counters; the error counts are the protocol's own ([`crate::protocol::errors_made`]).
@@ -25,11 +26,48 @@ pub enum EndCause {
     Lost,
 }
 
+/// Why a message (a chat, an HTTP publish) was refused `unavailable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnavailableCause {
+    /// The broker is shutting down (a chat on a draining connection).
+    ShuttingDown,
+    /// The store is down: a commit failed and has not succeeded since.
+    StoreDown,
+    /// The store writer's queue was full (or its writer gone).
+    StoreFull,
+    /// The room's stream could not be read from the store (its newest seq, before the first
+    /// message a room gets after a start).
+    StreamUnread,
+    /// The cluster could not number it: the relay's queue was full or Redis did not answer.
+    Unnumbered,
+}
+
+impl UnavailableCause {
+    pub const ALL: [Self; 5] = [
+        Self::ShuttingDown,
+        Self::StoreDown,
+        Self::StoreFull,
+        Self::StreamUnread,
+        Self::Unnumbered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ShuttingDown => "shutting_down",
+            Self::StoreDown => "store_down",
+            Self::StoreFull => "store_full",
+            Self::StreamUnread => "stream_unread",
+            Self::Unnumbered => "unnumbered",
+        }
+    }
+}
+
 /// A shard's labelled counts.
 #[derive(Debug)]
 pub struct Labelled {
     chats_accepted: AtomicU64,
     chats_refused: [AtomicU64; ErrorCode::ALL.len()],
+    unavailable: [AtomicU64; UnavailableCause::ALL.len()],
     ends: [AtomicU64; ENDS],
 }
 
@@ -38,6 +76,7 @@ impl Default for Labelled {
         Self {
             chats_accepted: AtomicU64::new(0),
             chats_refused: [const { AtomicU64::new(0) }; ErrorCode::ALL.len()],
+            unavailable: [const { AtomicU64::new(0) }; UnavailableCause::ALL.len()],
             ends: [const { AtomicU64::new(0) }; ENDS],
         }
     }
@@ -52,6 +91,12 @@ impl Labelled {
     /// A chat was refused with `code`.
     pub fn chat_refused(&self, code: ErrorCode) {
         self.chats_refused[code as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A message was refused `unavailable` because of `cause` (counted where the cause is known: the
+    /// sender's shard, or the room's home).
+    pub fn unavailable(&self, cause: UnavailableCause) {
+        self.unavailable[cause as usize].fetch_add(1, Relaxed);
     }
 
     pub fn ended(&self, cause: EndCause) {
@@ -91,6 +136,13 @@ impl Metrics {
         for code in ErrorCode::ALL {
             let value = self.labelled(|l| &l.chats_refused[code as usize]);
             let _ = writeln!(out, "{name}{{reason=\"{}\"}} {value}", code.as_str());
+        }
+        let name = "wsbroker_unavailable_total";
+        let help = "Messages (chats, HTTP publishes) refused `unavailable`, by cause.";
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for cause in UnavailableCause::ALL {
+            let value = self.labelled(|l| &l.unavailable[cause as usize]);
+            let _ = writeln!(out, "{name}{{cause=\"{}\"}} {value}", cause.as_str());
         }
         let name = "wsbroker_errors_total";
         let _ = writeln!(

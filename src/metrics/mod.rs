@@ -15,7 +15,7 @@ mod http;
 mod labelled;
 
 pub use http::HttpCounters;
-pub use labelled::{EndCause, Labelled};
+pub use labelled::{EndCause, Labelled, UnavailableCause};
 
 /// Upper bounds of the fan-out latency buckets, in microseconds.
 const LATENCY_BOUNDS_US: [u64; 14] = [

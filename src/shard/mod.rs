@@ -46,7 +46,7 @@ use crate::close::{self, CloseReason};
 use crate::directory::{ShardId, Transition};
 use crate::hub::Hub;
 use crate::mailbox::{Command, ConnId, Delivery, Enrolment, Inbox, Target};
-use crate::metrics::{self, ShardCounters};
+use crate::metrics::{self, ShardCounters, UnavailableCause};
 use crate::protocol::{Frame, PresenceStatus, Room, UserId};
 use crate::store::ops::Write;
 use away::AwaySweep;
@@ -153,6 +153,18 @@ impl Shard {
 
     fn counters(&self) -> &ShardCounters {
         self.hub.metrics().shard(self.id)
+    }
+
+    /// Counts a message refused `unavailable` for `cause`.
+    fn count_unavailable(&self, cause: UnavailableCause) {
+        self.counters().labelled.unavailable(cause);
+    }
+
+    /// Counts a message the store just refused, as down or as full.
+    fn count_store_refusal(&self) {
+        let up = self.hub.store().is_some_and(|store| store.is_up());
+        let cause = if up { UnavailableCause::StoreFull } else { UnavailableCause::StoreDown };
+        self.count_unavailable(cause);
     }
 
     /// Runs until shut down and every connection is gone.

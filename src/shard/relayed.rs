@@ -17,6 +17,7 @@ use super::resume::{after, not_recovered};
 use super::stream::{Ready, RoomStream};
 use super::Shard;
 use crate::mailbox::{Replay, ReplayRequest, Stamp, StreamSlice, ToSequence, Unanswered};
+use crate::metrics::UnavailableCause;
 use crate::protocol::{self, Frame, Room, Unrecovered};
 
 impl Shard {
@@ -25,7 +26,9 @@ impl Shard {
     /// all the same (a no-op when the first send was committed, the message itself when the
     /// instance that took it first died before its commit) and acked the same way.
     pub(super) fn on_stamped(&mut self, item: ToSequence, stamped: Result<Stamp, Unanswered>) {
-        let Ok(Stamp { seq, epoch, .. }) = stamped else { return self.refuse_message(item) };
+        let Ok(Stamp { seq, epoch, .. }) = stamped else {
+            return self.refuse_message(item, UnavailableCause::Unnumbered);
+        };
         if self.hub.store().is_some() {
             let message = super::stream::stored_message(&item, seq, &epoch);
             self.hand_to_store(message, item.origin, seq);

@@ -17,6 +17,7 @@ use crate::close;
 use crate::events::{Deletion, Edit, Reaction};
 use crate::mailbox::{ConnId, Delivery, Origin, Target, ToSequence};
 use crate::messages::History;
+use crate::metrics::UnavailableCause;
 use crate::protocol::{
     self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, UserId, GLOBAL_ROOM,
 };
@@ -210,6 +211,7 @@ impl Shard {
     ) -> Option<Frame> {
         if self.quiescing {
             let message = "the broker is shutting down; resend after reconnecting";
+            self.count_unavailable(UnavailableCause::ShuttingDown);
             return Some(self.chat_refused(id, ErrorCode::Unavailable, message));
         }
         match chat.room.clone() {
@@ -305,6 +307,7 @@ impl Shard {
         let store = self.hub.store().expect("checked by the caller");
         if store.write(Write::Message(message), done).is_err() {
             self.dedup.forget(&user, &room, &message_id);
+            self.count_store_refusal();
             let message = protocol::STORE_UNAVAILABLE;
             return Some(self.chat_refused(id, ErrorCode::Unavailable, message));
         }

@@ -28,6 +28,7 @@ use super::sent::SentBefore;
 use super::Shard;
 use crate::broker::Numbering;
 use crate::mailbox::{Delivery, LoadedStream, Origin, ReplayRequest, ToSequence, Unanswered};
+use crate::metrics::UnavailableCause;
 use crate::protocol::{self, millis, time_of, Annotations, Frame, Published, Room, Unrecovered};
 use crate::store::ops::{Answer, Read, Write};
 use crate::store::{Completion, NewMessage};
@@ -179,7 +180,7 @@ impl Shard {
         match self.hub.sequencer().stamp(item, self.id) {
             Numbering::Here(item) => self.stream_ready(Queued::Message(item)),
             Numbering::Taken => {}
-            Numbering::Refused(item) => self.refuse_message(item),
+            Numbering::Refused(item) => self.refuse_message(item, UnavailableCause::Unnumbered),
         }
     }
 
@@ -313,6 +314,7 @@ impl Shard {
         let (id, sender) = (message.id.clone(), message.sender.clone());
         let done = self.completion(origin, &room, &id, &sender, seq);
         let Err(refused) = store.write(Write::Message(message), done) else { return true };
+        self.count_store_refusal();
         match (sent_by, refused) {
             (Some((shard, conn)), _) => self.tell_refused(shard, conn, &room, &id, &sender),
             (None, Completion::Sequenced { reply, .. }) => drop(reply.send(None)),
@@ -381,13 +383,14 @@ impl Shard {
     /// The stream could not be read: a waiting message is refused, a waiting resume not recovered.
     fn refuse(&mut self, waiting: Queued) {
         match waiting {
-            Queued::Message(item) => self.refuse_message(item),
+            Queued::Message(item) => self.refuse_message(item, UnavailableCause::StreamUnread),
             Queued::Resume(request) => self.unrecoverable(request, Unrecovered::NoHistory, 0, ""),
         }
     }
 
     /// A room message that could not be numbered or stored: its sender hears `unavailable`.
-    pub(super) fn refuse_message(&mut self, item: ToSequence) {
+    pub(super) fn refuse_message(&mut self, item: ToSequence, cause: UnavailableCause) {
+        self.count_unavailable(cause);
         self.refuse_because(item, None);
     }
 }

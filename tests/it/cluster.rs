@@ -231,6 +231,7 @@ async fn without_redis_rooms_refuse_messages_others_go_on_locally_and_the_cluste
         )
         .await;
     assert_eq!(refused["data"]["code"], "unavailable", "a room message needs its seq: {refused}");
+    assert_eq!(a.metric(r#"wsbroker_unavailable_total{cause="unnumbered"}"#).await, 1);
     anna.send(json!({"type": "chat", "room": "", "data": {"content": "local only"}})).await;
     assert_eq!(alice.recv_type("chat").await["data"]["content"], "local only");
     let partial = a.get("/api/v1/chat/rooms/lobby/online").await.1;

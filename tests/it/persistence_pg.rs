@@ -72,6 +72,12 @@ async fn with_postgres_down_chats_are_refused_and_nothing_is_acked_that_is_not_s
         }
     }
     assert!(acked.len() > 1 && refused.len() > 1, "some taken, some refused: {acked:?}");
+    // Each refusal is counted once, with the store as its cause (down, mostly: the first failed
+    // commit comes before the queue fills).
+    let cause = |cause: &str| format!("wsbroker_unavailable_total{{cause=\"{cause}\"}}");
+    let (full, down) =
+        (server.metric(&cause("store_full")).await, server.metric(&cause("store_down")).await);
+    assert_eq!(full + down, refused.len() as u64, "{full} full, {down} down: {refused:?}");
     server.wait_get("/readyz", |status, _| status == StatusCode::OK).await;
     assert_eq!(alice.request(chat("r", "after")).await["type"], "ack", "the writer reconnected");
     acked.push("after".into());

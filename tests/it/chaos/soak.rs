@@ -4,7 +4,8 @@
 //! HTTP. Every sampling period it records each instance's RSS, open files, store queue and frames
 //! queued for its connections, its CPU time, the database's size and the clients' own memory and CPU
 //! (`target/soak/soak.csv`, and the RSS plotted in `target/soak/rss.svg`), and at the end each
-//! instance's warnings, counted (`target/soak/warnings.txt`).
+//! instance's warnings, counted, and its messages refused `unavailable` by cause
+//! (`target/soak/warnings.txt`).
 //!
 //! It fails if anything acked is lost or stored twice and, in a run longer than 7 minutes, if an
 //! instance's memory or open files (besides its connections) grow by more than 5 % after the first
@@ -171,6 +172,20 @@ fn warnings(cluster: &Cluster) -> String {
     out
 }
 
+/// Each instance's messages refused `unavailable`, by cause (`wsbroker_unavailable_total`).
+async fn unavailable(cluster: &Cluster) -> String {
+    let mut out = String::new();
+    for n in 1..=3 {
+        let server = TestServer::attach(cluster.instance(n));
+        for cause in ["shutting_down", "store_down", "store_full", "stream_unread", "unnumbered"] {
+            let series = format!("wsbroker_unavailable_total{{cause=\"{cause}\"}}");
+            let count = server.metric(&series).await;
+            let _ = writeln!(out, "instance {n}: {count} refused unavailable, {cause}");
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
     let minutes: u64 = std::env::var("SOAK_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(1);
@@ -220,7 +235,8 @@ async fn a_mixed_load_on_the_cluster_neither_grows_nor_loses_anything() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("soak.csv"), &csv).unwrap();
     std::fs::write(out.join("rss.svg"), plot(&samples)).unwrap();
-    std::fs::write(out.join("warnings.txt"), warnings(&cluster)).unwrap();
+    let warned = warnings(&cluster) + &unavailable(&cluster).await;
+    std::fs::write(out.join("warnings.txt"), warned).unwrap();
     stop.store(true, SeqCst);
     let (rounds, busy) = side.await.unwrap();
     let front = TestServer::attach(cluster.nginx);
