@@ -21,6 +21,7 @@ pub mod ops;
 mod postgres;
 mod read_pool;
 pub mod reads;
+mod room_events;
 pub mod search;
 mod sqlite;
 mod turns;
