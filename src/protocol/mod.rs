@@ -1,8 +1,8 @@
 //! The wire contract (docs/protocol.md): the vocabulary both directions share.
 //!
-//! Owns: the message and error vocabularies, the parsed forms of client requests, name validation,
-//! ids and timestamps. [`inbound`] parses client frames; [`outbound`] is the one place a server
-//! frame is serialized. Pure functions, no I/O. Must not: know about connections, shards or sockets.
+//! Owns: the message and error vocabularies, name validation, ids and timestamps. [`inbound`]
+//! parses client frames into [`request`]'s forms; [`outbound`] is the one place a server frame is
+//! serialized. Pure functions, no I/O. Must not: know about connections, shards or sockets.
 //! A frame is encoded once and the resulting [`Frame`] (a refcounted buffer) is shared by every
 //! recipient.
 
@@ -12,6 +12,7 @@ mod moderate;
 mod moderation;
 mod outbound;
 mod presence;
+mod request;
 
 pub use inbound::{chat_data, history_page, parse_client_frame, ChatChecked, Limits};
 pub use mine::{receipt_frame, room_added_frame, room_removed_frame, unread_frame, Unread};
@@ -27,11 +28,14 @@ pub use presence::{
     presence_batch_frame, presence_event_frame, presence_list_frame, typing_batch_frame,
     typing_frame, PresenceBatch, PresenceStatus,
 };
+pub use request::{
+    parse_cursor, Action, Chat, ClientFrame, ClientRequest, Page, Since, HISTORY_DEFAULT,
+    HISTORY_MAX,
+};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A serialized server frame. Cloning it bumps a refcount; the bytes are never copied per recipient.
@@ -265,156 +269,11 @@ impl Rejection {
     }
 }
 
-/// A client frame that passed validation, ready for the connection's shard.
-#[derive(Debug)]
-pub struct ClientRequest {
-    /// The client's `id`, echoed in the ack or error.
-    pub id: Option<String>,
-    pub action: Action,
-}
-
 /// The message of every `unavailable` error about the store, over WebSocket and REST alike.
 pub const STORE_UNAVAILABLE: &str = "the message store is unavailable; retry later";
 
 /// Most users in one answer to a presence query; a bigger room's answer comes in pages.
 pub const PRESENCE_PAGE: usize = 1000;
-
-/// What a client asked for.
-#[derive(Debug)]
-pub enum Action {
-    /// Publish an already encoded chat (boxed: it is larger than every other request).
-    Chat(Box<Chat>),
-    Join(Room),
-    Leave(Room),
-    /// Who is in the room, and who of them is away: the first [`PRESENCE_PAGE`] users after
-    /// `after` (in id order).
-    Presence {
-        room: Room,
-        after: Option<UserId>,
-    },
-    /// Join `room` and get every message after `since` first (reconnect recovery).
-    Resume {
-        room: Room,
-        since: Since,
-    },
-    /// A page of the room's stored messages (see [`Page`]).
-    History {
-        room: Room,
-        limit: i64,
-        page: Page,
-    },
-    /// Soft-delete a stored message (`from`: its sender, where two senders used the id).
-    Delete {
-        room: Room,
-        id: String,
-        from: Option<String>,
-    },
-    /// Replace the content of one's own stored message.
-    Edit {
-        room: Room,
-        id: String,
-        content: String,
-    },
-    Ping,
-    /// The person is there (typing, looking at the page): marks the user present, not away.
-    Active,
-    /// The user started (or goes on) typing in the room, or stopped.
-    Typing {
-        room: Room,
-        typing: bool,
-    },
-    /// The user read the room up to `seq`.
-    Read {
-        room: Room,
-        seq: u64,
-    },
-    /// Add (or, `remove`, take back) the user's reaction `emoji` to message `id` (by `from`, when
-    /// two senders used the id).
-    React {
-        room: Room,
-        id: String,
-        from: Option<String>,
-        emoji: String,
-        remove: bool,
-    },
-    /// A moderation request in the room (boxed: rare).
-    Moderate {
-        room: Room,
-        request: Box<Moderate>,
-    },
-}
-
-impl Action {
-    /// Whether the frame means a person is there: what it does, not a query or a heartbeat. Only
-    /// these count against `--away-after` (docs/protocol.md, "presence").
-    pub fn shows_presence(&self) -> bool {
-        !matches!(self, Self::Presence { .. } | Self::History { .. } | Self::Ping)
-    }
-}
-
-/// A chat as the session accepted it: encoded once for every recipient, and what the store keeps.
-#[derive(Debug)]
-pub struct Chat {
-    /// `None`: to everyone.
-    pub room: Option<Room>,
-    /// The envelope `id`: the client's, or a UUID the server assigned.
-    pub id: String,
-    /// The envelope `data`, as the client sent it.
-    pub data: Box<RawValue>,
-    /// The envelope `timestamp`, in milliseconds since the Unix epoch.
-    pub at: i64,
-    /// The frame, encoded once, for a chat to everyone; a room chat is encoded by the room's home
-    /// shard, with its seq ([`Chat::frame`] encodes it without one).
-    pub frame: Option<Frame>,
-    /// `data.reply_to`: the message of the room it replies to (checked before it is sent on).
-    pub reply_to: Option<String>,
-}
-
-impl Chat {
-    /// The chat's frame as `from` sent it, without a seq.
-    pub fn frame(&self, from: &str) -> Frame {
-        self.frame.clone().unwrap_or_else(|| {
-            let at = time_of(self.at);
-            let room = self.room.as_deref();
-            message_frame_at(MessageType::Chat, &self.id, room, from, &self.data, at)
-        })
-    }
-}
-
-/// Where a client left a room's stream: the last seq it got, in which epoch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Since {
-    pub seq: u64,
-    pub epoch: String,
-}
-
-/// Which page of a room's history: the newest `limit` before a cursor (`None`: the newest of
-/// all), or the oldest `limit` after a seq.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Page {
-    Before(Option<i64>),
-    After(i64),
-}
-
-/// The most messages one history page holds, and the page size when none is asked for.
-pub const HISTORY_MAX: i64 = 100;
-pub const HISTORY_DEFAULT: i64 = 50;
-
-/// A history cursor (`before`, `next_before`): the position of a stored message, as a string.
-pub fn parse_cursor(cursor: &str) -> Result<i64, &'static str> {
-    cursor
-        .parse::<i64>()
-        .ok()
-        .filter(|pos| *pos > 0)
-        .ok_or("before must be a cursor from next_before")
-}
-
-/// A parsed client frame: a request for the shard, or a token refresh, which the session verifies.
-#[derive(Debug)]
-pub enum ClientFrame {
-    Request(ClientRequest),
-    Refresh { id: Option<String>, token: String },
-}
 
 /// The two users of a direct room's name, when it is one (`dm:a:b`, sorted, different).
 pub fn direct_pair(room: &str) -> Option<(&str, &str)> {

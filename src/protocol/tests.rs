@@ -1,6 +1,7 @@
 //! Parser and encoder tests, including the property test that throws random frames at the parser.
 
 use super::*;
+use serde_json::value::RawValue;
 
 const LIMITS: Limits = Limits { max_content_chars: 10 };
 
