@@ -84,6 +84,9 @@ pub struct StoreCounters {
     pub batches: AtomicU64,
     /// Commits that failed (each is retried).
     pub failures: AtomicU64,
+    /// Batches the database aborted as a deadlock's victim or could not serialize (retried at once,
+    /// the store staying up).
+    pub conflicts: AtomicU64,
     /// Writes refused: the queue was full or the database down.
     pub refused: AtomicU64,
     /// Messages deleted by retention.
@@ -235,6 +238,12 @@ impl Metrics {
                 "counter",
                 "Commits that failed and were retried.",
                 &store.failures,
+            ),
+            (
+                "wsbroker_store_conflicts_total",
+                "counter",
+                "Batches the database aborted as a deadlock's victim, retried at once.",
+                &store.conflicts,
             ),
             (
                 "wsbroker_store_refused_total",

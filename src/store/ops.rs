@@ -116,8 +116,8 @@ pub fn columns_of(data: &str) -> (Option<String>, Option<String>) {
 ///
 /// Rows that other instances' writers may take at the same time are locked in one order, so two
 /// batches never wait for each other in a cycle (a deadlock, in PostgreSQL): the rooms the batch
-/// creates first, by id; then the participants it adds, by room and user; the presence rows last,
-/// by user. None of it changes what a write of the batch finds: a room's row is inserted for the
+/// creates first, by id; then the participants it adds, by room and user; each run of messages by
+/// room and seq; the presence rows last, by user. None of it changes what a write of the batch finds: a room's row is inserted for the
 /// first write that creates it (that write adds its members in its place); rooms are never
 /// deleted, and a participant is added by no other write (REST and joins add to rooms they found);
 /// a participant some other write of the batch also adds or removes stays in its place; presence
@@ -133,7 +133,7 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
             index += 1;
             continue;
         }
-        let run: Vec<&NewMessage> = batch[index..]
+        let mut run: Vec<&NewMessage> = batch[index..]
             .iter()
             .map_while(|write| match write {
                 Write::Message(message) => Some(message),
@@ -157,6 +157,10 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
             });
             index += 1;
         } else {
+            // By room and seq (already their order within a room, so history's order stays): two
+            // instances' writers inserting the same messages (a chat resent through another
+            // instance) wait for each other in one order, never in a cycle.
+            run.sort_by(|a, b| stream_order(a).cmp(&stream_order(b)));
             engine.insert_messages(&run)?;
             room_events::apply(engine, &run)?;
             super::attachments::attach(engine, &run)?;
@@ -174,6 +178,11 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
         apply_one(engine, write)?;
     }
     Ok(outcomes)
+}
+
+/// Where a message goes in a batch's insert: its room, then its seq (none: a global message).
+fn stream_order(message: &NewMessage) -> (Option<&str>, Option<i64>) {
+    (message.room.as_deref(), message.stream.as_ref().map(|(seq, _)| *seq))
 }
 
 /// Adds the participants of `batch`'s `AddParticipant`s, by room and user, but for a pair that

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Statement};
 
@@ -21,10 +22,17 @@ pub struct Postgres {
     prepared: HashMap<String, Statement>,
 }
 
-fn unavailable(err: postgres::Error) -> StoreError {
-    match std::error::Error::source(&err) {
-        Some(cause) => StoreError::Unavailable(format!("postgres: {err}: {cause}")),
-        None => StoreError::Unavailable(format!("postgres: {err}")),
+/// A failed statement as the store sees it: a deadlock's victim or a serialization failure is a
+/// conflict (retried at once); anything else makes the database unavailable.
+fn store_error(err: postgres::Error) -> StoreError {
+    let why = match std::error::Error::source(&err) {
+        Some(cause) => format!("postgres: {err}: {cause}"),
+        None => format!("postgres: {err}"),
+    };
+    let conflict = [SqlState::T_R_DEADLOCK_DETECTED, SqlState::T_R_SERIALIZATION_FAILURE];
+    match err.code() {
+        Some(code) if conflict.contains(code) => StoreError::Conflict(why),
+        _ => StoreError::Unavailable(why),
     }
 }
 
@@ -67,7 +75,7 @@ impl Postgres {
         if let Some(statement) = self.prepared.get(&sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(&sql).map_err(unavailable)?;
+        let statement = self.client.prepare(&sql).map_err(store_error)?;
         self.prepared.insert(sql, statement.clone());
         Ok(statement)
     }
@@ -106,28 +114,28 @@ impl Engine for Postgres {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         if params.is_empty() {
             // DDL and plain statements need no preparing (and some, like CREATE, cannot be).
-            return self.client.execute(&translate(sql), &[]).map_err(unavailable);
+            return self.client.execute(&translate(sql), &[]).map_err(store_error);
         }
         let statement = self.statement(sql)?;
-        self.client.execute(&statement, &bind(params)).map_err(unavailable)
+        self.client.execute(&statement, &bind(params)).map_err(store_error)
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
         let statement = self.statement(sql)?;
-        let rows = self.client.query(&statement, &bind(params)).map_err(unavailable)?;
+        let rows = self.client.query(&statement, &bind(params)).map_err(store_error)?;
         rows.iter().map(|row| (0..row.len()).map(|i| value_of(row, i)).collect()).collect()
     }
 
     fn begin(&mut self) -> Result<(), StoreError> {
-        self.client.batch_execute("BEGIN").map_err(unavailable)
+        self.client.batch_execute("BEGIN").map_err(store_error)
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
-        self.client.batch_execute("COMMIT").map_err(unavailable)
+        self.client.batch_execute("COMMIT").map_err(store_error)
     }
 
     fn rollback(&mut self) -> Result<(), StoreError> {
-        self.client.batch_execute("ROLLBACK").map_err(unavailable)
+        self.client.batch_execute("ROLLBACK").map_err(store_error)
     }
 
     fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<(), StoreError> {
@@ -159,7 +167,7 @@ impl Engine for Postgres {
             &ids, &rooms, &senders, &kinds, &contents, &data, &times, &metadata, &seqs, &epochs,
             &targets, &replies,
         ];
-        self.client.execute(&statement, &params).map_err(unavailable)?;
+        self.client.execute(&statement, &params).map_err(store_error)?;
         Ok(())
     }
 

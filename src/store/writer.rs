@@ -6,7 +6,8 @@
 //! asked (the chat's ack comes after its commit) or to a waiting caller.
 //! Must not: drop a job it took. A failed commit marks the store down (new chats are refused
 //! `unavailable`), and the same batch is retried, on a new connection, with backoff, until it
-//! commits or the broker stops.
+//! commits or the broker stops; a batch aborted as a deadlock's victim is retried at once, on the
+//! same connection, with the store up.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -23,6 +24,9 @@ use crate::router::Router;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Immediate retries of a batch the database aborted as a deadlock's victim (another instance's
+/// writer took rows in another order) before the conflict counts as the database failing.
+const CONFLICT_RETRIES: u32 = 5;
 /// Most messages one retention transaction deletes.
 const PURGE_BATCH: i64 = 5_000;
 
@@ -182,7 +186,7 @@ impl Writer {
     }
 
     fn commit_until_done(&mut self, writes: &[Write]) -> Vec<Outcome> {
-        let mut backoff = MIN_BACKOFF;
+        let (mut backoff, mut conflicts) = (MIN_BACKOFF, 0);
         loop {
             let started = Instant::now();
             match self.try_commit(writes) {
@@ -191,6 +195,13 @@ impl Writer {
                     self.counters.batches.fetch_add(1, Relaxed);
                     self.set_up(true, "");
                     return outcomes;
+                }
+                // The transaction was rolled back and the connection is sound: again, at once,
+                // with the store up (no chat is refused for it).
+                Err(StoreError::Conflict(why)) if conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    self.counters.conflicts.fetch_add(1, Relaxed);
+                    tracing::debug!(reason = why, "transaction conflict: the batch is retried");
                 }
                 Err(err) => {
                     self.counters.failures.fetch_add(1, Relaxed);

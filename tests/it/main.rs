@@ -43,6 +43,7 @@ mod sentinel_server;
 mod shutdown;
 mod store;
 mod store_attachments;
+mod store_conflicts;
 mod store_moderation;
 mod streams;
 mod tls;
