@@ -93,8 +93,8 @@ impl Labelled {
         self.chats_refused[code as usize].fetch_add(1, Relaxed);
     }
 
-    /// A message was refused `unavailable` because of `cause` (counted where the cause is known: the
-    /// sender's shard, or the room's home).
+    /// A message was refused `unavailable` because of `cause` (counted where the cause is known:
+    /// the sender's shard, or the room's home).
     pub fn unavailable(&self, cause: UnavailableCause) {
         self.unavailable[cause as usize].fetch_add(1, Relaxed);
     }

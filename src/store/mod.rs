@@ -42,7 +42,8 @@ pub enum StoreError {
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// The database aborted the transaction as a deadlock's victim, or could not serialize it:
-    /// nothing is wrong with the database or the writes, and the same transaction is retried at once.
+    /// nothing is wrong with the database or the writes, and the same transaction is retried at
+    /// once.
     #[error("transaction conflict: {0}")]
     Conflict(String),
     /// A stored value that does not fit the schema (a bug or a foreign write), not worth retrying.

@@ -2,8 +2,8 @@
 //! transaction (the reads are in [`super::reads`], re-exported here).
 //!
 //! Owns: the SQL of every write and the rules that need the database (a room name taken); what a
-//! room event changes in its message is [`super::room_events`]'. Must not: open connections, batch
-//! or retry; the writer and the read pool do.
+//! room event changes in its message is in [`super::room_events`]. Must not: open connections,
+//! batch or retry; the writer and the read pool do.
 
 use crate::protocol::Millis;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -115,13 +115,13 @@ pub fn columns_of(data: &str) -> (Option<String>, Option<String>) {
 /// Applies `batch` inside the open transaction: consecutive messages go in as one insert.
 ///
 /// Rows that other instances' writers may take at the same time are locked in one order, so two
-/// batches never wait for each other in a cycle (a deadlock, in PostgreSQL): the rooms the batch
-/// creates first, by id; then the participants it adds, by room and user; each run of messages by
-/// room and seq; the presence rows last, by user. None of it changes what a write of the batch finds: a room's row is inserted for the
-/// first write that creates it (that write adds its members in its place); rooms are never
-/// deleted, and a participant is added by no other write (REST and joins add to rooms they found);
-/// a participant some other write of the batch also adds or removes stays in its place; presence
-/// rows are read by no write.
+/// batches seldom wait for each other in a cycle (a deadlock, in PostgreSQL, which the writer
+/// retries): the rooms the batch creates first, by id; then the participants it adds, by room and
+/// user; each run of messages by room and seq; the presence rows last, by user. None of it changes
+/// what a write of the batch finds: a room's row is inserted for the first write that creates it
+/// (that write adds its members in its place); rooms are never deleted, and a participant is added
+/// by no other write (REST and joins add to rooms they found); a participant some other write of
+/// the batch also adds or removes stays in its place; presence rows are read by no write.
 pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, StoreError> {
     let created = create_rooms_in_order(engine, batch)?;
     let mut early = add_participants_in_order(engine, batch)?;
