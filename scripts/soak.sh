@@ -4,7 +4,8 @@
 # nginx, sampled every minute. It fails if anything acked is lost or stored twice, or (runs over 7
 # minutes) if an instance's RSS or open files grow by more than 5 % after the first 5 minutes.
 # Writes target/soak/soak.csv, target/soak/rss.svg and the instances' warnings counted, with their
-# messages refused `unavailable` by cause (target/soak/warnings.txt), and copies the plot to docs/soak-rss.svg.
+# messages refused `unavailable` by cause (target/soak/warnings.txt), and copies the plot to
+# docs/soak-rss.svg.
 #   scripts/soak.sh 30
 set -euo pipefail
 cd "$(dirname "$0")/.."
