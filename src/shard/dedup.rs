@@ -16,8 +16,9 @@ use crate::protocol::{Room, UserId};
 pub const PER_USER: usize = 1024;
 
 /// A chat id in its room, as two 64-bit SipHash values under two random keys: 16 bytes however
-/// long the id, and no copy of it kept. Two different ids of one user meet the same print with a chance of about
-/// one in 2^118 per look-up at the cap (1,024 ids), far below a disk's undetected error rate.
+/// long the id, and no copy of it kept. Two different ids of one user meet the same print with a
+/// chance of about one in 2^118 per look-up at the cap (1,024 ids), far below a disk's undetected
+/// error rate.
 type Print = [u64; 2];
 
 /// What the set knows of a chat id.

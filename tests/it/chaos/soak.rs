@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
+use wsbroker::metrics::UnavailableCause;
 
 use super::cluster::Cluster;
 use super::{Crowd, CLIENTS, ROOMS};
@@ -177,7 +178,7 @@ async fn unavailable(cluster: &Cluster) -> String {
     let mut out = String::new();
     for n in 1..=3 {
         let server = TestServer::attach(cluster.instance(n));
-        for cause in ["shutting_down", "store_down", "store_full", "stream_unread", "unnumbered"] {
+        for cause in UnavailableCause::ALL.map(UnavailableCause::as_str) {
             let series = format!("wsbroker_unavailable_total{{cause=\"{cause}\"}}");
             let count = server.metric(&series).await;
             let _ = writeln!(out, "instance {n}: {count} refused unavailable, {cause}");
