@@ -49,6 +49,7 @@ use crate::mailbox::{Command, ConnId, Delivery, Enrolment, Inbox, Target};
 use crate::metrics::{self, ShardCounters, UnavailableCause};
 use crate::protocol::{Frame, PresenceStatus, Room, UserId};
 use crate::store::ops::Write;
+use crate::store::Refusal;
 use away::AwaySweep;
 use cache::LocalCache;
 use coalesce::Coalescer;
@@ -160,11 +161,12 @@ impl Shard {
         self.counters().labelled.unavailable(cause);
     }
 
-    /// Counts a message the store just refused, as down or as full.
-    fn count_store_refusal(&self) {
-        let up = self.hub.store().is_some_and(|store| store.is_up());
-        let cause = if up { UnavailableCause::StoreFull } else { UnavailableCause::StoreDown };
-        self.count_unavailable(cause);
+    /// Counts a message the store refused, by the reason it gave.
+    fn count_store_refusal(&self, why: Refusal) {
+        self.count_unavailable(match why {
+            Refusal::Down => UnavailableCause::StoreDown,
+            Refusal::Full => UnavailableCause::StoreFull,
+        });
     }
 
     /// Runs until shut down and every connection is gone.

@@ -305,9 +305,9 @@ impl Shard {
             target: None,
         };
         let store = self.hub.store().expect("checked by the caller");
-        if store.write(Write::Message(message), done).is_err() {
+        if let Err(refused) = store.write(Write::Message(message), done) {
             self.dedup.forget(&user, &room, &message_id);
-            self.count_store_refusal();
+            self.count_store_refusal(refused.why);
             let message = protocol::STORE_UNAVAILABLE;
             return Some(self.chat_refused(id, ErrorCode::Unavailable, message));
         }

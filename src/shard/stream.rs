@@ -314,8 +314,8 @@ impl Shard {
         let (id, sender) = (message.id.clone(), message.sender.clone());
         let done = self.completion(origin, &room, &id, &sender, seq);
         let Err(refused) = store.write(Write::Message(message), done) else { return true };
-        self.count_store_refusal();
-        match (sent_by, refused) {
+        self.count_store_refusal(refused.why);
+        match (sent_by, refused.done) {
             (Some((shard, conn)), _) => self.tell_refused(shard, conn, &room, &id, &sender),
             (None, Completion::Sequenced { reply, .. }) => drop(reply.send(None)),
             (None, _) => {}

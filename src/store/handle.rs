@@ -30,6 +30,23 @@ const BLOB_CHECKPOINT_EVERY: u32 = 64;
 #[error("the message store is unavailable")]
 pub struct Unavailable;
 
+/// A write [`Store::write`] did not take: why, and its completion handed back so that its owner
+/// can be told.
+#[derive(Debug)]
+pub struct Refused {
+    pub why: Refusal,
+    pub done: Completion,
+}
+
+/// Why the store refused a write, known where it refused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The database is down (the writer retries it, with a backoff).
+    Down,
+    /// The writer's queue is full, or the writer is gone.
+    Full,
+}
+
 /// A cheap, cloneable handle to the writer and the read pool.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -106,17 +123,18 @@ impl Store {
     }
 
     /// Hands a write to the writer without waiting; refused when the store is down or full, with
-    /// the completion handed back so its owner can be told. Every other way to write goes
-    /// through this one.
-    pub fn write(&self, write: Write, done: Completion) -> Result<(), Completion> {
+    /// the reason and the completion handed back so its owner can be told. Every other way to
+    /// write goes through this one.
+    pub fn write(&self, write: Write, done: Completion) -> Result<(), Refused> {
+        let refused = |why, done| {
+            self.counters.refused.fetch_add(1, Relaxed);
+            Refused { why, done }
+        };
         if !self.is_up() {
-            self.counters.refused.fetch_add(1, Relaxed);
-            return Err(done);
+            return Err(refused(Refusal::Down, done));
         }
-        self.enqueue(&self.writes, Job { write, done }).map_err(|job| {
-            self.counters.refused.fetch_add(1, Relaxed);
-            job.done
-        })
+        self.enqueue(&self.writes, Job { write, done })
+            .map_err(|job| refused(Refusal::Full, job.done))
     }
 
     /// Puts `job` on `queue`, counted on the queue-depth gauge (which its writer counts down as it
@@ -172,5 +190,35 @@ impl Store {
             tracing::warn!(%err, "a read failed");
             Unavailable
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle on queues of one that no writer drains, up or down as `up` says.
+    fn handle(up: u64) -> (Store, Vec<flume::Receiver<Job>>) {
+        let (writes, jobs) = flume::bounded(1);
+        let (blobs, blob_jobs) = flume::bounded(1);
+        let (reads, _) = flume::bounded(1);
+        let counters = Arc::new(StoreCounters::default());
+        counters.up.store(up, Relaxed);
+        (Store { writes, blobs, reads, counters }, vec![jobs, blob_jobs])
+    }
+
+    #[test]
+    fn a_refusal_says_whether_the_store_was_down_or_full() {
+        let barrier = || (Write::Barrier, Completion::None);
+        let (store, _queues) = handle(1);
+        let (write, done) = barrier();
+        assert!(store.write(write, done).is_ok(), "the queue has room for one");
+        let (write, done) = barrier();
+        assert_eq!(store.write(write, done).map_err(|r| r.why), Err(Refusal::Full));
+        let (store, _queues) = handle(0);
+        let (write, done) = barrier();
+        assert_eq!(store.write(write, done).map_err(|r| r.why), Err(Refusal::Down));
+        assert_eq!(store.counters.refused.load(Relaxed), 1);
+        assert_eq!(store.counters.queued.load(Relaxed), 0, "nothing was queued");
     }
 }
