@@ -131,13 +131,19 @@ pub enum Delivery {
     },
     /// The writer committed a chat of `user` sent on `conn`: told to the shard its completion
     /// names, a room message's home (which passes the ack on as `Stored` after its own fan-out of
-    /// the message, and in cluster mode once it heard it back) or a global chat's sender's shard.
+    /// the message, and in cluster mode once it heard it back).
     Committed {
         conn: ConnId,
         user: UserId,
         room: Option<Room>,
         id: String,
         seq: Option<u64>,
+    },
+    /// The writer committed a chat to everyone sent on this shard: publish it, then ack it when
+    /// it has an id (its connection, sender and id).
+    EveryoneCommitted {
+        frame: Frame,
+        acked: Option<(ConnId, UserId, String)>,
     },
     /// The writer committed a room message homed on this shard that nobody waits for: the home
     /// publishes what it held up to `seq`.

@@ -180,10 +180,17 @@ async fn publish(
             app.hub.publish(target, frame);
             return Ok(json!({ "id": id }));
         };
+        // Out only once committed, so nobody sees a message that history lacks; in a task of its
+        // own, so a caller that hangs up before the commit does not take the fan-out with it.
         let committed =
             store.write_awaitable(Write::Message(message)).map_err(|_| store_unavailable())?;
-        app.hub.publish(target, frame);
-        committed.await.map_err(|_| store_unavailable())?;
+        let hub = app.hub.clone();
+        let fanned_out = tokio::spawn(async move {
+            committed.await.ok()?;
+            hub.publish(target, frame);
+            Some(())
+        });
+        fanned_out.await.ok().flatten().ok_or_else(store_unavailable)?;
         Ok(json!({ "id": id }))
     };
     match outcome.await {

@@ -21,6 +21,9 @@ impl Shard {
             Delivery::Committed { conn, user, room, id, seq } => {
                 self.on_committed(conn, user, room, id, seq)
             }
+            Delivery::EveryoneCommitted { frame, acked } => {
+                self.on_everyone_committed(frame, acked)
+            }
             Delivery::RoomCommitted { room, seq } => self.on_room_committed(&room, seq),
             Delivery::Stored { conn, user, room, id, seq } => {
                 self.on_stored(conn, &user, room, id, seq)

@@ -22,6 +22,7 @@ mod dedup;
 mod deliveries;
 mod enforce;
 mod enrol;
+mod everyone;
 mod fanout;
 mod join;
 mod limits;
@@ -49,7 +50,7 @@ use crate::mailbox::{Command, ConnId, Delivery, Enrolment, Inbox, Target};
 use crate::metrics::{self, ShardCounters, UnavailableCause};
 use crate::protocol::{Frame, PresenceStatus, Room, UserId};
 use crate::store::ops::Write;
-use crate::store::Refusal;
+use crate::store::WriteRefusal;
 use away::AwaySweep;
 use cache::LocalCache;
 use coalesce::Coalescer;
@@ -162,10 +163,10 @@ impl Shard {
     }
 
     /// Counts a message the store refused, by the reason it gave.
-    fn count_store_refusal(&self, why: Refusal) {
+    fn count_store_refusal(&self, why: WriteRefusal) {
         self.count_unavailable(match why {
-            Refusal::Down => UnavailableCause::StoreDown,
-            Refusal::Full => UnavailableCause::StoreFull,
+            WriteRefusal::Down => UnavailableCause::StoreDown,
+            WriteRefusal::Full => UnavailableCause::StoreFull,
         });
     }
 

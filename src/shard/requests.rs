@@ -19,11 +19,9 @@ use crate::mailbox::{ConnId, Delivery, Origin, Target, ToSequence};
 use crate::messages::History;
 use crate::metrics::UnavailableCause;
 use crate::protocol::{
-    self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, UserId, GLOBAL_ROOM,
+    self, Action, Chat, ClientRequest, ErrorCode, Frame, MessageType, Room, UserId,
 };
 use crate::rules::Refusal;
-use crate::store::ops::Write;
-use crate::store::{Completion, NewMessage};
 
 /// `{"type":"ack","id":...}`, when the client gave an id to acknowledge.
 pub(super) fn ack(id: Option<&str>) -> Option<Frame> {
@@ -222,13 +220,13 @@ impl Shard {
                 self.counters().labelled.chat_accepted();
                 ack(id)
             }
-            _ => self.store_and_publish(conn, id, user, chat),
+            _ => self.store_for_everyone(conn, id, user, chat),
         }
     }
 
     /// Looks a chat id up; `Err` is the answer to a retry (an ack now, or `None`: at the original's
     /// commit). A new id is recorded as pending.
-    fn first_time(
+    pub(super) fn first_time(
         &mut self,
         conn: ConnId,
         id: Option<&str>,
@@ -268,53 +266,6 @@ impl Shard {
         let Chat { id: message, data, at, .. } = chat;
         let kind = MessageType::Chat;
         self.send_home(ToSequence { room, id: message, sender: user, kind, data, at, origin });
-        None
-    }
-
-    /// With a store and no seq (chats to everyone; cluster mode): a retry is acked (now, or at the
-    /// original's commit) and goes no further; a new chat is handed to the writer and delivered at
-    /// once, and acked once it is committed.
-    fn store_and_publish(
-        &mut self,
-        conn: ConnId,
-        id: Option<&str>,
-        user: UserId,
-        chat: Chat,
-    ) -> Option<Frame> {
-        if let Err(answer) = self.first_time(conn, id, &user, &chat.room) {
-            return answer;
-        }
-        let frame = chat.frame(&user);
-        let Chat { room, id: message_id, data, at, .. } = chat;
-        let done = match id {
-            Some(_) => {
-                let (user, room, id) = (user.clone(), room.clone(), message_id.clone());
-                Completion::Shard { shard: self.id, conn, user, room, id, seq: None }
-            }
-            None => Completion::None,
-        };
-        let message = NewMessage {
-            id: message_id.clone(),
-            room: Some(room.clone().unwrap_or_else(|| Room::from(GLOBAL_ROOM))),
-            sender: user.clone(),
-            kind: MessageType::Chat.as_str(),
-            data: data.get().into(),
-            created_at: at,
-            metadata: None,
-            stream: None,
-            target: None,
-        };
-        let store = self.hub.store().expect("checked by the caller");
-        if let Err(refused) = store.write(Write::Message(message), done) {
-            self.dedup.forget(&user, &room, &message_id);
-            self.count_store_refusal(refused.why);
-            let message = protocol::STORE_UNAVAILABLE;
-            return Some(self.chat_refused(id, ErrorCode::Unavailable, message));
-        }
-        if id.is_some() {
-            self.order.chat_sent(conn);
-        }
-        self.publish(room.map_or(Target::All, Target::Room), frame);
         None
     }
 

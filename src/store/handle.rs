@@ -34,13 +34,13 @@ pub struct Unavailable;
 /// can be told.
 #[derive(Debug)]
 pub struct Refused {
-    pub why: Refusal,
+    pub why: WriteRefusal,
     pub done: Completion,
 }
 
 /// Why the store refused a write, known where it refused it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum WriteRefusal {
     /// The database is down (the writer retries it, with a backoff).
     Down,
     /// The writer's queue is full, or the writer is gone.
@@ -131,10 +131,10 @@ impl Store {
             Refused { why, done }
         };
         if !self.is_up() {
-            return Err(refused(Refusal::Down, done));
+            return Err(refused(WriteRefusal::Down, done));
         }
         self.enqueue(&self.writes, Job { write, done })
-            .map_err(|job| refused(Refusal::Full, job.done))
+            .map_err(|job| refused(WriteRefusal::Full, job.done))
     }
 
     /// Puts `job` on `queue`, counted on the queue-depth gauge (which its writer counts down as it
@@ -214,10 +214,10 @@ mod tests {
         let (write, done) = barrier();
         assert!(store.write(write, done).is_ok(), "the queue has room for one");
         let (write, done) = barrier();
-        assert_eq!(store.write(write, done).map_err(|r| r.why), Err(Refusal::Full));
+        assert_eq!(store.write(write, done).map_err(|r| r.why), Err(WriteRefusal::Full));
         let (store, _queues) = handle(0);
         let (write, done) = barrier();
-        assert_eq!(store.write(write, done).map_err(|r| r.why), Err(Refusal::Down));
+        assert_eq!(store.write(write, done).map_err(|r| r.why), Err(WriteRefusal::Down));
         assert_eq!(store.counters.refused.load(Relaxed), 1);
         assert_eq!(store.counters.queued.load(Relaxed), 0, "nothing was queued");
     }

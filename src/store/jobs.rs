@@ -9,7 +9,7 @@ use super::ops::{Answer, Outcome, Read, Write};
 use super::StoreError;
 use crate::directory::ShardId;
 use crate::mailbox::ConnId;
-use crate::protocol::{Room, UserId};
+use crate::protocol::{Frame, Room, UserId};
 
 /// What happens once a write is committed.
 #[derive(Debug)]
@@ -28,6 +28,9 @@ pub enum Completion {
     /// An HTTP publish into a room waits for its seq, answered by the room's home (`home`) after its
     /// fan-out of the message.
     Sequenced { home: ShardId, room: Room, reply: oneshot::Sender<Option<u64>>, seq: u64 },
+    /// A chat to everyone (it has no room, so no seq): its sender's `shard` publishes `frame` once
+    /// it is committed, then acks it when it has an id (`acked`: its connection, sender and id).
+    Everyone { shard: ShardId, frame: Frame, acked: Option<(ConnId, UserId, String)> },
     /// A room message nobody waits for: its room's home publishes it (`Delivery::RoomCommitted`).
     Room { home: ShardId, room: Room, seq: u64 },
     /// A caller waits for the outcome.

@@ -30,7 +30,7 @@ mod writer;
 use crate::protocol::{Millis, Room, UserId};
 
 pub use crate::config::{DatabaseUrl, StoreSettings};
-pub use handle::{Refusal, Refused, Store, Unavailable};
+pub use handle::{Refused, Store, Unavailable, WriteRefusal};
 pub use jobs::Completion;
 pub use postgres::without_password;
 pub use sqlite::backup;

@@ -249,6 +249,9 @@ impl Writer {
                 let stored = Delivery::Committed { conn, user, room, id, seq };
                 self.router.deliver(shard, stored);
             }
+            Completion::Everyone { shard, frame, acked } => {
+                self.router.deliver(shard, Delivery::EveryoneCommitted { frame, acked })
+            }
             Completion::Sequenced { home, room, reply, seq } => {
                 self.router.deliver(home, Delivery::Numbered { room, reply, seq })
             }

@@ -14,6 +14,7 @@ mod cluster_dedup;
 mod cluster_direct;
 mod cluster_moderation;
 mod cluster_streams;
+mod committed_first;
 mod common;
 mod concurrency;
 mod config_backup;
