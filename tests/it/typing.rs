@@ -178,3 +178,34 @@ async fn typing_crosses_instances() {
     let told = typing_until(&mut bob, "sent").await;
     assert_eq!(told, pairs(&[("alice", true), ("alice", false)]), "in order, on b");
 }
+
+#[tokio::test]
+async fn a_typers_chat_never_overtakes_its_typing_whatever_shard_the_room_is_homed_on() {
+    // Four shards and eight typers: most of them are on another shard than the room's home, so
+    // their typing and their chat each cross to it, and the chat must not pass the typing.
+    let server = start_server_with(|c| {
+        at_once(c);
+        c.shards = Some(4);
+    })
+    .await;
+    let mut watcher = server.member("watcher", "r").await;
+    let mut typers = Vec::new();
+    for k in 0..8 {
+        typers.push(server.member(&format!("u{k}"), "r").await);
+    }
+    for (k, typer) in typers.iter_mut().enumerate() {
+        typer.send(typing("r", true)).await;
+        typer.send(chat("r", &format!("m{k}"))).await;
+    }
+    let (mut typing_seen, mut chats) = (Vec::new(), 0);
+    while chats < typers.len() {
+        let frame = watcher.recv_where(|f| f["type"] == "typing" || f["type"] == "chat").await;
+        if frame["type"] == "typing" {
+            typing_seen.push(frame["data"]["user"].as_str().unwrap().to_owned());
+            continue;
+        }
+        chats += 1;
+        let sender = frame["from"].as_str().unwrap();
+        assert!(typing_seen.iter().any(|u| u == sender), "{sender}'s chat came before its typing");
+    }
+}
