@@ -139,11 +139,13 @@ pub enum Delivery {
         id: String,
         seq: Option<u64>,
     },
-    /// The writer committed a chat to everyone sent on this shard: publish it, then ack it when
-    /// it has an id (its connection, sender and id).
+    /// The writer committed a chat to everyone sent on this shard: publish it if this is the
+    /// `first` time it is stored (not a resend of one stored before), then ack it when it has an
+    /// id (its connection, sender and id).
     EveryoneCommitted {
         frame: Frame,
         acked: Option<(ConnId, UserId, String)>,
+        first: bool,
     },
     /// The writer committed a room message homed on this shard that nobody waits for: the home
     /// publishes what it held up to `seq`.

@@ -21,8 +21,8 @@ impl Shard {
             Delivery::Committed { conn, user, room, id, seq } => {
                 self.on_committed(conn, user, room, id, seq)
             }
-            Delivery::EveryoneCommitted { frame, acked } => {
-                self.on_everyone_committed(frame, acked)
+            Delivery::EveryoneCommitted { frame, acked, first } => {
+                self.on_everyone_committed(frame, acked, first)
             }
             Delivery::RoomCommitted { room, seq } => self.on_room_committed(&room, seq),
             Delivery::Stored { conn, user, room, id, seq } => {

@@ -4,8 +4,10 @@
 //! room, so no stream and no seq: it is not numbered by a home shard, and the sender's shard keeps
 //! it until the writer says it is committed ([`Completion::Everyone`]). Then it publishes it to
 //! every connection (every instance, in cluster mode) and acks it, as a room's home does for a
-//! room message: nobody sees a message that history lacks, and the ack follows the fan-out. May
-//! touch: the shard's dedup, order and output, like the rest of the shard.
+//! room message: nobody sees a message that history lacks, and the ack follows the fan-out. The
+//! store says whether it stored the chat or found it stored already (a resend through another
+//! instance, or after a restart, that this shard's dedup cannot know): only the first goes out.
+//! May touch: the shard's dedup, order and output, like the rest of the shard.
 
 use super::Shard;
 use crate::mailbox::{ConnId, Target};
@@ -55,14 +57,19 @@ impl Shard {
         None
     }
 
-    /// A chat to everyone sent on this shard is committed: out to every connection, then acked
-    /// to its sender (and any retry that waited) when it has an id.
+    /// A chat to everyone sent on this shard is committed: out to every connection if this was
+    /// its `first` commit, then acked to its sender (and any retry that waited) when it has an id.
+    /// A resend of one stored before (through another instance, or before a restart) is only
+    /// acked: its first send went out at its own commit.
     pub(super) fn on_everyone_committed(
         &mut self,
         frame: Frame,
         acked: Option<(ConnId, UserId, String)>,
+        first: bool,
     ) {
-        self.publish(Target::All, frame);
+        if first {
+            self.publish(Target::All, frame);
+        }
         if let Some((conn, user, id)) = acked {
             self.on_committed(conn, user, None, id, None);
         }

@@ -120,7 +120,8 @@ pub type Row = Vec<Value>;
 /// - Between `begin` and `commit` every statement belongs to one transaction; `commit` returns only
 ///   once the transaction is durable, and a failed commit or a `rollback` leaves nothing of it.
 /// - `insert_messages` stores each message unless one with the same (room, sender, id) is stored
-///   already (then that one is skipped, not an error), inside the open transaction.
+///   already (then that one is skipped, not an error), inside the open transaction, and says of
+///   each, in order, whether it stored it (of the same message twice in one call, the first).
 /// - Any error means the connection may be broken: the owner drops it and opens a new one.
 pub trait Engine: Send {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError>;
@@ -128,7 +129,7 @@ pub trait Engine: Send {
     fn begin(&mut self) -> Result<(), StoreError>;
     fn commit(&mut self) -> Result<(), StoreError>;
     fn rollback(&mut self) -> Result<(), StoreError>;
-    fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<(), StoreError>;
+    fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<Vec<bool>, StoreError>;
     /// The engine's name in logs and errors.
     fn name(&self) -> &'static str;
 }

@@ -86,7 +86,8 @@ impl Write {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
-    /// `CreateRoom`: the name is taken.
+    /// `CreateRoom`: the name is taken; `Message`: one with its room, sender and id is stored
+    /// already (a resend), so this one was not.
     Exists,
     /// A room, message or participant that is not there.
     NotFound,
@@ -133,7 +134,7 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
             index += 1;
             continue;
         }
-        let mut run: Vec<&NewMessage> = batch[index..]
+        let run: Vec<&NewMessage> = batch[index..]
             .iter()
             .map_while(|write| match write {
                 Write::Message(message) => Some(message),
@@ -160,11 +161,17 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
             // By room and seq (already their order within a room, so history's order stays): two
             // instances' writers inserting the same messages (a chat resent through another
             // instance) wait for each other in one order, never in a cycle.
-            run.sort_by(|a, b| stream_order(a).cmp(&stream_order(b)));
-            engine.insert_messages(&run)?;
-            room_events::apply(engine, &run)?;
-            super::attachments::attach(engine, &run)?;
-            outcomes.extend(run.iter().map(|_| Outcome::Done));
+            let mut order: Vec<usize> = (0..run.len()).collect();
+            order.sort_by(|a, b| stream_order(run[*a]).cmp(&stream_order(run[*b])));
+            let sorted: Vec<&NewMessage> = order.iter().map(|k| run[*k]).collect();
+            let inserted = engine.insert_messages(&sorted)?;
+            room_events::apply(engine, &sorted)?;
+            super::attachments::attach(engine, &sorted)?;
+            let mut run_outcomes = vec![Outcome::Done; run.len()];
+            for (k, new) in order.into_iter().zip(inserted) {
+                run_outcomes[k] = if new { Outcome::Done } else { Outcome::Exists };
+            }
+            outcomes.extend(run_outcomes);
             index += run.len();
         }
     }
@@ -249,9 +256,10 @@ fn create_rooms_in_order(
 fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreError> {
     match write {
         Write::Message(message) => {
-            engine.insert_messages(&[message])?;
+            let inserted = engine.insert_messages(&[message])?;
             room_events::apply(engine, &[message])?;
-            super::attachments::attach(engine, &[message]).map(|()| Outcome::Done)
+            super::attachments::attach(engine, &[message])?;
+            Ok(if inserted == [true] { Outcome::Done } else { Outcome::Exists })
         }
         // Their rows are inserted first, in order, by `apply`.
         Write::CreateRoom { .. } | Write::EnsureRoom { .. } => {

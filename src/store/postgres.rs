@@ -4,7 +4,7 @@
 //! batch of messages goes in as one `INSERT ... SELECT FROM UNNEST(...)`, one round trip however
 //! many rows. Must not: be shared between threads (each owner opens its own).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use postgres::error::SqlState;
@@ -138,7 +138,7 @@ impl Engine for Postgres {
         self.client.batch_execute("ROLLBACK").map_err(store_error)
     }
 
-    fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<(), StoreError> {
+    fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<Vec<bool>, StoreError> {
         let statement = self.statement(
             "INSERT INTO chat_messages (id, room, sender, message_type, content, data, \
              created_at, updated_at, metadata, seq, epoch, target, reply_to) \
@@ -147,7 +147,8 @@ impl Engine for Postgres {
              ?6::text[], ?7::bigint[], ?8::text[], ?9::bigint[], ?10::text[], ?11::text[], \
              ?12::text[]) \
              AS m (id, room, sender, kind, content, data, at, metadata, seq, epoch, target, reply_to) \
-             ON CONFLICT (room, sender, id) DO NOTHING",
+             ON CONFLICT (room, sender, id) DO NOTHING \
+             RETURNING room, sender, id",
         )?;
         let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
         let rooms: Vec<Option<&str>> = messages.iter().map(|m| m.room.as_deref()).collect();
@@ -167,8 +168,20 @@ impl Engine for Postgres {
             &ids, &rooms, &senders, &kinds, &contents, &data, &times, &metadata, &seqs, &epochs,
             &targets, &replies,
         ];
-        self.client.execute(&statement, &params).map_err(store_error)?;
-        Ok(())
+        let rows = self.client.query(&statement, &params).map_err(store_error)?;
+        let mut new: HashSet<(Option<String>, String, String)> =
+            rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect();
+        // A message twice in one batch went in once: the first of them is the new one.
+        Ok(messages
+            .iter()
+            .map(|m| {
+                new.remove(&(
+                    m.room.as_deref().map(str::to_owned),
+                    m.sender.to_string(),
+                    m.id.clone(),
+                ))
+            })
+            .collect())
     }
 
     fn name(&self) -> &'static str {

@@ -137,13 +137,13 @@ impl Engine for Sqlite {
     /// it in one statement: FTS5 takes a batch at once about 3.5 times as fast as row by row (a
     /// trigger per insert), which would cost SQLite half its write rate (docs/benchmarks.md).
     /// Edits, deletions and retention keep the index by triggers (migration 0008).
-    fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<(), StoreError> {
+    fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<Vec<bool>, StoreError> {
         let newest_before: i64 = self
             .conn
             .prepare_cached("SELECT COALESCE(MAX(pos), 0) FROM chat_messages")
             .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
             .map_err(unavailable)?;
-        self.insert_rows(messages)?;
+        let inserted = self.insert_rows(messages)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO chat_messages_search (rowid, content) SELECT pos, content \
@@ -151,8 +151,8 @@ impl Engine for Sqlite {
                  AND content IS NOT NULL",
             )
             .and_then(|mut statement| statement.execute([newest_before]))
-            .map(drop)
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(inserted)
     }
 
     fn name(&self) -> &'static str {
@@ -161,7 +161,8 @@ impl Engine for Sqlite {
 }
 
 impl Sqlite {
-    fn insert_rows(&mut self, messages: &[&NewMessage]) -> Result<(), StoreError> {
+    /// Inserts each message unless it is stored already; which ones it inserted.
+    fn insert_rows(&mut self, messages: &[&NewMessage]) -> Result<Vec<bool>, StoreError> {
         let mut statement = self
             .conn
             .prepare_cached(
@@ -171,10 +172,11 @@ impl Sqlite {
                  ON CONFLICT (room, sender, id) DO NOTHING",
             )
             .map_err(unavailable)?;
+        let mut inserted = Vec::with_capacity(messages.len());
         for message in messages {
             let (content, reply_to) = super::ops::columns_of(&message.data);
             let room = message.room.as_deref();
-            statement
+            let rows = statement
                 .execute(rusqlite::params![
                     message.id,
                     room,
@@ -190,7 +192,8 @@ impl Sqlite {
                     reply_to,
                 ])
                 .map_err(unavailable)?;
+            inserted.push(rows == 1);
         }
-        Ok(())
+        Ok(inserted)
     }
 }

@@ -186,14 +186,17 @@ impl Writer {
     }
 
     fn commit_until_done(&mut self, writes: &[Write]) -> Vec<Outcome> {
-        let (mut backoff, mut conflicts) = (MIN_BACKOFF, 0);
+        let (mut backoff, mut conflicts, mut failed) = (MIN_BACKOFF, 0, false);
         loop {
             let started = Instant::now();
             match self.try_commit(writes) {
-                Ok(outcomes) => {
+                Ok(mut outcomes) => {
                     self.counters.commit_latency.record(started.elapsed());
                     self.counters.batches.fetch_add(1, Relaxed);
                     self.set_up(true, "");
+                    if failed {
+                        own_messages_as_new(writes, &mut outcomes);
+                    }
                     return outcomes;
                 }
                 // The transaction was rolled back and the connection is sound: again, at once,
@@ -204,6 +207,7 @@ impl Writer {
                     tracing::debug!(reason = why, "transaction conflict: the batch is retried");
                 }
                 Err(err) => {
+                    failed = true;
                     self.counters.failures.fetch_add(1, Relaxed);
                     self.engine = None;
                     self.set_up(false, &err.to_string());
@@ -250,7 +254,8 @@ impl Writer {
                 self.router.deliver(shard, stored);
             }
             Completion::Everyone { shard, frame, acked } => {
-                self.router.deliver(shard, Delivery::EveryoneCommitted { frame, acked })
+                let first = outcome == Outcome::Done;
+                self.router.deliver(shard, Delivery::EveryoneCommitted { frame, acked, first })
             }
             Completion::Sequenced { home, room, reply, seq } => {
                 self.router.deliver(home, Delivery::Numbered { room, reply, seq })
@@ -291,5 +296,53 @@ impl Writer {
         let full = purged >= PURGE_BATCH as u64;
         self.next_purge =
             if full { Instant::now() } else { Instant::now() + self.tuning.retention_every };
+    }
+}
+
+/// After a failed attempt, whose commit may have gone through with its answer lost, a message the
+/// retry finds stored may be the batch's own: it counts as new, so a chat to everyone goes out
+/// (twice, at worst) rather than never.
+fn own_messages_as_new(writes: &[Write], outcomes: &mut [Outcome]) {
+    for (write, outcome) in writes.iter().zip(outcomes) {
+        if matches!(write, Write::Message(_)) && *outcome == Outcome::Exists {
+            *outcome = Outcome::Done;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_a_failed_attempt_a_message_found_stored_counts_as_new() {
+        let message = crate::store::NewMessage {
+            id: "m".into(),
+            room: Some("r".into()),
+            sender: "a".into(),
+            kind: "chat",
+            data: r#"{"content":"m"}"#.into(),
+            created_at: 0,
+            metadata: None,
+            stream: None,
+            target: None,
+        };
+        let writes = [
+            Write::Message(message),
+            Write::Purge { before: 0, limit: 1 },
+            Write::CreateRoom {
+                room: crate::store::RoomInfo {
+                    id: "r".into(),
+                    kind: crate::store::RoomType::Public,
+                    created_at: 0,
+                    created_by: "a".into(),
+                    metadata: None,
+                },
+                members: Vec::new(),
+            },
+        ];
+        let mut outcomes = vec![Outcome::Exists, Outcome::Purged(0), Outcome::Exists];
+        own_messages_as_new(&writes, &mut outcomes);
+        assert_eq!(outcomes, [Outcome::Done, Outcome::Purged(0), Outcome::Exists]);
     }
 }

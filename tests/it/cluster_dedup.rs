@@ -1,6 +1,7 @@
 //! Exactly once across instances: a chat resent with the same id on another instance, or after its
 //! instance restarted, is acked with the original seq and delivered nowhere again. The decision is
 //! the stamp script's, atomic with the numbering in Redis.
+//! A chat to everyone has no stream: the store, which finds a resend stored already, decides.
 
 use serde_json::{json, Value};
 
@@ -83,4 +84,50 @@ async fn a_resend_on_any_instance_or_after_a_restart_is_acked_with_its_seq_and_d
         .map(|m| (m["id"].as_str().unwrap(), m["seq"].as_u64().unwrap()))
         .collect();
     assert_eq!(stored, [("x-1", 1), ("x-2", 2), ("x-3", 3), ("x-4", 4)], "stored once each");
+}
+
+fn to_everyone(id: &str) -> Value {
+    json!({"type": "chat", "id": id, "data": {"content": id}})
+}
+
+/// The contents of the chats to everyone `client` gets until the one with content `last`.
+async fn everyone_until(client: &mut Client, last: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let frame = client.recv_where(|f| f["type"] == "chat" && f.get("room").is_none()).await;
+        seen.push(frame["data"]["content"].as_str().unwrap().to_owned());
+        if frame["data"]["content"] == last {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_chat_to_everyone_resent_on_another_instance_or_after_a_restart_is_delivered_once() {
+    // No seq and no stream: what knows a resend that no instance's memory holds is the store,
+    // which finds the message stored already; only its first commit goes out.
+    let (redis, postgres) = (RedisServer::start().await, PostgresServer::start().await);
+    let url = postgres.database("everyone").await;
+    let a = instance(&redis, &url, "a").await;
+    let b = instance(&redis, &url, "b").await;
+    let c = instance(&redis, &url, "c").await;
+    let mut bob = a.connect("/ws?user=bob").await;
+    let mut carol = c.connect("/ws?user=carol").await;
+
+    let mut alice = a.connect("/ws?user=alice").await;
+    assert_eq!(alice.request(to_everyone("g-1")).await["type"], "ack");
+    drop(alice);
+    let mut alice = b.connect("/ws?user=alice").await;
+    assert_eq!(alice.request(to_everyone("g-1")).await["type"], "ack", "resent on b");
+    assert_eq!(alice.request(to_everyone("g-2")).await["type"], "ack");
+    drop((alice, b));
+    let b = instance(&redis, &url, "b").await;
+    let mut alice = b.connect("/ws?user=alice").await;
+    let again = alice.request(to_everyone("g-2")).await;
+    assert_eq!(again["type"], "ack", "resent after b restarted: {again}");
+    assert_eq!(alice.request(to_everyone("g-3")).await["type"], "ack");
+
+    let expected = ["g-1", "g-2", "g-3"];
+    assert_eq!(everyone_until(&mut bob, "g-3").await, expected, "bob, on a: each once");
+    assert_eq!(everyone_until(&mut carol, "g-3").await, expected, "carol, on c: each once");
 }

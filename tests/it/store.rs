@@ -170,13 +170,14 @@ fn messages_are_stored_once_and_paged(engine: &mut dyn Engine) {
         .map(|n| Write::Message(message("paged", "alice", &format!("m{n}"), 10 + n)))
         .collect();
     commit(engine, writes);
-    commit(
+    let outcomes = commit(
         engine,
         vec![
             Write::Message(message("paged", "alice", "m5", 999)),
             Write::Message(message("paged", "bob", "m5", 1_000)),
         ],
     );
+    assert_eq!(outcomes, [Outcome::Exists, Outcome::Done], "alice's resend is found, not stored");
     let newest = history(engine, "paged", None, 50);
     assert_eq!(newest.len(), 50);
     assert_eq!(
@@ -193,6 +194,19 @@ fn messages_are_stored_once_and_paged(engine: &mut dyn Engine) {
     let oldest = history(engine, "paged", Some(older[0].0), 50);
     assert_eq!(oldest.len(), 21, "the last page is short");
     assert_eq!(oldest[0].1, "m0");
+    // Outcomes in the batch's order, whatever order its rows go in (by room): a run over three
+    // rooms with a resend in it and one message twice.
+    let outcomes = commit(
+        engine,
+        vec![
+            Write::Message(message("zz", "alice", "z1", 2_000)),
+            Write::Message(message("paged", "alice", "m7", 2_001)),
+            Write::Message(message("aa", "alice", "a1", 2_002)),
+            Write::Message(message("aa", "alice", "a1", 2_003)),
+        ],
+    );
+    let (done, exists) = (Outcome::Done, Outcome::Exists);
+    assert_eq!(outcomes, [done.clone(), exists.clone(), done, exists], "the first of two is new");
 }
 
 fn streams_keep_their_seq_and_epoch(engine: &mut dyn Engine) {
