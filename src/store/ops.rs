@@ -165,8 +165,12 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
             order.sort_by(|a, b| stream_order(run[*a]).cmp(&stream_order(run[*b])));
             let sorted: Vec<&NewMessage> = order.iter().map(|k| run[*k]).collect();
             let inserted = engine.insert_messages(&sorted)?;
-            room_events::apply(engine, &sorted)?;
-            super::attachments::attach(engine, &sorted)?;
+            // What a message changes (an event's edit, a chat's files) was changed when it was
+            // stored: a resend found stored changes nothing again.
+            let stored: Vec<&NewMessage> =
+                sorted.iter().zip(&inserted).filter(|(_, new)| **new).map(|(m, _)| *m).collect();
+            room_events::apply(engine, &stored)?;
+            super::attachments::attach(engine, &stored)?;
             let mut run_outcomes = vec![Outcome::Done; run.len()];
             for (k, new) in order.into_iter().zip(inserted) {
                 run_outcomes[k] = if new { Outcome::Done } else { Outcome::Exists };
@@ -256,10 +260,11 @@ fn create_rooms_in_order(
 fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreError> {
     match write {
         Write::Message(message) => {
-            let inserted = engine.insert_messages(&[message])?;
+            if engine.insert_messages(&[message])? != [true] {
+                return Ok(Outcome::Exists);
+            }
             room_events::apply(engine, &[message])?;
-            super::attachments::attach(engine, &[message])?;
-            Ok(if inserted == [true] { Outcome::Done } else { Outcome::Exists })
+            super::attachments::attach(engine, &[message]).map(|()| Outcome::Done)
         }
         // Their rows are inserted first, in order, by `apply`.
         Write::CreateRoom { .. } | Write::EnsureRoom { .. } => {

@@ -325,7 +325,16 @@ fn targets_and_room_events(engine: &mut dyn Engine) {
         (r#"{"content":"hello"}"#.to_owned(), 54),
         (r#"{"content":"hello, edited"}"#.to_owned(), 56),
     ];
-    assert_eq!(versions(engine, "bob", "hello"), Answer::Versions(replaced), "oldest first");
+    assert_eq!(
+        versions(engine, "bob", "hello"),
+        Answer::Versions(replaced.clone()),
+        "oldest first"
+    );
+    // The first edit resent (through another instance, say): found stored, it edits nothing again.
+    let resent =
+        event("message_edited", "bob", 4, json!({"id": "hello", "content": "hello, edited"}));
+    assert_eq!(commit(engine, vec![resent]), [Outcome::Exists]);
+    assert_eq!(versions(engine, "bob", "hello"), Answer::Versions(replaced), "no version added");
     assert_eq!(
         versions(engine, "carol", "dup"),
         Answer::Versions(vec![]),
