@@ -113,71 +113,56 @@ pub fn columns_of(data: &str) -> (Option<String>, Option<String>) {
     }
 }
 
-/// Applies `batch` inside the open transaction: consecutive messages go in as one insert.
+/// Applies `batch` inside the open transaction: its messages go in as one insert.
 ///
 /// Rows that other instances' writers may take at the same time are locked in one order, so two
 /// batches seldom wait for each other in a cycle (a deadlock, in PostgreSQL, which the writer
 /// retries): the rooms the batch creates first, by id; then the participants it adds, by room and
-/// user; each run of messages by room and seq; the presence rows last, by user. None of it changes
+/// user; the other writes in the batch's order, with all of its messages at the place of the first
+/// (the engine takes their keys in key order); the presence rows last, by user. None of it changes
 /// what a write of the batch finds: a room's row is inserted for the first write that creates it
 /// (that write adds its members in its place); rooms are never deleted, and a participant is added
 /// by no other write (REST and joins add to rooms they found); a participant some other write of
-/// the batch also adds or removes stays in its place; presence rows are read by no write.
+/// the batch also adds or removes stays in its place; no other write reads or changes a message
+/// but the batch's own room events (which come after what they change, in stream order), and a
+/// file a chat links was complete before the chat was accepted; presence rows are read by no write.
 pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, StoreError> {
     let created = create_rooms_in_order(engine, batch)?;
-    let mut early = add_participants_in_order(engine, batch)?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut index = 0;
-    while index < batch.len() {
-        if let Some(outcome) = early.remove(&index) {
-            outcomes.push(outcome);
-            index += 1;
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+    for (index, outcome) in add_participants_in_order(engine, batch)? {
+        outcomes[index] = Some(outcome);
+    }
+    let mut messages_pending = true;
+    for (index, write) in batch.iter().enumerate() {
+        if outcomes[index].is_some() {
             continue;
         }
-        let run: Vec<&NewMessage> = batch[index..]
-            .iter()
-            .map_while(|write| match write {
-                Write::Message(message) => Some(message),
-                _ => None,
-            })
-            .collect();
-        if run.is_empty() {
-            outcomes.push(match &batch[index] {
-                Write::CreateRoom { room, members } => {
-                    add_members(engine, room, members, true, created.get(&room.id) == Some(&index))?
+        outcomes[index] = match write {
+            Write::Message(_) if messages_pending => {
+                messages_pending = false;
+                for (at, outcome) in insert_messages(engine, batch)? {
+                    outcomes[at] = Some(outcome);
                 }
-                Write::EnsureRoom { room, members } => add_members(
-                    engine,
-                    room,
-                    members,
-                    false,
-                    created.get(&room.id) == Some(&index),
-                )?,
-                Write::Presence { .. } => Outcome::Done,
-                write => apply_one(engine, write)?,
-            });
-            index += 1;
-        } else {
-            // By room and seq (already their order within a room, so history's order stays): two
-            // instances' writers inserting the same messages (a chat resent through another
-            // instance) wait for each other in one order, never in a cycle.
-            let mut order: Vec<usize> = (0..run.len()).collect();
-            order.sort_by(|a, b| stream_order(run[*a]).cmp(&stream_order(run[*b])));
-            let sorted: Vec<&NewMessage> = order.iter().map(|k| run[*k]).collect();
-            let inserted = engine.insert_messages(&sorted)?;
-            // What a message changes (an event's edit, a chat's files) was changed when it was
-            // stored: a resend found stored changes nothing again.
-            let stored: Vec<&NewMessage> =
-                sorted.iter().zip(&inserted).filter(|(_, new)| **new).map(|(m, _)| *m).collect();
-            room_events::apply(engine, &stored)?;
-            super::attachments::attach(engine, &stored)?;
-            let mut run_outcomes = vec![Outcome::Done; run.len()];
-            for (k, new) in order.into_iter().zip(inserted) {
-                run_outcomes[k] = if new { Outcome::Done } else { Outcome::Exists };
+                continue;
             }
-            outcomes.extend(run_outcomes);
-            index += run.len();
-        }
+            Write::Message(_) => continue,
+            Write::CreateRoom { room, members } => Some(add_members(
+                engine,
+                room,
+                members,
+                true,
+                created.get(&room.id) == Some(&index),
+            )?),
+            Write::EnsureRoom { room, members } => Some(add_members(
+                engine,
+                room,
+                members,
+                false,
+                created.get(&room.id) == Some(&index),
+            )?),
+            Write::Presence { .. } => Some(Outcome::Done),
+            write => Some(apply_one(engine, write)?),
+        };
     }
     let mut presence: Vec<&Write> =
         batch.iter().filter(|write| matches!(write, Write::Presence { .. })).collect();
@@ -188,7 +173,36 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
     for write in presence {
         apply_one(engine, write)?;
     }
-    Ok(outcomes)
+    Ok(outcomes.into_iter().map(|outcome| outcome.expect("every write applied")).collect())
+}
+
+/// Inserts every message of `batch` in one statement, by room and seq (already their order within
+/// a room, so history's order stays); then what each message inserted changes (an event's edit, a
+/// chat's files: a resend found stored changes nothing again). Their outcomes by index.
+fn insert_messages(
+    engine: &mut dyn Engine,
+    batch: &[Write],
+) -> Result<Vec<(usize, Outcome)>, StoreError> {
+    let mut messages: Vec<(usize, &NewMessage)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(index, write)| match write {
+            Write::Message(message) => Some((index, message)),
+            _ => None,
+        })
+        .collect();
+    messages.sort_by(|a, b| stream_order(a.1).cmp(&stream_order(b.1)));
+    let sorted: Vec<&NewMessage> = messages.iter().map(|(_, message)| *message).collect();
+    let inserted = engine.insert_messages(&sorted)?;
+    let stored: Vec<&NewMessage> =
+        sorted.iter().zip(&inserted).filter(|(_, new)| **new).map(|(m, _)| *m).collect();
+    room_events::apply(engine, &stored)?;
+    super::attachments::attach(engine, &stored)?;
+    Ok(messages
+        .into_iter()
+        .zip(inserted)
+        .map(|((index, _), new)| (index, if new { Outcome::Done } else { Outcome::Exists }))
+        .collect())
 }
 
 /// Where a message goes in a batch's insert: its room, then its seq (none: a global message).
@@ -201,7 +215,7 @@ fn stream_order(message: &NewMessage) -> (Option<&str>, Option<i64>) {
 fn add_participants_in_order(
     engine: &mut dyn Engine,
     batch: &[Write],
-) -> Result<HashMap<usize, Outcome>, StoreError> {
+) -> Result<Vec<(usize, Outcome)>, StoreError> {
     // The pairs some other write of the batch adds or removes, found in one pass.
     let mut touched: HashSet<(&str, &str)> = HashSet::new();
     for write in batch {
@@ -228,9 +242,9 @@ fn add_participants_in_order(
         .filter(|(_, room, user, ..)| !touched.contains(&(*room, *user)))
         .collect();
     adds.sort_by(|a, b| (a.1, a.2, a.0).cmp(&(b.1, b.2, b.0)));
-    let mut outcomes = HashMap::new();
+    let mut outcomes = Vec::with_capacity(adds.len());
     for (index, room, user, role, at) in adds {
-        outcomes.insert(index, add_participant(engine, room, user, role, at)?);
+        outcomes.push((index, add_participant(engine, room, user, role, at)?));
     }
     Ok(outcomes)
 }
@@ -259,16 +273,9 @@ fn create_rooms_in_order(
 
 fn apply_one(engine: &mut dyn Engine, write: &Write) -> Result<Outcome, StoreError> {
     match write {
-        Write::Message(message) => {
-            if engine.insert_messages(&[message])? != [true] {
-                return Ok(Outcome::Exists);
-            }
-            room_events::apply(engine, &[message])?;
-            super::attachments::attach(engine, &[message]).map(|()| Outcome::Done)
-        }
-        // Their rows are inserted first, in order, by `apply`.
-        Write::CreateRoom { .. } | Write::EnsureRoom { .. } => {
-            unreachable!("apply creates rooms itself")
+        // Their rows are inserted first, in order, by `apply`; messages all at once.
+        Write::CreateRoom { .. } | Write::EnsureRoom { .. } | Write::Message(_) => {
+            unreachable!("apply creates rooms and inserts messages itself")
         }
         Write::AddParticipant { room, user, role, at } => {
             add_participant(engine, room, user, *role, *at)

@@ -2,7 +2,8 @@
 //!
 //! Owns: one connection to the server. Statements are prepared once per connection and cached; a
 //! batch of messages goes in as one `INSERT ... SELECT FROM UNNEST(...)`, one round trip however
-//! many rows. Must not: be shared between threads (each owner opens its own).
+//! many rows, taking their keys in key order (see [`Postgres::insert_messages`]). Must not: be
+//! shared between threads (each owner opens its own).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -20,6 +21,9 @@ pub struct Postgres {
     client: Client,
     /// Prepared statements by their SQL (after placeholder translation).
     prepared: HashMap<String, Statement>,
+    /// The messages' insert, prepared at the first (after the migrations made the table: it names
+    /// the sequence of `chat_messages.pos`).
+    insert: Option<Statement>,
 }
 
 /// A failed statement as the store sees it: a deadlock's victim or a serialization failure is a
@@ -67,7 +71,7 @@ impl Postgres {
         let client = config
             .connect(NoTls)
             .map_err(|err| StoreError::Unavailable(format!("{}: {err}", without_password(url))))?;
-        Ok(Self { client, prepared: HashMap::new() })
+        Ok(Self { client, prepared: HashMap::new(), insert: None })
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
@@ -78,6 +82,33 @@ impl Postgres {
         let statement = self.client.prepare(&sql).map_err(store_error)?;
         self.prepared.insert(sql, statement.clone());
         Ok(statement)
+    }
+
+    /// See [`Engine::insert_messages`] below: the statement, prepared once.
+    fn insert_statement(&mut self) -> Result<Statement, StoreError> {
+        if let Some(statement) = &self.insert {
+            return Ok(statement.clone());
+        }
+        let row = self
+            .client
+            .query_one("SELECT pg_get_serial_sequence('chat_messages', 'pos')", &[])
+            .map_err(store_error)?;
+        let positions: String = row.try_get(0).map_err(store_error)?;
+        // The subquery numbers the rows as UNNEST yields them (a subquery with a volatile target
+        // list is planned on its own, below the sort); the sort then orders the insert by key.
+        let statement = self.statement(&format!(
+            "INSERT INTO chat_messages (pos, id, room, sender, message_type, content, data, \
+             created_at, updated_at, metadata, seq, epoch, target, reply_to) \
+             SELECT pos, id, room, sender, kind, content, data, at, at, metadata, seq, epoch, \
+             target, reply_to FROM (SELECT nextval('{positions}') AS pos, m.* FROM UNNEST \
+             (?1::text[], ?2::text[], ?3::text[], ?4::text[], ?5::text[], ?6::text[], \
+             ?7::bigint[], ?8::text[], ?9::bigint[], ?10::text[], ?11::text[], ?12::text[]) \
+             AS m (id, room, sender, kind, content, data, at, metadata, seq, epoch, target, \
+             reply_to)) AS numbered ORDER BY room, sender, id, pos \
+             ON CONFLICT (room, sender, id) DO NOTHING \
+             RETURNING room, sender, id"
+        ))?;
+        Ok(self.insert.insert(statement).clone())
     }
 }
 
@@ -138,18 +169,12 @@ impl Engine for Postgres {
         self.client.batch_execute("ROLLBACK").map_err(store_error)
     }
 
+    /// Each row takes its `pos` in the order given (history's order), but the rows go in by key
+    /// (room, sender, id): the unique index's entries, which another instance's writer inserting the
+    /// same message (a chat resent through it) waits on, are taken in one order by every writer,
+    /// however each numbered its copy. So two writers never wait for each other in a cycle here.
     fn insert_messages(&mut self, messages: &[&NewMessage]) -> Result<Vec<bool>, StoreError> {
-        let statement = self.statement(
-            "INSERT INTO chat_messages (id, room, sender, message_type, content, data, \
-             created_at, updated_at, metadata, seq, epoch, target, reply_to) \
-             SELECT id, room, sender, kind, content, data, at, at, metadata, seq, epoch, target, \
-             reply_to FROM UNNEST (?1::text[], ?2::text[], ?3::text[], ?4::text[], ?5::text[], \
-             ?6::text[], ?7::bigint[], ?8::text[], ?9::bigint[], ?10::text[], ?11::text[], \
-             ?12::text[]) \
-             AS m (id, room, sender, kind, content, data, at, metadata, seq, epoch, target, reply_to) \
-             ON CONFLICT (room, sender, id) DO NOTHING \
-             RETURNING room, sender, id",
-        )?;
+        let statement = self.insert_statement()?;
         let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
         let rooms: Vec<Option<&str>> = messages.iter().map(|m| m.room.as_deref()).collect();
         let senders: Vec<&str> = messages.iter().map(|m| m.sender.as_ref()).collect();

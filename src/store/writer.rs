@@ -24,9 +24,11 @@ use crate::router::Router;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// Immediate retries of a batch the database aborted as a deadlock's victim (another instance's
-/// writer took rows in another order) before the conflict counts as the database failing.
-const CONFLICT_RETRIES: u32 = 5;
+/// Retries of a batch the database aborted as a deadlock's victim (another instance's writer took
+/// rows in another order) before the conflict counts as the database failing: the first at once,
+/// then after [`conflict_pause`]s that double, so that writers caught in one cycle again and again
+/// (each retrying into the others' next batches) fall out of step.
+const CONFLICT_RETRIES: u32 = 8;
 /// Most messages one retention transaction deletes.
 const PURGE_BATCH: i64 = 5_000;
 
@@ -202,9 +204,10 @@ impl Writer {
                 // The transaction was rolled back and the connection is sound: again, at once,
                 // with the store up (no chat is refused for it).
                 Err(StoreError::Conflict(why)) if conflicts < CONFLICT_RETRIES => {
-                    conflicts += 1;
                     self.counters.conflicts.fetch_add(1, Relaxed);
                     tracing::debug!(reason = why, "transaction conflict: the batch is retried");
+                    std::thread::sleep(conflict_pause(conflicts));
+                    conflicts += 1;
                 }
                 Err(err) => {
                     failed = true;
@@ -299,6 +302,16 @@ impl Writer {
     }
 }
 
+/// The pause before retrying a batch after its `earlier` conflicts: none after the first, then 1,
+/// 2, 4 ... ms up to 64 (about 0.13 s over all the retries, on top of the database's own
+/// deadlock detection).
+fn conflict_pause(earlier: u32) -> Duration {
+    match earlier {
+        0 => Duration::ZERO,
+        n => Duration::from_millis(1 << (n - 1).min(6)),
+    }
+}
+
 /// After a failed attempt, whose commit may have gone through with its answer lost, a message the
 /// retry finds stored may be the batch's own: it counts as new, so a chat to everyone goes out
 /// (twice, at worst) rather than never.
@@ -313,6 +326,14 @@ fn own_messages_as_new(writes: &[Write], outcomes: &mut [Outcome]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conflicts_are_retried_at_once_then_after_doubling_pauses() {
+        let pauses: Vec<u64> =
+            (0..CONFLICT_RETRIES).map(|n| conflict_pause(n).as_millis() as u64).collect();
+        assert_eq!(pauses, [0, 1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(conflict_pause(40), Duration::from_millis(64), "capped");
+    }
 
     #[test]
     fn after_a_failed_attempt_a_message_found_stored_counts_as_new() {

@@ -207,6 +207,27 @@ fn messages_are_stored_once_and_paged(engine: &mut dyn Engine) {
     );
     let (done, exists) = (Outcome::Done, Outcome::Exists);
     assert_eq!(outcomes, [done.clone(), exists.clone(), done, exists], "the first of two is new");
+    // Messages between other writes go in as one insert, their outcomes still in the batch's order.
+    let outcomes = commit(
+        engine,
+        vec![
+            Write::Message(message("mixed", "alice", "x1", 3_000)),
+            Write::AddParticipant {
+                room: "nowhere".into(),
+                user: "alice".into(),
+                role: Role::Member,
+                at: 3_001,
+            },
+            Write::Message(message("mixed", "alice", "x1", 3_002)),
+            Write::Presence { user: "alice".into(), online: true, connections: 1, at: 3_003 },
+            Write::Message(message("mixed", "alice", "x2", 3_004)),
+        ],
+    );
+    let (done, exists) = (Outcome::Done, Outcome::Exists);
+    let expected = [done.clone(), Outcome::NotFound, exists, done.clone(), done];
+    assert_eq!(outcomes, expected);
+    let mixed: Vec<String> = history(engine, "mixed", None, 10).into_iter().map(|m| m.1).collect();
+    assert_eq!(mixed, ["x1", "x2"]);
 }
 
 fn streams_keep_their_seq_and_epoch(engine: &mut dyn Engine) {
