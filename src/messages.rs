@@ -33,7 +33,9 @@ fn annotated(message: &StoredMessage, shown: &Shown) -> Option<Frame> {
     let kind = MessageType::parse_stored(&message.kind)?;
     let data = RawValue::from_string(message.data.clone()).ok()?;
     let at = time_of(message.created_at);
-    let (id, room, from) = (message.id.as_str(), message.room.as_deref(), message.sender.as_str());
+    // A chat to everyone went out with no room, and is shown as it went out.
+    let room = message.room.as_deref().filter(|room| *room != protocol::GLOBAL_ROOM);
+    let (id, from) = (message.id.as_str(), message.sender.as_str());
     let stream = message.stream.as_ref().map(|(seq, epoch)| (*seq as u64, epoch.as_str()));
     let annotations = Annotations {
         edited_at: message.edited_at.map(time_of),
@@ -126,9 +128,13 @@ pub async fn read_thread(
 ) -> Result<(Vec<Frame>, Option<i64>), Access> {
     let store = hub.store().ok_or(Access::NotFound)?;
     let user = Some(request.user.as_ref()).filter(|user| !user.is_empty());
-    match rooms::may_read(store, &request.room, user, request.admin).await {
-        Access::Allowed => {}
-        access => return Err(access),
+    // The chats to everyone were sent to every caller.
+    let global = request.room.as_ref() == protocol::GLOBAL_ROOM;
+    if !global {
+        match rooms::may_read(store, &request.room, user, request.admin).await {
+            Access::Allowed => {}
+            access => return Err(access),
+        }
     }
     let (room, root_id, limit) = (request.room.to_string(), root.to_owned(), request.limit);
     let read = Read::Thread { room, root: root_id, after, limit };
@@ -157,9 +163,13 @@ pub struct History {
 pub async fn read_history(hub: &Hub, request: &History) -> Result<(Vec<Frame>, Next), Access> {
     let store = hub.store().ok_or(Access::NotFound)?;
     let user = Some(request.user.as_ref()).filter(|user| !user.is_empty());
-    match rooms::may_read(store, &request.room, user, request.admin).await {
-        Access::Allowed => {}
-        access => return Err(access),
+    // The chats to everyone were sent to every caller.
+    let global = request.room.as_ref() == protocol::GLOBAL_ROOM;
+    if !global {
+        match rooms::may_read(store, &request.room, user, request.admin).await {
+            Access::Allowed => {}
+            access => return Err(access),
+        }
     }
     let (before, after) = match request.page {
         Page::Before(before) => (before, None),

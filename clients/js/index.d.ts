@@ -139,6 +139,7 @@ export class Client extends Emitter<Events> {
   moderate(action: "mute" | "unmute" | "kick" | "ban" | "unban", room: string, data: { user: string; duration?: number; reason?: string }): Promise<Frame>;
   moderate(action: "report", room: string, data: { id: string; from?: string; reason: string }): Promise<Frame>;
   presence(room: string): Promise<{ users: string[]; away: string[]; next_after?: string }>;
+  /** A page of `room`'s history, oldest first; `"_global"`: the chats to everyone (paged by `before` only). */
   history(room: string, page?: { limit?: number; before?: string; after?: number }): Promise<{ messages: Frame[]; next_before: string | null }>;
   rooms(): Map<string, Since | null>;
   /** Marks the user present (not away) without sending anything else; dropped while offline. */

@@ -26,11 +26,14 @@ pub async fn route(
     path: &[&str],
     caller: &Caller,
 ) -> Response<Body> {
+    let query = request.uri().query().map(str::to_owned);
+    let query = query.as_deref();
+    if room == protocol::GLOBAL_ROOM && request.method() == Method::GET && path.is_empty() {
+        return global_history(app, caller, query).await;
+    }
     let Ok(room) = protocol::validate_room(room) else {
         return bad_request("not a valid room name");
     };
-    let query = request.uri().query().map(str::to_owned);
-    let query = query.as_deref();
     match (request.method(), path) {
         (&Method::GET, []) => history(app, room, caller, query).await,
         (&Method::DELETE, [id]) => delete(app, room, id, caller, query).await,
@@ -49,15 +52,37 @@ fn not_changed(why: Refused) -> Response<Body> {
     refusal(why.code(), why.message())
 }
 
+/// `GET /rooms/_global/messages?limit=&before=`: the stored chats to everyone, which every caller
+/// may read, paged like a room's history (`after=` has no seq to start from: refused).
+async fn global_history(app: &App, caller: &Caller, query: Option<&str>) -> Response<Body> {
+    let room = match history_cursor(query) {
+        Ok(page) => protocol::history_of(protocol::GLOBAL_ROOM, &page).map(|room| (room, page)),
+        Err(message) => Err(message),
+    };
+    match room {
+        Ok((room, page)) => history_page(app, room, page, caller, query).await,
+        Err(message) => bad_request(message),
+    }
+}
+
 /// `GET /rooms/{room}/messages?limit=&before=` (the newest `limit` before the cursor) or
 /// `?after=<seq>` (the oldest `limit` after the seq), oldest first either way.
 async fn history(app: &App, room: Room, caller: &Caller, query: Option<&str>) -> Response<Body> {
+    match history_cursor(query) {
+        Ok(page) => history_page(app, room, page, caller, query).await,
+        Err(message) => bad_request(message),
+    }
+}
+
+async fn history_page(
+    app: &App,
+    room: Room,
+    page: Page,
+    caller: &Caller,
+    query: Option<&str>,
+) -> Response<Body> {
     let limit = match page_limit(query) {
         Ok(limit) => limit,
-        Err(message) => return bad_request(message),
-    };
-    let page = match history_cursor(query) {
-        Ok(page) => page,
         Err(message) => return bad_request(message),
     };
     let user = caller.user.clone().unwrap_or_else(|| UserId::from(""));

@@ -12,9 +12,9 @@ use serde_json::value::RawValue;
 
 use super::outbound::message_frame_at;
 use super::{
-    new_message_id, parse_cursor, validate_room, validate_user, Action, Chat, ClientFrame,
-    ClientRequest, ErrorCode, MessageType, Page, Rejection, Room, Since, UserId, HISTORY_DEFAULT,
-    HISTORY_MAX, MAX_DATA_DEPTH, MAX_NAME_CHARS,
+    history_of, new_message_id, parse_cursor, validate_room, validate_user, Action, Chat,
+    ClientFrame, ClientRequest, ErrorCode, MessageType, Page, Rejection, Room, Since, UserId,
+    GLOBAL_ROOM, HISTORY_DEFAULT, HISTORY_MAX, MAX_DATA_DEPTH, MAX_NAME_CHARS,
 };
 
 /// The fields a client frame may carry; anything else (such as a forged `from`) is ignored.
@@ -74,6 +74,8 @@ pub fn parse_client_frame(
     };
     let room = match envelope.room.as_deref() {
         None | Some("") => None,
+        // Read by `history_of` below: `_global` has a history too.
+        Some(GLOBAL_ROOM) if kind.as_ref() == "history" => None,
         Some(name) => Some(validate_room(name).map_err(|msg| reject(ErrorCode::BadRequest, msg))?),
     };
     let require_room =
@@ -90,7 +92,12 @@ pub fn parse_client_frame(
         "history" => {
             let (limit, page) =
                 history_page(envelope.data).map_err(|msg| reject(ErrorCode::BadRequest, msg))?;
-            Action::History { room: require_room(room)?, limit, page }
+            let room = match envelope.room.as_deref() {
+                Some(GLOBAL_ROOM) => history_of(GLOBAL_ROOM, &page)
+                    .map_err(|msg| reject(ErrorCode::BadRequest, msg))?,
+                _ => require_room(room)?,
+            };
+            Action::History { room, limit, page }
         }
         "delete" => {
             let (message, from) =

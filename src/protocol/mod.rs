@@ -80,8 +80,21 @@ pub const MAX_NAME_CHARS: usize = 128;
 /// The deepest nesting of objects and arrays allowed in a message's `data`.
 pub const MAX_DATA_DEPTH: usize = 16;
 
-/// The room name that, in the HTTP API, means "every connected client".
+/// The room name that, in the HTTP API, means "every connected client"; its history (reading only)
+/// is the stored chats to everyone.
 pub const GLOBAL_ROOM: &str = "_global";
+
+/// The history a name reads: a valid room's, or the chats to everyone's (`_global`), which have no
+/// seq and so are paged by `before` only.
+pub fn history_of(name: &str, page: &Page) -> Result<Room, &'static str> {
+    match (name, page) {
+        (GLOBAL_ROOM, Page::After(_)) => {
+            Err("the chats to everyone have no seq: page their history with before")
+        }
+        (GLOBAL_ROOM, Page::Before(_)) => Ok(Arc::from(GLOBAL_ROOM)),
+        (name, _) => validate_room(name),
+    }
+}
 
 /// Every `type` a server frame may carry (clients also send `join`, `leave`, `ping`, `refresh`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

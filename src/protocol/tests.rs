@@ -174,6 +174,18 @@ fn room_names_are_validated() {
 }
 
 #[test]
+fn the_chats_to_everyone_have_a_history_paged_before_only() {
+    assert_eq!(history_of(GLOBAL_ROOM, &Page::Before(None)).as_deref(), Ok(GLOBAL_ROOM));
+    assert!(history_of(GLOBAL_ROOM, &Page::After(0)).is_err(), "no seq to page after");
+    assert_eq!(history_of("lobby", &Page::After(3)).as_deref(), Ok("lobby"));
+    assert!(history_of("a b", &Page::Before(None)).is_err());
+    let join = parse_client_frame(r#"{"type":"join","room":"_global"}"#, "u", LIMITS);
+    assert!(join.is_err(), "no room to join");
+    let history = request(r#"{"type":"history","room":"_global"}"#, "u");
+    assert!(matches!(history.action, Action::History { ref room, .. } if &**room == GLOBAL_ROOM));
+}
+
+#[test]
 fn replies_carry_only_type_and_id() {
     assert_eq!(reply_frame(MessageType::Ack, Some("c-1")).as_str(), r#"{"id":"c-1","type":"ack"}"#);
     assert_eq!(reply_frame(MessageType::Pong, None).as_str(), r#"{"type":"pong"}"#);

@@ -75,6 +75,46 @@ async fn history_pages_are_the_same_over_rest_and_websocket() {
 }
 
 #[tokio::test]
+async fn the_chats_to_everyone_have_a_history_that_every_user_reads_and_nobody_changes() {
+    let dir = TempDir::new("global");
+    let server = stored_server(&dir).await;
+    let mut alice = server.connect("/ws?user=alice").await;
+    let mut bob = server.connect("/ws?user=bob").await;
+    for (id, content) in [("g1", "one"), ("g2", "two"), ("g3", "three")] {
+        let global = json!({"type": "chat", "id": id, "data": {"content": content}});
+        assert_eq!(alice.request(global).await["type"], "ack");
+    }
+    let live = bob.recv_type("chat").await;
+
+    // Carol was not connected when they went out: she reads them, over REST and WebSocket alike.
+    let (status, newest) = server.get("/api/v1/chat/rooms/_global/messages?limit=2").await;
+    assert_eq!((status, contents(&newest)), (StatusCode::OK, vec!["two".into(), "three".into()]));
+    let cursor = newest["next_before"].as_str().expect("a cursor to older messages").to_owned();
+    let older = format!("/api/v1/chat/rooms/_global/messages?before={cursor}");
+    let (_, oldest) = server.get(&older).await;
+    assert_eq!((contents(&oldest), &oldest["next_before"]), (vec!["one".into()], &Value::Null));
+    assert_eq!(oldest["messages"][0], live, "history holds the envelope as it went out live");
+    let mut carol = server.connect("/ws?user=carol").await;
+    let ws = carol
+        .request(json!({"type": "history", "room": "_global", "id": "h", "data": {"limit": 2}}))
+        .await;
+    assert_eq!((ws["type"].as_str(), ws["room"].as_str()), (Some("history"), Some("_global")));
+    assert_eq!(ws["data"]["messages"], newest["messages"]);
+
+    // They have no seq to page after, and `_global` is no room to write to or join.
+    let (status, _) = server.get("/api/v1/chat/rooms/_global/messages?after=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let after = json!({"type": "history", "room": "_global", "id": "a", "data": {"after": 0}});
+    assert_eq!(carol.request(after).await["data"]["code"], "bad_request");
+    let join = carol.request(json!({"type": "join", "room": "_global", "id": "j"})).await;
+    assert_eq!(join["data"]["code"], "bad_request", "{join}");
+    let (status, _) = server.delete("/api/v1/chat/rooms/_global/messages/g1?from=alice").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, still) = server.get("/api/v1/chat/rooms/_global/messages").await;
+    assert_eq!(contents(&still), ["one", "two", "three"]);
+}
+
+#[tokio::test]
 async fn a_retry_after_a_reconnect_is_acked_again_and_neither_delivered_nor_stored_twice() {
     let dir = TempDir::new("dedup");
     let server = stored_server(&dir).await;
