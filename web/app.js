@@ -8,6 +8,7 @@ import { Messages } from "./messages.js";
 import { Replies } from "./replies.js";
 import { Receipts } from "./receipts.js";
 import { Search } from "./search.js";
+import { Notices } from "./notices.js";
 import { Typing } from "./composing.js";
 import { Moderation } from "./moderation.js";
 import { Files } from "./files.js";
@@ -25,6 +26,7 @@ let receipts;
 let typing;
 let moderation;
 let filesView;
+let notices;
 let current = sessionStorage.getItem("wsbroker.current");
 let joined = new Set(JSON.parse(sessionStorage.getItem("wsbroker.rooms") || "[]"));
 let older = null;
@@ -52,6 +54,8 @@ function start(config) {
   receipts = new Receipts(session.user);
   roomList = new RoomList({ api, me: session.user, onOpen: openRoom, current: () => current });
   new Search({ api, me: session.user, onOpen: openAt });
+  notices = new Notices({ api, me: session.user });
+  notices.load();
   const renewal = new Renewal(session);
   client = new Client({
     url: wsUrl(),
@@ -293,6 +297,8 @@ async function loadOlder() {
 }
 
 function onMessage(frame) {
+  // A chat with no room went to everyone (or to this user): a notice, not a room's message.
+  if (!frame.room) return notices.show(frame);
   if (loading && frame.room === current) {
     loading.push({ type: "message", frame });
     return;

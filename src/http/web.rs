@@ -16,6 +16,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("style.css", "text/css; charset=utf-8", include_str!("../../web/style.css")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../web/app.js")),
     ("api.js", "text/javascript; charset=utf-8", include_str!("../../web/api.js")),
+    ("notices.js", "text/javascript; charset=utf-8", include_str!("../../web/notices.js")),
     // The client library (clients/js), which the page is built on.
     ("client.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/index.js")),
     ("emitter.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/emitter.js")),

@@ -494,6 +494,27 @@ def call(broker, method, path, body=None):
     return urllib.request.urlopen(request, timeout=5).status
 
 
+def test_a_notice_to_everyone_shows_live_and_to_whoever_comes_later_until_dismissed(browser):
+    with chatting(browser) as (broker, alice, bob):
+        notice = {"type": "chat", "data": {"content": "maintenance at noon"}}
+        assert call(broker, "POST", "rooms/_global/messages", notice) == 202
+        for page in (alice, bob):
+            expect(page.get_by_role("status", name="Notice")).to_contain_text("maintenance at noon")
+        expect(message(alice, "maintenance at noon")).to_have_count(0)
+        # carol was not there when it went out: she finds it from the stored chats to everyone.
+        carol = browser.new_context().new_page()
+        sign_in(carol, broker.origin, "carol")
+        expect(carol.get_by_role("status", name="Notice")).to_contain_text("maintenance at noon")
+        carol.get_by_role("button", name="Dismiss notice").click()
+        expect(carol.locator("#notice")).to_be_hidden()
+        # Dismissed for good: once the stored ones are checked again after a reload, still hidden.
+        carol.reload()
+        expect(carol.locator("#notice")).to_have_attribute("aria-busy", "false")
+        expect(carol.locator("#notice")).to_be_hidden()
+        bob.reload()
+        expect(bob.get_by_role("status", name="Notice")).to_contain_text("maintenance at noon")
+
+
 def test_a_chat_that_cannot_be_sent_says_why_and_can_be_dismissed(browser):
     # A broker that takes less than the page allows: the broker's refusal is what the page shows.
     with chatting(browser, "--max-content", "12") as (_broker, _alice, bob):
