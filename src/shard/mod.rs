@@ -20,6 +20,7 @@ pub mod cache;
 mod coalesce;
 mod dedup;
 mod deliveries;
+mod ending;
 mod enforce;
 mod enrol;
 mod everyone;
@@ -43,13 +44,12 @@ mod unread;
 use std::time::Instant;
 
 use crate::broker::{Announce, LocalChange};
-use crate::close::{self, CloseReason};
+use crate::close;
 use crate::directory::{ShardId, Transition};
 use crate::hub::Hub;
 use crate::mailbox::{Command, ConnId, Delivery, Enrolment, Inbox, Target};
 use crate::metrics::{self, ShardCounters, UnavailableCause};
 use crate::protocol::{Frame, PresenceStatus, Room, UserId};
-use crate::store::ops::Write;
 use crate::store::WriteRefusal;
 use away::AwaySweep;
 use cache::LocalCache;
@@ -310,84 +310,6 @@ impl Shard {
             return;
         }
         self.send_presence(room, user.clone(), status);
-    }
-
-    /// Removes a connection; `close` tells its reader or session why when the shard is the one
-    /// evicting it.
-    fn remove(&mut self, conn: ConnId, close: Option<&'static CloseReason>) {
-        let Some((mut connection, left)) = self.cache.remove(conn) else {
-            return;
-        };
-        metrics::incr(&self.counters().connections_closed);
-        self.order.forget(conn);
-        if !self.resuming.is_empty() {
-            self.forget_resumes(conn);
-        }
-        if let Some(reason) = close {
-            connection.ask_to_close(reason);
-        }
-        for left in left {
-            self.after_leave(left, &connection.user);
-        }
-        if !self.cache.has_user(&connection.user) {
-            self.limits.forget(&connection.user);
-            self.note_presence(&connection.user, false);
-            self.hub.presence().local_change(LocalChange::UserOffline(connection.user));
-        }
-    }
-
-    /// Records in the store that `user` came online or went offline here (for `last_seen`).
-    fn note_presence(&self, user: &UserId, online: bool) {
-        if let Some(store) = self.hub.store() {
-            let connections = i64::from(online);
-            let at = crate::protocol::millis(std::time::SystemTime::now());
-            store.write_unawaited(Write::Presence {
-                user: user.to_string(),
-                online,
-                connections,
-                at,
-            });
-        }
-    }
-
-    /// Every connection of `user` is closed with `reason`.
-    fn close_user(&mut self, user: &UserId, reason: &'static CloseReason) {
-        let conns: Vec<ConnId> = self.cache.user_outboxes(user).map(|(conn, _)| conn).collect();
-        for conn in conns {
-            self.remove(conn, Some(reason));
-        }
-    }
-
-    /// Every connection of `user` leaves `room` (it is no longer a participant).
-    fn kick(&mut self, user: &UserId, room: &Room) {
-        let conns: Vec<ConnId> = self.cache.user_outboxes(user).map(|(conn, _)| conn).collect();
-        for conn in conns {
-            if self.cache.is_member(conn, room) {
-                self.leave(conn, room);
-            }
-        }
-    }
-
-    fn quiesce(&mut self, settled: tokio::sync::oneshot::Sender<()>) {
-        self.quiescing = true;
-        self.settled = Some(settled);
-    }
-
-    /// Tells the shutdown once every chat taken is acked (called once the batch's acks are
-    /// written).
-    fn tell_if_settled(&mut self) {
-        if self.settled.is_some() && !self.order.chats_in_flight() {
-            let _ = self.settled.take().map(|settled| settled.send(()));
-        }
-    }
-
-    fn shut_down(&mut self) {
-        self.shutting_down = true;
-        for conn in self.cache.conn_ids() {
-            if let Some(connection) = self.cache.get_mut(conn) {
-                connection.ask_to_close(&close::SHUTTING_DOWN);
-            }
-        }
     }
 
     /// Commits the batch's transitions, flushes held output, then evicts whoever was found full,

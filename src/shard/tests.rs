@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::broker::{Numbering, Seams, Sequencer};
+use crate::close::CloseReason;
 use crate::config::Config;
 use crate::directory::ShardId;
 use crate::mailbox::{Origin, Registration, ReplayRequest, Stamp, ToSequence};

@@ -4,23 +4,27 @@
 //! shard, a shard and the others, the HTTP API or the relay and the shards), and the answers to
 //! queries. Plain data. Must not: import any of the modules that send or receive these messages
 //! (reader, session, shard, hub, router, cluster, http). It sits below all of them, so they talk through it as peers, the way
-//! rumqttd's connections and router share their event types.
+//! rumqttd's connections and router share their event types. A room stream's words are in
+//! `stream.rs`, the reads of a shard's cache in `query.rs`.
+
+mod query;
+mod stream;
+
+pub use query::{ConnInfo, LocalPresence, Query, UserStatus};
+pub use stream::{
+    LoadedStream, Origin, Replay, ReplayRequest, Stamp, StreamSlice, ToSequence, Unanswered,
+};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use crate::auth::Permissions;
 use crate::close::CloseReason;
-use serde_json::value::RawValue;
-
-use crate::directory::ShardId;
 use crate::lane::Lane;
-use crate::protocol::{
-    ClientRequest, Frame, MessageType, PresenceStatus, Resumed, Room, Since, UserId,
-};
+use crate::protocol::{ClientRequest, Frame, PresenceStatus, Room, Since, UserId};
 
 /// A connection's id, unique within the process.
 pub type ConnId = u64;
@@ -297,122 +301,6 @@ pub enum Delivery {
     Shutdown,
 }
 
-/// A room message on its way to the room's home shard, which alone numbers the room's messages.
-#[derive(Debug)]
-pub struct ToSequence {
-    pub room: Room,
-    pub id: String,
-    pub sender: UserId,
-    pub kind: MessageType,
-    pub data: Box<RawValue>,
-    /// The envelope `timestamp`, in milliseconds since the Unix epoch.
-    pub at: i64,
-    pub origin: Origin,
-}
-
-/// Why an answer a shard waited for off its thread is missing: the backend asked could not be
-/// reached, or did not answer in time (its cause is logged where it happened).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Unanswered {
-    #[error("the message store is unavailable")]
-    Store,
-    #[error("redis is unavailable")]
-    Redis,
-}
-
-/// A room's stream as the store has it.
-#[derive(Debug)]
-pub struct LoadedStream {
-    /// The epoch and seq of its newest message; `None`: no message yet.
-    pub newest: Option<(String, i64)>,
-    /// The ids its senders used within `--dedup-window` before this start: (sender, id, seq).
-    pub sent: Vec<(String, String, i64)>,
-}
-
-/// A room message's place in its room's stream, as the cluster numbered it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stamp {
-    pub seq: u64,
-    pub epoch: Arc<str>,
-    /// A resend of a message already numbered (same sender, room and id within `--dedup-window`,
-    /// on any instance): `seq` is the one it got then, and it was not published again.
-    pub again: bool,
-}
-
-/// A resume, on its way to the room's home shard.
-#[derive(Debug)]
-pub struct ReplayRequest {
-    pub room: Room,
-    pub since: Since,
-    /// The member's shard and connection, and the join's id.
-    pub shard: ShardId,
-    pub conn: ConnId,
-    pub id: Option<String>,
-    /// Cluster mode, while the store is read for what Redis no longer keeps: what it does keep.
-    pub kept: Option<Box<StreamSlice>>,
-}
-
-/// Cluster mode: what the broker holds of a room's stream after a resume point.
-#[derive(Debug)]
-pub struct StreamSlice {
-    /// The stream's name and last seq (`None`: the room has no stream yet).
-    pub stream: Option<(String, u64)>,
-    /// The messages after the resume point that the broker still keeps, in seq order.
-    pub messages: Vec<(u64, Frame)>,
-}
-
-/// What a replay found.
-#[derive(Debug)]
-pub enum Replay {
-    /// Every message after the resume point up to `upto`, in seq order; live messages up to
-    /// `upto` that reach the member after the answer are skipped.
-    Recovered {
-        frames: Vec<Frame>,
-        upto: u64,
-    },
-    NotRecovered(Resumed),
-}
-
-/// Who hears how a room message fared.
-#[derive(Debug)]
-pub enum Origin {
-    /// A chat from a connection: its shard is told (`Stored`, or `Refused`); `acked`: the client
-    /// gave an id, so it gets an ack; `admin`: its token's, so no room rule holds it back.
-    Connection { shard: ShardId, conn: ConnId, acked: bool, admin: bool },
-    /// An HTTP publish (an admin's) waits for the message's seq (`None`: refused).
-    Reply(oneshot::Sender<Option<u64>>),
-}
-
-/// Who is online on a shard, and who is in each of its rooms.
-#[derive(Debug, Default)]
-pub struct LocalPresence {
-    pub users: Vec<UserId>,
-    pub rooms: Vec<(Room, Vec<UserId>)>,
-}
-
-/// A read of a shard's cache, answered on a oneshot.
-#[derive(Debug)]
-pub enum Query {
-    OnlineUsers(oneshot::Sender<Vec<UserId>>),
-    /// The shard's online users and each of its rooms with its users (for the cluster's presence).
-    Presence(oneshot::Sender<LocalPresence>),
-    /// Users in the room, each with whether it is away.
-    RoomUsers {
-        room: Room,
-        reply: oneshot::Sender<Vec<(UserId, bool)>>,
-    },
-    UserStatus {
-        user: UserId,
-        reply: oneshot::Sender<UserStatus>,
-    },
-    UserConnections {
-        user: UserId,
-        reply: oneshot::Sender<Vec<ConnInfo>>,
-    },
-    /// Frames waiting in the shard's connections' outboxes.
-    Queued(oneshot::Sender<u64>),
-}
-
 /// The receiving ends of a shard's two inboxes.
 #[derive(Debug)]
 pub struct Inbox {
@@ -420,31 +308,4 @@ pub struct Inbox {
     pub commands: flume::Receiver<Command>,
     /// From everyone else; unbounded, so shards never wait on each other and cannot deadlock.
     pub deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
-}
-
-/// A user as a presence query reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserStatus {
-    Online,
-    Away,
-    Offline,
-}
-
-impl UserStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Online => "online",
-            Self::Away => "away",
-            Self::Offline => "offline",
-        }
-    }
-}
-
-/// A connection's metadata, as reported by the connections query.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub conn: ConnId,
-    pub connected_at: SystemTime,
-    pub idle_for: Duration,
-    pub rooms: Vec<Room>,
 }
