@@ -6,6 +6,7 @@
 //! A frame is encoded once and the resulting [`Frame`] (a refcounted buffer) is shared by every
 //! recipient.
 
+mod fields;
 mod inbound;
 mod mine;
 mod moderate;
@@ -14,7 +15,8 @@ mod outbound;
 mod presence;
 mod request;
 
-pub use inbound::{chat_data, history_page, parse_client_frame, ChatChecked, Limits};
+pub use fields::{history_page, validate_reaction, Limits};
+pub use inbound::{chat_data, parse_client_frame, ChatChecked};
 pub use mine::{receipt_frame, room_added_frame, room_removed_frame, unread_frame, Unread};
 pub use moderate::Moderate;
 pub use moderation::{moderation_frame, room_settings_frame, Moderated, RoomSettings};
