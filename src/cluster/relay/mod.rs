@@ -13,6 +13,7 @@
 //! answers locally, marked partial). It reconnects with backoff and rebuilds everything.
 
 mod changes;
+mod offline;
 mod outgoing;
 
 use std::collections::{HashMap, HashSet};
@@ -24,15 +25,13 @@ use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 
 use super::endpoint::Endpoint;
-use super::mirror::{Mirror, Mirrored};
+use super::mirror::Mirror;
 use super::presence::Presence;
 use super::streams::{RoomStreams, FRAME_SEPARATOR};
 use super::wire::{self, Names};
 use crate::broker::{LocalChange, Question};
 use crate::directory::ShardId;
-use crate::mailbox::{
-    Delivery, LocalPresence, Query, ReplayRequest, Target, ToSequence, Unanswered,
-};
+use crate::mailbox::{Delivery, LocalPresence, Query, ReplayRequest, Target, ToSequence};
 use crate::metrics::RelayCounters;
 use crate::protocol::{Frame, Room, UserId};
 use crate::router::Router;
@@ -382,53 +381,6 @@ impl Relay {
         match serde_json::from_str::<crate::rules::Notice>(json.as_str()) {
             Ok(notice) => self.router.enforce(notice),
             Err(err) => tracing::warn!(%err, "ignored a moderation notice that does not parse"),
-        }
-    }
-
-    /// A local change while Redis is away: the mirror follows, the change is announced here.
-    fn apply_offline(&mut self, change: LocalChange) {
-        match self.mirror.apply(change) {
-            Mirrored::Room(membership, room, user) => {
-                self.tell_home(membership.into(), &room, &user, None)
-            }
-            Mirrored::Activity { user, status, rooms } => {
-                for room in rooms {
-                    self.tell_home(status, &room, &user, None);
-                }
-            }
-            Mirrored::User(..) => {}
-        }
-    }
-
-    /// Waits `pause` without Redis, still draining the inputs so nothing grows or blocks.
-    async fn offline_for(&mut self, pause: Duration) -> Exchange<()> {
-        let deadline = tokio::time::Instant::now() + pause;
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => return Ok(()),
-                change = self.inputs.changes.recv() => {
-                    match change.ok_or(Stop::Finished)? {
-                        Ordered::Change(change) => self.apply_offline(change),
-                        Ordered::Notify { shard, then } => self.router.deliver(shard, then),
-                        Ordered::Notice(notice) => {
-                            tracing::warn!(?notice, "redis unavailable: a moderation action reaches this instance only");
-                        }
-                        Ordered::Read { request, home } => {
-                            self.router.deliver(home, Delivery::StreamRead { request, read: Err(Unanswered::Redis) })
-                        }
-                        // Redis is away: there is no cluster presence to keep or hand over.
-                        Ordered::HoldChanges => {}
-                        Ordered::HandOver { done, .. } => drop(done.send(())),
-                    }
-                }
-                outgoing = self.inputs.outgoing.recv_async() => {
-                    if let Outgoing::Stamp { item, home } = outgoing.map_err(|_| Stop::Finished)? {
-                        self.router.deliver(home, Delivery::Stamped { item, stamped: Err(Unanswered::Redis) });
-                    }
-                    self.counters.dropped.fetch_add(1, Relaxed);
-                }
-                Ok(question) = self.inputs.questions.recv_async() => drop(question),
-            }
         }
     }
 }
