@@ -1,8 +1,9 @@
 // The wsbroker client: one connection that comes back by itself, resumes every room it joined where
 // it left off (docs/protocol.md, "Room streams and resuming"), and delivers each chat exactly once:
 // a chat stays in the outbox until its ack and is resent with the same id after a reconnect, which
-// the broker's dedup turns into one delivery. Runs in browsers and in Node >= 20 (pass a WebSocket
-// constructor, such as the `ws` package's or Node's with --experimental-websocket).
+// the broker's dedup turns into one delivery. In a browser, going offline drops the connection at
+// once and coming back online reconnects at once. Runs in browsers and in Node >= 20 (pass a
+// WebSocket constructor, such as the `ws` package's or Node's with --experimental-websocket).
 //
 // Events: "state" { state, retryInMs }, "message" (a chat or notification frame, each once),
 // "acked" { id, room, seq }, "failed" { id, room, data, code, message }, "deleted" { room, id, from },
@@ -41,6 +42,8 @@ export class Client extends Emitter {
   #socket = null;
   #attempt = 0;
   #timers = new Set();
+  #retryTimer = null;
+  #network = null;
   #heartbeat = null;
   #rooms = new Map(); // room -> { since: { seq, epoch } | null }
   #joining = new Set(); // rooms whose join is asked and not answered: their chats wait for it
@@ -70,11 +73,13 @@ export class Client extends Emitter {
 
   connect() {
     this.#stopped = false;
+    this.#watchNetwork();
     this.#open();
   }
 
   close() {
     this.#stopped = true;
+    this.#unwatchNetwork();
     this.#clearTimers();
     const socket = this.#socket;
     this.#socket = null;
@@ -446,7 +451,35 @@ export class Client extends Emitter {
     this.#attempt += 1;
     const delay = this.#backoff(this.#attempt);
     this.#setState("reconnecting", delay);
-    this.#after(delay, () => !this.#stopped && this.#open());
+    this.#retryTimer = this.#after(delay, () => {
+      this.#retryTimer = null;
+      if (!this.#stopped) this.#open();
+    });
+  }
+
+  /** In a browser, its word on the network: offline, the connection is as good as gone (no need
+   * to wait for the heartbeat to find it silent); online again, the next try is now, not after
+   * the backoff. */
+  #watchNetwork() {
+    if (this.#network || typeof globalThis.addEventListener !== "function") return;
+    const offline = () => this.#socket && this.#dropped(this.#socket, 4999, true);
+    const online = () => {
+      if (this.#stopped || this.#retryTimer === null) return;
+      clearTimeout(this.#retryTimer);
+      this.#timers.delete(this.#retryTimer);
+      this.#retryTimer = null;
+      this.#open();
+    };
+    this.#network = { offline, online };
+    globalThis.addEventListener("offline", offline);
+    globalThis.addEventListener("online", online);
+  }
+
+  #unwatchNetwork() {
+    if (!this.#network) return;
+    globalThis.removeEventListener("offline", this.#network.offline);
+    globalThis.removeEventListener("online", this.#network.online);
+    this.#network = null;
   }
 
   #backoff(attempt) {
@@ -459,12 +492,14 @@ export class Client extends Emitter {
       run();
     }, ms);
     this.#timers.add(timer);
+    return timer;
   }
 
   #clearTimers() {
     clearInterval(this.#heartbeat);
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
+    this.#retryTimer = null;
   }
 
   #setState(state, retryInMs = 0) {
