@@ -146,20 +146,11 @@ pub fn apply(engine: &mut dyn Engine, batch: &[Write]) -> Result<Vec<Outcome>, S
                 continue;
             }
             Write::Message(_) => continue,
-            Write::CreateRoom { room, members } => Some(add_members(
-                engine,
-                room,
-                members,
-                true,
-                created.get(&room.id) == Some(&index),
-            )?),
-            Write::EnsureRoom { room, members } => Some(add_members(
-                engine,
-                room,
-                members,
-                false,
-                created.get(&room.id) == Some(&index),
-            )?),
+            Write::CreateRoom { room, members } | Write::EnsureRoom { room, members } => {
+                let creator_owns = matches!(write, Write::CreateRoom { .. });
+                let inserted = created.get(&room.id) == Some(&index);
+                Some(add_members(engine, room, members, creator_owns, inserted)?)
+            }
             Write::Presence { .. } => Some(Outcome::Done),
             write => Some(apply_one(engine, write)?),
         };

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{start_server_with, WAIT};
+use crate::common::{start_server_with, Client, TestServer, WAIT};
 use crate::postgres_server::PostgresServer;
 
 fn chat(id: &str) -> Value {
@@ -41,8 +41,9 @@ fn until_a_writer_waits(client: &mut postgres::Client) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_aborted_as_a_deadlocks_victim_is_retried_at_once_and_no_chat_is_refused() {
+/// A broker on a PostgreSQL of its own whose writer gathers chats 300 ms into one batch, and alice
+/// in room `r` with one chat acked (the room and its stream exist).
+async fn broker_on_postgres() -> (PostgresServer, String, TestServer, Client) {
     let postgres = PostgresServer::start().await;
     let url = postgres.database("chat").await;
     let server = start_server_with({
@@ -50,13 +51,19 @@ async fn a_batch_aborted_as_a_deadlocks_victim_is_retried_at_once_and_no_chat_is
         move |c| {
             c.database_url = url.parse().unwrap();
             c.rate_limit = 0.0;
-            // Both chats in one batch: the writer inserts `first`, then `second`.
             c.store_linger = Duration::from_millis(300);
         }
     })
     .await;
     let mut alice = server.member("alice", "r").await;
     assert_eq!(alice.request(chat("before")).await["type"], "ack");
+    (postgres, url, server, alice)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_aborted_as_a_deadlocks_victim_is_retried_at_once_and_no_chat_is_refused() {
+    // Both chats in one batch: the writer inserts `first`, then `second`.
+    let (_postgres, url, server, mut alice) = broker_on_postgres().await;
 
     // The other writer holds `second`; the broker's writer takes `first` and waits for `second`;
     // then the other asks for `first`: a cycle. Its deadlock_timeout is the longer, so PostgreSQL
@@ -106,20 +113,8 @@ async fn a_batch_aborted_as_a_deadlocks_victim_is_retried_at_once_and_no_chat_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_takes_its_messages_keys_in_key_order_and_numbers_them_in_stream_order() {
-    let postgres = PostgresServer::start().await;
-    let url = postgres.database("chat").await;
-    let server = start_server_with({
-        let url = url.clone();
-        move |c| {
-            c.database_url = url.parse().unwrap();
-            c.rate_limit = 0.0;
-            // Both chats in one batch: `b` first in the stream, `a` first by key.
-            c.store_linger = Duration::from_millis(300);
-        }
-    })
-    .await;
-    let mut alice = server.member("alice", "r").await;
-    assert_eq!(alice.request(chat("before")).await["type"], "ack");
+    // Both chats in one batch: `b` first in the stream, `a` first by key.
+    let (_postgres, url, server, mut alice) = broker_on_postgres().await;
 
     // The other writer holds `b`; the broker's writer, given `b` then `a`, takes `a` first and
     // waits for `b`. A probe inserting `a` then waits for the writer: had the writer gone in
