@@ -128,13 +128,9 @@ pub async fn read_thread(
 ) -> Result<(Vec<Frame>, Option<i64>), Access> {
     let store = hub.store().ok_or(Access::NotFound)?;
     let user = Some(request.user.as_ref()).filter(|user| !user.is_empty());
-    // The chats to everyone were sent to every caller.
-    let global = request.room.as_ref() == protocol::GLOBAL_ROOM;
-    if !global {
-        match rooms::may_read(store, &request.room, user, request.admin).await {
-            Access::Allowed => {}
-            access => return Err(access),
-        }
+    match rooms::may_read(store, &request.room, user, request.admin).await {
+        Access::Allowed => {}
+        access => return Err(access),
     }
     let (room, root_id, limit) = (request.room.to_string(), root.to_owned(), request.limit);
     let read = Read::Thread { room, root: root_id, after, limit };
