@@ -113,7 +113,9 @@ fn run(engine: &str, url: &DatabaseUrl, messages: u64, reads: u64) {
     if let (DatabaseUrl::Postgres(url), Ok(_)) = (url, std::env::var("STORE_BENCH_ANALYZE")) {
         // What autovacuum does on its own some time after a bulk load: the planner's statistics.
         let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        let started = Instant::now();
         client.batch_execute("ANALYZE").unwrap();
+        println!("{engine}: ANALYZE of the whole database took {:.2?}", started.elapsed());
     }
     history_latency(engine, &store, messages, reads, react_every == 0);
     rooms_latency(engine, &store, messages, reads);

@@ -68,7 +68,8 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let mut engine = url.connect()?;
         let applied = migrations::migrate(engine.as_mut(), migrations::latest())?;
-        tracing::info!(database = %url.describe(), ?applied, "store ready");
+        let analyzed = migrations::analyze_if_never_analyzed(engine.as_mut())?;
+        tracing::info!(database = %url.describe(), ?applied, ?analyzed, "store ready");
         let (writes, jobs) = flume::bounded(settings.queue.max(1));
         let (reads, read_jobs) = flume::bounded(settings.queue.max(1));
         let mut tuning = Tuning {

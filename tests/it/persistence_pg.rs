@@ -359,3 +359,32 @@ async fn instances_creating_the_same_rooms_at_once_never_deadlock() {
         assert_eq!(instance.metric("wsbroker_store_failures_total").await, 0, "no failed commit");
     }
 }
+
+#[tokio::test]
+async fn the_chat_tables_have_planner_statistics_from_the_start() {
+    // A new database (or one just restored, which comes without statistics): the broker analyzes
+    // the tables it plans reads over, so they are not misjudged until autovacuum gets to them.
+    let postgres = PostgresServer::start().await;
+    let url = postgres.database("chat").await;
+    let _server = start_server_with({
+        let url = url.clone();
+        move |c| c.database_url = url.parse().unwrap()
+    })
+    .await;
+    let never_analyzed = tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let rows = client
+            .query(
+                "SELECT relname::text FROM pg_stat_user_tables \
+                 WHERE last_analyze IS NULL AND last_autoanalyze IS NULL \
+                 AND relname IN ('chat_messages', 'chat_participants', 'chat_rooms', \
+                 'chat_reactions')",
+                &[],
+            )
+            .unwrap();
+        rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(never_analyzed.is_empty(), "never analyzed: {never_analyzed:?}");
+}
