@@ -159,9 +159,8 @@ pub struct History {
 pub async fn read_history(hub: &Hub, request: &History) -> Result<(Vec<Frame>, Next), Access> {
     let store = hub.store().ok_or(Access::NotFound)?;
     let user = Some(request.user.as_ref()).filter(|user| !user.is_empty());
-    // The chats to everyone were sent to every caller.
-    let global = request.room.as_ref() == protocol::GLOBAL_ROOM;
-    if !global {
+    // The chats to everyone were sent to every caller; a room's history, to those who may read it.
+    if request.room.as_ref() != protocol::GLOBAL_ROOM {
         match rooms::may_read(store, &request.room, user, request.admin).await {
             Access::Allowed => {}
             access => return Err(access),

@@ -41,8 +41,8 @@ export class Api {
     return this.call("GET", `rooms/${encodeURIComponent(room)}/messages/${encodeURIComponent(id)}/thread`, { params: { limit: 100 } });
   }
 
-  history(room, before) {
-    return this.call("GET", `rooms/${encodeURIComponent(room)}/messages`, { params: { limit: 100, before } });
+  history(room, before, limit = 100) {
+    return this.call("GET", `rooms/${encodeURIComponent(room)}/messages`, { params: { limit, before } });
   }
 
   // Stops being a participant of `room` (the page's "Leave room").

@@ -15,7 +15,7 @@ export class Notices {
   // The newest stored chat to everyone, unless dismissed before (busy until it is known).
   async load() {
     try {
-      const page = await this.api.history("_global");
+      const page = await this.api.history("_global", undefined, 1);
       const newest = page.ok ? page.answer.messages.at(-1) : undefined;
       if (newest && !this.shown) this.show(newest);
     } catch {

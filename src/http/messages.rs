@@ -55,11 +55,9 @@ fn not_changed(why: Refused) -> Response<Body> {
 /// `GET /rooms/_global/messages?limit=&before=`: the stored chats to everyone, which every caller
 /// may read, paged like a room's history (`after=` has no seq to start from: refused).
 async fn global_history(app: &App, caller: &Caller, query: Option<&str>) -> Response<Body> {
-    let room = match history_cursor(query) {
-        Ok(page) => protocol::history_of(protocol::GLOBAL_ROOM, &page).map(|room| (room, page)),
-        Err(message) => Err(message),
-    };
-    match room {
+    let global = history_cursor(query)
+        .and_then(|page| Ok((protocol::history_of(protocol::GLOBAL_ROOM, &page)?, page)));
+    match global {
         Ok((room, page)) => history_page(app, room, page, caller, query).await,
         Err(message) => bad_request(message),
     }

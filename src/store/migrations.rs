@@ -99,9 +99,10 @@ pub fn migrate(engine: &mut dyn Engine, target: i64) -> Result<Vec<i64>, StoreEr
 
 /// On PostgreSQL, gathers the planner's statistics of the chat tables never analyzed (as far as the
 /// server's activity statistics know: a new database, one just restored, since `pg_restore` brings
-/// no statistics, or any after a crash reset those), and says which. Until autovacuum gets to such a table, the planner misjudges it and `GET /rooms`
-/// and searches take plans up to 30 times slower (docs/benchmarks.md); `ANALYZE` samples a fixed
-/// number of rows (0.45 s for all the tables over 1,000,000 messages). SQLite plans without it.
+/// no statistics, or any after a crash reset those), and says which. Until autovacuum gets to such
+/// a table, the planner misjudges it and `GET /rooms` and searches take plans up to 30 times slower
+/// (docs/benchmarks.md); `ANALYZE` samples a fixed number of rows (0.45 s for all the tables over
+/// 1,000,000 messages). SQLite plans without it.
 pub fn analyze_if_never_analyzed(engine: &mut dyn Engine) -> Result<Vec<String>, StoreError> {
     if engine.name() != "postgres" {
         return Ok(Vec::new());
