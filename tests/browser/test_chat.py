@@ -693,6 +693,8 @@ def test_a_file_dropped_in_shows_for_the_other_as_a_thumbnail_downloads_whole_an
         thumb = bob.locator("#messages img.thumbnail")
         expect(thumb).to_be_visible(timeout=10000)
         expect(thumb).to_have_attribute("alt", "screenshot.png")
+        # Visible comes before loaded: the thumbnail's size is known once the image has loaded.
+        bob.wait_for_function("document.querySelector('#messages img.thumbnail').complete")
         assert bob.evaluate("document.querySelector('#messages img.thumbnail').naturalWidth") == 320
         href = bob.locator("#messages a.file").get_attribute("href")
         full = bob.request.get(href)
